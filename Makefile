@@ -1,0 +1,85 @@
+# paasops build. `make test` is the one command CI runs; every target depends on `deps`.
+CC      ?= cc
+PKGS    := libuv yaml-0.1 sqlite3 libcjson openssl
+DEBS    := build-essential pkg-config libuv1-dev node-llhttp libyaml-dev libsqlite3-dev \
+           libcjson-dev libssl-dev libcmocka-dev python3-pytest curl procps supervisor
+LLHTTP_SRC := /usr/share/llhttp
+LLHTTP_INC := /usr/share/include/llhttp
+
+BUILD   ?= build
+SAN     ?=
+CFLAGS_BASE := -std=c17 -Wall -Wextra -Werror -Wno-unused-parameter -g -O2 \
+               -D_GNU_SOURCE -Isrc -I$(LLHTTP_INC) -include src/core/banned.h
+CFLAGS_PKG   = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LDLIBS_PKG   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -lpthread
+ifeq ($(SAN),1)
+  SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+  BUILD := build-asan
+endif
+
+SRCS    := $(filter-out src/main.c,$(wildcard src/*.c src/*/*.c))
+OBJS    := $(SRCS:%.c=$(BUILD)/%.o)
+LLOBJS  := $(BUILD)/llhttp/llhttp.o $(BUILD)/llhttp/api.o $(BUILD)/llhttp/http.o
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+
+.PHONY: all deps test unit e2e asan demo bench clean
+all: $(BUILD)/paasops paasops
+
+deps:
+	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+$(BUILD)/%.o: %.c | deps
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_BASE) $(CFLAGS_PKG) $(SANFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/llhttp/%.o: $(LLHTTP_SRC)/%.c | deps
+	@mkdir -p $(dir $@)
+	$(CC) -O2 -g -I$(LLHTTP_INC) $(SANFLAGS) -c $< -o $@
+
+$(BUILD)/libpaasops.a: $(OBJS) $(LLOBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/paasops: $(BUILD)/src/main.o $(BUILD)/libpaasops.a
+	$(CC) $(SANFLAGS) -o $@ $^ $(LDLIBS_PKG)
+
+paasops: $(BUILD)/paasops
+	@[ "$(SAN)" = 1 ] || ln -sf $(BUILD)/paasops paasops
+
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libpaasops.a | deps
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_BASE) $(CFLAGS_PKG) $(SANFLAGS) -o $@ $< $(BUILD)/libpaasops.a $(LDLIBS_PKG) -lcmocka
+
+unit: $(UNIT_BINS)
+	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
+
+e2e: $(BUILD)/paasops examples/hello/hello
+	PAASOPS_BIN=$(abspath $(BUILD)/paasops) pytest-3 -q -p no:cacheprovider tests/e2e $(PYTEST_ARGS)
+
+test: deps
+	$(MAKE) unit
+	$(MAKE) e2e
+
+asan: deps
+	$(MAKE) SAN=1 unit
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 $(MAKE) SAN=1 e2e
+
+examples/hello/hello: examples/hello/hello.c | deps
+	$(CC) -std=c17 -Wall -Wextra -Werror -O2 -D_GNU_SOURCE -o $@ $<
+
+demo: all examples/hello/hello
+	./examples/demo.sh
+
+bench: all examples/hello/hello
+	./bench/run.sh
+
+clean:
+	rm -rf build build-asan paasops examples/hello/hello
+
+-include $(OBJS:.o=.d)

@@ -1,0 +1,562 @@
+/* api.c: the API's HTTP/1.1 server: listeners, connections with keep-alive
+ * and pipelining, the route table, authentication and the permission check
+ * before any handler runs. Handlers are in api_handlers.c. */
+#include "api/api_internal.h"
+#include "compat/json.h"
+#include "core/log.h"
+#include "core/strbuf.h"
+#include "core/timeutil.h"
+#include "core/util.h"
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define API_IDLE_MS 60000
+
+enum scope {
+	SCOPE_NONE, /* not about one app; handlers filter by scope */
+	SCOPE_PATH, /* the first path parameter is the app */
+	SCOPE_BODY, /* the handler checks the app named in the body */
+};
+
+struct route {
+	const char *method;
+	const char *pattern; /* segments; ":x" matches one segment */
+	api_handler_cb handler;
+	enum auth_action action;
+	enum scope scope;
+};
+
+/* Every endpoint, and the action each needs. */
+static const struct route routes[] = {
+	{"GET", "/healthz", h_healthz, AUTH_PUBLIC, SCOPE_NONE},
+	{"GET", "/v1/version", h_version, AUTH_READ, SCOPE_NONE},
+	{"GET", "/v1/apps", h_apps_list, AUTH_READ, SCOPE_NONE},
+	{"POST", "/v1/apps", h_apps_apply, AUTH_WRITE, SCOPE_BODY},
+	{"GET", "/v1/apps/:app", h_app_show, AUTH_READ, SCOPE_PATH},
+	{"DELETE", "/v1/apps/:app", h_app_delete, AUTH_WRITE, SCOPE_PATH},
+	{"GET", "/v1/apps/:app/instances", h_app_instances, AUTH_READ, SCOPE_PATH},
+	{"POST", "/v1/apps/:app/instances/:id/restart", h_instance_restart, AUTH_WRITE, SCOPE_PATH},
+	{"POST", "/v1/apps/:app/scale", h_app_scale, AUTH_WRITE, SCOPE_PATH},
+	{"POST", "/v1/apps/:app/restart", h_app_restart, AUTH_WRITE, SCOPE_PATH},
+	{"POST", "/v1/apps/:app/stop", h_app_stop, AUTH_WRITE, SCOPE_PATH},
+	{"POST", "/v1/apps/:app/start", h_app_start, AUTH_WRITE, SCOPE_PATH},
+	{"GET", "/v1/apps/:app/logs", h_app_logs, AUTH_READ, SCOPE_PATH},
+	{"GET", "/v1/instances", h_instances, AUTH_READ, SCOPE_NONE},
+	{"GET", "/v1/events", h_events, AUTH_READ, SCOPE_NONE},
+	{"POST", "/v1/tokens", h_tokens_create, AUTH_MANAGE, SCOPE_NONE},
+	{"GET", "/v1/tokens", h_tokens_list, AUTH_MANAGE, SCOPE_NONE},
+	{"DELETE", "/v1/tokens/:id", h_tokens_revoke, AUTH_MANAGE, SCOPE_NONE},
+};
+
+struct api_conn {
+	struct api *api;
+	union {
+		uv_stream_t stream;
+		uv_pipe_t pipe;
+		uv_tcp_t tcp;
+	} h;
+	uv_timer_t idle;
+	bool is_unix;
+	bool closing;
+	bool close_after_write;
+	int pending_writes;
+	int open;
+	struct http_parser *parser;
+	char rbuf[65536];
+	struct api_conn *next, *prev;
+};
+
+struct api_write {
+	uv_write_t req;
+	struct api_conn *conn;
+	char *data;
+};
+
+/* ---- responses ---- */
+
+void api_error(struct api_resp *resp, int status, const char *code, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	char *msg = xvasprintf(fmt, ap);
+	va_end(ap);
+	json_free(resp->body);
+	resp->status = status;
+	resp->body = json_object();
+	struct json *e = json_set(resp->body, "error", json_object());
+	json_set_str(e, "code", code);
+	json_set_str(e, "message", msg);
+	free(msg);
+}
+
+void api_error_errno(struct api_resp *resp, int err, const char *msg)
+{
+	switch (err) {
+	case -ENOENT: api_error(resp, 404, "not_found", "%s", msg); break;
+	case -EINVAL: api_error(resp, 400, "bad_request", "%s", msg); break;
+	case -EEXIST:
+	case -EBUSY: api_error(resp, 409, "conflict", "%s", msg); break;
+	case -EACCES: api_error(resp, 403, "forbidden", "%s", msg); break;
+	default: api_error(resp, 500, "internal", "%s", msg); break;
+	}
+}
+
+char *api_query(const struct api_req *req, const char *name)
+{
+	if (!req->query)
+		return NULL;
+	size_t nlen = strlen(name);
+	const char *p = req->query;
+	while (*p) {
+		const char *amp = strchr(p, '&');
+		size_t len = amp ? (size_t)(amp - p) : strlen(p);
+		if (len > nlen && strncmp(p, name, nlen) == 0 && p[nlen] == '=') {
+			char *v = xstrndup(p + nlen + 1, len - nlen - 1);
+			if (http_url_decode(v, true) < 0) {
+				free(v);
+				return xstrdup("\x01"); /* never a valid value */
+			}
+			return v;
+		}
+		if (len == nlen && strncmp(p, name, nlen) == 0)
+			return xstrdup("");
+		p += len + (amp ? 1 : 0);
+	}
+	return NULL;
+}
+
+int api_query_int(const struct api_req *req, struct api_resp *resp, const char *name, int64_t def,
+		  int64_t min, int64_t max, int64_t *out)
+{
+	char *v = api_query(req, name);
+	if (!v) {
+		*out = def;
+		return 0;
+	}
+	int64_t n;
+	int r = str_to_i64(v, &n);
+	free(v);
+	if (r < 0 || n < min || n > max) {
+		api_error(resp, 400, "bad_request", "query parameter '%s' must be an integer from %lld to %lld",
+			  name, (long long)min, (long long)max);
+		return -EINVAL;
+	}
+	*out = n;
+	return 0;
+}
+
+bool api_body_object(struct api_req *req, struct api_resp *resp, bool optional)
+{
+	if (!req->body && optional) {
+		req->body = json_object();
+		return true;
+	}
+	if (!json_is_object(req->body)) {
+		api_error(resp, 400, "bad_request", "the request body must be a JSON object");
+		return false;
+	}
+	return true;
+}
+
+/* ---- connections ---- */
+
+static void conn_closed(uv_handle_t *h)
+{
+	struct api_conn *c = h->data;
+	if (--c->open > 0)
+		return;
+	struct api *api = c->api;
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		api->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	http_parser_free(c->parser);
+	free(c);
+	if (--api->open == 0 && api->stopping) {
+		free(api->version);
+		free(api->socket_path);
+		free(api);
+	}
+}
+
+static void conn_close(struct api_conn *c)
+{
+	if (c->closing)
+		return;
+	c->closing = true;
+	uv_close((uv_handle_t *)&c->h.stream, conn_closed);
+	uv_close((uv_handle_t *)&c->idle, conn_closed);
+}
+
+static void write_done(uv_write_t *req, int status)
+{
+	struct api_write *w = req->data;
+	struct api_conn *c = w->conn;
+	free(w->data);
+	free(w);
+	c->pending_writes--;
+	if ((status < 0 || c->close_after_write) && c->pending_writes == 0)
+		conn_close(c);
+}
+
+static void conn_send(struct api_conn *c, int status, struct json *body, bool keep_alive)
+{
+	char *text = body ? json_print(body, false) : xstrdup("{}");
+	struct strbuf sb;
+	strbuf_init(&sb, strlen(text) + 256);
+	strbuf_addf(&sb,
+		    "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
+		    "Cache-Control: no-store\r\n%s\r\n%s\n",
+		    status, http_reason(status), strlen(text) + 1,
+		    keep_alive ? "" : "Connection: close\r\n", text);
+	free(text);
+	struct api_write *w = xcalloc(1, sizeof(*w));
+	w->conn = c;
+	w->req.data = w;
+	size_t len;
+	w->data = strbuf_detach(&sb, &len);
+	strbuf_release(&sb);
+	uv_buf_t b = uv_buf_init(w->data, (unsigned)len);
+	c->pending_writes++;
+	if (!keep_alive)
+		c->close_after_write = true;
+	int r = uv_write(&w->req, &c->h.stream, &b, 1, write_done);
+	if (r < 0) {
+		free(w->data);
+		free(w);
+		c->pending_writes--;
+		conn_close(c);
+	}
+}
+
+static void send_error(struct api_conn *c, int status, const char *code, const char *msg, bool keep)
+{
+	struct api_resp resp = {0};
+	api_error(&resp, status, code, "%s", msg);
+	conn_send(c, status, resp.body, keep);
+	json_free(resp.body);
+}
+
+/* Matches path against a pattern; fills params. */
+static bool match(const char *pattern, const char *path, const char **params, char *scratch,
+		  size_t scratch_len)
+{
+	int np = 0;
+	size_t used = 0;
+	while (*pattern && *path) {
+		if (*pattern != '/' || *path != '/')
+			return false;
+		pattern++;
+		path++;
+		const char *pe = strchr(pattern, '/');
+		const char *se = strchr(path, '/');
+		size_t pl = pe ? (size_t)(pe - pattern) : strlen(pattern);
+		size_t sl = se ? (size_t)(se - path) : strlen(path);
+		if (pattern[0] == ':') {
+			if (sl == 0 || np >= API_MAX_PARAMS || used + sl + 1 > scratch_len)
+				return false;
+			memcpy(scratch + used, path, sl);
+			scratch[used + sl] = '\0';
+			params[np++] = scratch + used;
+			used += sl + 1;
+		} else if (pl != sl || strncmp(pattern, path, pl) != 0) {
+			return false;
+		}
+		pattern += pl;
+		path += sl;
+	}
+	return *pattern == '\0' && *path == '\0';
+}
+
+static bool peer_allowed(struct api_conn *c)
+{
+	uv_os_fd_t fd;
+	if (uv_fileno((uv_handle_t *)&c->h.stream, &fd) < 0)
+		return false;
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+		return false;
+	return cred.uid == 0 || cred.uid == getuid();
+}
+
+static void dispatch(struct api_conn *c, struct http_msg *m)
+{
+	struct api *api = c->api;
+	struct api_req req = {.api = api, .msg = m, .method = m->method};
+	const struct route *rt = NULL;
+	struct api_resp resp = {.status = 200};
+	struct auth_principal who;
+	bool have_who = false;
+	char scratch[1024];
+
+	/* Split the target into path and query, and decode the path. */
+	const char *target = m->url.buf;
+	const char *q = strchr(target, '?');
+	req.path = q ? xstrndup(target, (size_t)(q - target)) : xstrdup(target);
+	req.query = q ? xstrdup(q + 1) : NULL;
+	if (req.path[0] != '/' || http_url_decode(req.path, false) < 0 || strstr(req.path, "/../")) {
+		api_error(&resp, 400, "bad_request", "malformed request path");
+		goto send;
+	}
+	size_t pl = strlen(req.path);
+	if (pl > 1 && req.path[pl - 1] == '/')
+		req.path[pl - 1] = '\0';
+
+	bool path_known = false;
+	for (size_t k = 0; k < ARRAY_SIZE(routes); k++) {
+		if (!match(routes[k].pattern, req.path, req.params, scratch, sizeof(scratch)))
+			continue;
+		path_known = true;
+		if (strcmp(routes[k].method, m->method) == 0 ||
+		    (strcmp(m->method, "HEAD") == 0 && strcmp(routes[k].method, "GET") == 0)) {
+			rt = &routes[k];
+			break;
+		}
+	}
+	if (!rt) {
+		if (path_known)
+			api_error(&resp, 405, "method_not_allowed", "%s is not allowed on %s", m->method, req.path);
+		else
+			api_error(&resp, 404, "not_found", "no such endpoint: %s %s", m->method, req.path);
+		goto send;
+	}
+
+	/* Who is calling. */
+	if (rt->action != AUTH_PUBLIC) {
+		if (c->is_unix) {
+			auth_principal_local(&who);
+		} else {
+			char *err = NULL;
+			if (auth_authenticate(api->store, http_msg_header(m, "Authorization"), &who, &err) < 0) {
+				api_error(&resp, 401, "unauthorized", "%s", err);
+				free(err);
+				goto send;
+			}
+		}
+		have_who = true;
+		req.who = &who;
+		const char *app = rt->scope == SCOPE_PATH ? req.params[0] : NULL;
+		if (!auth_allows(&who, rt->action, app)) {
+			if (app)
+				api_error(&resp, 403, "forbidden", "a %s token%s may not %s app '%s'",
+					  auth_role_name(who.role), who.n_apps ? " scoped to other apps" : "",
+					  rt->action == AUTH_READ ? "read" : "change", app);
+			else
+				api_error(&resp, 403, "forbidden", "a %s token may not call %s %s",
+					  auth_role_name(who.role), m->method, rt->pattern);
+			goto send;
+		}
+	}
+
+	/* The body, when there is one, must be JSON. */
+	if (m->body.len) {
+		char *err = NULL;
+		req.body = json_parse(m->body.buf, m->body.len, &err);
+		if (!req.body) {
+			api_error(&resp, 400, "bad_request", "%s", err);
+			free(err);
+			goto send;
+		}
+	}
+	rt->handler(&req, &resp);
+
+send:
+	if (!resp.body)
+		resp.body = json_object();
+	conn_send(c, resp.status, resp.body, m->keep_alive && !api->stopping);
+	if (rt && strcmp(m->method, "GET") != 0 && strcmp(m->method, "HEAD") != 0)
+		log_info("api %s %s -> %d%s%s", m->method, req.path, resp.status,
+			 have_who && who.token_id ? " by " : "", have_who && who.token_id ? who.token_id : "");
+	json_free(resp.body);
+	json_free(req.body);
+	free(req.path);
+	free(req.query);
+	if (have_who)
+		auth_principal_release(&who);
+}
+
+static void conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+	struct api_conn *c = h->data;
+	buf->base = c->rbuf;
+	buf->len = sizeof(c->rbuf);
+}
+
+static void conn_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+	struct api_conn *c = s->data;
+	if (n < 0) {
+		conn_close(c);
+		return;
+	}
+	if (n == 0 || c->closing || c->close_after_write)
+		return;
+	uv_timer_again(&c->idle);
+	const char *p = buf->base;
+	size_t left = (size_t)n;
+	while (left && !c->close_after_write) {
+		size_t used;
+		int r = http_parser_feed(c->parser, p, left, &used);
+		if (r == HTTP_FEED_MORE)
+			return;
+		if (r == HTTP_FEED_COMPLETE) {
+			dispatch(c, http_parser_msg(c->parser));
+			http_parser_reset(c->parser);
+			p += used;
+			left -= used;
+			continue;
+		}
+		if (r == -EMSGSIZE)
+			send_error(c, 431, "too_large", "request headers are larger than 64 KiB", false);
+		else if (r == -EFBIG)
+			send_error(c, 413, "too_large", "request body is larger than 1 MiB", false);
+		else
+			send_error(c, 400, "bad_request", http_parser_error(c->parser), false);
+		uv_read_stop(s);
+		return;
+	}
+}
+
+static void conn_idle(uv_timer_t *t)
+{
+	conn_close(t->data);
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+	struct api *api = server->data;
+	if (status < 0 || api->stopping)
+		return;
+	struct api_conn *c = xcalloc(1, sizeof(*c));
+	c->api = api;
+	c->is_unix = server == (uv_stream_t *)&api->unix_listener;
+	if (c->is_unix)
+		uv_pipe_init(api->loop, &c->h.pipe, 0);
+	else
+		uv_tcp_init(api->loop, &c->h.tcp);
+	c->h.stream.data = c;
+	uv_timer_init(api->loop, &c->idle);
+	c->idle.data = c;
+	c->open = 2;
+	api->open++;
+	c->next = api->conns;
+	if (api->conns)
+		api->conns->prev = c;
+	api->conns = c;
+	c->parser = http_parser_new(HTTP_KIND_REQUEST, API_MAX_HEADER, API_MAX_BODY);
+	if (uv_accept(server, &c->h.stream) < 0) {
+		conn_close(c);
+		return;
+	}
+	if (c->is_unix && !peer_allowed(c)) {
+		send_error(c, 403, "forbidden", "only the daemon's user or root may use this socket", false);
+		return;
+	}
+	uv_timer_start(&c->idle, conn_idle, API_IDLE_MS, API_IDLE_MS);
+	uv_read_start(&c->h.stream, conn_alloc, conn_read);
+}
+
+/* ---- listeners ---- */
+
+static int parse_hostport(const char *s, char *host, size_t hlen, int *port)
+{
+	const char *colon = strrchr(s, ':');
+	if (!colon || colon == s || (size_t)(colon - s) >= hlen)
+		return -EINVAL;
+	int64_t p;
+	if (str_to_i64(colon + 1, &p) < 0 || p < 0 || p > 65535)
+		return -EINVAL;
+	memcpy(host, s, (size_t)(colon - s));
+	host[colon - s] = '\0';
+	*port = (int)p;
+	return 0;
+}
+
+static void listener_closed(uv_handle_t *h)
+{
+	struct api *api = h->data;
+	if (--api->open == 0) {
+		free(api->version);
+		free(api->socket_path);
+		free(api);
+	}
+}
+
+struct api *api_start(const struct api_config *cfg, char **err)
+{
+	struct api *api = xcalloc(1, sizeof(*api));
+	api->loop = cfg->loop;
+	api->store = cfg->store;
+	api->sv = cfg->sv;
+	api->version = xstrdup(cfg->version);
+	api->socket_path = xstrdup(cfg->socket_path);
+
+	uv_pipe_init(api->loop, &api->unix_listener, 0);
+	api->unix_listener.data = api;
+	api->open++;
+	api->has_unix = true;
+	unlink(cfg->socket_path); /* stale: the data-dir lock is ours */
+	mode_t old = umask(0177);
+	int r = uv_pipe_bind(&api->unix_listener, cfg->socket_path);
+	umask(old);
+	if (r == 0) {
+		chmod(cfg->socket_path, 0600);
+		r = uv_listen((uv_stream_t *)&api->unix_listener, 128, on_connection);
+	}
+	if (r < 0) {
+		*err = xasprintf("cannot listen on '%s': %s", cfg->socket_path, uv_strerror(r));
+		goto fail;
+	}
+	if (cfg->tcp_addr) {
+		char host[256];
+		int port;
+		struct sockaddr_storage ss;
+		if (parse_hostport(cfg->tcp_addr, host, sizeof(host), &port) < 0) {
+			*err = xasprintf("invalid --api address '%s' (want HOST:PORT)", cfg->tcp_addr);
+			goto fail;
+		}
+		if (uv_ip4_addr(host, port, (struct sockaddr_in *)&ss) < 0 &&
+		    uv_ip6_addr(host[0] == '[' ? host + 1 : host, port, (struct sockaddr_in6 *)&ss) < 0) {
+			*err = xasprintf("invalid --api address '%s' (want an IP address and port)", cfg->tcp_addr);
+			goto fail;
+		}
+		uv_tcp_init(api->loop, &api->tcp_listener);
+		api->tcp_listener.data = api;
+		api->open++;
+		api->has_tcp = true;
+		r = uv_tcp_bind(&api->tcp_listener, (struct sockaddr *)&ss, 0);
+		if (r == 0)
+			r = uv_listen((uv_stream_t *)&api->tcp_listener, 128, on_connection);
+		if (r < 0) {
+			*err = xasprintf("cannot listen on '%s': %s", cfg->tcp_addr, uv_strerror(r));
+			goto fail;
+		}
+	}
+	return api;
+fail:
+	api_stop(api);
+	return NULL;
+}
+
+void api_stop(struct api *api)
+{
+	if (!api || api->stopping)
+		return;
+	api->stopping = true;
+	if (api->has_unix) {
+		uv_close((uv_handle_t *)&api->unix_listener, listener_closed);
+		unlink(api->socket_path);
+	}
+	if (api->has_tcp)
+		uv_close((uv_handle_t *)&api->tcp_listener, listener_closed);
+	for (struct api_conn *c = api->conns; c; c = c->next)
+		conn_close(c);
+}

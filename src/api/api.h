@@ -1,0 +1,27 @@
+/* api.h: the HTTP/1.1 JSON API under /v1, on a unix socket (peer must be
+ * the daemon's own user or root) and optionally on TCP (bearer tokens).
+ * The route table in api.c maps method + path to a handler and the action
+ * the permission table in auth decides on. */
+#ifndef PAASOPS_API_H
+#define PAASOPS_API_H
+#include <uv.h>
+
+struct store;
+struct supervisor;
+struct api;
+
+struct api_config {
+	uv_loop_t *loop;       /* borrowed */
+	struct store *store;   /* borrowed */
+	struct supervisor *sv; /* borrowed */
+	const char *socket_path;
+	const char *tcp_addr; /* "HOST:PORT" or NULL */
+	const char *version;
+};
+
+/* Starts listening. NULL + *err (caller frees) on failure. */
+struct api *api_start(const struct api_config *cfg, char **err);
+/* Stops accepting and closes every connection; frees once closed. */
+void api_stop(struct api *api);
+
+#endif

@@ -1,0 +1,402 @@
+/* api_handlers.c: one function per endpoint of doc/api.md. Each validates
+ * its input completely before it changes anything, so a bad request leaves
+ * the state as it was. */
+#include "api/api_internal.h"
+#include "compat/json.h"
+#include "core/timeutil.h"
+#include "core/util.h"
+#include "spec/spec.h"
+#include "store/store.h"
+#include "supervisor/supervisor.h"
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+void h_healthz(struct api_req *req, struct api_resp *resp)
+{
+	resp->body = json_object();
+	json_set_str(resp->body, "status", "ok");
+}
+
+void h_version(struct api_req *req, struct api_resp *resp)
+{
+	resp->body = json_object();
+	json_set_str(resp->body, "version", req->api->version);
+}
+
+/* Drops array entries whose "app" the caller may not read. */
+static struct json *filter_scope(struct api_req *req, struct json *arr, const char *key)
+{
+	if (!req->who || req->who->n_apps == 0)
+		return arr;
+	struct json *out = json_array();
+	for (struct json *e = json_first(arr); e; e = json_next(e))
+		if (auth_allows(req->who, AUTH_READ, json_get_str(e, key)))
+			json_append(out, json_dup(e));
+	json_free(arr);
+	return out;
+}
+
+void h_apps_list(struct api_req *req, struct api_resp *resp)
+{
+	resp->body = json_object();
+	json_set(resp->body, "apps", filter_scope(req, supervisor_apps_json(req->api->sv), "name"));
+}
+
+void h_apps_apply(struct api_req *req, struct api_resp *resp)
+{
+	if (!api_body_object(req, resp, false))
+		return;
+	struct json *js = json_get(req->body, "spec");
+	struct json *jd = json_get(req->body, "dir");
+	struct json *jf = json_get(req->body, "filename");
+	if (!json_is_string(js)) {
+		api_error(resp, 400, "bad_request", "'spec' must be a string holding paasops.yaml");
+		return;
+	}
+	if (jd && !json_is_null(jd) && !json_is_string(jd)) {
+		api_error(resp, 400, "bad_request", "'dir' must be a string");
+		return;
+	}
+	if (jf && !json_is_null(jf) && !json_is_string(jf)) {
+		api_error(resp, 400, "bad_request", "'filename' must be a string");
+		return;
+	}
+	const char *yaml = json_str(js);
+	const char *filename = json_str(jf) ? json_str(jf) : "paasops.yaml";
+	char cwd[4096];
+	const char *dir = json_str(jd);
+	if (!dir)
+		dir = getcwd(cwd, sizeof(cwd)) ? cwd : "/";
+	if (dir[0] != '/') {
+		api_error(resp, 400, "bad_request", "'dir' must be an absolute path, not '%s'", dir);
+		return;
+	}
+	if (access(dir, X_OK) != 0) {
+		api_error(resp, 400, "bad_request", "'dir' '%s' is not an accessible directory", dir);
+		return;
+	}
+	char *err = NULL;
+	struct spec *spec = spec_parse(yaml, strlen(yaml), filename, &err);
+	if (!spec) {
+		api_error(resp, 422, "invalid_spec", "%s has errors", filename);
+		struct json *e = json_get(resp->body, "error");
+		struct json *details = json_set(e, "details", json_array());
+		char *save = NULL;
+		for (char *line = strtok_r(err, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+			json_append(details, json_string(line));
+		free(err);
+		return;
+	}
+	if (!auth_allows(req->who, AUTH_WRITE, spec->app)) {
+		api_error(resp, 403, "forbidden", "a %s token scoped to other apps may not change app '%s'",
+			  auth_role_name(req->who->role), spec->app);
+		spec_free(spec);
+		return;
+	}
+	char *name = xstrdup(spec->app);
+	bool created = false;
+	int r = supervisor_apply(req->api->sv, spec, yaml, filename, dir, &created, &err);
+	if (r < 0) {
+		api_error_errno(resp, r, err);
+		free(err);
+		free(name);
+		return;
+	}
+	resp->status = created ? 201 : 200;
+	resp->body = supervisor_app_json(req->api->sv, name, false);
+	json_set_bool(resp->body, "created", created);
+	free(name);
+}
+
+static bool need_app(struct api_req *req, struct api_resp *resp)
+{
+	if (supervisor_has_app(req->api->sv, req->params[0]))
+		return true;
+	api_error(resp, 404, "not_found", "app '%s' not found", req->params[0]);
+	return false;
+}
+
+void h_app_show(struct api_req *req, struct api_resp *resp)
+{
+	if (!need_app(req, resp))
+		return;
+	resp->body = supervisor_app_json(req->api->sv, req->params[0], true);
+}
+
+void h_app_delete(struct api_req *req, struct api_resp *resp)
+{
+	char *err = NULL;
+	int r = supervisor_destroy(req->api->sv, req->params[0], &err);
+	if (r < 0) {
+		api_error_errno(resp, r, err);
+		free(err);
+		return;
+	}
+	resp->body = json_object();
+	json_set_str(resp->body, "deleted", req->params[0]);
+}
+
+void h_app_instances(struct api_req *req, struct api_resp *resp)
+{
+	if (!need_app(req, resp))
+		return;
+	resp->body = json_object();
+	json_set(resp->body, "instances", supervisor_instances_json(req->api->sv, req->params[0]));
+}
+
+void h_instances(struct api_req *req, struct api_resp *resp)
+{
+	resp->body = json_object();
+	json_set(resp->body, "instances", filter_scope(req, supervisor_instances_json(req->api->sv, NULL), "app"));
+}
+
+static void do_restart(struct api_req *req, struct api_resp *resp, const char *proc, const char *inst)
+{
+	char *err = NULL;
+	struct json *ids = json_array();
+	int r = supervisor_restart(req->api->sv, req->params[0], proc, inst, ids, &err);
+	if (r < 0) {
+		api_error_errno(resp, r, err);
+		free(err);
+		json_free(ids);
+		return;
+	}
+	resp->body = json_object();
+	json_set(resp->body, "restarted", ids);
+}
+
+void h_instance_restart(struct api_req *req, struct api_resp *resp)
+{
+	do_restart(req, resp, NULL, req->params[1]);
+}
+
+/* Reads the optional string member key; false (400 set) when it is not a string. */
+static bool opt_string(struct api_req *req, struct api_resp *resp, const char *key, const char **out)
+{
+	struct json *v = json_get(req->body, key);
+	*out = NULL;
+	if (!v || json_is_null(v))
+		return true;
+	if (!json_is_string(v) || !*json_str(v)) {
+		api_error(resp, 400, "bad_request", "'%s' must be a non-empty string", key);
+		return false;
+	}
+	*out = json_str(v);
+	return true;
+}
+
+void h_app_restart(struct api_req *req, struct api_resp *resp)
+{
+	const char *proc, *inst;
+	if (!api_body_object(req, resp, true) || !opt_string(req, resp, "process", &proc) ||
+	    !opt_string(req, resp, "instance", &inst))
+		return;
+	if (proc && inst) {
+		api_error(resp, 400, "bad_request", "give 'process' or 'instance', not both");
+		return;
+	}
+	do_restart(req, resp, proc, inst);
+}
+
+void h_app_scale(struct api_req *req, struct api_resp *resp)
+{
+	if (!api_body_object(req, resp, false))
+		return;
+	struct json *procs = json_get(req->body, "processes");
+	if (!json_is_object(procs) || json_size(procs) == 0) {
+		api_error(resp, 400, "bad_request", "'processes' must be an object like {\"web\": 3}");
+		return;
+	}
+	int n = (int)json_size(procs);
+	if (n > SPEC_MAX_PROCESSES) {
+		api_error(resp, 400, "bad_request", "too many process types in one request");
+		return;
+	}
+	const char **names = xcalloc((size_t)n, sizeof(*names));
+	int *counts = xcalloc((size_t)n, sizeof(*counts));
+	int k = 0;
+	for (struct json *e = json_first(procs); e; e = json_next(e), k++) {
+		int64_t v;
+		if (json_get_int(e, &v) < 0 || v < 0 || v > SPEC_MAX_INSTANCES) {
+			api_error(resp, 400, "bad_request",
+				  "instances for '%s' must be an integer from 0 to %d", json_key(e),
+				  SPEC_MAX_INSTANCES);
+			goto out;
+		}
+		names[k] = json_key(e);
+		counts[k] = (int)v;
+	}
+	char *err = NULL;
+	int r = supervisor_scale(req->api->sv, req->params[0], names, counts, n, &err);
+	if (r < 0) {
+		api_error_errno(resp, r, err);
+		free(err);
+		goto out;
+	}
+	resp->body = supervisor_app_json(req->api->sv, req->params[0], false);
+out:
+	free(names);
+	free(counts);
+}
+
+static void stop_start(struct api_req *req, struct api_resp *resp, bool stop)
+{
+	const char *proc;
+	if (!api_body_object(req, resp, true) || !opt_string(req, resp, "process", &proc))
+		return;
+	char *err = NULL;
+	int r = supervisor_set_stopped(req->api->sv, req->params[0], proc, stop, &err);
+	if (r < 0) {
+		api_error_errno(resp, r, err);
+		free(err);
+		return;
+	}
+	resp->body = supervisor_app_json(req->api->sv, req->params[0], false);
+}
+
+void h_app_stop(struct api_req *req, struct api_resp *resp)
+{
+	stop_start(req, resp, true);
+}
+
+void h_app_start(struct api_req *req, struct api_resp *resp)
+{
+	stop_start(req, resp, false);
+}
+
+void h_app_logs(struct api_req *req, struct api_resp *resp)
+{
+	int64_t lines, after;
+	if (api_query_int(req, resp, "lines", 100, 1, 10000, &lines) < 0 ||
+	    api_query_int(req, resp, "after", 0, 0, INT64_MAX, &after) < 0)
+		return;
+	char *proc = api_query(req, "process");
+	char *inst = api_query(req, "instance");
+	resp->body = supervisor_logs_json(req->api->sv, req->params[0], proc, inst, (uint64_t)after, (int)lines);
+	if (!resp->body)
+		api_error(resp, 404, "not_found", "app '%s' not found", req->params[0]);
+	free(proc);
+	free(inst);
+}
+
+static void set_ts(struct json *o, const char *key, int64_t ms)
+{
+	char ts[40];
+	time_format_iso(ms, ts, sizeof(ts));
+	json_set_str(o, key, ts);
+}
+
+struct events_ctx {
+	struct api_req *req;
+	struct json *arr;
+};
+
+static void on_event(void *ctx, const struct store_event *ev)
+{
+	struct events_ctx *ec = ctx;
+	if (ec->req->who && ec->req->who->n_apps && !auth_allows(ec->req->who, AUTH_READ, ev->app))
+		return;
+	struct json *o = json_append(ec->arr, json_object());
+	json_set_int(o, "id", ev->id);
+	set_ts(o, "time", ev->time);
+	json_set_str(o, "app", ev->app);
+	json_set_str(o, "process", ev->process);
+	json_set_str(o, "instance", ev->instance);
+	json_set_str(o, "type", ev->type);
+	json_set_str(o, "state", ev->state);
+	json_set_str(o, "reason", ev->reason);
+	if (ev->pid)
+		json_set_int(o, "pid", ev->pid);
+	else
+		json_set(o, "pid", json_null());
+	if (ev->exit_status >= 0)
+		json_set_int(o, "exit_status", ev->exit_status);
+	else
+		json_set(o, "exit_status", json_null());
+	if (ev->signal)
+		json_set_int(o, "signal", ev->signal);
+	else
+		json_set(o, "signal", json_null());
+}
+
+void h_events(struct api_req *req, struct api_resp *resp)
+{
+	int64_t limit, after;
+	if (api_query_int(req, resp, "limit", 100, 1, 1000, &limit) < 0 ||
+	    api_query_int(req, resp, "after", 0, 0, INT64_MAX, &after) < 0)
+		return;
+	char *app = api_query(req, "app");
+	if (app && !auth_allows(req->who, AUTH_READ, app)) {
+		api_error(resp, 403, "forbidden", "this token may not read app '%s'", app);
+		free(app);
+		return;
+	}
+	struct events_ctx ec = {req, json_array()};
+	store_events_each(req->api->store, app && *app ? app : NULL, after, (int)limit, on_event, &ec);
+	resp->body = json_object();
+	json_set(resp->body, "events", ec.arr);
+	free(app);
+}
+
+void h_tokens_create(struct api_req *req, struct api_resp *resp)
+{
+	if (!api_body_object(req, resp, false))
+		return;
+	enum auth_role role;
+	const char *rs = json_get_str(req->body, "role");
+	if (!rs || auth_role_parse(rs, &role) < 0) {
+		api_error(resp, 400, "bad_request", "'role' must be one of admin, deployer, viewer");
+		return;
+	}
+	struct json *apps = json_get(req->body, "apps");
+	if (json_is_null(apps))
+		apps = NULL;
+	int64_t expires = 0;
+	struct json *je = json_get(req->body, "expires");
+	if (je && !json_is_null(je)) {
+		if (!json_is_string(je) || duration_parse(json_str(je), &expires) < 0 || expires <= 0) {
+			api_error(resp, 400, "bad_request", "'expires' must be a duration like '30d' or '12h'");
+			return;
+		}
+	}
+	struct json *jn = json_get(req->body, "name");
+	if (jn && !json_is_null(jn) && !json_is_string(jn)) {
+		api_error(resp, 400, "bad_request", "'name' must be a string");
+		return;
+	}
+	char *err = NULL;
+	struct json *out = NULL;
+	int r = auth_token_create(req->api->store, role, apps, expires, json_str(jn), &out, &err);
+	if (r < 0) {
+		api_error_errno(resp, r, err);
+		free(err);
+		return;
+	}
+	supervisor_note(req->api->sv, NULL, "token", "token created");
+	resp->status = 201;
+	resp->body = out;
+}
+
+void h_tokens_list(struct api_req *req, struct api_resp *resp)
+{
+	resp->body = json_object();
+	json_set(resp->body, "tokens", auth_tokens_json(req->api->store));
+}
+
+void h_tokens_revoke(struct api_req *req, struct api_resp *resp)
+{
+	char *err = NULL;
+	int r = auth_token_revoke(req->api->store, req->params[0], &err);
+	if (r < 0) {
+		api_error_errno(resp, r, err);
+		free(err);
+		return;
+	}
+	char why[128];
+	snprintf(why, sizeof(why), "token %s revoked", req->params[0]);
+	supervisor_note(req->api->sv, NULL, "token", why);
+	resp->body = json_object();
+	json_set_str(resp->body, "revoked", req->params[0]);
+}

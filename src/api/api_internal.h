@@ -1,0 +1,82 @@
+/* api_internal.h: what the API's server and its handlers share. */
+#ifndef PAASOPS_API_INTERNAL_H
+#define PAASOPS_API_INTERNAL_H
+#include "api/api.h"
+#include "auth/auth.h"
+#include "compat/http.h"
+#include <stdbool.h>
+#include <stddef.h>
+
+struct json;
+
+#define API_MAX_BODY (1024 * 1024)
+#define API_MAX_HEADER (64 * 1024)
+#define API_MAX_PARAMS 4
+
+struct api {
+	uv_loop_t *loop;
+	struct store *store;
+	struct supervisor *sv;
+	char *version;
+	char *socket_path;
+	uv_pipe_t unix_listener;
+	uv_tcp_t tcp_listener;
+	bool has_unix, has_tcp;
+	bool stopping;
+	int open; /* listeners + connections */
+	struct api_conn *conns;
+};
+
+struct api_req {
+	struct api *api;
+	const struct http_msg *msg;
+	const char *method;
+	char *path;  /* decoded path, without the query */
+	char *query; /* raw query string, or NULL */
+	const char *params[API_MAX_PARAMS]; /* ":name" segments in route order */
+	struct auth_principal *who;
+	struct json *body; /* parsed JSON body or NULL */
+};
+
+struct api_resp {
+	int status;
+	struct json *body; /* taken over by the server */
+};
+
+typedef void (*api_handler_cb)(struct api_req *req, struct api_resp *resp);
+
+/* Sets an error answer. */
+void api_error(struct api_resp *resp, int status, const char *code, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+/* Maps a negative errno from a module to status + code, with msg. */
+void api_error_errno(struct api_resp *resp, int err, const char *msg);
+/* Decoded query parameter (caller frees), or NULL. */
+char *api_query(const struct api_req *req, const char *name);
+/* Parses an integer query parameter within [min,max]; def when absent. -EINVAL + error set on bad values. */
+int api_query_int(const struct api_req *req, struct api_resp *resp, const char *name, int64_t def,
+		  int64_t min, int64_t max, int64_t *out);
+/* Requires a JSON object body; false (with a 400 set) otherwise. An absent
+ * body is accepted as {} when optional is true. */
+bool api_body_object(struct api_req *req, struct api_resp *resp, bool optional);
+
+/* api_handlers.c */
+void h_healthz(struct api_req *, struct api_resp *);
+void h_version(struct api_req *, struct api_resp *);
+void h_apps_list(struct api_req *, struct api_resp *);
+void h_apps_apply(struct api_req *, struct api_resp *);
+void h_app_show(struct api_req *, struct api_resp *);
+void h_app_delete(struct api_req *, struct api_resp *);
+void h_app_instances(struct api_req *, struct api_resp *);
+void h_instances(struct api_req *, struct api_resp *);
+void h_instance_restart(struct api_req *, struct api_resp *);
+void h_app_scale(struct api_req *, struct api_resp *);
+void h_app_restart(struct api_req *, struct api_resp *);
+void h_app_stop(struct api_req *, struct api_resp *);
+void h_app_start(struct api_req *, struct api_resp *);
+void h_app_logs(struct api_req *, struct api_resp *);
+void h_events(struct api_req *, struct api_resp *);
+void h_tokens_create(struct api_req *, struct api_resp *);
+void h_tokens_list(struct api_req *, struct api_resp *);
+void h_tokens_revoke(struct api_req *, struct api_resp *);
+
+#endif

@@ -1,0 +1,295 @@
+/* cli.c: the entry point of every command but `serve`. Parses the command
+ * line against the table in cli_commands.c, resolves the server address and
+ * token, runs the handler, and owns the shared ways of reporting: usage
+ * errors (exit 2), server errors (exit 1), unreachable daemon (exit 3), help
+ * text and --json output. */
+#include "cli/cli.h"
+#include "cli/cli_internal.h"
+#include "compat/http.h"
+#include "compat/json.h"
+#include "core/util.h"
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* ------------------------------------------------------------------------ */
+/* Reporting                                                                */
+
+/* The --help hint names what the user was typing: a command, a group or
+ * paasops itself. */
+static void print_hint(struct cli *c)
+{
+	const struct cli_invocation *inv = c->inv;
+	if (inv && inv->cmd && strcmp(inv->cmd->name, "help") != 0)
+		fprintf(c->err, "run 'paasops %s --help' for usage\n", inv->cmd->name);
+	else if (inv && inv->group)
+		fprintf(c->err, "run 'paasops %s --help' for usage\n", inv->group);
+	else
+		fprintf(c->err, "run 'paasops --help' for usage\n");
+}
+
+int cli_usage_error(struct cli *c, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	char *msg = xvasprintf(fmt, ap);
+	va_end(ap);
+	fprintf(c->err, "error: %s\n", msg);
+	free(msg);
+	print_hint(c);
+	return CLI_EXIT_USAGE;
+}
+
+int cli_fail(struct cli *c, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	char *msg = xvasprintf(fmt, ap);
+	va_end(ap);
+	fprintf(c->err, "error: %s\n", msg);
+	free(msg);
+	return CLI_EXIT_FAILED;
+}
+
+void cli_print_json(struct cli *c, const struct json *j, bool pretty)
+{
+	if (!pretty) {
+		char *s = json_print(j, false);
+		fprintf(c->out, "%s\n", s);
+		free(s);
+		return;
+	}
+	struct strbuf sb;
+	strbuf_init(&sb, 1024);
+	cli_json_pretty(j, &sb);
+	fprintf(c->out, "%s\n", sb.buf);
+	strbuf_release(&sb);
+}
+
+/* error.message, then every error.details entry (the spec's
+ * file:line:col lines on 422), each as "error: ...". */
+static void print_server_error(struct cli *c, const struct cli_response *res)
+{
+	const struct json *e = json_get(res->json, "error");
+	const char *msg = json_get_str(e, "message");
+	if (msg)
+		fprintf(c->err, "error: %s\n", msg);
+	else
+		fprintf(c->err, "error: paasops answered %d %s\n", res->status,
+			http_reason(res->status));
+	const struct json *details = json_get(e, "details");
+	for (const struct json *d = json_first(details); d && json_is_array(details);
+	     d = json_next(d))
+		if (json_str(d))
+			fprintf(c->err, "error: %s\n", json_str(d));
+	if (res->status == 401 && !c->token)
+		fprintf(c->err, "hint: pass --token or set PAASOPS_TOKEN\n");
+}
+
+/* ------------------------------------------------------------------------ */
+/* Talking to the daemon                                                    */
+
+int cli_resolve_server(struct cli *c)
+{
+	if (c->have_addr)
+		return CLI_EXIT_OK;
+	const char *s = c->inv->server, *from = "--server";
+	if (!s || !*s) {
+		s = getenv("PAASOPS_SERVER");
+		from = "PAASOPS_SERVER";
+	}
+	char *def = NULL;
+	if (!s || !*s) {
+		char *dir = cli_default_data_dir();
+		if (!dir)
+			return cli_usage_error(c, "cannot find the default socket: no home directory; "
+						  "pass --server or set PAASOPS_SERVER");
+		def = xasprintf("unix:%s/paasops.sock", dir);
+		free(dir);
+		s = def;
+		from = NULL;
+	}
+	char *err = NULL;
+	int r = cli_addr_parse(s, &c->addr, &err);
+	free(def);
+	if (r < 0) {
+		r = from ? cli_usage_error(c, "%s (from %s)", err, from)
+			 : cli_usage_error(c, "%s", err);
+		free(err);
+		return r;
+	}
+	c->have_addr = true;
+	c->client.addr = &c->addr;
+	return CLI_EXIT_OK;
+}
+
+int cli_call(struct cli *c, const char *method, const char *path, const struct json *body,
+	     struct cli_response *res)
+{
+	memset(res, 0, sizeof(*res));
+	int rc = cli_resolve_server(c);
+	if (rc != CLI_EXIT_OK)
+		return rc;
+	char *text = body ? json_print(body, false) : NULL;
+	char *err = NULL;
+	int r = cli_client_request(&c->client, method, path, text, text ? strlen(text) : 0, res,
+				   &err);
+	free(text);
+	if (r < 0) {
+		/* -EINTR only happens when the user asked to stop (Ctrl-C during
+		 * -f): nothing to report. */
+		if (r != -EINTR)
+			fprintf(c->err, "error: %s\n", err);
+		free(err);
+		return r == -EINTR ? CLI_EXIT_FAILED : cli_exit_for_transport(r);
+	}
+	rc = cli_exit_for_status(res->status);
+	if (rc != CLI_EXIT_OK) {
+		print_server_error(c, res);
+	} else if (!json_is_object(res->json)) {
+		fprintf(c->err, "error: unexpected answer from paasops at %s (HTTP %d, not a JSON "
+				"object)\n",
+			c->addr.display, res->status);
+		rc = CLI_EXIT_FAILED;
+	}
+	if (rc != CLI_EXIT_OK)
+		cli_response_release(res);
+	return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Help                                                                     */
+
+static void print_opts(FILE *f, const struct cli_opt *opts)
+{
+	for (; opts && opts->name; opts++) {
+		char left[64];
+		char shortf[8] = "    ";
+		if (opts->short_name)
+			snprintf(shortf, sizeof(shortf), "-%c, ", opts->short_name);
+		snprintf(left, sizeof(left), "%s--%s%s%s", shortf, opts->name,
+			 opts->metavar ? " " : "", opts->metavar ? opts->metavar : "");
+		fprintf(f, "  %-24s %s%s\n", left, opts->help, opts->repeat ? " (repeatable)" : "");
+	}
+}
+
+static void print_command_list(FILE *f, const char *group)
+{
+	size_t glen = group ? strlen(group) : 0;
+	for (size_t i = 0; i < cli_n_commands; i++) {
+		const struct cli_command *cmd = &cli_commands[i];
+		if (group && (strncmp(cmd->name, group, glen) || cmd->name[glen] != ' '))
+			continue;
+		fprintf(f, "  %-15s %s\n", cmd->name, cmd->summary);
+	}
+}
+
+void cli_print_help(FILE *f, const struct cli_command *cmd, const char *group)
+{
+	if (cmd) {
+		fprintf(f, "usage: paasops %s%s%s\n\n%c%s.\n", cmd->name, cmd->usage[0] ? " " : "",
+			cmd->usage, toupper((unsigned char)cmd->summary[0]), cmd->summary + 1);
+		if (cmd->help && cmd->help[0])
+			fprintf(f, "\n%s", cmd->help);
+		if (cmd->opts && cmd->opts->name) {
+			fprintf(f, "\nflags:\n");
+			print_opts(f, cmd->opts);
+		}
+		fprintf(f, "\nglobal flags:\n");
+		print_opts(f, cli_global_opts);
+		return;
+	}
+	if (group) {
+		fprintf(f, "usage: paasops %s COMMAND [ARGS]\n\ncommands:\n", group);
+		print_command_list(f, group);
+		fprintf(f, "\nrun 'paasops help %s COMMAND' for a command's flags and examples\n",
+			group);
+		return;
+	}
+	fprintf(f, "paasops: run and operate apps on your own servers\n\n"
+		   "usage: paasops [--server ADDR] [--token TOKEN] [--json] COMMAND [ARGS]\n\n"
+		   "commands:\n"
+		   "  %-15s %s\n",
+		"serve", "run the daemon (see 'paasops serve --help')");
+	print_command_list(f, NULL);
+	fprintf(f, "\nglobal flags (anywhere on the line):\n");
+	print_opts(f, cli_global_opts);
+	fprintf(f, "\nenvironment:\n"
+		   "  PAASOPS_SERVER  daemon address when --server is not given (default: the\n"
+		   "                  socket in the data dir, e.g. ~/.local/share/paasops/paasops.sock)\n"
+		   "  PAASOPS_TOKEN   bearer token when --token is not given\n"
+		   "\nexit codes:\n"
+		   "  0  success\n"
+		   "  1  the operation failed (the server reported an error, an invalid spec)\n"
+		   "  2  usage error\n"
+		   "  3  the daemon cannot be reached\n"
+		   "\nrun 'paasops help COMMAND' for a command's flags and examples\n");
+}
+
+/* ------------------------------------------------------------------------ */
+/* Entry points                                                             */
+
+/* A token goes into a header line: refuse anything that could break it. */
+static bool token_ok(const char *t)
+{
+	for (; *t; t++)
+		if ((unsigned char)*t <= 0x20 || (unsigned char)*t >= 0x7f)
+			return false;
+	return true;
+}
+
+static int run_command(struct cli *c)
+{
+	const char *token = c->inv->token;
+	const char *from = "--token";
+	if (!token) {
+		token = getenv("PAASOPS_TOKEN");
+		from = "PAASOPS_TOKEN";
+	}
+	if (token && *token) {
+		if (!token_ok(token))
+			return cli_usage_error(c, "invalid token from %s: it contains spaces or "
+						  "control characters",
+					       from);
+		c->token = xstrdup(token);
+	}
+	c->client.token = c->token;
+	c->client.timeout_ms = CLI_TIMEOUT_MS;
+	return c->inv->cmd->run(c);
+}
+
+int cli_run(int argc, char **argv, FILE *in, FILE *out, FILE *err, bool in_tty)
+{
+	struct cli_invocation inv;
+	struct cli c = {.inv = &inv, .in = in, .out = out, .err = err, .in_tty = in_tty};
+	char *msg = NULL;
+	int rc;
+	if (cli_parse(argc, argv, cli_commands, cli_n_commands, &inv, &msg) < 0) {
+		rc = cli_usage_error(&c, "%s", msg);
+		free(msg);
+	} else if (inv.help) {
+		cli_print_help(out, inv.cmd, inv.group);
+		rc = CLI_EXIT_OK;
+	} else {
+		rc = run_command(&c);
+	}
+	if (fflush(out) != 0 || ferror(out)) {
+		fprintf(err, "error: cannot write output: %s\n", strerror(errno));
+		if (rc == CLI_EXIT_OK)
+			rc = CLI_EXIT_FAILED;
+	}
+	fflush(err);
+	if (c.have_addr)
+		cli_addr_release(&c.addr);
+	free(c.token);
+	cli_invocation_release(&inv);
+	return rc;
+}
+
+int cli_main(int argc, char **argv)
+{
+	return cli_run(argc, argv, stdin, stdout, stderr, isatty(STDIN_FILENO));
+}

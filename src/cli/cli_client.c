@@ -1,0 +1,429 @@
+/* cli_client.c: the CLI's HTTP client. One request per connection
+ * (Connection: close) over a unix or TCP socket, blocking I/O guarded by
+ * poll() so that connecting and every wait for data time out, and the answer
+ * parsed by the llhttp adapter. Also parses --server addresses. */
+#include "cli/cli_internal.h"
+#include "compat/http.h"
+#include "compat/json.h"
+#include "core/timeutil.h"
+#include "core/util.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+/* ------------------------------------------------------------------------ */
+/* Addresses                                                                */
+
+static int parse_port(const char *s, size_t len, char **out)
+{
+	if (len == 0 || len > 5)
+		return -EINVAL;
+	long v = 0;
+	for (size_t i = 0; i < len; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -EINVAL;
+		v = v * 10 + (s[i] - '0');
+	}
+	if (v < 1 || v > 65535)
+		return -EINVAL;
+	*out = xasprintf("%ld", v);
+	return 0;
+}
+
+/* "host", "host:port", "[v6]", "[v6]:port"; port_required for the bare
+ * HOST:PORT form. */
+static int parse_hostport(const char *s, bool port_required, struct cli_addr *a, char **err)
+{
+	const char *host = s, *host_end, *rest;
+	if (*s == '[') {
+		host = s + 1;
+		host_end = strchr(host, ']');
+		if (!host_end || host_end == host) {
+			*err = xasprintf("invalid server address '%s': unterminated '[' in host", s);
+			return -EINVAL;
+		}
+		rest = host_end + 1;
+	} else {
+		host_end = strchr(s, ':');
+		if (!host_end)
+			host_end = s + strlen(s);
+		rest = host_end;
+	}
+	if (host_end == host) {
+		*err = xasprintf("invalid server address '%s': missing host", s);
+		return -EINVAL;
+	}
+	if (*rest == '\0' && !port_required) {
+		a->port = xstrdup("80");
+	} else if (*rest != ':' || parse_port(rest + 1, strlen(rest + 1), &a->port) < 0) {
+		*err = xasprintf("invalid server address '%s': expected HOST:PORT with a port "
+				 "from 1 to 65535",
+				 s);
+		return -EINVAL;
+	}
+	a->host = xstrndup(host, (size_t)(host_end - host));
+	a->kind = CLI_ADDR_TCP;
+	a->display = strchr(a->host, ':') ? xasprintf("http://[%s]:%s", a->host, a->port)
+					  : xasprintf("http://%s:%s", a->host, a->port);
+	return 0;
+}
+
+int cli_addr_parse(const char *s, struct cli_addr *out, char **err)
+{
+	memset(out, 0, sizeof(*out));
+	if (!s || !*s) {
+		*err = xstrdup("empty server address");
+		return -EINVAL;
+	}
+	const char *path = NULL;
+	if (str_starts_with(s, "unix:")) {
+		path = s + 5;
+		if (str_starts_with(path, "//"))
+			path += 2; /* unix:///run/x.sock */
+	} else if (s[0] == '/' || str_starts_with(s, "./")) {
+		path = s;
+	}
+	if (path) {
+		if (!*path) {
+			*err = xasprintf("invalid server address '%s': missing socket path", s);
+			return -EINVAL;
+		}
+		out->kind = CLI_ADDR_UNIX;
+		out->path = xstrdup(path);
+		out->display = xasprintf("unix:%s", path);
+		return 0;
+	}
+
+	if (str_starts_with(s, "http://")) {
+		char *hp = xstrdup(s + 7);
+		size_t len = strlen(hp);
+		if (len && hp[len - 1] == '/')
+			hp[--len] = '\0';
+		int r = strchr(hp, '/') ? -EINVAL : 0;
+		if (r < 0)
+			*err = xasprintf("invalid server address '%s': a path is not allowed", s);
+		else
+			r = parse_hostport(hp, false, out, err);
+		free(hp);
+		if (r < 0)
+			cli_addr_release(out);
+		return r;
+	}
+	if (strstr(s, "://")) {
+		*err = xasprintf("invalid server address '%s': use unix:/path/to.sock or "
+				 "http://HOST:PORT",
+				 s);
+		return -EINVAL;
+	}
+	if (strchr(s, ':')) {
+		int r = parse_hostport(s, true, out, err);
+		if (r < 0)
+			cli_addr_release(out);
+		return r;
+	}
+	*err = xasprintf("invalid server address '%s': use unix:/path/to.sock or http://HOST:PORT",
+			 s);
+	return -EINVAL;
+}
+
+void cli_addr_release(struct cli_addr *a)
+{
+	free(a->path);
+	free(a->host);
+	free(a->port);
+	free(a->display);
+	memset(a, 0, sizeof(*a));
+}
+
+/* ------------------------------------------------------------------------ */
+/* Exit codes                                                               */
+
+int cli_exit_for_status(int status)
+{
+	return status >= 200 && status < 300 ? CLI_EXIT_OK : CLI_EXIT_FAILED;
+}
+
+/* A daemon that answers garbage is reachable: that is a failed operation,
+ * not a connectivity problem. */
+int cli_exit_for_transport(int rc)
+{
+	switch (rc) {
+	case 0:
+		return CLI_EXIT_OK;
+	case -EPROTO:
+	case -EMSGSIZE:
+	case -EFBIG:
+		return CLI_EXIT_FAILED;
+	default:
+		return CLI_EXIT_UNREACHABLE;
+	}
+}
+
+/* ------------------------------------------------------------------------ */
+/* Socket I/O                                                               */
+
+/* Waits for events on fd for at most timeout_ms. Returns 0, -ETIMEDOUT, or
+ * -EINTR when a signal arrived and the caller asked to stop. */
+static int wait_fd(const struct cli_client *c, int fd, short events)
+{
+	int64_t deadline = time_mono_ms() + c->timeout_ms;
+	for (;;) {
+		int64_t left = deadline - time_mono_ms();
+		if (left <= 0)
+			return -ETIMEDOUT;
+		struct pollfd pfd = {.fd = fd, .events = events};
+		int n = poll(&pfd, 1, (int)left);
+		if (n > 0)
+			return 0;
+		if (n == 0)
+			return -ETIMEDOUT;
+		if (errno != EINTR)
+			return -errno;
+		if (c->stop && *c->stop)
+			return -EINTR;
+	}
+}
+
+static int set_nonblocking(int fd, bool on)
+{
+	int fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || fcntl(fd, F_SETFL, on ? fl | O_NONBLOCK : fl & ~O_NONBLOCK) < 0)
+		return -errno;
+	return 0;
+}
+
+/* Connects fd to sa with the client's timeout, then makes it blocking. */
+static int connect_timeout(const struct cli_client *c, int fd, const struct sockaddr *sa,
+			   socklen_t len)
+{
+	int r = set_nonblocking(fd, true);
+	if (r < 0)
+		return r;
+	if (connect(fd, sa, len) < 0) {
+		if (errno != EINPROGRESS && errno != EINTR)
+			return -errno;
+		r = wait_fd(c, fd, POLLOUT);
+		if (r < 0)
+			return r;
+		int soerr = 0;
+		socklen_t sl = sizeof(soerr);
+		if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0)
+			return -errno;
+		if (soerr)
+			return -soerr;
+	}
+	return set_nonblocking(fd, false);
+}
+
+static int connect_unix(const struct cli_client *c, int *out)
+{
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	if (strlen(c->addr->path) >= sizeof(sun.sun_path))
+		return -ENAMETOOLONG;
+	strlcpy_s(sun.sun_path, c->addr->path, sizeof(sun.sun_path));
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	int r = connect_timeout(c, fd, (struct sockaddr *)&sun, sizeof(sun));
+	if (r < 0) {
+		close(fd);
+		return r;
+	}
+	*out = fd;
+	return 0;
+}
+
+/* Tries every address the name resolves to; the last failure is reported. */
+static int connect_tcp(const struct cli_client *c, int *out, char **err)
+{
+	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+	struct addrinfo *res = NULL;
+	int g = getaddrinfo(c->addr->host, c->addr->port, &hints, &res);
+	if (g != 0) {
+		*err = xasprintf("cannot reach paasops at %s: %s", c->addr->display,
+				 g == EAI_SYSTEM ? strerror(errno) : gai_strerror(g));
+		return -EHOSTUNREACH;
+	}
+	int r = -ECONNREFUSED;
+	for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+		int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+		if (fd < 0) {
+			r = -errno;
+			continue;
+		}
+		r = connect_timeout(c, fd, ai->ai_addr, ai->ai_addrlen);
+		if (r == 0) {
+			*out = fd;
+			break;
+		}
+		close(fd);
+		if (r == -EINTR)
+			break;
+	}
+	freeaddrinfo(res);
+	return r;
+}
+
+static int send_all(const struct cli_client *c, int fd, const char *buf, size_t len)
+{
+	while (len) {
+		int r = wait_fd(c, fd, POLLOUT);
+		if (r < 0)
+			return r;
+		ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
+		if (n < 0) {
+			if (errno == EINTR || errno == EAGAIN)
+				continue;
+			return -errno;
+		}
+		buf += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* Reads until the parser has a whole answer. *got_any tells a connection
+ * closed before any byte from one closed mid-answer. */
+static int read_response(const struct cli_client *c, int fd, struct http_parser *p,
+			 bool *got_any, char **perr)
+{
+	char buf[65536];
+	for (;;) {
+		int r = wait_fd(c, fd, POLLIN);
+		if (r < 0)
+			return r;
+		ssize_t n = recv(fd, buf, sizeof(buf), 0);
+		if (n < 0) {
+			if (errno == EINTR || errno == EAGAIN)
+				continue;
+			return -errno;
+		}
+		if (n == 0) {
+			r = http_parser_finish(p);
+			if (r == HTTP_FEED_COMPLETE)
+				return 0;
+			if (r == HTTP_FEED_MORE)
+				return *got_any ? -EPROTO : -ECONNRESET;
+			*perr = xstrdup(http_parser_error(p));
+			return r;
+		}
+		*got_any = true;
+		size_t used;
+		r = http_parser_feed(p, buf, (size_t)n, &used);
+		if (r == HTTP_FEED_COMPLETE)
+			return 0;
+		if (r < 0) {
+			*perr = xstrdup(r == -EPROTO ? http_parser_error(p)
+					: r == -EMSGSIZE ? "response head too large"
+							 : "response body too large");
+			return -EPROTO;
+		}
+	}
+}
+
+/* ------------------------------------------------------------------------ */
+/* Requests                                                                 */
+
+void cli_request_format(struct strbuf *out, const struct cli_client *c, const char *method,
+			const char *path, const char *body, size_t body_len)
+{
+	const struct cli_addr *a = c->addr;
+	strbuf_addf(out, "%s %s HTTP/1.1\r\n", method, path);
+	if (a->kind == CLI_ADDR_TCP)
+		strbuf_addf(out, strchr(a->host, ':') ? "Host: [%s]:%s\r\n" : "Host: %s:%s\r\n",
+			    a->host, a->port);
+	else
+		strbuf_adds(out, "Host: localhost\r\n");
+	strbuf_adds(out, "User-Agent: paasops-cli/" PAASOPS_VERSION "\r\n");
+	strbuf_adds(out, "Accept: application/json\r\n");
+	if (c->token)
+		strbuf_addf(out, "Authorization: Bearer %s\r\n", c->token);
+	if (body)
+		strbuf_adds(out, "Content-Type: application/json\r\n");
+	strbuf_addf(out, "Content-Length: %zu\r\n", body ? body_len : 0);
+	strbuf_adds(out, "Connection: close\r\n\r\n");
+	if (body)
+		strbuf_add(out, body, body_len);
+}
+
+/* Turns a failure into the message the user sees. */
+static char *describe(const struct cli_client *c, int rc, const char *detail)
+{
+	const char *where = c->addr->display;
+	switch (rc) {
+	case -ETIMEDOUT:
+		return xasprintf("paasops at %s did not answer within %ds", where,
+				 c->timeout_ms / 1000);
+	case -EPROTO:
+		return xasprintf("bad answer from paasops at %s: %s", where,
+				 detail ? detail : "connection closed in the middle of the answer");
+	case -ECONNRESET:
+		return xasprintf("cannot reach paasops at %s: connection closed without an answer",
+				 where);
+	default:
+		return xasprintf("cannot reach paasops at %s: %s", where, strerror(-rc));
+	}
+}
+
+int cli_client_request(const struct cli_client *c, const char *method, const char *path,
+		       const char *body, size_t body_len, struct cli_response *res, char **err)
+{
+	int fd = -1;
+	char *detail = NULL;
+	*err = NULL;
+	int r = c->addr->kind == CLI_ADDR_UNIX ? connect_unix(c, &fd) : connect_tcp(c, &fd, err);
+	if (r < 0) {
+		if (r != -EINTR && !*err)
+			*err = describe(c, r, NULL);
+		return r;
+	}
+
+	struct strbuf req;
+	strbuf_init(&req, 256 + body_len);
+	cli_request_format(&req, c, method, path, body, body_len);
+	int send_rc = send_all(c, fd, req.buf, req.len);
+	strbuf_release(&req);
+
+	/* A daemon may answer (413, 401) and close before reading the whole
+	 * body; its answer explains more than EPIPE would, so read anyway. */
+	struct http_parser *p = http_parser_new(HTTP_KIND_RESPONSE, CLI_MAX_RESPONSE_HEAD,
+						CLI_MAX_RESPONSE_BODY);
+	bool got_any = false;
+	if (send_rc == 0 || send_rc == -EPIPE || send_rc == -ECONNRESET)
+		r = read_response(c, fd, p, &got_any, &detail);
+	else
+		r = send_rc;
+	if (r < 0 && !got_any && send_rc < 0)
+		r = send_rc;
+	close(fd);
+
+	if (r < 0) {
+		if (r != -EINTR)
+			*err = describe(c, r, detail);
+		free(detail);
+		http_parser_free(p);
+		return r;
+	}
+	struct http_msg *m = http_parser_msg(p);
+	res->status = m->status;
+	strbuf_init(&res->body, m->body.len);
+	strbuf_add(&res->body, m->body.buf, m->body.len);
+	res->json = res->body.len ? json_parse(res->body.buf, res->body.len, NULL) : NULL;
+	http_parser_free(p);
+	return 0;
+}
+
+void cli_response_release(struct cli_response *r)
+{
+	if (r->body.buf)
+		strbuf_release(&r->body);
+	json_free(r->json);
+	r->json = NULL;
+	r->status = 0;
+}

@@ -1,0 +1,1082 @@
+/* cli_commands.c: the command table and one handler per command. A handler
+ * builds the request, calls cli_call(), and prints either the server's JSON
+ * (--json) or a human form: tables for lists, one sentence for changes. */
+#include "cli/cli_internal.h"
+#include "compat/http.h"
+#include "compat/json.h"
+#include "core/timeutil.h"
+#include "core/util.h"
+#include "spec/spec.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ------------------------------------------------------------------------ */
+/* Small helpers                                                            */
+
+/* "/v1/apps/NAME" + suffix, with NAME percent-encoded; caller frees. */
+static char *app_path(const char *app, const char *suffix)
+{
+	char *enc = http_url_encode(app);
+	char *p = xasprintf("/v1/apps/%s%s", enc, suffix);
+	free(enc);
+	return p;
+}
+
+/* Appends "&key=value" (or "?key=value" first) with value encoded. */
+static void query_add(struct strbuf *sb, const char *key, const char *value)
+{
+	char *enc = http_url_encode(value);
+	strbuf_addf(sb, "%c%s=%s", strchr(sb->buf, '?') ? '&' : '?', key, enc);
+	free(enc);
+}
+
+static bool jint(const struct json *o, const char *key, int64_t *out)
+{
+	return json_get_int(json_get(o, key), out) == 0;
+}
+
+/* A timestamp from the API as text: strings as sent, numbers as epoch ms. */
+static void time_text(const struct json *v, char *buf, size_t size)
+{
+	int64_t ms;
+	if (json_str(v))
+		strlcpy_s(buf, json_str(v), size);
+	else if (json_get_int(v, &ms) == 0)
+		time_format_iso(ms, buf, size);
+	else
+		strlcpy_s(buf, "-", size);
+}
+
+/* A timestamp from the API in epoch ms; false when absent or unparsable. */
+static bool time_ms(const struct json *v, int64_t *ms)
+{
+	if (json_str(v))
+		return cli_parse_time(json_str(v), ms) == 0;
+	return json_get_int(v, ms) == 0;
+}
+
+/* "3d ago" / "in 29d". */
+static void relative_text(int64_t then, char *buf, size_t size)
+{
+	char age[32];
+	int64_t now = time_wall_ms();
+	cli_format_age(then <= now ? now - then : then - now, age, sizeof(age));
+	snprintf(buf, size, then <= now ? "%s ago" : "in %s", age);
+}
+
+/* Instance ids are APP.PROCESS.N; "web.1" is short for the app's own. */
+static char *instance_id(const char *app, const char *arg)
+{
+	const char *dot = strchr(arg, '.');
+	if (dot && !strchr(dot + 1, '.'))
+		return xasprintf("%s.%s", app, arg);
+	return xstrdup(arg);
+}
+
+/* Prints every line of a multi-line message as "error: LINE". */
+static int fail_lines(struct cli *c, const char *text)
+{
+	const char *p = text;
+	while (p && *p) {
+		const char *nl = strchr(p, '\n');
+		size_t n = nl ? (size_t)(nl - p) : strlen(p);
+		if (n)
+			fprintf(c->err, "error: %.*s\n", (int)n, p);
+		p = nl ? nl + 1 : NULL;
+	}
+	return CLI_EXIT_FAILED;
+}
+
+/* "web=2 worker=1" from an app's processes. */
+static void processes_text(const struct json *app, struct strbuf *sb)
+{
+	const struct json *procs = json_get(app, "processes");
+	for (const struct json *p = json_first(procs); p; p = json_next(p)) {
+		int64_t n = 0;
+		jint(p, "instances", &n);
+		strbuf_addf(sb, "%s%s=%lld", sb->len ? " " : "", json_get_str(p, "name"),
+			    (long long)n);
+	}
+}
+
+/* ------------------------------------------------------------------------ */
+/* Following (logs -f, events -f)                                           */
+
+/* Set by SIGINT while following; the only mutable global of the CLI. */
+static volatile sig_atomic_t follow_interrupted;
+
+static void follow_on_sigint(int sig)
+{
+	(void)sig;
+	follow_interrupted = 1;
+}
+
+/* Ctrl-C ends following with exit 0: blocking calls are interrupted (no
+ * SA_RESTART) and the client gives up instead of retrying. */
+static void follow_begin(struct cli *c)
+{
+	struct sigaction sa = {.sa_handler = follow_on_sigint};
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	follow_interrupted = 0;
+	c->client.stop = &follow_interrupted;
+}
+
+/* Sleeps one poll period; false when interrupted. */
+static bool follow_wait(struct cli *c)
+{
+	fflush(c->out);
+	if (follow_interrupted)
+		return false;
+	struct timespec ts = {.tv_sec = 0, .tv_nsec = CLI_FOLLOW_INTERVAL_MS * 1000000L};
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR && !follow_interrupted)
+		;
+	return !follow_interrupted;
+}
+
+/* ------------------------------------------------------------------------ */
+/* validate, apply                                                          */
+
+/* -f FILE, a positional FILE, or paasops.yaml. */
+static int spec_file(struct cli *c, const char **file)
+{
+	const char *f = cli_flag(c->inv, "file");
+	if (f && c->inv->n_pos)
+		return cli_usage_error(c, "give the spec file either as -f FILE or as an argument, "
+					  "not both");
+	*file = f ? f : c->inv->n_pos ? c->inv->pos[0] : "paasops.yaml";
+	if (!**file)
+		return cli_usage_error(c, "empty file name");
+	return CLI_EXIT_OK;
+}
+
+static int cmd_validate(struct cli *c)
+{
+	const char *file;
+	int rc = spec_file(c, &file);
+	if (rc)
+		return rc;
+	char *err = NULL;
+	struct spec *s = spec_parse_file(file, &err);
+	if (!s) {
+		if (!err || !*err)
+			rc = cli_fail(c, "'%s' is not a valid spec", file);
+		else
+			rc = fail_lines(c, err);
+		free(err);
+		return rc;
+	}
+	if (c->inv->json) {
+		struct json *j = spec_to_json(s);
+		cli_print_json(c, j, true);
+		json_free(j);
+	} else {
+		struct strbuf names;
+		strbuf_init(&names, 0);
+		for (size_t i = 0; i < s->n_procs; i++)
+			strbuf_addf(&names, "%s%s", i ? ", " : "", s->procs[i].name);
+		fprintf(c->out, "%s: valid spec for app '%s' (processes: %s)\n", file, s->app,
+			names.len ? names.buf : "none");
+		strbuf_release(&names);
+	}
+	spec_free(s);
+	return CLI_EXIT_OK;
+}
+
+/* Reads a whole spec file; the daemon refuses larger bodies anyway. */
+static int read_spec(struct cli *c, const char *file, struct strbuf *out)
+{
+	int fd = open(file, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return cli_fail(c, "cannot read '%s': %s", file, strerror(errno));
+	char buf[65536];
+	for (;;) {
+		ssize_t n = read(fd, buf, sizeof(buf));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			int e = errno;
+			close(fd);
+			return cli_fail(c, "cannot read '%s': %s", file, strerror(e));
+		}
+		if (n == 0)
+			break;
+		strbuf_add(out, buf, (size_t)n);
+		if (out->len > SPEC_MAX_BYTES) {
+			close(fd);
+			return cli_fail(c, "'%s' is larger than %d bytes", file, SPEC_MAX_BYTES);
+		}
+	}
+	close(fd);
+	if (memchr(out->buf, '\0', out->len))
+		return cli_fail(c, "'%s' is not a text file (it contains NUL bytes)", file);
+	return CLI_EXIT_OK;
+}
+
+/* The absolute directory holding file, symlinks in the directory part
+ * resolved; caller frees. NULL with errno set on failure. */
+static char *spec_dir(const char *file)
+{
+	const char *slash = strrchr(file, '/');
+	char *dir = !slash ? xstrdup(".") : slash == file ? xstrdup("/")
+							  : xstrndup(file, (size_t)(slash - file));
+	char *abs = realpath(dir, NULL);
+	free(dir);
+	return abs;
+}
+
+static int cmd_apply(struct cli *c)
+{
+	const char *file;
+	int rc = spec_file(c, &file);
+	if (rc)
+		return rc;
+	struct strbuf text;
+	strbuf_init(&text, 4096);
+	rc = read_spec(c, file, &text);
+	char *dir = rc ? NULL : spec_dir(file);
+	if (!rc && !dir)
+		rc = cli_fail(c, "cannot resolve the directory of '%s': %s", file, strerror(errno));
+	if (rc) {
+		strbuf_release(&text);
+		return rc;
+	}
+	struct json *body = json_object();
+	json_set_str(body, "spec", text.buf);
+	json_set_str(body, "dir", dir);
+	json_set_str(body, "filename", file);
+	strbuf_release(&text);
+	free(dir);
+
+	struct cli_response res;
+	rc = cli_call(c, "POST", "/v1/apps", body, &res);
+	json_free(body);
+	if (rc)
+		return rc;
+	if (c->inv->json)
+		cli_print_json(c, res.json, true);
+	else
+		fprintf(c->out, "applied app '%s' (%s)\n", json_get_str(res.json, "name"),
+			res.status == 201 ? "created" : "updated");
+	cli_response_release(&res);
+	return CLI_EXIT_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* apps, ps                                                                 */
+
+/* One word for an app: stopped, idle (scaled to 0), running (every wanted
+ * instance ready) or degraded. */
+static const char *app_state(const struct json *app, int64_t ready, int64_t want)
+{
+	if (json_true(json_get(app, "stopped")))
+		return "stopped";
+	if (want == 0)
+		return "idle";
+	return ready >= want ? "running" : "degraded";
+}
+
+static int cmd_apps(struct cli *c)
+{
+	struct cli_response res;
+	int rc = cli_call(c, "GET", "/v1/apps", NULL, &res);
+	if (rc)
+		return rc;
+	if (c->inv->json) {
+		cli_print_json(c, res.json, true);
+		cli_response_release(&res);
+		return CLI_EXIT_OK;
+	}
+	static const char *const headers[] = {"NAME", "PROCESSES", "READY", "STATE"};
+	struct cli_table t;
+	cli_table_init(&t, headers, ARRAY_SIZE(headers));
+	const struct json *apps = json_get(res.json, "apps");
+	for (const struct json *a = json_first(apps); a; a = json_next(a)) {
+		int64_t ready = 0, want = 0;
+		for (const struct json *p = json_first(json_get(a, "processes")); p;
+		     p = json_next(p)) {
+			int64_t n;
+			if (jint(p, "ready", &n))
+				ready += n;
+			if (jint(p, "instances", &n))
+				want += n;
+		}
+		struct strbuf procs;
+		strbuf_init(&procs, 0);
+		processes_text(a, &procs);
+		cli_table_add(&t, json_get_str(a, "name"));
+		cli_table_add(&t, procs.len ? procs.buf : "-");
+		cli_table_addf(&t, "%lld/%lld", (long long)ready, (long long)want);
+		cli_table_add(&t, app_state(a, ready, want));
+		strbuf_release(&procs);
+	}
+	if (cli_table_rows(&t) == 0) {
+		fprintf(c->err, "no apps yet: create one with 'paasops apply -f paasops.yaml'\n");
+	} else {
+		struct strbuf out;
+		strbuf_init(&out, 0);
+		cli_table_render(&t, &out);
+		fputs(out.buf, c->out);
+		strbuf_release(&out);
+	}
+	cli_table_release(&t);
+	cli_response_release(&res);
+	return CLI_EXIT_OK;
+}
+
+static void ps_row(struct cli_table *t, const struct json *in, int64_t now)
+{
+	int64_t pid = 0, port = 0, restarts = 0, started, rss;
+	bool has_pid = jint(in, "pid", &pid) && pid > 0;
+	char buf[32];
+	cli_table_add(t, json_get_str(in, "id"));
+	cli_table_add(t, json_get_str(in, "state"));
+	if (has_pid)
+		cli_table_addf(t, "%lld", (long long)pid);
+	else
+		cli_table_add(t, NULL);
+	if (jint(in, "port", &port) && port > 0)
+		cli_table_addf(t, "%lld", (long long)port);
+	else
+		cli_table_add(t, NULL);
+	if (has_pid && time_ms(json_get(in, "started_at"), &started)) {
+		cli_format_age(now - started, buf, sizeof(buf));
+		cli_table_add(t, buf);
+	} else {
+		cli_table_add(t, NULL);
+	}
+	jint(in, "restarts", &restarts);
+	cli_table_addf(t, "%lld", (long long)restarts);
+	const struct json *cpu = json_get(in, "cpu_percent");
+	if (has_pid && json_is_number(cpu))
+		cli_table_addf(t, "%.1f%%", json_num(cpu));
+	else
+		cli_table_add(t, NULL);
+	if (has_pid && jint(in, "rss_bytes", &rss)) {
+		cli_format_bytes(rss, buf, sizeof(buf));
+		cli_table_add(t, buf);
+	} else {
+		cli_table_add(t, NULL);
+	}
+	const char *reason = json_get_str(in, "reason");
+	cli_table_add(t, reason ? reason : "");
+}
+
+static int cmd_ps(struct cli *c)
+{
+	const char *app = c->inv->n_pos ? c->inv->pos[0] : NULL;
+	char *path = app ? app_path(app, "/instances") : xstrdup("/v1/instances");
+	struct cli_response res;
+	int rc = cli_call(c, "GET", path, NULL, &res);
+	free(path);
+	if (rc)
+		return rc;
+	if (c->inv->json) {
+		cli_print_json(c, res.json, true);
+		cli_response_release(&res);
+		return CLI_EXIT_OK;
+	}
+	static const char *const headers[] = {"INSTANCE", "STATE", "PID", "PORT", "UPTIME",
+					      "RESTARTS", "CPU", "MEM", "REASON"};
+	struct cli_table t;
+	cli_table_init(&t, headers, ARRAY_SIZE(headers));
+	int64_t now = time_wall_ms();
+	for (const struct json *in = json_first(json_get(res.json, "instances")); in;
+	     in = json_next(in))
+		ps_row(&t, in, now);
+	if (cli_table_rows(&t) == 0) {
+		if (app)
+			fprintf(c->err, "app '%s' has no instances\n", app);
+		else
+			fprintf(c->err, "no instances\n");
+	} else {
+		struct strbuf out;
+		strbuf_init(&out, 0);
+		cli_table_render(&t, &out);
+		fputs(out.buf, c->out);
+		strbuf_release(&out);
+	}
+	cli_table_release(&t);
+	cli_response_release(&res);
+	return CLI_EXIT_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* scale, restart, stop, start, destroy                                     */
+
+static int cmd_scale(struct cli *c)
+{
+	const char *app = c->inv->pos[0];
+	struct json *body;
+	char *err = NULL;
+	if (cli_scale_parse(c->inv->pos + 1, c->inv->n_pos - 1, &body, &err) < 0) {
+		int rc = cli_usage_error(c, "%s", err);
+		free(err);
+		return rc;
+	}
+	char *path = app_path(app, "/scale");
+	struct cli_response res;
+	int rc = cli_call(c, "POST", path, body, &res);
+	free(path);
+	json_free(body);
+	if (rc)
+		return rc;
+	if (c->inv->json) {
+		cli_print_json(c, res.json, true);
+	} else {
+		struct strbuf procs;
+		strbuf_init(&procs, 0);
+		processes_text(res.json, &procs);
+		fprintf(c->out, "scaled app '%s': %s\n", app, procs.buf);
+		strbuf_release(&procs);
+	}
+	cli_response_release(&res);
+	return CLI_EXIT_OK;
+}
+
+static int cmd_restart(struct cli *c)
+{
+	const char *app = c->inv->pos[0];
+	const char *target = c->inv->n_pos > 1 ? c->inv->pos[1] : NULL;
+	struct json *body = json_object();
+	if (target && strchr(target, '.')) {
+		char *id = instance_id(app, target);
+		json_set_str(body, "instance", id);
+		free(id);
+	} else if (target) {
+		json_set_str(body, "process", target);
+	}
+	char *path = app_path(app, "/restart");
+	struct cli_response res;
+	int rc = cli_call(c, "POST", path, body, &res);
+	free(path);
+	json_free(body);
+	if (rc)
+		return rc;
+	if (c->inv->json) {
+		cli_print_json(c, res.json, true);
+		cli_response_release(&res);
+		return CLI_EXIT_OK;
+	}
+	struct strbuf ids;
+	strbuf_init(&ids, 0);
+	const struct json *list = json_get(res.json, "restarted");
+	for (const struct json *id = json_first(list); id; id = json_next(id))
+		if (json_str(id))
+			strbuf_addf(&ids, "%s%s", ids.len ? ", " : "", json_str(id));
+	if (ids.len)
+		fprintf(c->out, "restarted %s\n", ids.buf);
+	else
+		fprintf(c->out, "nothing to restart in app '%s'\n", app);
+	strbuf_release(&ids);
+	cli_response_release(&res);
+	return CLI_EXIT_OK;
+}
+
+/* stop and start differ only in the endpoint and the word printed. */
+static int stop_or_start(struct cli *c, const char *action, const char *done)
+{
+	const char *app = c->inv->pos[0];
+	const char *proc = c->inv->n_pos > 1 ? c->inv->pos[1] : NULL;
+	struct json *body = json_object();
+	if (proc)
+		json_set_str(body, "process", proc);
+	char *suffix = xasprintf("/%s", action);
+	char *path = app_path(app, suffix);
+	struct cli_response res;
+	int rc = cli_call(c, "POST", path, body, &res);
+	free(suffix);
+	free(path);
+	json_free(body);
+	if (rc)
+		return rc;
+	if (c->inv->json)
+		cli_print_json(c, res.json, true);
+	else if (proc)
+		fprintf(c->out, "%s process type '%s' of app '%s'\n", done, proc, app);
+	else
+		fprintf(c->out, "%s app '%s'\n", done, app);
+	cli_response_release(&res);
+	return CLI_EXIT_OK;
+}
+
+static int cmd_stop(struct cli *c)
+{
+	return stop_or_start(c, "stop", "stopped");
+}
+
+static int cmd_start(struct cli *c)
+{
+	return stop_or_start(c, "start", "started");
+}
+
+/* Asks on the terminal; anything but y/yes declines. */
+static bool confirm(struct cli *c, const char *question)
+{
+	fprintf(c->err, "%s [y/N] ", question);
+	fflush(c->err);
+	char line[64];
+	if (!fgets(line, sizeof(line), c->in)) {
+		fputc('\n', c->err);
+		return false;
+	}
+	line[strcspn(line, "\r\n")] = '\0';
+	return strcasecmp(line, "y") == 0 || strcasecmp(line, "yes") == 0;
+}
+
+static int cmd_destroy(struct cli *c)
+{
+	const char *app = c->inv->pos[0];
+	if (!cli_flag(c->inv, "yes")) {
+		if (!c->in_tty)
+			return cli_usage_error(c, "not destroying app '%s' without confirmation: "
+						  "stdin is not a terminal (pass --yes)",
+					       app);
+		char *q = xasprintf("destroy app '%s' and stop its instances?", app);
+		bool ok = confirm(c, q);
+		free(q);
+		if (!ok) {
+			fprintf(c->err, "aborted: app '%s' was not destroyed\n", app);
+			return CLI_EXIT_FAILED;
+		}
+	}
+	char *path = app_path(app, "");
+	struct cli_response res;
+	int rc = cli_call(c, "DELETE", path, NULL, &res);
+	free(path);
+	if (rc)
+		return rc;
+	if (c->inv->json)
+		cli_print_json(c, res.json, true);
+	else
+		fprintf(c->out, "destroyed app '%s'\n", app);
+	cli_response_release(&res);
+	return CLI_EXIT_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* events, logs                                                             */
+
+/* -n N in [0, max]; *given false when absent. */
+static int count_flag(struct cli *c, const char *flag, int64_t max, int64_t *n, bool *given)
+{
+	const char *v = cli_flag(c->inv, flag);
+	*given = v != NULL;
+	if (v && cli_parse_count(v, max, n) < 0)
+		return cli_usage_error(c, "invalid --%s '%s': expected a whole number from 0 to %lld",
+				       flag, v, (long long)max);
+	return CLI_EXIT_OK;
+}
+
+/* "TIME SUBJECT WHAT: reason (pid N, exit status N, signal S)". */
+static void print_event(struct cli *c, const struct json *ev)
+{
+	char when[64];
+	time_text(json_get(ev, "time"), when, sizeof(when));
+	const char *type = json_get_str(ev, "type");
+	const char *state = json_get_str(ev, "state");
+	const char *subject = json_get_str(ev, "instance");
+	if (!subject)
+		subject = json_get_str(ev, "app");
+	const char *what = str_eq(type, "state") && state ? state : type;
+	struct strbuf sb;
+	strbuf_init(&sb, 0);
+	strbuf_addf(&sb, "%s %s %s", when, subject ? subject : "-", what ? what : "event");
+	const char *reason = json_get_str(ev, "reason");
+	if (!reason)
+		reason = json_get_str(ev, "message");
+	if (reason)
+		strbuf_addf(&sb, ": %s", reason);
+	struct strbuf extra;
+	strbuf_init(&extra, 0);
+	int64_t v;
+	if (jint(ev, "pid", &v))
+		strbuf_addf(&extra, "%spid %lld", extra.len ? ", " : "", (long long)v);
+	if (jint(ev, "exit_status", &v))
+		strbuf_addf(&extra, "%sexit status %lld", extra.len ? ", " : "", (long long)v);
+	const struct json *sig = json_get(ev, "signal");
+	if (json_str(sig))
+		strbuf_addf(&extra, "%ssignal %s", extra.len ? ", " : "", json_str(sig));
+	else if (json_get_int(sig, &v) == 0)
+		strbuf_addf(&extra, "%ssignal %lld", extra.len ? ", " : "", (long long)v);
+	if (extra.len)
+		strbuf_addf(&sb, " (%s)", extra.buf);
+	fprintf(c->out, "%s\n", sb.buf);
+	strbuf_release(&extra);
+	strbuf_release(&sb);
+}
+
+/* Prints a batch of events (skipping all when quiet) and advances *last. */
+static void print_events(struct cli *c, const struct json *events, bool quiet, int64_t *last)
+{
+	for (const struct json *ev = json_first(events); ev; ev = json_next(ev)) {
+		int64_t id;
+		if (jint(ev, "id", &id) && id > *last)
+			*last = id;
+		if (quiet)
+			continue;
+		if (c->inv->json)
+			cli_print_json(c, ev, false);
+		else
+			print_event(c, ev);
+	}
+}
+
+static int cmd_events(struct cli *c)
+{
+	const char *app = c->inv->n_pos ? c->inv->pos[0] : NULL;
+	bool follow = cli_flag(c->inv, "follow") != NULL, given;
+	int64_t limit = 100, last = 0;
+	int rc = count_flag(c, "limit", 1000, &limit, &given);
+	if (rc)
+		return rc;
+	if (follow)
+		follow_begin(c);
+	/* -n 0 shows nothing old: ask for one event to learn where to start. */
+	bool quiet = given && limit == 0;
+	for (bool first = true;; first = false) {
+		struct strbuf path;
+		strbuf_init(&path, 0);
+		strbuf_adds(&path, "/v1/events");
+		if (app)
+			query_add(&path, "app", app);
+		if (first) {
+			if (given) {
+				char n[24];
+				snprintf(n, sizeof(n), "%lld", (long long)(quiet ? 1 : limit));
+				query_add(&path, "limit", n);
+			}
+		} else {
+			/* Polls ask for the most the API gives, so a burst is not
+			 * cut to the default 100. */
+			char n[24];
+			snprintf(n, sizeof(n), "%lld", (long long)last);
+			query_add(&path, "after", n);
+			query_add(&path, "limit", "1000");
+		}
+		struct cli_response res;
+		rc = cli_call(c, "GET", path.buf, NULL, &res);
+		strbuf_release(&path);
+		if (follow && follow_interrupted)
+			return CLI_EXIT_OK;
+		if (rc)
+			return rc;
+		if (c->inv->json && !follow)
+			cli_print_json(c, res.json, true);
+		else
+			print_events(c, json_get(res.json, "events"), first && quiet, &last);
+		cli_response_release(&res);
+		if (!follow || !follow_wait(c))
+			return CLI_EXIT_OK;
+	}
+}
+
+/* "TIME INSTANCE: line", with "[stderr]" after the instance for stderr. */
+static void print_log_line(struct cli *c, const struct json *l)
+{
+	char when[64];
+	time_text(json_get(l, "time"), when, sizeof(when));
+	const char *inst = json_get_str(l, "instance");
+	const char *line = json_get_str(l, "line");
+	bool err = str_eq(json_get_str(l, "stream"), "stderr");
+	fprintf(c->out, "%s %s%s: %s\n", when, inst ? inst : "-", err ? "[stderr]" : "",
+		line ? line : "");
+}
+
+/* Prints a batch of log lines (skipping all when quiet) and advances *next
+ * past the newest seq seen. */
+static void print_log_lines(struct cli *c, const struct json *lines, bool quiet, int64_t *next)
+{
+	for (const struct json *l = json_first(lines); l; l = json_next(l)) {
+		int64_t seq;
+		if (jint(l, "seq", &seq) && seq > *next)
+			*next = seq;
+		if (quiet)
+			continue;
+		if (c->inv->json)
+			cli_print_json(c, l, false);
+		else
+			print_log_line(c, l);
+	}
+}
+
+static int cmd_logs(struct cli *c)
+{
+	const char *app = c->inv->pos[0];
+	const char *proc = cli_flag(c->inv, "process");
+	const char *inst = cli_flag(c->inv, "instance");
+	bool follow = cli_flag(c->inv, "follow") != NULL, given;
+	int64_t lines = 100, next = -1;
+	int rc = count_flag(c, "lines", 10000, &lines, &given);
+	if (rc)
+		return rc;
+	char *id = inst ? instance_id(app, inst) : NULL;
+	if (follow)
+		follow_begin(c);
+	bool quiet = given && lines == 0;
+	for (bool first = true;; first = false) {
+		char *base = app_path(app, "/logs");
+		struct strbuf path;
+		strbuf_init(&path, 0);
+		strbuf_adds(&path, base);
+		free(base);
+		char n[24];
+		if (first) {
+			if (given) {
+				snprintf(n, sizeof(n), "%lld", (long long)(quiet ? 1 : lines));
+				query_add(&path, "lines", n);
+			}
+		} else {
+			snprintf(n, sizeof(n), "%lld", (long long)next);
+			query_add(&path, "after", n);
+			query_add(&path, "lines", "10000");
+		}
+		if (proc)
+			query_add(&path, "process", proc);
+		if (id)
+			query_add(&path, "instance", id);
+		struct cli_response res;
+		rc = cli_call(c, "GET", path.buf, NULL, &res);
+		strbuf_release(&path);
+		if ((follow && follow_interrupted) || rc) {
+			free(id);
+			return follow && follow_interrupted ? CLI_EXIT_OK : rc;
+		}
+		if (c->inv->json && !follow)
+			cli_print_json(c, res.json, true);
+		else
+			print_log_lines(c, json_get(res.json, "lines"), first && quiet, &next);
+		int64_t srv_next;
+		if (jint(res.json, "next", &srv_next))
+			next = srv_next;
+		if (next < 0)
+			next = 0;
+		cli_response_release(&res);
+		if (!follow || !follow_wait(c)) {
+			free(id);
+			return CLI_EXIT_OK;
+		}
+	}
+}
+
+/* ------------------------------------------------------------------------ */
+/* tokens                                                                   */
+
+static int cmd_tokens_create(struct cli *c)
+{
+	static const char *const roles[] = {"admin", "deployer", "viewer"};
+	const char *role = cli_flag(c->inv, "role");
+	const char *expires = cli_flag(c->inv, "expires");
+	const char *name = cli_flag(c->inv, "name");
+	if (!role)
+		return cli_usage_error(c, "missing --role (admin, deployer or viewer)");
+	bool known = false;
+	for (size_t i = 0; i < ARRAY_SIZE(roles); i++)
+		known = known || strcmp(role, roles[i]) == 0;
+	if (!known)
+		return cli_usage_error(c, "invalid --role '%s': use admin, deployer or viewer", role);
+	int64_t ms;
+	if (expires && (duration_parse(expires, &ms) < 0 || ms <= 0))
+		return cli_usage_error(c, "invalid --expires '%s': use a duration like 12h or 30d",
+				       expires);
+
+	struct json *body = json_object();
+	json_set_str(body, "role", role);
+	struct json *apps = NULL;
+	for (size_t i = 0; i < c->inv->n_vals; i++) {
+		if (strcmp(c->inv->vals[i].opt->name, "app"))
+			continue;
+		if (!apps)
+			apps = json_set(body, "apps", json_array());
+		json_append(apps, json_string(c->inv->vals[i].value));
+	}
+	if (expires)
+		json_set_str(body, "expires", expires);
+	if (name)
+		json_set_str(body, "name", name);
+	struct cli_response res;
+	int rc = cli_call(c, "POST", "/v1/tokens", body, &res);
+	json_free(body);
+	if (rc)
+		return rc;
+	const char *secret = json_get_str(res.json, "token");
+	if (c->inv->json)
+		cli_print_json(c, res.json, true);
+	else
+		fprintf(c->out, "%s\n", secret ? secret : "");
+	fprintf(c->err, "created token %s (role %s); this is the only time its secret is "
+			"shown: store it now\n",
+		json_get_str(res.json, "id") ? json_get_str(res.json, "id") : "?", role);
+	cli_response_release(&res);
+	return CLI_EXIT_OK;
+}
+
+static void token_row(struct cli_table *t, const struct json *tok)
+{
+	char buf[48];
+	int64_t ms, now = time_wall_ms();
+	cli_table_add(t, json_get_str(tok, "id"));
+	cli_table_add(t, json_get_str(tok, "name"));
+	cli_table_add(t, json_get_str(tok, "role"));
+	struct strbuf apps;
+	strbuf_init(&apps, 0);
+	for (const struct json *a = json_first(json_get(tok, "apps")); a; a = json_next(a))
+		if (json_str(a))
+			strbuf_addf(&apps, "%s%s", apps.len ? "," : "", json_str(a));
+	cli_table_add(t, apps.len ? apps.buf : "*");
+	strbuf_release(&apps);
+
+	const struct json *created = json_get(tok, "created_at");
+	if (time_ms(created, &ms))
+		relative_text(ms, buf, sizeof(buf));
+	else
+		time_text(created, buf, sizeof(buf));
+	cli_table_add(t, buf);
+
+	bool expired = false;
+	if (time_ms(json_get(tok, "expires_at"), &ms)) {
+		expired = ms <= now;
+		relative_text(ms, buf, sizeof(buf));
+	} else {
+		strlcpy_s(buf, "never", sizeof(buf));
+	}
+	cli_table_add(t, buf);
+
+	if (time_ms(json_get(tok, "last_used_at"), &ms))
+		relative_text(ms, buf, sizeof(buf));
+	else
+		strlcpy_s(buf, "never", sizeof(buf));
+	cli_table_add(t, buf);
+
+	cli_table_add(t, json_true(json_get(tok, "revoked")) ? "revoked"
+			 : expired                            ? "expired"
+							      : "active");
+}
+
+static int cmd_tokens_list(struct cli *c)
+{
+	struct cli_response res;
+	int rc = cli_call(c, "GET", "/v1/tokens", NULL, &res);
+	if (rc)
+		return rc;
+	if (c->inv->json) {
+		cli_print_json(c, res.json, true);
+		cli_response_release(&res);
+		return CLI_EXIT_OK;
+	}
+	static const char *const headers[] = {"ID",      "NAME",      "ROLE",  "APPS",
+					      "CREATED", "EXPIRES", "LAST USED", "STATUS"};
+	struct cli_table t;
+	cli_table_init(&t, headers, ARRAY_SIZE(headers));
+	for (const struct json *tok = json_first(json_get(res.json, "tokens")); tok;
+	     tok = json_next(tok))
+		token_row(&t, tok);
+	if (cli_table_rows(&t) == 0) {
+		fprintf(c->err, "no tokens\n");
+	} else {
+		struct strbuf out;
+		strbuf_init(&out, 0);
+		cli_table_render(&t, &out);
+		fputs(out.buf, c->out);
+		strbuf_release(&out);
+	}
+	cli_table_release(&t);
+	cli_response_release(&res);
+	return CLI_EXIT_OK;
+}
+
+static int cmd_tokens_revoke(struct cli *c)
+{
+	char *enc = http_url_encode(c->inv->pos[0]);
+	char *path = xasprintf("/v1/tokens/%s", enc);
+	free(enc);
+	struct cli_response res;
+	int rc = cli_call(c, "DELETE", path, NULL, &res);
+	free(path);
+	if (rc)
+		return rc;
+	if (c->inv->json)
+		cli_print_json(c, res.json, true);
+	else
+		fprintf(c->out, "revoked token %s\n", c->inv->pos[0]);
+	cli_response_release(&res);
+	return CLI_EXIT_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* version, help                                                            */
+
+/* The server's version is a bonus: failing to get it is not an error. */
+static int cmd_version(struct cli *c)
+{
+	int rc = cli_resolve_server(c);
+	if (rc)
+		return rc;
+	struct cli_response res = {0};
+	char *err = NULL;
+	const char *server = NULL;
+	if (cli_client_request(&c->client, "GET", "/v1/version", NULL, 0, &res, &err) == 0) {
+		server = json_get_str(res.json, "version");
+		if (!server) {
+			const char *msg = json_get_str(json_get(res.json, "error"), "message");
+			err = msg ? xasprintf("%s", msg)
+				  : xasprintf("HTTP %d %s", res.status, http_reason(res.status));
+		}
+	}
+	if (c->inv->json) {
+		struct json *j = json_object();
+		json_set_str(j, "client", PAASOPS_VERSION);
+		json_set_str(j, "server", server);
+		cli_print_json(c, j, true);
+		json_free(j);
+	} else {
+		fprintf(c->out, "client: %s\n", PAASOPS_VERSION);
+		if (server)
+			fprintf(c->out, "server: %s\n", server);
+	}
+	if (!server)
+		fprintf(c->err, "server: unknown (%s)\n", err ? err : "no answer");
+	free(err);
+	cli_response_release(&res);
+	return CLI_EXIT_OK;
+}
+
+static int cmd_help(struct cli *c)
+{
+	if (c->inv->n_pos == 0) {
+		cli_print_help(c->out, NULL, NULL);
+		return CLI_EXIT_OK;
+	}
+	char *name = c->inv->n_pos == 2 ? xasprintf("%s %s", c->inv->pos[0], c->inv->pos[1])
+					: xstrdup(c->inv->pos[0]);
+	size_t len = strlen(name);
+	const struct cli_command *cmd = NULL;
+	bool group = false;
+	for (size_t i = 0; i < cli_n_commands; i++) {
+		if (strcmp(cli_commands[i].name, name) == 0)
+			cmd = &cli_commands[i];
+		else if (strncmp(cli_commands[i].name, name, len) == 0 &&
+			 cli_commands[i].name[len] == ' ')
+			group = true;
+	}
+	int rc = CLI_EXIT_OK;
+	if (cmd || group)
+		cli_print_help(c->out, cmd, cmd ? NULL : name);
+	else
+		rc = cli_usage_error(c, "unknown command '%s'", name);
+	free(name);
+	return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The table                                                                */
+
+static const struct cli_opt file_opts[] = {
+	{"file", 'f', "FILE", false, "the spec file (default: paasops.yaml)"},
+	{0},
+};
+
+static const struct cli_opt destroy_opts[] = {
+	{"yes", 'y', NULL, false, "do not ask for confirmation"},
+	{0},
+};
+
+static const struct cli_opt events_opts[] = {
+	{"limit", 'n', "N", false, "show the newest N events (default 100, max 1000)"},
+	{"follow", 'f', NULL, false, "keep printing new events until Ctrl-C"},
+	{0},
+};
+
+static const struct cli_opt logs_opts[] = {
+	{"lines", 'n', "N", false, "show the newest N lines (default 100, max 10000)"},
+	{"follow", 'f', NULL, false, "keep printing new lines until Ctrl-C"},
+	{"process", 'p', "PROCESS", false, "only this process type"},
+	{"instance", 'i', "INSTANCE", false, "only this instance (shop.web.1 or web.1)"},
+	{0},
+};
+
+static const struct cli_opt tokens_create_opts[] = {
+	{"role", 0, "ROLE", false, "admin, deployer or viewer (required)"},
+	{"app", 0, "NAME", true, "limit the token to this app (default: all apps)"},
+	{"expires", 0, "DURATION", false, "expire after this long: 12h, 30d (default: never)"},
+	{"name", 0, "NAME", false, "a label to recognise the token by"},
+	{0},
+};
+
+const struct cli_command cli_commands[] = {
+	{"validate", cmd_validate, "[-f FILE | FILE]", "check a spec file, without the daemon",
+	 file_opts, 0, 1,
+	 "Parses and validates the spec and prints every problem as FILE:LINE:COL: message.\n"
+	 "Exits 1 when the spec is invalid.\n\n"
+	 "examples:\n"
+	 "  paasops validate\n"
+	 "  paasops validate -f deploy/paasops.yaml\n"},
+	{"apply", cmd_apply, "[-f FILE | FILE]", "create or update an app from its spec",
+	 file_opts, 0, 1,
+	 "Sends the spec to the daemon. The app's instances run in the directory that holds\n"
+	 "the file. An invalid spec changes nothing; every problem is printed.\n\n"
+	 "examples:\n"
+	 "  paasops apply\n"
+	 "  paasops apply -f /srv/shop/paasops.yaml\n"},
+	{"apps", cmd_apps, "", "list apps", NULL, 0, 0,
+	 "Shows each app's process types with their instance counts, how many instances\n"
+	 "are ready out of those wanted, and a state: running, degraded (some wanted\n"
+	 "instances are not ready), idle (scaled to zero) or stopped.\n"},
+	{"ps", cmd_ps, "[APP]", "list instances, of one app or of all", NULL, 0, 1,
+	 "examples:\n"
+	 "  paasops ps\n"
+	 "  paasops ps shop\n"},
+	{"scale", cmd_scale, "APP PROCESS=COUNT...", "set how many instances run", NULL, 2, -1,
+	 "Counts are whole numbers from 0 to 10000. Nothing changes if any process type is\n"
+	 "unknown.\n\n"
+	 "examples:\n"
+	 "  paasops scale shop web=3 worker=1\n"},
+	{"restart", cmd_restart, "APP [PROCESS|INSTANCE]", "restart an app's instances", NULL, 1,
+	 2,
+	 "Restarts every instance of the app, of one process type, or one instance (an\n"
+	 "argument with a dot: shop.web.1, or web.1 for short). Clears a crashed state.\n\n"
+	 "examples:\n"
+	 "  paasops restart shop\n"
+	 "  paasops restart shop web\n"
+	 "  paasops restart shop web.2\n"},
+	{"stop", cmd_stop, "APP [PROCESS]", "stop an app or one process type", NULL, 1, 2,
+	 "The app and its instance counts are kept; nothing runs until 'paasops start'.\n"},
+	{"start", cmd_start, "APP [PROCESS]", "start what 'stop' stopped", NULL, 1, 2, ""},
+	{"destroy", cmd_destroy, "APP [--yes]", "stop an app's instances and forget the app",
+	 destroy_opts, 1, 1,
+	 "Asks for confirmation on the terminal; without a terminal, --yes is required.\n"},
+	{"events", cmd_events, "[APP] [-n N] [-f]", "show instance state changes and API changes",
+	 events_opts, 0, 1,
+	 "examples:\n"
+	 "  paasops events shop -n 20\n"
+	 "  paasops events -f\n"},
+	{"logs", cmd_logs, "APP [-f] [-n N] [-p PROCESS] [-i INSTANCE]",
+	 "show an app's output", logs_opts, 1, 1,
+	 "Lines are printed as TIME INSTANCE: LINE (INSTANCE[stderr] for standard error).\n"
+	 "With -f, polls every 250 ms until Ctrl-C; -n 0 -f prints only new lines.\n\n"
+	 "examples:\n"
+	 "  paasops logs shop -n 50\n"
+	 "  paasops logs shop -f -p web\n"},
+	{"tokens create", cmd_tokens_create,
+	 "--role ROLE [--app NAME]... [--expires DURATION] [--name NAME]",
+	 "create an API token (admin)", tokens_create_opts, 0, 0,
+	 "Prints the secret on stdout; it is never shown again.\n\n"
+	 "examples:\n"
+	 "  paasops tokens create --role deployer --app shop --expires 30d --name ci\n"},
+	{"tokens list", cmd_tokens_list, "", "list API tokens (admin)", NULL, 0, 0, ""},
+	{"tokens revoke", cmd_tokens_revoke, "ID", "revoke an API token (admin)", NULL, 1, 1,
+	 "examples:\n"
+	 "  paasops tokens revoke tok_0123abcd\n"},
+	{"version", cmd_version, "", "print the client's and the server's versions", NULL, 0, 0,
+	 ""},
+	{"help", cmd_help, "[COMMAND]", "show help", NULL, 0, 2, ""},
+};
+
+const size_t cli_n_commands = ARRAY_SIZE(cli_commands);

@@ -1,0 +1,231 @@
+/* cli_internal.h: what the CLI's files share with each other and with
+ * tests/unit/test_cli.c. Not for other modules: they use cli.h.
+ *
+ * The CLI is split by noun: cli_args.c turns argv into a struct
+ * cli_invocation using the command table; cli_client.c is a blocking HTTP/1.1
+ * client for one request per connection; cli_table.c prints aligned tables and
+ * human-readable units; cli_commands.c holds the command table and handlers;
+ * cli.c ties them together (cli_main, help, error reporting). */
+#ifndef PAASOPS_CLI_INTERNAL_H
+#define PAASOPS_CLI_INTERNAL_H
+#include "core/strbuf.h"
+#include <signal.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#ifndef PAASOPS_VERSION
+#define PAASOPS_VERSION "0.1.0"
+#endif
+
+struct json;
+
+enum cli_exit {
+	CLI_EXIT_OK = 0,
+	CLI_EXIT_FAILED = 1,      /* the server reported an error; invalid spec; local I/O */
+	CLI_EXIT_USAGE = 2,       /* bad command line */
+	CLI_EXIT_UNREACHABLE = 3, /* cannot connect, or no answer in time */
+};
+
+#define CLI_TIMEOUT_MS 30000     /* connect, and each wait for data */
+#define CLI_FOLLOW_INTERVAL_MS 250 /* logs -f and events -f poll period */
+#define CLI_MAX_RESPONSE_HEAD (64 * 1024)
+#define CLI_MAX_RESPONSE_BODY (256 * 1024 * 1024)
+#define CLI_MAX_SCALE 10000 /* same bound as the API's scale endpoint */
+
+/* ------------------------------------------------------------------------ */
+/* Server address (cli_client.c)                                            */
+
+enum cli_addr_kind { CLI_ADDR_UNIX, CLI_ADDR_TCP };
+
+/* A parsed --server value. All strings are owned by the struct. */
+struct cli_addr {
+	enum cli_addr_kind kind;
+	char *path;    /* unix: socket path */
+	char *host;    /* tcp: host name or address, IPv6 without brackets */
+	char *port;    /* tcp: decimal port */
+	char *display; /* canonical form for messages: "unix:/p" or "http://h:p" */
+};
+
+/* Parses "unix:/path/to.sock", "/path/to.sock", "http://HOST[:PORT][/]" or
+ * "HOST:PORT" (IPv6 hosts in brackets). Returns 0 or -EINVAL with *err set
+ * (caller frees). On success the caller releases out with cli_addr_release. */
+int cli_addr_parse(const char *s, struct cli_addr *out, char **err);
+void cli_addr_release(struct cli_addr *a);
+
+/* ------------------------------------------------------------------------ */
+/* HTTP client (cli_client.c)                                               */
+
+struct cli_client {
+	const struct cli_addr *addr; /* borrowed */
+	const char *token;           /* borrowed; NULL: no Authorization header */
+	int timeout_ms;
+	/* Borrowed, may be NULL. A system call interrupted by a signal is
+	 * retried unless *stop is set, in which case the request fails with
+	 * -EINTR (how `logs -f` ends on Ctrl-C). */
+	const volatile sig_atomic_t *stop;
+};
+
+/* One answer. json is the parsed body, or NULL when the body is empty or
+ * not JSON. Release with cli_response_release. */
+struct cli_response {
+	int status;
+	struct strbuf body;
+	struct json *json;
+};
+
+/* Formats the request bytes: HTTP/1.1, Host, Authorization when a token is
+ * set, Content-Type and Content-Length, Connection: close. */
+void cli_request_format(struct strbuf *out, const struct cli_client *c, const char *method,
+			const char *path, const char *body, size_t body_len);
+
+/* Sends one request on a new connection and reads the whole answer. body may
+ * be NULL. Returns 0 with *res filled (whatever the status), or a negative
+ * errno with *err set (caller frees) and *res untouched:
+ * connection failures and timeouts (-ETIMEDOUT) say "cannot reach" / "did not
+ * answer", a malformed or truncated answer gives -EPROTO. */
+int cli_client_request(const struct cli_client *c, const char *method, const char *path,
+		       const char *body, size_t body_len, struct cli_response *res, char **err);
+void cli_response_release(struct cli_response *r);
+
+/* Exit code for an HTTP status (2xx: 0, else 1) and for a negative errno
+ * returned by cli_client_request (a bad answer: 1, else 3). */
+int cli_exit_for_status(int status);
+int cli_exit_for_transport(int rc);
+
+/* ------------------------------------------------------------------------ */
+/* Arguments and the command table (cli_args.c)                             */
+
+/* One flag a command accepts. A switch has no metavar. */
+struct cli_opt {
+	const char *name; /* long form without "--"; NULL ends a list */
+	char short_name;  /* 0: none */
+	const char *metavar;
+	bool repeat; /* may be given several times (all values kept) */
+	const char *help;
+};
+
+struct cli;
+typedef int (*cli_run_cb)(struct cli *c);
+
+struct cli_command {
+	const char *name; /* "ps", or "tokens create" for a subcommand */
+	cli_run_cb run;   /* returns an enum cli_exit value */
+	const char *usage;   /* after the name: "APP [PROC|INSTANCE]" */
+	const char *summary; /* one line for `paasops help` */
+	const struct cli_opt *opts; /* NULL-name terminated, or NULL */
+	int min_args, max_args;     /* positional arguments; max -1: unbounded */
+	const char *help;           /* description and examples for `help CMD` */
+};
+
+struct cli_optval {
+	const struct cli_opt *opt; /* borrowed from the command table */
+	const char *value;         /* borrowed from argv; NULL for switches */
+};
+
+/* Parsed command line. Strings are borrowed from argv. */
+struct cli_invocation {
+	const struct cli_command *cmd; /* NULL for bare `paasops --help` */
+	const char *group; /* "tokens" when only the group was named (with --help) */
+	const char **pos;  /* positional arguments after the command */
+	size_t n_pos, alloc_pos;
+	struct cli_optval *vals; /* command flags in order of appearance */
+	size_t n_vals, alloc_vals;
+	const char *server, *token; /* global flags; NULL when not given */
+	bool json, help;
+};
+
+extern const struct cli_opt cli_global_opts[];
+
+/* Parses argv[1..argc) against the table. Global flags are accepted
+ * anywhere, command flags after the command name; "--" ends flags. Checks the
+ * number of positional arguments unless help was asked for. Returns 0, or
+ * -EINVAL with *err set to one line (caller frees). Release inv either way. */
+int cli_parse(int argc, char **argv, const struct cli_command *cmds, size_t n_cmds,
+	      struct cli_invocation *inv, char **err);
+void cli_invocation_release(struct cli_invocation *inv);
+/* The last value of a flag, "" for a given switch, NULL when absent. */
+const char *cli_flag(const struct cli_invocation *inv, const char *name);
+
+/* Parses `scale` arguments ("web=3", "worker=0") into the request body
+ * {"processes":{"web":3,...}}. Counts are whole numbers 0..CLI_MAX_SCALE;
+ * each process type may appear once. Returns 0 with *out set (caller frees
+ * with json_free), or -EINVAL with *err set. */
+int cli_scale_parse(const char *const *args, size_t n, struct json **out, char **err);
+/* Parses a non-negative whole number in [0, max] (digits only). */
+int cli_parse_count(const char *s, int64_t max, int64_t *out);
+
+/* ------------------------------------------------------------------------ */
+/* Tables and units (cli_table.c)                                           */
+
+/* Rows of cells, the first row being the header. Columns are separated by
+ * two spaces and left-aligned; widths count UTF-8 code points; control
+ * characters in cells are shown as spaces so a server string cannot move the
+ * cursor. */
+struct cli_table {
+	size_t n_cols;
+	char **cells;
+	size_t n_cells, alloc_cells;
+};
+
+void cli_table_init(struct cli_table *t, const char *const *headers, size_t n_cols);
+void cli_table_release(struct cli_table *t);
+/* Adds the next cell (row by row); NULL shows as "-". */
+void cli_table_add(struct cli_table *t, const char *cell);
+void cli_table_addf(struct cli_table *t, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+size_t cli_table_rows(const struct cli_table *t); /* data rows, without the header */
+/* Appends the table; asserts that the last row is complete. */
+void cli_table_render(const struct cli_table *t, struct strbuf *out);
+
+/* "0s", "45s", "3m20s", "2h5m", "3d4h": the two largest units, truncated. */
+void cli_format_age(int64_t ms, char *buf, size_t size);
+/* "512B", "1.2K", "1.7M", "256M", "3.4G": binary units like `ls -h`. */
+void cli_format_bytes(int64_t bytes, char *buf, size_t size);
+/* Appends j with two-space indentation, one member per line. */
+void cli_json_pretty(const struct json *j, struct strbuf *out);
+/* Parses RFC 3339 "2026-11-29T22:57:15[.123][Z|+01:00]" into epoch ms. */
+int cli_parse_time(const char *s, int64_t *ms);
+
+/* ------------------------------------------------------------------------ */
+/* Running a command (cli.c, cli_commands.c)                                */
+
+/* What a handler gets: the parsed line, streams, and a lazily resolved
+ * server address. */
+struct cli {
+	const struct cli_invocation *inv;
+	FILE *in, *out, *err;
+	bool in_tty; /* whether `in` is a terminal (for confirmations) */
+	struct cli_addr addr;
+	bool have_addr;
+	struct cli_client client;
+	char *token; /* owned copy of --token / PAASOPS_TOKEN, or NULL */
+};
+
+extern const struct cli_command cli_commands[];
+extern const size_t cli_n_commands;
+
+/* cli_main with explicit streams, for tests. */
+int cli_run(int argc, char **argv, FILE *in, FILE *out, FILE *err, bool in_tty);
+
+/* Sends a request with an optional JSON body. On a 2xx answer with a JSON
+ * object returns CLI_EXIT_OK with *res filled (caller releases). Otherwise
+ * prints the error ("error: ...", every 422 detail, a hint for 401) and
+ * returns the exit code, with *res released. */
+int cli_call(struct cli *c, const char *method, const char *path, const struct json *body,
+	     struct cli_response *res);
+/* Resolves --server / PAASOPS_SERVER / the default socket. Returns
+ * CLI_EXIT_OK or prints the error and returns CLI_EXIT_USAGE. */
+int cli_resolve_server(struct cli *c);
+/* Prints a JSON value pretty (or compact, one per line) on c->out. */
+void cli_print_json(struct cli *c, const struct json *j, bool pretty);
+/* Prints "error: MSG" and the --help hint for the current command; returns
+ * CLI_EXIT_USAGE. */
+int cli_usage_error(struct cli *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Prints "error: MSG" on c->err; returns CLI_EXIT_FAILED. */
+int cli_fail(struct cli *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Prints help for one command, a group ("tokens") or everything. */
+void cli_print_help(FILE *f, const struct cli_command *cmd, const char *group);
+
+#endif

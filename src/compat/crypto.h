@@ -1,0 +1,21 @@
+/* crypto.h: the one adapter to OpenSSL for hashes, randomness and
+ * constant-time comparison. */
+#ifndef PAASOPS_CRYPTO_H
+#define PAASOPS_CRYPTO_H
+#include <stdbool.h>
+#include <stddef.h>
+
+#define CRYPTO_SHA256_HEX 65 /* 64 hex digits + NUL */
+
+/* Writes the lowercase hex SHA-256 of data into out. */
+void crypto_sha256_hex(const void *data, size_t len, char out[CRYPTO_SHA256_HEX]);
+/* Fills buf with cryptographically secure random bytes; 0 or -EIO. */
+int crypto_random(void *buf, size_t len);
+/* Constant-time equality of two buffers of the same length. */
+bool crypto_equal(const void *a, const void *b, size_t len);
+/* Encodes len bytes as unpadded base64url into a new string; caller frees. */
+char *crypto_base64url(const void *data, size_t len);
+/* Encodes len bytes as lowercase hex into a new string; caller frees. */
+char *crypto_hex(const void *data, size_t len);
+
+#endif

@@ -1,0 +1,340 @@
+/* http.c: the llhttp adapter (see http.h). */
+#include "compat/http.h"
+#include "core/util.h"
+#include <ctype.h>
+#include <errno.h>
+#include <llhttp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+struct http_parser {
+	llhttp_t ll;
+	llhttp_settings_t settings;
+	enum http_kind kind;
+	size_t max_header, max_body;
+	size_t head_bytes;
+	bool complete;
+	bool too_big_head, too_big_body;
+	bool in_value; /* last header callback was a value */
+	struct http_msg msg;
+	struct strbuf hname, hvalue;
+	http_body_cb body_cb;
+	void *body_ctx;
+	const char *error;
+};
+
+#define P(ll) ((struct http_parser *)(ll)->data)
+
+static int count_head(struct http_parser *p, size_t n)
+{
+	p->head_bytes += n;
+	if (p->head_bytes > p->max_header) {
+		p->too_big_head = true;
+		return -1;
+	}
+	return 0;
+}
+
+static void flush_header(struct http_parser *p)
+{
+	if (!p->hname.len && !p->hvalue.len)
+		return;
+	struct http_msg *m = &p->msg;
+	m->headers = xgrow(m->headers, sizeof(*m->headers), m->n_headers + 1, &m->alloc_headers);
+	m->headers[m->n_headers].name = strbuf_detach(&p->hname, NULL);
+	m->headers[m->n_headers].value = strbuf_detach(&p->hvalue, NULL);
+	m->n_headers++;
+}
+
+static int on_url(llhttp_t *ll, const char *at, size_t n)
+{
+	struct http_parser *p = P(ll);
+	if (count_head(p, n))
+		return -1;
+	strbuf_add(&p->msg.url, at, n);
+	return 0;
+}
+
+static int on_method(llhttp_t *ll, const char *at, size_t n)
+{
+	struct http_parser *p = P(ll);
+	size_t have = strlen(p->msg.method);
+	if (have + n >= sizeof(p->msg.method))
+		return -1;
+	memcpy(p->msg.method + have, at, n);
+	p->msg.method[have + n] = '\0';
+	return 0;
+}
+
+static int on_header_field(llhttp_t *ll, const char *at, size_t n)
+{
+	struct http_parser *p = P(ll);
+	if (count_head(p, n))
+		return -1;
+	if (p->in_value) {
+		flush_header(p);
+		p->in_value = false;
+	}
+	strbuf_add(&p->hname, at, n);
+	return 0;
+}
+
+static int on_header_value(llhttp_t *ll, const char *at, size_t n)
+{
+	struct http_parser *p = P(ll);
+	if (count_head(p, n))
+		return -1;
+	p->in_value = true;
+	strbuf_add(&p->hvalue, at, n);
+	return 0;
+}
+
+static int on_headers_complete(llhttp_t *ll)
+{
+	struct http_parser *p = P(ll);
+	flush_header(p);
+	p->in_value = false;
+	p->msg.status = ll->status_code;
+	p->msg.chunked = (ll->flags & F_CHUNKED) != 0;
+	if (p->max_body && (ll->flags & F_CONTENT_LENGTH) && ll->content_length > p->max_body) {
+		p->too_big_body = true;
+		return -1;
+	}
+	return 0;
+}
+
+static int on_body(llhttp_t *ll, const char *at, size_t n)
+{
+	struct http_parser *p = P(ll);
+	if (p->body_cb)
+		return p->body_cb(p->body_ctx, at, n) ? -1 : 0;
+	if (p->max_body && p->msg.body.len + n > p->max_body) {
+		p->too_big_body = true;
+		return -1;
+	}
+	strbuf_add(&p->msg.body, at, n);
+	return 0;
+}
+
+static int on_message_complete(llhttp_t *ll)
+{
+	struct http_parser *p = P(ll);
+	p->msg.keep_alive = llhttp_should_keep_alive(ll) != 0;
+	p->complete = true;
+	return HPE_PAUSED;
+}
+
+struct http_parser *http_parser_new(enum http_kind kind, size_t max_header, size_t max_body)
+{
+	struct http_parser *p = xcalloc(1, sizeof(*p));
+	p->kind = kind;
+	p->max_header = max_header;
+	p->max_body = max_body;
+	llhttp_settings_init(&p->settings);
+	p->settings.on_url = on_url;
+	p->settings.on_method = on_method;
+	p->settings.on_header_field = on_header_field;
+	p->settings.on_header_value = on_header_value;
+	p->settings.on_headers_complete = on_headers_complete;
+	p->settings.on_body = on_body;
+	p->settings.on_message_complete = on_message_complete;
+	strbuf_init(&p->msg.url, 0);
+	strbuf_init(&p->msg.body, 0);
+	strbuf_init(&p->hname, 0);
+	strbuf_init(&p->hvalue, 0);
+	llhttp_init(&p->ll, kind == HTTP_KIND_REQUEST ? HTTP_REQUEST : HTTP_RESPONSE, &p->settings);
+	p->ll.data = p;
+	return p;
+}
+
+static void clear_msg(struct http_parser *p)
+{
+	struct http_msg *m = &p->msg;
+	for (size_t i = 0; i < m->n_headers; i++) {
+		free(m->headers[i].name);
+		free(m->headers[i].value);
+	}
+	m->n_headers = 0;
+	strbuf_reset(&m->url);
+	strbuf_reset(&m->body);
+	strbuf_reset(&p->hname);
+	strbuf_reset(&p->hvalue);
+	m->method[0] = '\0';
+	m->status = 0;
+	m->keep_alive = false;
+	m->chunked = false;
+	p->head_bytes = 0;
+	p->complete = false;
+	p->in_value = false;
+	p->error = NULL;
+}
+
+void http_parser_free(struct http_parser *p)
+{
+	if (!p)
+		return;
+	clear_msg(p);
+	free(p->msg.headers);
+	strbuf_release(&p->msg.url);
+	strbuf_release(&p->msg.body);
+	strbuf_release(&p->hname);
+	strbuf_release(&p->hvalue);
+	free(p);
+}
+
+void http_parser_stream_body(struct http_parser *p, http_body_cb cb, void *ctx)
+{
+	p->body_cb = cb;
+	p->body_ctx = ctx;
+}
+
+static int map_error(struct http_parser *p, llhttp_errno_t e)
+{
+	if (p->too_big_head)
+		return -EMSGSIZE;
+	if (p->too_big_body)
+		return -EFBIG;
+	p->error = llhttp_get_error_reason(&p->ll);
+	if (!p->error)
+		p->error = llhttp_errno_name(e);
+	return -EPROTO;
+}
+
+int http_parser_feed(struct http_parser *p, const char *data, size_t len, size_t *consumed)
+{
+	*consumed = 0;
+	if (p->complete)
+		return HTTP_FEED_COMPLETE;
+	llhttp_errno_t e = llhttp_execute(&p->ll, data, len);
+	if (e == HPE_OK) {
+		*consumed = len;
+		return HTTP_FEED_MORE;
+	}
+	if (e == HPE_PAUSED && p->complete) {
+		const char *pos = llhttp_get_error_pos(&p->ll);
+		*consumed = pos ? (size_t)(pos - data) : len;
+		return HTTP_FEED_COMPLETE;
+	}
+	if (e == HPE_PAUSED_UPGRADE && p->complete) {
+		*consumed = len;
+		return HTTP_FEED_COMPLETE;
+	}
+	return map_error(p, e);
+}
+
+int http_parser_finish(struct http_parser *p)
+{
+	if (p->complete)
+		return HTTP_FEED_COMPLETE;
+	llhttp_errno_t e = llhttp_finish(&p->ll);
+	if (p->complete)
+		return HTTP_FEED_COMPLETE;
+	if (e == HPE_OK)
+		return HTTP_FEED_MORE;
+	return map_error(p, e);
+}
+
+struct http_msg *http_parser_msg(struct http_parser *p)
+{
+	return &p->msg;
+}
+
+const char *http_parser_error(const struct http_parser *p)
+{
+	return p->error ? p->error : "malformed HTTP message";
+}
+
+void http_parser_reset(struct http_parser *p)
+{
+	clear_msg(p);
+	if (llhttp_get_errno(&p->ll) == HPE_PAUSED)
+		llhttp_resume(&p->ll);
+	else
+		llhttp_init(&p->ll, p->kind == HTTP_KIND_REQUEST ? HTTP_REQUEST : HTTP_RESPONSE,
+			    &p->settings);
+	p->ll.data = p;
+}
+
+const char *http_msg_header(const struct http_msg *m, const char *name)
+{
+	for (size_t i = 0; i < m->n_headers; i++)
+		if (strcasecmp(m->headers[i].name, name) == 0)
+			return m->headers[i].value;
+	return NULL;
+}
+
+const char *http_reason(int status)
+{
+	switch (status) {
+	case 100: return "Continue";
+	case 101: return "Switching Protocols";
+	case 200: return "OK";
+	case 201: return "Created";
+	case 202: return "Accepted";
+	case 204: return "No Content";
+	case 304: return "Not Modified";
+	case 400: return "Bad Request";
+	case 401: return "Unauthorized";
+	case 403: return "Forbidden";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 408: return "Request Timeout";
+	case 409: return "Conflict";
+	case 411: return "Length Required";
+	case 413: return "Content Too Large";
+	case 415: return "Unsupported Media Type";
+	case 422: return "Unprocessable Content";
+	case 429: return "Too Many Requests";
+	case 431: return "Request Header Fields Too Large";
+	case 500: return "Internal Server Error";
+	case 502: return "Bad Gateway";
+	case 503: return "Service Unavailable";
+	case 504: return "Gateway Timeout";
+	default: return "Unknown";
+	}
+}
+
+static int hexval(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	c = tolower(c);
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+int http_url_decode(char *s, bool plus_is_space)
+{
+	char *w = s;
+	for (char *r = s; *r; r++) {
+		if (*r == '%') {
+			int hi = hexval((unsigned char)r[1]);
+			int lo = hi >= 0 ? hexval((unsigned char)r[2]) : -1;
+			if (hi < 0 || lo < 0)
+				return -EINVAL;
+			*w++ = (char)(hi * 16 + lo);
+			r += 2;
+		} else if (*r == '+' && plus_is_space) {
+			*w++ = ' ';
+		} else {
+			*w++ = *r;
+		}
+	}
+	*w = '\0';
+	return 0;
+}
+
+char *http_url_encode(const char *s)
+{
+	struct strbuf sb;
+	strbuf_init(&sb, strlen(s) * 3);
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		if (isalnum(*p) || *p == '-' || *p == '_' || *p == '.' || *p == '~')
+			strbuf_addc(&sb, (char)*p);
+		else
+			strbuf_addf(&sb, "%%%02X", *p);
+	}
+	return strbuf_detach(&sb, NULL);
+}

@@ -1,0 +1,12 @@
+/* paths.h: where paasops keeps its data by default, shared by the daemon and
+ * the CLI so that both agree without configuration. */
+#ifndef PAASOPS_PATHS_H
+#define PAASOPS_PATHS_H
+
+/* /var/lib/paasops for root; else $XDG_DATA_HOME/paasops or
+ * ~/.local/share/paasops. Caller frees. */
+char *paths_default_data_dir(void);
+/* Creates dir and its parents (mode for the last one); 0 or -errno. */
+int paths_mkdir_p(const char *dir, unsigned mode);
+
+#endif

@@ -1,0 +1,247 @@
+/* daemon.c: struct daemon owns the loop and every module; this file is the
+ * start-up and shutdown order:
+ *   lock the data dir → open the store → stop leftovers of a crashed run →
+ *   load desired state and start instances → listen for the API → run.
+ *   SIGTERM/SIGINT: stop the API, stop instances gracefully, exit 0. */
+#include "daemon.h"
+#include "api/api.h"
+#include "core/log.h"
+#include "core/paths.h"
+#include "core/util.h"
+#include "store/store.h"
+#include "supervisor/supervisor.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <uv.h>
+
+struct daemon {
+	uv_loop_t loop;
+	char *data_dir;
+	char *api_addr;
+	int port_min, port_max;
+	int lock_fd;
+	struct store *store;
+	struct supervisor *sv;
+	struct api *api;
+	uv_signal_t sigterm, sigint;
+	bool stopping;
+};
+
+static const char usage[] =
+	"usage: paasops serve [--data DIR] [--api HOST:PORT] [--ports MIN-MAX] [--log-level LEVEL]\n"
+	"\n"
+	"  --data DIR        state, socket and lock (default /var/lib/paasops for root,\n"
+	"                    else $XDG_DATA_HOME/paasops or ~/.local/share/paasops)\n"
+	"  --api HOST:PORT   also serve the API on TCP; every call needs a bearer token\n"
+	"  --ports MIN-MAX   ports handed to instances (default 20000-29999)\n"
+	"  --log-level L     debug, info, warn or error (default info)\n";
+
+static int parse_args(struct daemon *d, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"data", required_argument, NULL, 'd'},  {"api", required_argument, NULL, 'a'},
+		{"ports", required_argument, NULL, 'p'}, {"log-level", required_argument, NULL, 'l'},
+		{"help", no_argument, NULL, 'h'},        {NULL, 0, NULL, 0},
+	};
+	static const char *const levels[] = {"debug", "info", "warn", "error"};
+	int c;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 'd':
+			free(d->data_dir);
+			d->data_dir = xstrdup(optarg);
+			break;
+		case 'a':
+			free(d->api_addr);
+			d->api_addr = xstrdup(optarg);
+			break;
+		case 'p': {
+			int a, b;
+			char extra;
+			if (sscanf(optarg, "%d-%d%c", &a, &b, &extra) != 2 || a < 1024 || b > 65535 || a > b) {
+				fprintf(stderr, "paasops serve: invalid --ports '%s' (want MIN-MAX within 1024-65535)\n", optarg);
+				return -EINVAL;
+			}
+			d->port_min = a;
+			d->port_max = b;
+			break;
+		}
+		case 'l': {
+			size_t k;
+			for (k = 0; k < ARRAY_SIZE(levels) && strcmp(levels[k], optarg); k++)
+				;
+			if (k == ARRAY_SIZE(levels)) {
+				fprintf(stderr, "paasops serve: invalid --log-level '%s'\n", optarg);
+				return -EINVAL;
+			}
+			log_set_level((enum log_level)k);
+			break;
+		}
+		case 'h':
+			fputs(usage, stdout);
+			return 1;
+		default:
+			fputs(usage, stderr);
+			return -EINVAL;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "paasops serve: unexpected argument '%s'\n%s", argv[optind], usage);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* Takes the data dir's lock so that a second daemon refuses to start. */
+static int lock_data_dir(struct daemon *d)
+{
+	char *path = xasprintf("%s/paasops.lock", d->data_dir);
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		fprintf(stderr, "paasops serve: cannot open '%s': %s\n", path, strerror(errno));
+		free(path);
+		return -1;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		char buf[32] = {0};
+		ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
+		buf[n > 0 ? n : 0] = '\0';
+		buf[strcspn(buf, "\n")] = '\0';
+		fprintf(stderr, "paasops serve: another paasops (pid %s) is already using data dir '%s'\n",
+			*buf ? buf : "?", d->data_dir);
+		close(fd);
+		free(path);
+		return -1;
+	}
+	char pid[32];
+	int n = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+	if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, (size_t)n, 0) != n)
+		log_warn("cannot record pid in '%s'", path);
+	free(path);
+	d->lock_fd = fd;
+	return 0;
+}
+
+static void all_stopped(void *ctx)
+{
+	struct daemon *d = ctx;
+	log_info("all instances stopped; exiting");
+	uv_close((uv_handle_t *)&d->sigterm, NULL);
+	uv_close((uv_handle_t *)&d->sigint, NULL);
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+	struct daemon *d = s->data;
+	if (d->stopping) {
+		log_warn("second signal: already stopping instances");
+		return;
+	}
+	d->stopping = true;
+	log_info("received %s; stopping", strsignal(signum));
+	api_stop(d->api);
+	d->api = NULL;
+	supervisor_shutdown(d->sv, all_stopped, d);
+}
+
+static void walk_close(uv_handle_t *h, void *arg)
+{
+	if (!uv_is_closing(h))
+		uv_close(h, NULL);
+}
+
+int daemon_main(int argc, char **argv)
+{
+	struct daemon d = {.port_min = 20000, .port_max = 29999, .lock_fd = -1};
+	int rc = 1;
+	int r = parse_args(&d, argc, argv);
+	if (r != 0) {
+		free(d.data_dir);
+		free(d.api_addr);
+		return r > 0 ? 0 : 2;
+	}
+	if (!d.data_dir)
+		d.data_dir = paths_default_data_dir();
+	if (d.data_dir[0] != '/') {
+		char cwd[4096];
+		if (getcwd(cwd, sizeof(cwd))) {
+			char *abs = xasprintf("%s/%s", cwd, d.data_dir);
+			free(d.data_dir);
+			d.data_dir = abs;
+		}
+	}
+	signal(SIGPIPE, SIG_IGN);
+	if ((r = paths_mkdir_p(d.data_dir, 0700)) < 0) {
+		fprintf(stderr, "paasops serve: cannot create data dir '%s': %s\n", d.data_dir, strerror(-r));
+		goto out;
+	}
+	if (lock_data_dir(&d) < 0)
+		goto out;
+
+	char *err = NULL;
+	char *db = xasprintf("%s/state.db", d.data_dir);
+	d.store = store_open(db, &err);
+	free(db);
+	if (!d.store) {
+		fprintf(stderr, "paasops serve: %s\n", err);
+		free(err);
+		goto out;
+	}
+	uv_loop_init(&d.loop);
+	struct supervisor_config sc = {
+		.loop = &d.loop, .store = d.store, .data_dir = d.data_dir,
+		.port_min = d.port_min, .port_max = d.port_max,
+	};
+	d.sv = supervisor_new(&sc);
+	supervisor_cleanup_leftovers(d.sv);
+	if (supervisor_load(d.sv, &err) < 0) {
+		fprintf(stderr, "paasops serve: %s\n", err);
+		free(err);
+		goto out_loop;
+	}
+	char *sock = xasprintf("%s/paasops.sock", d.data_dir);
+	struct api_config ac = {
+		.loop = &d.loop, .store = d.store, .sv = d.sv, .socket_path = sock,
+		.tcp_addr = d.api_addr, .version = PAASOPS_VERSION,
+	};
+	d.api = api_start(&ac, &err);
+	if (!d.api) {
+		fprintf(stderr, "paasops serve: %s\n", err);
+		free(err);
+		free(sock);
+		supervisor_shutdown(d.sv, NULL, NULL);
+		goto out_loop;
+	}
+	uv_signal_init(&d.loop, &d.sigterm);
+	uv_signal_init(&d.loop, &d.sigint);
+	d.sigterm.data = d.sigint.data = &d;
+	uv_signal_start(&d.sigterm, on_signal, SIGTERM);
+	uv_signal_start(&d.sigint, on_signal, SIGINT);
+	log_info("paasops %s serving data dir %s on unix:%s%s%s", PAASOPS_VERSION, d.data_dir, sock,
+		 d.api_addr ? " and http://" : "", d.api_addr ? d.api_addr : "");
+	free(sock);
+	uv_run(&d.loop, UV_RUN_DEFAULT);
+	rc = 0;
+out_loop:
+	supervisor_free(d.sv);
+	uv_walk(&d.loop, walk_close, NULL);
+	uv_run(&d.loop, UV_RUN_DEFAULT);
+	if (uv_loop_close(&d.loop) != 0)
+		log_warn("event loop closed with handles open");
+out:
+	store_close(d.store);
+	if (d.lock_fd >= 0)
+		close(d.lock_fd);
+	free(d.data_dir);
+	free(d.api_addr);
+	return rc;
+}

@@ -1,0 +1,430 @@
+/* store.c: SQLite schema, migrations and typed queries (see store.h). */
+#include "store/store.h"
+#include "core/log.h"
+#include "core/util.h"
+#include <errno.h>
+#include <stdarg.h>
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct store {
+	sqlite3 *db;
+	int64_t events_added;
+};
+
+/* Each entry moves the schema from version i to i+1. Never edit a released
+ * entry; append a new one. */
+static const char *const migrations[] = {
+	"CREATE TABLE apps(name TEXT PRIMARY KEY, spec_yaml TEXT NOT NULL, filename TEXT,"
+	" dir TEXT NOT NULL, stopped INTEGER NOT NULL DEFAULT 0,"
+	" created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL);"
+	"CREATE TABLE scale(app TEXT NOT NULL, process TEXT NOT NULL, instances INTEGER NOT NULL,"
+	" spec_instances INTEGER NOT NULL, stopped INTEGER NOT NULL DEFAULT 0,"
+	" PRIMARY KEY(app, process));"
+	"CREATE TABLE procs(pid INTEGER PRIMARY KEY, instance TEXT NOT NULL,"
+	" start_ticks INTEGER NOT NULL, cgroup TEXT);"
+	"CREATE TABLE events(id INTEGER PRIMARY KEY AUTOINCREMENT, time INTEGER NOT NULL,"
+	" app TEXT, process TEXT, instance TEXT, type TEXT NOT NULL, state TEXT, reason TEXT,"
+	" pid INTEGER, exit_status INTEGER, signal INTEGER);"
+	"CREATE INDEX events_app ON events(app, id);"
+	"CREATE TABLE tokens(id TEXT PRIMARY KEY, name TEXT, hash TEXT NOT NULL UNIQUE,"
+	" role TEXT NOT NULL, apps TEXT NOT NULL, created_at INTEGER NOT NULL,"
+	" expires_at INTEGER NOT NULL DEFAULT 0, revoked INTEGER NOT NULL DEFAULT 0,"
+	" last_used_at INTEGER NOT NULL DEFAULT 0);",
+};
+
+#define EVENTS_KEPT 100000
+
+static int fail(struct store *st, int rc)
+{
+	log_error("store: %s", sqlite3_errmsg(st->db));
+	return rc == SQLITE_BUSY ? -EBUSY : rc == SQLITE_CONSTRAINT ? -EEXIST : -EIO;
+}
+
+static int exec(struct store *st, const char *sql)
+{
+	char *msg = NULL;
+	int rc = sqlite3_exec(st->db, sql, NULL, NULL, &msg);
+	if (rc != SQLITE_OK) {
+		log_error("store: %s", msg ? msg : sqlite3_errstr(rc));
+		sqlite3_free(msg);
+		return -EIO;
+	}
+	return 0;
+}
+
+static int migrate(struct store *st, char **err)
+{
+	sqlite3_stmt *s;
+	if (sqlite3_prepare_v2(st->db, "PRAGMA user_version", -1, &s, NULL) != SQLITE_OK)
+		goto fail;
+	int version = sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int(s, 0) : 0;
+	sqlite3_finalize(s);
+	if (version > (int)ARRAY_SIZE(migrations)) {
+		*err = xasprintf("database schema version %d is newer than this paasops (%zu)",
+				 version, ARRAY_SIZE(migrations));
+		return -EINVAL;
+	}
+	for (int v = version; v < (int)ARRAY_SIZE(migrations); v++) {
+		char *sql = xasprintf("BEGIN; %s PRAGMA user_version = %d; COMMIT;", migrations[v], v + 1);
+		int r = exec(st, sql);
+		free(sql);
+		if (r < 0) {
+			exec(st, "ROLLBACK");
+			goto fail;
+		}
+	}
+	return 0;
+fail:
+	*err = xasprintf("cannot migrate database: %s", sqlite3_errmsg(st->db));
+	return -EIO;
+}
+
+struct store *store_open(const char *path, char **err)
+{
+	struct store *st = xcalloc(1, sizeof(*st));
+	int rc = sqlite3_open_v2(path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
+	if (rc != SQLITE_OK) {
+		*err = xasprintf("cannot open database '%s': %s", path,
+				 st->db ? sqlite3_errmsg(st->db) : sqlite3_errstr(rc));
+		store_close(st);
+		return NULL;
+	}
+	sqlite3_busy_timeout(st->db, 5000);
+	if (exec(st, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;") < 0) {
+		*err = xasprintf("cannot configure database '%s': %s", path, sqlite3_errmsg(st->db));
+		store_close(st);
+		return NULL;
+	}
+	if (migrate(st, err) < 0) {
+		store_close(st);
+		return NULL;
+	}
+	return st;
+}
+
+void store_close(struct store *st)
+{
+	if (!st)
+		return;
+	sqlite3_close_v2(st->db);
+	free(st);
+}
+
+int store_begin(struct store *st) { return exec(st, "BEGIN IMMEDIATE"); }
+int store_commit(struct store *st) { return exec(st, "COMMIT"); }
+void store_rollback(struct store *st) { exec(st, "ROLLBACK"); }
+const char *store_errmsg(struct store *st) { return sqlite3_errmsg(st->db); }
+
+/* ---- statement helpers ---- */
+
+/* Prepares sql and binds args described by fmt: 's' text (NULL → null),
+ * 'i' int, 'I' int64, 'b' bool. */
+static sqlite3_stmt *prep(struct store *st, const char *sql, const char *fmt, ...)
+{
+	sqlite3_stmt *s;
+	if (sqlite3_prepare_v2(st->db, sql, -1, &s, NULL) != SQLITE_OK) {
+		log_error("store: prepare: %s", sqlite3_errmsg(st->db));
+		return NULL;
+	}
+	va_list ap;
+	va_start(ap, fmt);
+	for (int i = 1; fmt && *fmt; fmt++, i++) {
+		switch (*fmt) {
+		case 's': {
+			const char *v = va_arg(ap, const char *);
+			if (v)
+				sqlite3_bind_text(s, i, v, -1, SQLITE_TRANSIENT);
+			else
+				sqlite3_bind_null(s, i);
+			break;
+		}
+		case 'i': sqlite3_bind_int(s, i, va_arg(ap, int)); break;
+		case 'I': sqlite3_bind_int64(s, i, va_arg(ap, int64_t)); break;
+		case 'b': sqlite3_bind_int(s, i, va_arg(ap, int) ? 1 : 0); break;
+		default: abort();
+		}
+	}
+	va_end(ap);
+	return s;
+}
+
+/* Steps a statement that returns no rows and finalizes it. */
+static int run(struct store *st, sqlite3_stmt *s)
+{
+	if (!s)
+		return -EIO;
+	int rc = sqlite3_step(s);
+	sqlite3_finalize(s);
+	if (rc != SQLITE_DONE)
+		return fail(st, rc);
+	return 0;
+}
+
+static const char *col_text(sqlite3_stmt *s, int i)
+{
+	return (const char *)sqlite3_column_text(s, i);
+}
+
+/* ---- apps ---- */
+
+int store_app_put(struct store *st, const struct store_app *a)
+{
+	return run(st, prep(st,
+			    "INSERT INTO apps(name, spec_yaml, filename, dir, stopped, created_at, updated_at)"
+			    " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(name) DO UPDATE SET"
+			    " spec_yaml = ?2, filename = ?3, dir = ?4, stopped = ?5, updated_at = ?7",
+			    "ssssbII", a->name, a->spec_yaml, a->filename, a->dir, a->stopped,
+			    a->created_at, a->updated_at));
+}
+
+int store_app_delete(struct store *st, const char *name)
+{
+	int r = run(st, prep(st, "DELETE FROM scale WHERE app = ?", "s", name));
+	if (r == 0)
+		r = run(st, prep(st, "DELETE FROM apps WHERE name = ?", "s", name));
+	return r;
+}
+
+int store_app_set_stopped(struct store *st, const char *name, bool stopped)
+{
+	return run(st, prep(st, "UPDATE apps SET stopped = ?2 WHERE name = ?1", "sb", name, stopped));
+}
+
+int store_apps_each(struct store *st, store_app_cb cb, void *ctx)
+{
+	sqlite3_stmt *s = prep(st,
+			       "SELECT name, spec_yaml, filename, dir, stopped, created_at, updated_at"
+			       " FROM apps ORDER BY name",
+			       NULL);
+	if (!s)
+		return -EIO;
+	int rc;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		struct store_app a = {
+			.name = col_text(s, 0),
+			.spec_yaml = col_text(s, 1),
+			.filename = col_text(s, 2),
+			.dir = col_text(s, 3),
+			.stopped = sqlite3_column_int(s, 4) != 0,
+			.created_at = sqlite3_column_int64(s, 5),
+			.updated_at = sqlite3_column_int64(s, 6),
+		};
+		cb(ctx, &a);
+	}
+	sqlite3_finalize(s);
+	return rc == SQLITE_DONE ? 0 : fail(st, rc);
+}
+
+int store_scale_put(struct store *st, const struct store_scale *sc)
+{
+	return run(st, prep(st,
+			    "INSERT INTO scale(app, process, instances, spec_instances, stopped)"
+			    " VALUES(?1, ?2, ?3, ?4, ?5) ON CONFLICT(app, process) DO UPDATE SET"
+			    " instances = ?3, spec_instances = ?4, stopped = ?5",
+			    "ssiib", sc->app, sc->process, sc->instances, sc->spec_instances, sc->stopped));
+}
+
+int store_scale_prune(struct store *st, const char *app, const char *const *keep, int n)
+{
+	sqlite3_stmt *s = prep(st, "SELECT process FROM scale WHERE app = ?", "s", app);
+	if (!s)
+		return -EIO;
+	char **gone = NULL;
+	size_t n_gone = 0, alloc = 0;
+	while (sqlite3_step(s) == SQLITE_ROW) {
+		const char *p = col_text(s, 0);
+		bool kept = false;
+		for (int i = 0; i < n; i++)
+			kept = kept || strcmp(keep[i], p) == 0;
+		if (!kept) {
+			gone = xgrow(gone, sizeof(*gone), n_gone + 1, &alloc);
+			gone[n_gone++] = xstrdup(p);
+		}
+	}
+	sqlite3_finalize(s);
+	int r = 0;
+	for (size_t i = 0; i < n_gone; i++) {
+		if (r == 0)
+			r = run(st, prep(st, "DELETE FROM scale WHERE app = ? AND process = ?", "ss", app,
+					 gone[i]));
+		free(gone[i]);
+	}
+	free(gone);
+	return r;
+}
+
+int store_scale_each(struct store *st, const char *app, store_scale_cb cb, void *ctx)
+{
+	sqlite3_stmt *s = prep(st,
+			       "SELECT app, process, instances, spec_instances, stopped FROM scale"
+			       " WHERE app = ?",
+			       "s", app);
+	if (!s)
+		return -EIO;
+	int rc;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		struct store_scale sc = {
+			.app = col_text(s, 0),
+			.process = col_text(s, 1),
+			.instances = sqlite3_column_int(s, 2),
+			.spec_instances = sqlite3_column_int(s, 3),
+			.stopped = sqlite3_column_int(s, 4) != 0,
+		};
+		cb(ctx, &sc);
+	}
+	sqlite3_finalize(s);
+	return rc == SQLITE_DONE ? 0 : fail(st, rc);
+}
+
+/* ---- procs ---- */
+
+int store_proc_put(struct store *st, const struct store_proc *p)
+{
+	return run(st, prep(st,
+			    "INSERT OR REPLACE INTO procs(instance, pid, start_ticks, cgroup)"
+			    " VALUES(?, ?, ?, ?)",
+			    "siIs", p->instance, p->pid, (int64_t)p->start_ticks, p->cgroup));
+}
+
+int store_proc_delete(struct store *st, int pid)
+{
+	return run(st, prep(st, "DELETE FROM procs WHERE pid = ?", "i", pid));
+}
+
+int store_procs_each(struct store *st, store_proc_cb cb, void *ctx)
+{
+	sqlite3_stmt *s = prep(st, "SELECT instance, pid, start_ticks, cgroup FROM procs", NULL);
+	if (!s)
+		return -EIO;
+	int rc;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		struct store_proc p = {
+			.instance = col_text(s, 0),
+			.pid = sqlite3_column_int(s, 1),
+			.start_ticks = (uint64_t)sqlite3_column_int64(s, 2),
+			.cgroup = col_text(s, 3),
+		};
+		cb(ctx, &p);
+	}
+	sqlite3_finalize(s);
+	return rc == SQLITE_DONE ? 0 : fail(st, rc);
+}
+
+/* ---- events ---- */
+
+int store_event_add(struct store *st, struct store_event *ev)
+{
+	sqlite3_stmt *s = prep(st,
+			       "INSERT INTO events(time, app, process, instance, type, state, reason,"
+			       " pid, exit_status, signal) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+			       "Issssssiii", ev->time, ev->app, ev->process, ev->instance, ev->type,
+			       ev->state, ev->reason, ev->pid, ev->exit_status, ev->signal);
+	int r = run(st, s);
+	if (r < 0)
+		return r;
+	ev->id = sqlite3_last_insert_rowid(st->db);
+	/* Trim in batches, not on every insert. */
+	if (++st->events_added % 1000 == 0)
+		run(st, prep(st, "DELETE FROM events WHERE id <= ?", "I", ev->id - EVENTS_KEPT));
+	return 0;
+}
+
+int store_events_each(struct store *st, const char *app, int64_t after, int limit,
+		      store_event_cb cb, void *ctx)
+{
+	sqlite3_stmt *s = prep(st,
+			       "SELECT * FROM (SELECT id, time, app, process, instance, type, state,"
+			       " reason, pid, exit_status, signal FROM events"
+			       " WHERE (?1 IS NULL OR app = ?1) AND id > ?2 ORDER BY id DESC LIMIT ?3)"
+			       " ORDER BY id",
+			       "sIi", app, after, limit);
+	if (!s)
+		return -EIO;
+	int rc;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		struct store_event ev = {
+			.id = sqlite3_column_int64(s, 0),
+			.time = sqlite3_column_int64(s, 1),
+			.app = col_text(s, 2),
+			.process = col_text(s, 3),
+			.instance = col_text(s, 4),
+			.type = col_text(s, 5),
+			.state = col_text(s, 6),
+			.reason = col_text(s, 7),
+			.pid = sqlite3_column_int(s, 8),
+			.exit_status = sqlite3_column_type(s, 9) == SQLITE_NULL ? -1 : sqlite3_column_int(s, 9),
+			.signal = sqlite3_column_int(s, 10),
+		};
+		cb(ctx, &ev);
+	}
+	sqlite3_finalize(s);
+	return rc == SQLITE_DONE ? 0 : fail(st, rc);
+}
+
+/* ---- tokens ---- */
+
+int store_token_add(struct store *st, const struct store_token *t)
+{
+	return run(st, prep(st,
+			    "INSERT INTO tokens(id, name, hash, role, apps, created_at, expires_at)"
+			    " VALUES(?, ?, ?, ?, ?, ?, ?)",
+			    "sssssII", t->id, t->name, t->hash, t->role, t->apps, t->created_at,
+			    t->expires_at));
+}
+
+static int tokens_query(struct store *st, sqlite3_stmt *s, store_token_cb cb, void *ctx)
+{
+	if (!s)
+		return -EIO;
+	int rc, found = 0;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		struct store_token t = {
+			.id = col_text(s, 0),
+			.name = col_text(s, 1),
+			.hash = col_text(s, 2),
+			.role = col_text(s, 3),
+			.apps = col_text(s, 4),
+			.created_at = sqlite3_column_int64(s, 5),
+			.expires_at = sqlite3_column_int64(s, 6),
+			.revoked = sqlite3_column_int(s, 7) != 0,
+			.last_used_at = sqlite3_column_int64(s, 8),
+		};
+		found++;
+		cb(ctx, &t);
+	}
+	sqlite3_finalize(s);
+	if (rc != SQLITE_DONE)
+		return fail(st, rc);
+	return found;
+}
+
+#define TOKEN_COLS "id, name, hash, role, apps, created_at, expires_at, revoked, last_used_at"
+
+int store_token_by_hash(struct store *st, const char *hash, store_token_cb cb, void *ctx)
+{
+	int r = tokens_query(st, prep(st, "SELECT " TOKEN_COLS " FROM tokens WHERE hash = ?", "s", hash),
+			     cb, ctx);
+	return r < 0 ? r : r == 0 ? -ENOENT : 0;
+}
+
+int store_tokens_each(struct store *st, store_token_cb cb, void *ctx)
+{
+	int r = tokens_query(st, prep(st, "SELECT " TOKEN_COLS " FROM tokens ORDER BY created_at, id", NULL),
+			     cb, ctx);
+	return r < 0 ? r : 0;
+}
+
+int store_token_revoke(struct store *st, const char *id)
+{
+	int r = run(st, prep(st, "UPDATE tokens SET revoked = 1 WHERE id = ?", "s", id));
+	if (r == 0 && sqlite3_changes(st->db) == 0)
+		return -ENOENT;
+	return r;
+}
+
+int store_token_touch(struct store *st, const char *id, int64_t when)
+{
+	return run(st, prep(st, "UPDATE tokens SET last_used_at = ? WHERE id = ?", "Is", when, id));
+}

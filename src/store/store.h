@@ -1,0 +1,98 @@
+/* store.h: the daemon's persisted truth in SQLite (WAL). The only module that
+ * includes sqlite3.h. Holds desired state (apps, their specs and scale), the
+ * processes the daemon started (for cleanup after a crash), events and
+ * tokens. Schema changes go through numbered migrations in store.c.
+ *
+ * All functions run on the control loop thread. Strings passed in are
+ * borrowed; strings handed to callbacks are valid only during the call. */
+#ifndef PAASOPS_STORE_H
+#define PAASOPS_STORE_H
+#include <stdbool.h>
+#include <stdint.h>
+
+struct store;
+
+/* Opens (creating and migrating) the database at path. NULL + *err on error. */
+struct store *store_open(const char *path, char **err);
+void store_close(struct store *st);
+int store_begin(struct store *st);
+int store_commit(struct store *st);
+void store_rollback(struct store *st);
+/* Message of the last failed call (borrowed). */
+const char *store_errmsg(struct store *st);
+
+/* ---- apps ---- */
+struct store_app {
+	const char *name;
+	const char *spec_yaml;
+	const char *filename;
+	const char *dir;
+	bool stopped;
+	int64_t created_at, updated_at; /* wall ms */
+};
+struct store_scale {
+	const char *app, *process;
+	int instances;      /* desired */
+	int spec_instances; /* the spec's count when last applied */
+	bool stopped;
+};
+int store_app_put(struct store *st, const struct store_app *app);
+int store_app_delete(struct store *st, const char *name);
+int store_app_set_stopped(struct store *st, const char *name, bool stopped);
+typedef void (*store_app_cb)(void *ctx, const struct store_app *app);
+int store_apps_each(struct store *st, store_app_cb cb, void *ctx);
+
+int store_scale_put(struct store *st, const struct store_scale *sc);
+/* Removes scale rows of app whose process is not in keep (n names). */
+int store_scale_prune(struct store *st, const char *app, const char *const *keep, int n);
+typedef void (*store_scale_cb)(void *ctx, const struct store_scale *sc);
+int store_scale_each(struct store *st, const char *app, store_scale_cb cb, void *ctx);
+
+/* ---- processes started by this data dir, for cleanup after a crash ---- */
+struct store_proc {
+	const char *instance;
+	int pid;
+	uint64_t start_ticks; /* /proc/PID/stat field 22 */
+	const char *cgroup;   /* cgroup directories, ':'-joined, or NULL */
+};
+int store_proc_put(struct store *st, const struct store_proc *p);
+int store_proc_delete(struct store *st, int pid);
+typedef void (*store_proc_cb)(void *ctx, const struct store_proc *p);
+int store_procs_each(struct store *st, store_proc_cb cb, void *ctx);
+
+/* ---- events ---- */
+struct store_event {
+	int64_t id;
+	int64_t time; /* wall ms */
+	const char *app, *process, *instance;
+	const char *type;  /* "state", "apply", "scale", "restart", "stop", "start", "destroy", ... */
+	const char *state; /* for "state" events */
+	const char *reason;
+	int pid;         /* 0: none */
+	int exit_status; /* -1: none */
+	int signal;      /* 0: none */
+};
+/* Appends; sets ev->id. Keeps at most the newest 100,000 events. */
+int store_event_add(struct store *st, struct store_event *ev);
+typedef void (*store_event_cb)(void *ctx, const struct store_event *ev);
+/* Oldest first; app may be NULL; only ids > after; at most limit (the newest). */
+int store_events_each(struct store *st, const char *app, int64_t after, int limit,
+		      store_event_cb cb, void *ctx);
+
+/* ---- tokens ---- */
+struct store_token {
+	const char *id, *name, *hash, *role;
+	const char *apps; /* JSON array text, "[]" = all apps */
+	int64_t created_at, expires_at, last_used_at; /* 0: never */
+	bool revoked;
+};
+int store_token_add(struct store *st, const struct store_token *t);
+/* Calls cb with the token whose hash matches; -ENOENT when none. */
+typedef void (*store_token_cb)(void *ctx, const struct store_token *t);
+int store_token_by_hash(struct store *st, const char *hash, store_token_cb cb, void *ctx);
+int store_tokens_each(struct store *st, store_token_cb cb, void *ctx);
+/* -ENOENT when no such token. */
+int store_token_revoke(struct store *st, const char *id);
+int store_token_touch(struct store *st, const char *id, int64_t when);
+
+#endif

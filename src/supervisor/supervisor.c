@@ -1,0 +1,976 @@
+/* supervisor.c: the app → process type → slot tree, desired state changes
+ * (apply, scale, restart, stop/start, destroy), reconciling slots to desired
+ * counts, recovery after a daemon restart, and JSON views. The life of one
+ * slot is in supervisor_inst.c. */
+#include "compat/crypto.h"
+#include "compat/json.h"
+#include "core/log.h"
+#include "core/strbuf.h"
+#include "core/timeutil.h"
+#include "core/util.h"
+#include "spec/spec.h"
+#include "store/store.h"
+#include "supervisor/supervisor_internal.h"
+#include <dirent.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* ---- lookups ---- */
+
+static struct sv_app *find_app(const struct supervisor *sv, const char *name)
+{
+	for (size_t k = 0; k < sv->n_apps; k++)
+		if (!sv->apps[k]->destroying && strcmp(sv->apps[k]->name, name) == 0)
+			return sv->apps[k];
+	return NULL;
+}
+
+static struct sv_proc *find_proc(const struct sv_app *a, const char *name)
+{
+	for (size_t k = 0; k < a->n_procs; k++)
+		if (!a->procs[k]->removed && strcmp(a->procs[k]->name, name) == 0)
+			return a->procs[k];
+	return NULL;
+}
+
+static struct sv_inst *find_inst(const struct sv_app *a, const char *id)
+{
+	for (size_t k = 0; k < a->n_procs; k++)
+		for (size_t j = 0; j < a->procs[k]->n_insts; j++)
+			if (strcmp(a->procs[k]->insts[j]->id, id) == 0)
+				return a->procs[k]->insts[j];
+	return NULL;
+}
+
+static struct sv_app *need_app(struct supervisor *sv, const char *name, char **err)
+{
+	struct sv_app *a = find_app(sv, name);
+	if (!a)
+		*err = xasprintf("app '%s' not found", name);
+	return a;
+}
+
+/* ---- lifecycle of the tree ---- */
+
+struct supervisor *supervisor_new(const struct supervisor_config *cfg)
+{
+	struct supervisor *sv = xcalloc(1, sizeof(*sv));
+	sv->loop = cfg->loop;
+	sv->store = cfg->store;
+	sv->data_dir = xstrdup(cfg->data_dir);
+	sv->port_min = cfg->port_min;
+	sv->port_max = cfg->port_max;
+	sv->port_used = xcalloc((size_t)(cfg->port_max - cfg->port_min + 1), 1);
+	char hash[CRYPTO_SHA256_HEX];
+	crypto_sha256_hex(cfg->data_dir, strlen(cfg->data_dir), hash);
+	hash[12] = '\0';
+	cgroup_sys_init(&sv->cgroups, hash);
+	if (sv->cgroups.mode == CGROUP_NONE)
+		log_warn("resource limits will not be enforced: %s", sv->cgroups.why);
+	else
+		log_info("resource limits through cgroup %s", sv->cgroups.mode == CGROUP_V2 ? "v2" : "v1");
+	return sv;
+}
+
+static void free_proc(struct sv_proc *p)
+{
+	free(p->insts);
+	free(p->name);
+	free(p->fingerprint);
+	free(p);
+}
+
+static void free_app(struct sv_app *a)
+{
+	for (size_t k = 0; k < a->n_procs; k++)
+		free_proc(a->procs[k]);
+	free(a->procs);
+	spec_free(a->spec);
+	free(a->name);
+	free(a->yaml);
+	free(a->filename);
+	free(a->dir);
+	free(a);
+}
+
+void supervisor_free(struct supervisor *sv)
+{
+	if (!sv)
+		return;
+	for (size_t k = 0; k < sv->n_apps; k++) {
+		struct sv_app *a = sv->apps[k];
+		for (size_t j = 0; j < a->n_procs; j++)
+			while (a->procs[j]->n_insts)
+				sv_inst_teardown(a->procs[j]->insts[0]);
+	}
+	/* Teardown closes handles; the loop must run once more to free slots. */
+	uv_run(sv->loop, UV_RUN_NOWAIT);
+	for (size_t k = 0; k < sv->n_apps; k++)
+		free_app(sv->apps[k]);
+	free(sv->apps);
+	cgroup_sys_release(&sv->cgroups);
+	free(sv->port_used);
+	free(sv->data_dir);
+	free(sv);
+}
+
+static void remove_app(struct supervisor *sv, struct sv_app *a)
+{
+	for (size_t k = 0; k < sv->n_apps; k++) {
+		if (sv->apps[k] == a) {
+			memmove(&sv->apps[k], &sv->apps[k + 1], (sv->n_apps - k - 1) * sizeof(*sv->apps));
+			sv->n_apps--;
+			break;
+		}
+	}
+	free_app(a);
+}
+
+void sv_proc_slot_gone(struct sv_proc *p)
+{
+	struct sv_app *a = p->app;
+	if (p->removed && p->n_insts == 0) {
+		for (size_t k = 0; k < a->n_procs; k++) {
+			if (a->procs[k] == p) {
+				memmove(&a->procs[k], &a->procs[k + 1], (a->n_procs - k - 1) * sizeof(*a->procs));
+				a->n_procs--;
+				break;
+			}
+		}
+		free_proc(p);
+	}
+	if (a->destroying) {
+		for (size_t k = 0; k < a->n_procs; k++)
+			if (a->procs[k]->n_insts)
+				return;
+		remove_app(a->sv, a);
+	}
+}
+
+void sv_proc_reconcile(struct sv_proc *p)
+{
+	struct sv_app *a = p->app;
+	bool run = !a->stopped && !a->destroying && !p->stopped && !p->removed && !a->sv->shutting_down;
+	int want = (p->removed || a->destroying) ? 0 : p->desired;
+	/* Grow: create missing slots, and take back slots that were on their way out. */
+	for (int idx = 1; idx <= want; idx++) {
+		struct sv_inst *i = NULL;
+		for (size_t k = 0; k < p->n_insts; k++)
+			if (p->insts[k]->index == idx)
+				i = p->insts[k];
+		if (!i)
+			i = sv_inst_new(p, idx);
+		if (i->removing) {
+			i->removing = false;
+			if (i->state == SV_STOPPING)
+				i->restart_after_stop = run;
+		}
+		if (run && i->state == SV_STOPPED && !i->run)
+			sv_inst_start(i, "starting to meet the desired count");
+		else if (!run && i->state != SV_STOPPED)
+			sv_inst_stop(i, a->stopped || p->stopped ? "stop requested" : "daemon stopping");
+	}
+	/* Shrink: the highest indexes go first. Iterate over a copy, since a
+	 * stopped slot leaves the array at once. */
+	size_t n = p->n_insts;
+	struct sv_inst **copy = xmalloc((n ? n : 1) * sizeof(*copy));
+	memcpy(copy, p->insts, n * sizeof(*copy));
+	for (size_t k = 0; k < n; k++) {
+		struct sv_inst *i = copy[k];
+		if (i->index > want) {
+			i->removing = true;
+			sv_inst_stop(i, a->destroying ? "app destroyed" : p->removed ? "process type removed" : "scaled down");
+		}
+	}
+	free(copy);
+}
+
+static void reconcile_app(struct sv_app *a)
+{
+	size_t n = a->n_procs;
+	struct sv_proc **copy = xmalloc((n ? n : 1) * sizeof(*copy));
+	memcpy(copy, a->procs, n * sizeof(*copy));
+	for (size_t k = 0; k < n; k++)
+		sv_proc_reconcile(copy[k]);
+	free(copy);
+}
+
+/* What, when it changes between two applies, restarts a process type. */
+static char *fingerprint(const struct spec *s, const struct spec_process *sp, const char *dir)
+{
+	struct strbuf b;
+	strbuf_init(&b, 256);
+	strbuf_addf(&b, "dir=%s\ncmd=%s\nrestart=%d\nstop=%lld\n", dir, sp->command, sp->restart,
+		    (long long)sp->stop_timeout_ms);
+	for (size_t k = 0; k < s->n_env; k++)
+		strbuf_addf(&b, "appenv %s=%s\n", s->env[k].key, s->env[k].value);
+	for (size_t k = 0; k < sp->n_env; k++)
+		strbuf_addf(&b, "env %s=%s\n", sp->env[k].key, sp->env[k].value);
+	const struct spec_health *h = &sp->health;
+	strbuf_addf(&b, "health=%d %s %lld %lld %d %d %lld\n", h->kind, h->target ? h->target : "",
+		    (long long)h->interval_ms, (long long)h->timeout_ms, h->healthy, h->unhealthy,
+		    (long long)h->boot_deadline_ms);
+	strbuf_addf(&b, "res=%lld %.6f\n", (long long)sp->resources.memory_bytes, sp->resources.cpu);
+	return strbuf_detach(&b, NULL);
+}
+
+static struct sv_app *new_app(struct supervisor *sv, const char *name)
+{
+	struct sv_app *a = xcalloc(1, sizeof(*a));
+	a->sv = sv;
+	a->name = xstrdup(name);
+	sv->apps = xgrow(sv->apps, sizeof(*sv->apps), sv->n_apps + 1, &sv->alloc_apps);
+	sv->apps[sv->n_apps++] = a;
+	return a;
+}
+
+static struct sv_proc *new_proc(struct sv_app *a, const char *name)
+{
+	struct sv_proc *p = xcalloc(1, sizeof(*p));
+	p->app = a;
+	p->name = xstrdup(name);
+	a->procs = xgrow(a->procs, sizeof(*a->procs), a->n_procs + 1, &a->alloc_procs);
+	a->procs[a->n_procs++] = p;
+	return p;
+}
+
+/* ---- recovery ---- */
+
+struct leftover {
+	int pid;
+	uint64_t ticks;
+	char *instance;
+	char *cgroup;
+};
+
+struct leftovers {
+	struct leftover *v;
+	size_t n, alloc;
+};
+
+static void collect_leftover(void *ctx, const struct store_proc *p)
+{
+	struct leftovers *l = ctx;
+	l->v = xgrow(l->v, sizeof(*l->v), l->n + 1, &l->alloc);
+	l->v[l->n++] = (struct leftover){p->pid, p->start_ticks, xstrdup(p->instance),
+					 p->cgroup ? xstrdup(p->cgroup) : NULL};
+}
+
+/* Start time of pid, or 0 when it does not exist. */
+static uint64_t ticks_of(int pid)
+{
+	char path[64], buf[1024];
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return 0;
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	char *p = strrchr(buf, ')');
+	unsigned long long v = 0;
+	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d %llu", &v) != 1)
+		return 0;
+	return v;
+}
+
+void supervisor_cleanup_leftovers(struct supervisor *sv)
+{
+	struct leftovers l = {0};
+	store_procs_each(sv->store, collect_leftover, &l);
+	int signalled = 0;
+	for (size_t k = 0; k < l.n; k++) {
+		struct leftover *o = &l.v[k];
+		if (o->pid > 1 && o->ticks && ticks_of(o->pid) == o->ticks) {
+			kill(-o->pid, SIGTERM);
+			kill(o->pid, SIGTERM);
+			signalled++;
+		} else {
+			o->ticks = 0; /* gone or reused: never touch that pid */
+		}
+	}
+	/* Wait up to 5 s for them to go, then SIGKILL what is left. */
+	for (int tries = 0; signalled && tries < 500; tries++) {
+		int left = 0;
+		for (size_t k = 0; k < l.n; k++)
+			if (l.v[k].ticks && ticks_of(l.v[k].pid) == l.v[k].ticks)
+				left++;
+		if (!left)
+			break;
+		usleep(10000);
+	}
+	for (size_t k = 0; k < l.n; k++) {
+		struct leftover *o = &l.v[k];
+		if (o->ticks && ticks_of(o->pid) == o->ticks) {
+			kill(-o->pid, SIGKILL);
+			kill(o->pid, SIGKILL);
+		}
+		if (o->ticks) {
+			char why[128];
+			snprintf(why, sizeof(why), "stopped pid %d left over from a previous run", o->pid);
+			char *app = xstrdup(o->instance);
+			char *dot = strchr(app, '.');
+			if (dot)
+				*dot = '\0';
+			sv_emit(sv, app, NULL, o->instance, "cleanup", NULL, why, o->pid, -1, 0);
+			free(app);
+		}
+		if (o->cgroup)
+			cgroup_destroy(o->cgroup);
+		store_proc_delete(sv->store, o->pid);
+		free(o->instance);
+		free(o->cgroup);
+	}
+	free(l.v);
+}
+
+struct load_ctx {
+	struct supervisor *sv;
+	int errors;
+};
+
+static void load_scale(void *ctx, const struct store_scale *sc)
+{
+	struct sv_app *a = ctx;
+	struct sv_proc *p = find_proc(a, sc->process);
+	if (!p)
+		return;
+	p->desired = sc->instances;
+	p->spec_instances = sc->spec_instances;
+	p->stopped = sc->stopped;
+}
+
+static void load_app(void *ctx, const struct store_app *sa)
+{
+	struct load_ctx *lc = ctx;
+	char *err = NULL;
+	struct spec *s = spec_parse(sa->spec_yaml, strlen(sa->spec_yaml),
+				    sa->filename ? sa->filename : "paasops.yaml", &err);
+	if (!s) {
+		log_error("app '%s': stored spec no longer valid: %s", sa->name, err);
+		free(err);
+		lc->errors++;
+		return;
+	}
+	struct sv_app *a = new_app(lc->sv, sa->name);
+	a->spec = s;
+	a->yaml = xstrdup(sa->spec_yaml);
+	a->filename = xstrdup(sa->filename ? sa->filename : "paasops.yaml");
+	a->dir = xstrdup(sa->dir);
+	a->stopped = sa->stopped;
+	a->created_at = sa->created_at;
+	a->updated_at = sa->updated_at;
+	for (size_t k = 0; k < s->n_procs; k++) {
+		struct sv_proc *p = new_proc(a, s->procs[k].name);
+		p->sp = &s->procs[k];
+		p->desired = p->spec_instances = s->procs[k].instances;
+		p->fingerprint = fingerprint(s, p->sp, a->dir);
+	}
+	store_scale_each(lc->sv->store, a->name, load_scale, a);
+}
+
+int supervisor_load(struct supervisor *sv, char **err)
+{
+	struct load_ctx lc = {sv, 0};
+	if (store_apps_each(sv->store, load_app, &lc) < 0) {
+		*err = xasprintf("cannot load apps: %s", store_errmsg(sv->store));
+		return -EIO;
+	}
+	for (size_t k = 0; k < sv->n_apps; k++)
+		reconcile_app(sv->apps[k]);
+	return 0;
+}
+
+/* ---- desired state changes ---- */
+
+static int persist_app(struct supervisor *sv, const struct sv_app *a, const char *yaml,
+		       const char *filename, const char *dir, bool stopped, int64_t created,
+		       int64_t now)
+{
+	struct store_app sa = {
+		.name = a->name, .spec_yaml = yaml, .filename = filename, .dir = dir,
+		.stopped = stopped, .created_at = created, .updated_at = now,
+	};
+	return store_app_put(sv->store, &sa);
+}
+
+int supervisor_apply(struct supervisor *sv, struct spec *spec, const char *yaml,
+		     const char *filename, const char *dir, bool *created, char **err)
+{
+	struct sv_app *a = find_app(sv, spec->app);
+	int64_t now = time_wall_ms();
+	*created = a == NULL;
+	int *desired = xcalloc(spec->n_procs ? spec->n_procs : 1, sizeof(int));
+	const char **keep = xcalloc(spec->n_procs ? spec->n_procs : 1, sizeof(char *));
+	for (size_t k = 0; k < spec->n_procs; k++) {
+		const struct spec_process *sp = &spec->procs[k];
+		struct sv_proc *p = a ? find_proc(a, sp->name) : NULL;
+		desired[k] = (p && p->spec_instances == sp->instances) ? p->desired : sp->instances;
+		keep[k] = sp->name;
+	}
+
+	/* Persist first: on failure nothing in memory has changed. */
+	int r = store_begin(sv->store);
+	struct sv_app tmp = {.name = spec->app};
+	if (r == 0)
+		r = persist_app(sv, &tmp, yaml, filename, dir, a ? a->stopped : false,
+				a ? a->created_at : now, now);
+	for (size_t k = 0; r == 0 && k < spec->n_procs; k++) {
+		struct sv_proc *p = a ? find_proc(a, spec->procs[k].name) : NULL;
+		struct store_scale sc = {spec->app, spec->procs[k].name, desired[k],
+					 spec->procs[k].instances, p ? p->stopped : false};
+		r = store_scale_put(sv->store, &sc);
+	}
+	if (r == 0)
+		r = store_scale_prune(sv->store, spec->app, keep, (int)spec->n_procs);
+	if (r == 0)
+		r = store_commit(sv->store);
+	if (r < 0) {
+		store_rollback(sv->store);
+		*err = xasprintf("cannot save app '%s': %s", spec->app, store_errmsg(sv->store));
+		free(desired);
+		free(keep);
+		spec_free(spec);
+		return -EIO;
+	}
+
+	if (!a) {
+		a = new_app(sv, spec->app);
+		a->created_at = now;
+	}
+	struct spec *old = a->spec;
+	a->spec = spec;
+	free(a->yaml);
+	a->yaml = xstrdup(yaml);
+	free(a->filename);
+	a->filename = xstrdup(filename);
+	free(a->dir);
+	a->dir = xstrdup(dir);
+	a->updated_at = now;
+	/* Process types gone from the spec stop and leave. While they stop
+	 * they read only scalar settings (stop_timeout, restart), so they keep
+	 * a pointer-free copy of their old spec entry. */
+	for (size_t k = 0; k < a->n_procs; k++) {
+		struct sv_proc *p = a->procs[k];
+		if (!p->removed && !spec_process(spec, p->name)) {
+			p->removed = true;
+			p->removed_sp = *p->sp;
+			p->removed_sp.name = p->name;
+			p->removed_sp.command = NULL;
+			p->removed_sp.env = NULL;
+			p->removed_sp.n_env = 0;
+			p->removed_sp.health.kind = SPEC_HEALTH_NONE;
+			p->removed_sp.health.target = NULL;
+			p->removed_sp.routes = NULL;
+			p->removed_sp.n_routes = 0;
+			p->removed_sp.deploy.strategy = NULL;
+			p->removed_sp.autoscale.metric = NULL;
+			p->sp = &p->removed_sp;
+		}
+	}
+	for (size_t k = 0; k < spec->n_procs; k++) {
+		const struct spec_process *sp = &spec->procs[k];
+		struct sv_proc *p = find_proc(a, sp->name);
+		bool fresh = p == NULL;
+		if (fresh)
+			p = new_proc(a, sp->name);
+		p->sp = sp;
+		p->desired = desired[k];
+		p->spec_instances = sp->instances;
+		char *fp = fingerprint(spec, sp, dir);
+		bool changed = !fresh && !str_eq(fp, p->fingerprint);
+		free(p->fingerprint);
+		p->fingerprint = fp;
+		if (changed)
+			for (size_t j = 0; j < p->n_insts; j++)
+				if (p->insts[j]->state != SV_STOPPED || p->insts[j]->run)
+					sv_inst_restart(p->insts[j], "spec changed");
+	}
+	free(desired);
+	free(keep);
+	sv_emit(sv, a->name, NULL, NULL, "apply", NULL, *created ? "app created" : "spec applied", 0, -1, 0);
+	reconcile_app(a);
+	spec_free(old);
+	return 0;
+}
+
+int supervisor_scale(struct supervisor *sv, const char *app, const char *const *procs,
+		     const int *counts, int n, char **err)
+{
+	struct sv_app *a = need_app(sv, app, err);
+	if (!a)
+		return -ENOENT;
+	for (int k = 0; k < n; k++) {
+		if (!find_proc(a, procs[k])) {
+			*err = xasprintf("app '%s' has no process type '%s'", app, procs[k]);
+			return -ENOENT;
+		}
+		if (counts[k] < 0 || counts[k] > SPEC_MAX_INSTANCES) {
+			*err = xasprintf("instances for '%s' must be between 0 and %d, not %d", procs[k],
+					 SPEC_MAX_INSTANCES, counts[k]);
+			return -EINVAL;
+		}
+	}
+	int r = store_begin(sv->store);
+	for (int k = 0; r == 0 && k < n; k++) {
+		struct sv_proc *p = find_proc(a, procs[k]);
+		struct store_scale sc = {app, procs[k], counts[k], p->spec_instances, p->stopped};
+		r = store_scale_put(sv->store, &sc);
+	}
+	if (r == 0)
+		r = store_commit(sv->store);
+	if (r < 0) {
+		store_rollback(sv->store);
+		*err = xasprintf("cannot save scale of '%s': %s", app, store_errmsg(sv->store));
+		return -EIO;
+	}
+	struct strbuf msg;
+	strbuf_init(&msg, 64);
+	for (int k = 0; k < n; k++) {
+		struct sv_proc *p = find_proc(a, procs[k]);
+		strbuf_addf(&msg, "%s%s: %d -> %d", k ? ", " : "scaled ", procs[k], p->desired, counts[k]);
+		p->desired = counts[k];
+	}
+	sv_emit(sv, app, NULL, NULL, "scale", NULL, msg.buf, 0, -1, 0);
+	strbuf_release(&msg);
+	reconcile_app(a);
+	return 0;
+}
+
+int supervisor_restart(struct supervisor *sv, const char *app, const char *proc,
+		       const char *instance, struct json *ids, char **err)
+{
+	struct sv_app *a = need_app(sv, app, err);
+	if (!a)
+		return -ENOENT;
+	struct sv_proc *only = NULL;
+	struct sv_inst *one = NULL;
+	if (proc && !(only = find_proc(a, proc))) {
+		*err = xasprintf("app '%s' has no process type '%s'", app, proc);
+		return -ENOENT;
+	}
+	if (instance && !(one = find_inst(a, instance))) {
+		*err = xasprintf("app '%s' has no instance '%s'", app, instance);
+		return -ENOENT;
+	}
+	char why[160];
+	snprintf(why, sizeof(why), "restart of %s requested", instance ? instance : proc ? proc : app);
+	sv_emit(sv, app, proc, instance, "restart", NULL, why, 0, -1, 0);
+	for (size_t k = 0; k < a->n_procs; k++) {
+		struct sv_proc *p = a->procs[k];
+		if (p->removed || (only && p != only))
+			continue;
+		size_t n = p->n_insts;
+		struct sv_inst **copy = xmalloc((n ? n : 1) * sizeof(*copy));
+		memcpy(copy, p->insts, n * sizeof(*copy));
+		for (size_t j = 0; j < n; j++) {
+			struct sv_inst *i = copy[j];
+			if (i->removing || (one && i != one))
+				continue;
+			json_append(ids, json_string(i->id));
+			sv_inst_restart(i, "restart requested");
+		}
+		free(copy);
+	}
+	return 0;
+}
+
+int supervisor_set_stopped(struct supervisor *sv, const char *app, const char *proc,
+			   bool stopped, char **err)
+{
+	struct sv_app *a = need_app(sv, app, err);
+	if (!a)
+		return -ENOENT;
+	struct sv_proc *p = NULL;
+	if (proc && !(p = find_proc(a, proc))) {
+		*err = xasprintf("app '%s' has no process type '%s'", app, proc);
+		return -ENOENT;
+	}
+	int r = store_begin(sv->store);
+	if (r == 0 && p) {
+		struct store_scale sc = {app, p->name, p->desired, p->spec_instances, stopped};
+		r = store_scale_put(sv->store, &sc);
+	}
+	if (r == 0 && !p)
+		r = store_app_set_stopped(sv->store, app, stopped);
+	/* Starting an app starts its stopped process types too. */
+	for (size_t k = 0; r == 0 && !p && !stopped && k < a->n_procs; k++) {
+		struct sv_proc *q = a->procs[k];
+		if (q->removed || !q->stopped)
+			continue;
+		struct store_scale sc = {app, q->name, q->desired, q->spec_instances, false};
+		r = store_scale_put(sv->store, &sc);
+	}
+	if (r == 0)
+		r = store_commit(sv->store);
+	if (r < 0) {
+		store_rollback(sv->store);
+		*err = xasprintf("cannot save app '%s': %s", app, store_errmsg(sv->store));
+		return -EIO;
+	}
+	if (p) {
+		p->stopped = stopped;
+	} else {
+		a->stopped = stopped;
+		for (size_t k = 0; !stopped && k < a->n_procs; k++)
+			a->procs[k]->stopped = false;
+	}
+	char why[160];
+	snprintf(why, sizeof(why), "%s %s", stopped ? "stop" : "start", proc ? proc : "all process types");
+	sv_emit(sv, app, proc, NULL, stopped ? "stop" : "start", NULL, why, 0, -1, 0);
+	/* Crashed or exited slots get a fresh start. */
+	for (size_t k = 0; !stopped && k < a->n_procs; k++) {
+		struct sv_proc *q = a->procs[k];
+		if (p && q != p)
+			continue;
+		for (size_t j = 0; j < q->n_insts; j++) {
+			struct sv_inst *i = q->insts[j];
+			if (i->state == SV_CRASHED || i->state == SV_EXITED)
+				sv_inst_restart(i, "start requested");
+		}
+	}
+	reconcile_app(a);
+	return 0;
+}
+
+int supervisor_destroy(struct supervisor *sv, const char *app, char **err)
+{
+	struct sv_app *a = need_app(sv, app, err);
+	if (!a)
+		return -ENOENT;
+	int r = store_begin(sv->store);
+	if (r == 0)
+		r = store_app_delete(sv->store, app);
+	if (r == 0)
+		r = store_commit(sv->store);
+	if (r < 0) {
+		store_rollback(sv->store);
+		*err = xasprintf("cannot delete app '%s': %s", app, store_errmsg(sv->store));
+		return -EIO;
+	}
+	sv_emit(sv, app, NULL, NULL, "destroy", NULL, "app destroyed", 0, -1, 0);
+	a->destroying = true;
+	reconcile_app(a);
+	/* An app with no slots at all goes at once. */
+	bool any = false;
+	for (size_t k = 0; k < a->n_procs; k++)
+		any = any || a->procs[k]->n_insts;
+	if (!any)
+		remove_app(sv, a);
+	return 0;
+}
+
+bool supervisor_has_app(const struct supervisor *sv, const char *app)
+{
+	return find_app(sv, app) != NULL;
+}
+
+void supervisor_note(struct supervisor *sv, const char *app, const char *type, const char *reason)
+{
+	sv_emit(sv, app, NULL, NULL, type, NULL, reason, 0, -1, 0);
+}
+
+/* ---- JSON views ---- */
+
+static void set_time(struct json *o, const char *key, int64_t wall_ms)
+{
+	if (!wall_ms) {
+		json_set(o, key, json_null());
+		return;
+	}
+	char ts[40];
+	time_format_iso(wall_ms, ts, sizeof(ts));
+	json_set_str(o, key, ts);
+}
+
+static const char *restart_name(enum spec_restart r)
+{
+	return r == SPEC_RESTART_NEVER ? "never" : r == SPEC_RESTART_ON_FAILURE ? "on-failure" : "always";
+}
+
+static struct json *app_json(struct sv_app *a, bool detail)
+{
+	struct json *o = json_object();
+	json_set_str(o, "name", a->name);
+	json_set_str(o, "dir", a->dir);
+	json_set_bool(o, "stopped", a->stopped);
+	set_time(o, "created_at", a->created_at);
+	set_time(o, "updated_at", a->updated_at);
+	struct json *procs = json_set(o, "processes", json_array());
+	for (size_t k = 0; k < a->n_procs; k++) {
+		struct sv_proc *p = a->procs[k];
+		if (p->removed)
+			continue;
+		int ready = 0, running = 0, crashed = 0;
+		for (size_t j = 0; j < p->n_insts; j++) {
+			ready += p->insts[j]->state == SV_READY;
+			running += p->insts[j]->run != NULL;
+			crashed += p->insts[j]->state == SV_CRASHED;
+		}
+		struct json *po = json_append(procs, json_object());
+		json_set_str(po, "name", p->name);
+		json_set_str(po, "command", p->sp->command);
+		json_set_int(po, "instances", p->desired);
+		json_set_int(po, "ready", ready);
+		json_set_int(po, "running", running);
+		json_set_int(po, "crashed", crashed);
+		json_set_bool(po, "stopped", p->stopped);
+		json_set_str(po, "restart", restart_name(p->sp->restart));
+	}
+	if (detail) {
+		json_set(o, "spec", spec_to_json(a->spec));
+		json_set_str(o, "spec_yaml", a->yaml);
+	}
+	return o;
+}
+
+struct json *supervisor_apps_json(struct supervisor *sv)
+{
+	struct json *arr = json_array();
+	for (size_t k = 0; k < sv->n_apps; k++)
+		if (!sv->apps[k]->destroying)
+			json_append(arr, app_json(sv->apps[k], false));
+	return arr;
+}
+
+struct json *supervisor_app_json(struct supervisor *sv, const char *app, bool detail)
+{
+	struct sv_app *a = find_app(sv, app);
+	return a ? app_json(a, detail) : NULL;
+}
+
+/* CPU ticks and RSS pages summed over every process of a process group. */
+struct pg_usage {
+	int pgid;
+	uint64_t ticks;
+	uint64_t rss_pages;
+};
+
+struct usage_table {
+	struct pg_usage *v;
+	size_t n, alloc;
+};
+
+static void scan_proc(struct usage_table *t)
+{
+	DIR *d = opendir("/proc");
+	if (!d)
+		return;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		if (e->d_name[0] < '0' || e->d_name[0] > '9')
+			continue;
+		char path[300], buf[1024];
+		snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
+		FILE *f = fopen(path, "re");
+		if (!f)
+			continue;
+		size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+		fclose(f);
+		buf[n] = '\0';
+		char *p = strrchr(buf, ')');
+		int pgrp;
+		unsigned long ut, st;
+		long rss;
+		if (!p || sscanf(p + 2, "%*c %*d %d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu %*d %*d %*d %*d %*d %*d %*u %*u %ld",
+				 &pgrp, &ut, &st, &rss) != 4)
+			continue;
+		for (size_t k = 0; k < t->n; k++) {
+			if (t->v[k].pgid == pgrp) {
+				t->v[k].ticks += ut + st;
+				t->v[k].rss_pages += (uint64_t)(rss > 0 ? rss : 0);
+				break;
+			}
+		}
+	}
+	closedir(d);
+}
+
+static void inst_json(struct json *arr, struct sv_inst *i, const struct pg_usage *u)
+{
+	struct sv_proc *p = i->proc;
+	struct json *o = json_append(arr, json_object());
+	json_set_str(o, "id", i->id);
+	json_set_str(o, "app", p->app->name);
+	json_set_str(o, "process", p->name);
+	json_set_int(o, "index", i->index);
+	json_set_str(o, "state", sv_state_name(i->state));
+	if (i->run) {
+		json_set_int(o, "pid", i->run->pid);
+		json_set_int(o, "port", i->port);
+		set_time(o, "started_at", i->started_wall);
+		json_set_int(o, "uptime_ms", time_mono_ms() - i->started_mono);
+	} else {
+		json_set(o, "pid", json_null());
+		json_set(o, "port", json_null());
+		json_set(o, "started_at", json_null());
+		json_set(o, "uptime_ms", json_null());
+	}
+	json_set_int(o, "restarts", i->restarts);
+	if (i->last_exit_status >= 0)
+		json_set_int(o, "exit_status", i->last_exit_status);
+	else
+		json_set(o, "exit_status", json_null());
+	if (i->last_signal)
+		json_set_int(o, "signal", i->last_signal);
+	else
+		json_set(o, "signal", json_null());
+	json_set_str(o, "reason", i->reason);
+	if (u && i->run) {
+		long hz = sysconf(_SC_CLK_TCK);
+		long page = sysconf(_SC_PAGESIZE);
+		int64_t now = time_mono_ms();
+		double pct;
+		if (i->cpu_time_prev && now > i->cpu_time_prev && u->ticks >= i->cpu_ticks_prev)
+			pct = (double)(u->ticks - i->cpu_ticks_prev) / (double)hz * 1000.0 /
+			      (double)(now - i->cpu_time_prev) * 100.0;
+		else
+			pct = now > i->started_mono ? (double)u->ticks / (double)hz * 1000.0 /
+							      (double)(now - i->started_mono) * 100.0
+						    : 0;
+		i->cpu_ticks_prev = u->ticks;
+		i->cpu_time_prev = now;
+		json_set_num(o, "cpu_percent", (double)(int64_t)(pct * 10 + 0.5) / 10.0);
+		json_set_num(o, "cpu_seconds", (double)u->ticks / (double)hz);
+		json_set_int(o, "rss_bytes", (int64_t)u->rss_pages * page);
+	} else {
+		json_set(o, "cpu_percent", json_null());
+		json_set(o, "rss_bytes", json_null());
+	}
+	const struct spec_resources *res = &p->sp->resources;
+	if (res->memory_bytes)
+		json_set_int(o, "memory_limit", res->memory_bytes);
+	else
+		json_set(o, "memory_limit", json_null());
+	if (res->cpu > 0)
+		json_set_num(o, "cpu_limit", res->cpu);
+	else
+		json_set(o, "cpu_limit", json_null());
+	if (res->memory_bytes || res->cpu > 0)
+		json_set_bool(o, "limits_enforced", i->run ? i->limits_enforced : p->app->sv->cgroups.mode != CGROUP_NONE);
+	else
+		json_set(o, "limits_enforced", json_null());
+}
+
+struct json *supervisor_instances_json(struct supervisor *sv, const char *app)
+{
+	struct sv_app *only = NULL;
+	if (app && !(only = find_app(sv, app)))
+		return NULL;
+	struct usage_table t = {0};
+	for (size_t k = 0; k < sv->n_apps; k++) {
+		struct sv_app *a = sv->apps[k];
+		if (only && a != only)
+			continue;
+		for (size_t j = 0; j < a->n_procs; j++)
+			for (size_t m = 0; m < a->procs[j]->n_insts; m++) {
+				struct sv_inst *i = a->procs[j]->insts[m];
+				if (!i->run)
+					continue;
+				t.v = xgrow(t.v, sizeof(*t.v), t.n + 1, &t.alloc);
+				t.v[t.n++] = (struct pg_usage){i->run->pid, 0, 0};
+			}
+	}
+	if (t.n)
+		scan_proc(&t);
+	struct json *arr = json_array();
+	size_t u = 0;
+	for (size_t k = 0; k < sv->n_apps; k++) {
+		struct sv_app *a = sv->apps[k];
+		if (only && a != only)
+			continue;
+		for (size_t j = 0; j < a->n_procs; j++)
+			for (size_t m = 0; m < a->procs[j]->n_insts; m++) {
+				struct sv_inst *i = a->procs[j]->insts[m];
+				inst_json(arr, i, i->run ? &t.v[u++] : NULL);
+			}
+	}
+	free(t.v);
+	return arr;
+}
+
+struct log_pick {
+	const struct sv_line *l;
+	const char *id;
+};
+
+static int log_pick_cmp(const void *x, const void *y)
+{
+	uint64_t a = ((const struct log_pick *)x)->l->seq, b = ((const struct log_pick *)y)->l->seq;
+	return a < b ? -1 : a > b;
+}
+
+struct json *supervisor_logs_json(struct supervisor *sv, const char *app, const char *proc,
+				  const char *instance, uint64_t after, int lines)
+{
+	struct sv_app *a = find_app(sv, app);
+	if (!a)
+		return NULL;
+	/* Gather matching lines from every ring, order by seq, keep the newest. */
+	struct log_pick *v = NULL;
+	size_t n = 0, alloc = 0;
+	for (size_t k = 0; k < a->n_procs; k++) {
+		struct sv_proc *p = a->procs[k];
+		if (proc && strcmp(p->name, proc) != 0)
+			continue;
+		for (size_t j = 0; j < p->n_insts; j++) {
+			struct sv_inst *i = p->insts[j];
+			if (instance && strcmp(i->id, instance) != 0)
+				continue;
+			for (size_t m = 0; m < i->ring.count; m++) {
+				const struct sv_line *l = &i->ring.lines[(i->ring.head + m) % SV_RING_LINES];
+				if (l->seq <= after)
+					continue;
+				v = xgrow(v, sizeof(*v), n + 1, &alloc);
+				v[n++] = (struct log_pick){l, i->id};
+			}
+		}
+	}
+	struct json *out = json_object();
+	struct json *arr = json_set(out, "lines", json_array());
+	qsort(v, n, sizeof(*v), log_pick_cmp);
+	size_t from = (lines > 0 && n > (size_t)lines) ? n - (size_t)lines : 0;
+	uint64_t next = after;
+	for (size_t k = from; k < n; k++) {
+		struct json *o = json_append(arr, json_object());
+		json_set_int(o, "seq", (int64_t)v[k].l->seq);
+		set_time(o, "time", v[k].l->time);
+		json_set_str(o, "instance", v[k].id);
+		json_set_str(o, "stream", v[k].l->stream ? "stderr" : "stdout");
+		json_set_str(o, "line", v[k].l->text);
+	}
+	if (n)
+		next = v[n - 1].l->seq > next ? v[n - 1].l->seq : next;
+	json_set_int(out, "next", (int64_t)next);
+	free(v);
+	return out;
+}
+
+/* ---- shutdown ---- */
+
+void sv_check_shutdown_done(struct supervisor *sv)
+{
+	if (sv->shutting_down && sv->alive == 0 && sv->done) {
+		supervisor_done_cb done = sv->done;
+		sv->done = NULL;
+		done(sv->done_ctx);
+	}
+}
+
+void supervisor_shutdown(struct supervisor *sv, supervisor_done_cb done, void *ctx)
+{
+	sv->shutting_down = true;
+	sv->done = done;
+	sv->done_ctx = ctx;
+	for (size_t k = 0; k < sv->n_apps; k++) {
+		struct sv_app *a = sv->apps[k];
+		for (size_t j = 0; j < a->n_procs; j++)
+			for (size_t m = 0; m < a->procs[j]->n_insts; m++)
+				sv_inst_stop(a->procs[j]->insts[m], "daemon stopping");
+	}
+	sv_check_shutdown_done(sv);
+}

@@ -1,0 +1,162 @@
+/* supervisor_internal.h: the supervisor's tree, shared by its files only.
+ *
+ * Lifetimes: a struct sv_app owns its sv_procs, which own their sv_inst
+ * slots. A slot owns two timers and is freed in their close callbacks once
+ * torn down. Each start of a slot creates a struct sv_run (process handle and
+ * output pipes) that frees itself when its handles are closed; a run outlives
+ * its slot only to drain output, with run->inst set to NULL. A health check
+ * in flight is a struct sv_check with the same detach rule. */
+#ifndef PAASOPS_SUPERVISOR_INTERNAL_H
+#define PAASOPS_SUPERVISOR_INTERNAL_H
+#include "core/strbuf.h"
+#include "supervisor/supervisor.h"
+#include "supervisor/supervisor_cgroup.h"
+#include "spec/spec.h"
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#define SV_RING_LINES 1000
+#define SV_LINE_MAX 10000
+#define SV_CRASH_STARTS 5
+#define SV_CRASH_WINDOW_MS 10000
+#define SV_BACKOFF_MIN_MS 100
+#define SV_BACKOFF_MAX_MS 30000
+#define SV_BACKOFF_RESET_MS 10000
+#define SV_NOCHECK_READY_MS 1000
+#define SV_BOOT_PROBE_MS 250
+
+enum sv_state {
+	SV_STOPPED,   /* not running and not wanted */
+	SV_STARTING,  /* spawned, not yet passed its health check */
+	SV_READY,     /* passing health checks; receives traffic */
+	SV_UNHEALTHY, /* failed its checks; being restarted */
+	SV_STOPPING,  /* SIGTERM sent, waiting for exit */
+	SV_EXITED,    /* exited on its own and will not be restarted (policy) */
+	SV_CRASHED,   /* crash loop: no restarts until restart/apply */
+	SV_BACKOFF,   /* exited; waiting before the next start */
+	SV_NSTATES
+};
+
+const char *sv_state_name(enum sv_state s);
+
+struct sv_line {
+	uint64_t seq;
+	int64_t time;
+	uint8_t stream; /* 0 stdout, 1 stderr */
+	char *text;
+};
+
+struct sv_ring {
+	struct sv_line lines[SV_RING_LINES];
+	size_t head, count;
+};
+
+struct sv_run {
+	struct sv_inst *inst; /* NULL once the slot is gone */
+	struct supervisor *sv;
+	uv_process_t proc;
+	uv_pipe_t pipes[2];
+	struct strbuf partial[2];
+	int open;
+	int pid;
+	bool exited;
+};
+
+struct sv_check;
+struct sv_proc;
+
+struct sv_inst {
+	struct sv_proc *proc;
+	int index;
+	char *id; /* "app.proc.N" */
+	enum sv_state state;
+	char reason[256];
+	uv_timer_t t_state;  /* boot deadline, stop timeout or backoff delay */
+	uv_timer_t t_health; /* next health check or no-check readiness */
+	int open_handles;
+	bool torn_down;
+	bool removing;           /* free the slot once stopped */
+	bool restart_after_stop; /* start again once stopped */
+	struct sv_run *run;      /* current process, or NULL */
+	struct sv_check *check;  /* health check in flight, or NULL */
+	int port;
+	int ok_streak, fail_streak;
+	int64_t starts[SV_CRASH_STARTS]; /* mono ms of recent starts, ring */
+	int n_starts;
+	int64_t backoff_ms;
+	int64_t ready_since; /* mono ms, 0 when not ready */
+	int64_t started_wall, started_mono;
+	int restarts;
+	int last_exit_status, last_signal; /* -1 / 0 when none */
+	int last_pid;
+	char *cgroup; /* current run's groups, or NULL */
+	bool limits_enforced;
+	uint64_t cpu_ticks_prev;
+	int64_t cpu_time_prev;
+	struct sv_ring ring;
+};
+
+struct sv_proc {
+	struct sv_app *app;
+	char *name;
+	const struct spec_process *sp; /* borrowed from app->spec */
+	char *fingerprint;             /* what forces a restart when it changes */
+	int desired;
+	int spec_instances;
+	bool stopped;
+	bool removed; /* no longer in the spec: stop and drop */
+	struct spec_process removed_sp; /* pointer-free copy used while removed */
+	struct sv_inst **insts;
+	size_t n_insts, alloc_insts;
+};
+
+struct sv_app {
+	struct supervisor *sv;
+	char *name;
+	struct spec *spec;
+	char *yaml, *filename, *dir;
+	bool stopped;
+	bool destroying;
+	int64_t created_at, updated_at;
+	struct sv_proc **procs;
+	size_t n_procs, alloc_procs;
+};
+
+struct supervisor {
+	uv_loop_t *loop;
+	struct store *store;
+	char *data_dir;
+	struct cgroup_sys cgroups;
+	int port_min, port_max, port_next;
+	uint8_t *port_used;
+	struct sv_app **apps;
+	size_t n_apps, alloc_apps;
+	uint64_t log_seq;
+	int alive; /* running processes */
+	bool shutting_down;
+	supervisor_done_cb done;
+	void *done_ctx;
+};
+
+/* supervisor_inst.c */
+struct sv_inst *sv_inst_new(struct sv_proc *p, int index);
+void sv_inst_start(struct sv_inst *i, const char *reason);
+void sv_inst_stop(struct sv_inst *i, const char *reason);
+/* Stops and then starts again; clears crash-loop state. */
+void sv_inst_restart(struct sv_inst *i, const char *reason);
+bool sv_inst_alive(const struct sv_inst *i);
+/* Removes a stopped slot from its process and frees it asynchronously. */
+void sv_inst_teardown(struct sv_inst *i);
+void sv_emit(struct supervisor *sv, const char *app, const char *proc, const char *inst,
+	     const char *type, const char *state, const char *reason, int pid, int exit_status,
+	     int sig);
+
+/* supervisor.c */
+/* Brings the slots of p in line with its desired count and flags. */
+void sv_proc_reconcile(struct sv_proc *p);
+/* Called when a slot has gone; frees removed procs and destroyed apps. */
+void sv_proc_slot_gone(struct sv_proc *p);
+void sv_check_shutdown_done(struct supervisor *sv);
+
+#endif
