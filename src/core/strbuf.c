@@ -6,25 +6,30 @@
 #include <stdio.h>
 #include <string.h>
 
+/* An empty buffer points here until it first grows, so that init and
+ * detach allocate nothing. Never written: len stays 0 while alloc is 0. */
+static char slop[1];
+
 void strbuf_init(struct strbuf *sb, size_t hint)
 {
-	sb->alloc = hint ? hint + 1 : 64;
-	sb->buf = xmalloc(sb->alloc);
-	sb->len = 0;
-	sb->buf[0] = '\0';
+	sb->buf = slop;
+	sb->len = sb->alloc = 0;
+	if (hint)
+		strbuf_grow(sb, hint);
 }
 
 void strbuf_release(struct strbuf *sb)
 {
-	free(sb->buf);
-	sb->buf = NULL;
-	sb->len = sb->alloc = 0;
+	if (sb->alloc)
+		free(sb->buf);
+	strbuf_init(sb, 0);
 }
 
 void strbuf_reset(struct strbuf *sb)
 {
 	sb->len = 0;
-	sb->buf[0] = '\0';
+	if (sb->alloc)
+		sb->buf[0] = '\0';
 }
 
 void strbuf_grow(struct strbuf *sb, size_t extra)
@@ -34,7 +39,9 @@ void strbuf_grow(struct strbuf *sb, size_t extra)
 	size_t n = sb->alloc ? sb->alloc : 64;
 	while (n < sb->len + extra + 1)
 		n *= 2;
-	sb->buf = xrealloc(sb->buf, n);
+	sb->buf = xrealloc(sb->alloc ? sb->buf : NULL, n);
+	if (!sb->alloc)
+		sb->buf[0] = '\0';
 	sb->alloc = n;
 }
 
@@ -86,6 +93,8 @@ void strbuf_consume(struct strbuf *sb, size_t n)
 
 char *strbuf_detach(struct strbuf *sb, size_t *len)
 {
+	if (!sb->alloc)
+		strbuf_grow(sb, 0);
 	char *p = sb->buf;
 	if (len)
 		*len = sb->len;

@@ -10,7 +10,6 @@
 #include "core/strbuf.h"
 #include "core/timeutil.h"
 #include "core/util.h"
-#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -263,6 +262,25 @@ static bool *check_keys(struct ctx *c, const struct yaml_value *m, const char *n
 	return skip;
 }
 
+/* A likely intended candidate for word: str_suggest()'s pick, or else a
+ * candidate that differs from word by two swapped neighbours ("hots"). */
+static const char *suggest(const char *word, const char *const *candidates, size_t n)
+{
+	const char *hint = str_suggest(word, candidates, n);
+	size_t len = strlen(word);
+	for (size_t i = 0; !hint && i < n; i++) {
+		if (strlen(candidates[i]) != len)
+			continue;
+		size_t d = 0;
+		while (d < len && word[d] == candidates[i][d])
+			d++;
+		if (d + 1 < len && word[d] == candidates[i][d + 1] &&
+		    word[d + 1] == candidates[i][d] && strcmp(word + d + 2, candidates[i] + d + 2) == 0)
+			hint = candidates[i];
+	}
+	return hint;
+}
+
 /* Walks mapping m whose valid keys are keys[0..n): reports unknown keys
  * (suggesting a likely one), bad and duplicate keys, and sets found[i] to
  * the entry for keys[i] or NULL. where ends messages (" in process 'web'"). */
@@ -284,7 +302,7 @@ static void walk_fields(struct ctx *c, const struct yaml_value *m, const char *w
 			found[j] = &m->pairs[i];
 			continue;
 		}
-		const char *hint = str_suggest(k->str, keys, n);
+		const char *hint = suggest(k->str, keys, n);
 		ctx_fail(c, k, "unknown key '%s'%s%s%s%s", ctx_showv(c, k), where,
 			 hint ? " (did you mean '" : "", hint ? hint : "", hint ? "'?)" : "");
 	}
@@ -326,10 +344,21 @@ static bool want_scalar(struct ctx *c, const struct yaml_pair *f, const char *wh
 	return true;
 }
 
+/* ASCII-only classes: names in a spec must not depend on the locale. */
+static bool ascii_digit(char ch)
+{
+	return ch >= '0' && ch <= '9';
+}
+
+static bool ascii_alnum(char ch)
+{
+	return ascii_digit(ch) || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z');
+}
+
 static bool only_spaces(const char *s)
 {
 	for (; *s; s++)
-		if (!isspace((unsigned char)*s))
+		if (!strchr(" \t\r\n\f\v", *s))
 			return false;
 	return true;
 }
@@ -360,7 +389,7 @@ static bool is_int_text(const char *s)
 	if (!*s)
 		return false;
 	for (; *s; s++)
-		if (!isdigit((unsigned char)*s))
+		if (!ascii_digit(*s))
 			return false;
 	return true;
 }
@@ -515,7 +544,7 @@ static bool get_choice(struct ctx *c, const struct yaml_pair *f, const char *whe
 			return true;
 		}
 	}
-	const char *hint = str_suggest(v->str, choices, n);
+	const char *hint = suggest(v->str, choices, n);
 	ctx_fail(c, v, "'%s'%s must be %s, found %s%s%s%s", key_of(f), where, what,
 		 ctx_found(c, v), hint ? " (did you mean '" : "", hint ? hint : "",
 		 hint ? "'?)" : "");
@@ -594,10 +623,10 @@ bool spec_valid_name(const char *name)
 
 static bool valid_env_name(const char *s, size_t len)
 {
-	if (len == 0 || strlen(s) != len || isdigit((unsigned char)s[0]))
+	if (len == 0 || strlen(s) != len || ascii_digit(s[0]))
 		return false;
 	for (size_t i = 0; i < len; i++)
-		if (!isalnum((unsigned char)s[i]) && s[i] != '_')
+		if (!ascii_alnum(s[i]) && s[i] != '_')
 			return false;
 	return true;
 }
@@ -670,7 +699,7 @@ static bool valid_alert_name(const char *s, size_t len)
 	if (len == 0 || len > 63 || strlen(s) != len)
 		return false;
 	for (size_t i = 0; i < len; i++)
-		if (!isalnum((unsigned char)s[i]) && !strchr("_.-", s[i]))
+		if (!ascii_alnum(s[i]) && !strchr("_.-", s[i]))
 			return false;
 	return true;
 }
@@ -678,10 +707,10 @@ static bool valid_alert_name(const char *s, size_t len)
 /* Prometheus metric name syntax: [a-zA-Z_:][a-zA-Z0-9_:]*. */
 static bool valid_metric_name(const char *s, size_t len)
 {
-	if (len == 0 || len > 200 || strlen(s) != len || isdigit((unsigned char)s[0]))
+	if (len == 0 || len > 200 || strlen(s) != len || ascii_digit(s[0]))
 		return false;
 	for (size_t i = 0; i < len; i++)
-		if (!isalnum((unsigned char)s[i]) && s[i] != '_' && s[i] != ':')
+		if (!ascii_alnum(s[i]) && s[i] != '_' && s[i] != ':')
 			return false;
 	return true;
 }

@@ -526,6 +526,27 @@ static uint64_t proc_start_ticks(int pid)
 	return v;
 }
 
+/* Shell builtins cannot be exec'd. */
+static const char *const builtins[] = {
+	"exit", "cd", "export", "set", "unset", "trap", "wait", ".", "eval", "exec", "read",
+	"shift", "return", "break", "continue", "alias", "readonly", "umask", "ulimit", "local",
+	"getopts", "hash", "jobs", "fg", "bg", "command", "type", "times", "source",
+};
+
+/* The shell command line for an instance: a simple command (no shell
+ * syntax, not a builtin) is exec'd so that it replaces the shell and
+ * signals and exit status are the app's own. Caller frees. */
+static char *command_line(const char *command)
+{
+	if (strpbrk(command, ";&|<>()$`\\\"'*?[]#~=%{}\n"))
+		return xstrdup(command);
+	size_t n = strcspn(command, " \t");
+	for (size_t k = 0; k < ARRAY_SIZE(builtins); k++)
+		if (strlen(builtins[k]) == n && strncmp(command, builtins[k], n) == 0)
+			return xstrdup(command);
+	return xasprintf("exec %s", command);
+}
+
 static void on_exit_cb(uv_process_t *proc, int64_t status, int sig);
 static void state_timer_boot(uv_timer_t *t);
 
@@ -571,8 +592,7 @@ void sv_inst_start(struct sv_inst *i, const char *reason)
 
 	/* A simple command replaces the shell, so that signals and the exit
 	 * status are the app's own. */
-	bool simple = strpbrk(p->sp->command, ";&|<>()$`\\\"'*?[]#~=%{}\n") == NULL;
-	char *cmd = simple ? xasprintf("exec %s", p->sp->command) : xstrdup(p->sp->command);
+	char *cmd = command_line(p->sp->command);
 	char *args[] = {"/bin/sh", "-c", cmd, NULL};
 	char **env = build_env(i);
 	uv_stdio_container_t stdio[3] = {

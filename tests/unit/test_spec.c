@@ -466,7 +466,7 @@ static void test_spec__refuses_missing_or_empty_commands(void **state)
 	expect_error("app: shop\nprocesses:\n  web: {command: \"   \"}\n",
 		     FILE_NAME ":3:18: 'command' in process 'web' is empty");
 	expect_error("app: shop\nprocesses:\n  web: {command: }\n",
-		     FILE_NAME ":3:10: 'command' in process 'web' has no value (expected a string)");
+		     FILE_NAME ":3:9: 'command' in process 'web' has no value (expected a string)");
 	expect_error("app: shop\nprocesses:\n  web:\n",
 		     FILE_NAME ":3:3: process 'web' has no settings: it needs at least a 'command'");
 	expect_error("app: shop\nprocesses:\n  web: {command: \"a\\0b\"}\n",
@@ -673,17 +673,17 @@ static void test_spec__validates_deploy_strategy(void **state)
 		     FILE_NAME ":5:24: 'strategy' in 'deploy' of process 'web' must be one of "
 			       "'rolling', 'canary' or 'recreate', found 'bluegreen'");
 	expect_error(HEAD "    deploy: {max_surge: -1}\n",
-		     FILE_NAME ":5:26: 'max_surge' in 'deploy' of process 'web' must be an integer "
+		     FILE_NAME ":5:25: 'max_surge' in 'deploy' of process 'web' must be an integer "
 			       "from 0 to 10000, found '-1'");
 	expect_error(HEAD "    deploy: {max_surge: 0, max_unavailable: 0}\n",
 		     FILE_NAME ":5:13: 'deploy' of process 'web': 'max_surge' and "
 			       "'max_unavailable' are both 0, so a rolling deploy could never "
 			       "progress; set one of them above 0");
 	expect_error(HEAD "    deploy: {strategy: canary, canary: 0}\n",
-		     FILE_NAME ":5:41: 'canary' in 'deploy' of process 'web' must be at least 1 "
+		     FILE_NAME ":5:40: 'canary' in 'deploy' of process 'web' must be at least 1 "
 			       "for the canary strategy");
 	expect_error(HEAD "    deploy: {healthy_deadline: 0s}\n",
-		     FILE_NAME ":5:33: 'healthy_deadline' in 'deploy' of process 'web' must be "
+		     FILE_NAME ":5:32: 'healthy_deadline' in 'deploy' of process 'web' must be "
 			       "longer than 0, found '0s'");
 	/* Zero surge is fine for the strategies that do not surge. */
 	struct spec *s = parse_ok(HEAD "    deploy: {strategy: recreate, max_surge: 0}\n");
@@ -749,7 +749,7 @@ static void test_spec__validates_alerts(void **state)
 			  "    metric: m\n"
 			  "    op: >\n"
 			  "    value: 1\n",
-		     FILE_NAME ":8:5: 'op' in alert 'slow' is empty: quote the operator, e.g. op: "
+		     FILE_NAME ":8:9: 'op' in alert 'slow' is empty: quote the operator, e.g. op: "
 			       "\">\"");
 }
 
