@@ -67,8 +67,10 @@ test: deps
 	$(MAKE) e2e
 
 asan: deps
+	@mkdir -p build-asan; rm -f build-asan/asan.* build-asan/ubsan.*
 	$(MAKE) SAN=1 unit
-	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 $(MAKE) SAN=1 e2e
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:log_path=$(abspath build-asan)/asan UBSAN_OPTIONS=print_stacktrace=1:log_path=$(abspath build-asan)/ubsan PAASOPS_TEST_SLOW=3 $(MAKE) SAN=1 e2e
+	@if ls build-asan/asan.* build-asan/ubsan.* >/dev/null 2>&1; then cat build-asan/asan.* build-asan/ubsan.* 2>/dev/null | head -100; echo "sanitizer reports above"; exit 1; fi
 
 examples/hello/hello: examples/hello/hello.c | deps
 	$(CC) -std=c17 -Wall -Wextra -Werror -O2 -D_GNU_SOURCE -o $@ $<

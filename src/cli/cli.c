@@ -31,7 +31,7 @@ static void print_hint(struct cli *c)
 		fprintf(c->err, "run 'paasops --help' for usage\n");
 }
 
-int cli_usage_error(struct cli *c, const char *fmt, ...)
+int cli__usage_error(struct cli *c, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
@@ -43,7 +43,7 @@ int cli_usage_error(struct cli *c, const char *fmt, ...)
 	return CLI_EXIT_USAGE;
 }
 
-int cli_fail(struct cli *c, const char *fmt, ...)
+int cli__fail(struct cli *c, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
@@ -54,7 +54,7 @@ int cli_fail(struct cli *c, const char *fmt, ...)
 	return CLI_EXIT_FAILED;
 }
 
-void cli_print_json(struct cli *c, const struct json *j, bool pretty)
+void cli__print_json(struct cli *c, const struct json *j, bool pretty)
 {
 	if (!pretty) {
 		char *s = json_print(j, false);
@@ -64,7 +64,7 @@ void cli_print_json(struct cli *c, const struct json *j, bool pretty)
 	}
 	struct strbuf sb;
 	strbuf_init(&sb, 1024);
-	cli_json_pretty(j, &sb);
+	cli__json_pretty(j, &sb);
 	fprintf(c->out, "%s\n", sb.buf);
 	strbuf_release(&sb);
 }
@@ -92,7 +92,7 @@ static void print_server_error(struct cli *c, const struct cli_response *res)
 /* ------------------------------------------------------------------------ */
 /* Talking to the daemon                                                    */
 
-int cli_resolve_server(struct cli *c)
+int cli__resolve_server(struct cli *c)
 {
 	if (c->have_addr)
 		return CLI_EXIT_OK;
@@ -105,7 +105,7 @@ int cli_resolve_server(struct cli *c)
 	if (!s || !*s) {
 		char *dir = cli_default_data_dir();
 		if (!dir)
-			return cli_usage_error(c, "cannot find the default socket: no home directory; "
+			return cli__usage_error(c, "cannot find the default socket: no home directory; "
 						  "pass --server or set PAASOPS_SERVER");
 		def = xasprintf("unix:%s/paasops.sock", dir);
 		free(dir);
@@ -113,11 +113,11 @@ int cli_resolve_server(struct cli *c)
 		from = NULL;
 	}
 	char *err = NULL;
-	int r = cli_addr_parse(s, &c->addr, &err);
+	int r = cli__addr_parse(s, &c->addr, &err);
 	free(def);
 	if (r < 0) {
-		r = from ? cli_usage_error(c, "%s (from %s)", err, from)
-			 : cli_usage_error(c, "%s", err);
+		r = from ? cli__usage_error(c, "%s (from %s)", err, from)
+			 : cli__usage_error(c, "%s", err);
 		free(err);
 		return r;
 	}
@@ -126,16 +126,16 @@ int cli_resolve_server(struct cli *c)
 	return CLI_EXIT_OK;
 }
 
-int cli_call(struct cli *c, const char *method, const char *path, const struct json *body,
+int cli__call(struct cli *c, const char *method, const char *path, const struct json *body,
 	     struct cli_response *res)
 {
 	memset(res, 0, sizeof(*res));
-	int rc = cli_resolve_server(c);
+	int rc = cli__resolve_server(c);
 	if (rc != CLI_EXIT_OK)
 		return rc;
 	char *text = body ? json_print(body, false) : NULL;
 	char *err = NULL;
-	int r = cli_client_request(&c->client, method, path, text, text ? strlen(text) : 0, res,
+	int r = cli__client_request(&c->client, method, path, text, text ? strlen(text) : 0, res,
 				   &err);
 	free(text);
 	if (r < 0) {
@@ -144,9 +144,9 @@ int cli_call(struct cli *c, const char *method, const char *path, const struct j
 		if (r != -EINTR)
 			fprintf(c->err, "error: %s\n", err);
 		free(err);
-		return r == -EINTR ? CLI_EXIT_FAILED : cli_exit_for_transport(r);
+		return r == -EINTR ? CLI_EXIT_FAILED : cli__exit_for_transport(r);
 	}
-	rc = cli_exit_for_status(res->status);
+	rc = cli__exit_for_status(res->status);
 	if (rc != CLI_EXIT_OK) {
 		print_server_error(c, res);
 	} else if (!json_is_object(res->json)) {
@@ -156,7 +156,7 @@ int cli_call(struct cli *c, const char *method, const char *path, const struct j
 		rc = CLI_EXIT_FAILED;
 	}
 	if (rc != CLI_EXIT_OK)
-		cli_response_release(res);
+		cli__response_release(res);
 	return rc;
 }
 
@@ -187,7 +187,7 @@ static void print_command_list(FILE *f, const char *group)
 	}
 }
 
-void cli_print_help(FILE *f, const struct cli_command *cmd, const char *group)
+void cli__print_help(FILE *f, const struct cli_command *cmd, const char *group)
 {
 	if (cmd) {
 		fprintf(f, "usage: paasops %s%s%s\n\n%c%s.\n", cmd->name, cmd->usage[0] ? " " : "",
@@ -251,7 +251,7 @@ static int run_command(struct cli *c)
 	}
 	if (token && *token) {
 		if (!token_ok(token))
-			return cli_usage_error(c, "invalid token from %s: it contains spaces or "
+			return cli__usage_error(c, "invalid token from %s: it contains spaces or "
 						  "control characters",
 					       from);
 		c->token = xstrdup(token);
@@ -261,17 +261,17 @@ static int run_command(struct cli *c)
 	return c->inv->cmd->run(c);
 }
 
-int cli_run(int argc, char **argv, FILE *in, FILE *out, FILE *err, bool in_tty)
+int cli__run(int argc, char **argv, FILE *in, FILE *out, FILE *err, bool in_tty)
 {
 	struct cli_invocation inv;
 	struct cli c = {.inv = &inv, .in = in, .out = out, .err = err, .in_tty = in_tty};
 	char *msg = NULL;
 	int rc;
-	if (cli_parse(argc, argv, cli_commands, cli_n_commands, &inv, &msg) < 0) {
-		rc = cli_usage_error(&c, "%s", msg);
+	if (cli__parse(argc, argv, cli_commands, cli_n_commands, &inv, &msg) < 0) {
+		rc = cli__usage_error(&c, "%s", msg);
 		free(msg);
 	} else if (inv.help) {
-		cli_print_help(out, inv.cmd, inv.group);
+		cli__print_help(out, inv.cmd, inv.group);
 		rc = CLI_EXIT_OK;
 	} else {
 		rc = run_command(&c);
@@ -283,13 +283,13 @@ int cli_run(int argc, char **argv, FILE *in, FILE *out, FILE *err, bool in_tty)
 	}
 	fflush(err);
 	if (c.have_addr)
-		cli_addr_release(&c.addr);
+		cli__addr_release(&c.addr);
 	free(c.token);
-	cli_invocation_release(&inv);
+	cli__invocation_release(&inv);
 	return rc;
 }
 
 int cli_main(int argc, char **argv)
 {
-	return cli_run(argc, argv, stdin, stdout, stderr, isatty(STDIN_FILENO));
+	return cli__run(argc, argv, stdin, stdout, stderr, isatty(STDIN_FILENO));
 }

@@ -268,7 +268,7 @@ static int check_arity(const struct cli_invocation *inv, char **err)
 	return 0;
 }
 
-int cli_parse(int argc, char **argv, const struct cli_command *cmds, size_t n_cmds,
+int cli__parse(int argc, char **argv, const struct cli_command *cmds, size_t n_cmds,
 	      struct cli_invocation *inv, char **err)
 {
 	memset(inv, 0, sizeof(*inv));
@@ -304,7 +304,7 @@ int cli_parse(int argc, char **argv, const struct cli_command *cmds, size_t n_cm
 	return check_arity(inv, err);
 }
 
-void cli_invocation_release(struct cli_invocation *inv)
+void cli__invocation_release(struct cli_invocation *inv)
 {
 	free(inv->pos);
 	free(inv->vals);
@@ -313,7 +313,7 @@ void cli_invocation_release(struct cli_invocation *inv)
 	inv->n_pos = inv->n_vals = inv->alloc_pos = inv->alloc_vals = 0;
 }
 
-const char *cli_flag(const struct cli_invocation *inv, const char *name)
+const char *cli__flag(const struct cli_invocation *inv, const char *name)
 {
 	const char *found = NULL;
 	for (size_t i = 0; i < inv->n_vals; i++)
@@ -325,7 +325,7 @@ const char *cli_flag(const struct cli_invocation *inv, const char *name)
 /* ------------------------------------------------------------------------ */
 /* Argument forms                                                           */
 
-int cli_parse_count(const char *s, int64_t max, int64_t *out)
+int cli__parse_count(const char *s, int64_t max, int64_t *out)
 {
 	if (!s || !*s || strlen(s) > 18)
 		return -EINVAL;
@@ -341,7 +341,7 @@ int cli_parse_count(const char *s, int64_t max, int64_t *out)
 	return 0;
 }
 
-int cli_scale_parse(const char *const *args, size_t n, struct json **out, char **err)
+int cli__scale_parse(const char *const *args, size_t n, struct json **out, char **err)
 {
 	struct json *body = json_object();
 	struct json *procs = json_set(body, "processes", json_object());
@@ -360,7 +360,7 @@ int cli_scale_parse(const char *const *args, size_t n, struct json **out, char *
 			free(name);
 			goto fail;
 		}
-		if (cli_parse_count(eq + 1, CLI_MAX_SCALE, &count) < 0) {
+		if (cli__parse_count(eq + 1, CLI_MAX_SCALE, &count) < 0) {
 			*err = xasprintf("invalid scale argument '%s': the count must be a whole "
 					 "number from 0 to %d",
 					 args[i], CLI_MAX_SCALE);

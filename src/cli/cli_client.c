@@ -74,7 +74,7 @@ static int parse_hostport(const char *s, bool port_required, struct cli_addr *a,
 	return 0;
 }
 
-int cli_addr_parse(const char *s, struct cli_addr *out, char **err)
+int cli__addr_parse(const char *s, struct cli_addr *out, char **err)
 {
 	memset(out, 0, sizeof(*out));
 	if (!s || !*s) {
@@ -112,7 +112,7 @@ int cli_addr_parse(const char *s, struct cli_addr *out, char **err)
 			r = parse_hostport(hp, false, out, err);
 		free(hp);
 		if (r < 0)
-			cli_addr_release(out);
+			cli__addr_release(out);
 		return r;
 	}
 	if (strstr(s, "://")) {
@@ -124,7 +124,7 @@ int cli_addr_parse(const char *s, struct cli_addr *out, char **err)
 	if (strchr(s, ':')) {
 		int r = parse_hostport(s, true, out, err);
 		if (r < 0)
-			cli_addr_release(out);
+			cli__addr_release(out);
 		return r;
 	}
 	*err = xasprintf("invalid server address '%s': use unix:/path/to.sock or http://HOST:PORT",
@@ -132,7 +132,7 @@ int cli_addr_parse(const char *s, struct cli_addr *out, char **err)
 	return -EINVAL;
 }
 
-void cli_addr_release(struct cli_addr *a)
+void cli__addr_release(struct cli_addr *a)
 {
 	free(a->path);
 	free(a->host);
@@ -144,14 +144,14 @@ void cli_addr_release(struct cli_addr *a)
 /* ------------------------------------------------------------------------ */
 /* Exit codes                                                               */
 
-int cli_exit_for_status(int status)
+int cli__exit_for_status(int status)
 {
 	return status >= 200 && status < 300 ? CLI_EXIT_OK : CLI_EXIT_FAILED;
 }
 
 /* A daemon that answers garbage is reachable: that is a failed operation,
  * not a connectivity problem. */
-int cli_exit_for_transport(int rc)
+int cli__exit_for_transport(int rc)
 {
 	switch (rc) {
 	case 0:
@@ -330,7 +330,7 @@ static int read_response(const struct cli_client *c, int fd, struct http_parser 
 /* ------------------------------------------------------------------------ */
 /* Requests                                                                 */
 
-void cli_request_format(struct strbuf *out, const struct cli_client *c, const char *method,
+void cli__request_format(struct strbuf *out, const struct cli_client *c, const char *method,
 			const char *path, const char *body, size_t body_len)
 {
 	const struct cli_addr *a = c->addr;
@@ -371,7 +371,7 @@ static char *describe(const struct cli_client *c, int rc, const char *detail)
 	}
 }
 
-int cli_client_request(const struct cli_client *c, const char *method, const char *path,
+int cli__client_request(const struct cli_client *c, const char *method, const char *path,
 		       const char *body, size_t body_len, struct cli_response *res, char **err)
 {
 	int fd = -1;
@@ -386,7 +386,7 @@ int cli_client_request(const struct cli_client *c, const char *method, const cha
 
 	struct strbuf req;
 	strbuf_init(&req, 256 + body_len);
-	cli_request_format(&req, c, method, path, body, body_len);
+	cli__request_format(&req, c, method, path, body, body_len);
 	int send_rc = send_all(c, fd, req.buf, req.len);
 	strbuf_release(&req);
 
@@ -419,7 +419,7 @@ int cli_client_request(const struct cli_client *c, const char *method, const cha
 	return 0;
 }
 
-void cli_response_release(struct cli_response *r)
+void cli__response_release(struct cli_response *r)
 {
 	if (r->body.buf)
 		strbuf_release(&r->body);

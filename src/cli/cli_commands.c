@@ -1,5 +1,5 @@
 /* cli_commands.c: the command table and one handler per command. A handler
- * builds the request, calls cli_call(), and prints either the server's JSON
+ * builds the request, calls cli__call(), and prints either the server's JSON
  * (--json) or a human form: tables for lists, one sentence for changes. */
 #include "cli/cli_internal.h"
 #include "compat/http.h"
@@ -37,6 +37,13 @@ static void query_add(struct strbuf *sb, const char *key, const char *value)
 	free(enc);
 }
 
+/* String member of o, or fallback when absent or not a string. */
+static const char *jstr(const struct json *o, const char *key, const char *fallback)
+{
+	const char *s = json_get_str(o, key);
+	return s ? s : fallback;
+}
+
 static bool jint(const struct json *o, const char *key, int64_t *out)
 {
 	return json_get_int(json_get(o, key), out) == 0;
@@ -58,7 +65,7 @@ static void time_text(const struct json *v, char *buf, size_t size)
 static bool time_ms(const struct json *v, int64_t *ms)
 {
 	if (json_str(v))
-		return cli_parse_time(json_str(v), ms) == 0;
+		return cli__parse_time(json_str(v), ms) == 0;
 	return json_get_int(v, ms) == 0;
 }
 
@@ -67,7 +74,7 @@ static void relative_text(int64_t then, char *buf, size_t size)
 {
 	char age[32];
 	int64_t now = time_wall_ms();
-	cli_format_age(then <= now ? now - then : then - now, age, sizeof(age));
+	cli__format_age(then <= now ? now - then : then - now, age, sizeof(age));
 	snprintf(buf, size, then <= now ? "%s ago" : "in %s", age);
 }
 
@@ -101,8 +108,7 @@ static void processes_text(const struct json *app, struct strbuf *sb)
 	for (const struct json *p = json_first(procs); p; p = json_next(p)) {
 		int64_t n = 0;
 		jint(p, "instances", &n);
-		strbuf_addf(sb, "%s%s=%lld", sb->len ? " " : "", json_get_str(p, "name"),
-			    (long long)n);
+		strbuf_addf(sb, "%s%s=%lld", sb->len ? " " : "", jstr(p, "name", "?"), (long long)n);
 	}
 }
 
@@ -147,13 +153,13 @@ static bool follow_wait(struct cli *c)
 /* -f FILE, a positional FILE, or paasops.yaml. */
 static int spec_file(struct cli *c, const char **file)
 {
-	const char *f = cli_flag(c->inv, "file");
+	const char *f = cli__flag(c->inv, "file");
 	if (f && c->inv->n_pos)
-		return cli_usage_error(c, "give the spec file either as -f FILE or as an argument, "
+		return cli__usage_error(c, "give the spec file either as -f FILE or as an argument, "
 					  "not both");
 	*file = f ? f : c->inv->n_pos ? c->inv->pos[0] : "paasops.yaml";
 	if (!**file)
-		return cli_usage_error(c, "empty file name");
+		return cli__usage_error(c, "empty file name");
 	return CLI_EXIT_OK;
 }
 
@@ -167,7 +173,7 @@ static int cmd_validate(struct cli *c)
 	struct spec *s = spec_parse_file(file, &err);
 	if (!s) {
 		if (!err || !*err)
-			rc = cli_fail(c, "'%s' is not a valid spec", file);
+			rc = cli__fail(c, "'%s' is not a valid spec", file);
 		else
 			rc = fail_lines(c, err);
 		free(err);
@@ -175,7 +181,7 @@ static int cmd_validate(struct cli *c)
 	}
 	if (c->inv->json) {
 		struct json *j = spec_to_json(s);
-		cli_print_json(c, j, true);
+		cli__print_json(c, j, true);
 		json_free(j);
 	} else {
 		struct strbuf names;
@@ -195,7 +201,7 @@ static int read_spec(struct cli *c, const char *file, struct strbuf *out)
 {
 	int fd = open(file, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return cli_fail(c, "cannot read '%s': %s", file, strerror(errno));
+		return cli__fail(c, "cannot read '%s': %s", file, strerror(errno));
 	char buf[65536];
 	for (;;) {
 		ssize_t n = read(fd, buf, sizeof(buf));
@@ -204,19 +210,19 @@ static int read_spec(struct cli *c, const char *file, struct strbuf *out)
 		if (n < 0) {
 			int e = errno;
 			close(fd);
-			return cli_fail(c, "cannot read '%s': %s", file, strerror(e));
+			return cli__fail(c, "cannot read '%s': %s", file, strerror(e));
 		}
 		if (n == 0)
 			break;
 		strbuf_add(out, buf, (size_t)n);
 		if (out->len > SPEC_MAX_BYTES) {
 			close(fd);
-			return cli_fail(c, "'%s' is larger than %d bytes", file, SPEC_MAX_BYTES);
+			return cli__fail(c, "'%s' is larger than %d bytes", file, SPEC_MAX_BYTES);
 		}
 	}
 	close(fd);
 	if (memchr(out->buf, '\0', out->len))
-		return cli_fail(c, "'%s' is not a text file (it contains NUL bytes)", file);
+		return cli__fail(c, "'%s' is not a text file (it contains NUL bytes)", file);
 	return CLI_EXIT_OK;
 }
 
@@ -243,7 +249,7 @@ static int cmd_apply(struct cli *c)
 	rc = read_spec(c, file, &text);
 	char *dir = rc ? NULL : spec_dir(file);
 	if (!rc && !dir)
-		rc = cli_fail(c, "cannot resolve the directory of '%s': %s", file, strerror(errno));
+		rc = cli__fail(c, "cannot resolve the directory of '%s': %s", file, strerror(errno));
 	if (rc) {
 		strbuf_release(&text);
 		return rc;
@@ -256,16 +262,16 @@ static int cmd_apply(struct cli *c)
 	free(dir);
 
 	struct cli_response res;
-	rc = cli_call(c, "POST", "/v1/apps", body, &res);
+	rc = cli__call(c, "POST", "/v1/apps", body, &res);
 	json_free(body);
 	if (rc)
 		return rc;
 	if (c->inv->json)
-		cli_print_json(c, res.json, true);
+		cli__print_json(c, res.json, true);
 	else
-		fprintf(c->out, "applied app '%s' (%s)\n", json_get_str(res.json, "name"),
+		fprintf(c->out, "applied app '%s' (%s)\n", jstr(res.json, "name", "?"),
 			res.status == 201 ? "created" : "updated");
-	cli_response_release(&res);
+	cli__response_release(&res);
 	return CLI_EXIT_OK;
 }
 
@@ -286,17 +292,17 @@ static const char *app_state(const struct json *app, int64_t ready, int64_t want
 static int cmd_apps(struct cli *c)
 {
 	struct cli_response res;
-	int rc = cli_call(c, "GET", "/v1/apps", NULL, &res);
+	int rc = cli__call(c, "GET", "/v1/apps", NULL, &res);
 	if (rc)
 		return rc;
 	if (c->inv->json) {
-		cli_print_json(c, res.json, true);
-		cli_response_release(&res);
+		cli__print_json(c, res.json, true);
+		cli__response_release(&res);
 		return CLI_EXIT_OK;
 	}
 	static const char *const headers[] = {"NAME", "PROCESSES", "READY", "STATE"};
 	struct cli_table t;
-	cli_table_init(&t, headers, ARRAY_SIZE(headers));
+	cli__table_init(&t, headers, ARRAY_SIZE(headers));
 	const struct json *apps = json_get(res.json, "apps");
 	for (const struct json *a = json_first(apps); a; a = json_next(a)) {
 		int64_t ready = 0, want = 0;
@@ -311,23 +317,23 @@ static int cmd_apps(struct cli *c)
 		struct strbuf procs;
 		strbuf_init(&procs, 0);
 		processes_text(a, &procs);
-		cli_table_add(&t, json_get_str(a, "name"));
-		cli_table_add(&t, procs.len ? procs.buf : "-");
-		cli_table_addf(&t, "%lld/%lld", (long long)ready, (long long)want);
-		cli_table_add(&t, app_state(a, ready, want));
+		cli__table_add(&t, json_get_str(a, "name"));
+		cli__table_add(&t, procs.len ? procs.buf : "-");
+		cli__table_addf(&t, "%lld/%lld", (long long)ready, (long long)want);
+		cli__table_add(&t, app_state(a, ready, want));
 		strbuf_release(&procs);
 	}
-	if (cli_table_rows(&t) == 0) {
+	if (cli__table_rows(&t) == 0) {
 		fprintf(c->err, "no apps yet: create one with 'paasops apply -f paasops.yaml'\n");
 	} else {
 		struct strbuf out;
 		strbuf_init(&out, 0);
-		cli_table_render(&t, &out);
+		cli__table_render(&t, &out);
 		fputs(out.buf, c->out);
 		strbuf_release(&out);
 	}
-	cli_table_release(&t);
-	cli_response_release(&res);
+	cli__table_release(&t);
+	cli__response_release(&res);
 	return CLI_EXIT_OK;
 }
 
@@ -336,37 +342,37 @@ static void ps_row(struct cli_table *t, const struct json *in, int64_t now)
 	int64_t pid = 0, port = 0, restarts = 0, started, rss;
 	bool has_pid = jint(in, "pid", &pid) && pid > 0;
 	char buf[32];
-	cli_table_add(t, json_get_str(in, "id"));
-	cli_table_add(t, json_get_str(in, "state"));
+	cli__table_add(t, json_get_str(in, "id"));
+	cli__table_add(t, json_get_str(in, "state"));
 	if (has_pid)
-		cli_table_addf(t, "%lld", (long long)pid);
+		cli__table_addf(t, "%lld", (long long)pid);
 	else
-		cli_table_add(t, NULL);
+		cli__table_add(t, NULL);
 	if (jint(in, "port", &port) && port > 0)
-		cli_table_addf(t, "%lld", (long long)port);
+		cli__table_addf(t, "%lld", (long long)port);
 	else
-		cli_table_add(t, NULL);
+		cli__table_add(t, NULL);
 	if (has_pid && time_ms(json_get(in, "started_at"), &started)) {
-		cli_format_age(now - started, buf, sizeof(buf));
-		cli_table_add(t, buf);
+		cli__format_age(now - started, buf, sizeof(buf));
+		cli__table_add(t, buf);
 	} else {
-		cli_table_add(t, NULL);
+		cli__table_add(t, NULL);
 	}
 	jint(in, "restarts", &restarts);
-	cli_table_addf(t, "%lld", (long long)restarts);
+	cli__table_addf(t, "%lld", (long long)restarts);
 	const struct json *cpu = json_get(in, "cpu_percent");
 	if (has_pid && json_is_number(cpu))
-		cli_table_addf(t, "%.1f%%", json_num(cpu));
+		cli__table_addf(t, "%.1f%%", json_num(cpu));
 	else
-		cli_table_add(t, NULL);
+		cli__table_add(t, NULL);
 	if (has_pid && jint(in, "rss_bytes", &rss)) {
-		cli_format_bytes(rss, buf, sizeof(buf));
-		cli_table_add(t, buf);
+		cli__format_bytes(rss, buf, sizeof(buf));
+		cli__table_add(t, buf);
 	} else {
-		cli_table_add(t, NULL);
+		cli__table_add(t, NULL);
 	}
 	const char *reason = json_get_str(in, "reason");
-	cli_table_add(t, reason ? reason : "");
+	cli__table_add(t, reason ? reason : "");
 }
 
 static int cmd_ps(struct cli *c)
@@ -374,24 +380,24 @@ static int cmd_ps(struct cli *c)
 	const char *app = c->inv->n_pos ? c->inv->pos[0] : NULL;
 	char *path = app ? app_path(app, "/instances") : xstrdup("/v1/instances");
 	struct cli_response res;
-	int rc = cli_call(c, "GET", path, NULL, &res);
+	int rc = cli__call(c, "GET", path, NULL, &res);
 	free(path);
 	if (rc)
 		return rc;
 	if (c->inv->json) {
-		cli_print_json(c, res.json, true);
-		cli_response_release(&res);
+		cli__print_json(c, res.json, true);
+		cli__response_release(&res);
 		return CLI_EXIT_OK;
 	}
 	static const char *const headers[] = {"INSTANCE", "STATE", "PID", "PORT", "UPTIME",
 					      "RESTARTS", "CPU", "MEM", "REASON"};
 	struct cli_table t;
-	cli_table_init(&t, headers, ARRAY_SIZE(headers));
+	cli__table_init(&t, headers, ARRAY_SIZE(headers));
 	int64_t now = time_wall_ms();
 	for (const struct json *in = json_first(json_get(res.json, "instances")); in;
 	     in = json_next(in))
 		ps_row(&t, in, now);
-	if (cli_table_rows(&t) == 0) {
+	if (cli__table_rows(&t) == 0) {
 		if (app)
 			fprintf(c->err, "app '%s' has no instances\n", app);
 		else
@@ -399,12 +405,12 @@ static int cmd_ps(struct cli *c)
 	} else {
 		struct strbuf out;
 		strbuf_init(&out, 0);
-		cli_table_render(&t, &out);
+		cli__table_render(&t, &out);
 		fputs(out.buf, c->out);
 		strbuf_release(&out);
 	}
-	cli_table_release(&t);
-	cli_response_release(&res);
+	cli__table_release(&t);
+	cli__response_release(&res);
 	return CLI_EXIT_OK;
 }
 
@@ -416,20 +422,20 @@ static int cmd_scale(struct cli *c)
 	const char *app = c->inv->pos[0];
 	struct json *body;
 	char *err = NULL;
-	if (cli_scale_parse(c->inv->pos + 1, c->inv->n_pos - 1, &body, &err) < 0) {
-		int rc = cli_usage_error(c, "%s", err);
+	if (cli__scale_parse(c->inv->pos + 1, c->inv->n_pos - 1, &body, &err) < 0) {
+		int rc = cli__usage_error(c, "%s", err);
 		free(err);
 		return rc;
 	}
 	char *path = app_path(app, "/scale");
 	struct cli_response res;
-	int rc = cli_call(c, "POST", path, body, &res);
+	int rc = cli__call(c, "POST", path, body, &res);
 	free(path);
 	json_free(body);
 	if (rc)
 		return rc;
 	if (c->inv->json) {
-		cli_print_json(c, res.json, true);
+		cli__print_json(c, res.json, true);
 	} else {
 		struct strbuf procs;
 		strbuf_init(&procs, 0);
@@ -437,7 +443,7 @@ static int cmd_scale(struct cli *c)
 		fprintf(c->out, "scaled app '%s': %s\n", app, procs.buf);
 		strbuf_release(&procs);
 	}
-	cli_response_release(&res);
+	cli__response_release(&res);
 	return CLI_EXIT_OK;
 }
 
@@ -455,14 +461,14 @@ static int cmd_restart(struct cli *c)
 	}
 	char *path = app_path(app, "/restart");
 	struct cli_response res;
-	int rc = cli_call(c, "POST", path, body, &res);
+	int rc = cli__call(c, "POST", path, body, &res);
 	free(path);
 	json_free(body);
 	if (rc)
 		return rc;
 	if (c->inv->json) {
-		cli_print_json(c, res.json, true);
-		cli_response_release(&res);
+		cli__print_json(c, res.json, true);
+		cli__response_release(&res);
 		return CLI_EXIT_OK;
 	}
 	struct strbuf ids;
@@ -476,7 +482,7 @@ static int cmd_restart(struct cli *c)
 	else
 		fprintf(c->out, "nothing to restart in app '%s'\n", app);
 	strbuf_release(&ids);
-	cli_response_release(&res);
+	cli__response_release(&res);
 	return CLI_EXIT_OK;
 }
 
@@ -491,19 +497,19 @@ static int stop_or_start(struct cli *c, const char *action, const char *done)
 	char *suffix = xasprintf("/%s", action);
 	char *path = app_path(app, suffix);
 	struct cli_response res;
-	int rc = cli_call(c, "POST", path, body, &res);
+	int rc = cli__call(c, "POST", path, body, &res);
 	free(suffix);
 	free(path);
 	json_free(body);
 	if (rc)
 		return rc;
 	if (c->inv->json)
-		cli_print_json(c, res.json, true);
+		cli__print_json(c, res.json, true);
 	else if (proc)
 		fprintf(c->out, "%s process type '%s' of app '%s'\n", done, proc, app);
 	else
 		fprintf(c->out, "%s app '%s'\n", done, app);
-	cli_response_release(&res);
+	cli__response_release(&res);
 	return CLI_EXIT_OK;
 }
 
@@ -534,9 +540,9 @@ static bool confirm(struct cli *c, const char *question)
 static int cmd_destroy(struct cli *c)
 {
 	const char *app = c->inv->pos[0];
-	if (!cli_flag(c->inv, "yes")) {
+	if (!cli__flag(c->inv, "yes")) {
 		if (!c->in_tty)
-			return cli_usage_error(c, "not destroying app '%s' without confirmation: "
+			return cli__usage_error(c, "not destroying app '%s' without confirmation: "
 						  "stdin is not a terminal (pass --yes)",
 					       app);
 		char *q = xasprintf("destroy app '%s' and stop its instances?", app);
@@ -549,15 +555,15 @@ static int cmd_destroy(struct cli *c)
 	}
 	char *path = app_path(app, "");
 	struct cli_response res;
-	int rc = cli_call(c, "DELETE", path, NULL, &res);
+	int rc = cli__call(c, "DELETE", path, NULL, &res);
 	free(path);
 	if (rc)
 		return rc;
 	if (c->inv->json)
-		cli_print_json(c, res.json, true);
+		cli__print_json(c, res.json, true);
 	else
 		fprintf(c->out, "destroyed app '%s'\n", app);
-	cli_response_release(&res);
+	cli__response_release(&res);
 	return CLI_EXIT_OK;
 }
 
@@ -567,10 +573,10 @@ static int cmd_destroy(struct cli *c)
 /* -n N in [0, max]; *given false when absent. */
 static int count_flag(struct cli *c, const char *flag, int64_t max, int64_t *n, bool *given)
 {
-	const char *v = cli_flag(c->inv, flag);
+	const char *v = cli__flag(c->inv, flag);
 	*given = v != NULL;
-	if (v && cli_parse_count(v, max, n) < 0)
-		return cli_usage_error(c, "invalid --%s '%s': expected a whole number from 0 to %lld",
+	if (v && cli__parse_count(v, max, n) < 0)
+		return cli__usage_error(c, "invalid --%s '%s': expected a whole number from 0 to %lld",
 				       flag, v, (long long)max);
 	return CLI_EXIT_OK;
 }
@@ -623,7 +629,7 @@ static void print_events(struct cli *c, const struct json *events, bool quiet, i
 		if (quiet)
 			continue;
 		if (c->inv->json)
-			cli_print_json(c, ev, false);
+			cli__print_json(c, ev, false);
 		else
 			print_event(c, ev);
 	}
@@ -632,7 +638,7 @@ static void print_events(struct cli *c, const struct json *events, bool quiet, i
 static int cmd_events(struct cli *c)
 {
 	const char *app = c->inv->n_pos ? c->inv->pos[0] : NULL;
-	bool follow = cli_flag(c->inv, "follow") != NULL, given;
+	bool follow = cli__flag(c->inv, "follow") != NULL, given;
 	int64_t limit = 100, last = 0;
 	int rc = count_flag(c, "limit", 1000, &limit, &given);
 	if (rc)
@@ -662,17 +668,17 @@ static int cmd_events(struct cli *c)
 			query_add(&path, "limit", "1000");
 		}
 		struct cli_response res;
-		rc = cli_call(c, "GET", path.buf, NULL, &res);
+		rc = cli__call(c, "GET", path.buf, NULL, &res);
 		strbuf_release(&path);
 		if (follow && follow_interrupted)
 			return CLI_EXIT_OK;
 		if (rc)
 			return rc;
 		if (c->inv->json && !follow)
-			cli_print_json(c, res.json, true);
+			cli__print_json(c, res.json, true);
 		else
 			print_events(c, json_get(res.json, "events"), first && quiet, &last);
-		cli_response_release(&res);
+		cli__response_release(&res);
 		if (!follow || !follow_wait(c))
 			return CLI_EXIT_OK;
 	}
@@ -701,7 +707,7 @@ static void print_log_lines(struct cli *c, const struct json *lines, bool quiet,
 		if (quiet)
 			continue;
 		if (c->inv->json)
-			cli_print_json(c, l, false);
+			cli__print_json(c, l, false);
 		else
 			print_log_line(c, l);
 	}
@@ -710,9 +716,9 @@ static void print_log_lines(struct cli *c, const struct json *lines, bool quiet,
 static int cmd_logs(struct cli *c)
 {
 	const char *app = c->inv->pos[0];
-	const char *proc = cli_flag(c->inv, "process");
-	const char *inst = cli_flag(c->inv, "instance");
-	bool follow = cli_flag(c->inv, "follow") != NULL, given;
+	const char *proc = cli__flag(c->inv, "process");
+	const char *inst = cli__flag(c->inv, "instance");
+	bool follow = cli__flag(c->inv, "follow") != NULL, given;
 	int64_t lines = 100, next = -1;
 	int rc = count_flag(c, "lines", 10000, &lines, &given);
 	if (rc)
@@ -743,14 +749,14 @@ static int cmd_logs(struct cli *c)
 		if (id)
 			query_add(&path, "instance", id);
 		struct cli_response res;
-		rc = cli_call(c, "GET", path.buf, NULL, &res);
+		rc = cli__call(c, "GET", path.buf, NULL, &res);
 		strbuf_release(&path);
 		if ((follow && follow_interrupted) || rc) {
 			free(id);
 			return follow && follow_interrupted ? CLI_EXIT_OK : rc;
 		}
 		if (c->inv->json && !follow)
-			cli_print_json(c, res.json, true);
+			cli__print_json(c, res.json, true);
 		else
 			print_log_lines(c, json_get(res.json, "lines"), first && quiet, &next);
 		int64_t srv_next;
@@ -758,7 +764,7 @@ static int cmd_logs(struct cli *c)
 			next = srv_next;
 		if (next < 0)
 			next = 0;
-		cli_response_release(&res);
+		cli__response_release(&res);
 		if (!follow || !follow_wait(c)) {
 			free(id);
 			return CLI_EXIT_OK;
@@ -772,19 +778,19 @@ static int cmd_logs(struct cli *c)
 static int cmd_tokens_create(struct cli *c)
 {
 	static const char *const roles[] = {"admin", "deployer", "viewer"};
-	const char *role = cli_flag(c->inv, "role");
-	const char *expires = cli_flag(c->inv, "expires");
-	const char *name = cli_flag(c->inv, "name");
+	const char *role = cli__flag(c->inv, "role");
+	const char *expires = cli__flag(c->inv, "expires");
+	const char *name = cli__flag(c->inv, "name");
 	if (!role)
-		return cli_usage_error(c, "missing --role (admin, deployer or viewer)");
+		return cli__usage_error(c, "missing --role (admin, deployer or viewer)");
 	bool known = false;
 	for (size_t i = 0; i < ARRAY_SIZE(roles); i++)
 		known = known || strcmp(role, roles[i]) == 0;
 	if (!known)
-		return cli_usage_error(c, "invalid --role '%s': use admin, deployer or viewer", role);
+		return cli__usage_error(c, "invalid --role '%s': use admin, deployer or viewer", role);
 	int64_t ms;
 	if (expires && (duration_parse(expires, &ms) < 0 || ms <= 0))
-		return cli_usage_error(c, "invalid --expires '%s': use a duration like 12h or 30d",
+		return cli__usage_error(c, "invalid --expires '%s': use a duration like 12h or 30d",
 				       expires);
 
 	struct json *body = json_object();
@@ -802,19 +808,19 @@ static int cmd_tokens_create(struct cli *c)
 	if (name)
 		json_set_str(body, "name", name);
 	struct cli_response res;
-	int rc = cli_call(c, "POST", "/v1/tokens", body, &res);
+	int rc = cli__call(c, "POST", "/v1/tokens", body, &res);
 	json_free(body);
 	if (rc)
 		return rc;
 	const char *secret = json_get_str(res.json, "token");
 	if (c->inv->json)
-		cli_print_json(c, res.json, true);
+		cli__print_json(c, res.json, true);
 	else
 		fprintf(c->out, "%s\n", secret ? secret : "");
 	fprintf(c->err, "created token %s (role %s); this is the only time its secret is "
 			"shown: store it now\n",
-		json_get_str(res.json, "id") ? json_get_str(res.json, "id") : "?", role);
-	cli_response_release(&res);
+		jstr(res.json, "id", "?"), role);
+	cli__response_release(&res);
 	return CLI_EXIT_OK;
 }
 
@@ -822,15 +828,15 @@ static void token_row(struct cli_table *t, const struct json *tok)
 {
 	char buf[48];
 	int64_t ms, now = time_wall_ms();
-	cli_table_add(t, json_get_str(tok, "id"));
-	cli_table_add(t, json_get_str(tok, "name"));
-	cli_table_add(t, json_get_str(tok, "role"));
+	cli__table_add(t, json_get_str(tok, "id"));
+	cli__table_add(t, json_get_str(tok, "name"));
+	cli__table_add(t, json_get_str(tok, "role"));
 	struct strbuf apps;
 	strbuf_init(&apps, 0);
 	for (const struct json *a = json_first(json_get(tok, "apps")); a; a = json_next(a))
 		if (json_str(a))
 			strbuf_addf(&apps, "%s%s", apps.len ? "," : "", json_str(a));
-	cli_table_add(t, apps.len ? apps.buf : "*");
+	cli__table_add(t, apps.len ? apps.buf : "*");
 	strbuf_release(&apps);
 
 	const struct json *created = json_get(tok, "created_at");
@@ -838,7 +844,7 @@ static void token_row(struct cli_table *t, const struct json *tok)
 		relative_text(ms, buf, sizeof(buf));
 	else
 		time_text(created, buf, sizeof(buf));
-	cli_table_add(t, buf);
+	cli__table_add(t, buf);
 
 	bool expired = false;
 	if (time_ms(json_get(tok, "expires_at"), &ms)) {
@@ -847,15 +853,15 @@ static void token_row(struct cli_table *t, const struct json *tok)
 	} else {
 		strlcpy_s(buf, "never", sizeof(buf));
 	}
-	cli_table_add(t, buf);
+	cli__table_add(t, buf);
 
 	if (time_ms(json_get(tok, "last_used_at"), &ms))
 		relative_text(ms, buf, sizeof(buf));
 	else
 		strlcpy_s(buf, "never", sizeof(buf));
-	cli_table_add(t, buf);
+	cli__table_add(t, buf);
 
-	cli_table_add(t, json_true(json_get(tok, "revoked")) ? "revoked"
+	cli__table_add(t, json_true(json_get(tok, "revoked")) ? "revoked"
 			 : expired                            ? "expired"
 							      : "active");
 }
@@ -863,32 +869,32 @@ static void token_row(struct cli_table *t, const struct json *tok)
 static int cmd_tokens_list(struct cli *c)
 {
 	struct cli_response res;
-	int rc = cli_call(c, "GET", "/v1/tokens", NULL, &res);
+	int rc = cli__call(c, "GET", "/v1/tokens", NULL, &res);
 	if (rc)
 		return rc;
 	if (c->inv->json) {
-		cli_print_json(c, res.json, true);
-		cli_response_release(&res);
+		cli__print_json(c, res.json, true);
+		cli__response_release(&res);
 		return CLI_EXIT_OK;
 	}
 	static const char *const headers[] = {"ID",      "NAME",      "ROLE",  "APPS",
 					      "CREATED", "EXPIRES", "LAST USED", "STATUS"};
 	struct cli_table t;
-	cli_table_init(&t, headers, ARRAY_SIZE(headers));
+	cli__table_init(&t, headers, ARRAY_SIZE(headers));
 	for (const struct json *tok = json_first(json_get(res.json, "tokens")); tok;
 	     tok = json_next(tok))
 		token_row(&t, tok);
-	if (cli_table_rows(&t) == 0) {
+	if (cli__table_rows(&t) == 0) {
 		fprintf(c->err, "no tokens\n");
 	} else {
 		struct strbuf out;
 		strbuf_init(&out, 0);
-		cli_table_render(&t, &out);
+		cli__table_render(&t, &out);
 		fputs(out.buf, c->out);
 		strbuf_release(&out);
 	}
-	cli_table_release(&t);
-	cli_response_release(&res);
+	cli__table_release(&t);
+	cli__response_release(&res);
 	return CLI_EXIT_OK;
 }
 
@@ -898,15 +904,15 @@ static int cmd_tokens_revoke(struct cli *c)
 	char *path = xasprintf("/v1/tokens/%s", enc);
 	free(enc);
 	struct cli_response res;
-	int rc = cli_call(c, "DELETE", path, NULL, &res);
+	int rc = cli__call(c, "DELETE", path, NULL, &res);
 	free(path);
 	if (rc)
 		return rc;
 	if (c->inv->json)
-		cli_print_json(c, res.json, true);
+		cli__print_json(c, res.json, true);
 	else
 		fprintf(c->out, "revoked token %s\n", c->inv->pos[0]);
-	cli_response_release(&res);
+	cli__response_release(&res);
 	return CLI_EXIT_OK;
 }
 
@@ -916,13 +922,13 @@ static int cmd_tokens_revoke(struct cli *c)
 /* The server's version is a bonus: failing to get it is not an error. */
 static int cmd_version(struct cli *c)
 {
-	int rc = cli_resolve_server(c);
+	int rc = cli__resolve_server(c);
 	if (rc)
 		return rc;
 	struct cli_response res = {0};
 	char *err = NULL;
 	const char *server = NULL;
-	if (cli_client_request(&c->client, "GET", "/v1/version", NULL, 0, &res, &err) == 0) {
+	if (cli__client_request(&c->client, "GET", "/v1/version", NULL, 0, &res, &err) == 0) {
 		server = json_get_str(res.json, "version");
 		if (!server) {
 			const char *msg = json_get_str(json_get(res.json, "error"), "message");
@@ -934,7 +940,7 @@ static int cmd_version(struct cli *c)
 		struct json *j = json_object();
 		json_set_str(j, "client", PAASOPS_VERSION);
 		json_set_str(j, "server", server);
-		cli_print_json(c, j, true);
+		cli__print_json(c, j, true);
 		json_free(j);
 	} else {
 		fprintf(c->out, "client: %s\n", PAASOPS_VERSION);
@@ -944,14 +950,14 @@ static int cmd_version(struct cli *c)
 	if (!server)
 		fprintf(c->err, "server: unknown (%s)\n", err ? err : "no answer");
 	free(err);
-	cli_response_release(&res);
+	cli__response_release(&res);
 	return CLI_EXIT_OK;
 }
 
 static int cmd_help(struct cli *c)
 {
 	if (c->inv->n_pos == 0) {
-		cli_print_help(c->out, NULL, NULL);
+		cli__print_help(c->out, NULL, NULL);
 		return CLI_EXIT_OK;
 	}
 	char *name = c->inv->n_pos == 2 ? xasprintf("%s %s", c->inv->pos[0], c->inv->pos[1])
@@ -968,9 +974,9 @@ static int cmd_help(struct cli *c)
 	}
 	int rc = CLI_EXIT_OK;
 	if (cmd || group)
-		cli_print_help(c->out, cmd, cmd ? NULL : name);
+		cli__print_help(c->out, cmd, cmd ? NULL : name);
 	else
-		rc = cli_usage_error(c, "unknown command '%s'", name);
+		rc = cli__usage_error(c, "unknown command '%s'", name);
 	free(name);
 	return rc;
 }

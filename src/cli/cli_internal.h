@@ -5,7 +5,8 @@
  * cli_invocation using the command table; cli_client.c is a blocking HTTP/1.1
  * client for one request per connection; cli_table.c prints aligned tables and
  * human-readable units; cli_commands.c holds the command table and handlers;
- * cli.c ties them together (cli_main, help, error reporting). */
+ * cli.c ties them together (cli_main, help, error reporting). Functions
+ * shared between these files are internal and named cli__x. */
 #ifndef PAASOPS_CLI_INTERNAL_H
 #define PAASOPS_CLI_INTERNAL_H
 #include "core/strbuf.h"
@@ -50,9 +51,9 @@ struct cli_addr {
 
 /* Parses "unix:/path/to.sock", "/path/to.sock", "http://HOST[:PORT][/]" or
  * "HOST:PORT" (IPv6 hosts in brackets). Returns 0 or -EINVAL with *err set
- * (caller frees). On success the caller releases out with cli_addr_release. */
-int cli_addr_parse(const char *s, struct cli_addr *out, char **err);
-void cli_addr_release(struct cli_addr *a);
+ * (caller frees). On success the caller releases out with cli__addr_release. */
+int cli__addr_parse(const char *s, struct cli_addr *out, char **err);
+void cli__addr_release(struct cli_addr *a);
 
 /* ------------------------------------------------------------------------ */
 /* HTTP client (cli_client.c)                                               */
@@ -68,7 +69,7 @@ struct cli_client {
 };
 
 /* One answer. json is the parsed body, or NULL when the body is empty or
- * not JSON. Release with cli_response_release. */
+ * not JSON. Release with cli__response_release. */
 struct cli_response {
 	int status;
 	struct strbuf body;
@@ -77,7 +78,7 @@ struct cli_response {
 
 /* Formats the request bytes: HTTP/1.1, Host, Authorization when a token is
  * set, Content-Type and Content-Length, Connection: close. */
-void cli_request_format(struct strbuf *out, const struct cli_client *c, const char *method,
+void cli__request_format(struct strbuf *out, const struct cli_client *c, const char *method,
 			const char *path, const char *body, size_t body_len);
 
 /* Sends one request on a new connection and reads the whole answer. body may
@@ -85,14 +86,14 @@ void cli_request_format(struct strbuf *out, const struct cli_client *c, const ch
  * errno with *err set (caller frees) and *res untouched:
  * connection failures and timeouts (-ETIMEDOUT) say "cannot reach" / "did not
  * answer", a malformed or truncated answer gives -EPROTO. */
-int cli_client_request(const struct cli_client *c, const char *method, const char *path,
+int cli__client_request(const struct cli_client *c, const char *method, const char *path,
 		       const char *body, size_t body_len, struct cli_response *res, char **err);
-void cli_response_release(struct cli_response *r);
+void cli__response_release(struct cli_response *r);
 
 /* Exit code for an HTTP status (2xx: 0, else 1) and for a negative errno
- * returned by cli_client_request (a bad answer: 1, else 3). */
-int cli_exit_for_status(int status);
-int cli_exit_for_transport(int rc);
+ * returned by cli__client_request (a bad answer: 1, else 3). */
+int cli__exit_for_status(int status);
+int cli__exit_for_transport(int rc);
 
 /* ------------------------------------------------------------------------ */
 /* Arguments and the command table (cli_args.c)                             */
@@ -142,19 +143,19 @@ extern const struct cli_opt cli_global_opts[];
  * anywhere, command flags after the command name; "--" ends flags. Checks the
  * number of positional arguments unless help was asked for. Returns 0, or
  * -EINVAL with *err set to one line (caller frees). Release inv either way. */
-int cli_parse(int argc, char **argv, const struct cli_command *cmds, size_t n_cmds,
+int cli__parse(int argc, char **argv, const struct cli_command *cmds, size_t n_cmds,
 	      struct cli_invocation *inv, char **err);
-void cli_invocation_release(struct cli_invocation *inv);
+void cli__invocation_release(struct cli_invocation *inv);
 /* The last value of a flag, "" for a given switch, NULL when absent. */
-const char *cli_flag(const struct cli_invocation *inv, const char *name);
+const char *cli__flag(const struct cli_invocation *inv, const char *name);
 
 /* Parses `scale` arguments ("web=3", "worker=0") into the request body
  * {"processes":{"web":3,...}}. Counts are whole numbers 0..CLI_MAX_SCALE;
  * each process type may appear once. Returns 0 with *out set (caller frees
  * with json_free), or -EINVAL with *err set. */
-int cli_scale_parse(const char *const *args, size_t n, struct json **out, char **err);
+int cli__scale_parse(const char *const *args, size_t n, struct json **out, char **err);
 /* Parses a non-negative whole number in [0, max] (digits only). */
-int cli_parse_count(const char *s, int64_t max, int64_t *out);
+int cli__parse_count(const char *s, int64_t max, int64_t *out);
 
 /* ------------------------------------------------------------------------ */
 /* Tables and units (cli_table.c)                                           */
@@ -169,24 +170,24 @@ struct cli_table {
 	size_t n_cells, alloc_cells;
 };
 
-void cli_table_init(struct cli_table *t, const char *const *headers, size_t n_cols);
-void cli_table_release(struct cli_table *t);
+void cli__table_init(struct cli_table *t, const char *const *headers, size_t n_cols);
+void cli__table_release(struct cli_table *t);
 /* Adds the next cell (row by row); NULL shows as "-". */
-void cli_table_add(struct cli_table *t, const char *cell);
-void cli_table_addf(struct cli_table *t, const char *fmt, ...)
+void cli__table_add(struct cli_table *t, const char *cell);
+void cli__table_addf(struct cli_table *t, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
-size_t cli_table_rows(const struct cli_table *t); /* data rows, without the header */
+size_t cli__table_rows(const struct cli_table *t); /* data rows, without the header */
 /* Appends the table; asserts that the last row is complete. */
-void cli_table_render(const struct cli_table *t, struct strbuf *out);
+void cli__table_render(const struct cli_table *t, struct strbuf *out);
 
 /* "0s", "45s", "3m20s", "2h5m", "3d4h": the two largest units, truncated. */
-void cli_format_age(int64_t ms, char *buf, size_t size);
+void cli__format_age(int64_t ms, char *buf, size_t size);
 /* "512B", "1.2K", "1.7M", "256M", "3.4G": binary units like `ls -h`. */
-void cli_format_bytes(int64_t bytes, char *buf, size_t size);
+void cli__format_bytes(int64_t bytes, char *buf, size_t size);
 /* Appends j with two-space indentation, one member per line. */
-void cli_json_pretty(const struct json *j, struct strbuf *out);
+void cli__json_pretty(const struct json *j, struct strbuf *out);
 /* Parses RFC 3339 "2026-11-29T22:57:15[.123][Z|+01:00]" into epoch ms. */
-int cli_parse_time(const char *s, int64_t *ms);
+int cli__parse_time(const char *s, int64_t *ms);
 
 /* ------------------------------------------------------------------------ */
 /* Running a command (cli.c, cli_commands.c)                                */
@@ -207,25 +208,25 @@ extern const struct cli_command cli_commands[];
 extern const size_t cli_n_commands;
 
 /* cli_main with explicit streams, for tests. */
-int cli_run(int argc, char **argv, FILE *in, FILE *out, FILE *err, bool in_tty);
+int cli__run(int argc, char **argv, FILE *in, FILE *out, FILE *err, bool in_tty);
 
 /* Sends a request with an optional JSON body. On a 2xx answer with a JSON
  * object returns CLI_EXIT_OK with *res filled (caller releases). Otherwise
  * prints the error ("error: ...", every 422 detail, a hint for 401) and
  * returns the exit code, with *res released. */
-int cli_call(struct cli *c, const char *method, const char *path, const struct json *body,
+int cli__call(struct cli *c, const char *method, const char *path, const struct json *body,
 	     struct cli_response *res);
 /* Resolves --server / PAASOPS_SERVER / the default socket. Returns
  * CLI_EXIT_OK or prints the error and returns CLI_EXIT_USAGE. */
-int cli_resolve_server(struct cli *c);
+int cli__resolve_server(struct cli *c);
 /* Prints a JSON value pretty (or compact, one per line) on c->out. */
-void cli_print_json(struct cli *c, const struct json *j, bool pretty);
+void cli__print_json(struct cli *c, const struct json *j, bool pretty);
 /* Prints "error: MSG" and the --help hint for the current command; returns
  * CLI_EXIT_USAGE. */
-int cli_usage_error(struct cli *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int cli__usage_error(struct cli *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Prints "error: MSG" on c->err; returns CLI_EXIT_FAILED. */
-int cli_fail(struct cli *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int cli__fail(struct cli *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Prints help for one command, a group ("tokens") or everything. */
-void cli_print_help(FILE *f, const struct cli_command *cmd, const char *group);
+void cli__print_help(FILE *f, const struct cli_command *cmd, const char *group);
 
 #endif

@@ -14,16 +14,16 @@
 /* ------------------------------------------------------------------------ */
 /* Tables                                                                   */
 
-void cli_table_init(struct cli_table *t, const char *const *headers, size_t n_cols)
+void cli__table_init(struct cli_table *t, const char *const *headers, size_t n_cols)
 {
 	assert(n_cols > 0);
 	memset(t, 0, sizeof(*t));
 	t->n_cols = n_cols;
 	for (size_t i = 0; i < n_cols; i++)
-		cli_table_add(t, headers[i]);
+		cli__table_add(t, headers[i]);
 }
 
-void cli_table_release(struct cli_table *t)
+void cli__table_release(struct cli_table *t)
 {
 	for (size_t i = 0; i < t->n_cells; i++)
 		free(t->cells[i]);
@@ -46,12 +46,12 @@ static void add_owned(struct cli_table *t, char *cell)
 	t->cells[t->n_cells++] = cell;
 }
 
-void cli_table_add(struct cli_table *t, const char *cell)
+void cli__table_add(struct cli_table *t, const char *cell)
 {
 	add_owned(t, xstrdup(cell ? cell : "-"));
 }
 
-void cli_table_addf(struct cli_table *t, const char *fmt, ...)
+void cli__table_addf(struct cli_table *t, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
@@ -59,7 +59,7 @@ void cli_table_addf(struct cli_table *t, const char *fmt, ...)
 	va_end(ap);
 }
 
-size_t cli_table_rows(const struct cli_table *t)
+size_t cli__table_rows(const struct cli_table *t)
 {
 	return t->n_cells / t->n_cols - 1;
 }
@@ -73,7 +73,7 @@ static size_t width(const char *s)
 	return w;
 }
 
-void cli_table_render(const struct cli_table *t, struct strbuf *out)
+void cli__table_render(const struct cli_table *t, struct strbuf *out)
 {
 	assert(t->n_cells % t->n_cols == 0);
 	size_t *w = xcalloc(t->n_cols, sizeof(*w));
@@ -101,7 +101,7 @@ void cli_table_render(const struct cli_table *t, struct strbuf *out)
 /* ------------------------------------------------------------------------ */
 /* Units                                                                    */
 
-void cli_format_age(int64_t ms, char *buf, size_t size)
+void cli__format_age(int64_t ms, char *buf, size_t size)
 {
 	static const struct {
 		char unit;
@@ -129,7 +129,7 @@ void cli_format_age(int64_t ms, char *buf, size_t size)
 	}
 }
 
-void cli_format_bytes(int64_t bytes, char *buf, size_t size)
+void cli__format_bytes(int64_t bytes, char *buf, size_t size)
 {
 	static const char units[] = "KMGTPE";
 	if (bytes < 1024) {
@@ -170,7 +170,7 @@ static int expect(const char **p, char c)
 	return 0;
 }
 
-int cli_parse_time(const char *s, int64_t *ms)
+int cli__parse_time(const char *s, int64_t *ms)
 {
 	if (!s)
 		return -EINVAL;
@@ -261,7 +261,7 @@ static void pretty(struct strbuf *out, const struct json *j, int depth)
 	strbuf_addc(out, obj ? '}' : ']');
 }
 
-void cli_json_pretty(const struct json *j, struct strbuf *out)
+void cli__json_pretty(const struct json *j, struct strbuf *out)
 {
 	pretty(out, j, 0);
 }

@@ -932,7 +932,8 @@ struct json *supervisor_logs_json(struct supervisor *sv, const char *app, const 
 	}
 	struct json *out = json_object();
 	struct json *arr = json_set(out, "lines", json_array());
-	qsort(v, n, sizeof(*v), log_pick_cmp);
+	if (n > 1)
+		qsort(v, n, sizeof(*v), log_pick_cmp);
 	size_t from = (lines > 0 && n > (size_t)lines) ? n - (size_t)lines : 0;
 	uint64_t next = after;
 	for (size_t k = from; k < n; k++) {

@@ -34,7 +34,7 @@
 #define PARSE_OK(inv, ...)                                                                    \
 	do {                                                                                  \
 		char *err_ = NULL;                                                            \
-		int r_ = cli_parse(ARGC(__VA_ARGS__), ARGV(__VA_ARGS__), cli_commands,        \
+		int r_ = cli__parse(ARGC(__VA_ARGS__), ARGV(__VA_ARGS__), cli_commands,        \
 				   cli_n_commands, (inv), &err_);                             \
 		if (r_ < 0)                                                                   \
 			fail_msg("unexpected parse error: %s", err_);                         \
@@ -45,8 +45,8 @@ static char *parse_err(int argc, char **argv)
 {
 	struct cli_invocation inv;
 	char *err = NULL;
-	assert_int_equal(cli_parse(argc, argv, cli_commands, cli_n_commands, &inv, &err), -EINVAL);
-	cli_invocation_release(&inv);
+	assert_int_equal(cli__parse(argc, argv, cli_commands, cli_n_commands, &inv, &err), -EINVAL);
+	cli__invocation_release(&inv);
 	assert_non_null(err);
 	return err;
 }
@@ -181,7 +181,7 @@ static struct run run_cli(const char *stdin_text, bool tty, int argc, char **arg
 	assert_non_null(out);
 	assert_non_null(err);
 	assert_non_null(in);
-	r.rc = cli_run(argc, argv, in, out, err, tty);
+	r.rc = cli__run(argc, argv, in, out, err, tty);
 	fclose(out);
 	fclose(err);
 	fclose(in);
@@ -211,7 +211,7 @@ static void test_cli_scale__builds_processes_body(void **state)
 	const char *args[] = {"web=3", "worker=0"};
 	struct json *body = NULL;
 	char *err = NULL;
-	assert_int_equal(cli_scale_parse(args, 2, &body, &err), 0);
+	assert_int_equal(cli__scale_parse(args, 2, &body, &err), 0);
 	char *s = json_print(body, false);
 	assert_string_equal(s, "{\"processes\":{\"web\":3,\"worker\":0}}");
 	free(s);
@@ -239,7 +239,7 @@ static void test_cli_scale__rejects_bad_arguments(void **state)
 	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
 		struct json *body = NULL;
 		char *err = NULL;
-		assert_int_equal(cli_scale_parse(&cases[i].arg, 1, &body, &err), -EINVAL);
+		assert_int_equal(cli__scale_parse(&cases[i].arg, 1, &body, &err), -EINVAL);
 		assert_null(body);
 		assert_contains(err, cases[i].msg);
 		free(err);
@@ -247,7 +247,7 @@ static void test_cli_scale__rejects_bad_arguments(void **state)
 	const char *dup[] = {"web=1", "worker=2", "web=3"};
 	struct json *body = NULL;
 	char *err = NULL;
-	assert_int_equal(cli_scale_parse(dup, 3, &body, &err), -EINVAL);
+	assert_int_equal(cli__scale_parse(dup, 3, &body, &err), -EINVAL);
 	assert_string_equal(err, "process type 'web' is given more than once");
 	free(err);
 }
@@ -258,7 +258,7 @@ static void test_cli_scale__accepts_the_bounds(void **state)
 	const char *args[] = {"web=0", "worker=10000"};
 	struct json *body = NULL;
 	char *err = NULL;
-	assert_int_equal(cli_scale_parse(args, 2, &body, &err), 0);
+	assert_int_equal(cli__scale_parse(args, 2, &body, &err), 0);
 	int64_t v;
 	assert_int_equal(json_get_int(json_get(json_get(body, "processes"), "worker"), &v), 0);
 	assert_int_equal(v, 10000);
@@ -282,11 +282,11 @@ static void test_cli_addr__parses_unix_forms(void **state)
 	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
 		struct cli_addr a;
 		char *err = NULL;
-		assert_int_equal(cli_addr_parse(cases[i].in, &a, &err), 0);
+		assert_int_equal(cli__addr_parse(cases[i].in, &a, &err), 0);
 		assert_int_equal(a.kind, CLI_ADDR_UNIX);
 		assert_string_equal(a.path, cases[i].path);
 		assert_string_equal(a.display, cases[i].display);
-		cli_addr_release(&a);
+		cli__addr_release(&a);
 	}
 }
 
@@ -305,13 +305,13 @@ static void test_cli_addr__parses_http_forms(void **state)
 	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
 		struct cli_addr a;
 		char *err = NULL;
-		if (cli_addr_parse(cases[i].in, &a, &err) < 0)
+		if (cli__addr_parse(cases[i].in, &a, &err) < 0)
 			fail_msg("'%s': %s", cases[i].in, err);
 		assert_int_equal(a.kind, CLI_ADDR_TCP);
 		assert_string_equal(a.host, cases[i].host);
 		assert_string_equal(a.port, cases[i].port);
 		assert_string_equal(a.display, cases[i].display);
-		cli_addr_release(&a);
+		cli__addr_release(&a);
 	}
 }
 
@@ -338,7 +338,7 @@ static void test_cli_addr__rejects_bad_addresses(void **state)
 	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
 		struct cli_addr a;
 		char *err = NULL;
-		assert_int_equal(cli_addr_parse(cases[i].in, &a, &err), -EINVAL);
+		assert_int_equal(cli__addr_parse(cases[i].in, &a, &err), -EINVAL);
 		assert_contains(err, cases[i].msg);
 		free(err);
 	}
@@ -357,7 +357,7 @@ static void test_cli_parse__global_flags_before_and_after_the_command(void **sta
 	assert_true(inv.json);
 	assert_string_equal(inv.server, "unix:/s.sock");
 	assert_string_equal(inv.token, "t0k");
-	cli_invocation_release(&inv);
+	cli__invocation_release(&inv);
 }
 
 static void test_cli_parse__short_flags_cluster_and_take_values(void **state)
@@ -366,17 +366,17 @@ static void test_cli_parse__short_flags_cluster_and_take_values(void **state)
 	struct cli_invocation inv;
 	PARSE_OK(&inv, "logs", "shop", "-fn5", "-p", "web", "--instance=web.1");
 	assert_string_equal(inv.cmd->name, "logs");
-	assert_string_equal(cli_flag(&inv, "follow"), "");
-	assert_string_equal(cli_flag(&inv, "lines"), "5");
-	assert_string_equal(cli_flag(&inv, "process"), "web");
-	assert_string_equal(cli_flag(&inv, "instance"), "web.1");
-	assert_null(cli_flag(&inv, "nope"));
-	cli_invocation_release(&inv);
+	assert_string_equal(cli__flag(&inv, "follow"), "");
+	assert_string_equal(cli__flag(&inv, "lines"), "5");
+	assert_string_equal(cli__flag(&inv, "process"), "web");
+	assert_string_equal(cli__flag(&inv, "instance"), "web.1");
+	assert_null(cli__flag(&inv, "nope"));
+	cli__invocation_release(&inv);
 
 	PARSE_OK(&inv, "logs", "-n", "20", "shop");
-	assert_string_equal(cli_flag(&inv, "lines"), "20");
+	assert_string_equal(cli__flag(&inv, "lines"), "20");
 	assert_string_equal(inv.pos[0], "shop");
-	cli_invocation_release(&inv);
+	cli__invocation_release(&inv);
 }
 
 static void test_cli_parse__subcommands_and_repeated_flags(void **state)
@@ -389,7 +389,7 @@ static void test_cli_parse__subcommands_and_repeated_flags(void **state)
 	assert_string_equal(inv.vals[1].opt->name, "app");
 	assert_string_equal(inv.vals[1].value, "shop");
 	assert_string_equal(inv.vals[2].value, "blog");
-	cli_invocation_release(&inv);
+	cli__invocation_release(&inv);
 }
 
 static void test_cli_parse__double_dash_ends_flags(void **state)
@@ -398,7 +398,7 @@ static void test_cli_parse__double_dash_ends_flags(void **state)
 	struct cli_invocation inv;
 	PARSE_OK(&inv, "ps", "--", "-odd");
 	assert_string_equal(inv.pos[0], "-odd");
-	cli_invocation_release(&inv);
+	cli__invocation_release(&inv);
 }
 
 static void test_cli_parse__reports_usage_errors_in_one_line(void **state)
@@ -443,26 +443,26 @@ static void test_cli_parse__help_skips_argument_checks(void **state)
 	PARSE_OK(&inv, "scale", "--help");
 	assert_true(inv.help);
 	assert_string_equal(inv.cmd->name, "scale");
-	cli_invocation_release(&inv);
+	cli__invocation_release(&inv);
 	PARSE_OK(&inv, "tokens", "-h");
 	assert_true(inv.help);
 	assert_null(inv.cmd);
 	assert_string_equal(inv.group, "tokens");
-	cli_invocation_release(&inv);
+	cli__invocation_release(&inv);
 }
 
 static void test_cli_parse_count__accepts_digits_only(void **state)
 {
 	(void)state;
 	int64_t v;
-	assert_int_equal(cli_parse_count("0", 10, &v), 0);
+	assert_int_equal(cli__parse_count("0", 10, &v), 0);
 	assert_int_equal(v, 0);
-	assert_int_equal(cli_parse_count("10", 10, &v), 0);
+	assert_int_equal(cli__parse_count("10", 10, &v), 0);
 	assert_int_equal(v, 10);
-	assert_int_equal(cli_parse_count("11", 10, &v), -ERANGE);
-	assert_int_equal(cli_parse_count("-1", 10, &v), -EINVAL);
-	assert_int_equal(cli_parse_count("1.5", 10, &v), -EINVAL);
-	assert_int_equal(cli_parse_count("", 10, &v), -EINVAL);
+	assert_int_equal(cli__parse_count("11", 10, &v), -ERANGE);
+	assert_int_equal(cli__parse_count("-1", 10, &v), -EINVAL);
+	assert_int_equal(cli__parse_count("1.5", 10, &v), -EINVAL);
+	assert_int_equal(cli__parse_count("", 10, &v), -EINVAL);
 }
 
 /* ------------------------------------------------------------- output */
@@ -472,26 +472,26 @@ static void test_cli_table__aligns_columns_and_trims_line_ends(void **state)
 	(void)state;
 	static const char *const headers[] = {"NAME", "STATE", "REASON"};
 	struct cli_table t;
-	cli_table_init(&t, headers, 3);
-	cli_table_add(&t, "shop");
-	cli_table_add(&t, "running");
-	cli_table_add(&t, "");
-	cli_table_add(&t, "blog-backend");
-	cli_table_add(&t, NULL);
-	cli_table_add(&t, "line1\nline2\x1b[31m");
-	cli_table_add(&t, "caf\xc3\xa9");
-	cli_table_addf(&t, "%d", 7);
-	cli_table_add(&t, "ok");
-	assert_int_equal(cli_table_rows(&t), 3);
+	cli__table_init(&t, headers, 3);
+	cli__table_add(&t, "shop");
+	cli__table_add(&t, "running");
+	cli__table_add(&t, "");
+	cli__table_add(&t, "blog-backend");
+	cli__table_add(&t, NULL);
+	cli__table_add(&t, "line1\nline2\x1b[31m");
+	cli__table_add(&t, "caf\xc3\xa9");
+	cli__table_addf(&t, "%d", 7);
+	cli__table_add(&t, "ok");
+	assert_int_equal(cli__table_rows(&t), 3);
 	struct strbuf sb;
 	strbuf_init(&sb, 0);
-	cli_table_render(&t, &sb);
+	cli__table_render(&t, &sb);
 	assert_string_equal(sb.buf, "NAME          STATE    REASON\n"
 				    "shop          running\n"
 				    "blog-backend  -        line1 line2 [31m\n"
 				    "caf\xc3\xa9          7        ok\n");
 	strbuf_release(&sb);
-	cli_table_release(&t);
+	cli__table_release(&t);
 }
 
 static void test_cli_format_age__shows_two_largest_units(void **state)
@@ -508,7 +508,7 @@ static void test_cli_format_age__shows_two_largest_units(void **state)
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
 		char buf[32];
-		cli_format_age(cases[i].ms, buf, sizeof(buf));
+		cli__format_age(cases[i].ms, buf, sizeof(buf));
 		assert_string_equal(buf, cases[i].out);
 	}
 }
@@ -534,7 +534,7 @@ static void test_cli_format_bytes__uses_binary_units(void **state)
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
 		char buf[32];
-		cli_format_bytes(cases[i].b, buf, sizeof(buf));
+		cli__format_bytes(cases[i].b, buf, sizeof(buf));
 		assert_string_equal(buf, cases[i].out);
 	}
 }
@@ -543,16 +543,16 @@ static void test_cli_parse_time__reads_rfc3339(void **state)
 {
 	(void)state;
 	int64_t ms;
-	assert_int_equal(cli_parse_time("1970-01-01T00:00:01Z", &ms), 0);
+	assert_int_equal(cli__parse_time("1970-01-01T00:00:01Z", &ms), 0);
 	assert_int_equal(ms, 1000);
-	assert_int_equal(cli_parse_time("2026-11-29T22:57:15.123Z", &ms), 0);
+	assert_int_equal(cli__parse_time("2026-11-29T22:57:15.123Z", &ms), 0);
 	assert_int_equal(ms, 1795993035123LL);
-	assert_int_equal(cli_parse_time("2026-11-29T23:57:15.1234+01:00", &ms), 0);
+	assert_int_equal(cli__parse_time("2026-11-29T23:57:15.1234+01:00", &ms), 0);
 	assert_int_equal(ms, 1795993035123LL);
-	assert_int_equal(cli_parse_time("2026-11-29T22:57:15", &ms), -EINVAL);
-	assert_int_equal(cli_parse_time("2026-13-29T22:57:15Z", &ms), -EINVAL);
-	assert_int_equal(cli_parse_time("yesterday", &ms), -EINVAL);
-	assert_int_equal(cli_parse_time("2026-11-29T22:57:15Zjunk", &ms), -EINVAL);
+	assert_int_equal(cli__parse_time("2026-11-29T22:57:15", &ms), -EINVAL);
+	assert_int_equal(cli__parse_time("2026-13-29T22:57:15Z", &ms), -EINVAL);
+	assert_int_equal(cli__parse_time("yesterday", &ms), -EINVAL);
+	assert_int_equal(cli__parse_time("2026-11-29T22:57:15Zjunk", &ms), -EINVAL);
 }
 
 static void test_cli_json_pretty__indents_like_jq(void **state)
@@ -563,7 +563,7 @@ static void test_cli_json_pretty__indents_like_jq(void **state)
 	assert_non_null(j);
 	struct strbuf sb;
 	strbuf_init(&sb, 0);
-	cli_json_pretty(j, &sb);
+	cli__json_pretty(j, &sb);
 	assert_string_equal(sb.buf, "{\n"
 				    "  \"a\": [\n"
 				    "    1,\n"
@@ -584,18 +584,18 @@ static void test_cli_json_pretty__indents_like_jq(void **state)
 static void test_cli_exit__maps_statuses_and_transport_errors(void **state)
 {
 	(void)state;
-	assert_int_equal(cli_exit_for_status(200), 0);
-	assert_int_equal(cli_exit_for_status(201), 0);
-	assert_int_equal(cli_exit_for_status(400), 1);
-	assert_int_equal(cli_exit_for_status(401), 1);
-	assert_int_equal(cli_exit_for_status(404), 1);
-	assert_int_equal(cli_exit_for_status(422), 1);
-	assert_int_equal(cli_exit_for_status(500), 1);
-	assert_int_equal(cli_exit_for_transport(-ENOENT), 3);
-	assert_int_equal(cli_exit_for_transport(-ECONNREFUSED), 3);
-	assert_int_equal(cli_exit_for_transport(-ETIMEDOUT), 3);
-	assert_int_equal(cli_exit_for_transport(-EACCES), 3);
-	assert_int_equal(cli_exit_for_transport(-EPROTO), 1);
+	assert_int_equal(cli__exit_for_status(200), 0);
+	assert_int_equal(cli__exit_for_status(201), 0);
+	assert_int_equal(cli__exit_for_status(400), 1);
+	assert_int_equal(cli__exit_for_status(401), 1);
+	assert_int_equal(cli__exit_for_status(404), 1);
+	assert_int_equal(cli__exit_for_status(422), 1);
+	assert_int_equal(cli__exit_for_status(500), 1);
+	assert_int_equal(cli__exit_for_transport(-ENOENT), 3);
+	assert_int_equal(cli__exit_for_transport(-ECONNREFUSED), 3);
+	assert_int_equal(cli__exit_for_transport(-ETIMEDOUT), 3);
+	assert_int_equal(cli__exit_for_transport(-EACCES), 3);
+	assert_int_equal(cli__exit_for_transport(-EPROTO), 1);
 }
 
 /* ------------------------------------------------------------- data dir */
@@ -667,16 +667,16 @@ static void test_cli_client__sends_request_and_reads_answer(void **state)
 
 	struct cli_addr addr;
 	char *err = NULL;
-	assert_int_equal(cli_addr_parse(f.addr, &addr, &err), 0);
+	assert_int_equal(cli__addr_parse(f.addr, &addr, &err), 0);
 	struct cli_client c = {.addr = &addr, .token = "pso_abc", .timeout_ms = 5000};
 	struct cli_response res;
 	const char *body = "{\"processes\":{\"web\":3}}";
 	assert_int_equal(
-		cli_client_request(&c, "POST", "/v1/apps/shop/scale", body, strlen(body), &res, &err),
+		cli__client_request(&c, "POST", "/v1/apps/shop/scale", body, strlen(body), &res, &err),
 		0);
 	assert_int_equal(res.status, 200);
 	assert_string_equal(json_get_str(res.json, "name"), "shop");
-	cli_response_release(&res);
+	cli__response_release(&res);
 
 	char *reqs = fake_finish(&f);
 	assert_true(str_starts_with(reqs, "POST /v1/apps/shop/scale HTTP/1.1\r\n"));
@@ -686,7 +686,7 @@ static void test_cli_client__sends_request_and_reads_answer(void **state)
 	assert_contains(reqs, "\r\nConnection: close\r\n\r\n{\"processes\":{\"web\":3}}\n----\n");
 	free(reqs);
 	free(a);
-	cli_addr_release(&addr);
+	cli__addr_release(&addr);
 }
 
 static void test_cli_client__reads_answer_ended_by_close(void **state)
@@ -697,18 +697,18 @@ static void test_cli_client__reads_answer_ended_by_close(void **state)
 	fake_start(&f, answers, 1);
 	struct cli_addr addr;
 	char *err = NULL;
-	assert_int_equal(cli_addr_parse(f.addr, &addr, &err), 0);
+	assert_int_equal(cli__addr_parse(f.addr, &addr, &err), 0);
 	struct cli_client c = {.addr = &addr, .timeout_ms = 5000};
 	struct cli_response res;
-	assert_int_equal(cli_client_request(&c, "GET", "/v1/apps", NULL, 0, &res, &err), 0);
+	assert_int_equal(cli__client_request(&c, "GET", "/v1/apps", NULL, 0, &res, &err), 0);
 	assert_true(json_true(json_get(res.json, "ok")));
-	cli_response_release(&res);
+	cli__response_release(&res);
 	char *reqs = fake_finish(&f);
 	assert_contains(reqs, "GET /v1/apps HTTP/1.1\r\n");
 	assert_contains(reqs, "\r\nContent-Length: 0\r\n");
 	assert_null(strstr(reqs, "Authorization"));
 	free(reqs);
-	cli_addr_release(&addr);
+	cli__addr_release(&addr);
 }
 
 static void test_cli_client__reports_missing_socket(void **state)
@@ -716,16 +716,16 @@ static void test_cli_client__reports_missing_socket(void **state)
 	(void)state;
 	struct cli_addr addr;
 	char *err = NULL;
-	assert_int_equal(cli_addr_parse("unix:/nonexistent/paasops.sock", &addr, &err), 0);
+	assert_int_equal(cli__addr_parse("unix:/nonexistent/paasops.sock", &addr, &err), 0);
 	struct cli_client c = {.addr = &addr, .timeout_ms = 5000};
 	struct cli_response res;
-	int r = cli_client_request(&c, "GET", "/v1/apps", NULL, 0, &res, &err);
+	int r = cli__client_request(&c, "GET", "/v1/apps", NULL, 0, &res, &err);
 	assert_int_equal(r, -ENOENT);
-	assert_int_equal(cli_exit_for_transport(r), 3);
+	assert_int_equal(cli__exit_for_transport(r), 3);
 	assert_string_equal(err, "cannot reach paasops at unix:/nonexistent/paasops.sock: No such "
 				 "file or directory");
 	free(err);
-	cli_addr_release(&addr);
+	cli__addr_release(&addr);
 }
 
 static void test_cli_client__times_out_when_the_daemon_is_silent(void **state)
@@ -735,15 +735,15 @@ static void test_cli_client__times_out_when_the_daemon_is_silent(void **state)
 	int fd = fake_listen(&f); /* listens, never accepts or answers */
 	struct cli_addr addr;
 	char *err = NULL;
-	assert_int_equal(cli_addr_parse(f.addr, &addr, &err), 0);
+	assert_int_equal(cli__addr_parse(f.addr, &addr, &err), 0);
 	struct cli_client c = {.addr = &addr, .timeout_ms = 1000};
 	struct cli_response res;
-	int r = cli_client_request(&c, "GET", "/v1/apps", NULL, 0, &res, &err);
+	int r = cli__client_request(&c, "GET", "/v1/apps", NULL, 0, &res, &err);
 	assert_int_equal(r, -ETIMEDOUT);
-	assert_int_equal(cli_exit_for_transport(r), 3);
+	assert_int_equal(cli__exit_for_transport(r), 3);
 	assert_contains(err, "did not answer within 1s");
 	free(err);
-	cli_addr_release(&addr);
+	cli__addr_release(&addr);
 	close(fd);
 	unlink(f.sock);
 	rmdir(f.dir);
@@ -757,16 +757,16 @@ static void test_cli_client__rejects_a_malformed_answer(void **state)
 	fake_start(&f, answers, 1);
 	struct cli_addr addr;
 	char *err = NULL;
-	assert_int_equal(cli_addr_parse(f.addr, &addr, &err), 0);
+	assert_int_equal(cli__addr_parse(f.addr, &addr, &err), 0);
 	struct cli_client c = {.addr = &addr, .timeout_ms = 5000};
 	struct cli_response res;
-	int r = cli_client_request(&c, "GET", "/v1/apps", NULL, 0, &res, &err);
+	int r = cli__client_request(&c, "GET", "/v1/apps", NULL, 0, &res, &err);
 	assert_int_equal(r, -EPROTO);
-	assert_int_equal(cli_exit_for_transport(r), 1);
+	assert_int_equal(cli__exit_for_transport(r), 1);
 	assert_contains(err, "bad answer from paasops at unix:");
 	free(err);
 	free(fake_finish(&f));
-	cli_addr_release(&addr);
+	cli__addr_release(&addr);
 }
 
 /* ------------------------------------------------------------- commands */
