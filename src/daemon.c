@@ -171,6 +171,10 @@ int daemon_main(int argc, char **argv)
 	}
 	if (!d.data_dir)
 		d.data_dir = paths_default_data_dir();
+	if (!d.data_dir) {
+		fprintf(stderr, "paasops serve: no home directory for the default data dir; use --data DIR\n");
+		return 2;
+	}
 	if (d.data_dir[0] != '/') {
 		char cwd[4096];
 		if (getcwd(cwd, sizeof(cwd))) {

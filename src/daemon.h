@@ -2,7 +2,7 @@
 #ifndef PAASOPS_DAEMON_H
 #define PAASOPS_DAEMON_H
 
-#define PAASOPS_VERSION "0.1.0"
+#include "core/version.h"
 
 /* Runs the daemon until SIGTERM/SIGINT; returns the process exit code.
  * argv[0] is "serve". */

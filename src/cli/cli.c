@@ -4,6 +4,7 @@
  * errors (exit 2), server errors (exit 1), unreachable daemon (exit 3), help
  * text and --json output. */
 #include "cli/cli.h"
+#include "core/paths.h"
 #include "cli/cli_internal.h"
 #include "compat/http.h"
 #include "compat/json.h"
@@ -103,7 +104,7 @@ int cli__resolve_server(struct cli *c)
 	}
 	char *def = NULL;
 	if (!s || !*s) {
-		char *dir = cli_default_data_dir();
+		char *dir = paths_default_data_dir();
 		if (!dir)
 			return cli__usage_error(c, "cannot find the default socket: no home directory; "
 						  "pass --server or set PAASOPS_SERVER");

@@ -16,6 +16,5 @@ int cli_main(int argc, char **argv);
  * database). The daemon's socket is DIR/paasops.sock. Returns NULL when no
  * home directory can be found; otherwise the caller frees. Depends only on
  * src/core, so the daemon can share it. */
-char *cli_default_data_dir(void);
 
 #endif

@@ -16,9 +16,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#ifndef PAASOPS_VERSION
-#define PAASOPS_VERSION "0.1.0"
-#endif
+#include "core/version.h"
 
 struct json;
 

@@ -8,6 +8,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* Root gets the FHS location; any other user a per-user directory
+ * following the XDG base directory spec, which says relative values of
+ * XDG_DATA_HOME are to be ignored. */
 char *paths_default_data_dir(void)
 {
 	if (geteuid() == 0)
@@ -16,11 +19,14 @@ char *paths_default_data_dir(void)
 	if (xdg && xdg[0] == '/')
 		return xasprintf("%s/paasops", xdg);
 	const char *home = getenv("HOME");
-	if (!home || !*home) {
+	if (!home || home[0] != '/') {
 		struct passwd *pw = getpwuid(geteuid());
-		home = pw ? pw->pw_dir : "/tmp";
+		home = pw && pw->pw_dir && pw->pw_dir[0] == '/' ? pw->pw_dir : NULL;
 	}
-	return xasprintf("%s/.local/share/paasops", home);
+	if (!home)
+		return NULL;
+	/* "/" as a home directory must not give "//.local". */
+	return xasprintf("%s/.local/share/paasops", home[1] ? home : "");
 }
 
 int paths_mkdir_p(const char *dir, unsigned mode)

@@ -4,7 +4,7 @@
 #define PAASOPS_PATHS_H
 
 /* /var/lib/paasops for root; else $XDG_DATA_HOME/paasops or
- * ~/.local/share/paasops. Caller frees. */
+ * ~/.local/share/paasops. Caller frees; NULL when the user has no home. */
 char *paths_default_data_dir(void);
 /* Creates dir and its parents (mode for the last one); 0 or -errno. */
 int paths_mkdir_p(const char *dir, unsigned mode);

@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "cli/cli.h"
+#include "core/paths.h"
 #include "cli/cli_internal.h"
 #include "compat/json.h"
 #include "core/timeutil.h"
@@ -606,21 +607,21 @@ static const char *check_user_data_dir(void)
 	static const char *fail;
 	char *d;
 	setenv("XDG_DATA_HOME", "/xdg", 1);
-	d = cli_default_data_dir();
+	d = paths_default_data_dir();
 	fail = d && strcmp(d, "/xdg/paasops") == 0 ? NULL : "XDG_DATA_HOME not used";
 	free(d);
 	if (fail)
 		return fail;
 	setenv("XDG_DATA_HOME", "relative", 1);
 	setenv("HOME", "/home/u", 1);
-	d = cli_default_data_dir();
+	d = paths_default_data_dir();
 	fail = d && strcmp(d, "/home/u/.local/share/paasops") == 0 ? NULL
 								   : "relative XDG_DATA_HOME not ignored";
 	free(d);
 	if (fail)
 		return fail;
 	unsetenv("XDG_DATA_HOME");
-	d = cli_default_data_dir();
+	d = paths_default_data_dir();
 	fail = d && strcmp(d, "/home/u/.local/share/paasops") == 0 ? NULL : "HOME not used";
 	free(d);
 	return fail;
@@ -635,7 +636,7 @@ static void test_cli_default_data_dir__root_and_users(void **state)
 			fail_msg("%s", fail);
 		return;
 	}
-	char *d = cli_default_data_dir();
+	char *d = paths_default_data_dir();
 	assert_string_equal(d, "/var/lib/paasops");
 	free(d);
 	/* As root, prove the user rules in a child that drops to nobody. */
