@@ -316,7 +316,7 @@ def ratio(anchor, ours):
     if ours is None or anchor is None or ours != ours or anchor != anchor:
         return "n/a"
     if ours == 0:
-        return "inf" if anchor else "1.00x"
+        return "1.00x" if anchor == 0 else "n/a"
     return f"{anchor / ours:.2f}x"
 
 

@@ -8,6 +8,8 @@
 #include "core/log.h"
 #include "core/paths.h"
 #include "core/util.h"
+#include "router/router.h"
+#include "spec/spec.h"
 #include "store/store.h"
 #include "supervisor/supervisor.h"
 #include <errno.h>
@@ -28,19 +30,29 @@ struct daemon {
 	char *api_addr;
 	int port_min, port_max;
 	int lock_fd;
+	char *http_addr; /* NULL: router off */
+	int router_workers;
+	double access_sample;
 	struct store *store;
 	struct supervisor *sv;
+	struct router *router;
+	uv_timer_t publish; /* coalesces routing changes into one publish */
 	struct api *api;
 	uv_signal_t sigterm, sigint;
 	bool stopping;
 };
 
 static const char usage[] =
-	"usage: paasops serve [--data DIR] [--api HOST:PORT] [--ports MIN-MAX] [--log-level LEVEL]\n"
+	"usage: paasops serve [--data DIR] [--api HOST:PORT] [--http HOST:PORT|off] [--ports MIN-MAX]\n"
+	"                     [--router-workers N] [--access-log-sample F] [--log-level LEVEL]\n"
 	"\n"
 	"  --data DIR        state, socket and lock (default /var/lib/paasops for root,\n"
 	"                    else $XDG_DATA_HOME/paasops or ~/.local/share/paasops)\n"
 	"  --api HOST:PORT   also serve the API on TCP; every call needs a bearer token\n"
+	"  --http HOST:PORT  the router's listener (default 127.0.0.1:8080; 0.0.0.0:80 in\n"
+	"                    production); 'off' runs no router\n"
+	"  --router-workers N  router threads (default: one per core)\n"
+	"  --access-log-sample F  fraction of requests in the access log (default 1)\n"
 	"  --ports MIN-MAX   ports handed to instances (default 20000-29999)\n"
 	"  --log-level L     debug, info, warn or error (default info)\n";
 
@@ -49,6 +61,8 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 	static const struct option opts[] = {
 		{"data", required_argument, NULL, 'd'},  {"api", required_argument, NULL, 'a'},
 		{"ports", required_argument, NULL, 'p'}, {"log-level", required_argument, NULL, 'l'},
+		{"http", required_argument, NULL, 'H'},  {"router-workers", required_argument, NULL, 'w'},
+		{"access-log-sample", required_argument, NULL, 's'},
 		{"help", no_argument, NULL, 'h'},        {NULL, 0, NULL, 0},
 	};
 	static const char *const levels[] = {"debug", "info", "warn", "error"};
@@ -84,6 +98,29 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 				return -EINVAL;
 			}
 			log_set_level((enum log_level)k);
+			break;
+		}
+		case 'H':
+			free(d->http_addr);
+			d->http_addr = strcmp(optarg, "off") == 0 ? NULL : xstrdup(optarg);
+			break;
+		case 'w': {
+			int64_t n;
+			if (str_to_i64(optarg, &n) < 0 || n < 1 || n > 64) {
+				fprintf(stderr, "paasops serve: invalid --router-workers '%s' (want 1-64)\n", optarg);
+				return -EINVAL;
+			}
+			d->router_workers = (int)n;
+			break;
+		}
+		case 's': {
+			char *end;
+			double f = strtod(optarg, &end);
+			if (*end || end == optarg || f < 0 || f > 1) {
+				fprintf(stderr, "paasops serve: invalid --access-log-sample '%s' (want 0 to 1)\n", optarg);
+				return -EINVAL;
+			}
+			d->access_sample = f;
 			break;
 		}
 		case 'h':
@@ -131,12 +168,77 @@ static int lock_data_dir(struct daemon *d)
 	return 0;
 }
 
+/* ---- the router's view of the supervisor ---- */
+
+static void add_pool(void *ctx, const char *app, const struct spec_process *sp,
+		     const char *const *instances, const int *ports, size_t n)
+{
+	struct router_table *t = ctx;
+	if (sp->n_routes == 0)
+		return;
+	enum router_balance b = sp->balance == SPEC_BALANCE_ROUND_ROBIN ? ROUTER_ROUND_ROBIN
+				: sp->balance == SPEC_BALANCE_HASH       ? ROUTER_HASH
+									 : ROUTER_P2C;
+	int pool = router_table_pool(t, app, sp->name, b, sp->hash_on);
+	for (size_t k = 0; k < n; k++)
+		router_table_backend(t, pool, instances[k], ports[k]);
+	for (size_t k = 0; k < sp->n_routes; k++)
+		router_table_route(t, sp->routes[k].host, sp->routes[k].path, pool, sp->routes[k].max_body);
+}
+
+static void publish_now(uv_timer_t *t)
+{
+	struct daemon *d = t->data;
+	if (!d->router)
+		return;
+	struct router_table *table = router_table_new();
+	supervisor_each_pool(d->sv, add_pool, table);
+	router_publish(d->router, table);
+}
+
+static void on_changed(void *ctx)
+{
+	struct daemon *d = ctx;
+	/* Publish on the next loop turn: a burst of changes makes one snapshot,
+	 * yet a stopping instance leaves the routing table before its drain
+	 * is polled. */
+	if (d->router && !uv_is_active((uv_handle_t *)&d->publish))
+		uv_timer_start(&d->publish, publish_now, 0, 0);
+}
+
+static bool on_drained(void *ctx, const char *instance)
+{
+	struct daemon *d = ctx;
+	if (uv_is_active((uv_handle_t *)&d->publish))
+		return false; /* not yet out of the table */
+	return !d->router || router_drained(d->router, instance);
+}
+
+static void on_check_passed(void *ctx, const char *instance)
+{
+	struct daemon *d = ctx;
+	if (d->router)
+		router_backend_healthy(d->router, instance);
+}
+
+static void on_access(void *ctx, const char *app, const char *instance, const char *line)
+{
+	struct daemon *d = ctx;
+	if (app && *app)
+		supervisor_log_line(d->sv, app, instance, line);
+}
+
+static const struct supervisor_hooks hooks = {on_changed, on_drained, on_check_passed};
+
 static void all_stopped(void *ctx)
 {
 	struct daemon *d = ctx;
 	log_info("all instances stopped; exiting");
 	uv_close((uv_handle_t *)&d->sigterm, NULL);
 	uv_close((uv_handle_t *)&d->sigint, NULL);
+	uv_close((uv_handle_t *)&d->publish, NULL);
+	router_free(d->router);
+	d->router = NULL;
 }
 
 static void on_signal(uv_signal_t *s, int signum)
@@ -161,12 +263,14 @@ static void walk_close(uv_handle_t *h, void *arg)
 
 int daemon_main(int argc, char **argv)
 {
-	struct daemon d = {.port_min = 20000, .port_max = 29999, .lock_fd = -1};
+	struct daemon d = {.port_min = 20000, .port_max = 29999, .lock_fd = -1, .access_sample = 1.0};
+	d.http_addr = xstrdup("127.0.0.1:8080");
 	int rc = 1;
 	int r = parse_args(&d, argc, argv);
 	if (r != 0) {
 		free(d.data_dir);
 		free(d.api_addr);
+		free(d.http_addr);
 		return r > 0 ? 0 : 2;
 	}
 	if (!d.data_dir)
@@ -201,7 +305,29 @@ int daemon_main(int argc, char **argv)
 		goto out;
 	}
 	uv_loop_init(&d.loop);
+	uv_timer_init(&d.loop, &d.publish);
+	d.publish.data = &d;
+	if (d.http_addr) {
+		struct router_config rc;
+		router_config_defaults(&rc);
+		rc.loop = &d.loop;
+		rc.listen = d.http_addr;
+		rc.workers = d.router_workers;
+		rc.access_sample = d.access_sample;
+		rc.access_cb = on_access;
+		rc.access_ctx = &d;
+		d.router = router_start(&rc, &err);
+		if (!d.router) {
+			fprintf(stderr, "paasops serve: %s\n", err);
+			free(err);
+			uv_close((uv_handle_t *)&d.publish, NULL);
+			uv_run(&d.loop, UV_RUN_DEFAULT);
+			uv_loop_close(&d.loop);
+			goto out;
+		}
+	}
 	struct supervisor_config sc = {
+		.hooks = &hooks, .hooks_ctx = &d,
 		.loop = &d.loop, .store = d.store, .data_dir = d.data_dir,
 		.port_min = d.port_min, .port_max = d.port_max,
 	};
@@ -214,7 +340,7 @@ int daemon_main(int argc, char **argv)
 	}
 	char *sock = xasprintf("%s/paasops.sock", d.data_dir);
 	struct api_config ac = {
-		.loop = &d.loop, .store = d.store, .sv = d.sv, .socket_path = sock,
+		.loop = &d.loop, .store = d.store, .sv = d.sv, .router = d.router, .socket_path = sock,
 		.tcp_addr = d.api_addr, .version = PAASOPS_VERSION,
 	};
 	d.api = api_start(&ac, &err);
@@ -236,6 +362,8 @@ int daemon_main(int argc, char **argv)
 	uv_run(&d.loop, UV_RUN_DEFAULT);
 	rc = 0;
 out_loop:
+	router_free(d.router);
+	d.router = NULL;
 	supervisor_free(d.sv);
 	uv_walk(&d.loop, walk_close, NULL);
 	uv_run(&d.loop, UV_RUN_DEFAULT);
@@ -247,5 +375,6 @@ out:
 		close(d.lock_fd);
 	free(d.data_dir);
 	free(d.api_addr);
+	free(d.http_addr);
 	return rc;
 }

@@ -46,6 +46,7 @@ static const struct route routes[] = {
 	{"POST", "/v1/apps/:app/stop", h_app_stop, AUTH_WRITE, SCOPE_PATH},
 	{"POST", "/v1/apps/:app/start", h_app_start, AUTH_WRITE, SCOPE_PATH},
 	{"GET", "/v1/apps/:app/logs", h_app_logs, AUTH_READ, SCOPE_PATH},
+	{"GET", "/v1/apps/:app/stats", h_app_stats, AUTH_READ, SCOPE_PATH},
 	{"GET", "/v1/instances", h_instances, AUTH_READ, SCOPE_NONE},
 	{"GET", "/v1/events", h_events, AUTH_READ, SCOPE_NONE},
 	{"POST", "/v1/tokens", h_tokens_create, AUTH_MANAGE, SCOPE_NONE},
@@ -206,16 +207,22 @@ static void write_done(uv_write_t *req, int status)
 		conn_close(c);
 }
 
-static void conn_send(struct api_conn *c, int status, struct json *body, bool keep_alive)
+/* Answers with body as JSON. An answer to HEAD carries the headers the GET
+ * answer would have and no body, or the next pipelined answer would be read
+ * as its body. */
+static void conn_send(struct api_conn *c, int status, struct json *body, bool keep_alive,
+		      bool head)
 {
 	char *text = body ? json_print(body, false) : xstrdup("{}");
 	struct strbuf sb;
 	strbuf_init(&sb, strlen(text) + 256);
 	strbuf_addf(&sb,
 		    "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
-		    "Cache-Control: no-store\r\n%s\r\n%s\n",
+		    "Cache-Control: no-store\r\n%s\r\n",
 		    status, http_reason(status), strlen(text) + 1,
-		    keep_alive ? "" : "Connection: close\r\n", text);
+		    keep_alive ? "" : "Connection: close\r\n");
+	if (!head)
+		strbuf_addf(&sb, "%s\n", text);
 	free(text);
 	struct api_write *w = xcalloc(1, sizeof(*w));
 	w->conn = c;
@@ -240,8 +247,28 @@ static void send_error(struct api_conn *c, int status, const char *code, const c
 {
 	struct api_resp resp = {0};
 	api_error(&resp, status, code, "%s", msg);
-	conn_send(c, status, resp.body, keep);
+	conn_send(c, status, resp.body, keep, false);
 	json_free(resp.body);
+}
+
+/* True when a JSON text holds a NUL byte or a "\u0000" escape. Strings from
+ * the JSON adapter are C strings, so such a value would silently end early
+ * (a spec cut short, a different dir) instead of being refused. */
+static bool json_text_has_nul(const char *s, size_t len)
+{
+	if (memchr(s, '\0', len))
+		return true;
+	for (size_t i = 0; i < len; i++) {
+		size_t run = 0;
+		while (i < len && s[i] == '\\') {
+			run++;
+			i++;
+		}
+		/* An odd run of backslashes escapes what follows. */
+		if (run % 2 == 1 && len - i >= 5 && memcmp(s + i, "u0000", 5) == 0)
+			return true;
+	}
+	return false;
 }
 
 /* Matches path against a pattern; fills params. */
@@ -302,7 +329,9 @@ static void dispatch(struct api_conn *c, struct http_msg *m)
 	const char *q = strchr(target, '?');
 	req.path = q ? xstrndup(target, (size_t)(q - target)) : xstrdup(target);
 	req.query = q ? xstrdup(q + 1) : NULL;
-	if (req.path[0] != '/' || http_url_decode(req.path, false) < 0 || strstr(req.path, "/../")) {
+	/* "%00" would end the decoded path early: "/v1/apps/a%00/x" is not "/v1/apps/a". */
+	if (req.path[0] != '/' || strstr(req.path, "%00") || http_url_decode(req.path, false) < 0 ||
+	    strstr(req.path, "/../")) {
 		api_error(&resp, 400, "bad_request", "malformed request path");
 		goto send;
 	}
@@ -345,9 +374,11 @@ static void dispatch(struct api_conn *c, struct http_msg *m)
 		req.who = &who;
 		const char *app = rt->scope == SCOPE_PATH ? req.params[0] : NULL;
 		if (!auth_allows(&who, rt->action, app)) {
+			/* Blame the scope only when the role alone would allow the call. */
+			bool by_scope = who.n_apps && auth_allows(&who, rt->action, NULL);
 			if (app)
 				api_error(&resp, 403, "forbidden", "a %s token%s may not %s app '%s'",
-					  auth_role_name(who.role), who.n_apps ? " scoped to other apps" : "",
+					  auth_role_name(who.role), by_scope ? " scoped to other apps" : "",
 					  rt->action == AUTH_READ ? "read" : "change", app);
 			else
 				api_error(&resp, 403, "forbidden", "a %s token may not call %s %s",
@@ -359,6 +390,12 @@ static void dispatch(struct api_conn *c, struct http_msg *m)
 	/* The body, when there is one, must be JSON. */
 	if (m->body.len) {
 		char *err = NULL;
+		if (json_text_has_nul(m->body.buf, m->body.len)) {
+			api_error(&resp, 400, "bad_request",
+				  "invalid JSON: the body holds a NUL character (\\u0000), which no "
+				  "value may contain");
+			goto send;
+		}
 		req.body = json_parse(m->body.buf, m->body.len, &err);
 		if (!req.body) {
 			api_error(&resp, 400, "bad_request", "%s", err);
@@ -371,7 +408,8 @@ static void dispatch(struct api_conn *c, struct http_msg *m)
 send:
 	if (!resp.body)
 		resp.body = json_object();
-	conn_send(c, resp.status, resp.body, m->keep_alive && !api->stopping);
+	conn_send(c, resp.status, resp.body, m->keep_alive && !api->stopping,
+		  strcmp(m->method, "HEAD") == 0);
 	if (rt && strcmp(m->method, "GET") != 0 && strcmp(m->method, "HEAD") != 0)
 		log_info("api %s %s -> %d%s%s", m->method, req.path, resp.status,
 			 have_who && who.token_id ? " by " : "", have_who && who.token_id ? who.token_id : "");
@@ -496,6 +534,7 @@ struct api *api_start(const struct api_config *cfg, char **err)
 	api->loop = cfg->loop;
 	api->store = cfg->store;
 	api->sv = cfg->sv;
+	api->router = cfg->router;
 	api->version = xstrdup(cfg->version);
 	api->socket_path = xstrdup(cfg->socket_path);
 

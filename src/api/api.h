@@ -8,12 +8,14 @@
 
 struct store;
 struct supervisor;
+struct router;
 struct api;
 
 struct api_config {
 	uv_loop_t *loop;       /* borrowed */
 	struct store *store;   /* borrowed */
 	struct supervisor *sv; /* borrowed */
+	struct router *router; /* borrowed; NULL when the router is off */
 	const char *socket_path;
 	const char *tcp_addr; /* "HOST:PORT" or NULL */
 	const char *version;

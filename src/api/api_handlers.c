@@ -7,10 +7,12 @@
 #include "core/util.h"
 #include "spec/spec.h"
 #include "store/store.h"
+#include "router/router.h"
 #include "supervisor/supervisor.h"
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 void h_healthz(struct api_req *req, struct api_resp *resp)
@@ -73,7 +75,8 @@ void h_apps_apply(struct api_req *req, struct api_resp *resp)
 		api_error(resp, 400, "bad_request", "'dir' must be an absolute path, not '%s'", dir);
 		return;
 	}
-	if (access(dir, X_OK) != 0) {
+	struct stat st;
+	if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode) || access(dir, X_OK) != 0) {
 		api_error(resp, 400, "bad_request", "'dir' '%s' is not an accessible directory", dir);
 		return;
 	}
@@ -281,6 +284,18 @@ void h_app_logs(struct api_req *req, struct api_resp *resp)
 	free(inst);
 }
 
+void h_app_stats(struct api_req *req, struct api_resp *resp)
+{
+	if (!need_app(req, resp))
+		return;
+	if (!req->api->router) {
+		api_error(resp, 409, "conflict", "the router is off (paasops serve --http off)");
+		return;
+	}
+	resp->body = router_stats_json(req->api->router, req->params[0]);
+	json_set_str(resp->body, "app", req->params[0]);
+}
+
 static void set_ts(struct json *o, const char *key, int64_t ms)
 {
 	char ts[40];
@@ -296,7 +311,10 @@ struct events_ctx {
 static void on_event(void *ctx, const struct store_event *ev)
 {
 	struct events_ctx *ec = ctx;
-	if (ec->req->who && ec->req->who->n_apps && !auth_allows(ec->req->who, AUTH_READ, ev->app))
+	/* A scoped token sees its apps' events only, not installation-wide ones
+	 * (tokens created and revoked). */
+	if (ec->req->who && ec->req->who->n_apps &&
+	    (!ev->app || !auth_allows(ec->req->who, AUTH_READ, ev->app)))
 		return;
 	struct json *o = json_append(ec->arr, json_object());
 	json_set_int(o, "id", ev->id);

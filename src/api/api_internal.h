@@ -17,6 +17,7 @@ struct api {
 	uv_loop_t *loop;
 	struct store *store;
 	struct supervisor *sv;
+	struct router *router; /* may be NULL */
 	char *version;
 	char *socket_path;
 	uv_pipe_t unix_listener;
@@ -74,6 +75,7 @@ void h_app_restart(struct api_req *, struct api_resp *);
 void h_app_stop(struct api_req *, struct api_resp *);
 void h_app_start(struct api_req *, struct api_resp *);
 void h_app_logs(struct api_req *, struct api_resp *);
+void h_app_stats(struct api_req *, struct api_resp *);
 void h_events(struct api_req *, struct api_resp *);
 void h_tokens_create(struct api_req *, struct api_resp *);
 void h_tokens_list(struct api_req *, struct api_resp *);

@@ -415,6 +415,72 @@ static int cmd_ps(struct cli *c)
 }
 
 /* ------------------------------------------------------------------------ */
+/* stats                                                                    */
+
+static void stats_row(struct cli_table *t, const char *name, const struct json *o)
+{
+	int64_t req = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0, inflight = 0, retries = 0, cerr = 0;
+	const struct json *st = json_get(o, "status");
+	json_get_int(json_get(o, "requests"), &req);
+	json_get_int(json_get(st, "2xx"), &s2);
+	json_get_int(json_get(st, "3xx"), &s3);
+	json_get_int(json_get(st, "4xx"), &s4);
+	json_get_int(json_get(st, "5xx"), &s5);
+	json_get_int(json_get(o, "inflight"), &inflight);
+	json_get_int(json_get(o, "retries"), &retries);
+	json_get_int(json_get(o, "connect_errors"), &cerr);
+	cli__table_add(t, name);
+	cli__table_addf(t, "%lld", (long long)req);
+	cli__table_addf(t, "%lld/%lld/%lld/%lld", (long long)s2, (long long)s3, (long long)s4, (long long)s5);
+	cli__table_addf(t, "%lld", (long long)inflight);
+	const struct json *p50 = json_get(o, "p50_seconds"), *p99 = json_get(o, "p99_seconds");
+	if (json_is_number(p50))
+		cli__table_addf(t, "<=%gms", json_num(p50) * 1000);
+	else
+		cli__table_add(t, "-");
+	if (json_is_number(p99))
+		cli__table_addf(t, "<=%gms", json_num(p99) * 1000);
+	else
+		cli__table_add(t, "-");
+	cli__table_addf(t, "%lld", (long long)retries);
+	cli__table_addf(t, "%lld", (long long)cerr);
+}
+
+static int cmd_stats(struct cli *c)
+{
+	char *path = app_path(c->inv->pos[0], "/stats");
+	struct cli_response res;
+	int rc = cli__call(c, "GET", path, NULL, &res);
+	free(path);
+	if (rc)
+		return rc;
+	if (c->inv->json) {
+		cli__print_json(c, res.json, true);
+		cli__response_release(&res);
+		return CLI_EXIT_OK;
+	}
+	static const char *const headers[] = {"ROUTE", "REQUESTS", "2XX/3XX/4XX/5XX", "INFLIGHT",
+					      "P50", "P99", "RETRIES", "CONNECT_ERRORS"};
+	struct cli_table t;
+	cli__table_init(&t, headers, ARRAY_SIZE(headers));
+	for (const struct json *r = json_first(json_get(res.json, "routes")); r; r = json_next(r)) {
+		char name[600];
+		snprintf(name, sizeof(name), "%s %s", json_get_str(r, "process") ? json_get_str(r, "process") : "?",
+			 json_get_str(r, "route") ? json_get_str(r, "route") : "?");
+		stats_row(&t, name, r);
+	}
+	stats_row(&t, "total", res.json);
+	struct strbuf out;
+	strbuf_init(&out, 0);
+	cli__table_render(&t, &out);
+	fputs(out.buf, c->out);
+	strbuf_release(&out);
+	cli__table_release(&t);
+	cli__response_release(&res);
+	return CLI_EXIT_OK;
+}
+
+/* ------------------------------------------------------------------------ */
 /* scale, restart, stop, start, destroy                                     */
 
 static int cmd_scale(struct cli *c)
@@ -1039,6 +1105,12 @@ const struct cli_command cli_commands[] = {
 	 "examples:\n"
 	 "  paasops ps\n"
 	 "  paasops ps shop\n"},
+	{"stats", cmd_stats, "APP", "show the router's request metrics for an app", NULL, 1, 1,
+	 "Requests, status classes, in-flight requests, latency percentiles (bucket upper\n"
+	 "bounds), retries and backend connect errors, per route and in total.\n\n"
+	 "examples:\n"
+	 "  paasops stats shop\n"
+	 "  paasops stats shop --json\n"},
 	{"scale", cmd_scale, "APP PROCESS=COUNT...", "set how many instances run", NULL, 2, -1,
 	 "Counts are whole numbers from 0 to 10000. Nothing changes if any process type is\n"
 	 "unknown.\n\n"

@@ -167,6 +167,7 @@ static void clear_msg(struct http_parser *p)
 	p->head_bytes = 0;
 	p->complete = false;
 	p->in_value = false;
+	p->too_big_head = p->too_big_body = false;
 	p->error = NULL;
 }
 
@@ -312,8 +313,8 @@ int http_url_decode(char *s, bool plus_is_space)
 		if (*r == '%') {
 			int hi = hexval((unsigned char)r[1]);
 			int lo = hi >= 0 ? hexval((unsigned char)r[2]) : -1;
-			if (hi < 0 || lo < 0)
-				return -EINVAL;
+			if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
+				return -EINVAL; /* %00 would cut the string short */
 			*w++ = (char)(hi * 16 + lo);
 			r += 2;
 		} else if (*r == '+' && plus_is_space) {

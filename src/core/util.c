@@ -1,5 +1,6 @@
 /* util.c: allocation wrappers and small string helpers (see util.h). */
 #include "core/util.h"
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -155,7 +156,7 @@ const char *str_suggest(const char *word, const char *const *candidates, size_t 
 
 int str_to_i64(const char *s, int64_t *out)
 {
-	if (!s || !*s)
+	if (!s || !*s || isspace((unsigned char)*s))
 		return -EINVAL;
 	char *end;
 	errno = 0;

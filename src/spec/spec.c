@@ -846,8 +846,8 @@ static void parse_resources(struct ctx *c, const struct yaml_pair *rf, const cha
 
 /* --------------------------------------------------------------- routes */
 
-static const char *const route_keys[] = {"host", "path"};
-enum { RT_HOST, RT_PATH, RT_N };
+static const char *const route_keys[] = {"host", "path", "max_body"};
+enum { RT_HOST, RT_PATH, RT_MAX_BODY, RT_N };
 
 static void parse_routes(struct ctx *c, const struct yaml_pair *rf, const char *of,
 			 struct spec_process *p)
@@ -867,6 +867,7 @@ static void parse_routes(struct ctx *c, const struct yaml_pair *rf, const char *
 		struct spec_route *r = &p->routes[p->n_routes++];
 		size_t errors_before = ctx_count(c);
 		r->path = xstrdup("/");
+		r->max_body = SPEC_DEFAULT_MAX_BODY;
 		c->route_at = xgrow(c->route_at, sizeof(*c->route_at), c->n_route_at + 1,
 				    &c->alloc_route_at);
 		c->route_at[c->n_route_at++] = NULL;
@@ -890,6 +891,7 @@ static void parse_routes(struct ctx *c, const struct yaml_pair *rf, const char *
 				ctx_fail(c, f[RT_PATH]->value, "invalid path '%s'%s: %s",
 					 ctx_showv(c, f[RT_PATH]->value), where, why);
 		}
+		get_size(c, f[RT_MAX_BODY], where, 0, "0", &r->max_body);
 		if (ctx_count(c) == errors_before)
 			c->route_at[c->n_route_at - 1] = item;
 	}
@@ -1039,10 +1041,11 @@ static void parse_autoscale(struct ctx *c, const struct yaml_pair *af, const cha
 
 static const char *const process_keys[] = {
 	"command", "instances", "env",    "health", "resources", "stop_timeout",
-	"restart", "routes",    "deploy", "autoscale"};
+	"restart", "routes",    "deploy", "autoscale", "balance", "hash_on"};
 enum { P_COMMAND, P_INSTANCES, P_ENV, P_HEALTH, P_RESOURCES, P_STOP, P_RESTART, P_ROUTES,
-       P_DEPLOY, P_AUTOSCALE, P_N };
+       P_DEPLOY, P_AUTOSCALE, P_BALANCE, P_HASH_ON, P_N };
 static const char *const restarts[] = {"always", "on-failure", "never"};
+static const char *const balances[] = {"p2c", "round-robin", "hash"};
 
 static void parse_process(struct ctx *c, const struct yaml_pair *pf, struct spec_process *p)
 {
@@ -1105,6 +1108,22 @@ static void parse_process(struct ctx *c, const struct yaml_pair *pf, struct spec
 		parse_deploy(c, f[P_DEPLOY], of, &p->deploy);
 	if (f[P_AUTOSCALE])
 		parse_autoscale(c, f[P_AUTOSCALE], of, &p->autoscale);
+	const char *balance;
+	if (get_choice(c, f[P_BALANCE], in, balances, ARRAY_SIZE(balances), &balance))
+		p->balance = balance == balances[0]   ? SPEC_BALANCE_P2C
+			     : balance == balances[1] ? SPEC_BALANCE_ROUND_ROBIN
+						      : SPEC_BALANCE_HASH;
+	if (get_string(c, f[P_HASH_ON], in, &p->hash_on)) {
+		const char *h = p->hash_on;
+		const char *name = str_starts_with(h, "header:") ? h + 7 : str_starts_with(h, "cookie:") ? h + 7 : NULL;
+		if (!name || !*name || strpbrk(name, " \t\r\n:;,=\"") != NULL)
+			ctx_fail(c, f[P_HASH_ON]->value, "invalid 'hash_on'%s: found %s (write 'header:NAME' or 'cookie:NAME')",
+				 in, ctx_found(c, f[P_HASH_ON]->value));
+	}
+	if (p->balance == SPEC_BALANCE_HASH && !f[P_HASH_ON])
+		ctx_fail(c, f[P_BALANCE]->value, "'balance: hash'%s needs 'hash_on: header:NAME' or 'hash_on: cookie:NAME'", in);
+	else if (f[P_HASH_ON] && p->balance != SPEC_BALANCE_HASH)
+		ctx_fail(c, f[P_HASH_ON]->key, "'hash_on'%s only applies with 'balance: hash'", in);
 }
 
 static void parse_processes(struct ctx *c, const struct yaml_pair *pf, struct spec *s)
@@ -1378,6 +1397,7 @@ void spec_free(struct spec *s)
 		struct spec_process *p = &s->procs[i];
 		free(p->name);
 		free(p->command);
+		free(p->hash_on);
 		env_free(p->env, p->n_env);
 		free(p->health.target);
 		for (size_t j = 0; j < p->n_routes; j++) {
@@ -1459,7 +1479,10 @@ static struct json *process_to_json(const struct spec_process *p)
 		struct json *r = json_append(routes, json_object());
 		json_set_str(r, "host", p->routes[i].host);
 		json_set_str(r, "path", p->routes[i].path);
+		json_set_int(r, "max_body", p->routes[i].max_body);
 	}
+	json_set_str(o, "balance", balances[p->balance]);
+	json_set_str(o, "hash_on", p->hash_on);
 	const struct spec_deploy *d = &p->deploy;
 	struct json *dj = json_set(o, "deploy", json_object());
 	json_set_str(dj, "strategy", d->strategy);

@@ -14,6 +14,7 @@ struct json;
 #define SPEC_MAX_BYTES (1024 * 1024) /* larger files are refused */
 #define SPEC_MAX_INSTANCES 10000     /* per process type */
 #define SPEC_MAX_PROCESSES 64
+#define SPEC_DEFAULT_MAX_BODY (100LL * 1024 * 1024) /* per route */
 
 enum spec_health_kind { SPEC_HEALTH_NONE, SPEC_HEALTH_HTTP, SPEC_HEALTH_TCP, SPEC_HEALTH_CMD };
 enum spec_restart { SPEC_RESTART_ALWAYS, SPEC_RESTART_ON_FAILURE, SPEC_RESTART_NEVER };
@@ -41,7 +42,10 @@ struct spec_resources {
 struct spec_route {
 	char *host; /* exact "shop.example.com", wildcard "*.example.com", or NULL = any */
 	char *path; /* prefix, starts with '/'; default "/" */
+	int64_t max_body; /* request body limit in bytes; default 100M */
 };
+
+enum spec_balance { SPEC_BALANCE_P2C, SPEC_BALANCE_ROUND_ROBIN, SPEC_BALANCE_HASH };
 
 struct spec_deploy {
 	char *strategy; /* "rolling" (default) | "canary" | "recreate" */
@@ -74,6 +78,8 @@ struct spec_process {
 	size_t n_routes;
 	struct spec_deploy deploy;
 	struct spec_autoscale autoscale;
+	enum spec_balance balance; /* default p2c */
+	char *hash_on;             /* "header:NAME" or "cookie:NAME" with balance hash */
 	int line; /* where the process was declared, for messages */
 };
 

@@ -61,6 +61,9 @@ struct supervisor *supervisor_new(const struct supervisor_config *cfg)
 	struct supervisor *sv = xcalloc(1, sizeof(*sv));
 	sv->loop = cfg->loop;
 	sv->store = cfg->store;
+	if (cfg->hooks)
+		sv->hooks = *cfg->hooks;
+	sv->hooks_ctx = cfg->hooks_ctx;
 	sv->data_dir = xstrdup(cfg->data_dir);
 	sv->port_min = cfg->port_min;
 	sv->port_max = cfg->port_max;
@@ -90,6 +93,7 @@ static void free_app(struct sv_app *a)
 		free_proc(a->procs[k]);
 	free(a->procs);
 	spec_free(a->spec);
+	sv_ring_release(&a->ring);
 	free(a->name);
 	free(a->yaml);
 	free(a->filename);
@@ -116,6 +120,12 @@ void supervisor_free(struct supervisor *sv)
 	free(sv->port_used);
 	free(sv->data_dir);
 	free(sv);
+}
+
+static void notify_changed(struct supervisor *sv)
+{
+	if (sv->hooks.changed)
+		sv->hooks.changed(sv->hooks_ctx);
 }
 
 static void remove_app(struct supervisor *sv, struct sv_app *a)
@@ -398,9 +408,44 @@ static int persist_app(struct supervisor *sv, const struct sv_app *a, const char
 	return store_app_put(sv->store, &sa);
 }
 
+/* Another app already routing the same host and path prefix: the message,
+ * or NULL. Caller frees. */
+static char *route_conflict(const struct supervisor *sv, const struct spec *spec)
+{
+	for (size_t k = 0; k < spec->n_procs; k++) {
+		const struct spec_process *sp = &spec->procs[k];
+		for (size_t r = 0; r < sp->n_routes; r++) {
+			const struct spec_route *mine = &sp->routes[r];
+			for (size_t a = 0; a < sv->n_apps; a++) {
+				const struct sv_app *other = sv->apps[a];
+				if (other->destroying || !strcmp(other->name, spec->app))
+					continue;
+				for (size_t j = 0; j < other->spec->n_procs; j++) {
+					const struct spec_process *op = &other->spec->procs[j];
+					for (size_t q = 0; q < op->n_routes; q++) {
+						const struct spec_route *theirs = &op->routes[q];
+						if (str_eq(mine->host, theirs->host) && !strcmp(mine->path, theirs->path))
+							return xasprintf("route '%s%s' of process '%s' is already used by "
+									 "process '%s' of app '%s'",
+									 mine->host ? mine->host : "*", mine->path,
+									 sp->name, op->name, other->name);
+					}
+				}
+			}
+		}
+	}
+	return NULL;
+}
+
 int supervisor_apply(struct supervisor *sv, struct spec *spec, const char *yaml,
 		     const char *filename, const char *dir, bool *created, char **err)
 {
+	char *conflict = route_conflict(sv, spec);
+	if (conflict) {
+		*err = conflict;
+		spec_free(spec);
+		return -EEXIST;
+	}
 	struct sv_app *a = find_app(sv, spec->app);
 	int64_t now = time_wall_ms();
 	*created = a == NULL;
@@ -494,6 +539,7 @@ int supervisor_apply(struct supervisor *sv, struct spec *spec, const char *yaml,
 	free(keep);
 	sv_emit(sv, a->name, NULL, NULL, "apply", NULL, *created ? "app created" : "spec applied", 0, -1, 0);
 	reconcile_app(a);
+	notify_changed(sv);
 	spec_free(old);
 	return 0;
 }
@@ -654,6 +700,7 @@ int supervisor_destroy(struct supervisor *sv, const char *app, char **err)
 	}
 	sv_emit(sv, app, NULL, NULL, "destroy", NULL, "app destroyed", 0, -1, 0);
 	a->destroying = true;
+	notify_changed(sv);
 	reconcile_app(a);
 	/* An app with no slots at all goes at once. */
 	bool any = false;
@@ -922,12 +969,21 @@ struct json *supervisor_logs_json(struct supervisor *sv, const char *app, const 
 			if (instance && strcmp(i->id, instance) != 0)
 				continue;
 			for (size_t m = 0; m < i->ring.count; m++) {
-				const struct sv_line *l = &i->ring.lines[(i->ring.head + m) % SV_RING_LINES];
+				const struct sv_line *l = sv_ring_at(&i->ring, m);
 				if (l->seq <= after)
 					continue;
 				v = xgrow(v, sizeof(*v), n + 1, &alloc);
 				v[n++] = (struct log_pick){l, i->id};
 			}
+		}
+	}
+	if (!proc && !instance) {
+		for (size_t m = 0; m < a->ring.count; m++) {
+			const struct sv_line *l = sv_ring_at(&a->ring, m);
+			if (l->seq <= after)
+				continue;
+			v = xgrow(v, sizeof(*v), n + 1, &alloc);
+			v[n++] = (struct log_pick){l, NULL};
 		}
 	}
 	struct json *out = json_object();
@@ -941,7 +997,8 @@ struct json *supervisor_logs_json(struct supervisor *sv, const char *app, const 
 		json_set_int(o, "seq", (int64_t)v[k].l->seq);
 		set_time(o, "time", v[k].l->time);
 		json_set_str(o, "instance", v[k].id);
-		json_set_str(o, "stream", v[k].l->stream ? "stderr" : "stdout");
+		static const char *const streams[] = {"stdout", "stderr", "router"};
+		json_set_str(o, "stream", streams[v[k].l->stream < 3 ? v[k].l->stream : 0]);
 		json_set_str(o, "line", v[k].l->text);
 	}
 	if (n)
@@ -974,4 +1031,53 @@ void supervisor_shutdown(struct supervisor *sv, supervisor_done_cb done, void *c
 				sv_inst_stop(a->procs[j]->insts[m], "daemon stopping");
 	}
 	sv_check_shutdown_done(sv);
+}
+
+/* ---- for the router ---- */
+
+void supervisor_each_pool(struct supervisor *sv, supervisor_pool_cb cb, void *ctx)
+{
+	const char **ids = NULL;
+	int *ports = NULL;
+	size_t alloc_ids = 0, alloc_ports = 0;
+	for (size_t k = 0; k < sv->n_apps; k++) {
+		struct sv_app *a = sv->apps[k];
+		if (a->destroying)
+			continue;
+		for (size_t j = 0; j < a->n_procs; j++) {
+			struct sv_proc *p = a->procs[j];
+			if (p->removed)
+				continue;
+			size_t n = 0;
+			for (size_t m = 0; m < p->n_insts; m++) {
+				struct sv_inst *i = p->insts[m];
+				if (i->state != SV_READY || !i->run)
+					continue;
+				ids = xgrow(ids, sizeof(*ids), n + 1, &alloc_ids);
+				ports = xgrow(ports, sizeof(*ports), n + 1, &alloc_ports);
+				ids[n] = i->id;
+				ports[n] = i->port;
+				n++;
+			}
+			cb(ctx, a->name, p->sp, ids, ports, n);
+		}
+	}
+	free(ids);
+	free(ports);
+}
+
+void supervisor_log_line(struct supervisor *sv, const char *app, const char *instance,
+			 const char *line)
+{
+	struct sv_app *a = find_app(sv, app);
+	if (!a)
+		return;
+	if (instance) {
+		struct sv_inst *i = find_inst(a, instance);
+		if (i) {
+			sv_ring_push(&i->ring, ++sv->log_seq, 2, line, strlen(line));
+			return;
+		}
+	}
+	sv_ring_push(&a->ring, ++sv->log_seq, 2, line, strlen(line));
 }

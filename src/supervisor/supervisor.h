@@ -21,7 +21,22 @@ struct spec;
 struct json;
 struct supervisor;
 
+/* What the supervisor tells, and asks, the rest of the daemon (the router).
+ * Every member may be NULL. */
+struct supervisor_hooks {
+	/* The set of ready instances or the apps' routes changed. */
+	void (*changed)(void *ctx);
+	/* Whether a stopping instance has no requests left in flight. */
+	bool (*drained)(void *ctx, const char *instance);
+	/* An active health check of the instance passed. */
+	void (*check_passed)(void *ctx, const char *instance);
+};
+
+struct spec_process;
+
 struct supervisor_config {
+	const struct supervisor_hooks *hooks; /* borrowed, may be NULL */
+	void *hooks_ctx;
 	uv_loop_t *loop;        /* borrowed */
 	struct store *store;    /* borrowed */
 	const char *data_dir;   /* borrowed; names the cgroups */
@@ -67,6 +82,16 @@ struct json *supervisor_instances_json(struct supervisor *sv, const char *app);
  * process and/or instance (NULL = any). NULL for an unknown app. */
 struct json *supervisor_logs_json(struct supervisor *sv, const char *app, const char *proc,
 				  const char *instance, uint64_t after, int lines);
+
+/* Calls cb once per process type of every app with its ready instances
+ * (ids and ports, borrowed for the call). */
+typedef void (*supervisor_pool_cb)(void *ctx, const char *app, const struct spec_process *sp,
+				   const char *const *instances, const int *ports, size_t n);
+void supervisor_each_pool(struct supervisor *sv, supervisor_pool_cb cb, void *ctx);
+/* Adds a router line (access log) to an instance's log, or the app's when
+ * instance is NULL or gone. */
+void supervisor_log_line(struct supervisor *sv, const char *app, const char *instance,
+			 const char *line);
 
 /* Records an event that is not an instance transition (API changes). */
 void supervisor_note(struct supervisor *sv, const char *app, const char *type,

@@ -90,31 +90,57 @@ static void set_state(struct sv_inst *i, enum sv_state to, const char *reason, i
 			  sv_state_name(to));
 		return;
 	}
+	bool routed_before = i->state == SV_READY;
 	i->state = to;
 	strlcpy_s(i->reason, reason ? reason : "", sizeof(i->reason));
 	struct sv_proc *p = i->proc;
+	struct supervisor *sv = p->app->sv;
+	if (routed_before != (to == SV_READY) && sv->hooks.changed)
+		sv->hooks.changed(sv->hooks_ctx);
 	sv_emit(p->app->sv, p->app->name, p->name, i->id, "state", sv_state_name(to), reason,
 		i->run ? i->run->pid : i->last_pid, exit_status, sig);
 }
 
 /* ---- logs ---- */
 
-static void ring_push(struct sv_inst *i, int stream, const char *text, size_t n)
+void sv_ring_push(struct sv_ring *r, uint64_t seq, int stream, const char *text, size_t n)
 {
-	struct sv_ring *r = &i->ring;
-	size_t slot = (r->head + r->count) % SV_RING_LINES;
+	struct sv_line *l;
 	if (r->count == SV_RING_LINES) {
-		free(r->lines[r->head].text);
+		l = &r->lines[r->head];
+		free(l->text);
 		r->head = (r->head + 1) % SV_RING_LINES;
-		slot = (r->head + r->count - 1) % SV_RING_LINES;
 	} else {
-		r->count++;
+		if (r->count == r->cap) {
+			r->cap = r->cap ? r->cap * 2 : 16;
+			if (r->cap > SV_RING_LINES)
+				r->cap = SV_RING_LINES;
+			r->lines = xrealloc(r->lines, r->cap * sizeof(*r->lines));
+		}
+		l = &r->lines[r->count++];
 	}
-	struct sv_line *l = &r->lines[slot];
-	l->seq = ++i->proc->app->sv->log_seq;
+	l->seq = seq;
 	l->time = time_wall_ms();
 	l->stream = (uint8_t)stream;
 	l->text = xstrndup(text, n);
+}
+
+const struct sv_line *sv_ring_at(const struct sv_ring *r, size_t k)
+{
+	return &r->lines[(r->head + k) % (r->count == SV_RING_LINES ? SV_RING_LINES : r->cap)];
+}
+
+void sv_ring_release(struct sv_ring *r)
+{
+	for (size_t k = 0; k < r->count; k++)
+		free(sv_ring_at(r, k)->text);
+	free(r->lines);
+	memset(r, 0, sizeof(*r));
+}
+
+static void ring_push(struct sv_inst *i, int stream, const char *text, size_t n)
+{
+	sv_ring_push(&i->ring, ++i->proc->app->sv->log_seq, stream, text, n);
 }
 
 /* Splits buffered output into lines (over SV_LINE_MAX bytes: split). */
@@ -218,6 +244,9 @@ static void check_result(struct sv_check *c, bool ok, const char *why)
 	c->inst = NULL;
 	const struct spec_health *h = &i->proc->sp->health;
 	if (ok) {
+		struct supervisor *sv = i->proc->app->sv;
+		if (sv->hooks.check_passed)
+			sv->hooks.check_passed(sv->hooks_ctx, i->id);
 		i->fail_streak = 0;
 		i->ok_streak++;
 		if (i->state == SV_STARTING && i->ok_streak >= h->healthy) {
@@ -678,14 +707,44 @@ static void stop_timer_kill(uv_timer_t *t)
 	}
 }
 
+static void send_term(struct sv_inst *i)
+{
+	uv_timer_stop(&i->t_drain);
+	if (!i->run || i->run->exited)
+		return;
+	kill_group(i->run->pid, SIGTERM);
+	uv_timer_start(&i->t_state, stop_timer_kill, (uint64_t)i->proc->sp->stop_timeout_ms, 0);
+}
+
+static void drain_poll(uv_timer_t *t)
+{
+	struct sv_inst *i = t->data;
+	struct supervisor *sv = i->proc->app->sv;
+	if (i->state != SV_STOPPING) {
+		uv_timer_stop(t);
+		return;
+	}
+	if (sv->hooks.drained(sv->hooks_ctx, i->id) || time_mono_ms() >= i->drain_deadline)
+		send_term(i);
+}
+
+/* Stopping an instance that took traffic first drains it: the router stops
+ * sending it new requests at once (it is no longer ready), and SIGTERM goes
+ * out only when its in-flight requests are done or stop_timeout passed. */
 static void begin_stop(struct sv_inst *i, const char *reason)
 {
+	struct supervisor *sv = i->proc->app->sv;
+	bool routed = i->state == SV_READY || i->state == SV_UNHEALTHY;
 	uv_timer_stop(&i->t_health);
 	uv_timer_stop(&i->t_state);
 	check_cancel(i);
 	set_state(i, SV_STOPPING, reason, -1, 0);
-	kill_group(i->run->pid, SIGTERM);
-	uv_timer_start(&i->t_state, stop_timer_kill, (uint64_t)i->proc->sp->stop_timeout_ms, 0);
+	if (routed && sv->hooks.drained) {
+		i->drain_deadline = time_mono_ms() + i->proc->sp->stop_timeout_ms;
+		uv_timer_start(&i->t_drain, drain_poll, 0, 10);
+		return;
+	}
+	send_term(i);
 }
 
 static void on_unhealthy(struct sv_inst *i, const char *why)
@@ -815,6 +874,7 @@ static void on_exit_cb(uv_process_t *proc, int64_t status, int sig)
 	port_release(sv, i->port);
 	uv_timer_stop(&i->t_health);
 	uv_timer_stop(&i->t_state);
+	uv_timer_stop(&i->t_drain);
 	check_cancel(i);
 	char what[96];
 	if (sig)
@@ -868,8 +928,7 @@ static void inst_handle_closed(uv_handle_t *h)
 	struct sv_inst *i = h->data;
 	if (--i->open_handles > 0)
 		return;
-	for (size_t k = 0; k < i->ring.count; k++)
-		free(i->ring.lines[(i->ring.head + k) % SV_RING_LINES].text);
+	sv_ring_release(&i->ring);
 	free(i->cgroup);
 	free(i->id);
 	free(i);
@@ -886,8 +945,9 @@ struct sv_inst *sv_inst_new(struct sv_proc *p, int index)
 	i->last_exit_status = -1;
 	uv_timer_init(sv->loop, &i->t_state);
 	uv_timer_init(sv->loop, &i->t_health);
-	i->t_state.data = i->t_health.data = i;
-	i->open_handles = 2;
+	uv_timer_init(sv->loop, &i->t_drain);
+	i->t_state.data = i->t_health.data = i->t_drain.data = i;
+	i->open_handles = 3;
 	p->insts = xgrow(p->insts, sizeof(*p->insts), p->n_insts + 1, &p->alloc_insts);
 	p->insts[p->n_insts++] = i;
 	return i;
@@ -918,5 +978,6 @@ void sv_inst_teardown(struct sv_inst *i)
 	}
 	uv_close((uv_handle_t *)&i->t_state, inst_handle_closed);
 	uv_close((uv_handle_t *)&i->t_health, inst_handle_closed);
+	uv_close((uv_handle_t *)&i->t_drain, inst_handle_closed);
 	sv_proc_slot_gone(p);
 }

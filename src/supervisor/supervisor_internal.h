@@ -43,14 +43,20 @@ const char *sv_state_name(enum sv_state s);
 struct sv_line {
 	uint64_t seq;
 	int64_t time;
-	uint8_t stream; /* 0 stdout, 1 stderr */
+	uint8_t stream; /* 0 stdout, 1 stderr, 2 router */
 	char *text;
 };
 
+/* The newest SV_RING_LINES lines; the array grows on demand so that idle
+ * instances cost almost nothing. */
 struct sv_ring {
-	struct sv_line lines[SV_RING_LINES];
-	size_t head, count;
+	struct sv_line *lines;
+	size_t cap, head, count;
 };
+
+void sv_ring_push(struct sv_ring *r, uint64_t seq, int stream, const char *text, size_t n);
+const struct sv_line *sv_ring_at(const struct sv_ring *r, size_t k);
+void sv_ring_release(struct sv_ring *r);
 
 struct sv_run {
 	struct sv_inst *inst; /* NULL once the slot is gone */
@@ -74,6 +80,8 @@ struct sv_inst {
 	char reason[256];
 	uv_timer_t t_state;  /* boot deadline, stop timeout or backoff delay */
 	uv_timer_t t_health; /* next health check or no-check readiness */
+	uv_timer_t t_drain;  /* polls the router while draining */
+	int64_t drain_deadline;
 	int open_handles;
 	bool torn_down;
 	bool removing;           /* free the slot once stopped */
@@ -119,12 +127,15 @@ struct sv_app {
 	bool stopped;
 	bool destroying;
 	int64_t created_at, updated_at;
+	struct sv_ring ring; /* router lines not tied to an instance */
 	struct sv_proc **procs;
 	size_t n_procs, alloc_procs;
 };
 
 struct supervisor {
 	uv_loop_t *loop;
+	struct supervisor_hooks hooks;
+	void *hooks_ctx;
 	struct store *store;
 	char *data_dir;
 	struct cgroup_sys cgroups;

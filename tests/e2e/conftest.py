@@ -67,6 +67,7 @@ class Daemon:
         self.data = str(tmp_path / "data")
         self.sock = os.path.join(self.data, "paasops.sock")
         self.api_port = free_port() if api else None
+        self.http_port = free_port()
         base = random.randrange(30000, 59000, 200)
         self.ports = (base, base + 199)
         self.proc = None
@@ -78,6 +79,7 @@ class Daemon:
         args = [BIN, "serve", "--data", self.data, "--ports", f"{self.ports[0]}-{self.ports[1]}"]
         if self.api_port:
             args += ["--api", f"127.0.0.1:{self.api_port}"]
+        args += ["--http", f"127.0.0.1:{self.http_port}"]
         args += list(extra)
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)

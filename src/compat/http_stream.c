@@ -1,0 +1,249 @@
+/* http_stream.c: the streaming llhttp adapter (see http_stream.h). */
+#include "compat/http_stream.h"
+#include "core/util.h"
+#include <errno.h>
+#include <llhttp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+struct http_stream {
+	llhttp_t ll;
+	llhttp_settings_t settings;
+	enum http_kind kind;
+	size_t max_header, head_bytes;
+	bool too_big, aborted, in_value, started, completed;
+	struct strbuf hname, hvalue;
+	struct http_head head;
+	const struct http_stream_cbs *cbs;
+	void *ctx;
+	const char *error;
+};
+
+#define S(ll) ((struct http_stream *)(ll)->data)
+
+static int count(struct http_stream *s, size_t n)
+{
+	s->head_bytes += n;
+	if (s->head_bytes > s->max_header) {
+		s->too_big = true;
+		return -1;
+	}
+	return 0;
+}
+
+static void flush_header(struct http_stream *s)
+{
+	if (!s->hname.len && !s->hvalue.len)
+		return;
+	struct http_head *h = &s->head;
+	h->headers = xgrow(h->headers, sizeof(*h->headers), h->n_headers + 1, &h->alloc_headers);
+	h->headers[h->n_headers].name = strbuf_detach(&s->hname, NULL);
+	h->headers[h->n_headers].value = strbuf_detach(&s->hvalue, NULL);
+	h->n_headers++;
+}
+
+static int on_message_begin(llhttp_t *ll)
+{
+	S(ll)->started = true;
+	return 0;
+}
+
+static int on_method(llhttp_t *ll, const char *at, size_t n)
+{
+	struct http_stream *s = S(ll);
+	size_t have = strlen(s->head.method);
+	if (have + n >= sizeof(s->head.method))
+		return -1;
+	memcpy(s->head.method + have, at, n);
+	s->head.method[have + n] = '\0';
+	return 0;
+}
+
+static int on_url(llhttp_t *ll, const char *at, size_t n)
+{
+	struct http_stream *s = S(ll);
+	if (count(s, n))
+		return -1;
+	strbuf_add(&s->head.url, at, n);
+	return 0;
+}
+
+static int on_header_field(llhttp_t *ll, const char *at, size_t n)
+{
+	struct http_stream *s = S(ll);
+	if (count(s, n))
+		return -1;
+	if (s->in_value) {
+		flush_header(s);
+		s->in_value = false;
+	}
+	strbuf_add(&s->hname, at, n);
+	return 0;
+}
+
+static int on_header_value(llhttp_t *ll, const char *at, size_t n)
+{
+	struct http_stream *s = S(ll);
+	if (count(s, n))
+		return -1;
+	s->in_value = true;
+	strbuf_add(&s->hvalue, at, n);
+	return 0;
+}
+
+static int on_headers_complete(llhttp_t *ll)
+{
+	struct http_stream *s = S(ll);
+	flush_header(s);
+	s->in_value = false;
+	struct http_head *h = &s->head;
+	h->status = ll->status_code;
+	h->major = ll->http_major;
+	h->minor = ll->http_minor;
+	h->chunked = (ll->flags & F_CHUNKED) != 0;
+	h->content_length = (ll->flags & F_CONTENT_LENGTH) ? (int64_t)ll->content_length : -1;
+	h->keep_alive = llhttp_should_keep_alive(ll) != 0;
+	h->upgrade = ll->upgrade != 0;
+	int r = s->cbs->on_head(s->ctx, h);
+	if (r < 0) {
+		s->aborted = true;
+		return -1;
+	}
+	return r;
+}
+
+static int on_body(llhttp_t *ll, const char *at, size_t n)
+{
+	struct http_stream *s = S(ll);
+	if (s->cbs->on_body(s->ctx, at, n) < 0) {
+		s->aborted = true;
+		return -1;
+	}
+	return 0;
+}
+
+static int on_message_complete(llhttp_t *ll)
+{
+	struct http_stream *s = S(ll);
+	s->completed = true;
+	s->cbs->on_complete(s->ctx);
+	return HPE_PAUSED;
+}
+
+struct http_stream *http_stream_new(enum http_kind kind, size_t max_header,
+				    const struct http_stream_cbs *cbs, void *ctx)
+{
+	struct http_stream *s = xcalloc(1, sizeof(*s));
+	s->kind = kind;
+	s->max_header = max_header;
+	s->cbs = cbs;
+	s->ctx = ctx;
+	strbuf_init(&s->hname, 0);
+	strbuf_init(&s->hvalue, 0);
+	strbuf_init(&s->head.url, 0);
+	llhttp_settings_init(&s->settings);
+	s->settings.on_message_begin = on_message_begin;
+	s->settings.on_method = on_method;
+	s->settings.on_url = on_url;
+	s->settings.on_header_field = on_header_field;
+	s->settings.on_header_value = on_header_value;
+	s->settings.on_headers_complete = on_headers_complete;
+	s->settings.on_body = on_body;
+	s->settings.on_message_complete = on_message_complete;
+	llhttp_init(&s->ll, kind == HTTP_KIND_REQUEST ? HTTP_REQUEST : HTTP_RESPONSE, &s->settings);
+	s->ll.data = s;
+	return s;
+}
+
+static void clear_head(struct http_stream *s)
+{
+	struct http_head *h = &s->head;
+	for (size_t k = 0; k < h->n_headers; k++) {
+		free(h->headers[k].name);
+		free(h->headers[k].value);
+	}
+	h->n_headers = 0;
+	h->method[0] = '\0';
+	strbuf_reset(&h->url);
+	strbuf_reset(&s->hname);
+	strbuf_reset(&s->hvalue);
+	s->head_bytes = 0;
+	s->in_value = false;
+	s->started = false;
+	s->completed = false;
+}
+
+void http_stream_free(struct http_stream *s)
+{
+	if (!s)
+		return;
+	clear_head(s);
+	free(s->head.headers);
+	strbuf_release(&s->head.url);
+	strbuf_release(&s->hname);
+	strbuf_release(&s->hvalue);
+	free(s);
+}
+
+static int result(struct http_stream *s, llhttp_errno_t e, const char *data, size_t len,
+		  size_t *consumed)
+{
+	if (e == HPE_OK) {
+		*consumed = len;
+		return HTTP_STREAM_OK;
+	}
+	const char *pos = llhttp_get_error_pos(&s->ll);
+	*consumed = pos && data ? (size_t)(pos - data) : len;
+	if (e == HPE_PAUSED && s->completed)
+		return HTTP_STREAM_PAUSED;
+	if (e == HPE_PAUSED_UPGRADE)
+		return HTTP_STREAM_UPGRADED;
+	if (s->too_big)
+		return -EMSGSIZE;
+	if (s->aborted)
+		return -ECANCELED;
+	s->error = llhttp_get_error_reason(&s->ll);
+	if (!s->error)
+		s->error = llhttp_errno_name(e);
+	return -EPROTO;
+}
+
+int http_stream_feed(struct http_stream *s, const char *data, size_t len, size_t *consumed)
+{
+	return result(s, llhttp_execute(&s->ll, data, len), data, len, consumed);
+}
+
+int http_stream_finish(struct http_stream *s)
+{
+	size_t c;
+	llhttp_errno_t e = llhttp_finish(&s->ll);
+	if (s->completed)
+		return HTTP_STREAM_PAUSED;
+	return result(s, e, NULL, 0, &c);
+}
+
+void http_stream_next(struct http_stream *s)
+{
+	clear_head(s);
+	if (llhttp_get_errno(&s->ll) == HPE_PAUSED)
+		llhttp_resume(&s->ll);
+}
+
+const char *http_stream_error(const struct http_stream *s)
+{
+	return s->error ? s->error : "malformed HTTP message";
+}
+
+bool http_stream_in_message(const struct http_stream *s)
+{
+	return s->started && !s->completed;
+}
+
+const char *http_head_get(const struct http_head *h, const char *name)
+{
+	for (size_t k = 0; k < h->n_headers; k++)
+		if (strcasecmp(h->headers[k].name, name) == 0)
+			return h->headers[k].value;
+	return NULL;
+}

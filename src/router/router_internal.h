@@ -1,0 +1,168 @@
+/* router_internal.h: the router's snapshot, backend, stats and worker types,
+ * shared by router.c (control side), router_balance.c and router_proxy.c
+ * (worker side).
+ *
+ * Threads: everything reachable from a published snapshot is immutable
+ * except fields marked "atomic". Counters in struct rt_counters are written
+ * only by their own worker (relaxed load + store, no locked instruction)
+ * and read by anyone. */
+#ifndef PAASOPS_ROUTER_INTERNAL_H
+#define PAASOPS_ROUTER_INTERNAL_H
+#include "router/router.h"
+#include <netinet/in.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#define RT_DEFAULT_MAX_BODY (100LL * 1024 * 1024)
+#define RT_HIST_BUCKETS 14
+#define RT_ACCESS_QUEUE_MAX 20000
+#define RT_EJECT_AFTER 3          /* consecutive failures */
+#define RT_EJECT_BASE_MS 1000     /* doubles per ejection */
+#define RT_EJECT_MAX_MS 30000
+#define RT_POOL_IDLE_MAX 64       /* idle backend connections per worker */
+
+extern const double rt_hist_bounds[RT_HIST_BUCKETS]; /* seconds, upper bounds */
+
+#define RT_ADD(field, n) \
+	atomic_store_explicit(&(field), atomic_load_explicit(&(field), memory_order_relaxed) + (n), \
+			      memory_order_relaxed)
+#define RT_GET(field) atomic_load_explicit(&(field), memory_order_relaxed)
+
+struct rt_counters {
+	_Atomic uint64_t requests;
+	_Atomic uint64_t status[6]; /* by class: [1]=1xx … [5]=5xx; [0] = no status */
+	_Atomic uint64_t hist[RT_HIST_BUCKETS + 1];
+	_Atomic uint64_t latency_us;
+	_Atomic uint64_t bytes_in, bytes_out;
+	_Atomic uint64_t connect_errors, retries, ejections;
+	_Atomic int64_t inflight;
+	char pad[64];
+};
+
+/* Metrics of one route of one process type; lives as long as the router. */
+struct rt_stats {
+	char *app, *process, *route;
+	struct rt_counters *w; /* [n_workers] */
+};
+
+struct rt_backend {
+	atomic_int refs;
+	char *instance;
+	int port;
+	struct sockaddr_in addr;
+	atomic_int inflight;
+	atomic_int fails;       /* consecutive connect failures or 5xx */
+	atomic_int eject_level;
+	_Atomic int64_t ejected_until; /* monotonic ms */
+	int64_t removed_gen;    /* control loop: generation that dropped it, 0 while routed */
+};
+
+struct rt_pool {
+	char *app, *process;
+	enum router_balance balance;
+	char *hash_name; /* header or cookie name */
+	bool hash_cookie;
+	struct rt_backend **be;
+	size_t n_be, alloc_be;
+	atomic_uint rr;
+	struct rt_stats *stats; /* pool-level stats when no route matched it (unused) */
+};
+
+struct rt_route {
+	char *host; /* NULL: any */
+	bool wildcard;
+	char *path;
+	size_t path_len;
+	int pool;
+	int64_t max_body;
+	struct rt_stats *stats;
+};
+
+/* Both the builder (router_table) and the published snapshot. */
+struct rt_snapshot {
+	atomic_int refs;
+	int64_t gen;
+	struct rt_pool *pools;
+	size_t n_pools, alloc_pools;
+	struct rt_route *routes;
+	size_t n_routes, alloc_routes;
+	/* builder only: backends by name before they are resolved */
+	struct rt_pending {
+		int pool;
+		char *instance;
+		int port;
+	} *pending;
+	size_t n_pending, alloc_pending;
+};
+
+struct rt_access {
+	char *app, *instance, *line;
+};
+
+struct rt_client;
+struct rt_upstream;
+
+struct rt_worker {
+	struct router *r;
+	int index;
+	uv_thread_t thread;
+	uv_loop_t loop;
+	uv_tcp_t listener;
+	uv_async_t wake;
+	struct rt_snapshot *snap; /* the worker's own reference */
+	_Atomic int64_t gen_seen;
+	struct rt_upstream *idle; /* pooled backend connections */
+	int n_idle;
+	struct rt_client *clients;
+	uint64_t rng;
+	bool stopping;
+	uv_mutex_t qlock;
+	struct rt_access *queue;
+	size_t qn, qalloc;
+	_Atomic uint64_t access_dropped;
+	_Atomic uint64_t new_backend_conns, reused_backend_conns;
+};
+
+struct router {
+	uv_loop_t *loop;
+	struct router_config cfg;
+	char *listen;
+	struct rt_worker *workers;
+	int n_workers;
+	uv_mutex_t lock; /* guards current */
+	struct rt_snapshot *current;
+	int64_t gen;
+	struct rt_backend **known; /* control loop: every backend still referenced */
+	size_t n_known, alloc_known;
+	uv_mutex_t stats_lock; /* guards the stats list (appended by control loop) */
+	struct rt_stats **stats;
+	size_t n_stats, alloc_stats;
+	uv_async_t *access_async; /* heap: outlives the router until closed */
+	uint64_t access_seed;
+};
+
+/* router.c */
+void rt_snapshot_ref(struct rt_snapshot *s);
+void rt_snapshot_unref(struct rt_snapshot *s);
+void rt_backend_ref(struct rt_backend *b);
+void rt_backend_unref(struct rt_backend *b);
+/* Worker side: queues an access log line for the control loop (takes ownership of line). */
+void rt_access_push(struct rt_worker *w, const char *app, const char *instance, char *line);
+int64_t rt_now_ms(void);
+
+/* router_balance.c */
+const struct rt_route *rt_route_match(const struct rt_snapshot *s, const char *host, const char *path);
+/* Picks a backend of pool, skipping ejected ones and `avoid`; NULL if none. */
+struct rt_backend *rt_balance_pick(struct rt_worker *w, struct rt_pool *pool, const char *hash_key,
+				   const struct rt_backend *avoid);
+uint64_t rt_rand(struct rt_worker *w);
+void rt_backend_result(struct rt_backend *b, bool failed, struct rt_counters *c);
+
+/* router_proxy.c */
+void rt_proxy_accept(uv_stream_t *listener, int status);
+void rt_worker_close_all(struct rt_worker *w);
+
+#endif

@@ -1,0 +1,1310 @@
+/* router_proxy.c: the request path of a router worker. One client
+ * connection carries one request at a time (pipelined requests wait, so
+ * answers stay in order); each request is matched to a route, balanced to a
+ * ready instance, and streamed both ways through a pooled keep-alive backend
+ * connection with backpressure. Upgrades become a raw tunnel.
+ *
+ * Lifetimes: a client owns its current request; a request points at its
+ * upstream and the upstream back at the request while attached. A pooled
+ * upstream belongs to the worker's idle list. Every struct frees itself in
+ * the close callback of its last handle. */
+#include "compat/http_stream.h"
+#include "core/strbuf.h"
+#include "core/util.h"
+#include "router/router_internal.h"
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#define OUT_HIGH_WATER (1024 * 1024) /* stop reading the other side above this */
+#define REPLAY_MAX (64 * 1024)       /* body bytes kept to retry a request */
+
+enum framing { FR_NONE, FR_LENGTH, FR_CHUNKED, FR_CLOSE };
+
+struct rt_req;
+
+struct rt_client {
+	struct rt_worker *w;
+	uv_tcp_t tcp;
+	uv_timer_t timer;
+	int open;
+	struct http_stream *parser;
+	struct strbuf pending; /* read but not yet parsed (pipelined requests) */
+	struct strbuf out;     /* response bytes not yet handed to uv_write */
+	struct rt_req *req;
+	char ip[INET6_ADDRSTRLEN];
+	bool closing, reading, close_after, tunnel, parse_error;
+	size_t writing; /* bytes in flight in uv_write */
+	struct rt_client *next, *prev;
+};
+
+struct rt_upstream {
+	struct rt_worker *w;
+	struct rt_backend *be;
+	uv_tcp_t tcp;
+	uv_connect_t creq;
+	uv_timer_t timer;
+	int open;
+	struct http_stream *parser;
+	struct rt_req *req;
+	struct strbuf out;
+	size_t writing;
+	bool connected, closing, reused, got_bytes;
+	struct rt_upstream *next_idle;
+	int64_t idle_since;
+};
+
+struct rt_req {
+	struct rt_client *c;
+	struct rt_snapshot *snap;
+	const struct rt_route *route;
+	struct rt_pool *pool;
+	struct rt_backend *be;
+	struct rt_upstream *up;
+	struct rt_counters *ctr;
+	char id[64];
+	char method[24];
+	char *host, *path;
+	struct strbuf head_out; /* the request head for the backend */
+	struct strbuf replay;   /* body bytes sent so far, while <= REPLAY_MAX */
+	bool replayable;
+	bool chunked_out;
+	bool is_head, upgrade, keep_alive;
+	int minor;
+	bool req_done;      /* the client sent the whole request */
+	bool resp_started;  /* the client got a response head */
+	bool resp_done;
+	bool counted;       /* inflight counted on the backend */
+	bool backend_keep_alive;
+	bool finished;
+	int attempts;
+	int status;
+	const char *local_error; /* answered by the router, not an instance */
+	char *local_msg;
+	enum framing fr_client;
+	int64_t body_in, max_body;
+	int64_t bytes_out;
+	uint64_t t0_ns;
+	char *hash_key;
+};
+
+static void client_close(struct rt_client *c);
+static void upstream_resume(struct rt_upstream *u);
+static void client_timeout(uv_timer_t *t);
+static void client_flush(struct rt_client *c);
+static void client_resume(struct rt_client *c);
+static void upstream_close(struct rt_upstream *u);
+static void upstream_flush(struct rt_upstream *u);
+static void req_dispatch(struct rt_req *r);
+static void req_finish(struct rt_req *r);
+static void client_process(struct rt_client *c);
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- writes ---- */
+
+struct wbuf {
+	uv_write_t req;
+	void *owner;
+	bool to_client;
+	size_t len;
+	char data[];
+};
+
+static void client_write_done(uv_write_t *wr, int status);
+static void upstream_write_done(uv_write_t *wr, int status);
+
+static int write_out(uv_stream_t *s, struct strbuf *sb, void *owner, bool to_client, size_t *writing)
+{
+	if (!sb->len)
+		return 0;
+	struct wbuf *b = xmalloc(sizeof(*b) + sb->len);
+	memcpy(b->data, sb->buf, sb->len);
+	b->len = sb->len;
+	b->owner = owner;
+	b->to_client = to_client;
+	b->req.data = b;
+	strbuf_reset(sb);
+	if (sb->alloc > 256 * 1024)
+		strbuf_release(sb);
+	uv_buf_t ub = uv_buf_init(b->data, (unsigned)b->len);
+	*writing += b->len;
+	int r = uv_write(&b->req, s, &ub, 1, to_client ? client_write_done : upstream_write_done);
+	if (r < 0) {
+		*writing -= b->len;
+		free(b);
+	}
+	return r;
+}
+
+/* ---- clients ---- */
+
+static void client_closed(uv_handle_t *h)
+{
+	struct rt_client *c = h->data;
+	if (--c->open > 0)
+		return;
+	struct rt_worker *w = c->w;
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		w->clients = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	http_stream_free(c->parser);
+	strbuf_release(&c->pending);
+	strbuf_release(&c->out);
+	free(c);
+}
+
+static void req_free(struct rt_req *r)
+{
+	if (!r)
+		return;
+	if (r->counted) {
+		atomic_fetch_sub_explicit(&r->be->inflight, 1, memory_order_relaxed);
+		r->counted = false;
+	}
+	if (r->ctr)
+		RT_ADD(r->ctr->inflight, -1);
+	rt_backend_unref(r->be);
+	rt_snapshot_unref(r->snap);
+	strbuf_release(&r->head_out);
+	strbuf_release(&r->replay);
+	free(r->host);
+	free(r->path);
+	free(r->local_msg);
+	free(r->hash_key);
+	free(r);
+}
+
+static void client_close(struct rt_client *c)
+{
+	if (c->closing)
+		return;
+	c->closing = true;
+	struct rt_req *r = c->req;
+	if (r) {
+		if (r->up) {
+			r->up->req = NULL;
+			upstream_close(r->up);
+			r->up = NULL;
+		}
+		if (!r->resp_done && r->status == 0)
+			r->status = 499; /* the client went away first */
+		req_finish(r);
+		c->req = NULL;
+		req_free(r);
+	}
+	uv_close((uv_handle_t *)&c->tcp, client_closed);
+	uv_close((uv_handle_t *)&c->timer, client_closed);
+}
+
+static void client_write_done(uv_write_t *wr, int status)
+{
+	struct wbuf *b = wr->data;
+	struct rt_client *c = b->owner;
+	c->writing -= b->len;
+	free(b);
+	if (c->closing)
+		return;
+	if (status < 0) {
+		client_close(c);
+		return;
+	}
+	if (c->writing == 0 && c->close_after && !c->req) {
+		client_close(c);
+		return;
+	}
+	/* Backpressure released: let the upstream send more. */
+	if (c->req && c->req->up && c->writing < OUT_HIGH_WATER / 2)
+		upstream_resume(c->req->up);
+}
+
+static void client_flush(struct rt_client *c)
+{
+	if (c->closing || !c->out.len)
+		return;
+	if (write_out((uv_stream_t *)&c->tcp, &c->out, c, true, &c->writing) < 0)
+		client_close(c);
+}
+
+/* Answers a request locally: a short text body naming the problem and the
+ * request id. */
+static void local_response(struct rt_client *c, struct rt_req *r, int status, const char *msg,
+			   bool close)
+{
+	char body[600];
+	int n = snprintf(body, sizeof(body), "%d %s\nrequest id: %s\n", status, msg, r ? r->id : "-");
+	if (n < 0 || (size_t)n >= sizeof(body))
+		n = (int)sizeof(body) - 1;
+	strbuf_addf(&c->out,
+		    "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n"
+		    "X-Request-Id: %s\r\nConnection: %s\r\n\r\n",
+		    status, http_reason(status), n, r ? r->id : "-", close ? "close" : "keep-alive");
+	if (!r || !r->is_head)
+		strbuf_add(&c->out, body, (size_t)n);
+	if (r) {
+		r->status = status;
+		r->resp_started = true;
+		r->bytes_out += n;
+	}
+	if (close)
+		c->close_after = true;
+	client_flush(c);
+}
+
+static void client_timeout(uv_timer_t *t)
+{
+	struct rt_client *c = t->data;
+	if (c->closing)
+		return;
+	if (c->req || http_stream_in_message(c->parser) || c->pending.len) {
+		if (!c->req || !c->req->resp_started) {
+			/* Slowloris: the head did not arrive in time. */
+			c->close_after = true;
+			local_response(c, c->req, 408, "request headers not received in time", true);
+			if (c->req) {
+				struct rt_req *r = c->req;
+				if (r->up) {
+					r->up->req = NULL;
+					upstream_close(r->up);
+					r->up = NULL;
+				}
+				req_finish(r);
+				c->req = NULL;
+				req_free(r);
+			}
+			return;
+		}
+	}
+	client_close(c);
+}
+
+/* ---- request head handling ---- */
+
+static const char *const hop_by_hop[] = {
+	"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade",
+};
+
+/* Whether name is listed in a Connection header value. */
+static bool in_connection_list(const char *conn, const char *name)
+{
+	if (!conn)
+		return false;
+	size_t nl = strlen(name);
+	const char *p = conn;
+	while (*p) {
+		while (*p == ' ' || *p == ',' || *p == '\t')
+			p++;
+		const char *e = p;
+		while (*e && *e != ',')
+			e++;
+		const char *t = e;
+		while (t > p && (t[-1] == ' ' || t[-1] == '\t'))
+			t--;
+		if ((size_t)(t - p) == nl && strncasecmp(p, name, nl) == 0)
+			return true;
+		p = e;
+	}
+	return false;
+}
+
+static bool is_hop(const char *name, const char *conn)
+{
+	for (size_t k = 0; k < ARRAY_SIZE(hop_by_hop); k++)
+		if (strcasecmp(name, hop_by_hop[k]) == 0)
+			return true;
+	return in_connection_list(conn, name);
+}
+
+static bool sane_request_id(const char *v)
+{
+	size_t n = strlen(v);
+	if (n == 0 || n > 128)
+		return false;
+	for (const char *p = v; *p; p++)
+		if (!isalnum((unsigned char)*p) && *p != '-' && *p != '_' && *p != '.' && *p != ':')
+			return false;
+	return true;
+}
+
+static void new_request_id(struct rt_worker *w, char *out, size_t size)
+{
+	uint64_t a = rt_rand(w), b = rt_rand(w);
+	snprintf(out, size, "%016llx%016llx", (unsigned long long)a, (unsigned long long)b);
+}
+
+static bool has_bad_chars(const char *s)
+{
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+		if (*p == '\r' || *p == '\n' || *p == '\0')
+			return true;
+	return false;
+}
+
+/* Extracts the value of cookie `name` from a Cookie header; caller frees. */
+static char *cookie_value(const char *cookies, const char *name)
+{
+	if (!cookies)
+		return NULL;
+	size_t nl = strlen(name);
+	const char *p = cookies;
+	while (*p) {
+		while (*p == ' ' || *p == ';')
+			p++;
+		if (strncmp(p, name, nl) == 0 && p[nl] == '=') {
+			const char *v = p + nl + 1;
+			size_t vl = strcspn(v, ";");
+			return xstrndup(v, vl);
+		}
+		p += strcspn(p, ";");
+	}
+	return NULL;
+}
+
+static int on_req_head(void *ctx, struct http_head *h)
+{
+	struct rt_client *c = ctx;
+	struct rt_worker *w = c->w;
+	struct rt_req *r = xcalloc(1, sizeof(*r));
+	c->req = r;
+	r->c = c;
+	r->t0_ns = now_ns();
+	r->replayable = true;
+	strbuf_init(&r->head_out, 512);
+	strbuf_init(&r->replay, 0);
+	strlcpy_s(r->method, h->method, sizeof(r->method));
+	r->is_head = strcmp(h->method, "HEAD") == 0;
+	r->minor = h->minor;
+	r->keep_alive = h->keep_alive;
+	r->snap = w->snap;
+	if (r->snap)
+		rt_snapshot_ref(r->snap);
+	uv_timer_stop(&c->timer);
+
+	const char *rid = http_head_get(h, "X-Request-Id");
+	if (rid && sane_request_id(rid))
+		strlcpy_s(r->id, rid, sizeof(r->id));
+	else
+		new_request_id(w, r->id, sizeof(r->id));
+
+	/* Framing and target checks; llhttp already refuses CL with TE,
+	 * differing repeated CLs, bad chunk sizes and bare CR/LF. */
+	size_t n_host = 0, n_cl = 0;
+	for (size_t k = 0; k < h->n_headers; k++) {
+		if (strcasecmp(h->headers[k].name, "Host") == 0)
+			n_host++;
+		if (strcasecmp(h->headers[k].name, "Content-Length") == 0)
+			n_cl++;
+		if (has_bad_chars(h->headers[k].value)) {
+			r->local_error = "malformed header value";
+			break;
+		}
+	}
+	const char *url = h->url.buf;
+	const char *host = http_head_get(h, "Host");
+	const char *te = http_head_get(h, "Transfer-Encoding");
+	if (r->local_error) {
+	} else if (te && n_cl) {
+		r->local_error = "both Content-Length and Transfer-Encoding";
+	} else if (n_host > 1) {
+		r->local_error = "more than one Host header";
+	} else if (strcmp(h->method, "CONNECT") == 0) {
+		r->local_error = "CONNECT is not supported";
+	} else if (url[0] != '/' && !(url[0] == '*' && url[1] == '\0')) {
+		/* absolute-form: http://host/path */
+		const char *p = strstr(url, "://");
+		if (!p) {
+			r->local_error = "malformed request target";
+		} else {
+			p += 3;
+			size_t hl = strcspn(p, "/?");
+			free(r->host);
+			r->host = xstrndup(p, hl);
+			url = p[hl] ? p + hl : "/";
+		}
+	}
+	if (!r->local_error && !host && !r->host && h->minor >= 1)
+		r->local_error = "missing Host header";
+	if (r->local_error) {
+		r->status = 400;
+		return h->content_length > 0 || h->chunked ? -1 : 0;
+	}
+	if (!r->host)
+		r->host = xstrdup(host ? host : "");
+	/* Lowercase and drop the port. */
+	char *hp = r->host;
+	if (hp[0] == '[') {
+		char *e = strchr(hp, ']');
+		if (e)
+			e[1] = '\0';
+	} else {
+		char *colon = strchr(hp, ':');
+		if (colon)
+			*colon = '\0';
+	}
+	for (char *p = hp; *p; p++)
+		*p = (char)tolower((unsigned char)*p);
+	r->path = xstrdup(url);
+
+	r->route = rt_route_match(r->snap, r->host, r->path);
+	if (!r->route) {
+		r->status = 404;
+		r->local_msg = xasprintf("no route for host '%s'", r->host);
+		return h->content_length > 0 || h->chunked ? -1 : 0;
+	}
+	r->pool = &r->snap->pools[r->route->pool];
+	r->ctr = &r->route->stats->w[w->index];
+	RT_ADD(r->ctr->inflight, 1);
+	r->max_body = r->route->max_body;
+	if (h->content_length > r->max_body) {
+		r->status = 413;
+		r->local_msg = xasprintf("request body larger than %lld bytes", (long long)r->max_body);
+		return -1;
+	}
+	if (r->pool->n_be == 0) {
+		r->status = 503;
+		r->local_msg = xasprintf("no ready instance for app '%s'", r->pool->app);
+		return h->content_length > 0 || h->chunked ? -1 : 0;
+	}
+	if (r->pool->balance == ROUTER_HASH && r->pool->hash_name) {
+		if (r->pool->hash_cookie)
+			r->hash_key = cookie_value(http_head_get(h, "Cookie"), r->pool->hash_name);
+		else {
+			const char *v = http_head_get(h, r->pool->hash_name);
+			r->hash_key = v ? xstrdup(v) : NULL;
+		}
+	}
+
+	/* The head the backend gets. */
+	const char *conn = http_head_get(h, "Connection");
+	r->upgrade = h->upgrade && http_head_get(h, "Upgrade");
+	struct strbuf *o = &r->head_out;
+	strbuf_addf(o, "%s %s HTTP/1.1\r\n", h->method, r->path);
+	const char *xff = NULL;
+	for (size_t k = 0; k < h->n_headers; k++) {
+		const char *name = h->headers[k].name, *value = h->headers[k].value;
+		if (is_hop(name, conn) || strcasecmp(name, "X-Forwarded-Proto") == 0 ||
+		    strcasecmp(name, "X-Forwarded-Host") == 0 || strcasecmp(name, "X-Request-Id") == 0)
+			continue;
+		if (strcasecmp(name, "X-Forwarded-For") == 0) {
+			xff = value;
+			continue;
+		}
+		strbuf_addf(o, "%s: %s\r\n", name, value);
+	}
+	if (!host)
+		strbuf_addf(o, "Host: %s\r\n", r->host);
+	strbuf_addf(o, "X-Forwarded-For: %s%s%s\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: %s\r\n"
+		       "X-Request-Id: %s\r\n",
+		    xff ? xff : "", xff ? ", " : "", c->ip, host ? host : r->host, r->id);
+	if (r->upgrade)
+		strbuf_addf(o, "Connection: upgrade\r\nUpgrade: %s\r\n", http_head_get(h, "Upgrade"));
+	if (h->chunked) {
+		r->chunked_out = true;
+		strbuf_adds(o, "Transfer-Encoding: chunked\r\n");
+	}
+	strbuf_adds(o, "\r\n");
+	req_dispatch(r);
+	return 0;
+}
+
+/* Sends body bytes towards the backend (or keeps them until connected). */
+static void body_out(struct rt_req *r, const char *data, size_t len)
+{
+	struct rt_upstream *u = r->up;
+	if (r->replayable) {
+		if (r->replay.len + len <= REPLAY_MAX)
+			strbuf_add(&r->replay, data, len);
+		else
+			r->replayable = false;
+	}
+	if (!u)
+		return; /* replay holds it; nothing to send to yet */
+	struct strbuf *o = &u->out;
+	if (r->chunked_out) {
+		if (len)
+			strbuf_addf(o, "%zx\r\n", len);
+		strbuf_add(o, data, len);
+		if (len)
+			strbuf_adds(o, "\r\n");
+	} else {
+		strbuf_add(o, data, len);
+	}
+}
+
+static int on_req_body(void *ctx, const char *data, size_t len)
+{
+	struct rt_client *c = ctx;
+	struct rt_req *r = c->req;
+	if (!r)
+		return -1;
+	r->body_in += (int64_t)len;
+	if (r->ctr)
+		RT_ADD(r->ctr->bytes_in, len);
+	if (r->status && !r->up)
+		return 0; /* answered locally: discard */
+	if (r->body_in > r->max_body) {
+		r->local_msg = xasprintf("request body larger than %lld bytes", (long long)r->max_body);
+		r->status = 413;
+		return -1;
+	}
+	if (!r->replayable && !r->up)
+		return 0;
+	body_out(r, data, len);
+	if (!r->replayable && !r->up)
+		return 0;
+	return 0;
+}
+
+static void on_req_complete(void *ctx)
+{
+	struct rt_client *c = ctx;
+	struct rt_req *r = c->req;
+	if (!r)
+		return;
+	r->req_done = true;
+	if (r->chunked_out && r->up && !r->status)
+		strbuf_adds(&r->up->out, "0\r\n\r\n");
+}
+
+static const struct http_stream_cbs req_cbs = {on_req_head, on_req_body, on_req_complete};
+
+/* ---- upstreams ---- */
+
+static void upstream_closed(uv_handle_t *h)
+{
+	struct rt_upstream *u = h->data;
+	if (--u->open > 0)
+		return;
+	http_stream_free(u->parser);
+	strbuf_release(&u->out);
+	rt_backend_unref(u->be);
+	free(u);
+}
+
+static void idle_remove(struct rt_upstream *u)
+{
+	struct rt_worker *w = u->w;
+	for (struct rt_upstream **p = &w->idle; *p; p = &(*p)->next_idle) {
+		if (*p == u) {
+			*p = u->next_idle;
+			u->next_idle = NULL;
+			w->n_idle--;
+			return;
+		}
+	}
+}
+
+static void upstream_close(struct rt_upstream *u)
+{
+	if (u->closing)
+		return;
+	u->closing = true;
+	idle_remove(u);
+	uv_close((uv_handle_t *)&u->tcp, upstream_closed);
+	uv_close((uv_handle_t *)&u->timer, upstream_closed);
+}
+
+static void upstream_write_done(uv_write_t *wr, int status)
+{
+	struct wbuf *b = wr->data;
+	struct rt_upstream *u = b->owner;
+	u->writing -= b->len;
+	free(b);
+	if (u->closing)
+		return;
+	if (status < 0) {
+		/* Reads report the failure (reset/EOF) with the right context. */
+		return;
+	}
+	struct rt_req *r = u->req;
+	if (r && r->c && u->writing < OUT_HIGH_WATER / 2)
+		client_resume(r->c);
+}
+
+static void upstream_flush(struct rt_upstream *u)
+{
+	if (!u->connected || u->closing || !u->out.len)
+		return;
+	write_out((uv_stream_t *)&u->tcp, &u->out, u, false, &u->writing);
+}
+
+static void upstream_timeout(uv_timer_t *t);
+static void upstream_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
+static void alloc_buf(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+
+/* Retry once on another instance when nothing of a response arrived and
+ * the request can be replayed. Returns true when a retry started. */
+static bool try_retry(struct rt_req *r)
+{
+	if (r->attempts >= 2 || r->resp_started || !r->replayable || r->upgrade)
+		return false;
+	bool idempotent = !strcmp(r->method, "GET") || !strcmp(r->method, "HEAD") ||
+			  !strcmp(r->method, "OPTIONS") || !strcmp(r->method, "PUT") ||
+			  !strcmp(r->method, "DELETE") || !strcmp(r->method, "TRACE");
+	if (!idempotent && r->replay.len > 0)
+		return false;
+	RT_ADD(r->ctr->retries, 1);
+	req_dispatch(r);
+	return true;
+}
+
+/* The upstream failed before a response head: retry, or answer 502/504. */
+static void upstream_failed(struct rt_req *r, int status, const char *why, bool backend_fault)
+{
+	struct rt_upstream *u = r->up;
+	if (u) {
+		u->req = NULL;
+		upstream_close(u);
+		r->up = NULL;
+	}
+	if (backend_fault)
+		rt_backend_result(r->be, true, r->ctr);
+	if (try_retry(r))
+		return;
+	struct rt_client *c = r->c;
+	if (r->resp_started) {
+		/* Mid-response: the client connection is the only signal left. */
+		r->status = r->status ? r->status : status;
+		client_close(c);
+		return;
+	}
+	free(r->local_msg);
+	r->local_msg = xasprintf("%s (instance %s)", why, r->be ? r->be->instance : "?");
+	local_response(c, r, status, r->local_msg, true);
+	req_finish(r);
+	c->req = NULL;
+	req_free(r);
+}
+
+static void upstream_connected(uv_connect_t *cr, int status)
+{
+	struct rt_upstream *u = cr->data;
+	if (u->closing)
+		return;
+	struct rt_req *r = u->req;
+	if (status < 0) {
+		if (r) {
+			RT_ADD(r->ctr->connect_errors, 1);
+			char why[128];
+			snprintf(why, sizeof(why), "cannot connect to the instance: %s", uv_strerror(status));
+			upstream_failed(r, 502, why, true);
+		} else {
+			upstream_close(u);
+		}
+		return;
+	}
+	u->connected = true;
+	atomic_fetch_add_explicit(&u->w->new_backend_conns, 1, memory_order_relaxed);
+	uv_tcp_nodelay(&u->tcp, 1);
+	uv_read_start((uv_stream_t *)&u->tcp, alloc_buf, upstream_read);
+	if (r) {
+		uv_timer_start(&u->timer, upstream_timeout, (uint64_t)u->w->r->cfg.response_timeout_ms, 0);
+		upstream_flush(u);
+	}
+}
+
+static struct rt_upstream *upstream_new(struct rt_worker *w, struct rt_backend *be);
+
+/* Attaches the request to a pooled or new connection to its backend and
+ * sends the head and whatever body is already here. */
+static void req_attach(struct rt_req *r)
+{
+	struct rt_worker *w = r->c->w;
+	struct rt_upstream *u = NULL;
+	for (struct rt_upstream *p = w->idle; p; p = p->next_idle) {
+		if (p->be == r->be) {
+			u = p;
+			break;
+		}
+	}
+	if (u) {
+		idle_remove(u);
+		u->reused = true;
+		u->got_bytes = false;
+		atomic_fetch_add_explicit(&w->reused_backend_conns, 1, memory_order_relaxed);
+	} else {
+		u = upstream_new(w, r->be);
+	}
+	u->req = r;
+	r->up = u;
+	strbuf_add(&u->out, r->head_out.buf, r->head_out.len);
+	if (r->replay.len) {
+		bool was = r->replayable;
+		r->replayable = false; /* already stored */
+		struct strbuf copy = r->replay;
+		strbuf_init(&r->replay, 0);
+		body_out(r, copy.buf, copy.len);
+		r->replay = copy;
+		r->replayable = was;
+	}
+	if (r->req_done && r->chunked_out)
+		strbuf_adds(&u->out, "0\r\n\r\n");
+	if (u->connected) {
+		uv_timer_start(&u->timer, upstream_timeout, (uint64_t)w->r->cfg.response_timeout_ms, 0);
+		upstream_flush(u);
+	}
+}
+
+static void req_dispatch(struct rt_req *r)
+{
+	struct rt_worker *w = r->c->w;
+	struct rt_backend *avoid = r->be;
+	struct rt_backend *be = rt_balance_pick(w, r->pool, r->hash_key, r->attempts ? avoid : NULL);
+	if (!be) {
+		if (r->counted) {
+			atomic_fetch_sub_explicit(&r->be->inflight, 1, memory_order_relaxed);
+			r->counted = false;
+		}
+		free(r->local_msg);
+		r->local_msg = xasprintf("no ready instance for app '%s'", r->pool->app);
+		r->status = 503;
+		if (r->attempts) {
+			local_response(r->c, r, 503, r->local_msg, true);
+			struct rt_client *c = r->c;
+			req_finish(r);
+			c->req = NULL;
+			req_free(r);
+		}
+		return;
+	}
+	if (r->counted)
+		atomic_fetch_sub_explicit(&r->be->inflight, 1, memory_order_relaxed);
+	rt_backend_ref(be);
+	rt_backend_unref(r->be);
+	r->be = be;
+	atomic_fetch_add_explicit(&be->inflight, 1, memory_order_relaxed);
+	r->counted = true;
+	r->attempts++;
+	req_attach(r);
+}
+
+static struct rt_upstream *upstream_new(struct rt_worker *w, struct rt_backend *be)
+{
+	struct rt_upstream *u = xcalloc(1, sizeof(*u));
+	u->w = w;
+	u->be = be;
+	rt_backend_ref(be);
+	strbuf_init(&u->out, 0);
+	uv_tcp_init(&w->loop, &u->tcp);
+	uv_timer_init(&w->loop, &u->timer);
+	u->tcp.data = u->timer.data = u;
+	u->creq.data = u;
+	u->open = 2;
+	uv_timer_start(&u->timer, upstream_timeout, (uint64_t)w->r->cfg.connect_timeout_ms, 0);
+	int rc = uv_tcp_connect(&u->creq, &u->tcp, (const struct sockaddr *)&be->addr, upstream_connected);
+	if (rc < 0) {
+		/* Reported like a refused connection, from the next loop turn. */
+		u->connected = false;
+	}
+	return u;
+}
+
+static void upstream_timeout(uv_timer_t *t)
+{
+	struct rt_upstream *u = t->data;
+	struct rt_req *r = u->req;
+	if (!r) {
+		upstream_close(u); /* idle too long */
+		return;
+	}
+	if (!u->connected) {
+		RT_ADD(r->ctr->connect_errors, 1);
+		upstream_failed(r, 503, "timed out connecting to the instance", true);
+		return;
+	}
+	r->attempts = 2; /* a slow instance is not retried */
+	upstream_failed(r, 504, "the instance did not answer in time", false);
+}
+
+/* Response callbacks. */
+static int on_resp_head(void *ctx, struct http_head *h)
+{
+	struct rt_upstream *u = ctx;
+	struct rt_req *r = u->req;
+	if (!r)
+		return -1;
+	struct rt_client *c = r->c;
+	uv_timer_stop(&u->timer);
+	int st = h->status;
+	bool interim = st >= 100 && st < 200 && st != 101;
+	if (st == 101 && !r->upgrade)
+		return -1; /* an upgrade nobody asked for */
+	const char *conn = http_head_get(h, "Connection");
+	struct strbuf *o = &c->out;
+	strbuf_addf(o, "HTTP/1.%d %d %s\r\n", r->minor >= 1 ? 1 : 0, st, http_reason(st));
+	for (size_t k = 0; k < h->n_headers; k++) {
+		const char *name = h->headers[k].name;
+		if (is_hop(name, conn) || strcasecmp(name, "Content-Length") == 0)
+			continue;
+		strbuf_addf(o, "%s: %s\r\n", name, h->headers[k].value);
+	}
+	if (interim) {
+		strbuf_adds(o, "\r\n");
+		return 0;
+	}
+	r->resp_started = true;
+	r->status = st;
+	r->backend_keep_alive = h->keep_alive;
+	if (!http_head_get(h, "X-Request-Id"))
+		strbuf_addf(o, "X-Request-Id: %s\r\n", r->id);
+	if (st == 101) {
+		strbuf_addf(o, "Connection: upgrade\r\nUpgrade: %s\r\n\r\n", http_head_get(h, "Upgrade") ? http_head_get(h, "Upgrade") : "");
+		r->fr_client = FR_NONE;
+		return 0;
+	}
+	bool no_body = r->is_head || st == 204 || st == 304;
+	if (no_body) {
+		r->fr_client = FR_NONE;
+		if (h->content_length >= 0 && st != 204)
+			strbuf_addf(o, "Content-Length: %lld\r\n", (long long)h->content_length);
+	} else if (h->content_length >= 0) {
+		r->fr_client = FR_LENGTH;
+		strbuf_addf(o, "Content-Length: %lld\r\n", (long long)h->content_length);
+	} else if (r->minor >= 1) {
+		r->fr_client = FR_CHUNKED;
+		strbuf_adds(o, "Transfer-Encoding: chunked\r\n");
+	} else {
+		r->fr_client = FR_CLOSE;
+		c->close_after = true;
+	}
+	if (!r->keep_alive || c->close_after || c->w->stopping) {
+		c->close_after = true;
+		strbuf_adds(o, "Connection: close\r\n");
+	} else if (r->minor == 0) {
+		strbuf_adds(o, "Connection: keep-alive\r\n");
+	}
+	strbuf_adds(o, "\r\n");
+	return r->is_head ? 1 : 0;
+}
+
+static int on_resp_body(void *ctx, const char *data, size_t len)
+{
+	struct rt_upstream *u = ctx;
+	struct rt_req *r = u->req;
+	if (!r)
+		return -1;
+	struct strbuf *o = &r->c->out;
+	r->bytes_out += (int64_t)len;
+	if (r->fr_client == FR_CHUNKED) {
+		strbuf_addf(o, "%zx\r\n", len);
+		strbuf_add(o, data, len);
+		strbuf_adds(o, "\r\n");
+	} else if (r->fr_client != FR_NONE) {
+		strbuf_add(o, data, len);
+	}
+	return 0;
+}
+
+static void on_resp_complete(void *ctx)
+{
+	struct rt_upstream *u = ctx;
+	struct rt_req *r = u->req;
+	if (!r || !r->resp_started)
+		return; /* interim 1xx: the caller continues */
+	if (r->fr_client == FR_CHUNKED)
+		strbuf_adds(&r->c->out, "0\r\n\r\n"); /* trailers are dropped */
+	r->resp_done = true;
+}
+
+static const struct http_stream_cbs resp_cbs = {on_resp_head, on_resp_body, on_resp_complete};
+
+static void alloc_buf(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+	buf->base = xmalloc(65536);
+	buf->len = 65536;
+}
+
+static void tunnel_pipe(struct rt_client *c, struct rt_upstream *u, bool from_client,
+			const char *data, size_t len)
+{
+	if (from_client) {
+		strbuf_add(&u->out, data, len);
+		upstream_flush(u);
+	} else {
+		strbuf_add(&c->out, data, len);
+		client_flush(c);
+	}
+}
+
+/* The response finished: count it, pool or close the upstream, and go on
+ * with the next pipelined request. */
+static void resp_finished(struct rt_upstream *u, bool reusable)
+{
+	struct rt_req *r = u->req;
+	struct rt_client *c = r->c;
+	rt_backend_result(r->be, r->status >= 500, r->ctr);
+	u->req = NULL;
+	r->up = NULL;
+	uv_timer_stop(&u->timer);
+	struct rt_worker *w = u->w;
+	if (reusable && r->req_done && !u->closing && w->n_idle < RT_POOL_IDLE_MAX && !w->stopping) {
+		u->next_idle = w->idle;
+		w->idle = u;
+		w->n_idle++;
+		u->idle_since = rt_now_ms();
+		uv_timer_start(&u->timer, upstream_timeout, (uint64_t)w->r->cfg.idle_timeout_ms, 0);
+	} else {
+		upstream_close(u);
+	}
+	client_flush(c);
+	if (!r->req_done)
+		c->close_after = true; /* the rest of the body would desynchronise us */
+	req_finish(r);
+	c->req = NULL;
+	req_free(r);
+	if (c->close_after) {
+		if (c->writing == 0)
+			client_close(c);
+		return;
+	}
+	http_stream_next(c->parser);
+	uv_timer_start(&c->timer, client_timeout, (uint64_t)w->r->cfg.idle_timeout_ms, 0);
+	client_process(c);
+}
+
+static void upstream_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+	struct rt_upstream *u = s->data;
+	struct rt_req *r = u->req;
+	if (u->closing) {
+		free(buf->base);
+		return;
+	}
+	if (!r) {
+		/* Idle pooled connection: any byte or EOF ends it. */
+		free(buf->base);
+		if (n != 0)
+			upstream_close(u);
+		return;
+	}
+	struct rt_client *c = r->c;
+	if (c->tunnel) {
+		if (n > 0)
+			tunnel_pipe(c, u, false, buf->base, (size_t)n);
+		free(buf->base);
+		if (n < 0) {
+			c->close_after = true;
+			u->req = NULL;
+			r->up = NULL;
+			upstream_close(u);
+			req_finish(r);
+			c->req = NULL;
+			req_free(r);
+			if (c->writing == 0)
+				client_close(c);
+		}
+		return;
+	}
+	if (n == 0) {
+		free(buf->base);
+		return;
+	}
+	if (!u->parser)
+		u->parser = http_stream_new(HTTP_KIND_RESPONSE, 64 * 1024, &resp_cbs, u);
+	int rc;
+	size_t used = 0;
+	const char *data = buf->base;
+	size_t left = n > 0 ? (size_t)n : 0;
+	if (n < 0) {
+		if (!r->resp_started && !u->got_bytes) {
+			free(buf->base);
+			/* Reset or closed before any response: a stale pooled
+			 * connection or a dying instance. */
+			upstream_failed(r, 502, n == UV_EOF ? "the instance closed the connection" : "the instance reset the connection", !u->reused);
+			return;
+		}
+		rc = http_stream_finish(u->parser);
+		if (rc == HTTP_STREAM_PAUSED && r->resp_done) {
+			free(buf->base);
+			resp_finished(u, false);
+			return;
+		}
+		free(buf->base);
+		upstream_failed(r, 502, "the instance closed the connection mid-response", true);
+		return;
+	}
+	u->got_bytes = true;
+	RT_ADD(r->ctr->bytes_out, left);
+	while (left) {
+		rc = http_stream_feed(u->parser, data, left, &used);
+		if (rc == HTTP_STREAM_PAUSED) {
+			data += used;
+			left -= used;
+			if (!r->resp_done) {
+				/* An interim 1xx, or a 101 switching protocols. */
+				if (r->status == 101) {
+					c->tunnel = true;
+					client_flush(c);
+					if (left)
+						tunnel_pipe(c, u, false, data, left);
+					if (c->pending.len) {
+						tunnel_pipe(c, u, true, c->pending.buf, c->pending.len);
+						strbuf_reset(&c->pending);
+					}
+					uv_timer_stop(&c->timer);
+					client_resume(c);
+					free(buf->base);
+					return;
+				}
+				http_stream_next(u->parser);
+				continue;
+			}
+			/* Extra bytes after a complete response are a framing
+			 * doubt: never reuse that connection. */
+			bool reusable = left == 0 && r->backend_keep_alive && r->fr_client != FR_CLOSE;
+			free(buf->base);
+			http_stream_next(u->parser);
+			resp_finished(u, reusable);
+			return;
+		}
+		if (rc == HTTP_STREAM_OK)
+			break;
+		free(buf->base);
+		upstream_failed(r, 502, rc == -EMSGSIZE ? "the instance sent response headers over 64 KiB" : "the instance sent a malformed response", true);
+		return;
+	}
+	free(buf->base);
+	client_flush(c);
+	if (c->writing > OUT_HIGH_WATER)
+		uv_read_stop(s);
+}
+
+static void upstream_resume(struct rt_upstream *u)
+{
+	if (u->connected && !u->closing)
+		uv_read_start((uv_stream_t *)&u->tcp, alloc_buf, upstream_read);
+}
+
+/* ---- finishing a request: metrics and the access log ---- */
+
+static void req_finish(struct rt_req *r)
+{
+	if (r->finished)
+		return;
+	r->finished = true;
+	struct rt_client *c = r->c;
+	struct rt_worker *w = c->w;
+	double secs = (double)(now_ns() - r->t0_ns) / 1e9;
+	int st = r->status;
+	if (r->ctr) {
+		struct rt_counters *ct = r->ctr;
+		RT_ADD(ct->requests, 1);
+		int cls = st >= 100 && st < 600 ? st / 100 : 0;
+		RT_ADD(ct->status[cls], 1);
+		int b = 0;
+		while (b < RT_HIST_BUCKETS && secs > rt_hist_bounds[b])
+			b++;
+		RT_ADD(ct->hist[b], 1);
+		RT_ADD(ct->latency_us, (uint64_t)(secs * 1e6));
+	}
+	double sample = w->r->cfg.access_sample;
+	if (sample <= 0 || (sample < 1 && (double)(rt_rand(w) >> 11) / 9007199254740992.0 >= sample))
+		return;
+	char ts[64];
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	struct tm tm;
+	gmtime_r(&now.tv_sec, &tm);
+	snprintf(ts, sizeof(ts), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+		 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(now.tv_nsec / 1000000) % 1000);
+	char *line = xasprintf("time=%s request_id=%s client=%s method=%s host=%s path=\"%.512s\" status=%d "
+			       "bytes=%lld duration_ms=%.3f instance=%s%s%s",
+			       ts, r->id, c->ip, r->method, r->host ? r->host : "-",
+			       r->path ? r->path : "-", st, (long long)r->bytes_out, secs * 1000.0,
+			       r->be ? r->be->instance : "-", r->attempts > 1 ? " retried=1" : "",
+			       r->local_msg ? " error=local" : "");
+	/* The path may hold quotes or control bytes; keep the line one line. */
+	for (char *p = line; *p; p++)
+		if ((unsigned char)*p < 0x20)
+			*p = '?';
+	rt_access_push(w, r->pool ? r->pool->app : NULL, r->be ? r->be->instance : NULL, line);
+}
+
+/* ---- the client read path ---- */
+
+static void client_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
+
+static void client_resume(struct rt_client *c)
+{
+	if (c->closing || c->reading)
+		return;
+	c->reading = true;
+	uv_read_start((uv_stream_t *)&c->tcp, alloc_buf, client_read);
+	client_process(c);
+}
+
+static void client_pause(struct rt_client *c)
+{
+	if (c->reading) {
+		c->reading = false;
+		uv_read_stop((uv_stream_t *)&c->tcp);
+	}
+}
+
+/* Answers a request that the router decided itself (no route, no ready
+ * instance, bad request without a body) and moves on. */
+static void answer_locally(struct rt_client *c, struct rt_req *r, bool close)
+{
+	const char *msg = r->local_msg ? r->local_msg : r->local_error ? r->local_error : http_reason(r->status);
+	local_response(c, r, r->status, msg, close || !r->keep_alive);
+	req_finish(r);
+	c->req = NULL;
+	req_free(r);
+}
+
+/* Parses what is pending, as far as the current request allows. */
+static void client_process(struct rt_client *c)
+{
+	while (!c->closing && !c->tunnel && c->pending.len && !c->close_after) {
+		struct rt_req *r = c->req;
+		if (r && r->req_done)
+			break; /* waiting for the response: pipelined bytes wait too */
+		if (r && r->up && r->up->writing > OUT_HIGH_WATER) {
+			client_pause(c);
+			break;
+		}
+		if (!r && !http_stream_in_message(c->parser))
+			uv_timer_start(&c->timer, client_timeout, (uint64_t)c->w->r->cfg.header_timeout_ms, 0);
+		size_t used = 0;
+		int rc = http_stream_feed(c->parser, c->pending.buf, c->pending.len, &used);
+		strbuf_consume(&c->pending, used);
+		r = c->req;
+		if (r && r->up)
+			upstream_flush(r->up);
+		if (rc == HTTP_STREAM_OK)
+			break;
+		if (rc == HTTP_STREAM_PAUSED || rc == HTTP_STREAM_UPGRADED) {
+			if (r && r->status && !r->up && !r->resp_started) {
+				answer_locally(c, r, false);
+				http_stream_next(c->parser);
+				continue;
+			}
+			if (!r) {
+				http_stream_next(c->parser);
+				continue;
+			}
+			break; /* r->req_done: the response will resume us */
+		}
+		/* The request cannot be parsed or was refused mid-way: answer and close. */
+		if (r && r->up) {
+			r->up->req = NULL;
+			upstream_close(r->up);
+			r->up = NULL;
+		}
+		if (rc == -ECANCELED && r) {
+			answer_locally(c, r, true);
+		} else if (!r || !r->resp_started) {
+			int st = rc == -EMSGSIZE ? 431 : 400;
+			const char *msg = rc == -EMSGSIZE ? "request headers too large" : http_stream_error(c->parser);
+			if (r) {
+				r->status = st;
+				free(r->local_msg);
+				r->local_msg = xstrdup(msg);
+				answer_locally(c, r, true);
+			} else {
+				local_response(c, NULL, st, msg, true);
+			}
+		} else {
+			client_close(c);
+			return;
+		}
+		client_pause(c);
+		c->close_after = true;
+		if (c->writing == 0)
+			client_close(c);
+		return;
+	}
+	if (c->pending.len > OUT_HIGH_WATER)
+		client_pause(c);
+}
+
+static void client_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+	struct rt_client *c = s->data;
+	if (c->closing) {
+		free(buf->base);
+		return;
+	}
+	if (n < 0) {
+		free(buf->base);
+		struct rt_req *r = c->req;
+		if (c->tunnel || !r || !r->req_done) {
+			client_close(c);
+			return;
+		}
+		/* Half-close after a whole request: answer, then close. */
+		c->close_after = true;
+		client_pause(c);
+		return;
+	}
+	if (n == 0) {
+		free(buf->base);
+		return;
+	}
+	if (c->tunnel) {
+		if (c->req && c->req->up)
+			tunnel_pipe(c, c->req->up, true, buf->base, (size_t)n);
+		free(buf->base);
+		return;
+	}
+	strbuf_add(&c->pending, buf->base, (size_t)n);
+	free(buf->base);
+	client_process(c);
+}
+
+void rt_proxy_accept(uv_stream_t *listener, int status)
+{
+	struct rt_worker *w = listener->data;
+	if (status < 0 || w->stopping)
+		return;
+	struct rt_client *c = xcalloc(1, sizeof(*c));
+	c->w = w;
+	uv_tcp_init(&w->loop, &c->tcp);
+	uv_timer_init(&w->loop, &c->timer);
+	c->tcp.data = c->timer.data = c;
+	c->open = 2;
+	strbuf_init(&c->pending, 0);
+	strbuf_init(&c->out, 0);
+	c->next = w->clients;
+	if (w->clients)
+		w->clients->prev = c;
+	w->clients = c;
+	if (uv_accept(listener, (uv_stream_t *)&c->tcp) < 0) {
+		client_close(c);
+		return;
+	}
+	uv_tcp_nodelay(&c->tcp, 1);
+	struct sockaddr_storage ss;
+	int len = sizeof(ss);
+	strlcpy_s(c->ip, "-", sizeof(c->ip));
+	if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) {
+		if (ss.ss_family == AF_INET)
+			uv_ip4_name((struct sockaddr_in *)&ss, c->ip, sizeof(c->ip));
+		else
+			uv_ip6_name((struct sockaddr_in6 *)&ss, c->ip, sizeof(c->ip));
+	}
+	c->parser = http_stream_new(HTTP_KIND_REQUEST, (size_t)w->r->cfg.max_header_bytes, &req_cbs, c);
+	uv_timer_start(&c->timer, client_timeout, (uint64_t)w->r->cfg.header_timeout_ms, 0);
+	client_resume(c);
+}
+
+void rt_worker_close_all(struct rt_worker *w)
+{
+	while (w->idle)
+		upstream_close(w->idle);
+	for (struct rt_client *c = w->clients; c; c = c->next)
+		client_close(c);
+}

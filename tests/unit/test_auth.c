@@ -1,0 +1,642 @@
+/* test_auth.c: tokens, roles and the permission table (src/auth) against a
+ * store in a fresh temporary directory per test. Tokens with a known secret
+ * are planted through the store, so that revoked, expired and odd rows are
+ * tested without waiting on the clock. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "auth/auth.h"
+#include "compat/crypto.h"
+#include "compat/json.h"
+#include "core/timeutil.h"
+#include "core/util.h"
+#include "store/store.h"
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ------------------------------------------------------------- helpers */
+
+struct fixture {
+	char dir[64];
+	char *path;
+	struct store *st;
+};
+
+static int setup(void **state)
+{
+	struct fixture *f = xcalloc(1, sizeof(*f));
+	snprintf(f->dir, sizeof(f->dir), "/tmp/paasops-test-auth-XXXXXX");
+	if (!mkdtemp(f->dir)) {
+		free(f);
+		return -1;
+	}
+	f->path = xasprintf("%s/state.db", f->dir);
+	char *err = NULL;
+	f->st = store_open(f->path, &err);
+	if (!f->st) {
+		fprintf(stderr, "store_open: %s\n", err ? err : "?");
+		free(err);
+		return -1;
+	}
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+	store_close(f->st);
+	static const char *const suffixes[] = {"", "-wal", "-shm", "-journal"};
+	for (size_t i = 0; i < ARRAY_SIZE(suffixes); i++) {
+		char *p = xasprintf("%s%s", f->path, suffixes[i]);
+		unlink(p);
+		free(p);
+	}
+	rmdir(f->dir);
+	free(f->path);
+	free(f);
+	return 0;
+}
+
+/* A principal of role scoped to the given apps (none: unscoped). The
+ * strings are borrowed; do not release it. */
+#define PRINCIPAL(r, ...)                                                                     \
+	((struct auth_principal){.role = (r),                                                 \
+				 .apps = (char *[]){__VA_ARGS__},                             \
+				 .n_apps = sizeof((char *[]){__VA_ARGS__}) / sizeof(char *)})
+#define UNSCOPED(r) ((struct auth_principal){.role = (r)})
+
+/* Plants a token row whose secret is secret. */
+static void plant(struct store *st, const char *id, const char *secret, const char *role,
+		  const char *apps, int64_t expires_at, bool revoked)
+{
+	char hash[CRYPTO_SHA256_HEX];
+	crypto_sha256_hex(secret, strlen(secret), hash);
+	struct store_token t = {.id = id, .name = "planted", .hash = hash, .role = role,
+				.apps = apps, .created_at = time_wall_ms(), .expires_at = expires_at};
+	assert_int_equal(store_token_add(st, &t), 0);
+	if (revoked)
+		assert_int_equal(store_token_revoke(st, id), 0);
+}
+
+/* Authentication that must fail with -EACCES; returns the message (caller
+ * frees). The principal must come back empty. */
+static char *auth_refused(struct store *st, const char *header)
+{
+	struct auth_principal p;
+	memset(&p, 0x5a, sizeof(p));
+	char *err = NULL;
+	int r = auth_authenticate(st, header, &p, &err);
+	if (r != -EACCES)
+		fail_msg("auth_authenticate(%s) = %d, expected -EACCES", header ? header : "NULL", r);
+	assert_non_null(err);
+	assert_true(strlen(err) > 0);
+	assert_null(p.token_id);
+	assert_null(p.apps);
+	assert_int_equal(p.n_apps, 0);
+	return err;
+}
+
+static void assert_refused(struct store *st, const char *header, const char *msg)
+{
+	char *err = auth_refused(st, header);
+	if (msg && strcmp(err, msg) != 0)
+		fail_msg("for %s: message '%s', expected '%s'", header ? header : "NULL", err, msg);
+	free(err);
+}
+
+static struct json *create_ok(struct store *st, enum auth_role role, const char *apps_json,
+			      int64_t expires_in_ms, const char *name)
+{
+	struct json *apps = apps_json ? json_parse(apps_json, strlen(apps_json), NULL) : NULL;
+	struct json *out = NULL;
+	char *err = NULL;
+	int r = auth_token_create(st, role, apps, expires_in_ms, name, &out, &err);
+	if (r < 0)
+		fail_msg("auth_token_create = %d: %s", r, err ? err : "?");
+	assert_null(err);
+	assert_non_null(out);
+	json_free(apps);
+	return out;
+}
+
+static char *bearer(const struct json *answer)
+{
+	return xasprintf("Bearer %s", json_get_str(answer, "token"));
+}
+
+/* The listing entry of token id, or NULL; borrowed from list. */
+static struct json *listed(struct json *list, const char *id)
+{
+	for (struct json *e = json_first(list); e; e = json_next(e))
+		if (str_eq(json_get_str(e, "id"), id))
+			return e;
+	return NULL;
+}
+
+/* ------------------------------------------------------ permission table */
+
+static void test_auth__viewer_may_only_read(void **state)
+{
+	struct auth_principal p = UNSCOPED(AUTH_VIEWER);
+	assert_true(auth_allows(&p, AUTH_PUBLIC, NULL));
+	assert_true(auth_allows(&p, AUTH_READ, "web"));
+	assert_true(auth_allows(&p, AUTH_READ, NULL));
+	assert_false(auth_allows(&p, AUTH_WRITE, "web"));
+	assert_false(auth_allows(&p, AUTH_WRITE, NULL));
+	assert_false(auth_allows(&p, AUTH_MANAGE, NULL));
+}
+
+static void test_auth__deployer_may_read_and_write_but_not_manage(void **state)
+{
+	struct auth_principal p = UNSCOPED(AUTH_DEPLOYER);
+	assert_true(auth_allows(&p, AUTH_PUBLIC, NULL));
+	assert_true(auth_allows(&p, AUTH_READ, "web"));
+	assert_true(auth_allows(&p, AUTH_WRITE, "web"));
+	assert_true(auth_allows(&p, AUTH_WRITE, NULL));
+	assert_false(auth_allows(&p, AUTH_MANAGE, NULL));
+	assert_false(auth_allows(&p, AUTH_MANAGE, "web"));
+}
+
+static void test_auth__admin_may_do_everything(void **state)
+{
+	struct auth_principal p = UNSCOPED(AUTH_ADMIN);
+	for (int a = 0; a < AUTH_NACTIONS; a++) {
+		assert_true(auth_allows(&p, (enum auth_action)a, NULL));
+		assert_true(auth_allows(&p, (enum auth_action)a, "web"));
+	}
+	struct auth_principal local;
+	auth_principal_local(&local);
+	assert_int_equal(local.role, AUTH_ADMIN);
+	assert_null(local.token_id);
+	assert_int_equal(local.n_apps, 0);
+	for (int a = 0; a < AUTH_NACTIONS; a++)
+		assert_true(auth_allows(&local, (enum auth_action)a, "anything"));
+	auth_principal_release(&local);
+}
+
+static void test_auth__public_is_always_allowed(void **state)
+{
+	for (int r = 0; r < AUTH_NROLES; r++) {
+		struct auth_principal u = UNSCOPED((enum auth_role)r);
+		struct auth_principal s = PRINCIPAL((enum auth_role)r, "other");
+		assert_true(auth_allows(&u, AUTH_PUBLIC, NULL));
+		assert_true(auth_allows(&s, AUTH_PUBLIC, "web"));
+	}
+}
+
+static void test_auth__scoped_principals_reach_only_their_apps(void **state)
+{
+	struct auth_principal d = PRINCIPAL(AUTH_DEPLOYER, "web", "api");
+	assert_true(auth_allows(&d, AUTH_WRITE, "web"));
+	assert_true(auth_allows(&d, AUTH_WRITE, "api"));
+	assert_true(auth_allows(&d, AUTH_READ, "api"));
+	assert_false(auth_allows(&d, AUTH_WRITE, "shop"));
+	assert_false(auth_allows(&d, AUTH_READ, "shop"));
+	assert_false(auth_allows(&d, AUTH_WRITE, "we"));   /* whole names, */
+	assert_false(auth_allows(&d, AUTH_WRITE, "webx")); /* not prefixes */
+	assert_false(auth_allows(&d, AUTH_WRITE, "WEB"));
+	/* Calls not about one app pass; the handler filters. */
+	assert_true(auth_allows(&d, AUTH_READ, NULL));
+	/* Scope never adds what the role lacks. */
+	assert_false(auth_allows(&d, AUTH_MANAGE, NULL));
+	struct auth_principal v = PRINCIPAL(AUTH_VIEWER, "web");
+	assert_true(auth_allows(&v, AUTH_READ, "web"));
+	assert_false(auth_allows(&v, AUTH_WRITE, "web"));
+	assert_false(auth_allows(&v, AUTH_READ, "api"));
+}
+
+static void test_auth__unscoped_principals_reach_every_app(void **state)
+{
+	struct auth_principal d = UNSCOPED(AUTH_DEPLOYER);
+	static const char *const apps[] = {"web", "api", "shop", "x"};
+	for (size_t i = 0; i < ARRAY_SIZE(apps); i++) {
+		assert_true(auth_allows(&d, AUTH_READ, apps[i]));
+		assert_true(auth_allows(&d, AUTH_WRITE, apps[i]));
+	}
+}
+
+static void test_auth__role_names_parse_and_print(void **state)
+{
+	enum auth_role r = AUTH_NROLES;
+	assert_int_equal(auth_role_parse("viewer", &r), 0);
+	assert_int_equal(r, AUTH_VIEWER);
+	assert_int_equal(auth_role_parse("deployer", &r), 0);
+	assert_int_equal(r, AUTH_DEPLOYER);
+	assert_int_equal(auth_role_parse("admin", &r), 0);
+	assert_int_equal(r, AUTH_ADMIN);
+	r = AUTH_NROLES;
+	static const char *const bad[] = {"", "Admin", "ADMIN", "root", "admin ", "view", "owner"};
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++)
+		assert_int_equal(auth_role_parse(bad[i], &r), -EINVAL);
+	assert_int_equal(auth_role_parse(NULL, &r), -EINVAL);
+	assert_int_equal(r, AUTH_NROLES);
+	for (int k = 0; k < AUTH_NROLES; k++) {
+		assert_int_equal(auth_role_parse(auth_role_name((enum auth_role)k), &r), 0);
+		assert_int_equal(r, k);
+	}
+	assert_string_equal(auth_role_name(AUTH_NROLES), "unknown");
+}
+
+/* ------------------------------------------------------------ tokens */
+
+static void test_auth__token_create_answers_the_secret_once(void **state)
+{
+	struct fixture *f = *state;
+	struct json *out = create_ok(f->st, AUTH_DEPLOYER, "[\"web\"]", 0, "ci");
+	const char *tok = json_get_str(out, "token");
+	assert_non_null(tok);
+	assert_true(str_starts_with(tok, "pso_"));
+	assert_int_equal(strlen(tok), 4 + 43); /* 32 bytes, unpadded base64url */
+	assert_null(strpbrk(tok + 4, "+/="));
+	const char *id = json_get_str(out, "id");
+	assert_non_null(id);
+	assert_true(str_starts_with(id, "tok_"));
+	assert_true(strlen(id) > 4);
+	assert_string_equal(json_get_str(out, "role"), "deployer");
+	assert_string_equal(json_get_str(out, "name"), "ci");
+	struct json *apps = json_get(out, "apps");
+	assert_true(json_is_array(apps));
+	assert_int_equal(json_size(apps), 1);
+	assert_string_equal(json_str(json_at(apps, 0)), "web");
+	assert_true(json_is_null(json_get(out, "expires_at")));
+
+	/* A second token has another secret and id. */
+	struct json *out2 = create_ok(f->st, AUTH_VIEWER, NULL, 0, NULL);
+	assert_string_not_equal(json_get_str(out2, "token"), tok);
+	assert_string_not_equal(json_get_str(out2, "id"), id);
+	assert_true(json_is_null(json_get(out2, "name")));
+	assert_int_equal(json_size(json_get(out2, "apps")), 0);
+	json_free(out2);
+	json_free(out);
+}
+
+static void test_auth__token_with_expiry_answers_when_it_expires(void **state)
+{
+	struct fixture *f = *state;
+	int64_t before = time_wall_ms();
+	struct json *out = create_ok(f->st, AUTH_VIEWER, NULL, 3600000, NULL);
+	const char *exp = json_get_str(out, "expires_at");
+	assert_non_null(exp);
+	char lo[40], hi[40];
+	time_format_iso(before + 3600000, lo, sizeof(lo));
+	time_format_iso(time_wall_ms() + 3600000, hi, sizeof(hi));
+	assert_true(strcmp(exp, lo) >= 0 && strcmp(exp, hi) <= 0);
+	json_free(out);
+}
+
+static void test_auth__token_create_refuses_bad_input(void **state)
+{
+	struct fixture *f = *state;
+	static const char *const bad_apps[] = {"{\"a\":1}", "\"web\"", "[1]", "[\"Web\"]",
+					       "[\"-web\"]", "[\"web\", null]", "[\"\"]"};
+	for (size_t i = 0; i < ARRAY_SIZE(bad_apps); i++) {
+		struct json *apps = json_parse(bad_apps[i], strlen(bad_apps[i]), NULL);
+		assert_non_null(apps);
+		struct json *out = NULL;
+		char *err = NULL;
+		int r = auth_token_create(f->st, AUTH_VIEWER, apps, 0, NULL, &out, &err);
+		if (r != -EINVAL)
+			fail_msg("apps %s: r = %d, expected -EINVAL", bad_apps[i], r);
+		assert_null(out);
+		assert_non_null(err);
+		free(err);
+		json_free(apps);
+	}
+	char name[120];
+	memset(name, 'n', sizeof(name) - 1);
+	name[sizeof(name) - 1] = '\0';
+	struct json *out = NULL;
+	char *err = NULL;
+	assert_int_equal(auth_token_create(f->st, AUTH_VIEWER, NULL, 0, name, &out, &err), -EINVAL);
+	assert_null(out);
+	assert_non_null(err);
+	free(err);
+	/* Nothing was stored. */
+	struct json *list = auth_tokens_json(f->st);
+	assert_int_equal(json_size(list), 0);
+	json_free(list);
+}
+
+static void test_auth__authenticate_resolves_role_and_scope(void **state)
+{
+	struct fixture *f = *state;
+	struct json *out = create_ok(f->st, AUTH_DEPLOYER, "[\"web\",\"api\"]", 0, "ci");
+	char *hdr = bearer(out);
+	struct auth_principal p;
+	char *err = NULL;
+	assert_int_equal(auth_authenticate(f->st, hdr, &p, &err), 0);
+	assert_null(err);
+	assert_int_equal(p.role, AUTH_DEPLOYER);
+	assert_string_equal(p.token_id, json_get_str(out, "id"));
+	assert_int_equal(p.n_apps, 2);
+	assert_string_equal(p.apps[0], "web");
+	assert_string_equal(p.apps[1], "api");
+	assert_true(auth_allows(&p, AUTH_WRITE, "web"));
+	assert_false(auth_allows(&p, AUTH_WRITE, "shop"));
+	auth_principal_release(&p);
+	assert_null(p.token_id);
+	assert_int_equal(p.n_apps, 0);
+
+	/* The scheme is case-insensitive. */
+	char *lower = xasprintf("bearer %s", json_get_str(out, "token"));
+	assert_int_equal(auth_authenticate(f->st, lower, &p, &err), 0);
+	auth_principal_release(&p);
+	free(lower);
+	free(hdr);
+	json_free(out);
+}
+
+static void test_auth__authenticate_unscoped_admin(void **state)
+{
+	struct fixture *f = *state;
+	struct json *out = create_ok(f->st, AUTH_ADMIN, NULL, 0, NULL);
+	char *hdr = bearer(out);
+	struct auth_principal p;
+	char *err = NULL;
+	assert_int_equal(auth_authenticate(f->st, hdr, &p, &err), 0);
+	assert_int_equal(p.role, AUTH_ADMIN);
+	assert_int_equal(p.n_apps, 0);
+	assert_true(auth_allows(&p, AUTH_MANAGE, NULL));
+	assert_true(auth_allows(&p, AUTH_WRITE, "any"));
+	auth_principal_release(&p);
+	free(hdr);
+	json_free(out);
+}
+
+static void test_auth__authenticate_refuses_missing_and_malformed_headers(void **state)
+{
+	struct fixture *f = *state;
+	struct json *out = create_ok(f->st, AUTH_ADMIN, NULL, 0, NULL);
+	const char *tok = json_get_str(out, "token");
+
+	assert_refused(f->st, NULL, NULL);
+	assert_refused(f->st, "", NULL);
+	assert_refused(f->st, "garbage", NULL);
+	assert_refused(f->st, "Bearer", NULL);
+	assert_refused(f->st, "Bearer ", NULL);
+	assert_refused(f->st, "Basic dXNlcjpwYXNzd29yZA==", NULL);
+	char *h = xasprintf("Basic %s", tok);
+	assert_refused(f->st, h, NULL);
+	free(h);
+	h = xasprintf("Token %s", tok);
+	assert_refused(f->st, h, NULL);
+	free(h);
+	h = xasprintf("Bearer%s", tok);
+	assert_refused(f->st, h, NULL);
+	free(h);
+	/* The right secret without its prefix, or with another one. */
+	h = xasprintf("Bearer %s", tok + 4);
+	assert_refused(f->st, h, NULL);
+	free(h);
+	h = xasprintf("Bearer psx_%s", tok + 4);
+	assert_refused(f->st, h, NULL);
+	free(h);
+	h = xasprintf("Bearer PSO_%s", tok + 4);
+	assert_refused(f->st, h, NULL);
+	free(h);
+	/* Absurdly long tokens are refused before any lookup. */
+	char big[400];
+	memset(big, 'a', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	h = xasprintf("Bearer pso_%s", big);
+	assert_refused(f->st, h, NULL);
+	free(h);
+	json_free(out);
+}
+
+static void test_auth__authenticate_refuses_unknown_and_altered_tokens(void **state)
+{
+	struct fixture *f = *state;
+	struct json *out = create_ok(f->st, AUTH_ADMIN, NULL, 0, NULL);
+	const char *tok = json_get_str(out, "token");
+	assert_refused(f->st, "Bearer pso_unknown", "unknown token");
+
+	char *h = xasprintf("Bearer %s", tok);
+	h[strlen(h) - 1] ^= 1; /* one bit off */
+	assert_refused(f->st, h, "unknown token");
+	free(h);
+	h = xasprintf("Bearer %sx", tok);
+	assert_refused(f->st, h, "unknown token");
+	free(h);
+	h = xasprintf("Bearer %.*s", (int)strlen(tok) - 1, tok);
+	assert_refused(f->st, h, "unknown token");
+	free(h);
+	json_free(out);
+}
+
+static void test_auth__revoked_token_is_refused(void **state)
+{
+	struct fixture *f = *state;
+	struct json *out = create_ok(f->st, AUTH_DEPLOYER, NULL, 0, NULL);
+	char *hdr = bearer(out);
+	struct auth_principal p;
+	char *err = NULL;
+	assert_int_equal(auth_authenticate(f->st, hdr, &p, &err), 0);
+	auth_principal_release(&p);
+
+	assert_int_equal(auth_token_revoke(f->st, json_get_str(out, "id"), &err), 0);
+	assert_null(err);
+	assert_refused(f->st, hdr, "token revoked");
+
+	/* Other tokens are unaffected. */
+	struct json *other = create_ok(f->st, AUTH_DEPLOYER, NULL, 0, NULL);
+	char *h2 = bearer(other);
+	assert_int_equal(auth_authenticate(f->st, h2, &p, &err), 0);
+	auth_principal_release(&p);
+	free(h2);
+	json_free(other);
+	free(hdr);
+	json_free(out);
+}
+
+static void test_auth__revoke_of_an_unknown_token_is_enoent(void **state)
+{
+	struct fixture *f = *state;
+	char *err = NULL;
+	assert_int_equal(auth_token_revoke(f->st, "tok_000000000000", &err), -ENOENT);
+	assert_non_null(err);
+	assert_non_null(strstr(err, "'tok_000000000000'"));
+	free(err);
+}
+
+static void test_auth__expired_token_is_refused(void **state)
+{
+	struct fixture *f = *state;
+	/* Deterministic: planted rows that expired long ago and just now. */
+	plant(f->st, "tok_old", "pso_old-secret", "admin", "[]", 1, false);
+	assert_refused(f->st, "Bearer pso_old-secret", "token expired");
+	plant(f->st, "tok_now", "pso_now-secret", "admin", "[]", time_wall_ms(), false);
+	assert_refused(f->st, "Bearer pso_now-secret", "token expired");
+	/* One that expires in an hour works. */
+	plant(f->st, "tok_new", "pso_new-secret", "viewer", "[\"web\"]",
+	      time_wall_ms() + 3600000, false);
+	struct auth_principal p;
+	char *err = NULL;
+	assert_int_equal(auth_authenticate(f->st, "Bearer pso_new-secret", &p, &err), 0);
+	assert_int_equal(p.role, AUTH_VIEWER);
+	assert_string_equal(p.token_id, "tok_new");
+	assert_int_equal(p.n_apps, 1);
+	assert_string_equal(p.apps[0], "web");
+	auth_principal_release(&p);
+
+	/* Through auth_token_create: a 1 ms lifetime runs out shortly. */
+	struct json *out = create_ok(f->st, AUTH_ADMIN, NULL, 1, NULL);
+	int64_t deadline = time_mono_ms() + 2000;
+	struct timespec ms = {0, 1000000};
+	nanosleep(&ms, NULL);
+	nanosleep(&ms, NULL);
+	char *hdr = bearer(out);
+	char *e2 = NULL;
+	int r;
+	while ((r = auth_authenticate(f->st, hdr, &p, &e2)) == 0 && time_mono_ms() < deadline) {
+		auth_principal_release(&p);
+		nanosleep(&ms, NULL);
+	}
+	assert_int_equal(r, -EACCES);
+	assert_string_equal(e2, "token expired");
+	free(e2);
+	free(hdr);
+	json_free(out);
+
+	/* The listing says so. */
+	struct json *list = auth_tokens_json(f->st);
+	assert_true(json_true(json_get(listed(list, "tok_old"), "expired")));
+	assert_false(json_true(json_get(listed(list, "tok_new"), "expired")));
+	json_free(list);
+}
+
+static void test_auth__revoked_and_expired_says_revoked(void **state)
+{
+	struct fixture *f = *state;
+	plant(f->st, "tok_both", "pso_both", "admin", "[]", 1, true);
+	assert_refused(f->st, "Bearer pso_both", "token revoked");
+}
+
+static void test_auth__token_with_an_unknown_role_is_refused(void **state)
+{
+	struct fixture *f = *state;
+	plant(f->st, "tok_root", "pso_root-secret", "root", "[]", 0, false);
+	assert_refused(f->st, "Bearer pso_root-secret", NULL);
+}
+
+static void test_auth__secret_is_not_stored_or_listed(void **state)
+{
+	struct fixture *f = *state;
+	struct json *out = create_ok(f->st, AUTH_DEPLOYER, "[\"web\"]", 0, "ci");
+	const char *tok = json_get_str(out, "token");
+	const char *id = json_get_str(out, "id");
+
+	struct json *list = auth_tokens_json(f->st);
+	assert_true(json_is_array(list));
+	assert_int_equal(json_size(list), 1);
+	struct json *e = listed(list, id);
+	assert_non_null(e);
+	assert_null(json_get(e, "token"));
+	assert_null(json_get(e, "hash"));
+	assert_string_equal(json_get_str(e, "role"), "deployer");
+	assert_string_equal(json_get_str(e, "name"), "ci");
+	assert_string_equal(json_str(json_at(json_get(e, "apps"), 0)), "web");
+	assert_false(json_true(json_get(e, "revoked")));
+	assert_true(json_is_null(json_get(e, "expires_at")));
+	assert_true(json_is_null(json_get(e, "last_used_at")));
+	assert_true(json_is_string(json_get(e, "created_at")));
+	char *text = json_print(list, false);
+	assert_null(strstr(text, tok));
+	assert_null(strstr(text, tok + 4));
+	free(text);
+	json_free(list);
+
+	/* The database file holds the hash, never the secret. */
+	store_close(f->st);
+	f->st = NULL;
+	static const char *const suffixes[] = {"", "-wal"};
+	char hash[CRYPTO_SHA256_HEX];
+	crypto_sha256_hex(tok, strlen(tok), hash);
+	bool hash_seen = false;
+	for (size_t i = 0; i < ARRAY_SIZE(suffixes); i++) {
+		char *p = xasprintf("%s%s", f->path, suffixes[i]);
+		FILE *fp = fopen(p, "rb");
+		free(p);
+		if (!fp)
+			continue;
+		struct {
+			char *b;
+			size_t n, cap;
+		} all = {NULL, 0, 0};
+		char chunk[4096];
+		size_t n;
+		while ((n = fread(chunk, 1, sizeof(chunk), fp)) > 0) {
+			all.b = xgrow(all.b, 1, all.n + n + 1, &all.cap);
+			memcpy(all.b + all.n, chunk, n);
+			all.n += n;
+		}
+		fclose(fp);
+		if (all.b) {
+			all.b[all.n] = '\0';
+			assert_null(memmem(all.b, all.n, tok + 4, strlen(tok + 4)));
+			hash_seen = hash_seen || memmem(all.b, all.n, hash, 64);
+		}
+		free(all.b);
+	}
+	assert_true(hash_seen);
+	char *err = NULL;
+	f->st = store_open(f->path, &err);
+	assert_non_null(f->st);
+	json_free(out);
+}
+
+static void test_auth__authenticate_records_last_use(void **state)
+{
+	struct fixture *f = *state;
+	struct json *out = create_ok(f->st, AUTH_VIEWER, NULL, 0, NULL);
+	char *hdr = bearer(out);
+	struct auth_principal p;
+	char *err = NULL;
+	assert_int_equal(auth_authenticate(f->st, hdr, &p, &err), 0);
+	auth_principal_release(&p);
+	struct json *list = auth_tokens_json(f->st);
+	struct json *e = listed(list, json_get_str(out, "id"));
+	assert_true(json_is_string(json_get(e, "last_used_at")));
+	json_free(list);
+	free(hdr);
+	json_free(out);
+}
+
+int main(void)
+{
+#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_auth__viewer_may_only_read),
+		cmocka_unit_test(test_auth__deployer_may_read_and_write_but_not_manage),
+		cmocka_unit_test(test_auth__admin_may_do_everything),
+		cmocka_unit_test(test_auth__public_is_always_allowed),
+		cmocka_unit_test(test_auth__scoped_principals_reach_only_their_apps),
+		cmocka_unit_test(test_auth__unscoped_principals_reach_every_app),
+		cmocka_unit_test(test_auth__role_names_parse_and_print),
+		T(test_auth__token_create_answers_the_secret_once),
+		T(test_auth__token_with_expiry_answers_when_it_expires),
+		T(test_auth__token_create_refuses_bad_input),
+		T(test_auth__authenticate_resolves_role_and_scope),
+		T(test_auth__authenticate_unscoped_admin),
+		T(test_auth__authenticate_refuses_missing_and_malformed_headers),
+		T(test_auth__authenticate_refuses_unknown_and_altered_tokens),
+		T(test_auth__revoked_token_is_refused),
+		T(test_auth__revoke_of_an_unknown_token_is_enoent),
+		T(test_auth__expired_token_is_refused),
+		T(test_auth__revoked_and_expired_says_revoked),
+		T(test_auth__token_with_an_unknown_role_is_refused),
+		T(test_auth__secret_is_not_stored_or_listed),
+		T(test_auth__authenticate_records_last_use),
+	};
+#undef T
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
