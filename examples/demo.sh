@@ -32,7 +32,8 @@ paasops is running (data dir $data). In another terminal:
 
   export PAASOPS_SERVER=unix:$data/paasops.sock
   $bin ps hello                  # instances, states, ports
-  curl http://127.0.0.1:PORT/    # a PORT from ps
+  curl http://127.0.0.1:8080/    # through the router, balanced over both instances
+  $bin stats hello               # the router's request metrics
   $bin scale hello web=3
   $bin logs hello -f
   $bin events hello

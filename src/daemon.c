@@ -7,6 +7,7 @@
 #include "api/api.h"
 #include "core/log.h"
 #include "core/paths.h"
+#include "core/timeutil.h"
 #include "core/util.h"
 #include "router/router.h"
 #include "spec/spec.h"
@@ -33,6 +34,7 @@ struct daemon {
 	char *http_addr; /* NULL: router off */
 	int router_workers;
 	double access_sample;
+	int64_t timeouts[4]; /* connect, header, response, idle; 0 = default */
 	struct store *store;
 	struct supervisor *sv;
 	struct router *router;
@@ -53,6 +55,8 @@ static const char usage[] =
 	"                    production); 'off' runs no router\n"
 	"  --router-workers N  router threads (default: one per core)\n"
 	"  --access-log-sample F  fraction of requests in the access log (default 1)\n"
+	"  --connect-timeout D, --header-timeout D, --response-timeout D, --idle-timeout D\n"
+	"                    router timeouts (defaults 5s, 10s, 30s, 60s)\n"
 	"  --ports MIN-MAX   ports handed to instances (default 20000-29999)\n"
 	"  --log-level L     debug, info, warn or error (default info)\n";
 
@@ -63,6 +67,10 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 		{"ports", required_argument, NULL, 'p'}, {"log-level", required_argument, NULL, 'l'},
 		{"http", required_argument, NULL, 'H'},  {"router-workers", required_argument, NULL, 'w'},
 		{"access-log-sample", required_argument, NULL, 's'},
+		{"connect-timeout", required_argument, NULL, 1000},
+		{"header-timeout", required_argument, NULL, 1001},
+		{"response-timeout", required_argument, NULL, 1002},
+		{"idle-timeout", required_argument, NULL, 1003},
 		{"help", no_argument, NULL, 'h'},        {NULL, 0, NULL, 0},
 	};
 	static const char *const levels[] = {"debug", "info", "warn", "error"};
@@ -121,6 +129,18 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 				return -EINVAL;
 			}
 			d->access_sample = f;
+			break;
+		}
+		case 1000:
+		case 1001:
+		case 1002:
+		case 1003: {
+			int64_t ms;
+			if (duration_parse(optarg, &ms) < 0 || ms <= 0) {
+				fprintf(stderr, "paasops serve: invalid duration '%s' (like 500ms, 10s, 1m)\n", optarg);
+				return -EINVAL;
+			}
+			d->timeouts[c - 1000] = ms;
 			break;
 		}
 		case 'h':
@@ -315,6 +335,14 @@ int daemon_main(int argc, char **argv)
 		rc.workers = d.router_workers;
 		rc.access_sample = d.access_sample;
 		rc.access_cb = on_access;
+		if (d.timeouts[0])
+			rc.connect_timeout_ms = d.timeouts[0];
+		if (d.timeouts[1])
+			rc.header_timeout_ms = d.timeouts[1];
+		if (d.timeouts[2])
+			rc.response_timeout_ms = d.timeouts[2];
+		if (d.timeouts[3])
+			rc.idle_timeout_ms = d.timeouts[3];
 		rc.access_ctx = &d;
 		d.router = router_start(&rc, &err);
 		if (!d.router) {
