@@ -1,8 +1,9 @@
 # paasops build. `make test` is the one command CI runs; every target depends on `deps`.
 CC      ?= cc
-PKGS    := libuv yaml-0.1 sqlite3 libcjson openssl
+PKGS    := libuv yaml-0.1 sqlite3 libcjson openssl libarchive zlib
 DEBS    := build-essential pkg-config libuv1-dev node-llhttp libyaml-dev libsqlite3-dev \
-           libcjson-dev libssl-dev libcmocka-dev python3-pytest curl procps supervisor
+           libcjson-dev libssl-dev libarchive-dev libcmocka-dev python3-pytest curl procps supervisor \
+           zlib1g-dev prometheus
 LLHTTP_SRC := /usr/share/llhttp
 LLHTTP_INC := /usr/share/include/llhttp
 
@@ -84,4 +85,53 @@ bench: all examples/hello/hello
 clean:
 	rm -rf build build-asan paasops examples/hello/hello
 
+# `make fuzz`: libFuzzer targets (clang, ASan + UBSan) for the parsers that
+# read outside input, each run for FUZZ_TIME seconds on its seed corpus under
+# tests/fuzz/corpus/<target>/ (read only; new inputs go to build-fuzz/corpus/,
+# crashes to build-fuzz/<target>-crash-*). The targets link only the modules
+# they reach (core, compat, spec, router). FUZZ_TARGETS=fuzz_http runs a
+# subset. Not part of `make test`.
+FUZZ_CC      ?= clang
+FUZZ_TIME    ?= 30
+FUZZ_DEBS    := clang libclang-rt-14-dev
+FUZZ_BUILD   := build-fuzz
+FUZZ_SAN     := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+FUZZ_CFLAGS   = -std=c17 -Wall -Wextra -Werror -Wno-unused-parameter -g -O1 -D_GNU_SOURCE -Isrc \
+                -I$(LLHTTP_INC) -include src/core/banned.h $(CFLAGS_PKG) $(FUZZ_SAN)
+FUZZ_TARGETS ?= $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_SRCS    := $(wildcard src/core/*.c src/compat/*.c src/spec/*.c src/router/*.c)
+FUZZ_OBJS    := $(FUZZ_SRCS:%.c=$(FUZZ_BUILD)/%.o) \
+                $(patsubst $(LLHTTP_SRC)/%.c,$(FUZZ_BUILD)/llhttp/%.o,$(wildcard $(LLHTTP_SRC)/*.c))
+
+.PHONY: fuzz
+.SECONDARY: $(FUZZ_OBJS)
+fuzz: deps
+	@missing=""; for p in $(FUZZ_DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	$(MAKE) $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/%)
+	@failed=""; for t in $(FUZZ_TARGETS); do \
+	  echo "== $$t ($(FUZZ_TIME)s)"; mkdir -p $(FUZZ_BUILD)/corpus/$$t; \
+	  UBSAN_OPTIONS=print_stacktrace=1 $(FUZZ_BUILD)/$$t -max_total_time=$(FUZZ_TIME) \
+	    -print_final_stats=1 -artifact_prefix=$(FUZZ_BUILD)/$$t- \
+	    $(FUZZ_BUILD)/corpus/$$t tests/fuzz/corpus/$$t || failed="$$failed $$t"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "fuzz: failures in:$$failed (inputs in $(FUZZ_BUILD)/)"; exit 1; fi
+
+$(FUZZ_BUILD)/src/%.o: src/%.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -MMD -MP -c $< -o $@
+
+$(FUZZ_BUILD)/llhttp/%.o: $(LLHTTP_SRC)/%.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) -g -O1 -I$(LLHTTP_INC) $(FUZZ_SAN) -c $< -o $@
+
+$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_OBJS)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_OBJS) $(LDLIBS_PKG)
+
 -include $(OBJS:.o=.d)
+-include $(FUZZ_OBJS:.o=.d)

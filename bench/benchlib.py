@@ -302,6 +302,12 @@ stopwaitsecs=10
             return ""
 
 
+def host_note():
+    with open("/proc/loadavg") as f:
+        load = f.read().split()[0]
+    return f"host: {os.cpu_count()} CPUs, load average {load} when the bench started"
+
+
 # ---- numbers ------------------------------------------------------------------
 
 def percentile(sorted_vals, p):

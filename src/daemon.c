@@ -9,6 +9,8 @@
 #include "core/paths.h"
 #include "core/timeutil.h"
 #include "core/util.h"
+#include "deploy/deploy.h"
+#include "metrics/metrics.h"
 #include "router/router.h"
 #include "spec/spec.h"
 #include "store/store.h"
@@ -38,6 +40,10 @@ struct daemon {
 	struct store *store;
 	struct supervisor *sv;
 	struct router *router;
+	struct deploy *deploy;
+	struct metrics_config mcfg;
+	bool metrics_public;
+	struct metrics *metrics;
 	uv_timer_t publish; /* coalesces routing changes into one publish */
 	struct api *api;
 	uv_signal_t sigterm, sigint;
@@ -58,7 +64,11 @@ static const char usage[] =
 	"  --connect-timeout D, --header-timeout D, --response-timeout D, --idle-timeout D\n"
 	"                    router timeouts (defaults 5s, 10s, 30s, 60s)\n"
 	"  --ports MIN-MAX   ports handed to instances (default 20000-29999)\n"
-	"  --log-level L     debug, info, warn or error (default info)\n";
+	"  --log-level L     debug, info, warn or error (default info)\n"
+	"  --metrics-interval D  metrics sampling period (default 1s)\n"
+	"  --metrics-retention L  metrics history tiers (default 1h,10s:1d,5m:30d)\n"
+	"  --metrics-memory SIZE  memory budget of the metrics history (default 256M)\n"
+	"  --metrics-public  serve GET /metrics on TCP without a token (trusted networks only)\n";
 
 static int parse_args(struct daemon *d, int argc, char **argv)
 {
@@ -71,6 +81,10 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 		{"header-timeout", required_argument, NULL, 1001},
 		{"response-timeout", required_argument, NULL, 1002},
 		{"idle-timeout", required_argument, NULL, 1003},
+		{"metrics-public", no_argument, NULL, 1100},
+		{"metrics-interval", required_argument, NULL, 1101},
+		{"metrics-retention", required_argument, NULL, 1102},
+		{"metrics-memory", required_argument, NULL, 1103},
 		{"help", no_argument, NULL, 'h'},        {NULL, 0, NULL, 0},
 	};
 	static const char *const levels[] = {"debug", "info", "warn", "error"};
@@ -141,6 +155,22 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 				return -EINVAL;
 			}
 			d->timeouts[c - 1000] = ms;
+			break;
+		}
+		case 1100:
+			d->metrics_public = true;
+			break;
+		case 1101:
+		case 1102:
+		case 1103: {
+			static const char *const mflags[] = {"metrics-interval", "metrics-retention",
+							     "metrics-memory"};
+			char *err = NULL;
+			if (metrics_config_parse(&d->mcfg, mflags[c - 1101], optarg, &err) < 0) {
+				fprintf(stderr, "paasops serve: %s\n", err);
+				free(err);
+				return -EINVAL;
+			}
 			break;
 		}
 		case 'h':
@@ -245,7 +275,7 @@ static void on_access(void *ctx, const char *app, const char *instance, const ch
 {
 	struct daemon *d = ctx;
 	if (app && *app)
-		supervisor_log_line(d->sv, app, instance, line);
+		supervisor_log_line(d->sv, app, instance, SUPERVISOR_STREAM_ROUTER, line);
 }
 
 static const struct supervisor_hooks hooks = {on_changed, on_drained, on_check_passed};
@@ -257,6 +287,7 @@ static void all_stopped(void *ctx)
 	uv_close((uv_handle_t *)&d->sigterm, NULL);
 	uv_close((uv_handle_t *)&d->sigint, NULL);
 	uv_close((uv_handle_t *)&d->publish, NULL);
+	metrics_stop(d->metrics); /* before the router goes */
 	router_free(d->router);
 	d->router = NULL;
 }
@@ -285,6 +316,7 @@ int daemon_main(int argc, char **argv)
 {
 	struct daemon d = {.port_min = 20000, .port_max = 29999, .lock_fd = -1, .access_sample = 1.0};
 	d.http_addr = xstrdup("127.0.0.1:8080");
+	metrics_config_defaults(&d.mcfg);
 	int rc = 1;
 	int r = parse_args(&d, argc, argv);
 	if (r != 0) {
@@ -361,14 +393,34 @@ int daemon_main(int argc, char **argv)
 	};
 	d.sv = supervisor_new(&sc);
 	supervisor_cleanup_leftovers(d.sv);
+	struct deploy_config dc = {
+		.loop = &d.loop, .store = d.store, .sv = d.sv, .router = d.router, .data_dir = d.data_dir,
+	};
+	d.deploy = deploy_new(&dc);
+	deploy_recover(d.deploy);
 	if (supervisor_load(d.sv, &err) < 0) {
 		fprintf(stderr, "paasops serve: %s\n", err);
 		free(err);
 		goto out_loop;
 	}
+	d.mcfg.loop = &d.loop;
+	d.mcfg.sv = d.sv;
+	d.mcfg.router = d.router;
+	d.mcfg.data_dir = d.data_dir;
+	d.mcfg.version = PAASOPS_VERSION;
+	d.metrics = metrics_new(&d.mcfg, &err);
+	if (!d.metrics) {
+		fprintf(stderr, "paasops serve: %s\n", err);
+		free(err);
+		supervisor_shutdown(d.sv, NULL, NULL);
+		goto out_loop;
+	}
+	metrics_start(d.metrics);
 	char *sock = xasprintf("%s/paasops.sock", d.data_dir);
 	struct api_config ac = {
 		.loop = &d.loop, .store = d.store, .sv = d.sv, .router = d.router, .socket_path = sock,
+		.deploy = d.deploy, .data_dir = d.data_dir,
+		.metrics = d.metrics, .metrics_public = d.metrics_public,
 		.tcp_addr = d.api_addr, .version = PAASOPS_VERSION,
 	};
 	d.api = api_start(&ac, &err);
@@ -393,8 +445,10 @@ out_loop:
 	router_free(d.router);
 	d.router = NULL;
 	supervisor_free(d.sv);
+	deploy_free(d.deploy);
 	uv_walk(&d.loop, walk_close, NULL);
 	uv_run(&d.loop, UV_RUN_DEFAULT);
+	metrics_free(d.metrics);
 	if (uv_loop_close(&d.loop) != 0)
 		log_warn("event loop closed with handles open");
 out:

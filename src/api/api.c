@@ -4,6 +4,7 @@
 #include "api/api_internal.h"
 #include "compat/json.h"
 #include "core/log.h"
+#include "core/paths.h"
 #include "core/strbuf.h"
 #include "core/timeutil.h"
 #include "core/util.h"
@@ -34,6 +35,7 @@ struct route {
 /* Every endpoint, and the action each needs. */
 static const struct route routes[] = {
 	{"GET", "/healthz", h_healthz, AUTH_PUBLIC, SCOPE_NONE},
+	{"GET", "/metrics", h_metrics, AUTH_READ, SCOPE_NONE}, /* public with --metrics-public */
 	{"GET", "/v1/version", h_version, AUTH_READ, SCOPE_NONE},
 	{"GET", "/v1/apps", h_apps_list, AUTH_READ, SCOPE_NONE},
 	{"POST", "/v1/apps", h_apps_apply, AUTH_WRITE, SCOPE_BODY},
@@ -47,8 +49,18 @@ static const struct route routes[] = {
 	{"POST", "/v1/apps/:app/start", h_app_start, AUTH_WRITE, SCOPE_PATH},
 	{"GET", "/v1/apps/:app/logs", h_app_logs, AUTH_READ, SCOPE_PATH},
 	{"GET", "/v1/apps/:app/stats", h_app_stats, AUTH_READ, SCOPE_PATH},
+	{"POST", "/v1/apps/:app/releases", h_releases_upload, AUTH_WRITE, SCOPE_PATH},
+	{"GET", "/v1/apps/:app/releases", h_releases_list, AUTH_READ, SCOPE_PATH},
+	{"GET", "/v1/apps/:app/releases/:version", h_release_show, AUTH_READ, SCOPE_PATH},
+	{"POST", "/v1/apps/:app/rollback", h_rollback, AUTH_WRITE, SCOPE_PATH},
+	{"GET", "/v1/apps/:app/config", h_config_show, AUTH_READ, SCOPE_PATH},
+	{"POST", "/v1/apps/:app/config", h_config_change, AUTH_WRITE, SCOPE_PATH},
+	{"GET", "/v1/apps/:app/deploy", h_deploy_status, AUTH_READ, SCOPE_PATH},
+	{"POST", "/v1/apps/:app/deploy/promote", h_deploy_promote, AUTH_WRITE, SCOPE_PATH},
 	{"GET", "/v1/instances", h_instances, AUTH_READ, SCOPE_NONE},
 	{"GET", "/v1/events", h_events, AUTH_READ, SCOPE_NONE},
+	{"GET", "/v1/metrics", h_metrics_status, AUTH_READ, SCOPE_NONE},
+	{"GET", "/v1/metrics/query", h_metrics_query, AUTH_READ, SCOPE_NONE},
 	{"POST", "/v1/tokens", h_tokens_create, AUTH_MANAGE, SCOPE_NONE},
 	{"GET", "/v1/tokens", h_tokens_list, AUTH_MANAGE, SCOPE_NONE},
 	{"DELETE", "/v1/tokens/:id", h_tokens_revoke, AUTH_MANAGE, SCOPE_NONE},
@@ -68,9 +80,26 @@ struct api_conn {
 	int pending_writes;
 	int open;
 	struct http_parser *parser;
+	/* An upload streamed to a file instead of memory. */
+	int upload_fd;
+	char *upload_path;
+	int64_t upload_bytes;
+	/* An answer decided while reading the head (401/403 before an upload). */
+	int early_status;
+	char *early_code, *early_msg;
+	/* A request whose answer comes later; reading waits for it. */
+	struct api_pending *pending;
+	struct strbuf stash; /* bytes read after a deferred request */
 	char rbuf[65536];
 	struct api_conn *next, *prev;
 };
+
+struct api_pending {
+	struct api_conn *conn; /* NULL once the connection is gone */
+	bool keep_alive;
+};
+
+static void conn_feed(struct api_conn *c, const char *p, size_t left);
 
 struct api_write {
 	uv_write_t req;
@@ -179,10 +208,22 @@ static void conn_closed(uv_handle_t *h)
 	if (c->next)
 		c->next->prev = c->prev;
 	http_parser_free(c->parser);
+	if (c->upload_fd >= 0)
+		close(c->upload_fd);
+	if (c->upload_path) {
+		unlink(c->upload_path);
+		free(c->upload_path);
+	}
+	if (c->pending)
+		c->pending->conn = NULL;
+	free(c->early_code);
+	free(c->early_msg);
+	strbuf_release(&c->stash);
 	free(c);
 	if (--api->open == 0 && api->stopping) {
 		free(api->version);
 		free(api->socket_path);
+		free(api->upload_dir);
 		free(api);
 	}
 }
@@ -236,6 +277,37 @@ static void conn_send(struct api_conn *c, int status, struct json *body, bool ke
 		c->close_after_write = true;
 	int r = uv_write(&w->req, &c->h.stream, &b, 1, write_done);
 	if (r < 0) {
+		free(w->data);
+		free(w);
+		c->pending_writes--;
+		conn_close(c);
+	}
+}
+
+/* Answers with a handler's raw (non-JSON) body, e.g. GET /metrics. */
+static void conn_send_raw(struct api_conn *c, const struct api_resp *resp, bool keep_alive,
+			  bool head)
+{
+	struct strbuf sb;
+	strbuf_init(&sb, resp->raw_len + 256);
+	strbuf_addf(&sb, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s%s%s"
+			 "Vary: Accept, Accept-Encoding\r\nCache-Control: no-store\r\n%s\r\n",
+		    resp->status, http_reason(resp->status), resp->content_type, resp->raw_len,
+		    resp->content_encoding ? "Content-Encoding: " : "",
+		    resp->content_encoding ? resp->content_encoding : "",
+		    resp->content_encoding ? "\r\n" : "", keep_alive ? "" : "Connection: close\r\n");
+	if (!head)
+		strbuf_add(&sb, resp->raw, resp->raw_len);
+	struct api_write *w = xcalloc(1, sizeof(*w));
+	w->conn = c;
+	w->req.data = w;
+	size_t len;
+	w->data = strbuf_detach(&sb, &len);
+	uv_buf_t b = uv_buf_init(w->data, (unsigned)len);
+	c->pending_writes++;
+	if (!keep_alive)
+		c->close_after_write = true;
+	if (uv_write(&w->req, &c->h.stream, &b, 1, write_done) < 0) {
 		free(w->data);
 		free(w);
 		c->pending_writes--;
@@ -359,7 +431,7 @@ static void dispatch(struct api_conn *c, struct http_msg *m)
 	}
 
 	/* Who is calling. */
-	if (rt->action != AUTH_PUBLIC) {
+	if (rt->action != AUTH_PUBLIC && !(api->metrics_public && rt->handler == h_metrics)) {
 		if (c->is_unix) {
 			auth_principal_local(&who);
 		} else {
@@ -403,13 +475,40 @@ static void dispatch(struct api_conn *c, struct http_msg *m)
 			goto send;
 		}
 	}
+	req.upload_path = c->upload_path;
+	req.conn = c;
 	rt->handler(&req, &resp);
 
 send:
-	if (!resp.body)
-		resp.body = json_object();
-	conn_send(c, resp.status, resp.body, m->keep_alive && !api->stopping,
-		  strcmp(m->method, "HEAD") == 0);
+	if (c->upload_path) {
+		/* The handler took the file over, or it is no longer needed. */
+		if (!req.upload_taken)
+			unlink(c->upload_path);
+		free(c->upload_path);
+		c->upload_path = NULL;
+	}
+	if (c->upload_fd >= 0) {
+		close(c->upload_fd);
+		c->upload_fd = -1;
+	}
+	if (resp.deferred) {
+		log_info("api %s %s -> (deferred)", m->method, req.path);
+		json_free(req.body);
+		free(req.path);
+		free(req.query);
+		if (have_who)
+			auth_principal_release(&who);
+		return;
+	}
+	if (resp.raw && resp.status == 200) {
+		conn_send_raw(c, &resp, m->keep_alive && !api->stopping, strcmp(m->method, "HEAD") == 0);
+	} else {
+		if (!resp.body)
+			resp.body = json_object();
+		conn_send(c, resp.status, resp.body, m->keep_alive && !api->stopping,
+			  strcmp(m->method, "HEAD") == 0);
+	}
+	free(resp.raw);
 	if (rt && strcmp(m->method, "GET") != 0 && strcmp(m->method, "HEAD") != 0)
 		log_info("api %s %s -> %d%s%s", m->method, req.path, resp.status,
 			 have_who && who.token_id ? " by " : "", have_who && who.token_id ? who.token_id : "");
@@ -432,15 +531,23 @@ static void conn_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
 	struct api_conn *c = s->data;
 	if (n < 0) {
-		conn_close(c);
+		if (!c->pending)
+			conn_close(c);
 		return;
 	}
 	if (n == 0 || c->closing || c->close_after_write)
 		return;
 	uv_timer_again(&c->idle);
-	const char *p = buf->base;
-	size_t left = (size_t)n;
-	while (left && !c->close_after_write) {
+	if (c->pending) {
+		strbuf_add(&c->stash, buf->base, (size_t)n);
+		return;
+	}
+	conn_feed(c, buf->base, (size_t)n);
+}
+
+static void conn_feed(struct api_conn *c, const char *p, size_t left)
+{
+	while (left && !c->close_after_write && !c->pending) {
 		size_t used;
 		int r = http_parser_feed(c->parser, p, left, &used);
 		if (r == HTTP_FEED_MORE)
@@ -450,17 +557,138 @@ static void conn_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 			http_parser_reset(c->parser);
 			p += used;
 			left -= used;
+			if (c->pending && left) {
+				/* Pipelined after a deferred request: wait for its answer. */
+				strbuf_add(&c->stash, p, left);
+				uv_read_stop(&c->h.stream);
+			}
 			continue;
 		}
-		if (r == -EMSGSIZE)
+		if (r == -ECANCELED && c->early_status)
+			send_error(c, c->early_status, c->early_code, c->early_msg, false);
+		else if (r == -ECANCELED)
+			send_error(c, 507, "insufficient_storage", "cannot store the upload", false);
+		else if (r == -EMSGSIZE)
 			send_error(c, 431, "too_large", "request headers are larger than 64 KiB", false);
 		else if (r == -EFBIG)
-			send_error(c, 413, "too_large", "request body is larger than 1 MiB", false);
+			send_error(c, 413, "too_large", c->upload_path ? "the upload is larger than 2 GiB"
+								    : "request body is larger than 1 MiB", false);
 		else
 			send_error(c, 400, "bad_request", http_parser_error(c->parser), false);
-		uv_read_stop(s);
+		uv_read_stop(&c->h.stream);
 		return;
 	}
+}
+
+/* ---- deferred answers ---- */
+
+struct api_pending *api_defer(struct api_req *req, struct api_resp *resp)
+{
+	struct api_conn *c = req->conn;
+	struct api_pending *p = xcalloc(1, sizeof(*p));
+	p->conn = c;
+	p->keep_alive = req->msg->keep_alive;
+	c->pending = p;
+	resp->deferred = true;
+	return p;
+}
+
+void api_pending_reply(struct api_pending *p, int status, struct json *body)
+{
+	struct api_conn *c = p->conn;
+	if (c) {
+		c->pending = NULL;
+		conn_send(c, status, body, p->keep_alive && !c->api->stopping, false);
+		if (!c->closing && !c->close_after_write) {
+			uv_read_start(&c->h.stream, conn_alloc, conn_read);
+			if (c->stash.len) {
+				struct strbuf rest = c->stash;
+				strbuf_init(&c->stash, 0);
+				conn_feed(c, rest.buf, rest.len);
+				strbuf_release(&rest);
+			}
+		}
+	}
+	json_free(body);
+	free(p);
+}
+
+/* ---- uploads: a release archive goes to a file as it arrives ---- */
+
+static int upload_body(void *ctx, const char *data, size_t len)
+{
+	struct api_conn *c = ctx;
+	while (len) {
+		ssize_t w = write(c->upload_fd, data, len);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return -1;
+		data += w;
+		len -= (size_t)w;
+	}
+	return 0;
+}
+
+static void early(struct api_conn *c, int status, const char *code, const char *msg)
+{
+	c->early_status = status;
+	free(c->early_code);
+	free(c->early_msg);
+	c->early_code = xstrdup(code);
+	c->early_msg = xstrdup(msg);
+}
+
+/* Before the body: only POST /v1/apps/APP/releases streams, and only for a
+ * caller allowed to deploy APP, so nobody can fill the disk unauthenticated. */
+static int conn_head(void *ctx, struct http_msg *m)
+{
+	struct api_conn *c = ctx;
+	if (strcmp(m->method, "POST") != 0 || !str_starts_with(m->url.buf, "/v1/apps/"))
+		return 0;
+	const char *q = strchr(m->url.buf, '?');
+	char *path = q ? xstrndup(m->url.buf, (size_t)(q - m->url.buf)) : xstrdup(m->url.buf);
+	const char *params[API_MAX_PARAMS];
+	char scratch[1024];
+	bool is_upload = !strstr(path, "%") && match("/v1/apps/:app/releases", path, params, scratch, sizeof(scratch));
+	free(path);
+	if (!is_upload)
+		return 0;
+	struct api *api = c->api;
+	struct auth_principal who;
+	if (c->is_unix) {
+		auth_principal_local(&who);
+	} else {
+		char *err = NULL;
+		if (auth_authenticate(api->store, http_msg_header(m, "Authorization"), &who, &err) < 0) {
+			early(c, 401, "unauthorized", err);
+			free(err);
+			return -1;
+		}
+	}
+	bool ok = auth_allows(&who, AUTH_WRITE, params[0]);
+	auth_principal_release(&who);
+	if (!ok) {
+		char *msg = xasprintf("this token may not deploy app '%s'", params[0]);
+		early(c, 403, "forbidden", msg);
+		free(msg);
+		return -1;
+	}
+	paths_mkdir_p(api->upload_dir, 0700);
+	char *tmpl = xasprintf("%s/upload-XXXXXX", api->upload_dir);
+	int fd = mkstemp(tmpl);
+	if (fd < 0) {
+		char *msg = xasprintf("cannot store the upload: %s", strerror(errno));
+		early(c, 507, "insufficient_storage", msg);
+		free(msg);
+		free(tmpl);
+		return -1;
+	}
+	c->upload_fd = fd;
+	c->upload_path = tmpl;
+	http_parser_stream_body(c->parser, upload_body, c);
+	http_parser_max_body(c->parser, 2ULL * 1024 * 1024 * 1024);
+	return 0;
 }
 
 static void conn_idle(uv_timer_t *t)
@@ -490,6 +718,9 @@ static void on_connection(uv_stream_t *server, int status)
 		api->conns->prev = c;
 	api->conns = c;
 	c->parser = http_parser_new(HTTP_KIND_REQUEST, API_MAX_HEADER, API_MAX_BODY);
+	c->upload_fd = -1;
+	strbuf_init(&c->stash, 0);
+	http_parser_on_head(c->parser, conn_head, c);
 	if (uv_accept(server, &c->h.stream) < 0) {
 		conn_close(c);
 		return;
@@ -524,6 +755,7 @@ static void listener_closed(uv_handle_t *h)
 	if (--api->open == 0) {
 		free(api->version);
 		free(api->socket_path);
+		free(api->upload_dir);
 		free(api);
 	}
 }
@@ -536,6 +768,10 @@ struct api *api_start(const struct api_config *cfg, char **err)
 	api->sv = cfg->sv;
 	api->router = cfg->router;
 	api->version = xstrdup(cfg->version);
+	api->deploy = cfg->deploy;
+	api->metrics = cfg->metrics;
+	api->metrics_public = cfg->metrics_public;
+	api->upload_dir = xasprintf("%s/uploads", cfg->data_dir);
 	api->socket_path = xstrdup(cfg->socket_path);
 
 	uv_pipe_init(api->loop, &api->unix_listener, 0);

@@ -4,11 +4,14 @@
  * the permission table in auth decides on. */
 #ifndef PAASOPS_API_H
 #define PAASOPS_API_H
+#include <stdbool.h>
 #include <uv.h>
 
 struct store;
 struct supervisor;
 struct router;
+struct deploy;
+struct metrics;
 struct api;
 
 struct api_config {
@@ -16,6 +19,10 @@ struct api_config {
 	struct store *store;   /* borrowed */
 	struct supervisor *sv; /* borrowed */
 	struct router *router; /* borrowed; NULL when the router is off */
+	struct deploy *deploy; /* borrowed */
+	struct metrics *metrics; /* borrowed */
+	bool metrics_public;     /* GET /metrics without a token (trusted networks only) */
+	const char *data_dir;  /* uploads go under DATA/uploads */
 	const char *socket_path;
 	const char *tcp_addr; /* "HOST:PORT" or NULL */
 	const char *version;

@@ -7,6 +7,7 @@
 #include "core/util.h"
 #include "spec/spec.h"
 #include "store/store.h"
+#include "deploy/deploy.h"
 #include "router/router.h"
 #include "supervisor/supervisor.h"
 #include <errno.h>
@@ -44,6 +45,12 @@ void h_apps_list(struct api_req *req, struct api_resp *resp)
 {
 	resp->body = json_object();
 	json_set(resp->body, "apps", filter_scope(req, supervisor_apps_json(req->api->sv), "name"));
+}
+
+/* Who made a release: the token's id, or "local" on the unix socket. */
+static const char *author_of(const struct api_req *req)
+{
+	return req->who && req->who->token_id ? req->who->token_id : "local";
 }
 
 void h_apps_apply(struct api_req *req, struct api_resp *resp)
@@ -98,19 +105,23 @@ void h_apps_apply(struct api_req *req, struct api_resp *resp)
 		spec_free(spec);
 		return;
 	}
-	char *name = xstrdup(spec->app);
-	bool created = false;
-	int r = supervisor_apply(req->api->sv, spec, yaml, filename, dir, &created, &err);
+	char *conflict = supervisor_route_conflict(req->api->sv, spec);
+	spec_free(spec);
+	if (conflict) {
+		api_error(resp, 409, "conflict", "%s", conflict);
+		free(conflict);
+		return;
+	}
+	struct deploy_who who = {author_of(req), json_get_str(req->body, "message")};
+	struct json *out = NULL;
+	int r = deploy_apply(req->api->deploy, yaml, filename, dir, &who, &out, &err);
 	if (r < 0) {
 		api_error_errno(resp, r, err);
 		free(err);
-		free(name);
 		return;
 	}
-	resp->status = created ? 201 : 200;
-	resp->body = supervisor_app_json(req->api->sv, name, false);
-	json_set_bool(resp->body, "created", created);
-	free(name);
+	resp->status = json_true(json_get(out, "created")) ? 201 : 200;
+	resp->body = out;
 }
 
 static bool need_app(struct api_req *req, struct api_resp *resp)
@@ -417,4 +428,139 @@ void h_tokens_revoke(struct api_req *req, struct api_resp *resp)
 	supervisor_note(req->api->sv, NULL, "token", why);
 	resp->body = json_object();
 	json_set_str(resp->body, "revoked", req->params[0]);
+}
+
+/* ---- releases and deploys ---- */
+
+static void upload_answer(void *ctx, int status, struct json *body)
+{
+	api_pending_reply(ctx, status, body);
+}
+
+void h_releases_upload(struct api_req *req, struct api_resp *resp)
+{
+	if (!req->upload_path) {
+		api_error(resp, 400, "bad_request", "upload a release archive (tar or tar.gz) as the body");
+		return;
+	}
+	if (!spec_valid_name(req->params[0])) {
+		api_error(resp, 400, "bad_request", "invalid app name '%s'", req->params[0]);
+		return;
+	}
+	char *spec_name = api_query(req, "spec");
+	char *message = api_query(req, "message");
+	const char *sha = http_msg_header(req->msg, "X-Content-SHA256");
+	struct deploy_who who = {author_of(req), message};
+	struct api_pending *p = api_defer(req, resp);
+	req->upload_taken = true;
+	deploy_archive(req->api->deploy, req->params[0], req->upload_path, spec_name ? spec_name : "paasops.yaml",
+		       sha, &who, upload_answer, p);
+	free(spec_name);
+	free(message);
+}
+
+void h_releases_list(struct api_req *req, struct api_resp *resp)
+{
+	resp->body = json_object();
+	struct json *list = deploy_releases_json(req->api->deploy, req->params[0]);
+	if (json_size(list) == 0 && !supervisor_has_app(req->api->sv, req->params[0])) {
+		json_free(list);
+		api_error(resp, 404, "not_found", "app '%s' not found", req->params[0]);
+		return;
+	}
+	json_set(resp->body, "releases", list);
+}
+
+/* "v3" or "3". */
+static int parse_version(const char *s)
+{
+	if (s && (*s == 'v' || *s == 'V'))
+		s++;
+	int64_t v;
+	if (str_to_i64(s, &v) < 0 || v < 1 || v > 1000000000)
+		return -1;
+	return (int)v;
+}
+
+void h_release_show(struct api_req *req, struct api_resp *resp)
+{
+	int v = parse_version(req->params[1]);
+	if (v < 0) {
+		api_error(resp, 400, "bad_request", "a release is named like v3, not '%s'", req->params[1]);
+		return;
+	}
+	resp->body = deploy_release_json(req->api->deploy, req->params[0], v);
+	if (!resp->body)
+		api_error(resp, 404, "not_found", "app '%s' has no release v%d", req->params[0], v);
+}
+
+void h_rollback(struct api_req *req, struct api_resp *resp)
+{
+	if (!api_body_object(req, resp, true))
+		return;
+	int v = 0;
+	struct json *jv = json_get(req->body, "version");
+	if (jv && !json_is_null(jv)) {
+		int64_t n;
+		if (json_is_string(jv))
+			v = parse_version(json_str(jv));
+		else
+			v = json_get_int(jv, &n) == 0 && n > 0 && n < 1000000000 ? (int)n : -1;
+		if (v < 0) {
+			api_error(resp, 400, "bad_request", "'version' must be a release like 3 or \"v3\"");
+			return;
+		}
+	}
+	struct deploy_who who = {author_of(req), json_get_str(req->body, "message")};
+	char *err = NULL;
+	int r = deploy_rollback(req->api->deploy, req->params[0], v, &who, &resp->body, &err);
+	if (r < 0) {
+		api_error_errno(resp, r, err);
+		free(err);
+		return;
+	}
+	resp->status = 202;
+}
+
+void h_config_show(struct api_req *req, struct api_resp *resp)
+{
+	resp->body = deploy_config_json(req->api->deploy, req->params[0]);
+	if (!resp->body)
+		api_error(resp, 404, "not_found", "app '%s' not found", req->params[0]);
+}
+
+void h_config_change(struct api_req *req, struct api_resp *resp)
+{
+	if (!api_body_object(req, resp, false))
+		return;
+	struct deploy_who who = {author_of(req), json_get_str(req->body, "message")};
+	char *err = NULL;
+	int r = deploy_config_change(req->api->deploy, req->params[0], json_get(req->body, "set"),
+				     json_get(req->body, "secret"), json_get(req->body, "unset"), &who,
+				     &resp->body, &err);
+	if (r < 0) {
+		api_error_errno(resp, r, err);
+		free(err);
+		return;
+	}
+	resp->status = 202;
+}
+
+void h_deploy_status(struct api_req *req, struct api_resp *resp)
+{
+	resp->body = deploy_status_json(req->api->deploy, req->params[0]);
+	if (!resp->body)
+		api_error(resp, 404, "not_found", "app '%s' not found", req->params[0]);
+}
+
+void h_deploy_promote(struct api_req *req, struct api_resp *resp)
+{
+	char *err = NULL;
+	if (deploy_promote(req->api->deploy, req->params[0], &err) < 0) {
+		api_error(resp, 404, "not_found", "%s", err);
+		free(err);
+		return;
+	}
+	resp->status = 202;
+	resp->body = deploy_status_json(req->api->deploy, req->params[0]);
 }

@@ -18,6 +18,10 @@ struct api {
 	struct store *store;
 	struct supervisor *sv;
 	struct router *router; /* may be NULL */
+	struct deploy *deploy;
+	struct metrics *metrics;
+	bool metrics_public;
+	char *upload_dir;
 	char *version;
 	char *socket_path;
 	uv_pipe_t unix_listener;
@@ -37,12 +41,28 @@ struct api_req {
 	const char *params[API_MAX_PARAMS]; /* ":name" segments in route order */
 	struct auth_principal *who;
 	struct json *body; /* parsed JSON body or NULL */
+	const char *upload_path; /* POST .../releases: the uploaded file */
+	bool upload_taken;       /* the handler took the file over */
+	struct api_conn *conn;
 };
 
 struct api_resp {
 	int status;
 	struct json *body; /* taken over by the server */
+	bool deferred;     /* answered later through api_pending_reply() */
+	/* A non-JSON answer (GET /metrics) instead of body: */
+	char *raw;                    /* taken over by the server */
+	size_t raw_len;
+	const char *content_type;     /* static */
+	const char *content_encoding; /* static, or NULL */
 };
+
+/* Answering later: api_defer() from a handler, api_pending_reply() (which
+ * takes over body) once the answer is known; the connection reads nothing
+ * else meanwhile. A reply after the client left is dropped. */
+struct api_pending;
+struct api_pending *api_defer(struct api_req *req, struct api_resp *resp);
+void api_pending_reply(struct api_pending *p, int status, struct json *body);
 
 typedef void (*api_handler_cb)(struct api_req *req, struct api_resp *resp);
 
@@ -76,7 +96,19 @@ void h_app_stop(struct api_req *, struct api_resp *);
 void h_app_start(struct api_req *, struct api_resp *);
 void h_app_logs(struct api_req *, struct api_resp *);
 void h_app_stats(struct api_req *, struct api_resp *);
+void h_releases_upload(struct api_req *, struct api_resp *);
+void h_releases_list(struct api_req *, struct api_resp *);
+void h_release_show(struct api_req *, struct api_resp *);
+void h_rollback(struct api_req *, struct api_resp *);
+void h_config_show(struct api_req *, struct api_resp *);
+void h_config_change(struct api_req *, struct api_resp *);
+void h_deploy_status(struct api_req *, struct api_resp *);
+void h_deploy_promote(struct api_req *, struct api_resp *);
 void h_events(struct api_req *, struct api_resp *);
+/* api_metrics.c */
+void h_metrics(struct api_req *, struct api_resp *);
+void h_metrics_status(struct api_req *, struct api_resp *);
+void h_metrics_query(struct api_req *, struct api_resp *);
 void h_tokens_create(struct api_req *, struct api_resp *);
 void h_tokens_list(struct api_req *, struct api_resp *);
 void h_tokens_revoke(struct api_req *, struct api_resp *);

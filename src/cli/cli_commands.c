@@ -1152,6 +1152,31 @@ const struct cli_command cli_commands[] = {
 	{"tokens revoke", cmd_tokens_revoke, "ID", "revoke an API token (admin)", NULL, 1, 1,
 	 "examples:\n"
 	 "  paasops tokens revoke tok_0123abcd\n"},
+	{"metrics", cli__cmd_metrics, "APP [--since DURATION]",
+	 "summarise an app's metrics history with sparklines", cli__metrics_opts, 1, 1,
+	 "Requests per second, 5xx per second and error ratio, p50 and p95 latency, CPU\n"
+	 "(1 = 100% of one core), memory, ready instances and restarts over the last hour\n"
+	 "(or --since), from the daemon's built-in history: 60 points, each the value over\n"
+	 "its step.\n\n"
+	 "examples:\n"
+	 "  paasops metrics shop\n"
+	 "  paasops metrics shop --since 24h\n"},
+	{"top", cli__cmd_top, "[--once] [--sort cpu|mem|rps]",
+	 "live view of apps and instances, refreshed every second", cli__top_opts, 0, 0,
+	 "Apps with state, ready instances, CPU, memory, requests per second, 5xx ratio and\n"
+	 "p95 latency over the last 10-30 s; then every instance. Keys: c, m, r sort by CPU,\n"
+	 "memory or requests per second; q (or Ctrl-C) quits and restores the terminal.\n"
+	 "When stdout is not a terminal, or with --once, prints one snapshot and exits.\n\n"
+	 "examples:\n"
+	 "  paasops top\n"
+	 "  paasops top --once --sort mem\n"},
+	{"export grafana", cli__cmd_export_grafana, "[-o FILE]",
+	 "write a Grafana dashboard for paasops' metrics", cli__export_grafana_opts, 0, 0,
+	 "The dashboard reads a Prometheus data source that scrapes paasops' /metrics\n"
+	 "(see doc/metrics.md): per-app requests, errors and latency, instances, host and\n"
+	 "daemon. Needs no daemon.\n\n"
+	 "examples:\n"
+	 "  paasops export grafana -o paasops-dashboard.json\n"},
 	{"version", cmd_version, "", "print the client's and the server's versions", NULL, 0, 0,
 	 ""},
 	{"help", cmd_help, "[COMMAND]", "show help", NULL, 0, 2, ""},

@@ -203,6 +203,12 @@ struct cli {
 };
 
 extern const struct cli_command cli_commands[];
+
+/* cli_metrics.c: metrics, top, export grafana, and their flags. */
+int cli__cmd_metrics(struct cli *c);
+int cli__cmd_top(struct cli *c);
+int cli__cmd_export_grafana(struct cli *c);
+extern const struct cli_opt cli__metrics_opts[], cli__top_opts[], cli__export_grafana_opts[];
 extern const size_t cli_n_commands;
 
 /* cli_main with explicit streams, for tests. */

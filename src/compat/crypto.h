@@ -9,6 +9,8 @@
 
 /* Writes the lowercase hex SHA-256 of data into out. */
 void crypto_sha256_hex(const void *data, size_t len, char out[CRYPTO_SHA256_HEX]);
+/* SHA-256 of a file's contents; 0 or a negative errno. */
+int crypto_sha256_file(const char *path, char out[CRYPTO_SHA256_HEX]);
 /* Fills buf with cryptographically secure random bytes; 0 or -EIO. */
 int crypto_random(void *buf, size_t len);
 /* Constant-time equality of two buffers of the same length. */

@@ -21,6 +21,10 @@ struct http_parser {
 	struct strbuf hname, hvalue;
 	http_body_cb body_cb;
 	void *body_ctx;
+	http_head_cb head_cb;
+	void *head_ctx;
+	bool aborted;
+	size_t streamed, max_body_default;
 	const char *error;
 };
 
@@ -97,6 +101,10 @@ static int on_headers_complete(llhttp_t *ll)
 	p->in_value = false;
 	p->msg.status = ll->status_code;
 	p->msg.chunked = (ll->flags & F_CHUNKED) != 0;
+	if (p->head_cb && p->head_cb(p->head_ctx, &p->msg) < 0) {
+		p->aborted = true;
+		return -1;
+	}
 	if (p->max_body && (ll->flags & F_CONTENT_LENGTH) && ll->content_length > p->max_body) {
 		p->too_big_body = true;
 		return -1;
@@ -107,8 +115,18 @@ static int on_headers_complete(llhttp_t *ll)
 static int on_body(llhttp_t *ll, const char *at, size_t n)
 {
 	struct http_parser *p = P(ll);
-	if (p->body_cb)
-		return p->body_cb(p->body_ctx, at, n) ? -1 : 0;
+	if (p->body_cb) {
+		p->streamed += n;
+		if (p->max_body && p->streamed > p->max_body) {
+			p->too_big_body = true;
+			return -1;
+		}
+		if (p->body_cb(p->body_ctx, at, n)) {
+			p->aborted = true;
+			return -1;
+		}
+		return 0;
+	}
 	if (p->max_body && p->msg.body.len + n > p->max_body) {
 		p->too_big_body = true;
 		return -1;
@@ -130,7 +148,7 @@ struct http_parser *http_parser_new(enum http_kind kind, size_t max_header, size
 	struct http_parser *p = xcalloc(1, sizeof(*p));
 	p->kind = kind;
 	p->max_header = max_header;
-	p->max_body = max_body;
+	p->max_body = p->max_body_default = max_body;
 	llhttp_settings_init(&p->settings);
 	p->settings.on_url = on_url;
 	p->settings.on_method = on_method;
@@ -168,6 +186,13 @@ static void clear_msg(struct http_parser *p)
 	p->complete = false;
 	p->in_value = false;
 	p->too_big_head = p->too_big_body = false;
+	p->aborted = false;
+	p->streamed = 0;
+	if (p->head_cb) {
+		/* Streaming is chosen per message by the head callback. */
+		p->body_cb = NULL;
+		p->max_body = p->max_body_default;
+	}
 	p->error = NULL;
 }
 
@@ -184,6 +209,17 @@ void http_parser_free(struct http_parser *p)
 	free(p);
 }
 
+void http_parser_on_head(struct http_parser *p, http_head_cb cb, void *ctx)
+{
+	p->head_cb = cb;
+	p->head_ctx = ctx;
+}
+
+void http_parser_max_body(struct http_parser *p, size_t max_body)
+{
+	p->max_body = max_body;
+}
+
 void http_parser_stream_body(struct http_parser *p, http_body_cb cb, void *ctx)
 {
 	p->body_cb = cb;
@@ -192,6 +228,8 @@ void http_parser_stream_body(struct http_parser *p, http_body_cb cb, void *ctx)
 
 static int map_error(struct http_parser *p, llhttp_errno_t e)
 {
+	if (p->aborted)
+		return -ECANCELED;
 	if (p->too_big_head)
 		return -EMSGSIZE;
 	if (p->too_big_body)

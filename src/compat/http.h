@@ -32,12 +32,20 @@ typedef int (*http_body_cb)(void *ctx, const char *data, size_t len);
 
 struct http_parser;
 
+/* Called when a message's head is complete, before its body. It may switch
+ * the body to streaming (http_parser_stream_body) or change the body cap
+ * (http_parser_max_body). Return 0, or -1 to abort: feed then returns
+ * -ECANCELED. */
+typedef int (*http_head_cb)(void *ctx, struct http_msg *m);
+
 /* max_header: total bytes of the head; max_body: body cap (0 = unlimited,
  * only sensible when streaming). Caller frees with http_parser_free(). */
 struct http_parser *http_parser_new(enum http_kind kind, size_t max_header, size_t max_body);
 void http_parser_free(struct http_parser *p);
-/* Streams body bytes to cb instead of buffering them. */
+/* Streams body bytes to cb instead of buffering them (cb NULL: buffer). */
 void http_parser_stream_body(struct http_parser *p, http_body_cb cb, void *ctx);
+void http_parser_on_head(struct http_parser *p, http_head_cb cb, void *ctx);
+void http_parser_max_body(struct http_parser *p, size_t max_body);
 
 enum http_feed_result {
 	HTTP_FEED_MORE = 0,     /* need more input */

@@ -211,6 +211,12 @@ static int result(struct http_stream *s, llhttp_errno_t e, const char *data, siz
 
 int http_stream_feed(struct http_stream *s, const char *data, size_t len, size_t *consumed)
 {
+	/* A parser that stopped (paused, upgraded, failed) returns the same
+	 * error again without reading, and its error position then points into
+	 * the buffer of an earlier call: nothing of this one is consumed. */
+	llhttp_errno_t stopped = llhttp_get_errno(&s->ll);
+	if (stopped != HPE_OK)
+		return result(s, stopped, NULL, 0, consumed);
 	return result(s, llhttp_execute(&s->ll, data, len), data, len, consumed);
 }
 

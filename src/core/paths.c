@@ -2,6 +2,9 @@
 #include "core/paths.h"
 #include "core/util.h"
 #include <errno.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <sys/statvfs.h>
 #include <pwd.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,4 +49,22 @@ int paths_mkdir_p(const char *dir, unsigned mode)
 	int r = mkdir(p, mode) < 0 && errno != EEXIST ? -errno : 0;
 	free(p);
 	return r;
+}
+
+static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	return remove(path) < 0 && errno != ENOENT ? -1 : 0;
+}
+
+int paths_remove_tree(const char *dir)
+{
+	return nftw(dir, remove_entry, 32, FTW_DEPTH | FTW_PHYS) < 0 ? -errno : 0;
+}
+
+long long paths_free_bytes(const char *path)
+{
+	struct statvfs v;
+	if (statvfs(path, &v) < 0)
+		return -1;
+	return (long long)v.f_bavail * (long long)v.f_frsize;
 }

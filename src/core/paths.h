@@ -9,4 +9,9 @@ char *paths_default_data_dir(void);
 /* Creates dir and its parents (mode for the last one); 0 or -errno. */
 int paths_mkdir_p(const char *dir, unsigned mode);
 
+/* Removes a directory tree (never following symlinks); 0 or -errno. */
+int paths_remove_tree(const char *dir);
+/* Free bytes for an unprivileged user on the file system holding path, or -1. */
+long long paths_free_bytes(const char *path);
+
 #endif

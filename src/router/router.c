@@ -20,6 +20,9 @@
 const double rt_hist_bounds[RT_HIST_BUCKETS] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
 						0.25,  0.5,    1,     2.5,  5,     10,  30};
 
+const double router_hist_bounds[ROUTER_HIST_BUCKETS] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+							0.25,  0.5,    1,     2.5,  5,     10,  30};
+
 int64_t rt_now_ms(void)
 {
 	struct timespec ts;
@@ -267,6 +270,20 @@ bool router_drained(struct router *r, const char *instance)
 			return false;
 	}
 	return true;
+}
+
+void router_instance_stats(struct router *r, const char *instance, struct router_instance_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	for (size_t k = 0; k < r->n_known; k++) {
+		struct rt_backend *b = r->known[k];
+		if (strcmp(b->instance, instance) != 0)
+			continue;
+		out->answered += atomic_load(&b->answered);
+		out->errors_5xx += atomic_load(&b->errors_5xx);
+		for (int i = 0; i <= RT_HIST_BUCKETS; i++)
+			out->hist[i] += atomic_load(&b->hist[i]);
+	}
 }
 
 void router_backend_healthy(struct router *r, const char *instance)
@@ -586,6 +603,18 @@ struct router *router_start(const struct router_config *cfg, char **err)
 	log_info("router listening on http://%s with %d worker%s", cfg->listen, r->n_workers,
 		 r->n_workers == 1 ? "" : "s");
 	return r;
+}
+
+int router_port(const struct router *r)
+{
+	struct sockaddr_storage ss;
+	int len = sizeof(ss);
+	int rc = uv_tcp_getsockname(&r->workers[0].listener, (struct sockaddr *)&ss, &len);
+	if (rc < 0)
+		return rc;
+	if (ss.ss_family == AF_INET)
+		return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+	return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
 }
 
 void router_free(struct router *r)

@@ -38,6 +38,9 @@ void router_config_defaults(struct router_config *cfg);
 struct router *router_start(const struct router_config *cfg, char **err);
 /* Stops the workers (open connections are closed) and frees everything. */
 void router_free(struct router *r);
+/* The TCP port the router listens on: the one it was given, or the one the
+ * kernel chose for a "HOST:0" listen address; a negative errno on failure. */
+int router_port(const struct router *r);
 
 /* ---- what to route ---- */
 struct router_table *router_table_new(void);
@@ -60,6 +63,16 @@ void router_publish(struct router *r, struct router_table *t);
 bool router_drained(struct router *r, const char *instance);
 /* An active health check passed: lift any passive ejection. */
 void router_backend_healthy(struct router *r, const char *instance);
+
+/* Answers from one instance since it started (all its runs): requests,
+ * 5xx answers and a latency histogram over router_hist_bounds. */
+#define ROUTER_HIST_BUCKETS 14
+extern const double router_hist_bounds[ROUTER_HIST_BUCKETS];
+struct router_instance_stats {
+	uint64_t answered, errors_5xx;
+	uint64_t hist[ROUTER_HIST_BUCKETS + 1];
+};
+void router_instance_stats(struct router *r, const char *instance, struct router_instance_stats *out);
 
 /* Request metrics of one app (NULL: all), summed over workers; caller frees. */
 struct json *router_stats_json(struct router *r, const char *app);

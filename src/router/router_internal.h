@@ -58,6 +58,9 @@ struct rt_backend {
 	atomic_int eject_level;
 	_Atomic int64_t ejected_until; /* monotonic ms */
 	int64_t removed_gen;    /* control loop: generation that dropped it, 0 while routed */
+	/* Answers from this instance, for comparing releases (atomic adds). */
+	_Atomic uint64_t answered, errors_5xx;
+	_Atomic uint64_t hist[RT_HIST_BUCKETS + 1];
 };
 
 struct rt_pool {

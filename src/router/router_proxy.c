@@ -103,6 +103,7 @@ static void upstream_flush(struct rt_upstream *u);
 static void req_dispatch(struct rt_req *r);
 static void req_finish(struct rt_req *r);
 static void client_process(struct rt_client *c);
+static void new_request_id(struct rt_worker *w, char *out, size_t size);
 
 static uint64_t now_ns(void)
 {
@@ -244,14 +245,20 @@ static void client_flush(struct rt_client *c)
 static void local_response(struct rt_client *c, struct rt_req *r, int status, const char *msg,
 			   bool close)
 {
+	/* A head refused while parsing has no request yet, but its error
+	 * page still gets an id to quote. */
+	char fresh[64];
+	if (!r)
+		new_request_id(c->w, fresh, sizeof(fresh));
+	const char *id = r ? r->id : fresh;
 	char body[600];
-	int n = snprintf(body, sizeof(body), "%d %s\nrequest id: %s\n", status, msg, r ? r->id : "-");
+	int n = snprintf(body, sizeof(body), "%d %s\nrequest id: %s\n", status, msg, id);
 	if (n < 0 || (size_t)n >= sizeof(body))
 		n = (int)sizeof(body) - 1;
 	strbuf_addf(&c->out,
 		    "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n"
 		    "X-Request-Id: %s\r\nConnection: %s\r\n\r\n",
-		    status, http_reason(status), n, r ? r->id : "-", close ? "close" : "keep-alive");
+		    status, http_reason(status), n, id, close ? "close" : "keep-alive");
 	if (!r || !r->is_head)
 		strbuf_add(&c->out, body, (size_t)n);
 	if (r) {
@@ -387,7 +394,10 @@ static int on_req_head(void *ctx, struct http_head *h)
 	strlcpy_s(r->method, h->method, sizeof(r->method));
 	r->is_head = strcmp(h->method, "HEAD") == 0;
 	r->minor = h->minor;
-	r->keep_alive = h->keep_alive;
+	/* After an upgrade request llhttp reads the rest of the connection as
+	 * another protocol: unless a 101 turns it into a tunnel, it ends with
+	 * this answer. */
+	r->keep_alive = h->keep_alive && !h->upgrade;
 	r->snap = w->snap;
 	if (r->snap)
 		rt_snapshot_ref(r->snap);
@@ -438,7 +448,9 @@ static int on_req_head(void *ctx, struct http_head *h)
 	if (!r->local_error && !host && !r->host && h->minor >= 1)
 		r->local_error = "missing Host header";
 	if (r->local_error) {
+		/* A request refused as malformed ends its connection. */
 		r->status = 400;
+		r->keep_alive = false;
 		return h->content_length > 0 || h->chunked ? -1 : 0;
 	}
 	if (!r->host)
@@ -887,7 +899,8 @@ static int on_resp_head(void *ctx, struct http_head *h)
 		strbuf_adds(o, "Connection: keep-alive\r\n");
 	}
 	strbuf_adds(o, "\r\n");
-	return r->is_head ? 1 : 0;
+	/* llhttp expects a body after 204/304 when Content-Length says so. */
+	return no_body ? 1 : 0;
 }
 
 static int on_resp_body(void *ctx, const char *data, size_t len)
@@ -1043,22 +1056,24 @@ static void upstream_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 		if (rc == HTTP_STREAM_PAUSED) {
 			data += used;
 			left -= used;
-			if (!r->resp_done) {
-				/* An interim 1xx, or a 101 switching protocols. */
-				if (r->status == 101) {
-					c->tunnel = true;
-					client_flush(c);
-					if (left)
-						tunnel_pipe(c, u, false, data, left);
-					if (c->pending.len) {
-						tunnel_pipe(c, u, true, c->pending.buf, c->pending.len);
-						strbuf_reset(&c->pending);
-					}
-					uv_timer_stop(&c->timer);
-					client_resume(c);
-					free(buf->base);
-					return;
+			/* A 101 completes its message like a final answer: the
+			 * bytes after it belong to the tunnel. */
+			if (r->status == 101) {
+				c->tunnel = true;
+				client_flush(c);
+				if (left)
+					tunnel_pipe(c, u, false, data, left);
+				if (c->pending.len) {
+					tunnel_pipe(c, u, true, c->pending.buf, c->pending.len);
+					strbuf_reset(&c->pending);
 				}
+				uv_timer_stop(&c->timer);
+				client_resume(c);
+				free(buf->base);
+				return;
+			}
+			if (!r->resp_done) {
+				/* An interim 1xx: the final answer follows. */
 				http_stream_next(u->parser);
 				continue;
 			}
@@ -1109,6 +1124,12 @@ static void req_finish(struct rt_req *r)
 			b++;
 		RT_ADD(ct->hist[b], 1);
 		RT_ADD(ct->latency_us, (uint64_t)(secs * 1e6));
+		if (r->be && r->resp_started && !r->local_msg && st >= 100) {
+			atomic_fetch_add_explicit(&r->be->answered, 1, memory_order_relaxed);
+			if (st >= 500)
+				atomic_fetch_add_explicit(&r->be->errors_5xx, 1, memory_order_relaxed);
+			atomic_fetch_add_explicit(&r->be->hist[b], 1, memory_order_relaxed);
+		}
 	}
 	double sample = w->r->cfg.access_sample;
 	if (sample <= 0 || (sample < 1 && (double)(rt_rand(w) >> 11) / 9007199254740992.0 >= sample))

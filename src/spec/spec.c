@@ -954,8 +954,8 @@ static void check_route_conflicts(struct ctx *c, const struct spec *s)
 
 static const char *const deploy_keys[] = {"strategy", "max_surge",        "max_unavailable",
 					  "canary",   "min_healthy",      "healthy_deadline",
-					  "auto_rollback"};
-enum { D_STRATEGY, D_SURGE, D_UNAVAIL, D_CANARY, D_MIN_HEALTHY, D_DEADLINE, D_ROLLBACK, D_N };
+					  "auto_rollback", "auto_promote"};
+enum { D_STRATEGY, D_SURGE, D_UNAVAIL, D_CANARY, D_MIN_HEALTHY, D_DEADLINE, D_ROLLBACK, D_PROMOTE, D_N };
 static const char *const strategies[] = {"rolling", "canary", "recreate"};
 
 static void deploy_defaults(struct spec_deploy *d)
@@ -967,6 +967,7 @@ static void deploy_defaults(struct spec_deploy *d)
 	d->min_healthy_ms = 10000;
 	d->healthy_deadline_ms = 5 * 60000;
 	d->auto_rollback = true;
+	d->auto_promote = true;
 }
 
 static void parse_deploy(struct ctx *c, const struct yaml_pair *df, const char *of,
@@ -992,6 +993,7 @@ static void parse_deploy(struct ctx *c, const struct yaml_pair *df, const char *
 	get_duration(c, f[D_MIN_HEALTHY], where, 0, &d->min_healthy_ms);
 	get_duration(c, f[D_DEADLINE], where, 1, &d->healthy_deadline_ms);
 	get_bool(c, f[D_ROLLBACK], where, &d->auto_rollback);
+	get_bool(c, f[D_PROMOTE], where, &d->auto_promote);
 	if (bad)
 		return;
 	if (strcmp(d->strategy, "rolling") == 0 && d->max_surge + d->max_unavailable == 0)
@@ -1492,6 +1494,7 @@ static struct json *process_to_json(const struct spec_process *p)
 	json_set_int(dj, "min_healthy_ms", d->min_healthy_ms);
 	json_set_int(dj, "healthy_deadline_ms", d->healthy_deadline_ms);
 	json_set_bool(dj, "auto_rollback", d->auto_rollback);
+	json_set_bool(dj, "auto_promote", d->auto_promote);
 	if (!p->autoscale.enabled) {
 		json_set(o, "autoscale", json_null());
 	} else {

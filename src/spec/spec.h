@@ -55,6 +55,7 @@ struct spec_deploy {
 	int64_t min_healthy_ms;      /* default 10s */
 	int64_t healthy_deadline_ms; /* default 5m */
 	bool auto_rollback;          /* default true */
+	bool auto_promote;           /* canary: promote once healthy for min_healthy; default true */
 };
 
 struct spec_autoscale {

@@ -32,6 +32,16 @@ static const char *const migrations[] = {
 	" role TEXT NOT NULL, apps TEXT NOT NULL, created_at INTEGER NOT NULL,"
 	" expires_at INTEGER NOT NULL DEFAULT 0, revoked INTEGER NOT NULL DEFAULT 0,"
 	" last_used_at INTEGER NOT NULL DEFAULT 0);",
+	/* 2: releases; every app gets its spec as release v1. */
+	"CREATE TABLE releases(app TEXT NOT NULL, version INTEGER NOT NULL, status TEXT NOT NULL,"
+	" spec_yaml TEXT NOT NULL, filename TEXT, dir TEXT NOT NULL, config TEXT NOT NULL DEFAULT '{}',"
+	" secrets TEXT NOT NULL DEFAULT '[]', author TEXT, message TEXT, sha256 TEXT,"
+	" owns_dir INTEGER NOT NULL DEFAULT 0, created_at INTEGER NOT NULL,"
+	" updated_at INTEGER NOT NULL, reason TEXT, PRIMARY KEY(app, version));"
+	"ALTER TABLE apps ADD COLUMN release INTEGER NOT NULL DEFAULT 0;"
+	"INSERT INTO releases(app, version, status, spec_yaml, filename, dir, created_at, updated_at)"
+	" SELECT name, 1, 'active', spec_yaml, filename, dir, created_at, updated_at FROM apps;"
+	"UPDATE apps SET release = 1;",
 };
 
 #define EVENTS_KEPT 100000
@@ -172,19 +182,26 @@ static const char *col_text(sqlite3_stmt *s, int i)
 int store_app_put(struct store *st, const struct store_app *a)
 {
 	return run(st, prep(st,
-			    "INSERT INTO apps(name, spec_yaml, filename, dir, stopped, created_at, updated_at)"
-			    " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(name) DO UPDATE SET"
-			    " spec_yaml = ?2, filename = ?3, dir = ?4, stopped = ?5, updated_at = ?7",
-			    "ssssbII", a->name, a->spec_yaml, a->filename, a->dir, a->stopped,
-			    a->created_at, a->updated_at));
+			    "INSERT INTO apps(name, spec_yaml, filename, dir, stopped, created_at, updated_at, release)"
+			    " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT(name) DO UPDATE SET"
+			    " spec_yaml = ?2, filename = ?3, dir = ?4, stopped = ?5, updated_at = ?7, release = ?8",
+			    "ssssbIIi", a->name, a->spec_yaml, a->filename, a->dir, a->stopped,
+			    a->created_at, a->updated_at, a->release));
 }
 
 int store_app_delete(struct store *st, const char *name)
 {
 	int r = run(st, prep(st, "DELETE FROM scale WHERE app = ?", "s", name));
 	if (r == 0)
+		r = run(st, prep(st, "DELETE FROM releases WHERE app = ?", "s", name));
+	if (r == 0)
 		r = run(st, prep(st, "DELETE FROM apps WHERE name = ?", "s", name));
 	return r;
+}
+
+int store_app_set_release(struct store *st, const char *name, int release)
+{
+	return run(st, prep(st, "UPDATE apps SET release = ?2 WHERE name = ?1", "si", name, release));
 }
 
 int store_app_set_stopped(struct store *st, const char *name, bool stopped)
@@ -195,7 +212,7 @@ int store_app_set_stopped(struct store *st, const char *name, bool stopped)
 int store_apps_each(struct store *st, store_app_cb cb, void *ctx)
 {
 	sqlite3_stmt *s = prep(st,
-			       "SELECT name, spec_yaml, filename, dir, stopped, created_at, updated_at"
+			       "SELECT name, spec_yaml, filename, dir, stopped, created_at, updated_at, release"
 			       " FROM apps ORDER BY name",
 			       NULL);
 	if (!s)
@@ -210,6 +227,7 @@ int store_apps_each(struct store *st, store_app_cb cb, void *ctx)
 			.stopped = sqlite3_column_int(s, 4) != 0,
 			.created_at = sqlite3_column_int64(s, 5),
 			.updated_at = sqlite3_column_int64(s, 6),
+			.release = sqlite3_column_int(s, 7),
 		};
 		cb(ctx, &a);
 	}
@@ -427,4 +445,92 @@ int store_token_revoke(struct store *st, const char *id)
 int store_token_touch(struct store *st, const char *id, int64_t when)
 {
 	return run(st, prep(st, "UPDATE tokens SET last_used_at = ? WHERE id = ?", "Is", when, id));
+}
+
+/* ---- releases ---- */
+
+#define RELEASE_COLS "app, version, status, spec_yaml, filename, dir, config, secrets, author," \
+		     " message, sha256, owns_dir, created_at, updated_at, reason"
+
+int store_release_put(struct store *st, const struct store_release *r)
+{
+	return run(st, prep(st,
+			    "INSERT INTO releases(" RELEASE_COLS ") VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8,"
+			    " ?9, ?10, ?11, ?12, ?13, ?14, ?15) ON CONFLICT(app, version) DO UPDATE SET"
+			    " status = ?3, spec_yaml = ?4, filename = ?5, dir = ?6, config = ?7, secrets = ?8,"
+			    " author = ?9, message = ?10, sha256 = ?11, owns_dir = ?12, updated_at = ?14,"
+			    " reason = ?15",
+			    "sisssssssssbIIs", r->app, r->version, r->status, r->spec_yaml, r->filename,
+			    r->dir, r->config ? r->config : "{}", r->secrets ? r->secrets : "[]", r->author,
+			    r->message, r->sha256, r->owns_dir, r->created_at, r->updated_at, r->reason));
+}
+
+int store_release_set_status(struct store *st, const char *app, int version, const char *status,
+			     const char *reason, int64_t when)
+{
+	return run(st, prep(st,
+			    "UPDATE releases SET status = ?3, reason = COALESCE(?4, reason), updated_at = ?5"
+			    " WHERE app = ?1 AND version = ?2",
+			    "sissI", app, version, status, reason, when));
+}
+
+static int releases_query(struct store *st, sqlite3_stmt *s, store_release_cb cb, void *ctx)
+{
+	if (!s)
+		return -EIO;
+	int rc, found = 0;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		struct store_release r = {
+			.app = col_text(s, 0),
+			.version = sqlite3_column_int(s, 1),
+			.status = col_text(s, 2),
+			.spec_yaml = col_text(s, 3),
+			.filename = col_text(s, 4),
+			.dir = col_text(s, 5),
+			.config = col_text(s, 6),
+			.secrets = col_text(s, 7),
+			.author = col_text(s, 8),
+			.message = col_text(s, 9),
+			.sha256 = col_text(s, 10),
+			.owns_dir = sqlite3_column_int(s, 11) != 0,
+			.created_at = sqlite3_column_int64(s, 12),
+			.updated_at = sqlite3_column_int64(s, 13),
+			.reason = col_text(s, 14),
+		};
+		found++;
+		cb(ctx, &r);
+	}
+	sqlite3_finalize(s);
+	return rc == SQLITE_DONE ? found : fail(st, rc);
+}
+
+int store_release_get(struct store *st, const char *app, int version, store_release_cb cb, void *ctx)
+{
+	int r = releases_query(st, prep(st, "SELECT " RELEASE_COLS " FROM releases WHERE app = ? AND version = ?",
+					"si", app, version), cb, ctx);
+	return r < 0 ? r : r == 0 ? -ENOENT : 0;
+}
+
+int store_releases_each(struct store *st, const char *app, store_release_cb cb, void *ctx)
+{
+	int r = releases_query(st, prep(st, "SELECT " RELEASE_COLS " FROM releases WHERE app = ?"
+					" ORDER BY version DESC", "s", app), cb, ctx);
+	return r < 0 ? r : 0;
+}
+
+int store_release_next_version(struct store *st, const char *app)
+{
+	sqlite3_stmt *s = prep(st, "SELECT COALESCE(MAX(version), 0) + 1 FROM releases WHERE app = ?", "s", app);
+	if (!s)
+		return -EIO;
+	int v = sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int(s, 0) : -EIO;
+	sqlite3_finalize(s);
+	return v;
+}
+
+int store_releases_interrupted(struct store *st, int64_t when)
+{
+	return run(st, prep(st, "UPDATE releases SET status = 'failed', reason = 'interrupted: the daemon"
+			    " stopped during the deploy', updated_at = ? WHERE status IN ('pending', 'building',"
+			    " 'releasing', 'deploying')", "I", when));
 }

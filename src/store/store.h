@@ -29,6 +29,7 @@ struct store_app {
 	const char *dir;
 	bool stopped;
 	int64_t created_at, updated_at; /* wall ms */
+	int release; /* the release instances should run */
 };
 struct store_scale {
 	const char *app, *process;
@@ -38,6 +39,7 @@ struct store_scale {
 };
 int store_app_put(struct store *st, const struct store_app *app);
 int store_app_delete(struct store *st, const char *name);
+int store_app_set_release(struct store *st, const char *name, int release);
 int store_app_set_stopped(struct store *st, const char *name, bool stopped);
 typedef void (*store_app_cb)(void *ctx, const struct store_app *app);
 int store_apps_each(struct store *st, store_app_cb cb, void *ctx);
@@ -78,6 +80,31 @@ typedef void (*store_event_cb)(void *ctx, const struct store_event *ev);
 /* Oldest first; app may be NULL; only ids > after; at most limit (the newest). */
 int store_events_each(struct store *st, const char *app, int64_t after, int limit,
 		      store_event_cb cb, void *ctx);
+
+/* ---- releases ---- */
+struct store_release {
+	const char *app;
+	int version;
+	const char *status; /* pending building releasing deploying active superseded failed rolled-back */
+	const char *spec_yaml, *filename, *dir;
+	const char *config;  /* JSON object of config vars */
+	const char *secrets; /* JSON array of names whose values are secret */
+	const char *author, *message, *sha256, *reason;
+	bool owns_dir; /* the artifact dir belongs to paasops (removed when pruned) */
+	int64_t created_at, updated_at;
+};
+int store_release_put(struct store *st, const struct store_release *r);
+int store_release_set_status(struct store *st, const char *app, int version, const char *status,
+			     const char *reason, int64_t when);
+typedef void (*store_release_cb)(void *ctx, const struct store_release *r);
+/* -ENOENT when absent. */
+int store_release_get(struct store *st, const char *app, int version, store_release_cb cb, void *ctx);
+/* Newest first. */
+int store_releases_each(struct store *st, const char *app, store_release_cb cb, void *ctx);
+/* The next version number for app (1 for a new app), or a negative errno. */
+int store_release_next_version(struct store *st, const char *app);
+/* Marks deploys that were in progress when the daemon died as failed. */
+int store_releases_interrupted(struct store *st, int64_t when);
 
 /* ---- tokens ---- */
 struct store_token {

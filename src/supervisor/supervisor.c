@@ -72,6 +72,9 @@ struct supervisor *supervisor_new(const struct supervisor_config *cfg)
 	crypto_sha256_hex(cfg->data_dir, strlen(cfg->data_dir), hash);
 	hash[12] = '\0';
 	cgroup_sys_init(&sv->cgroups, hash);
+	sv->gc = xcalloc(1, sizeof(*sv->gc));
+	uv_timer_init(sv->loop, sv->gc);
+	sv->gc->data = sv;
 	if (sv->cgroups.mode == CGROUP_NONE)
 		log_warn("resource limits will not be enforced: %s", sv->cgroups.why);
 	else
@@ -92,12 +95,13 @@ static void free_app(struct sv_app *a)
 	for (size_t k = 0; k < a->n_procs; k++)
 		free_proc(a->procs[k]);
 	free(a->procs);
-	spec_free(a->spec);
+	sv_release_unref(a->rel);
+	if (a->rollout)
+		free(a->rollout);
+	if (a->t_rollout)
+		uv_close((uv_handle_t *)a->t_rollout, (uv_close_cb)free);
 	sv_ring_release(&a->ring);
 	free(a->name);
-	free(a->yaml);
-	free(a->filename);
-	free(a->dir);
 	free(a);
 }
 
@@ -112,6 +116,7 @@ void supervisor_free(struct supervisor *sv)
 				sv_inst_teardown(a->procs[j]->insts[0]);
 	}
 	/* Teardown closes handles; the loop must run once more to free slots. */
+	uv_close((uv_handle_t *)sv->gc, (uv_close_cb)free);
 	uv_run(sv->loop, UV_RUN_NOWAIT);
 	for (size_t k = 0; k < sv->n_apps; k++)
 		free_app(sv->apps[k]);
@@ -140,92 +145,37 @@ static void remove_app(struct supervisor *sv, struct sv_app *a)
 	free_app(a);
 }
 
+/* Frees removed process types and destroyed apps that have no slots left.
+ * Runs from its own timer, never inside an operation that may still hold
+ * pointers to them. */
+static void collect_garbage(uv_timer_t *t)
+{
+	struct supervisor *sv = t->data;
+	for (size_t k = 0; k < sv->n_apps;) {
+		struct sv_app *a = sv->apps[k];
+		for (size_t j = 0; j < a->n_procs;) {
+			struct sv_proc *p = a->procs[j];
+			if ((p->removed || a->destroying) && p->n_insts == 0) {
+				memmove(&a->procs[j], &a->procs[j + 1], (a->n_procs - j - 1) * sizeof(*a->procs));
+				a->n_procs--;
+				free_proc(p);
+				continue;
+			}
+			j++;
+		}
+		if (a->destroying && a->n_procs == 0) {
+			remove_app(sv, a);
+			continue;
+		}
+		k++;
+	}
+}
+
 void sv_proc_slot_gone(struct sv_proc *p)
 {
-	struct sv_app *a = p->app;
-	if (p->removed && p->n_insts == 0) {
-		for (size_t k = 0; k < a->n_procs; k++) {
-			if (a->procs[k] == p) {
-				memmove(&a->procs[k], &a->procs[k + 1], (a->n_procs - k - 1) * sizeof(*a->procs));
-				a->n_procs--;
-				break;
-			}
-		}
-		free_proc(p);
-	}
-	if (a->destroying) {
-		for (size_t k = 0; k < a->n_procs; k++)
-			if (a->procs[k]->n_insts)
-				return;
-		remove_app(a->sv, a);
-	}
-}
-
-void sv_proc_reconcile(struct sv_proc *p)
-{
-	struct sv_app *a = p->app;
-	bool run = !a->stopped && !a->destroying && !p->stopped && !p->removed && !a->sv->shutting_down;
-	int want = (p->removed || a->destroying) ? 0 : p->desired;
-	/* Grow: create missing slots, and take back slots that were on their way out. */
-	for (int idx = 1; idx <= want; idx++) {
-		struct sv_inst *i = NULL;
-		for (size_t k = 0; k < p->n_insts; k++)
-			if (p->insts[k]->index == idx)
-				i = p->insts[k];
-		if (!i)
-			i = sv_inst_new(p, idx);
-		if (i->removing) {
-			i->removing = false;
-			if (i->state == SV_STOPPING)
-				i->restart_after_stop = run;
-		}
-		if (run && i->state == SV_STOPPED && !i->run)
-			sv_inst_start(i, "starting to meet the desired count");
-		else if (!run && i->state != SV_STOPPED)
-			sv_inst_stop(i, a->stopped || p->stopped ? "stop requested" : "daemon stopping");
-	}
-	/* Shrink: the highest indexes go first. Iterate over a copy, since a
-	 * stopped slot leaves the array at once. */
-	size_t n = p->n_insts;
-	struct sv_inst **copy = xmalloc((n ? n : 1) * sizeof(*copy));
-	memcpy(copy, p->insts, n * sizeof(*copy));
-	for (size_t k = 0; k < n; k++) {
-		struct sv_inst *i = copy[k];
-		if (i->index > want) {
-			i->removing = true;
-			sv_inst_stop(i, a->destroying ? "app destroyed" : p->removed ? "process type removed" : "scaled down");
-		}
-	}
-	free(copy);
-}
-
-static void reconcile_app(struct sv_app *a)
-{
-	size_t n = a->n_procs;
-	struct sv_proc **copy = xmalloc((n ? n : 1) * sizeof(*copy));
-	memcpy(copy, a->procs, n * sizeof(*copy));
-	for (size_t k = 0; k < n; k++)
-		sv_proc_reconcile(copy[k]);
-	free(copy);
-}
-
-/* What, when it changes between two applies, restarts a process type. */
-static char *fingerprint(const struct spec *s, const struct spec_process *sp, const char *dir)
-{
-	struct strbuf b;
-	strbuf_init(&b, 256);
-	strbuf_addf(&b, "dir=%s\ncmd=%s\nrestart=%d\nstop=%lld\n", dir, sp->command, sp->restart,
-		    (long long)sp->stop_timeout_ms);
-	for (size_t k = 0; k < s->n_env; k++)
-		strbuf_addf(&b, "appenv %s=%s\n", s->env[k].key, s->env[k].value);
-	for (size_t k = 0; k < sp->n_env; k++)
-		strbuf_addf(&b, "env %s=%s\n", sp->env[k].key, sp->env[k].value);
-	const struct spec_health *h = &sp->health;
-	strbuf_addf(&b, "health=%d %s %lld %lld %d %d %lld\n", h->kind, h->target ? h->target : "",
-		    (long long)h->interval_ms, (long long)h->timeout_ms, h->healthy, h->unhealthy,
-		    (long long)h->boot_deadline_ms);
-	strbuf_addf(&b, "res=%lld %.6f\n", (long long)sp->resources.memory_bytes, sp->resources.cpu);
-	return strbuf_detach(&b, NULL);
+	struct supervisor *sv = p->app->sv;
+	if ((p->removed || p->app->destroying) && p->n_insts == 0 && sv->gc)
+		uv_timer_start(sv->gc, collect_garbage, 0, 0);
 }
 
 static struct sv_app *new_app(struct supervisor *sv, const char *name)
@@ -354,31 +304,63 @@ static void load_scale(void *ctx, const struct store_scale *sc)
 	p->stopped = sc->stopped;
 }
 
+/* Builds a release from its stored record; NULL (logged) when its spec no
+ * longer parses. */
+static struct sv_release *release_from_store(const struct store_release *r)
+{
+	char *err = NULL;
+	struct spec *s = spec_parse(r->spec_yaml, strlen(r->spec_yaml),
+				    r->filename ? r->filename : "paasops.yaml", &err);
+	if (!s) {
+		log_error("app '%s' v%d: stored spec no longer valid: %s", r->app, r->version, err);
+		free(err);
+		return NULL;
+	}
+	struct sv_release *rel = xcalloc(1, sizeof(*rel));
+	rel->refs = 1;
+	rel->version = r->version;
+	rel->spec = s;
+	rel->yaml = xstrdup(r->spec_yaml);
+	rel->filename = xstrdup(r->filename ? r->filename : "paasops.yaml");
+	rel->dir = xstrdup(r->dir);
+	struct json *cfg = json_parse(r->config ? r->config : "{}", strlen(r->config ? r->config : "{}"), NULL);
+	for (struct json *e = json_first(cfg); e; e = json_next(e)) {
+		if (!json_str(e))
+			continue;
+		rel->config = xrealloc(rel->config, (rel->n_config + 1) * sizeof(*rel->config));
+		rel->config[rel->n_config++] = (struct spec_env){xstrdup(json_key(e)), xstrdup(json_str(e))};
+	}
+	json_free(cfg);
+	return rel;
+}
+
+static void got_release(void *ctx, const struct store_release *r)
+{
+	struct sv_release **out = ctx;
+	*out = release_from_store(r);
+}
+
 static void load_app(void *ctx, const struct store_app *sa)
 {
 	struct load_ctx *lc = ctx;
-	char *err = NULL;
-	struct spec *s = spec_parse(sa->spec_yaml, strlen(sa->spec_yaml),
-				    sa->filename ? sa->filename : "paasops.yaml", &err);
-	if (!s) {
-		log_error("app '%s': stored spec no longer valid: %s", sa->name, err);
-		free(err);
+	struct sv_release *rel = NULL;
+	store_release_get(lc->sv->store, sa->name, sa->release, got_release, &rel);
+	if (!rel) {
+		log_error("app '%s': its release v%d cannot be loaded", sa->name, sa->release);
 		lc->errors++;
 		return;
 	}
 	struct sv_app *a = new_app(lc->sv, sa->name);
-	a->spec = s;
-	a->yaml = xstrdup(sa->spec_yaml);
-	a->filename = xstrdup(sa->filename ? sa->filename : "paasops.yaml");
-	a->dir = xstrdup(sa->dir);
+	a->rel = rel;
+	a->live = rel->version;
 	a->stopped = sa->stopped;
 	a->created_at = sa->created_at;
 	a->updated_at = sa->updated_at;
-	for (size_t k = 0; k < s->n_procs; k++) {
-		struct sv_proc *p = new_proc(a, s->procs[k].name);
-		p->sp = &s->procs[k];
-		p->desired = p->spec_instances = s->procs[k].instances;
-		p->fingerprint = fingerprint(s, p->sp, a->dir);
+	for (size_t k = 0; k < rel->spec->n_procs; k++) {
+		struct sv_proc *p = new_proc(a, rel->spec->procs[k].name);
+		p->sp = &rel->spec->procs[k];
+		p->desired = p->spec_instances = p->sp->instances;
+		p->fingerprint = sv_fingerprint(rel, p->sp);
 	}
 	store_scale_each(lc->sv->store, a->name, load_scale, a);
 }
@@ -391,26 +373,14 @@ int supervisor_load(struct supervisor *sv, char **err)
 		return -EIO;
 	}
 	for (size_t k = 0; k < sv->n_apps; k++)
-		reconcile_app(sv->apps[k]);
+		sv_app_reconcile(sv->apps[k]);
 	return 0;
 }
 
 /* ---- desired state changes ---- */
 
-static int persist_app(struct supervisor *sv, const struct sv_app *a, const char *yaml,
-		       const char *filename, const char *dir, bool stopped, int64_t created,
-		       int64_t now)
-{
-	struct store_app sa = {
-		.name = a->name, .spec_yaml = yaml, .filename = filename, .dir = dir,
-		.stopped = stopped, .created_at = created, .updated_at = now,
-	};
-	return store_app_put(sv->store, &sa);
-}
 
-/* Another app already routing the same host and path prefix: the message,
- * or NULL. Caller frees. */
-static char *route_conflict(const struct supervisor *sv, const struct spec *spec)
+char *supervisor_route_conflict(const struct supervisor *sv, const struct spec *spec)
 {
 	for (size_t k = 0; k < spec->n_procs; k++) {
 		const struct spec_process *sp = &spec->procs[k];
@@ -420,8 +390,8 @@ static char *route_conflict(const struct supervisor *sv, const struct spec *spec
 				const struct sv_app *other = sv->apps[a];
 				if (other->destroying || !strcmp(other->name, spec->app))
 					continue;
-				for (size_t j = 0; j < other->spec->n_procs; j++) {
-					const struct spec_process *op = &other->spec->procs[j];
+				for (size_t j = 0; j < other->rel->spec->n_procs; j++) {
+					const struct spec_process *op = &other->rel->spec->procs[j];
 					for (size_t q = 0; q < op->n_routes; q++) {
 						const struct spec_route *theirs = &op->routes[q];
 						if (str_eq(mine->host, theirs->host) && !strcmp(mine->path, theirs->path))
@@ -437,16 +407,51 @@ static char *route_conflict(const struct supervisor *sv, const struct spec *spec
 	return NULL;
 }
 
-int supervisor_apply(struct supervisor *sv, struct spec *spec, const char *yaml,
-		     const char *filename, const char *dir, bool *created, char **err)
+static struct sv_release *release_new(const struct supervisor_release *r)
 {
-	char *conflict = route_conflict(sv, spec);
+	struct sv_release *rel = xcalloc(1, sizeof(*rel));
+	rel->refs = 1;
+	rel->version = r->version;
+	rel->spec = r->spec;
+	rel->yaml = xstrdup(r->yaml);
+	rel->filename = xstrdup(r->filename ? r->filename : "paasops.yaml");
+	rel->dir = xstrdup(r->dir);
+	if (r->n_config) {
+		rel->config = xcalloc(r->n_config, sizeof(*rel->config));
+		for (size_t k = 0; k < r->n_config; k++)
+			rel->config[k] = (struct spec_env){xstrdup(r->config[k].key), xstrdup(r->config[k].value)};
+		rel->n_config = r->n_config;
+	}
+	return rel;
+}
+
+bool supervisor_shutting_down(const struct supervisor *sv)
+{
+	return sv->shutting_down;
+}
+
+int supervisor_rollout(struct supervisor *sv, const struct supervisor_release *r,
+		       supervisor_rollout_cb done, void *ctx, bool *created, char **err)
+{
+	struct spec *spec = r->spec;
+	if (sv->shutting_down) {
+		*err = xstrdup("the daemon is stopping");
+		spec_free(spec);
+		return -ESHUTDOWN;
+	}
+	char *conflict = supervisor_route_conflict(sv, spec);
 	if (conflict) {
 		*err = conflict;
 		spec_free(spec);
 		return -EEXIST;
 	}
 	struct sv_app *a = find_app(sv, spec->app);
+	if (a && a->rollout) {
+		*err = xasprintf("app '%s' is already rolling out v%d; wait for it or abort it", spec->app,
+				 a->rollout->to);
+		spec_free(spec);
+		return -EBUSY;
+	}
 	int64_t now = time_wall_ms();
 	*created = a == NULL;
 	int *desired = xcalloc(spec->n_procs ? spec->n_procs : 1, sizeof(int));
@@ -458,23 +463,28 @@ int supervisor_apply(struct supervisor *sv, struct spec *spec, const char *yaml,
 		keep[k] = sp->name;
 	}
 
-	/* Persist first: on failure nothing in memory has changed. */
-	int r = store_begin(sv->store);
-	struct sv_app tmp = {.name = spec->app};
-	if (r == 0)
-		r = persist_app(sv, &tmp, yaml, filename, dir, a ? a->stopped : false,
-				a ? a->created_at : now, now);
-	for (size_t k = 0; r == 0 && k < spec->n_procs; k++) {
+	/* Persist desired counts first: on failure nothing in memory changed.
+	 * The app's live release is persisted only once the rollout succeeds
+	 * (a new app starts with it, since there is nothing older to serve). */
+	int r2 = store_begin(sv->store);
+	struct store_app sa = {
+		.name = spec->app, .spec_yaml = r->yaml, .filename = r->filename, .dir = r->dir,
+		.stopped = a ? a->stopped : false, .created_at = a ? a->created_at : now,
+		.updated_at = now, .release = a ? a->live : r->version,
+	};
+	if (r2 == 0)
+		r2 = store_app_put(sv->store, &sa);
+	for (size_t k = 0; r2 == 0 && k < spec->n_procs; k++) {
 		struct sv_proc *p = a ? find_proc(a, spec->procs[k].name) : NULL;
 		struct store_scale sc = {spec->app, spec->procs[k].name, desired[k],
 					 spec->procs[k].instances, p ? p->stopped : false};
-		r = store_scale_put(sv->store, &sc);
+		r2 = store_scale_put(sv->store, &sc);
 	}
-	if (r == 0)
-		r = store_scale_prune(sv->store, spec->app, keep, (int)spec->n_procs);
-	if (r == 0)
-		r = store_commit(sv->store);
-	if (r < 0) {
+	if (r2 == 0)
+		r2 = store_scale_prune(sv->store, spec->app, keep, (int)spec->n_procs);
+	if (r2 == 0)
+		r2 = store_commit(sv->store);
+	if (r2 < 0) {
 		store_rollback(sv->store);
 		*err = xasprintf("cannot save app '%s': %s", spec->app, store_errmsg(sv->store));
 		free(desired);
@@ -486,61 +496,56 @@ int supervisor_apply(struct supervisor *sv, struct spec *spec, const char *yaml,
 	if (!a) {
 		a = new_app(sv, spec->app);
 		a->created_at = now;
+		a->live = r->version;
 	}
-	struct spec *old = a->spec;
-	a->spec = spec;
-	free(a->yaml);
-	a->yaml = xstrdup(yaml);
-	free(a->filename);
-	a->filename = xstrdup(filename);
-	free(a->dir);
-	a->dir = xstrdup(dir);
+	int from = a->rel ? a->rel->version : 0;
+	struct sv_release *rel = release_new(r);
+	sv_release_unref(a->rel);
+	a->rel = rel;
 	a->updated_at = now;
-	/* Process types gone from the spec stop and leave. While they stop
-	 * they read only scalar settings (stop_timeout, restart), so they keep
-	 * a pointer-free copy of their old spec entry. */
+	/* Process types gone from the spec stop and leave; their instances
+	 * keep their own release while they stop. */
 	for (size_t k = 0; k < a->n_procs; k++) {
 		struct sv_proc *p = a->procs[k];
 		if (!p->removed && !spec_process(spec, p->name)) {
 			p->removed = true;
-			p->removed_sp = *p->sp;
-			p->removed_sp.name = p->name;
-			p->removed_sp.command = NULL;
-			p->removed_sp.env = NULL;
-			p->removed_sp.n_env = 0;
-			p->removed_sp.health.kind = SPEC_HEALTH_NONE;
-			p->removed_sp.health.target = NULL;
-			p->removed_sp.routes = NULL;
-			p->removed_sp.n_routes = 0;
-			p->removed_sp.deploy.strategy = NULL;
-			p->removed_sp.autoscale.metric = NULL;
-			p->sp = &p->removed_sp;
+			p->sp = NULL;
 		}
 	}
+	/* Unchanged process types adopt the new release in place. */
+	bool changes = false;
 	for (size_t k = 0; k < spec->n_procs; k++) {
 		const struct spec_process *sp = &spec->procs[k];
 		struct sv_proc *p = find_proc(a, sp->name);
-		bool fresh = p == NULL;
-		if (fresh)
+		if (!p)
 			p = new_proc(a, sp->name);
 		p->sp = sp;
 		p->desired = desired[k];
 		p->spec_instances = sp->instances;
-		char *fp = fingerprint(spec, sp, dir);
-		bool changed = !fresh && !str_eq(fp, p->fingerprint);
 		free(p->fingerprint);
-		p->fingerprint = fp;
-		if (changed)
-			for (size_t j = 0; j < p->n_insts; j++)
-				if (p->insts[j]->state != SV_STOPPED || p->insts[j]->run)
-					sv_inst_restart(p->insts[j], "spec changed");
+		p->fingerprint = sv_fingerprint(rel, sp);
+		for (size_t j = 0; j < p->n_insts; j++) {
+			struct sv_inst *i = p->insts[j];
+			if (i->removing || i->rel == rel)
+				continue;
+			if (str_eq(i->fp, p->fingerprint)) {
+				sv_release_unref(i->rel);
+				i->rel = sv_release_ref(rel);
+				i->sp = sp;
+				i->adopted = true;
+			} else {
+				changes = true;
+			}
+		}
 	}
 	free(desired);
 	free(keep);
-	sv_emit(sv, a->name, NULL, NULL, "apply", NULL, *created ? "app created" : "spec applied", 0, -1, 0);
-	reconcile_app(a);
+	char msg[200];
+	snprintf(msg, sizeof(msg), "%s v%d", *created ? "app created with" : "applied", r->version);
+	sv_emit(sv, a->name, NULL, NULL, "apply", NULL, msg, 0, -1, 0);
+	sv_rollout_begin(a, from, r->version, done, ctx);
+	(void)changes;
 	notify_changed(sv);
-	spec_free(old);
 	return 0;
 }
 
@@ -583,7 +588,7 @@ int supervisor_scale(struct supervisor *sv, const char *app, const char *const *
 	}
 	sv_emit(sv, app, NULL, NULL, "scale", NULL, msg.buf, 0, -1, 0);
 	strbuf_release(&msg);
-	reconcile_app(a);
+	sv_app_reconcile(a);
 	return 0;
 }
 
@@ -612,7 +617,8 @@ int supervisor_restart(struct supervisor *sv, const char *app, const char *proc,
 			continue;
 		size_t n = p->n_insts;
 		struct sv_inst **copy = xmalloc((n ? n : 1) * sizeof(*copy));
-		memcpy(copy, p->insts, n * sizeof(*copy));
+		if (n)
+			memcpy(copy, p->insts, n * sizeof(*copy));
 		for (size_t j = 0; j < n; j++) {
 			struct sv_inst *i = copy[j];
 			if (i->removing || (one && i != one))
@@ -679,7 +685,7 @@ int supervisor_set_stopped(struct supervisor *sv, const char *app, const char *p
 				sv_inst_restart(i, "start requested");
 		}
 	}
-	reconcile_app(a);
+	sv_app_reconcile(a);
 	return 0;
 }
 
@@ -701,13 +707,9 @@ int supervisor_destroy(struct supervisor *sv, const char *app, char **err)
 	sv_emit(sv, app, NULL, NULL, "destroy", NULL, "app destroyed", 0, -1, 0);
 	a->destroying = true;
 	notify_changed(sv);
-	reconcile_app(a);
-	/* An app with no slots at all goes at once. */
-	bool any = false;
-	for (size_t k = 0; k < a->n_procs; k++)
-		any = any || a->procs[k]->n_insts;
-	if (!any)
-		remove_app(sv, a);
+	sv_app_reconcile(a);
+	/* An app with no slots at all goes on the next loop turn. */
+	uv_timer_start(sv->gc, collect_garbage, 0, 0);
 	return 0;
 }
 
@@ -743,7 +745,11 @@ static struct json *app_json(struct sv_app *a, bool detail)
 {
 	struct json *o = json_object();
 	json_set_str(o, "name", a->name);
-	json_set_str(o, "dir", a->dir);
+	json_set_str(o, "dir", a->rel->dir);
+	json_set_int(o, "release", a->live);
+	if (a->rel->version != a->live || a->rollout)
+		json_set_int(o, "target_release", a->rel->version);
+	json_set_bool(o, "rolling_out", a->rollout != NULL);
 	json_set_bool(o, "stopped", a->stopped);
 	set_time(o, "created_at", a->created_at);
 	set_time(o, "updated_at", a->updated_at);
@@ -769,8 +775,8 @@ static struct json *app_json(struct sv_app *a, bool detail)
 		json_set_str(po, "restart", restart_name(p->sp->restart));
 	}
 	if (detail) {
-		json_set(o, "spec", spec_to_json(a->spec));
-		json_set_str(o, "spec_yaml", a->yaml);
+		json_set(o, "spec", spec_to_json(a->rel->spec));
+		json_set_str(o, "spec_yaml", a->rel->yaml);
 	}
 	return o;
 }
@@ -845,6 +851,7 @@ static void inst_json(struct json *arr, struct sv_inst *i, const struct pg_usage
 	json_set_str(o, "app", p->app->name);
 	json_set_str(o, "process", p->name);
 	json_set_int(o, "index", i->index);
+	json_set_int(o, "release", i->rel->version);
 	json_set_str(o, "state", sv_state_name(i->state));
 	if (i->run) {
 		json_set_int(o, "pid", i->run->pid);
@@ -888,7 +895,7 @@ static void inst_json(struct json *arr, struct sv_inst *i, const struct pg_usage
 		json_set(o, "cpu_percent", json_null());
 		json_set(o, "rss_bytes", json_null());
 	}
-	const struct spec_resources *res = &p->sp->resources;
+	const struct spec_resources *res = &i->sp->resources;
 	if (res->memory_bytes)
 		json_set_int(o, "memory_limit", res->memory_bytes);
 	else
@@ -997,8 +1004,8 @@ struct json *supervisor_logs_json(struct supervisor *sv, const char *app, const 
 		json_set_int(o, "seq", (int64_t)v[k].l->seq);
 		set_time(o, "time", v[k].l->time);
 		json_set_str(o, "instance", v[k].id);
-		static const char *const streams[] = {"stdout", "stderr", "router"};
-		json_set_str(o, "stream", streams[v[k].l->stream < 3 ? v[k].l->stream : 0]);
+		static const char *const streams[] = {"stdout", "stderr", "router", "build", "release"};
+		json_set_str(o, "stream", streams[v[k].l->stream < 5 ? v[k].l->stream : 0]);
 		json_set_str(o, "line", v[k].l->text);
 	}
 	if (n)
@@ -1067,7 +1074,7 @@ void supervisor_each_pool(struct supervisor *sv, supervisor_pool_cb cb, void *ct
 }
 
 void supervisor_log_line(struct supervisor *sv, const char *app, const char *instance,
-			 const char *line)
+			 enum supervisor_stream stream, const char *line)
 {
 	struct sv_app *a = find_app(sv, app);
 	if (!a)
@@ -1075,9 +1082,9 @@ void supervisor_log_line(struct supervisor *sv, const char *app, const char *ins
 	if (instance) {
 		struct sv_inst *i = find_inst(a, instance);
 		if (i) {
-			sv_ring_push(&i->ring, ++sv->log_seq, 2, line, strlen(line));
+			sv_ring_push(&i->ring, ++sv->log_seq, (int)stream, line, strlen(line));
 			return;
 		}
 	}
-	sv_ring_push(&a->ring, ++sv->log_seq, 2, line, strlen(line));
+	sv_ring_push(&a->ring, ++sv->log_seq, (int)stream, line, strlen(line));
 }

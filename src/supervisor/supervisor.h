@@ -54,11 +54,43 @@ void supervisor_cleanup_leftovers(struct supervisor *sv);
 /* Loads desired state from the store and starts what should run. */
 int supervisor_load(struct supervisor *sv, char **err);
 
-/* Creates or updates an app from a validated spec (takes ownership of
- * spec). Changed process types restart; removed ones stop; counts set by
- * scale survive unless the spec's count changed. */
-int supervisor_apply(struct supervisor *sv, struct spec *spec, const char *yaml,
-		     const char *filename, const char *dir, bool *created, char **err);
+/* A release to run. */
+struct supervisor_release {
+	int version;
+	struct spec *spec; /* ownership taken */
+	const char *yaml, *filename, *dir;
+	const struct spec_env *config; /* copied */
+	size_t n_config;
+};
+
+/* Called once when a rollout ends: ok, or why it failed. */
+typedef void (*supervisor_rollout_cb)(void *ctx, const char *app, int version, bool ok,
+				      const char *reason);
+
+/* Makes rel the app's release, creating the app if needed, and rolls out
+ * to it: process types whose definition did not change keep running;
+ * changed ones are replaced per their deploy strategy (rolling, canary,
+ * recreate); removed ones stop. Counts set by scale survive unless the
+ * spec's count changed. done (may be NULL) is called when the rollout
+ * ends; the release is persisted as the app's live release only on
+ * success. -EEXIST when another app has one of its routes, -EBUSY when a
+ * rollout is already running. Takes ownership of rel->spec in every case. */
+int supervisor_rollout(struct supervisor *sv, const struct supervisor_release *rel,
+		       supervisor_rollout_cb done, void *ctx, bool *created, char **err);
+/* When another app already routes one of spec's host and path prefixes:
+ * a message saying which (caller frees); else NULL. */
+char *supervisor_route_conflict(const struct supervisor *sv, const struct spec *spec);
+bool supervisor_shutting_down(const struct supervisor *sv);
+/* Fails the app's rollout (it calls done with ok=false). -ENOENT when none. */
+int supervisor_rollout_abort(struct supervisor *sv, const char *app, const char *reason);
+/* Promotes a canary rollout to a rolling one. -ENOENT when none. */
+int supervisor_rollout_promote(struct supervisor *sv, const char *app);
+/* The app's live and target releases and its rollout, or NULL for an unknown app. */
+struct json *supervisor_rollout_json(struct supervisor *sv, const char *app);
+/* Instance ids of the app by release: ids of instances running version v
+ * (new) and of the others (old), for comparing them. Arrays are JSON. */
+int supervisor_release_instances(struct supervisor *sv, const char *app, int version,
+				 struct json *news, struct json *olds);
 /* Sets desired counts; all-or-nothing. */
 int supervisor_scale(struct supervisor *sv, const char *app, const char *const *procs,
 		     const int *counts, int n, char **err);
@@ -88,10 +120,12 @@ struct json *supervisor_logs_json(struct supervisor *sv, const char *app, const 
 typedef void (*supervisor_pool_cb)(void *ctx, const char *app, const struct spec_process *sp,
 				   const char *const *instances, const int *ports, size_t n);
 void supervisor_each_pool(struct supervisor *sv, supervisor_pool_cb cb, void *ctx);
-/* Adds a router line (access log) to an instance's log, or the app's when
- * instance is NULL or gone. */
+/* Streams of an app's log besides the instances' stdout and stderr. */
+enum supervisor_stream { SUPERVISOR_STREAM_ROUTER = 2, SUPERVISOR_STREAM_BUILD = 3, SUPERVISOR_STREAM_RELEASE = 4 };
+/* Adds a line (access log, build output) to an instance's log, or the
+ * app's when instance is NULL or gone. */
 void supervisor_log_line(struct supervisor *sv, const char *app, const char *instance,
-			 const char *line);
+			 enum supervisor_stream stream, const char *line);
 
 /* Records an event that is not an instance transition (API changes). */
 void supervisor_note(struct supervisor *sv, const char *app, const char *type,

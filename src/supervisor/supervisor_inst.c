@@ -97,6 +97,8 @@ static void set_state(struct sv_inst *i, enum sv_state to, const char *reason, i
 	struct supervisor *sv = p->app->sv;
 	if (routed_before != (to == SV_READY) && sv->hooks.changed)
 		sv->hooks.changed(sv->hooks_ctx);
+	if (p->app->rollout)
+		sv_rollout_kick(p->app);
 	sv_emit(p->app->sv, p->app->name, p->name, i->id, "state", sv_state_name(to), reason,
 		i->run ? i->run->pid : i->last_pid, exit_status, sig);
 }
@@ -242,7 +244,7 @@ static void check_result(struct sv_check *c, bool ok, const char *why)
 		return;
 	i->check = NULL;
 	c->inst = NULL;
-	const struct spec_health *h = &i->proc->sp->health;
+	const struct spec_health *h = &i->sp->health;
 	if (ok) {
 		struct supervisor *sv = i->proc->app->sv;
 		if (sv->hooks.check_passed)
@@ -347,7 +349,7 @@ static void free_env(char **env);
 static void run_check(uv_timer_t *t)
 {
 	struct sv_inst *i = t->data;
-	const struct spec_health *h = &i->proc->sp->health;
+	const struct spec_health *h = &i->sp->health;
 	struct supervisor *sv = i->proc->app->sv;
 	if (!i->run || i->check)
 		return;
@@ -365,7 +367,7 @@ static void run_check(uv_timer_t *t)
 			.file = "/bin/sh",
 			.args = args,
 			.env = env,
-			.cwd = i->proc->app->dir,
+			.cwd = i->rel->dir,
 			.flags = UV_PROCESS_DETACHED,
 			.exit_cb = check_cmd_exit,
 		};
@@ -430,7 +432,7 @@ static void noncheck_ready(uv_timer_t *t)
 
 static void schedule_check(struct sv_inst *i)
 {
-	const struct spec_health *h = &i->proc->sp->health;
+	const struct spec_health *h = &i->sp->health;
 	if (!i->run || i->run->exited || (i->state != SV_STARTING && i->state != SV_READY))
 		return;
 	if (h->kind == SPEC_HEALTH_NONE) {
@@ -502,7 +504,7 @@ static void env_put(char ***env, size_t *n, size_t *alloc, const char *k, const 
 static char **build_env(struct sv_inst *i)
 {
 	struct sv_proc *p = i->proc;
-	const struct spec *s = p->app->spec;
+	const struct spec *s = i->rel->spec;
 	char **env = NULL;
 	size_t n = 0, alloc = 0;
 	for (size_t k = 0; k < ARRAY_SIZE(passed_env); k++) {
@@ -514,8 +516,10 @@ static char **build_env(struct sv_inst *i)
 		env_put(&env, &n, &alloc, "PATH", "/usr/local/bin:/usr/bin:/bin");
 	for (size_t k = 0; k < s->n_env; k++)
 		env_put(&env, &n, &alloc, s->env[k].key, s->env[k].value);
-	for (size_t k = 0; k < p->sp->n_env; k++)
-		env_put(&env, &n, &alloc, p->sp->env[k].key, p->sp->env[k].value);
+	for (size_t k = 0; k < i->sp->n_env; k++)
+		env_put(&env, &n, &alloc, i->sp->env[k].key, i->sp->env[k].value);
+	for (size_t k = 0; k < i->rel->n_config; k++)
+		env_put(&env, &n, &alloc, i->rel->config[k].key, i->rel->config[k].value);
 	char port[16];
 	snprintf(port, sizeof(port), "%d", i->port);
 	env_put(&env, &n, &alloc, "PORT", port);
@@ -621,7 +625,7 @@ void sv_inst_start(struct sv_inst *i, const char *reason)
 
 	/* A simple command replaces the shell, so that signals and the exit
 	 * status are the app's own. */
-	char *cmd = command_line(p->sp->command);
+	char *cmd = command_line(i->sp->command);
 	char *args[] = {"/bin/sh", "-c", cmd, NULL};
 	char **env = build_env(i);
 	uv_stdio_container_t stdio[3] = {
@@ -633,7 +637,7 @@ void sv_inst_start(struct sv_inst *i, const char *reason)
 		.file = "/bin/sh",
 		.args = args,
 		.env = env,
-		.cwd = p->app->dir,
+		.cwd = i->rel->dir,
 		.flags = UV_PROCESS_DETACHED,
 		.exit_cb = on_exit_cb,
 		.stdio = stdio,
@@ -649,7 +653,7 @@ void sv_inst_start(struct sv_inst *i, const char *reason)
 		uv_close((uv_handle_t *)&run->pipes[1], run_handle_closed);
 		port_release(sv, i->port);
 		char why[300];
-		snprintf(why, sizeof(why), "cannot start in '%s': %s", p->app->dir, uv_strerror(r));
+		snprintf(why, sizeof(why), "cannot start in '%s': %s", i->rel->dir, uv_strerror(r));
 		spawn_failed(i, why);
 		return;
 	}
@@ -665,7 +669,7 @@ void sv_inst_start(struct sv_inst *i, const char *reason)
 	free(i->cgroup);
 	i->cgroup = NULL;
 	i->limits_enforced = false;
-	const struct spec_resources *res = &p->sp->resources;
+	const struct spec_resources *res = &i->sp->resources;
 	if (res->memory_bytes > 0 || res->cpu > 0) {
 		char name[300];
 		snprintf(name, sizeof(name), "%s.%d", i->id, run->pid);
@@ -684,7 +688,7 @@ void sv_inst_start(struct sv_inst *i, const char *reason)
 	i->started_wall = time_wall_ms();
 	i->started_mono = time_mono_ms();
 	set_state(i, SV_STARTING, reason, -1, 0);
-	uv_timer_start(&i->t_state, state_timer_boot, (uint64_t)p->sp->health.boot_deadline_ms, 0);
+	uv_timer_start(&i->t_state, state_timer_boot, (uint64_t)i->sp->health.boot_deadline_ms, 0);
 	schedule_check(i);
 }
 
@@ -713,7 +717,7 @@ static void send_term(struct sv_inst *i)
 	if (!i->run || i->run->exited)
 		return;
 	kill_group(i->run->pid, SIGTERM);
-	uv_timer_start(&i->t_state, stop_timer_kill, (uint64_t)i->proc->sp->stop_timeout_ms, 0);
+	uv_timer_start(&i->t_state, stop_timer_kill, (uint64_t)i->sp->stop_timeout_ms, 0);
 }
 
 static void drain_poll(uv_timer_t *t)
@@ -740,7 +744,7 @@ static void begin_stop(struct sv_inst *i, const char *reason)
 	check_cancel(i);
 	set_state(i, SV_STOPPING, reason, -1, 0);
 	if (routed && sv->hooks.drained) {
-		i->drain_deadline = time_mono_ms() + i->proc->sp->stop_timeout_ms;
+		i->drain_deadline = time_mono_ms() + i->sp->stop_timeout_ms;
 		uv_timer_start(&i->t_drain, drain_poll, 0, 10);
 		return;
 	}
@@ -760,7 +764,7 @@ static void state_timer_boot(uv_timer_t *t)
 	if (i->state != SV_STARTING)
 		return;
 	char why[160], d[32];
-	duration_format(i->proc->sp->health.boot_deadline_ms, d, sizeof(d));
+	duration_format(i->sp->health.boot_deadline_ms, d, sizeof(d));
 	snprintf(why, sizeof(why), "health check did not pass within %s; restarting", d);
 	i->restart_after_stop = true;
 	begin_stop(i, why);
@@ -805,7 +809,7 @@ static bool wanted(const struct sv_inst *i)
 static void apply_policy(struct sv_inst *i, int status, int sig, const char *what)
 {
 	bool failed = status != 0 || sig != 0;
-	enum spec_restart pol = i->proc->sp->restart;
+	enum spec_restart pol = i->sp->restart;
 	if (pol == SPEC_RESTART_NEVER || (pol == SPEC_RESTART_ON_FAILURE && !failed)) {
 		set_state(i, SV_EXITED, what, status, sig);
 		return;
@@ -929,16 +933,21 @@ static void inst_handle_closed(uv_handle_t *h)
 	if (--i->open_handles > 0)
 		return;
 	sv_ring_release(&i->ring);
+	sv_release_unref(i->rel);
+	free(i->fp);
 	free(i->cgroup);
 	free(i->id);
 	free(i);
 }
 
-struct sv_inst *sv_inst_new(struct sv_proc *p, int index)
+struct sv_inst *sv_inst_new(struct sv_proc *p, int index, struct sv_release *rel)
 {
 	struct supervisor *sv = p->app->sv;
 	struct sv_inst *i = xcalloc(1, sizeof(*i));
 	i->proc = p;
+	i->rel = sv_release_ref(rel);
+	i->sp = spec_process(rel->spec, p->name);
+	i->fp = sv_fingerprint(rel, i->sp);
 	i->index = index;
 	i->id = xasprintf("%s.%s.%d", p->app->name, p->name, index);
 	i->state = SV_STOPPED;

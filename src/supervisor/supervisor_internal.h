@@ -43,7 +43,7 @@ const char *sv_state_name(enum sv_state s);
 struct sv_line {
 	uint64_t seq;
 	int64_t time;
-	uint8_t stream; /* 0 stdout, 1 stderr, 2 router */
+	uint8_t stream; /* 0 stdout, 1 stderr, else enum supervisor_stream */
 	char *text;
 };
 
@@ -70,10 +70,30 @@ struct sv_run {
 };
 
 struct sv_check;
+
+/* What instances run: a release's spec, directory and config vars.
+ * Reference-counted: the app holds its target, each instance its own. */
+struct sv_release {
+	int refs;
+	int version;
+	struct spec *spec;
+	char *yaml, *filename, *dir;
+	struct spec_env *config;
+	size_t n_config;
+};
+
+struct sv_release *sv_release_ref(struct sv_release *r);
+void sv_release_unref(struct sv_release *r);
+/* What, when it changes between two releases, replaces a process type's
+ * instances. Caller frees. */
+char *sv_fingerprint(const struct sv_release *rel, const struct spec_process *sp);
 struct sv_proc;
 
 struct sv_inst {
 	struct sv_proc *proc;
+	struct sv_release *rel;        /* the release it runs (a reference) */
+	const struct spec_process *sp; /* its process type in rel->spec */
+	char *fp;                      /* sv_fingerprint(rel, sp) */
 	int index;
 	char *id; /* "app.proc.N" */
 	enum sv_state state;
@@ -85,6 +105,7 @@ struct sv_inst {
 	int open_handles;
 	bool torn_down;
 	bool removing;           /* free the slot once stopped */
+	bool adopted;            /* took a new release over unchanged: already proven */
 	bool restart_after_stop; /* start again once stopped */
 	struct sv_run *run;      /* current process, or NULL */
 	struct sv_check *check;  /* health check in flight, or NULL */
@@ -108,22 +129,33 @@ struct sv_inst {
 struct sv_proc {
 	struct sv_app *app;
 	char *name;
-	const struct spec_process *sp; /* borrowed from app->spec */
-	char *fingerprint;             /* what forces a restart when it changes */
+	const struct spec_process *sp; /* in the app's target release; NULL once removed */
+	char *fingerprint;             /* sv_fingerprint of the target release */
 	int desired;
 	int spec_instances;
 	bool stopped;
 	bool removed; /* no longer in the spec: stop and drop */
-	struct spec_process removed_sp; /* pointer-free copy used while removed */
 	struct sv_inst **insts;
 	size_t n_insts, alloc_insts;
+};
+
+/* A change of release in progress. */
+struct sv_rollout {
+	int from, to; /* versions */
+	int64_t started, deadline; /* monotonic ms */
+	supervisor_rollout_cb done;
+	void *ctx;
+	char phase[160]; /* what it waits for, for status */
 };
 
 struct sv_app {
 	struct supervisor *sv;
 	char *name;
-	struct spec *spec;
-	char *yaml, *filename, *dir;
+	struct sv_release *rel; /* the target release */
+	int live;               /* the release fully rolled out (persisted) */
+	struct sv_rollout *rollout;
+	uv_timer_t *t_rollout;  /* heap: steps the rollout */
+	bool promoted, auto_promote; /* canary */
 	bool stopped;
 	bool destroying;
 	int64_t created_at, updated_at;
@@ -146,12 +178,13 @@ struct supervisor {
 	uint64_t log_seq;
 	int alive; /* running processes */
 	bool shutting_down;
+	uv_timer_t *gc; /* heap: frees removed process types and destroyed apps */
 	supervisor_done_cb done;
 	void *done_ctx;
 };
 
 /* supervisor_inst.c */
-struct sv_inst *sv_inst_new(struct sv_proc *p, int index);
+struct sv_inst *sv_inst_new(struct sv_proc *p, int index, struct sv_release *rel);
 void sv_inst_start(struct sv_inst *i, const char *reason);
 void sv_inst_stop(struct sv_inst *i, const char *reason);
 /* Stops and then starts again; clears crash-loop state. */
@@ -169,5 +202,11 @@ void sv_proc_reconcile(struct sv_proc *p);
 /* Called when a slot has gone; frees removed procs and destroyed apps. */
 void sv_proc_slot_gone(struct sv_proc *p);
 void sv_check_shutdown_done(struct supervisor *sv);
+/* supervisor_rollout.c */
+/* Asks for a rollout step on the next loop turn (safe from any callback). */
+void sv_rollout_kick(struct sv_app *a);
+void sv_app_reconcile(struct sv_app *a);
+/* Starts moving a (whose rel is already the target) from release `from`. */
+void sv_rollout_begin(struct sv_app *a, int from, int to, supervisor_rollout_cb done, void *ctx);
 
 #endif

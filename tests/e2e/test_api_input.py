@@ -325,7 +325,9 @@ def test_token_create_field_types(shop):
 def test_body_over_1_mib_is_413_and_exactly_1_mib_is_read(own_shop, tmp_path):
     shop = own_shop
     before = snapshot(shop)
-    body = json.dumps({"spec": SPEC.replace("sleep 1000", "sleep 3000"), "dir": str(tmp_path)})
+    # A new app with nothing to run: the size limit is the point, not a rollout.
+    big = "app: big\nprocesses:\n  web:\n    command: sleep 3000\n    instances: 0\n"
+    body = json.dumps({"spec": big, "dir": str(tmp_path)})
     over = body + " " * (1024 * 1024 + 1 - len(body))
     for tcp in (False, True):
         status, doc = raw_exchange(shop, req_bytes("POST", "/v1/apps", over.encode()), tcp=tcp)
@@ -345,8 +347,8 @@ def test_body_over_1_mib_is_413_and_exactly_1_mib_is_read(own_shop, tmp_path):
     # 1 MiB exactly is within the limit: the request is read and applied.
     exact = body + " " * (1024 * 1024 - len(body))
     status, doc = shop.request("POST", "/v1/apps", raw=exact)
-    assert status == 200, doc
-    assert doc["processes"][0]["command"] == "sleep 3000"
+    assert status == 201, doc
+    assert doc["name"] == "big" and doc["processes"][0]["command"] == "sleep 3000"
 
 
 @pytest.mark.parametrize("how", ["one-header", "many-headers", "long-url"])

@@ -90,9 +90,10 @@ processes:
 processes:
   a:
     command: sleep 1002
+    deploy: {min_healthy: 500ms}
 """)
     a = daemon.wait_ready("two", 1)[0]
-    assert a["id"] == "two.a.1" and a["pid"] != first["two.a.1"]
+    assert a["process"] == "a" and a["pid"] != first["two.a.1"] and a["release"] == 2
     wait_for(lambda: not pid_alive(first["two.b.1"]), what="removed process type to stop")
     app = daemon.ok("GET", "/v1/apps/two")
     assert [p["name"] for p in app["processes"]] == ["a"]

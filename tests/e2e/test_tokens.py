@@ -103,9 +103,6 @@ def shared(tmp_path_factory):
         "deployer": make_token(d, "deployer")["token"],
         "deployer_a": make_token(d, "deployer", ["a"])["token"],
     }
-    for app in ("a", "b"):
-        for i in d.instances(app):
-            d.ok("GET", f"/v1/apps/{app}/logs")  # something to read
     yield d
     pids = [i["pid"] for i in d.instances()]
     assert d.stop() == 0, d.read_log()
@@ -251,8 +248,11 @@ def test_scoped_deployer_changes_its_own_app(daemon):
     assert (status, doc) == (200, {"restarted": ["a.web.1"]})
     status, doc = tcp(d, "POST", "/v1/apps/a/stop", t)
     assert status == 200 and doc["stopped"] is True, doc
+    # (A start while still stopping is lost: test_start_while_stopping_runs_the_app_again.)
+    wait_for(lambda: d.instances("a")[0]["state"] == "stopped", what="a stopped")
     status, doc = tcp(d, "POST", "/v1/apps/a/start", t)
     assert status == 200 and doc["stopped"] is False, doc
+    d.wait_ready("a", 1)  # (Destroying an app with no process left: ..._destroys_its_stopped_app.)
     assert tcp(d, "DELETE", "/v1/apps/a", t) == (200, {"deleted": "a"})
     assert d.request("GET", "/v1/apps/a")[0] == 404
     # Its scope names 'a', so it may create it again.
@@ -260,6 +260,29 @@ def test_scoped_deployer_changes_its_own_app(daemon):
     assert status == 201 and doc["created"] is True, doc
 
     assert (d.ok("GET", "/v1/apps/b"), [(i["id"], i["pid"]) for i in d.instances("b")]) == b_before
+
+
+def test_scoped_deployer_destroys_its_stopped_app(daemon):
+    d = daemon
+    d.apply(spec("a"))
+    t = make_token(d, "deployer", ["a"])["token"]
+    assert tcp(d, "POST", "/v1/apps/a/stop", t)[0] == 200
+    wait_for(lambda: d.instances("a")[0]["state"] == "stopped", what="a stopped")
+    assert tcp(d, "DELETE", "/v1/apps/a", t) == (200, {"deleted": "a"})
+    assert d.request("GET", "/v1/apps/a")[0] == 404
+    assert d.request("GET", "/healthz")[0] == 200
+
+
+def test_start_while_stopping_runs_the_app_again(daemon):
+    d = daemon
+    d.apply(spec("a", command="trap 'sleep 0.3; exit 0' TERM; while true; do sleep 0.05; done"))
+    t = make_token(d, "deployer", ["a"])["token"]
+    first = d.wait_ready("a", 1)[0]["pid"]
+    assert tcp(d, "POST", "/v1/apps/a/stop", t)[0] == 200
+    assert tcp(d, "POST", "/v1/apps/a/start", t)[0] == 200
+    assert d.instances("a")[0]["state"] == "stopping"
+    wait_for(lambda: [i for i in d.instances("a") if i["state"] == "ready" and i["pid"] != first],
+             timeout=3, what="a running again after stop + start")
 
 
 def test_unscoped_deployer_changes_any_app_but_not_tokens(daemon):

@@ -1,0 +1,12 @@
+build-me-asan/src/cli/cli_client.o: src/cli/cli_client.c \
+ src/core/banned.h src/cli/cli_internal.h src/core/strbuf.h \
+ src/core/version.h src/compat/http.h src/compat/json.h \
+ src/core/timeutil.h src/core/util.h
+src/core/banned.h:
+src/cli/cli_internal.h:
+src/core/strbuf.h:
+src/core/version.h:
+src/compat/http.h:
+src/compat/json.h:
+src/core/timeutil.h:
+src/core/util.h:

@@ -1,0 +1,10 @@
+build-me-asan/src/metrics/metrics.o: src/metrics/metrics.c \
+ src/core/banned.h src/metrics/metrics_internal.h src/metrics/metrics.h \
+ src/core/strbuf.h src/core/log.h src/core/timeutil.h src/core/util.h
+src/core/banned.h:
+src/metrics/metrics_internal.h:
+src/metrics/metrics.h:
+src/core/strbuf.h:
+src/core/log.h:
+src/core/timeutil.h:
+src/core/util.h:

@@ -1,0 +1,78 @@
+/* deploy.h: releases and deploys. A release is an immutable, numbered
+ * snapshot of an app: code directory + spec + config vars + who made it and
+ * why. Deploying makes a release (from an uploaded archive, a directory on
+ * the server, or a config change), runs its build and release phases, and
+ * has the supervisor roll out to it; a failed rollout rolls back to the
+ * previous release when the spec asks for it (the default), and so does a
+ * release whose instances answer clearly worse than the old ones.
+ *
+ * One deploy per app at a time: a second one is refused with -EBUSY. All
+ * functions run on the control loop; long work (extraction, builds) runs
+ * off it and finishes through callbacks. */
+#ifndef PAASOPS_DEPLOY_H
+#define PAASOPS_DEPLOY_H
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+struct json;
+struct store;
+struct supervisor;
+struct router;
+struct deploy;
+
+struct deploy_config {
+	uv_loop_t *loop;
+	struct store *store;
+	struct supervisor *sv;
+	struct router *router; /* may be NULL: no regression analysis */
+	const char *data_dir;
+	int keep_releases; /* artifacts kept on disk; 0 = 10 */
+	int64_t build_timeout_ms; /* 0 = 10 minutes */
+};
+
+struct deploy *deploy_new(const struct deploy_config *cfg);
+void deploy_free(struct deploy *d);
+/* After a restart: deploys that were in flight are marked failed and half
+ * unpacked release directories are removed. */
+void deploy_recover(struct deploy *d);
+
+/* Who asks and why, recorded with the release. Borrowed. */
+struct deploy_who {
+	const char *author;
+	const char *message;
+};
+
+/* Called once when an asynchronous deploy step has an answer for the
+ * caller: status is an HTTP status, body the JSON answer (taken over). */
+typedef void (*deploy_reply_cb)(void *ctx, int status, struct json *body);
+
+/* A new release from a spec and a directory on the server (not copied).
+ * Answers with the release once its rollout started (or an error). */
+int deploy_apply(struct deploy *d, const char *yaml, const char *filename, const char *dir,
+		 const struct deploy_who *who, struct json **out, char **err);
+/* A new release from an uploaded archive (tar, optionally gzip), which this
+ * call takes over and removes. spec_name: the spec's path inside the
+ * archive. Extraction is checked and runs off the loop; reply is called
+ * once the release exists (202) or the upload is refused (4xx). */
+void deploy_archive(struct deploy *d, const char *app, const char *archive_path,
+		    const char *spec_name, const char *sha256, const struct deploy_who *who,
+		    deploy_reply_cb reply, void *ctx);
+/* Config vars: set (a JSON object of strings), mark secret (JSON array of
+ * names, may be NULL) or unset (JSON array of names); each makes a release. */
+int deploy_config_change(struct deploy *d, const char *app, const struct json *set,
+			 const struct json *secret, const struct json *unset,
+			 const struct deploy_who *who, struct json **out, char **err);
+/* The app's config with secrets masked; NULL for an unknown app. */
+struct json *deploy_config_json(struct deploy *d, const char *app);
+/* Rolls back to version (0: the release before the live one). */
+int deploy_rollback(struct deploy *d, const char *app, int version, const struct deploy_who *who,
+		    struct json **out, char **err);
+int deploy_promote(struct deploy *d, const char *app, char **err);
+struct json *deploy_releases_json(struct deploy *d, const char *app);
+/* NULL when unknown. */
+struct json *deploy_release_json(struct deploy *d, const char *app, int version);
+/* The current or last deploy of an app, with its phase; NULL when unknown. */
+struct json *deploy_status_json(struct deploy *d, const char *app);
+
+#endif

@@ -1,0 +1,248 @@
+/* metrics.h: the metrics module: a registry of metric families, samplers
+ * that fill it every interval on the control loop, Prometheus/OpenMetrics
+ * exposition, and a built-in history (time-series store) with a query layer.
+ *
+ * Invariants and threads:
+ * - Everything here runs on the control loop thread. Request-path counters
+ *   stay per worker inside the router and are summed by the samplers through
+ *   router_metrics.h; the registry itself takes no lock.
+ * - A family's label names are fixed when it is registered; every series of
+ *   the family has exactly those labels, in that order.
+ * - The history keeps one stream per exposed series (a histogram is stored as
+ *   its _bucket, _sum and _count streams, as Prometheus does), in tiers of
+ *   decreasing resolution (default 1 s for 1 h, 10 s for 1 d, 5 min for 30 d).
+ *   Its memory never exceeds the configured budget: series that do not fit
+ *   are dropped and counted (paasops_metrics_history_dropped_series_total).
+ *
+ * Query layer (for the API and for a later alerts module): metrics_query()
+ * evaluates fn(name{label="value",...}[window]) at regular steps over the
+ * history; metrics_eval() does the same for one instant from a text
+ * expression, which is what an alert rule evaluates:
+ *
+ *     rate(paasops_http_requests_total{app="shop",code="5xx"}[5m])
+ *     p95(paasops_http_request_duration_seconds{app="shop"}[5m]) by (app)
+ *     max(paasops_instance_resident_memory_bytes{app="shop"}[1m])
+ *     paasops_replicas_ready{app="shop"}             (raw: the newest value)
+ *
+ * See doc/metrics.md for every metric name and the exact semantics of each
+ * function. */
+#ifndef PAASOPS_METRICS_H
+#define PAASOPS_METRICS_H
+#include "core/strbuf.h"
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+struct supervisor;
+struct router;
+struct metrics;
+struct metrics_registry;
+struct metrics_family;
+struct metrics_series;
+
+/* ------------------------------------------------------------------------ */
+/* Configuration and lifecycle                                              */
+
+#define METRICS_MAX_TIERS 4
+
+/* One tier of the history: points res_ms apart, kept for retention_ms.
+ * Tier 0 holds every sample (its res_ms is the sampling interval); coarser
+ * tiers hold the average (gauges) or the last value (counters) of each
+ * res_ms bucket. */
+struct metrics_tier {
+	int64_t res_ms, retention_ms;
+};
+
+struct metrics_config {
+	uv_loop_t *loop;        /* borrowed */
+	struct supervisor *sv;  /* borrowed; may be NULL (no instance metrics) */
+	struct router *router;  /* borrowed; may be NULL (router off) */
+	const char *data_dir;   /* borrowed; disk metrics and the history file; NULL: none */
+	const char *version;    /* borrowed; paasops_build_info */
+	int64_t interval_ms;    /* sampling period; tier 0's resolution */
+	struct metrics_tier tiers[METRICS_MAX_TIERS];
+	size_t n_tiers;
+	int64_t memory_budget;    /* bytes the history may use */
+	int64_t save_interval_ms; /* how often the history is written to disk */
+};
+
+/* Fills the documented defaults: 1 s samples; 1 h at 1 s, 1 d at 10 s,
+ * 30 d at 5 min; 256 MiB; saved every 60 s. */
+void metrics_config_defaults(struct metrics_config *cfg);
+/* Applies one `paasops serve` flag: "metrics-interval" (a duration),
+ * "metrics-retention" ("1h,10s:1d,5m:30d": tier 0's retention, then
+ * RES:RETENTION for each coarser tier) or "metrics-memory" (a size).
+ * Returns 0, or -EINVAL with *err set (caller frees). */
+int metrics_config_parse(struct metrics_config *cfg, const char *flag, const char *value,
+			 char **err);
+
+/* Creates the module, registers every family and loads the history saved
+ * in DATA/metrics.tsdb (a damaged file is logged and set aside). NULL + *err
+ * (caller frees) on a bad configuration. */
+struct metrics *metrics_new(const struct metrics_config *cfg, char **err);
+/* Starts sampling: one sample at once, then every interval. */
+void metrics_start(struct metrics *m);
+/* Stops sampling, forgets the supervisor and router (they may be freed
+ * next) and writes the history one last time on the thread pool; the loop
+ * keeps running until that write has finished. */
+void metrics_stop(struct metrics *m);
+/* Frees everything. The loop must have run after metrics_stop() or after
+ * its handles were closed. metrics_free(NULL) does nothing. */
+void metrics_free(struct metrics *m);
+
+/* Takes one sample now (tests and benchmarks; the timer does this). */
+void metrics_sample_now(struct metrics *m);
+/* The registry, for modules that keep their own counters. Borrowed. */
+struct metrics_registry *metrics_registry_of(struct metrics *m);
+
+/* ------------------------------------------------------------------------ */
+/* Registry                                                                 */
+
+enum metrics_type { METRICS_COUNTER, METRICS_GAUGE, METRICS_HISTOGRAM };
+
+struct metrics_registry *metrics_registry_new(void);
+void metrics_registry_free(struct metrics_registry *reg);
+
+/* Registers a family. name must match [a-zA-Z_:][a-zA-Z0-9_:]*, counters
+ * must end in "_total", label names must match [a-zA-Z_][a-zA-Z0-9_]* and
+ * not start with "__" or be "le"; histograms need strictly increasing finite
+ * bounds (the +Inf bucket is implied). expire: series not set since the
+ * previous metrics_registry_sweep() are removed by it (what samplers want:
+ * a stopped instance's series disappear). Returns NULL when any of this
+ * does not hold or the name is taken. The family lives as long as reg. */
+struct metrics_family *metrics_family_add(struct metrics_registry *reg, const char *name,
+					  const char *help, enum metrics_type type,
+					  const char *const *labels, size_t n_labels,
+					  const double *bounds, size_t n_bounds, bool expire);
+/* The series with these label values (n_labels of them, any UTF-8), created
+ * at 0 when new. Borrowed, valid until a sweep removes it or reg is freed. */
+struct metrics_series *metrics_series_get(struct metrics_family *f, const char *const *values);
+/* Gauges: set. Counters: set to an absolute, externally counted total. */
+void metrics_set(struct metrics_series *s, double v);
+void metrics_add(struct metrics_series *s, double v);
+double metrics_value(const struct metrics_series *s);
+/* Histograms: one observation, or the whole state at once (per-bucket,
+ * non-cumulative counts: n_bounds + 1 of them, the last being +Inf). */
+void metrics_observe(struct metrics_series *s, double v);
+void metrics_histogram_set(struct metrics_series *s, const uint64_t *counts, double sum);
+/* Removes stale series of expiring families and starts a new generation. */
+void metrics_registry_sweep(struct metrics_registry *reg);
+size_t metrics_registry_series(const struct metrics_registry *reg);
+
+/* ------------------------------------------------------------------------ */
+/* Exposition                                                               */
+
+enum metrics_format {
+	METRICS_TEXT_004,    /* text/plain; version=0.0.4 */
+	METRICS_OPENMETRICS, /* application/openmetrics-text; version=1.0.0 */
+};
+
+/* Decides whether a series labelled app=APP may be shown (APP is NULL for a
+ * series without an app label). NULL filter: everything. */
+typedef bool (*metrics_app_filter_cb)(void *ctx, const char *app);
+
+/* Appends every family with at least one series (that passes the filter). */
+void metrics_expose(const struct metrics_registry *reg, enum metrics_format fmt,
+		    metrics_app_filter_cb keep, void *ctx, struct strbuf *out);
+/* The Content-Type for a format. */
+const char *metrics_content_type(enum metrics_format fmt);
+/* Picks the format for an Accept header (NULL: text 0.0.4): OpenMetrics
+ * when it is acceptable and preferred at least as much as text/plain. */
+enum metrics_format metrics_negotiate(const char *accept);
+/* Renders the module's registry for a scrape and counts it. */
+void metrics_render(struct metrics *m, enum metrics_format fmt, metrics_app_filter_cb keep,
+		    void *ctx, struct strbuf *out);
+
+/* ------------------------------------------------------------------------ */
+/* History queries                                                          */
+
+enum metrics_fn {
+	METRICS_FN_RAW,  /* stored points as they are (range); newest value (instant) */
+	METRICS_FN_RATE, /* per-second increase of a counter over the window, resets handled */
+	METRICS_FN_AVG,  /* average of the points in the window */
+	METRICS_FN_MIN,
+	METRICS_FN_MAX,
+	METRICS_FN_SUM,      /* sum of the points in the window */
+	METRICS_FN_QUANTILE, /* histogram quantile of the increase of each bucket over the window */
+};
+
+struct metrics_matcher {
+	const char *label, *value; /* exact match; value "" matches an absent label */
+};
+
+struct metrics_query {
+	const char *name; /* a stored series name; for QUANTILE the histogram's name */
+	const struct metrics_matcher *match;
+	size_t n_match;
+	enum metrics_fn fn;
+	double quantile;         /* QUANTILE: 0..1 */
+	int64_t start_ms, end_ms; /* wall ms, inclusive */
+	int64_t step_ms;          /* > 0; ignored by RAW ranges */
+	int64_t window_ms;        /* 0: max(step, 4 x the tier's resolution) */
+	/* Group and sum the results (after fn) by these labels; n_by = 0 with
+	 * aggregate set sums everything into one series. QUANTILE groups its
+	 * buckets by them instead of by every label but le. */
+	bool aggregate;
+	const char *const *by;
+	size_t n_by;
+	metrics_app_filter_cb keep; /* may be NULL */
+	void *keep_ctx;
+};
+
+struct metrics_point {
+	int64_t t_ms;
+	double v;
+};
+
+struct metrics_result_series {
+	size_t n_labels;
+	char **names, **values; /* owned */
+	struct metrics_point *points; /* owned; no point where there is no value */
+	size_t n_points;
+};
+
+struct metrics_result {
+	struct metrics_result_series *series;
+	size_t n_series;
+	int64_t res_ms;    /* resolution of the tier that answered */
+	int64_t window_ms; /* the window used */
+};
+
+/* Runs q over the history. Returns 0 with *out filled (release it), or
+ * -EINVAL with *err set (caller frees): unknown function for the series'
+ * kind, too many points (more than 11,000 steps), bad times. */
+int metrics_query(struct metrics *m, const struct metrics_query *q, struct metrics_result *out,
+		  char **err);
+void metrics_result_release(struct metrics_result *r);
+
+/* Parses "fn(name{l=\"v\",...}[window]) [by (l1, l2)]" or "name{...}"
+ * (fn: raw, rate, avg, min, max, sum, p50, p90, p95, p99 or quantile_0.NN;
+ * window: a duration like 30s or 5m) into q, for an evaluation at at_ms.
+ * Strings in q point into the returned storage *buf (caller frees *buf after
+ * q). Returns 0 or -EINVAL with *err set. */
+int metrics_expr_parse(const char *expr, int64_t at_ms, struct metrics_query *q, char **buf,
+		       char **err);
+/* Evaluates an expression at one instant (what alert rules need): *out gets
+ * one series per match, each with zero or one point. 0 or -EINVAL + *err. */
+int metrics_eval(struct metrics *m, const char *expr, int64_t at_ms, struct metrics_result *out,
+		 char **err);
+/* Parses a function name ("rate", "p95", "quantile_0.999"); 0 or -EINVAL. */
+int metrics_fn_parse(const char *s, enum metrics_fn *fn, double *quantile);
+
+/* State of the history, for GET /v1/metrics. */
+struct metrics_status {
+	size_t registry_series, history_series;
+	int64_t memory_bytes, memory_budget;
+	uint64_t dropped_series, dropped_samples, evicted_chunks;
+	int64_t interval_ms;
+	struct metrics_tier tiers[METRICS_MAX_TIERS];
+	size_t n_tiers;
+};
+void metrics_status_get(struct metrics *m, struct metrics_status *st);
+/* Calls cb for every registered family (name, type, help, label names). */
+typedef void (*metrics_family_cb)(void *ctx, const char *name, enum metrics_type type,
+				  const char *help, const char *const *labels, size_t n_labels);
+void metrics_families_each(struct metrics *m, metrics_family_cb cb, void *ctx);
+
+#endif

@@ -1,0 +1,232 @@
+/* metrics_internal.h: the metrics module's types, shared by its files and by
+ * tests/unit/test_metrics.c. Other modules use metrics.h.
+ *
+ * Files: metrics_registry.c (string map, registry, exposition),
+ * metrics_tsdb.c (bit streams, Gorilla chunks, tiers, memory budget, the
+ * history file format), metrics_query.c (query functions, expressions),
+ * metrics_sample.c (samplers), metrics.c (the module: timer, persistence on
+ * the thread pool). Internal helpers are named mx_x. */
+#ifndef PAASOPS_METRICS_INTERNAL_H
+#define PAASOPS_METRICS_INTERNAL_H
+#include "metrics/metrics.h"
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ------------------------------------------------------------------------ */
+/* String map (metrics_registry.c): open addressing, linear probing,
+ * backward-shift deletion. Keys are copied; values are borrowed pointers. */
+
+struct mx_map_slot {
+	char *key; /* NULL: empty */
+	size_t len;
+	uint64_t hash;
+	void *value;
+};
+
+struct mx_map {
+	struct mx_map_slot *slots;
+	size_t cap, n; /* cap is 0 or a power of two */
+};
+
+uint64_t mx_hash(const void *key, size_t len);
+void *mx_map_get(const struct mx_map *m, const void *key, size_t len);
+/* Inserts or replaces. */
+void mx_map_put(struct mx_map *m, const void *key, size_t len, void *value);
+void mx_map_del(struct mx_map *m, const void *key, size_t len);
+void mx_map_release(struct mx_map *m);
+
+/* ------------------------------------------------------------------------ */
+/* Registry                                                                 */
+
+struct mx_tseries;
+
+struct metrics_family {
+	struct metrics_registry *reg;
+	char *name, *help;
+	enum metrics_type type;
+	char **labels;
+	size_t n_labels;
+	int app_label; /* index of "app", or -1 */
+	double *bounds;
+	size_t n_bounds;
+	bool expire;
+	size_t index; /* in reg->fams */
+	struct metrics_series **series;
+	size_t n_series, alloc_series;
+};
+
+struct metrics_series {
+	struct metrics_family *fam;
+	char **values;
+	char *text; /* `a="x",b="y"` escaped for exposition, without braces */
+	size_t text_len;
+	char *key;  /* map key: family index and values */
+	size_t key_len;
+	size_t index; /* in fam->series */
+	uint64_t gen;
+	double value;
+	uint64_t *counts; /* histograms: n_bounds + 1, non-cumulative */
+	double sum;
+	/* history streams: 1, or n_bounds + 3 for histograms (buckets, sum, count) */
+	struct mx_tseries **ts;
+	size_t n_ts;
+	int64_t ts_retry_ms; /* when a refused stream is asked for again */
+	bool ts_counted;     /* a refusal of this series was counted */
+	/* sampler scratch: the previous value and when, and what it belonged to */
+	double prev;
+	int64_t prev_ms;
+	int64_t tag;
+};
+
+struct metrics_registry {
+	struct metrics_family **fams;
+	size_t n_fams, alloc_fams;
+	struct mx_map series; /* key -> struct metrics_series */
+	struct mx_map names;  /* family name -> family */
+	uint64_t gen;
+	size_t n_series;
+};
+
+/* Appends v the way the exposition formats want it ("+Inf", "NaN", an
+ * integer when exact, else the shortest of %.15g/%.17g that round-trips). */
+void mx_format_double(struct strbuf *out, double v);
+/* Appends s with \\, \" and \n escaped (label values; OpenMetrics HELP) or
+ * with \\ and \n escaped only (text 0.0.4 HELP). */
+void mx_escape(struct strbuf *out, const char *s, bool quote);
+
+/* ------------------------------------------------------------------------ */
+/* Bit streams and Gorilla chunks (metrics_tsdb.c)                          */
+
+/* Bits are written most significant first. The writer never reads past
+ * nbits; bytes beyond are zeroed as they are reached. */
+void mx_bits_write(uint8_t *buf, uint32_t *nbits, uint64_t v, int n);
+/* Reads n (1..64) bits at *pos; false when fewer than n remain. */
+bool mx_bits_read(const uint8_t *buf, uint32_t nbits, uint32_t *pos, int n, uint64_t *v);
+
+#define MX_CHUNK_POINTS 120  /* points per chunk before a new one starts */
+#define MX_CHUNK_MIN_BYTES 32
+#define MX_CHUNK_MAX_BYTES 512
+#define MX_POINT_MAX_BYTES 20 /* worst case: 68 bits of time + 77 of value */
+
+/* A run of points: the first value raw, then timestamps as delta-of-delta
+ * and values as XOR with the previous one (Gorilla, Pelkonen et al. 2015).
+ * A closed chunk is immutable; only a series' newest chunk is appended to,
+ * with the encoder state kept here. */
+struct mx_tseries;
+struct mx_chunk {
+	struct mx_chunk *next; /* newer, in its series' tier */
+	struct mx_chunk *fifo_prev, *fifo_next; /* closed chunks, in the order they closed */
+	struct mx_tseries *owner;
+	uint8_t tier;
+	int64_t t_first, t_last;
+	uint32_t n, nbits, cap; /* points, bits used, bytes allocated */
+	bool closed;
+	int64_t delta;   /* t_last - previous t */
+	uint64_t v_bits; /* last value's bits */
+	uint8_t lead, trail; /* XOR window of the previous value; lead 0xff: none */
+	uint8_t *data;
+};
+
+/* Appends a point to a chunk with at least MX_POINT_MAX_BYTES free; t must
+ * be greater than c->t_last unless c is empty. */
+void mx_chunk_append(struct mx_chunk *c, int64_t t, double v);
+/* Decodes every point of a chunk into ts/vs (room for c->n each); returns
+ * how many decoded (fewer only when the data is damaged). */
+uint32_t mx_chunk_decode(const struct mx_chunk *c, int64_t *ts, double *vs);
+
+/* ------------------------------------------------------------------------ */
+/* History store (metrics_tsdb.c)                                           */
+
+struct mx_tier_data {
+	struct mx_chunk *oldest, *newest;
+	size_t n_chunks;
+	/* coarser tiers: the bucket being accumulated */
+	int64_t acc_t; /* bucket start; 0: none */
+	double acc_sum, acc_last;
+	uint32_t acc_n;
+};
+
+struct mx_tseries {
+	char *key;  /* `name{a="x",b="y"}`, unique */
+	char *name; /* owned */
+	size_t n_labels;
+	char **lnames, **lvalues; /* owned */
+	bool counter; /* coarser tiers keep the last value, not the average */
+	int64_t t_last; /* newest sample, wall ms; 0: none */
+	size_t bytes;   /* what this series accounts for */
+	size_t reserve; /* its share of db->reserved */
+	size_t index;   /* in db->all */
+	struct mx_tier_data tiers[METRICS_MAX_TIERS];
+};
+
+/* Memory: used counts every byte the store holds; reserved counts, per
+ * series, its own structures plus the worst case of one open chunk per
+ * tier. A series is admitted only while reserved stays within the budget,
+ * so closed chunks can always be evicted (oldest closed first) to make room
+ * for open ones, and used never exceeds the budget. */
+struct mx_tsdb {
+	struct metrics_tier tiers[METRICS_MAX_TIERS];
+	size_t n_tiers;
+	size_t budget, used, reserved;
+	struct mx_chunk *fifo_head, *fifo_tail; /* closed chunks, oldest first */
+	uint64_t dropped_series, dropped_samples, evicted_chunks;
+	struct mx_map map; /* key -> series */
+	struct mx_tseries **all;
+	size_t n, alloc;
+};
+
+struct mx_tsdb *mx_tsdb_new(const struct metrics_tier *tiers, size_t n_tiers, size_t budget);
+void mx_tsdb_free(struct mx_tsdb *db);
+/* The series for name + labels, created when new. NULL (and one more
+ * dropped series counted) when its reservation does not fit the budget. */
+struct mx_tseries *mx_tsdb_series(struct mx_tsdb *db, const char *name,
+				  const char *const *lnames, const char *const *lvalues,
+				  size_t n_labels, bool counter);
+/* Appends a sample (wall ms). Returns 0; -EINVAL when t is not newer than
+ * the previous sample (ignored). May evict the oldest closed chunks of any
+ * series to stay within the budget (evicted_chunks); -ENOSPC (a dropped
+ * sample, counted) cannot happen to an admitted series. */
+int mx_tsdb_append(struct mx_tsdb *db, struct mx_tseries *s, int64_t t, double v);
+/* Drops chunks past their tier's retention and series with no data left. */
+void mx_tsdb_gc(struct mx_tsdb *db, int64_t now_ms);
+/* Appends the points of one tier with from <= t <= to to *pts (growing it),
+ * oldest first, including a coarser tier's partly filled bucket. */
+void mx_tsdb_read(const struct mx_tsdb *db, const struct mx_tseries *s, size_t tier, int64_t from,
+		  int64_t to, struct metrics_point **pts, size_t *n, size_t *alloc);
+/* Serialises everything (the history file format, with a CRC-32 trailer). */
+void mx_tsdb_save(const struct mx_tsdb *db, struct strbuf *out);
+/* Loads a saved image into an empty store, within its budget; series whose
+ * tiers differ in resolution keep only the tiers that match. 0 or -EINVAL
+ * with *err set for a damaged image. */
+int mx_tsdb_load(struct mx_tsdb *db, const void *buf, size_t len, char **err);
+
+/* ------------------------------------------------------------------------ */
+/* Queries (metrics_query.c)                                                */
+
+/* Runs q over db as of now_ms (which decides the tier). */
+int mx_query(const struct mx_tsdb *db, const struct metrics_query *q, int64_t now_ms,
+	     struct metrics_result *out, char **err);
+/* Prometheus' histogram_quantile over (upper bound, cumulative count)
+ * pairs sorted by bound, the last bound +Inf. NaN when empty. */
+double mx_histogram_quantile(double q, const double *bounds, const double *cum, size_t n);
+
+/* ------------------------------------------------------------------------ */
+/* Samplers (metrics_sample.c)                                              */
+
+struct mx_samplers;
+struct mx_samplers *mx_samplers_new(struct metrics_registry *reg, const char *version);
+void mx_samplers_free(struct mx_samplers *s);
+/* Fills the registry from the supervisor, the router (either may be NULL),
+ * the host and the daemon itself. now_ms is the sample's wall time. */
+void mx_samplers_run(struct mx_samplers *s, struct supervisor *sv, struct router *r,
+		     const char *data_dir, int64_t now_ms, double loop_lag_s);
+/* Families the module itself updates. */
+struct mx_self {
+	struct metrics_series *sample_seconds, *sample_cpu, *scrapes, *scrape_seconds;
+	struct metrics_series *hist_series, *hist_bytes, *hist_budget, *dropped_series,
+		*dropped_samples, *evicted, *saves, *save_errors;
+};
+void mx_samplers_self(struct mx_samplers *s, struct mx_self *out);
+
+#endif

@@ -1,0 +1,166 @@
+/* supervisor_metrics.c: instance usage for the metrics samplers. Every
+ * instance leads its own process group, so one pass over /proc/[pid]/stat
+ * attributes each process to an instance by its pgrp; open files are
+ * counted from /proc/[pid]/fd only for processes that belong to one. */
+#include "supervisor/supervisor_metrics.h"
+#include "supervisor/supervisor_internal.h"
+#include "core/timeutil.h"
+#include "core/util.h"
+#include <dirent.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct usage {
+	int pgid;
+	uint64_t ticks, rss_pages;
+	int64_t threads, fds;
+};
+
+static int usage_cmp(const void *a, const void *b)
+{
+	int x = ((const struct usage *)a)->pgid, y = ((const struct usage *)b)->pgid;
+	return (x > y) - (x < y);
+}
+
+/* Field n (1-based, as in proc(5)) after the command, which may hold
+ * spaces and parentheses: the fields start after the last ')'. */
+static bool stat_fields(char *buf, uint64_t *out, const int *want, int n_want)
+{
+	char *p = strrchr(buf, ')');
+	if (!p)
+		return false;
+	p += 2;
+	int field = 3, got = 0;
+	while (*p && got < n_want) {
+		char *end = strchr(p, ' ');
+		if (field == want[got]) {
+			out[got++] = strtoull(p, NULL, 10);
+		}
+		if (!end)
+			break;
+		p = end + 1;
+		field++;
+	}
+	return got == n_want;
+}
+
+static int64_t count_fds(const char *pid)
+{
+	char path[300];
+	snprintf(path, sizeof(path), "/proc/%s/fd", pid);
+	DIR *d = opendir(path);
+	if (!d)
+		return -1;
+	int64_t n = 0;
+	struct dirent *e;
+	while ((e = readdir(d)))
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
+
+static void scan_proc(struct usage *u, size_t n)
+{
+	DIR *d = opendir("/proc");
+	if (!d)
+		return;
+	static const int want[] = {5, 14, 15, 16, 17, 20, 24}; /* pgrp utime stime cutime cstime threads rss */
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		if (e->d_name[0] < '0' || e->d_name[0] > '9')
+			continue;
+		char path[300], buf[1024];
+		snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		ssize_t len = read(fd, buf, sizeof(buf) - 1);
+		close(fd);
+		if (len <= 0)
+			continue;
+		buf[len] = '\0';
+		uint64_t f[7];
+		if (!stat_fields(buf, f, want, 7))
+			continue;
+		struct usage key = {.pgid = (int)f[0]};
+		struct usage *hit = bsearch(&key, u, n, sizeof(*u), usage_cmp);
+		if (!hit)
+			continue;
+		hit->ticks += f[1] + f[2] + f[3] + f[4];
+		hit->threads += (int64_t)f[5];
+		hit->rss_pages += f[6];
+		int64_t fds = count_fds(e->d_name);
+		if (fds >= 0 && hit->fds >= 0)
+			hit->fds += fds;
+		else
+			hit->fds = -1;
+	}
+	closedir(d);
+}
+
+void supervisor_metrics_each(struct supervisor *sv, supervisor_metrics_inst_cb inst_cb,
+			     supervisor_metrics_proc_cb proc_cb, void *ctx)
+{
+	struct usage *u = NULL;
+	size_t n = 0, alloc = 0;
+	for (size_t k = 0; k < sv->n_apps; k++)
+		for (size_t j = 0; j < sv->apps[k]->n_procs; j++) {
+			struct sv_proc *p = sv->apps[k]->procs[j];
+			for (size_t m = 0; m < p->n_insts; m++)
+				if (p->insts[m]->run) {
+					u = xgrow(u, sizeof(*u), n + 1, &alloc);
+					u[n++] = (struct usage){.pgid = p->insts[m]->run->pid};
+				}
+		}
+	if (n && inst_cb) {
+		qsort(u, n, sizeof(*u), usage_cmp);
+		scan_proc(u, n);
+	}
+	long hz = sysconf(_SC_CLK_TCK), page = sysconf(_SC_PAGESIZE);
+	int64_t now = time_mono_ms();
+	for (size_t k = 0; k < sv->n_apps; k++) {
+		struct sv_app *a = sv->apps[k];
+		for (size_t j = 0; j < a->n_procs; j++) {
+			struct sv_proc *p = a->procs[j];
+			struct supervisor_metrics_proc pm = {
+				.app = a->name, .process = p->name,
+				.desired = p->stopped || a->stopped || p->removed ? 0 : p->desired,
+			};
+			for (size_t m = 0; m < p->n_insts; m++) {
+				struct sv_inst *i = p->insts[m];
+				pm.ready += i->state == SV_READY;
+				pm.running += i->run != NULL;
+				if (!inst_cb)
+					continue;
+				struct supervisor_metrics_inst im = {
+					.app = a->name, .process = p->name, .instance = i->id,
+					.state = sv_state_name(i->state), .restarts = i->restarts,
+					.memory_limit = p->sp->resources.memory_bytes,
+					.cpu_limit = p->sp->resources.cpu,
+				};
+				if (i->run) {
+					struct usage key = {.pgid = i->run->pid};
+					struct usage *hit = n ? bsearch(&key, u, n, sizeof(*u), usage_cmp) : NULL;
+					im.running = true;
+					im.pid = i->run->pid;
+					im.uptime_seconds = (double)(now - i->started_mono) / 1000.0;
+					if (hit) {
+						im.cpu_seconds = (double)hit->ticks / (double)hz;
+						im.rss_bytes = (int64_t)hit->rss_pages * page;
+						im.threads = hit->threads;
+						im.open_fds = hit->fds;
+					} else {
+						im.open_fds = -1;
+					}
+				}
+				inst_cb(ctx, &im);
+			}
+			if (proc_cb)
+				proc_cb(ctx, &pm);
+		}
+	}
+	free(u);
+}

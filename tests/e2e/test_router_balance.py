@@ -1,0 +1,243 @@
+"""Balancing and resilience: only ready instances get traffic; round-robin,
+sticky hashing and p2c spread requests; backend connections are reused;
+a killed instance, a scale-down and a drain lose no request; stats count it
+all."""
+import json
+import os
+import signal
+import threading
+import time
+
+from conftest import SLOW, wait_for
+from router_helpers import (Load, conn, echo, echo_spec, get, request, router_log_lines, stats,
+                            wait_routed)
+
+HOST = "bal.test"
+
+
+def deploy(daemon, n, balance=None, hash_on=None, state_dir=None, stop_timeout="5s",
+           health="{http: /healthz, interval: 1s, timeout: 1s}"):
+    extra = ""
+    if balance:
+        extra += f"    balance: {balance}\n"
+    if hash_on:
+        extra += f"    hash_on: \"{hash_on}\"\n"
+    daemon.apply(echo_spec("bal", instances=n, routes=f"[{{host: {HOST}}}]", extra=extra,
+                           state_dir=state_dir, stop_timeout=stop_timeout, health=health))
+    ready = daemon.wait_ready("bal", n)
+    # Every instance is in the routing table once each has answered through the router.
+    seen = set()
+    wait_for(lambda: seen.add(echo(daemon, "/", HOST)["instance"]) or len(seen) == n,
+             what=f"all {n} instances to get traffic") if balance != "hash" else wait_routed(daemon, HOST)
+    return ready
+
+
+def spread(daemon, n, headers=None, path="/"):
+    """n sequential requests on one keep-alive connection; requests per instance."""
+    c = conn(daemon)
+    counts = {}
+    try:
+        for _ in range(n):
+            status, _, body = request(c, "GET", path, HOST, headers=headers)
+            assert status == 200, body
+            inst = json.loads(body)["instance"]
+            counts[inst] = counts.get(inst, 0) + 1
+    finally:
+        c.close()
+    return counts
+
+
+def test_only_ready_instances_get_traffic(daemon, tmp_path):
+    state = tmp_path / "state"
+    state.mkdir()
+    deploy(daemon, 2, state_dir=state,
+           health="{http: /healthz, interval: 200ms, timeout: 500ms, unhealthy: 2}")
+    assert set(spread(daemon, 40)) == {"bal.web.1", "bal.web.2"}
+    # web.2 fails its checks, stays failing across restarts, and leaves the pool.
+    (state / "bal.web.2.sick").write_text("")
+    wait_for(lambda: [i for i in daemon.instances("bal") if i["id"] == "bal.web.2" and i["state"] != "ready"],
+             what="web.2 to stop being ready")
+    # The restarted process answers HTTP but is not ready: it must get nothing.
+    wait_for(lambda: [i for i in daemon.instances("bal") if i["id"] == "bal.web.2" and i["state"] == "starting"],
+             what="web.2 to be restarted")
+    assert spread(daemon, 200) == {"bal.web.1": 200}
+    # Healthy again: back in the pool.
+    (state / "bal.web.2.sick").unlink()
+    daemon.wait_ready("bal", 2)
+    wait_for(lambda: "bal.web.2" in spread(daemon, 20), what="web.2 to get traffic again")
+
+
+def test_round_robin_spreads_evenly(daemon):
+    deploy(daemon, 3, balance="round-robin")
+    counts = spread(daemon, 300)
+    assert sorted(counts) == ["bal.web.1", "bal.web.2", "bal.web.3"]
+    assert max(counts.values()) - min(counts.values()) <= 2, counts
+
+
+def test_hash_on_a_header_is_sticky_and_spreads_keys(daemon):
+    deploy(daemon, 3, balance="hash", hash_on="header:X-User")
+    owner = {}
+    for k in range(30):
+        got = spread(daemon, 8, headers={"X-User": f"user-{k}"})
+        assert len(got) == 1, f"user-{k} moved between instances: {got}"
+        owner[k] = next(iter(got))
+    assert len(set(owner.values())) == 3, owner
+    # A key sticks across connections too.
+    for k in range(5):
+        assert echo(daemon, "/", HOST, headers={"X-User": f"user-{k}"})["instance"] == owner[k]
+    # Without the key, requests still spread.
+    assert len(spread(daemon, 60)) >= 2
+
+
+def test_hash_on_a_cookie_is_sticky(daemon):
+    deploy(daemon, 3, balance="hash", hash_on="cookie:sid")
+    owners = set()
+    for k in range(30):
+        got = spread(daemon, 5, headers={"Cookie": f"theme=dark; sid=s{k}; lang=en"})
+        assert len(got) == 1, got
+        owners |= set(got)
+        # Only the named cookie counts.
+        other = spread(daemon, 3, headers={"Cookie": f"sid=s{k}; theme=light{k}"})
+        assert other == {next(iter(got)): 3}
+    assert len(owners) == 3
+
+
+def test_p2c_spreads_across_instances(daemon):
+    deploy(daemon, 3)
+    counts = spread(daemon, 300)
+    assert sorted(counts) == ["bal.web.1", "bal.web.2", "bal.web.3"]
+    assert min(counts.values()) >= 50, counts
+    # Under concurrency too.
+    with Load(daemon, HOST, threads=6) as load:
+        load.wait_requests(600)
+    assert not load.failures
+    assert len(load.by_instance) == 3 and min(load.by_instance.values()) >= 60, load.by_instance
+
+
+def test_backend_connections_are_pooled_and_reused(daemon):
+    deploy(daemon, 1)
+    with Load(daemon, HOST, threads=4) as load:
+        load.wait_requests(500)
+        before = stats(daemon, "bal")["router"]
+        start = load.ok
+        load.wait_requests(10_000, timeout=60)
+        after = stats(daemon, "bal")["router"]
+        done = load.ok - start
+    assert not load.failures, load.failures[:5]
+    opened = after["backend_connections_opened"] - before["backend_connections_opened"]
+    reused = after["backend_connections_reused"] - before["backend_connections_reused"]
+    # Fewer than one new backend connection per 10,000 requests at steady state.
+    assert opened * 10_000 < done, (opened, done)
+    assert reused >= done - 4, (reused, done)
+
+
+def test_kill9_of_an_instance_under_load_fails_no_request(daemon):
+    ready = deploy(daemon, 2)
+    victim = [i for i in ready if i["id"] == "bal.web.1"][0]
+    with Load(daemon, HOST, threads=6) as load:
+        load.wait_requests(300)
+        os.kill(victim["pid"], signal.SIGKILL)
+        wait_for(lambda: [i for i in daemon.instances("bal")
+                          if i["id"] == "bal.web.1" and i["state"] == "ready" and i["pid"] != victim["pid"]],
+                 what="web.1 to come back")
+        seen = load.by_instance.get("bal.web.1", 0)
+        wait_for(lambda: load.by_instance.get("bal.web.1", 0) > seen + 50, what="web.1 to get traffic again")
+    assert load.failures == [], load.failures[:10]
+    assert load.ok > 400
+
+
+def test_scale_down_under_load_fails_no_request(daemon):
+    deploy(daemon, 3)
+    with Load(daemon, HOST, threads=6) as load:
+        load.wait_requests(300)
+        r = daemon.cli("scale", "bal", "web=1")
+        assert r.returncode == 0, r.stderr
+        daemon.wait_ready("bal", 1)
+        load.wait_requests(300)
+        # Up again and down again, still under load.
+        assert daemon.cli("scale", "bal", "web=3").returncode == 0
+        daemon.wait_ready("bal", 3)
+        load.wait_requests(300)
+        assert daemon.cli("scale", "bal", "web=2").returncode == 0
+        daemon.wait_ready("bal", 2)
+        load.wait_requests(300)
+    assert load.failures == [], load.failures[:10]
+
+
+def test_draining_lets_an_in_flight_request_finish_before_the_signal(daemon, tmp_path):
+    state = tmp_path / "state"
+    state.mkdir()
+    deploy(daemon, 2, balance="hash", hash_on="header:X-User", state_dir=state, stop_timeout="10s")
+    # A key that lands on web.2, the instance a scale to 1 stops.
+    key = next(k for k in (f"u{n}" for n in range(200))
+               if echo(daemon, "/", HOST, headers={"X-User": k})["instance"] == "bal.web.2")
+    result = {}
+
+    def slow():
+        t0 = time.monotonic()
+        status, _, body = get(daemon, "/slow?ms=2000", HOST, headers={"X-User": key}, timeout=20)
+        result.update(status=status, body=body, took=time.monotonic() - t0, done=time.time())
+
+    t = threading.Thread(target=slow)
+    t.start()
+    wait_for(lambda: stats(daemon, "bal")["inflight"] == 1, what="the slow request to be in flight")
+    scaled = time.time()
+    assert daemon.cli("scale", "bal", "web=1").returncode == 0
+    # web.2 stops getting new requests at once...
+    wait_for(lambda: all(i["state"] != "ready" for i in daemon.instances("bal") if i["id"] == "bal.web.2"),
+             what="web.2 to leave the ready set")
+    for _ in range(20):
+        assert echo(daemon, "/", HOST, headers={"X-User": key})["instance"] == "bal.web.1"
+    t.join(timeout=20 * SLOW)
+    # ...but finishes the one it has, and is signalled only afterwards.
+    assert result["status"] == 200, result
+    assert json.loads(result["body"])["instance"] == "bal.web.2"
+    events = state / "bal.web.2.events"
+    line = wait_for(lambda: events.exists() and events.read_text().strip(), what="web.2's SIGTERM")
+    assert line.startswith("sigterm inflight=0"), line
+    signalled = float(line.split("time=")[1])
+    assert signalled >= scaled + 1.5, (signalled - scaled)
+    daemon.wait_ready("bal", 1)
+
+
+def test_stats_count_status_classes_and_retries(daemon):
+    deploy(daemon, 2)
+    for path, n in (("/", 5), ("/status/404", 2), ("/status/302", 1), ("/status/500", 1)):
+        for _ in range(n):
+            get(daemon, path, HOST)
+    before = stats(daemon, "bal")
+    # An instance that resets the connection before answering: an idempotent
+    # request is retried once, on the other instance.
+    status, _, body = get(daemon, "/reset", HOST)
+    assert status == 502, body
+    saw = [l for l in daemon.ok("GET", "/v1/apps/bal/logs?lines=10000")["lines"]
+           if l["stream"] == "stdout" and l["line"] == "GET /reset"]
+    assert sorted(l["instance"] for l in saw) == ["bal.web.1", "bal.web.2"]
+    # A POST with a body is not retried.
+    status, _, _ = get(daemon, "/reset", HOST, method="POST", body=b"payload")
+    assert status == 502
+    saw = wait_for(lambda: [l for l in daemon.ok("GET", "/v1/apps/bal/logs?lines=10000")["lines"]
+                            if l["stream"] == "stdout" and l["line"] == "POST /reset"], what="the POST")
+    assert len(saw) == 1
+    st = stats(daemon, "bal")
+    base_2xx = before["status"]["2xx"]
+    assert st["status"]["2xx"] == base_2xx
+    assert st["status"]["3xx"] == 1 and st["status"]["4xx"] == 2
+    assert st["status"]["5xx"] == 3
+    assert st["retries"] - before["retries"] == 1
+    assert st["requests"] == base_2xx + 1 + 2 + 3
+    assert st["inflight"] == 0
+    route = [r for r in st["routes"] if r["route"] == f"{HOST}/"][0]
+    assert route["status"] == st["status"] and st["processes"]["web"]["retries"] == st["retries"]
+    lines = router_log_lines(daemon, "bal")
+    assert len([l for l in lines if 'path="/reset"' in l and "status=502" in l]) == 2
+    assert any("retried=1" in l for l in lines)
+    # The CLI shows the same numbers.
+    r = daemon.cli("stats", "bal")
+    assert r.returncode == 0, r.stderr
+    total = [l for l in r.stdout.splitlines() if l.startswith("total")][0].split()
+    assert total[1] == str(st["requests"])
+    assert total[2] == f"{base_2xx}/1/2/3"
+    assert total[6] == str(st["retries"])
+    r = daemon.cli("stats", "bal", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["status"] == st["status"]

@@ -1,0 +1,445 @@
+"""The router speaks HTTP/1.1 correctly: keep-alive and pipelining, chunked
+bodies both ways, 100-continue, HTTP/1.0 clients, HEAD, bodiless statuses,
+large streamed bodies, WebSocket tunnels, hop-by-hop and forwarding headers,
+request ids, and every smuggling and limit case answered with the right
+status and no harm to the daemon. The backend is tests/e2e/backends/echo_server.py."""
+import base64
+import hashlib
+import json
+import re
+import socket
+import threading
+import time
+
+import pytest
+
+from conftest import Daemon, SLOW, wait_for
+from router_helpers import (RawReader, assert_alive, conn, echo, echo_spec, get, header_values,
+                            module_daemon, pattern_bytes, raw_connect, raw_exchange, request,
+                            reset_vm_hwm, router_log_lines, stop_module_daemon, vm_hwm_kib,
+                            wait_routed)
+
+HOST = "shop.test"
+H = f"Host: {HOST}\r\n".encode()
+RID = re.compile(r"^[0-9a-f]{32}$")
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory):
+    d = module_daemon(tmp_path_factory)
+    d.apply(echo_spec("echo", instances=1,
+                      routes=f"[{{host: {HOST}}}, {{host: small.test, max_body: 1K}}]"))
+    d.apply(echo_spec("empty", instances=0, routes="[{host: empty.test}]"))
+    d.wait_ready("echo", 1)
+    wait_routed(d, HOST)
+    yield d
+    stop_module_daemon(d)
+
+
+@pytest.fixture
+def router(shared):
+    """The shared daemon; after each test it must still be alive and routing."""
+    yield shared
+    assert_alive(shared, HOST)
+
+
+def backend_saw(d, needle):
+    lines = d.ok("GET", "/v1/apps/echo/logs?lines=10000")["lines"]
+    return [l["line"] for l in lines if l["stream"] == "stdout" and needle in l["line"]]
+
+
+# ---------------------------------------------------------------- keep-alive
+
+def test_keepalive_serves_several_requests_on_one_connection(router):
+    s = raw_connect(router)
+    rd = RawReader(s)
+    for k in range(5):
+        s.sendall(f"GET /ka/{k} HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode())
+        r = rd.read_response()
+        assert r.status == 200
+        assert json.loads(r.body)["path"] == f"/ka/{k}"
+        assert (r.header("Connection") or "").lower() != "close"
+    assert not rd.closed(timeout=0.3)
+    s.close()
+
+
+def test_pipelined_requests_answer_in_order(router):
+    s = raw_connect(router)
+    rd = RawReader(s)
+    # The first is the slowest: answers must still come back in request order.
+    s.sendall(b"GET /slow?ms=300 HTTP/1.1\r\n" + H + b"\r\n"
+              b"POST /p2 HTTP/1.1\r\n" + H + b"Content-Length: 3\r\n\r\nabc"
+              b"GET /p3 HTTP/1.1\r\n" + H + b"\r\n")
+    got = []
+    for _ in range(3):
+        r = rd.read_response()
+        assert r.status == 200
+        doc = json.loads(r.body)
+        got.append((doc["path"], doc["body"]))
+    assert got == [("/slow?ms=300", ""), ("/p2", "abc"), ("/p3", "")]
+    s.close()
+
+
+# ---------------------------------------------------------------- chunked
+
+def test_chunked_request_body_reaches_the_backend_whole_and_trailers_are_dropped(router):
+    s = raw_connect(router)
+    rd = RawReader(s)
+    s.sendall(b"POST /chunky HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n"
+              b"5\r\nhello\r\n")
+    time.sleep(0.05)  # a body that arrives in pieces
+    s.sendall(b"1;ext=1\r\n \r\n6\r\nworld!\r\n0\r\nX-Trailer: evil\r\nContent-Length: 1\r\n\r\n")
+    r = rd.read_response()
+    assert r.status == 200
+    doc = json.loads(r.body)
+    assert doc["body"] == "hello world!"
+    assert doc["chunked"] is True
+    assert doc["trailers"] == []
+    assert not header_values(doc, "X-Trailer")
+    # The connection is still in sync for the next request.
+    s.sendall(b"GET /after-trailers HTTP/1.1\r\n" + H + b"\r\n")
+    r = rd.read_response()
+    assert r.status == 200 and json.loads(r.body)["path"] == "/after-trailers"
+    s.close()
+
+
+def test_chunked_response_passes_through_without_trailers(router):
+    s = raw_connect(router)
+    rd = RawReader(s)
+    s.sendall(b"GET /chunked?n=40&size=1000 HTTP/1.1\r\n" + H + b"\r\n")
+    r = rd.read_response()
+    assert r.status == 200
+    assert r.header("Transfer-Encoding") == "chunked"
+    assert r.header("Content-Length") is None
+    assert r.body == pattern_bytes(1000) * 40
+    assert r.header("X-Checksum") is None and r.header("Trailer") is None
+    s.sendall(b"GET /next HTTP/1.1\r\n" + H + b"\r\n")
+    assert json.loads(rd.read_response().body)["path"] == "/next"
+    s.close()
+
+
+# ---------------------------------------------------------------- versions and methods
+
+def test_http10_client_gets_a_length_or_a_close(router):
+    # A length-delimited answer: HTTP/1.0, Content-Length, then close.
+    r, rd = raw_exchange(router, b"GET /ten HTTP/1.0\r\n" + H + b"\r\n")
+    assert r.version == "HTTP/1.0" and r.status == 200
+    assert int(r.header("Content-Length")) == len(r.body)
+    assert json.loads(r.body)["path"] == "/ten"
+    assert rd.closed()
+    # A chunked backend answer cannot be chunked to a 1.0 client: close-delimited.
+    r, rd = raw_exchange(router, b"GET /chunked?n=3&size=7 HTTP/1.0\r\n" + H + b"\r\n")
+    assert r.status == 200 and r.header("Transfer-Encoding") is None
+    assert r.body == pattern_bytes(7) * 3
+    assert rd.eof or rd.closed()
+    # An HTTP/1.0 keep-alive client keeps its connection.
+    s = raw_connect(router)
+    rd = RawReader(s)
+    for k in range(2):
+        s.sendall(f"GET /ten/{k} HTTP/1.0\r\nHost: {HOST}\r\nConnection: keep-alive\r\n\r\n".encode())
+        r = rd.read_response()
+        assert r.status == 200 and r.header("Connection").lower() == "keep-alive"
+        assert json.loads(r.body)["path"] == f"/ten/{k}"
+    s.close()
+
+
+def test_head_keeps_content_length_and_sends_no_body(router):
+    s = raw_connect(router)
+    rd = RawReader(s)
+    s.sendall(b"HEAD /bytes?n=12345 HTTP/1.1\r\n" + H + b"\r\n")
+    r = rd.read_response(head_request=True)
+    assert r.status == 200 and r.header("Content-Length") == "12345"
+    # No body bytes follow: the next answer starts right away.
+    s.sendall(b"GET /after-head HTTP/1.1\r\n" + H + b"\r\n")
+    r = rd.read_response()
+    assert json.loads(r.body)["path"] == "/after-head"
+    s.close()
+
+
+@pytest.mark.parametrize("status", [204, 304])
+def test_bodiless_statuses_have_no_body(router, status):
+    s = raw_connect(router)
+    rd = RawReader(s)
+    s.sendall(f"GET /status/{status} HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode())
+    r = rd.read_response()
+    assert r.status == status
+    assert r.header("Transfer-Encoding") is None
+    if status == 204:
+        assert r.header("Content-Length") is None
+    s.sendall(b"GET /after HTTP/1.1\r\n" + H + b"\r\n")
+    r = rd.read_response()
+    assert r.status == 200 and json.loads(r.body)["path"] == "/after"
+    s.close()
+
+
+def test_expect_100_continue_is_relayed_before_the_body(router):
+    s = raw_connect(router)
+    rd = RawReader(s)
+    s.sendall(b"PUT /upload HTTP/1.1\r\n" + H + b"Content-Length: 11\r\nExpect: 100-continue\r\n\r\n")
+    version, status, _, _ = rd.read_head()  # times out if the 100 never comes
+    assert status == 100
+    s.sendall(b"hello there")
+    r = rd.read_response()
+    assert r.status == 200
+    doc = json.loads(r.body)
+    assert doc["body"] == "hello there" and doc["expect_continue"] is True
+    s.close()
+
+
+# ---------------------------------------------------------------- large bodies
+
+def test_large_bodies_stream_both_ways_with_bounded_memory(tmp_path):
+    d = Daemon(tmp_path).start()
+    try:
+        d.apply(echo_spec("big", routes=f"[{{host: {HOST}}}]"))
+        d.wait_ready("big", 1)
+        wait_routed(d, HOST)
+        size = 24 * 1024 * 1024
+        body = pattern_bytes(size)
+        reset_vm_hwm(d.proc.pid)
+        base = vm_hwm_kib(d.proc.pid)
+        # Up: the backend hashes what it reads.
+        doc = echo(d, "/up", HOST, method="POST", body=body, timeout=60)
+        assert doc["body_len"] == size
+        assert doc["body_sha256"] == hashlib.sha256(body).hexdigest()
+        # Down: a client that waits before reading must not make the router buffer it all.
+        s = raw_connect(d, timeout=60)
+        s.sendall(f"GET /bytes?n={size} HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode())
+        time.sleep(1.0)
+        rd = RawReader(s)
+        r = rd.read_response()
+        s.close()
+        assert r.status == 200 and len(r.body) == size and r.body == body
+        grown = vm_hwm_kib(d.proc.pid) - base
+        assert grown < 12 * 1024, f"the daemon's peak RSS grew by {grown} KiB moving {size >> 20} MiB each way"
+    finally:
+        assert d.stop() == 0
+
+
+# ---------------------------------------------------------------- headers
+
+def test_hop_by_hop_headers_are_removed_both_ways(router):
+    r, _ = raw_exchange(router, b"GET /hop-req HTTP/1.1\r\n" + H +
+                        b"Connection: keep-alive, X-Secret\r\nKeep-Alive: timeout=5\r\nTE: trailers\r\n"
+                        b"Upgrade: h2c\r\nProxy-Connection: keep-alive\r\nX-Secret: 42\r\nX-Public: 7\r\n\r\n")
+    doc = json.loads(r.body)
+    names = {k.lower() for k, _ in doc["headers"]}
+    for hop in ("connection", "keep-alive", "te", "upgrade", "proxy-connection", "x-secret"):
+        assert hop not in names, f"{hop} reached the backend"
+    assert header_values(doc, "X-Public") == ["7"]
+    # And from the backend to the client.
+    r, _ = raw_exchange(router, b"GET /hop HTTP/1.1\r\n" + H + b"\r\n")
+    assert r.status == 200 and r.body == b"hop\n"
+    names = {k.lower() for k, _ in r.headers}
+    assert "x-resp-secret" not in names and "keep-alive" not in names and "proxy-connection" not in names
+    assert r.header("X-Kept") == "yes"
+
+
+def test_forwarding_headers_and_request_ids_are_added(router):
+    doc = echo(router, "/fwd", f"{HOST}:8080", headers={"X-Forwarded-For": "203.0.113.9",
+                                                        "X-Forwarded-Proto": "https",
+                                                        "X-Forwarded-Host": "evil.test"})
+    assert header_values(doc, "X-Forwarded-For") == ["203.0.113.9, 127.0.0.1"]
+    assert header_values(doc, "X-Forwarded-Proto") == ["http"]
+    assert header_values(doc, "X-Forwarded-Host") == [f"{HOST}:8080"]
+    generated = header_values(doc, "X-Request-Id")
+    assert len(generated) == 1 and RID.match(generated[0])
+    # A sane incoming id is kept, end to end.
+    status, headers, body = get(router, "/rid", HOST, headers={"X-Request-Id": "abc-123_x.y:z"})
+    assert header_values(json.loads(body), "X-Request-Id") == ["abc-123_x.y:z"]
+    assert headers["x-request-id"] == "abc-123_x.y:z"
+    # An insane one is replaced.
+    for bad in ("has space", "x" * 300, "<script>"):
+        status, headers, body = get(router, "/rid-bad", HOST, headers={"X-Request-Id": bad})
+        ids = header_values(json.loads(body), "X-Request-Id")
+        assert len(ids) == 1 and RID.match(ids[0]), ids
+        assert headers["x-request-id"] == ids[0]
+    # The id travels to the access log, with the rest of the request.
+    status, headers, _ = get(router, "/logged?q=1", HOST, headers={"X-Request-Id": "trace-me-42"})
+    line = wait_for(lambda: [l for l in router_log_lines(router, "echo") if "request_id=trace-me-42" in l],
+                    what="access log line")[0]
+    for part in ("method=GET", f"host={HOST}", 'path="/logged?q=1"', "status=200", "instance=echo.web.1",
+                 "client=127.0.0.1", "duration_ms="):
+        assert part in line, line
+
+
+def test_error_pages_carry_the_request_id(router):
+    # No route: 404 names the host; the id is in the header and the body.
+    r, _ = raw_exchange(router, b"GET / HTTP/1.1\r\nHost: nowhere.test\r\nX-Request-Id: lost-1\r\n\r\n")
+    assert r.status == 404
+    assert r.header("X-Request-Id") == "lost-1"
+    assert b"nowhere.test" in r.body and b"lost-1" in r.body
+    # Rejected while parsing the head: still an id, generated.
+    r, _ = raw_exchange(router, b"GET / HTTP/1.1\r\nHost: shop.test\r\nX-Bad: a\rb\r\n\r\n")
+    assert r.status == 400
+    rid = r.header("X-Request-Id")
+    assert rid and RID.match(rid), r
+    assert rid.encode() in r.body
+
+
+# ---------------------------------------------------------------- upgrades
+
+def ws_handshake(router, path="/ws"):
+    s = raw_connect(router)
+    key = base64.b64encode(b"0123456789abcdef").decode()
+    s.sendall(f"GET {path} HTTP/1.1\r\nHost: {HOST}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+              f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())
+    rd = RawReader(s)
+    version, status, headers, _ = rd.read_head()
+    assert status == 101, headers
+    h = {k.lower(): v for k, v in headers}
+    expect = base64.b64encode(hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()).decode()
+    assert h["sec-websocket-accept"] == expect
+    assert h["upgrade"].lower() == "websocket" and h["connection"].lower() == "upgrade"
+    return s, rd
+
+
+def recv_exact(s, rd, n):
+    return rd.read_exact(n)
+
+
+def test_websocket_tunnel_echoes_both_ways_until_the_client_closes(router):
+    s, rd = ws_handshake(router)
+    for k in range(3):
+        msg = f"frame {k} ".encode() * 100
+        s.sendall(msg)
+        assert recv_exact(s, rd, len(msg)) == msg
+    big = pattern_bytes(300_000)
+    s.sendall(big)
+    assert recv_exact(s, rd, len(big)) == big
+    s.close()
+    wait_for(lambda: backend_saw(router, "ws: client closed"), what="the backend to see the close")
+
+
+def test_websocket_tunnel_ends_when_the_backend_closes(router):
+    s, rd = ws_handshake(router)
+    s.sendall(b"ping")
+    assert recv_exact(s, rd, 4) == b"ping"
+    s.sendall(b"close-please")
+    assert rd.closed(timeout=5), "the router kept the client side open"
+    s.close()
+
+
+def test_refused_upgrade_keeps_the_worker_serving(router):
+    """An upgrade the backend answers with 200 (or the router answers itself)
+    leaves the connection unusable for HTTP: it must be closed, not spun on."""
+    for first in (b"GET /no-upgrade HTTP/1.1\r\n" + H + b"Connection: Upgrade\r\nUpgrade: foo\r\n\r\n",
+                  b"GET / HTTP/1.1\r\nHost: nowhere.test\r\nConnection: Upgrade\r\nUpgrade: foo\r\n\r\n",
+                  b"CONNECT shop.test:443 HTTP/1.1\r\n" + H + b"\r\n"):
+        r, rd = raw_exchange(router, first + b"GET /second HTTP/1.1\r\n" + H + b"\r\n", timeout=5)
+        assert r.status in (200, 400, 404)
+        assert r.header("Connection", ).lower() == "close"
+        assert rd.closed(timeout=5)
+    # Every worker still answers.
+    for _ in range(20):
+        assert get(router, "/probe", HOST, timeout=5)[0] == 200
+
+
+# ---------------------------------------------------------------- smuggling and limits
+
+def assert_rejected(router, data, status, smuggled=None):
+    r, rd = raw_exchange(router, data, timeout=5)
+    assert r.status == status, r
+    assert r.header("Connection").lower() == "close"
+    assert rd.closed(), "the connection stayed open after a framing error"
+    if smuggled:
+        time.sleep(0.2)
+        assert not backend_saw(router, smuggled), "a smuggled request reached the backend"
+    return r
+
+
+def test_content_length_with_transfer_encoding_is_400(router):
+    assert_rejected(router, b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 46\r\nTransfer-Encoding: chunked\r\n\r\n"
+                    b"0\r\n\r\nGET /smuggled-clte HTTP/1.1\r\n" + H + b"\r\n", 400, "/smuggled-clte")
+    assert_rejected(router, b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n"
+                    b"5c\r\nGET /smuggled-tecl HTTP/1.1\r\n" + H + b"\r\n0\r\n\r\n", 400, "/smuggled-tecl")
+
+
+def test_differing_content_lengths_are_400(router):
+    assert_rejected(router, b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 3\r\nContent-Length: 40\r\n\r\n"
+                    b"abcGET /smuggled-cl HTTP/1.1\r\n" + H + b"\r\n", 400, "/smuggled-cl")
+
+
+def test_invalid_chunk_size_is_400(router):
+    assert_rejected(router, b"POST /bad-chunk HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n"
+                    b"zz\r\nabc\r\n0\r\n\r\n", 400)
+    assert_rejected(router, b"POST /bad-chunk HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n"
+                    b"-1\r\nabc\r\n0\r\n\r\n", 400)
+
+
+@pytest.mark.parametrize("data", [
+    b"GET / HTTP/1.1\nHost: shop.test\n\n",
+    b"GET / HTTP/1.1\r\nHost: shop.test\nX-A: b\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: shop.test\r\nX-A: a\rb\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: shop.test\r\nX-A\r: b\r\n\r\n",
+], ids=["bare-lf", "bare-lf-in-block", "bare-cr-in-value", "bare-cr-in-name"])
+def test_bare_cr_or_lf_in_the_head_is_400(router, data):
+    assert_rejected(router, data, 400)
+
+
+def test_header_block_over_64k_is_431(router):
+    many = b"".join(b"X-Pad-%d: %s\r\n" % (k, b"v" * 1000) for k in range(70))
+    r = assert_rejected(router, b"GET / HTTP/1.1\r\n" + H + many + b"\r\n", 431)
+    assert b"431" in r.body
+    # Just under the limit still passes.
+    ok = b"".join(b"X-Pad-%d: %s\r\n" % (k, b"v" * 1000) for k in range(60))
+    r, _ = raw_exchange(router, b"GET /big-head HTTP/1.1\r\n" + H + ok + b"\r\n")
+    assert r.status == 200
+
+
+def test_body_over_the_route_max_body_is_413(router):
+    small = b"Host: small.test\r\n"
+    r = assert_rejected(router, b"POST / HTTP/1.1\r\n" + small + b"Content-Length: 1025\r\n\r\n" + b"a" * 1025, 413)
+    assert b"1024 bytes" in r.body
+    # Chunked, so the size is only known while streaming.
+    chunk = b"200\r\n" + b"a" * 512 + b"\r\n"
+    assert_rejected(router, b"POST / HTTP/1.1\r\n" + small + b"Transfer-Encoding: chunked\r\n\r\n" + chunk * 3 + b"0\r\n\r\n", 413)
+    # At the limit it passes.
+    r, _ = raw_exchange(router, b"POST /limit HTTP/1.1\r\n" + small + b"Content-Length: 1024\r\n\r\n" + b"a" * 1024)
+    assert r.status == 200 and json.loads(r.body)["body_len"] == 1024
+
+
+def test_no_ready_instance_is_503_naming_the_app(router):
+    r, _ = raw_exchange(router, b"GET / HTTP/1.1\r\nHost: empty.test\r\n\r\n")
+    assert r.status == 503
+    assert b"no ready instance for app 'empty'" in r.body
+    assert r.header("X-Request-Id").encode() in r.body
+
+
+def test_slow_headers_get_408_and_a_silent_instance_gets_504(tmp_path):
+    d = Daemon(tmp_path).start(extra=["--header-timeout", "1s", "--response-timeout", "2s"])
+    try:
+        d.apply(echo_spec("echo", routes=f"[{{host: {HOST}}}]"))
+        d.wait_ready("echo", 1)
+        wait_routed(d, HOST)
+        # Slowloris: part of a head, then nothing.
+        s = raw_connect(d)
+        t0 = time.monotonic()
+        s.sendall(b"GET / HTTP/1.1\r\nHost: shop.test\r\nX-Slow: ")
+        rd = RawReader(s)
+        r = rd.read_response()
+        took = time.monotonic() - t0
+        assert r.status == 408 and 0.9 <= took <= 3 * SLOW, (r, took)
+        assert RID.match(r.header("X-Request-Id")), r
+        assert rd.closed()
+        s.close()
+        # A keep-alive connection idle between requests is not a slow client.
+        s = raw_connect(d)
+        rd = RawReader(s)
+        s.sendall(b"GET /first HTTP/1.1\r\n" + H + b"\r\n")
+        assert rd.read_response().status == 200
+        time.sleep(1.5)
+        s.sendall(b"GET /second HTTP/1.1\r\n" + H + b"\r\n")
+        assert json.loads(rd.read_response().body)["path"] == "/second"
+        s.close()
+        # An instance that never answers: 504 after the response timeout, naming it.
+        t0 = time.monotonic()
+        r, _ = raw_exchange(d, b"GET /slow?ms=20000 HTTP/1.1\r\n" + H + b"\r\n", timeout=15)
+        took = time.monotonic() - t0
+        assert r.status == 504 and 1.9 <= took <= 5 * SLOW, (r, took)
+        assert b"echo.web.1" in r.body
+        assert get(d, "/alive", HOST)[0] == 200
+        st = d.ok("GET", "/v1/apps/echo/stats")
+        assert st["status"]["5xx"] >= 1
+    finally:
+        assert d.stop() == 0
