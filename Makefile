@@ -1,9 +1,9 @@
 # paasops build. `make test` is the one command CI runs; every target depends on `deps`.
 CC      ?= cc
-PKGS    := libuv yaml-0.1 sqlite3 libcjson openssl libarchive zlib
+PKGS    := libuv yaml-0.1 sqlite3 libcjson openssl libarchive zlib libcurl
 DEBS    := build-essential pkg-config libuv1-dev node-llhttp libyaml-dev libsqlite3-dev \
            libcjson-dev libssl-dev libarchive-dev libcmocka-dev python3-pytest curl procps supervisor \
-           zlib1g-dev prometheus
+           zlib1g-dev prometheus libcurl4-openssl-dev
 LLHTTP_SRC := /usr/share/llhttp
 LLHTTP_INC := /usr/share/include/llhttp
 
@@ -88,8 +88,8 @@ clean:
 # `make fuzz`: libFuzzer targets (clang, ASan + UBSan) for the parsers that
 # read outside input, each run for FUZZ_TIME seconds on its seed corpus under
 # tests/fuzz/corpus/<target>/ (read only; new inputs go to build-fuzz/corpus/,
-# crashes to build-fuzz/<target>-crash-*). The targets link only the modules
-# they reach (core, compat, spec, router). FUZZ_TARGETS=fuzz_http runs a
+# crashes to build-fuzz/<target>-crash-*). Each target links what it needs
+# from an archive of all of src/ but main.c. FUZZ_TARGETS=fuzz_http runs a
 # subset. Not part of `make test`.
 FUZZ_CC      ?= clang
 FUZZ_TIME    ?= 30
@@ -99,7 +99,7 @@ FUZZ_SAN     := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefi
 FUZZ_CFLAGS   = -std=c17 -Wall -Wextra -Werror -Wno-unused-parameter -g -O1 -D_GNU_SOURCE -Isrc \
                 -I$(LLHTTP_INC) -include src/core/banned.h $(CFLAGS_PKG) $(FUZZ_SAN)
 FUZZ_TARGETS ?= $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
-FUZZ_SRCS    := $(wildcard src/core/*.c src/compat/*.c src/spec/*.c src/router/*.c)
+FUZZ_SRCS    := $(SRCS)
 FUZZ_OBJS    := $(FUZZ_SRCS:%.c=$(FUZZ_BUILD)/%.o) \
                 $(patsubst $(LLHTTP_SRC)/%.c,$(FUZZ_BUILD)/llhttp/%.o,$(wildcard $(LLHTTP_SRC)/*.c))
 
@@ -129,9 +129,12 @@ $(FUZZ_BUILD)/llhttp/%.o: $(LLHTTP_SRC)/%.c
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) -g -O1 -I$(LLHTTP_INC) $(FUZZ_SAN) -c $< -o $@
 
-$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_OBJS)
-	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_OBJS) $(LDLIBS_PKG)
+$(FUZZ_BUILD)/libpaasops.a: $(FUZZ_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_BUILD)/libpaasops.a
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_BUILD)/libpaasops.a $(LDLIBS_PKG)
 
 -include $(OBJS:.o=.d)
 -include $(FUZZ_OBJS:.o=.d)

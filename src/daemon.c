@@ -10,6 +10,7 @@
 #include "core/timeutil.h"
 #include "core/util.h"
 #include "deploy/deploy.h"
+#include "deploy/deploy_webhook.h"
 #include "metrics/metrics.h"
 #include "router/router.h"
 #include "spec/spec.h"
@@ -37,6 +38,10 @@ struct daemon {
 	int router_workers;
 	double access_sample;
 	int64_t timeouts[4]; /* connect, header, response, idle; 0 = default */
+	struct webhook_target hooks[16]; /* global deploy webhooks */
+	size_t n_hooks;
+	char *hook_secret;
+	bool hook_slack;
 	struct store *store;
 	struct supervisor *sv;
 	struct router *router;
@@ -63,6 +68,8 @@ static const char usage[] =
 	"  --access-log-sample F  fraction of requests in the access log (default 1)\n"
 	"  --connect-timeout D, --header-timeout D, --response-timeout D, --idle-timeout D\n"
 	"                    router timeouts (defaults 5s, 10s, 30s, 60s)\n"
+	"  --webhook URL     POST deploy events there (repeatable); --webhook-secret-file F\n"
+	"                    signs them (X-Paasops-Signature); --webhook-format json|slack\n"
 	"  --ports MIN-MAX   ports handed to instances (default 20000-29999)\n"
 	"  --log-level L     debug, info, warn or error (default info)\n"
 	"  --metrics-interval D  metrics sampling period (default 1s)\n"
@@ -81,6 +88,9 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 		{"header-timeout", required_argument, NULL, 1001},
 		{"response-timeout", required_argument, NULL, 1002},
 		{"idle-timeout", required_argument, NULL, 1003},
+		{"webhook", required_argument, NULL, 1010},
+		{"webhook-secret-file", required_argument, NULL, 1011},
+		{"webhook-format", required_argument, NULL, 1012},
 		{"metrics-public", no_argument, NULL, 1100},
 		{"metrics-interval", required_argument, NULL, 1101},
 		{"metrics-retention", required_argument, NULL, 1102},
@@ -173,6 +183,37 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 			}
 			break;
 		}
+		case 1010:
+			if (d->n_hooks == ARRAY_SIZE(d->hooks) ||
+			    !(str_starts_with(optarg, "http://") || str_starts_with(optarg, "https://"))) {
+				fprintf(stderr, "paasops serve: invalid --webhook '%s' (an http:// or https:// URL; at most 16)\n", optarg);
+				return -EINVAL;
+			}
+			d->hooks[d->n_hooks++].url = optarg;
+			break;
+		case 1011: {
+			FILE *f = fopen(optarg, "re");
+			char buf[4096];
+			size_t n = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
+			if (f)
+				fclose(f);
+			if (!f || n == 0) {
+				fprintf(stderr, "paasops serve: cannot read --webhook-secret-file '%s'\n", optarg);
+				return -EINVAL;
+			}
+			buf[n] = '\0';
+			buf[strcspn(buf, "\r\n")] = '\0';
+			free(d->hook_secret);
+			d->hook_secret = xstrdup(buf);
+			break;
+		}
+		case 1012:
+			if (strcmp(optarg, "json") && strcmp(optarg, "slack")) {
+				fprintf(stderr, "paasops serve: invalid --webhook-format '%s' (json or slack)\n", optarg);
+				return -EINVAL;
+			}
+			d->hook_slack = !strcmp(optarg, "slack");
+			break;
 		case 'h':
 			fputs(usage, stdout);
 			return 1;
@@ -323,6 +364,7 @@ int daemon_main(int argc, char **argv)
 		free(d.data_dir);
 		free(d.api_addr);
 		free(d.http_addr);
+		free(d.hook_secret);
 		return r > 0 ? 0 : 2;
 	}
 	if (!d.data_dir)
@@ -393,8 +435,13 @@ int daemon_main(int argc, char **argv)
 	};
 	d.sv = supervisor_new(&sc);
 	supervisor_cleanup_leftovers(d.sv);
+	for (size_t k = 0; k < d.n_hooks; k++) {
+		d.hooks[k].secret = d.hook_secret;
+		d.hooks[k].slack = d.hook_slack;
+	}
 	struct deploy_config dc = {
 		.loop = &d.loop, .store = d.store, .sv = d.sv, .router = d.router, .data_dir = d.data_dir,
+		.webhooks = d.hooks, .n_webhooks = d.n_hooks,
 	};
 	d.deploy = deploy_new(&dc);
 	deploy_recover(d.deploy);
@@ -458,5 +505,6 @@ out:
 	free(d.data_dir);
 	free(d.api_addr);
 	free(d.http_addr);
+	free(d.hook_secret);
 	return rc;
 }

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -159,6 +160,7 @@ int cli__exit_for_transport(int rc)
 	case -EPROTO:
 	case -EMSGSIZE:
 	case -EFBIG:
+	case -EIO: /* a local file to upload cannot be read */
 		return CLI_EXIT_FAILED;
 	default:
 		return CLI_EXIT_UNREACHABLE;
@@ -330,8 +332,9 @@ static int read_response(const struct cli_client *c, int fd, struct http_parser 
 /* ------------------------------------------------------------------------ */
 /* Requests                                                                 */
 
-void cli__request_format(struct strbuf *out, const struct cli_client *c, const char *method,
-			const char *path, const char *body, size_t body_len)
+void cli__request_format_head(struct strbuf *out, const struct cli_client *c, const char *method,
+			     const char *path, const char *content_type, uint64_t body_len,
+			     const char *const *headers)
 {
 	const struct cli_addr *a = c->addr;
 	strbuf_addf(out, "%s %s HTTP/1.1\r\n", method, path);
@@ -344,10 +347,19 @@ void cli__request_format(struct strbuf *out, const struct cli_client *c, const c
 	strbuf_adds(out, "Accept: application/json\r\n");
 	if (c->token)
 		strbuf_addf(out, "Authorization: Bearer %s\r\n", c->token);
-	if (body)
-		strbuf_adds(out, "Content-Type: application/json\r\n");
-	strbuf_addf(out, "Content-Length: %zu\r\n", body ? body_len : 0);
+	if (content_type)
+		strbuf_addf(out, "Content-Type: %s\r\n", content_type);
+	for (const char *const *h = headers; h && *h; h++)
+		strbuf_addf(out, "%s\r\n", *h);
+	strbuf_addf(out, "Content-Length: %llu\r\n", (unsigned long long)body_len);
 	strbuf_adds(out, "Connection: close\r\n\r\n");
+}
+
+void cli__request_format(struct strbuf *out, const struct cli_client *c, const char *method,
+			const char *path, const char *body, size_t body_len)
+{
+	cli__request_format_head(out, c, method, path, body ? "application/json" : NULL,
+				 body ? body_len : 0, NULL);
 	if (body)
 		strbuf_add(out, body, body_len);
 }
@@ -371,8 +383,32 @@ static char *describe(const struct cli_client *c, int rc, const char *detail)
 	}
 }
 
-int cli__client_request(const struct cli_client *c, const char *method, const char *path,
-		       const char *body, size_t body_len, struct cli_response *res, char **err)
+/* Streams len bytes of fd in chunks; a file that shrinks while being sent
+ * is an error, since the Content-Length already promised its size. */
+static int send_file(const struct cli_client *c, int sock, int fd, uint64_t len, char **err)
+{
+	char buf[65536];
+	while (len) {
+		ssize_t n = read(fd, buf, len < sizeof(buf) ? (size_t)len : sizeof(buf));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			*err = n < 0 ? xasprintf("cannot read the upload: %s", strerror(errno))
+				     : xstrdup("the upload changed size while it was sent");
+			return -EIO;
+		}
+		int r = send_all(c, sock, buf, (size_t)n);
+		if (r < 0)
+			return r;
+		len -= (uint64_t)n;
+	}
+	return 0;
+}
+
+/* One exchange: the head (with the body when it is in memory), then the
+ * file's bytes when file_fd >= 0, then the answer. */
+static int exchange(const struct cli_client *c, const char *head, size_t head_len, int file_fd,
+		    uint64_t file_len, struct cli_response *res, char **err)
 {
 	int fd = -1;
 	char *detail = NULL;
@@ -383,12 +419,14 @@ int cli__client_request(const struct cli_client *c, const char *method, const ch
 			*err = describe(c, r, NULL);
 		return r;
 	}
-
-	struct strbuf req;
-	strbuf_init(&req, 256 + body_len);
-	cli__request_format(&req, c, method, path, body, body_len);
-	int send_rc = send_all(c, fd, req.buf, req.len);
-	strbuf_release(&req);
+	int send_rc = send_all(c, fd, head, head_len);
+	if (send_rc == 0 && file_fd >= 0) {
+		send_rc = send_file(c, fd, file_fd, file_len, err);
+		if (send_rc == -EIO) {
+			close(fd);
+			return send_rc;
+		}
+	}
 
 	/* A daemon may answer (413, 401) and close before reading the whole
 	 * body; its answer explains more than EPIPE would, so read anyway. */
@@ -417,6 +455,39 @@ int cli__client_request(const struct cli_client *c, const char *method, const ch
 	res->json = res->body.len ? json_parse(res->body.buf, res->body.len, NULL) : NULL;
 	http_parser_free(p);
 	return 0;
+}
+
+int cli__client_request(const struct cli_client *c, const char *method, const char *path,
+		       const char *body, size_t body_len, struct cli_response *res, char **err)
+{
+	struct strbuf req;
+	strbuf_init(&req, 256 + body_len);
+	cli__request_format(&req, c, method, path, body, body_len);
+	int r = exchange(c, req.buf, req.len, -1, 0, res, err);
+	strbuf_release(&req);
+	return r;
+}
+
+int cli__client_request_file(const struct cli_client *c, const char *method, const char *path,
+			    const char *file, const char *content_type,
+			    const char *const *headers, struct cli_response *res, char **err)
+{
+	int fd = open(file, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		int e = errno;
+		*err = xasprintf("cannot read '%s': %s", file, strerror(e));
+		if (fd >= 0)
+			close(fd);
+		return -EIO;
+	}
+	struct strbuf head;
+	strbuf_init(&head, 512);
+	cli__request_format_head(&head, c, method, path, content_type, (uint64_t)st.st_size, headers);
+	int r = exchange(c, head.buf, head.len, fd, (uint64_t)st.st_size, res, err);
+	strbuf_release(&head);
+	close(fd);
+	return r;
 }
 
 void cli__response_release(struct cli_response *r)

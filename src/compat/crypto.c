@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,21 @@ void crypto_sha256_hex(const void *data, size_t len, char out[CRYPTO_SHA256_HEX]
 	unsigned char md[32];
 	unsigned int n = 0;
 	if (!EVP_Digest(data, len, md, &n, EVP_sha256(), NULL))
+		abort();
+	static const char hex[] = "0123456789abcdef";
+	for (unsigned i = 0; i < 32; i++) {
+		out[2 * i] = hex[md[i] >> 4];
+		out[2 * i + 1] = hex[md[i] & 15];
+	}
+	out[64] = '\0';
+}
+
+void crypto_hmac_sha256_hex(const void *key, size_t key_len, const void *data, size_t len,
+			    char out[CRYPTO_SHA256_HEX])
+{
+	unsigned char md[32];
+	unsigned int n = 0;
+	if (!HMAC(EVP_sha256(), key, (int)key_len, data, len, md, &n))
 		abort();
 	static const char hex[] = "0123456789abcdef";
 	for (unsigned i = 0; i < 32; i++) {

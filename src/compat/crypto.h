@@ -9,6 +9,9 @@
 
 /* Writes the lowercase hex SHA-256 of data into out. */
 void crypto_sha256_hex(const void *data, size_t len, char out[CRYPTO_SHA256_HEX]);
+/* Lowercase hex HMAC-SHA256 of data under key. */
+void crypto_hmac_sha256_hex(const void *key, size_t key_len, const void *data, size_t len,
+			    char out[CRYPTO_SHA256_HEX]);
 /* SHA-256 of a file's contents; 0 or a negative errno. */
 int crypto_sha256_file(const char *path, char out[CRYPTO_SHA256_HEX]);
 /* Fills buf with cryptographically secure random bytes; 0 or -EIO. */

@@ -12,7 +12,7 @@ struct http_stream {
 	llhttp_settings_t settings;
 	enum http_kind kind;
 	size_t max_header, head_bytes;
-	bool too_big, aborted, in_value, started, completed;
+	bool too_big, aborted, bad_length, in_value, started, completed;
 	struct strbuf hname, hvalue;
 	struct http_head head;
 	const struct http_stream_cbs *cbs;
@@ -97,6 +97,11 @@ static int on_headers_complete(llhttp_t *ll)
 	struct http_stream *s = S(ll);
 	flush_header(s);
 	s->in_value = false;
+	/* llhttp takes any 64-bit Content-Length; the head holds it signed. */
+	if ((ll->flags & F_CONTENT_LENGTH) && ll->content_length > INT64_MAX) {
+		s->bad_length = true;
+		return -1;
+	}
 	struct http_head *h = &s->head;
 	h->status = ll->status_code;
 	h->major = ll->http_major;
@@ -203,6 +208,10 @@ static int result(struct http_stream *s, llhttp_errno_t e, const char *data, siz
 		return -EMSGSIZE;
 	if (s->aborted)
 		return -ECANCELED;
+	if (s->bad_length) {
+		s->error = "Content-Length is too large";
+		return -EPROTO;
+	}
 	s->error = llhttp_get_error_reason(&s->ll);
 	if (!s->error)
 		s->error = llhttp_errno_name(e);

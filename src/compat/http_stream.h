@@ -19,7 +19,7 @@ struct http_head {
 	int major, minor;
 	struct http_header *headers;
 	size_t n_headers, alloc_headers;
-	int64_t content_length; /* -1 when absent */
+	int64_t content_length; /* -1 when absent; over INT64_MAX is malformed */
 	bool chunked;
 	bool keep_alive;
 	bool upgrade; /* the message asks for (request) or accepts (101 response) an upgrade */

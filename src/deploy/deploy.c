@@ -8,6 +8,7 @@
  * when a rollout succeeds, so a daemon killed mid-deploy comes back on the
  * old release with the interrupted one marked failed. */
 #include "deploy/deploy.h"
+#include "deploy/deploy_webhook.h"
 #include "compat/archive.h"
 #include "compat/crypto.h"
 #include "compat/json.h"
@@ -82,6 +83,7 @@ struct dp_job {
 struct deploy {
 	struct deploy_config cfg;
 	char *data_dir;
+	struct webhooks *hooks;
 	struct dp_job **jobs;
 	size_t n_jobs, alloc_jobs;
 };
@@ -166,6 +168,55 @@ static void note(struct dp_job *j, const char *fmt, ...)
 	free(msg);
 }
 
+static struct json *job_json(struct dp_job *j);
+
+struct app_hook {
+	char *url, *secret, *format;
+};
+
+static void find_hook(void *ctx, const struct store_release *r)
+{
+	struct app_hook *h = ctx;
+	struct json *cfg = json_parse(r->config, strlen(r->config), NULL);
+	const char *u = json_get_str(cfg, "PAASOPS_WEBHOOK_URL");
+	const char *sec = json_get_str(cfg, "PAASOPS_WEBHOOK_SECRET");
+	const char *fmt = json_get_str(cfg, "PAASOPS_WEBHOOK_FORMAT");
+	h->url = u ? xstrdup(u) : NULL;
+	h->secret = sec ? xstrdup(sec) : NULL;
+	h->format = fmt ? xstrdup(fmt) : NULL;
+	json_free(cfg);
+}
+
+/* Tells the global webhooks and the app's own about a deploy event. */
+static void emit(struct dp_job *j, const char *event, const char *summary)
+{
+	struct deploy *d = j->d;
+	struct app_hook h = {0};
+	store_release_get(d->cfg.store, j->app, j->version, find_hook, &h);
+	if (!d->cfg.n_webhooks && !h.url) {
+		free(h.secret);
+		free(h.format);
+		return;
+	}
+	struct json *o = json_object();
+	json_set_str(o, "event", event);
+	json_set_str(o, "summary", summary);
+	char ts[40];
+	time_format_iso(time_wall_ms(), ts, sizeof(ts));
+	json_set_str(o, "time", ts);
+	json_set(o, "deploy", job_json(j));
+	for (size_t k = 0; k < d->cfg.n_webhooks; k++)
+		webhooks_send(d->hooks, &d->cfg.webhooks[k], event, o, summary);
+	if (h.url) {
+		struct webhook_target t = {h.url, h.secret, h.format && !strcmp(h.format, "slack")};
+		webhooks_send(d->hooks, &t, event, o, summary);
+	}
+	json_free(o);
+	free(h.url);
+	free(h.secret);
+	free(h.format);
+}
+
 static void set_status(struct dp_job *j, int version, const char *status, const char *reason)
 {
 	store_release_set_status(j->d->cfg.store, j->app, version, status, reason, time_wall_ms());
@@ -181,8 +232,17 @@ static void job_finish(struct dp_job *j, const char *result, const char *reason)
 	j->finished = time_wall_ms();
 	if (j->tick)
 		uv_timer_stop(j->tick);
-	note(j, "deploy of v%d %s%s%s", j->version, result, reason ? ": " : "", reason ? reason : "");
+	char *msg = xasprintf("%s: deploy of v%d %s%s%s", j->app, j->version, result, reason ? ": " : "",
+			      reason ? reason : "");
+	note(j, "%s", msg + strlen(j->app) + 2);
+	char event[64];
+	snprintf(event, sizeof(event), "deploy.%s", !strcmp(result, "rolled-back") ? "rolled_back" : result);
+	emit(j, event, msg);
+	free(msg);
 }
+
+/* Announces a phase change. */
+static void phase(struct dp_job *j, enum dp_phase ph);
 
 /* ---- release records ---- */
 
@@ -446,7 +506,7 @@ static void start_rollback(struct dp_job *j, const char *why)
 	struct rel_copy prev = {0};
 	store_release_get(j->d->cfg.store, j->app, j->from, copy_release, &prev);
 	char *err = NULL;
-	j->phase = PH_ROLLING_BACK;
+	phase(j, PH_ROLLING_BACK);
 	if (!prev.found || roll_to(j, &prev, &err) < 0) {
 		set_status(j, j->version, "failed", why);
 		char *msg = xasprintf("%s; rollback to v%d impossible: %s", why, j->from,
@@ -508,7 +568,7 @@ static void begin_rollout(struct dp_job *j)
 {
 	struct rel_copy r = {0};
 	store_release_get(j->d->cfg.store, j->app, j->version, copy_release, &r);
-	j->phase = PH_ROLLING_OUT;
+	phase(j, PH_ROLLING_OUT);
 	set_status(j, j->version, "deploying", NULL);
 	char *err = NULL;
 	int rc = r.found ? roll_to(j, &r, &err) : -ENOENT;
@@ -721,7 +781,7 @@ static void release_phase(struct dp_job *j)
 {
 	struct spec *spec = spec_parse(j->yaml, strlen(j->yaml), j->filename, NULL);
 	if (spec && spec->release) {
-		j->phase = PH_RELEASING;
+		phase(j, PH_RELEASING);
 		set_status(j, j->version, "releasing", NULL);
 		run_phase(j, "release phase", spec->release, SUPERVISOR_STREAM_RELEASE, after_release_phase);
 	} else {
@@ -739,7 +799,7 @@ static void pipeline(struct dp_job *j)
 			j->auto_rollback = j->auto_rollback && spec->procs[k].deploy.auto_rollback;
 	}
 	if (spec && spec->build && !j->skip_build) {
-		j->phase = PH_BUILDING;
+		phase(j, PH_BUILDING);
 		set_status(j, j->version, "building", NULL);
 		run_phase(j, "build", spec->build, SUPERVISOR_STREAM_BUILD, release_phase);
 	} else {
@@ -764,10 +824,12 @@ static int create_release(struct dp_job *j, const char *config, const char *secr
 		return -EIO;
 	}
 	note(j, "release v%d created%s%s", j->version, j->message ? ": " : "", j->message ? j->message : "");
+	char *msg = xasprintf("%s: deploy of v%d started%s%s", j->app, j->version, j->message ? ": " : "",
+			      j->message ? j->message : "");
+	emit(j, "deploy.started", msg);
+	free(msg);
 	return 0;
 }
-
-static struct json *job_json(struct dp_job *j);
 
 /* ---- public entry points ---- */
 
@@ -777,6 +839,7 @@ struct deploy *deploy_new(const struct deploy_config *cfg)
 	d->cfg = *cfg;
 	d->data_dir = xstrdup(cfg->data_dir);
 	d->cfg.data_dir = d->data_dir;
+	d->hooks = webhooks_new(cfg->loop);
 	return d;
 }
 
@@ -787,6 +850,7 @@ void deploy_free(struct deploy *d)
 	for (size_t k = 0; k < d->n_jobs; k++)
 		job_free(d->jobs[k]);
 	free(d->jobs);
+	webhooks_free(d->hooks);
 	free(d->data_dir);
 	free(d);
 }
@@ -1330,4 +1394,20 @@ struct json *deploy_status_json(struct deploy *d, const char *app)
 	json_set_str(o, "phase", "done");
 	json_set_str(o, "result", "succeeded");
 	return o;
+}
+
+static const char *const phase_events[] = {"deploy.extracting", "deploy.building", "deploy.releasing",
+					   "deploy.rolling_out", "deploy.rolling_back", "deploy.done"};
+
+static void phase(struct dp_job *j, enum dp_phase ph)
+{
+	j->phase = ph;
+	char *msg = xasprintf("%s: v%d %s", j->app, j->version, phase_names[ph]);
+	emit(j, phase_events[ph], msg);
+	free(msg);
+}
+
+struct json *deploy_webhooks_json(struct deploy *d)
+{
+	return webhooks_stats_json(d->hooks);
 }

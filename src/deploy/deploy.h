@@ -17,6 +17,7 @@
 
 struct json;
 struct store;
+struct webhook_target;
 struct supervisor;
 struct router;
 struct deploy;
@@ -29,6 +30,11 @@ struct deploy_config {
 	const char *data_dir;
 	int keep_releases; /* artifacts kept on disk; 0 = 10 */
 	int64_t build_timeout_ms; /* 0 = 10 minutes */
+	/* Webhooks for every app's deploy events (borrowed, may be empty);
+	 * an app adds its own with the config vars PAASOPS_WEBHOOK_URL,
+	 * PAASOPS_WEBHOOK_SECRET and PAASOPS_WEBHOOK_FORMAT (json|slack). */
+	const struct webhook_target *webhooks;
+	size_t n_webhooks;
 };
 
 struct deploy *deploy_new(const struct deploy_config *cfg);
@@ -74,5 +80,7 @@ struct json *deploy_releases_json(struct deploy *d, const char *app);
 struct json *deploy_release_json(struct deploy *d, const char *app, int version);
 /* The current or last deploy of an app, with its phase; NULL when unknown. */
 struct json *deploy_status_json(struct deploy *d, const char *app);
+/* Webhook delivery counters; caller frees. */
+struct json *deploy_webhooks_json(struct deploy *d);
 
 #endif

@@ -48,7 +48,8 @@ void router_metrics_each(struct router *r, router_metrics_proc_cb cb, void *ctx)
 	uv_mutex_lock(&r->stats_lock);
 	size_t n = r->n_stats;
 	struct rt_stats **list = xmalloc((n ? n : 1) * sizeof(*list));
-	memcpy(list, r->stats, n * sizeof(*list));
+	if (n)
+		memcpy(list, r->stats, n * sizeof(*list));
 	uv_mutex_unlock(&r->stats_lock);
 	qsort(list, n, sizeof(*list), stats_cmp);
 	for (size_t k = 0; k < n;) {

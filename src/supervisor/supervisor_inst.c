@@ -519,7 +519,8 @@ static char **build_env(struct sv_inst *i)
 	for (size_t k = 0; k < i->sp->n_env; k++)
 		env_put(&env, &n, &alloc, i->sp->env[k].key, i->sp->env[k].value);
 	for (size_t k = 0; k < i->rel->n_config; k++)
-		env_put(&env, &n, &alloc, i->rel->config[k].key, i->rel->config[k].value);
+		if (!str_starts_with(i->rel->config[k].key, "PAASOPS_WEBHOOK_")) /* the platform's, not the app's */
+			env_put(&env, &n, &alloc, i->rel->config[k].key, i->rel->config[k].value);
 	char port[16];
 	snprintf(port, sizeof(port), "%d", i->port);
 	env_put(&env, &n, &alloc, "PORT", port);
