@@ -87,6 +87,17 @@ void cli__request_format(struct strbuf *out, const struct cli_client *c, const c
 int cli__client_request(const struct cli_client *c, const char *method, const char *path,
 		       const char *body, size_t body_len, struct cli_response *res, char **err);
 void cli__response_release(struct cli_response *r);
+/* Like cli__client_request, with the body streamed from a file in chunks
+ * (never read whole into memory) and sent with its Content-Length.
+ * headers: extra "Name: value" lines, NULL-terminated, may be NULL. A file
+ * that cannot be read gives -EIO with *err set. */
+int cli__client_request_file(const struct cli_client *c, const char *method, const char *path,
+			    const char *file, const char *content_type,
+			    const char *const *headers, struct cli_response *res, char **err);
+/* The request head alone, for a body of body_len bytes sent after it. */
+void cli__request_format_head(struct strbuf *out, const struct cli_client *c, const char *method,
+			     const char *path, const char *content_type, uint64_t body_len,
+			     const char *const *headers);
 
 /* Exit code for an HTTP status (2xx: 0, else 1) and for a negative errno
  * returned by cli__client_request (a bad answer: 1, else 3). */
@@ -210,6 +221,34 @@ int cli__cmd_top(struct cli *c);
 int cli__cmd_export_grafana(struct cli *c);
 extern const struct cli_opt cli__metrics_opts[], cli__top_opts[], cli__export_grafana_opts[];
 extern const size_t cli_n_commands;
+
+/* cli_deploy.c: deploy, deploy status/promote, releases, rollback, config. */
+int cli__cmd_deploy(struct cli *c);
+int cli__cmd_deploy_status(struct cli *c);
+int cli__cmd_deploy_promote(struct cli *c);
+int cli__cmd_releases(struct cli *c);
+int cli__cmd_rollback(struct cli *c);
+int cli__cmd_config(struct cli *c);
+int cli__cmd_config_set(struct cli *c);
+int cli__cmd_config_unset(struct cli *c);
+extern const struct cli_opt cli__deploy_opts[], cli__rollback_opts[], cli__config_set_opts[],
+	cli__wait_opts[];
+
+/* .paasopsignore: one fnmatch pattern per line; blank lines and lines
+ * starting with '#' are skipped, surrounding blanks and a leading "/" are
+ * dropped. Returns a NULL-terminated list (caller frees with
+ * cli__ignore_free), or NULL with *err naming the line for a pattern the
+ * packer cannot honour ("!negation"). */
+char **cli__ignore_parse(const char *text, size_t len, const char *file, char **err);
+void cli__ignore_free(char **patterns);
+/* Parses `config set` arguments ("K=V", the value may be empty or contain
+ * '=') into {"set": {K: V}, "secret": [K...] when secret}. Names are
+ * letters, digits and '_', not starting with a digit; each once. Returns 0
+ * with *out set (caller frees with json_free), or -EINVAL with *err set. */
+int cli__config_set_parse(const char *const *args, size_t n, bool secret, struct json **out,
+			  char **err);
+/* Whether name is a valid config var name (same rule as the daemon). */
+bool cli__config_name_ok(const char *name);
 
 /* cli_main with explicit streams, for tests. */
 int cli__run(int argc, char **argv, FILE *in, FILE *out, FILE *err, bool in_tty);

@@ -1083,8 +1083,14 @@ void supervisor_log_line(struct supervisor *sv, const char *app, const char *ins
 		struct sv_inst *i = find_inst(a, instance);
 		if (i) {
 			sv_ring_push(&i->ring, ++sv->log_seq, (int)stream, line, strlen(line));
+			if (sv->hooks.log_line)
+				sv->hooks.log_line(sv->hooks_ctx, time_wall_ms(), a->name, i->proc->name, i->id,
+						   i->rel->version, (int)stream, line, strlen(line));
 			return;
 		}
 	}
 	sv_ring_push(&a->ring, ++sv->log_seq, (int)stream, line, strlen(line));
+	if (sv->hooks.log_line)
+		sv->hooks.log_line(sv->hooks_ctx, time_wall_ms(), a->name, NULL, NULL, a->rel ? a->rel->version : 0,
+				   (int)stream, line, strlen(line));
 }

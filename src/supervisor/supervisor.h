@@ -30,6 +30,12 @@ struct supervisor_hooks {
 	bool (*drained)(void *ctx, const char *instance);
 	/* An active health check of the instance passed. */
 	void (*check_passed)(void *ctx, const char *instance);
+	/* Every captured log line: instances' stdout (stream 0) and stderr (1),
+	 * and the enum supervisor_stream ones. process, instance and release
+	 * may be NULL/0 for app-level lines. text is not NUL-terminated and is
+	 * borrowed for the call. */
+	void (*log_line)(void *ctx, int64_t time_ms, const char *app, const char *process,
+			 const char *instance, int release, int stream, const char *text, size_t len);
 };
 
 struct spec_process;

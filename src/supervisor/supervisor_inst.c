@@ -142,7 +142,11 @@ void sv_ring_release(struct sv_ring *r)
 
 static void ring_push(struct sv_inst *i, int stream, const char *text, size_t n)
 {
-	sv_ring_push(&i->ring, ++i->proc->app->sv->log_seq, stream, text, n);
+	struct supervisor *sv = i->proc->app->sv;
+	sv_ring_push(&i->ring, ++sv->log_seq, stream, text, n);
+	if (sv->hooks.log_line)
+		sv->hooks.log_line(sv->hooks_ctx, time_wall_ms(), i->proc->app->name, i->proc->name, i->id,
+				   i->rel->version, stream, text, n);
 }
 
 /* Splits buffered output into lines (over SV_LINE_MAX bytes: split). */
