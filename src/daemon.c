@@ -319,7 +319,7 @@ static void on_access(void *ctx, const char *app, const char *instance, const ch
 		supervisor_log_line(d->sv, app, instance, SUPERVISOR_STREAM_ROUTER, line);
 }
 
-static const struct supervisor_hooks hooks = {on_changed, on_drained, on_check_passed};
+static const struct supervisor_hooks hooks = {on_changed, on_drained, on_check_passed, NULL};
 
 static void all_stopped(void *ctx)
 {

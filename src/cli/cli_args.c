@@ -213,6 +213,19 @@ static char *group_subcommands(const struct cli_command *cmds, size_t n, const c
 	return strbuf_detach(&sb, NULL);
 }
 
+/* A word can be both a command and a group (`deploy DIR` beside
+ * `deploy status APP`): once what follows it is not a subcommand (a flag,
+ * another word, or nothing), it is the command. Returns whether it was. */
+static bool group_as_command(struct cli_invocation *inv, const struct cli_command *cmds, size_t n)
+{
+	const struct cli_command *cmd = inv->group && !inv->cmd ? cmd_find(cmds, n, inv->group) : NULL;
+	if (!cmd)
+		return false;
+	inv->cmd = cmd;
+	inv->group = NULL;
+	return true;
+}
+
 /* Handles a word that is not a flag: the command, a subcommand, or a
  * positional argument. */
 static int take_word(struct cli_invocation *inv, const struct cli_command *cmds, size_t n,
@@ -231,6 +244,12 @@ static int take_word(struct cli_invocation *inv, const struct cli_command *cmds,
 		char *full = xasprintf("%s %s", inv->group, word);
 		inv->cmd = cmd_find(cmds, n, full);
 		free(full);
+		if (!inv->cmd && group_as_command(inv, cmds, n)) {
+			/* `deploy ./dir`: the group's own command, word is its argument. */
+			inv->pos = xgrow(inv->pos, sizeof(*inv->pos), inv->n_pos + 1, &inv->alloc_pos);
+			inv->pos[inv->n_pos++] = word;
+			return 0;
+		}
 		if (!inv->cmd) {
 			char *subs = group_subcommands(cmds, n, inv->group);
 			*err = xasprintf("unknown command '%s %s' (choose one of: %s)", inv->group,
@@ -280,6 +299,8 @@ int cli__parse(int argc, char **argv, const struct cli_command *cmds, size_t n_c
 			dashdash = true;
 			continue;
 		}
+		if (!dashdash && arg[0] == '-' && arg[1])
+			group_as_command(inv, cmds, n_cmds);
 		if (!dashdash && arg[0] == '-' && arg[1] == '-')
 			r = parse_long(inv, argc, argv, &i, err);
 		else if (!dashdash && arg[0] == '-' && arg[1])
@@ -289,6 +310,7 @@ int cli__parse(int argc, char **argv, const struct cli_command *cmds, size_t n_c
 		if (r < 0)
 			return r;
 	}
+	group_as_command(inv, cmds, n_cmds);
 	if (inv->help)
 		return 0;
 	if (inv->group) {
