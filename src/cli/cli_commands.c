@@ -1097,6 +1097,51 @@ const struct cli_command cli_commands[] = {
 	 "examples:\n"
 	 "  paasops apply\n"
 	 "  paasops apply -f /srv/shop/paasops.yaml\n"},
+	{"deploy", cli__cmd_deploy, "[DIR|ARCHIVE] [-f FILE] [-m MESSAGE] [--wait] [--path] [--app NAME]",
+	 "make a release from a directory and roll it out", cli__deploy_opts, 0, 1,
+	 "Packs DIR (default: .) into a tar.gz, leaving out .git and what .paasopsignore\n"
+	 "lists (one pattern per line, # comments), checks the spec locally, and uploads it\n"
+	 "with its SHA-256. The daemon unpacks it, runs build: and release:, and rolls the\n"
+	 "new release out. An ARCHIVE (tar, tar.gz) is uploaded as it is (needs --app).\n"
+	 "--path deploys DIR where it is on the daemon's machine instead of uploading it.\n"
+	 "With --wait, prints build and release output and progress until the deploy ends:\n"
+	 "exit 0 only when the release is live, 1 when it failed or was rolled back.\n"
+	 "See also 'deploy status APP' and 'deploy promote APP'.\n\n"
+	 "examples:\n"
+	 "  paasops deploy --wait -m 'fix checkout'\n"
+	 "  paasops deploy ./shop -f deploy/paasops.yaml\n"
+	 "  paasops deploy /srv/shop --path\n"},
+	{"deploy status", cli__cmd_deploy_status, "APP", "show an app's current or last deploy",
+	 NULL, 1, 1,
+	 "Release, phase, rollout progress, the regression analysis' numbers, and the result\n"
+	 "(running, succeeded, failed or rolled-back) with its reason.\n"},
+	{"deploy promote", cli__cmd_deploy_promote, "APP",
+	 "let a canary deploy continue to every instance", NULL, 1, 1,
+	 "For strategy: canary with auto_promote: false, the rollout waits with its canary\n"
+	 "instances beside the old ones until this command.\n"},
+	{"releases", cli__cmd_releases, "APP [vN]", "list an app's releases, or show one", NULL, 1,
+	 2,
+	 "Statuses: active (live), superseded, failed, rolled-back, and while deploying\n"
+	 "pending, building, releasing or deploying.\n\n"
+	 "examples:\n"
+	 "  paasops releases shop\n"
+	 "  paasops releases shop v12\n"},
+	{"rollback", cli__cmd_rollback, "APP [vN] [--wait]",
+	 "roll back to the previous or a named release", cli__rollback_opts, 1, 2,
+	 "Rolls out the release before the live one (or vN) like a deploy, without a build.\n"
+	 "Only releases that kept their artifact (the newest 10) can be rolled back to.\n\n"
+	 "examples:\n"
+	 "  paasops rollback shop --wait\n"
+	 "  paasops rollback shop v7\n"},
+	{"config", cli__cmd_config, "APP", "show an app's config vars (secrets masked)", NULL, 1,
+	 1, "See also 'config set' and 'config unset'.\n"},
+	{"config set", cli__cmd_config_set, "APP NAME=VALUE... [--secret] [--wait]",
+	 "set config vars: a new release that rolls out", cli__config_set_opts, 2, -1,
+	 "examples:\n"
+	 "  paasops config set shop LOG_LEVEL=debug --wait\n"
+	 "  paasops config set shop DATABASE_URL=postgres://... --secret\n"},
+	{"config unset", cli__cmd_config_unset, "APP NAME... [--wait]",
+	 "remove config vars: a new release that rolls out", cli__wait_opts, 2, -1, ""},
 	{"apps", cmd_apps, "", "list apps", NULL, 0, 0,
 	 "Shows each app's process types with their instance counts, how many instances\n"
 	 "are ready out of those wanted, and a state: running, degraded (some wanted\n"

@@ -58,6 +58,7 @@ struct dp_job {
 	char *reason;
 	bool auto_rollback;
 	bool skip_build;
+	bool is_rollback; /* asked for by rollback: the release left is "rolled-back" */
 	int64_t started, finished;
 	char *yaml, *filename, *dir;
 	char *author, *message;
@@ -546,7 +547,8 @@ static void on_rollout_done(void *ctx, const char *app, int version, bool ok, co
 	}
 	if (ok) {
 		if (j->from && j->from != j->version)
-			set_status(j, j->from, "superseded", NULL);
+			set_status(j, j->from, j->is_rollback ? "rolled-back" : "superseded",
+				   j->is_rollback ? "rolled back by request" : NULL);
 		set_status(j, j->version, "active", NULL);
 		job_finish(j, "succeeded", NULL);
 		prune(d, j->app);
@@ -1320,6 +1322,7 @@ int deploy_rollback(struct deploy *d, const char *app, int version, const struct
 	j->filename = xstrdup(r.filename);
 	j->dir = xstrdup(r.dir);
 	j->auto_rollback = false;
+	j->is_rollback = true;
 	rel_copy_release(&r);
 	note(j, "rollback from v%d to v%d requested", live, version);
 	j->phase = PH_ROLLING_OUT;
@@ -1331,8 +1334,7 @@ int deploy_rollback(struct deploy *d, const char *app, int version, const struct
 		job_finish(j, "failed", *err);
 		return rc;
 	}
-	/* The release left behind is the one rolled back from. */
-	set_status(j, live, "rolled-back", "rolled back by request");
+	/* The release left behind becomes "rolled-back" once the rollout is done. */
 	*out = deploy_release_json(d, app, version);
 	if (*out)
 		json_set(*out, "deploy", job_json(j));

@@ -4,8 +4,10 @@ sockets for the bytes http.client will not send."""
 import http.client
 import json
 import os
-import sys
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 
@@ -277,20 +279,30 @@ def now():
 
 
 def module_daemon(tmp_path_factory, extra=()):
-    """A daemon shared by a module's tests (yielded by a module fixture);
-    stopped at the end, with every instance it started gone."""
-    from conftest import Daemon, pid_alive
-    d = Daemon(tmp_path_factory.mktemp("rt"))
-    d.start(extra=extra)
-    return d
+    """A daemon shared by a module's tests (a module fixture yields it and
+    ends it with stop_daemon)."""
+    from conftest import Daemon
+    return Daemon(tmp_path_factory.mktemp("rt")).start(extra=extra)
 
 
-def stop_module_daemon(d):
+def stop_daemon(d):
+    """Stops d with SIGTERM; it must exit 0 and leave no instance behind. A
+    daemon that hangs is killed (its instances too) before the test fails."""
     from conftest import pid_alive
     if d.proc.poll() is None:
-        d.instances()
-        rc = d.stop()
-        assert rc == 0, f"daemon exited with {rc}:\n{d.read_log()}"
+        try:
+            d.instances()
+        except OSError:
+            pass
+        try:
+            rc = d.stop()
+        except subprocess.TimeoutExpired:
+            d.kill9()
+            for p in d.seen_pids:
+                if pid_alive(p):
+                    os.killpg(p, signal.SIGKILL)
+            raise AssertionError(f"daemon did not stop on SIGTERM:\n{d.read_log()[-3000:]}")
+        assert rc == 0, f"daemon exited with {rc}:\n{d.read_log()[-3000:]}"
     wait_for(lambda: not [p for p in d.seen_pids if pid_alive(p)], timeout=5,
              what="instances to be gone after daemon stop")
 

@@ -16,7 +16,7 @@ import pytest
 from conftest import Daemon, SLOW, wait_for
 from router_helpers import (RawReader, assert_alive, conn, echo, echo_spec, get, header_values,
                             module_daemon, pattern_bytes, raw_connect, raw_exchange, request,
-                            reset_vm_hwm, router_log_lines, stop_module_daemon, vm_hwm_kib,
+                            reset_vm_hwm, router_log_lines, stop_daemon, vm_hwm_kib,
                             wait_routed)
 
 HOST = "shop.test"
@@ -33,7 +33,7 @@ def shared(tmp_path_factory):
     d.wait_ready("echo", 1)
     wait_routed(d, HOST)
     yield d
-    stop_module_daemon(d)
+    stop_daemon(d)
 
 
 @pytest.fixture
@@ -213,7 +213,7 @@ def test_large_bodies_stream_both_ways_with_bounded_memory(tmp_path):
         grown = vm_hwm_kib(d.proc.pid) - base
         assert grown < 12 * 1024, f"the daemon's peak RSS grew by {grown} KiB moving {size >> 20} MiB each way"
     finally:
-        assert d.stop() == 0
+        stop_daemon(d)
 
 
 # ---------------------------------------------------------------- headers
@@ -442,4 +442,4 @@ def test_slow_headers_get_408_and_a_silent_instance_gets_504(tmp_path):
         st = d.ok("GET", "/v1/apps/echo/stats")
         assert st["status"]["5xx"] >= 1
     finally:
-        assert d.stop() == 0
+        stop_daemon(d)

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import hello_spec, wait_for
 from router_helpers import (RawReader, assert_alive, conn, echo, echo_spec, get, module_daemon,
-                            raw_connect, raw_exchange, request, stop_module_daemon, wait_routed)
+                            raw_connect, raw_exchange, request, stop_daemon, wait_routed)
 
 
 def two_route_spec(app, routes):
@@ -36,7 +36,7 @@ def hosts(tmp_path_factory):
     wait_routed(d, "shop.test")
     wait_routed(d, "paths.test", "/api/v2")
     yield d
-    stop_module_daemon(d)
+    stop_daemon(d)
 
 
 @pytest.fixture
