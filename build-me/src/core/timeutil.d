@@ -1,5 +1,0 @@
-build-me/src/core/timeutil.o: src/core/timeutil.c src/core/banned.h \
- src/core/timeutil.h src/core/util.h
-src/core/banned.h:
-src/core/timeutil.h:
-src/core/util.h:
