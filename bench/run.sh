@@ -2,15 +2,15 @@
 # Runs every paasops benchmark (each one against its anchor, in the same run)
 # and prints a short summary at the end. Called by `make bench` after the
 # build; `bench/run.sh restart` or `bench/run.sh scale` runs just one.
-# Takes about 3-4 minutes. Each benchmark stops what it started, also on
-# error and on Ctrl-C.
+# restart takes ~5 min (supervisord needs ~1 s per kill), scale ~1 min.
+# Each benchmark stops what it started, also on error and on Ctrl-C.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
 [ -x "$root/build/paasops" ] || { echo "bench: $root/build/paasops missing: run 'make all'" >&2; exit 2; }
 command -v supervisord >/dev/null 2>&1 || { echo "bench: supervisord missing (apt-get install supervisor)" >&2; exit 2; }
 
-benches=${*:-restart scale}
+benches=${*:-restart scale metrics}
 out=$(mktemp -d "${TMPDIR:-/tmp}/paasops-bench.XXXXXX") || exit 2
 child=
 cleanup() {

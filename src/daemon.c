@@ -4,6 +4,7 @@
  *   load desired state and start instances → listen for the API → run.
  *   SIGTERM/SIGINT: stop the API, stop instances gracefully, exit 0. */
 #include "daemon.h"
+#include "alerts/alerts.h"
 #include "api/api.h"
 #include "core/log.h"
 #include "core/paths.h"
@@ -11,6 +12,7 @@
 #include "core/util.h"
 #include "deploy/deploy.h"
 #include "deploy/deploy_webhook.h"
+#include "logs/logs.h"
 #include "metrics/metrics.h"
 #include "router/router.h"
 #include "spec/spec.h"
@@ -24,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <uv.h>
@@ -49,6 +52,10 @@ struct daemon {
 	struct metrics_config mcfg;
 	bool metrics_public;
 	struct metrics *metrics;
+	struct logs_config lcfg;
+	struct logs *logs;
+	struct alerts_config acfg;
+	struct alerts *alerts;
 	uv_timer_t publish; /* coalesces routing changes into one publish */
 	struct api *api;
 	uv_signal_t sigterm, sigint;
@@ -75,7 +82,18 @@ static const char usage[] =
 	"  --metrics-interval D  metrics sampling period (default 1s)\n"
 	"  --metrics-retention L  metrics history tiers (default 1h,10s:1d,5m:30d)\n"
 	"  --metrics-memory SIZE  memory budget of the metrics history (default 256M)\n"
-	"  --metrics-public  serve GET /metrics on TCP without a token (trusted networks only)\n";
+	"  --metrics-public  serve GET /metrics on TCP without a token (trusted networks only)\n"
+	"  --log-retention D  keep log lines this long (default 7d)\n"
+	"  --log-max-size SIZE, --log-app-max-size SIZE  log storage in all and per app\n"
+	"                    (defaults 1G and 256M); --log-min-free PCT (default 5)\n"
+	"  --log-rate N, --log-burst N  lines/s per instance and burst (10000, 20000)\n"
+	"  --log-drain URL   forward every app's lines: syslog://HOST:PORT or http(s)://...\n"
+	"  --alert-rules FILE  alert rules and tuning of the built-in ones (doc/alerts.md)\n"
+	"  --alertmanager URL, --alert-webhook URL, --alert-slack URL  notifiers (repeatable);\n"
+	"                    --alert-secret-file F signs webhook deliveries\n"
+	"  --alert-interval D, --alert-keep-firing-for D, --alert-repeat-interval D\n"
+	"                    evaluation period, flap damping, reminders (1s, 30s, 4h)\n"
+	"  --alert-external-url URL  this daemon's address in notifications\n";
 
 static int parse_args(struct daemon *d, int argc, char **argv)
 {
@@ -95,6 +113,24 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 		{"metrics-interval", required_argument, NULL, 1101},
 		{"metrics-retention", required_argument, NULL, 1102},
 		{"metrics-memory", required_argument, NULL, 1103},
+		{"log-retention", required_argument, NULL, 1200},
+		{"log-max-size", required_argument, NULL, 1201},
+		{"log-app-max-size", required_argument, NULL, 1202},
+		{"log-min-free", required_argument, NULL, 1203},
+		{"log-rate", required_argument, NULL, 1204},
+		{"log-burst", required_argument, NULL, 1205},
+		{"log-drain", required_argument, NULL, 1206},
+		{"log-flush", required_argument, NULL, 1207},
+		{"log-index-memory", required_argument, NULL, 1208},
+		{"alert-rules", required_argument, NULL, 1300},
+		{"alertmanager", required_argument, NULL, 1301},
+		{"alert-webhook", required_argument, NULL, 1302},
+		{"alert-slack", required_argument, NULL, 1303},
+		{"alert-secret-file", required_argument, NULL, 1304},
+		{"alert-interval", required_argument, NULL, 1305},
+		{"alert-keep-firing-for", required_argument, NULL, 1306},
+		{"alert-repeat-interval", required_argument, NULL, 1307},
+		{"alert-external-url", required_argument, NULL, 1308},
 		{"help", no_argument, NULL, 'h'},        {NULL, 0, NULL, 0},
 	};
 	static const char *const levels[] = {"debug", "info", "warn", "error"};
@@ -177,6 +213,40 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 							     "metrics-memory"};
 			char *err = NULL;
 			if (metrics_config_parse(&d->mcfg, mflags[c - 1101], optarg, &err) < 0) {
+				fprintf(stderr, "paasops serve: %s\n", err);
+				free(err);
+				return -EINVAL;
+			}
+			break;
+		}
+		case 1200:
+		case 1201:
+		case 1202:
+		case 1203:
+		case 1204:
+		case 1205:
+		case 1206:
+		case 1207:
+		case 1208: {
+			static const char *const lflags[] = {
+				"log-retention", "log-max-size", "log-app-max-size", "log-min-free", "log-rate",
+				"log-burst", "log-drain", "log-flush", "log-index-memory"};
+			char *err = NULL;
+			if (logs_config_parse(&d->lcfg, lflags[c - 1200], optarg, &err) < 0) {
+				fprintf(stderr, "paasops serve: %s\n", err);
+				free(err);
+				return -EINVAL;
+			}
+			break;
+		}
+		case 1300: case 1301: case 1302: case 1303: case 1304:
+		case 1305: case 1306: case 1307: case 1308: {
+			static const char *const aflags[] = {
+				"alert-rules", "alertmanager", "alert-webhook", "alert-slack",
+				"alert-secret-file", "alert-interval", "alert-keep-firing-for",
+				"alert-repeat-interval", "alert-external-url"};
+			char *err = NULL;
+			if (alerts_config_parse(&d->acfg, aflags[c - 1300], optarg, &err) < 0) {
 				fprintf(stderr, "paasops serve: %s\n", err);
 				free(err);
 				return -EINVAL;
@@ -319,7 +389,28 @@ static void on_access(void *ctx, const char *app, const char *instance, const ch
 		supervisor_log_line(d->sv, app, instance, SUPERVISOR_STREAM_ROUTER, line);
 }
 
-static const struct supervisor_hooks hooks = {on_changed, on_drained, on_check_passed, NULL};
+static void on_log_line(void *ctx, int64_t time_ms, const char *app, const char *process,
+			const char *instance, int release, int stream, const char *text, size_t len)
+{
+	struct daemon *d = ctx;
+	logs_ingest(d->logs, app, process, instance, release, stream, text, len);
+}
+
+static void on_event(void *ctx, const struct store_event *ev)
+{
+	struct daemon *d = ctx;
+	alerts_on_event(d->alerts, ev);
+}
+
+static void on_deploy_result(void *ctx, const char *app, int version, const char *result,
+			     const char *reason)
+{
+	struct daemon *d = ctx;
+	alerts_on_deploy(d->alerts, app, version, result, reason);
+}
+
+static const struct supervisor_hooks hooks = {on_changed, on_drained, on_check_passed, on_log_line,
+					      on_event};
 
 static void all_stopped(void *ctx)
 {
@@ -331,6 +422,7 @@ static void all_stopped(void *ctx)
 	metrics_stop(d->metrics); /* before the router goes */
 	router_free(d->router);
 	d->router = NULL;
+	logs_stop(d->logs); /* after the instances: their last lines are stored */
 }
 
 static void on_signal(uv_signal_t *s, int signum)
@@ -342,6 +434,7 @@ static void on_signal(uv_signal_t *s, int signum)
 	}
 	d->stopping = true;
 	log_info("received %s; stopping", strsignal(signum));
+	alerts_stop(d->alerts); /* stopping instances is not a reason to resolve alerts */
 	api_stop(d->api);
 	d->api = NULL;
 	supervisor_shutdown(d->sv, all_stopped, d);
@@ -358,6 +451,8 @@ int daemon_main(int argc, char **argv)
 	struct daemon d = {.port_min = 20000, .port_max = 29999, .lock_fd = -1, .access_sample = 1.0};
 	d.http_addr = xstrdup("127.0.0.1:8080");
 	metrics_config_defaults(&d.mcfg);
+	alerts_config_defaults(&d.acfg);
+	logs_config_defaults(&d.lcfg);
 	int rc = 1;
 	int r = parse_args(&d, argc, argv);
 	if (r != 0) {
@@ -365,6 +460,7 @@ int daemon_main(int argc, char **argv)
 		free(d.api_addr);
 		free(d.http_addr);
 		free(d.hook_secret);
+		alerts_config_release(&d.acfg);
 		return r > 0 ? 0 : 2;
 	}
 	if (!d.data_dir)
@@ -382,6 +478,13 @@ int daemon_main(int argc, char **argv)
 		}
 	}
 	signal(SIGPIPE, SIG_IGN);
+	/* Every instance costs a few descriptors (pipes, health checks, pooled
+	 * connections): take all the kernel allows this user. */
+	struct rlimit nofile;
+	if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+		nofile.rlim_cur = nofile.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &nofile);
+	}
 	if ((r = paths_mkdir_p(d.data_dir, 0700)) < 0) {
 		fprintf(stderr, "paasops serve: cannot create data dir '%s': %s\n", d.data_dir, strerror(-r));
 		goto out;
@@ -428,6 +531,19 @@ int daemon_main(int argc, char **argv)
 			goto out;
 		}
 	}
+	d.lcfg.loop = &d.loop;
+	d.lcfg.data_dir = d.data_dir;
+	d.logs = logs_new(&d.lcfg, &err);
+	if (!d.logs) {
+		fprintf(stderr, "paasops serve: %s\n", err);
+		free(err);
+		router_free(d.router);
+		d.router = NULL;
+		uv_walk(&d.loop, walk_close, NULL);
+		uv_run(&d.loop, UV_RUN_DEFAULT);
+		uv_loop_close(&d.loop);
+		goto out;
+	}
 	struct supervisor_config sc = {
 		.hooks = &hooks, .hooks_ctx = &d,
 		.loop = &d.loop, .store = d.store, .data_dir = d.data_dir,
@@ -442,6 +558,7 @@ int daemon_main(int argc, char **argv)
 	struct deploy_config dc = {
 		.loop = &d.loop, .store = d.store, .sv = d.sv, .router = d.router, .data_dir = d.data_dir,
 		.webhooks = d.hooks, .n_webhooks = d.n_hooks,
+		.on_result = on_deploy_result, .result_ctx = &d,
 	};
 	d.deploy = deploy_new(&dc);
 	deploy_recover(d.deploy);
@@ -463,11 +580,24 @@ int daemon_main(int argc, char **argv)
 		goto out_loop;
 	}
 	metrics_start(d.metrics);
+	d.acfg.loop = &d.loop;
+	d.acfg.metrics = d.metrics;
+	d.acfg.sv = d.sv;
+	d.acfg.data_dir = d.data_dir;
+	d.alerts = alerts_new(&d.acfg, &err);
+	if (!d.alerts) {
+		fprintf(stderr, "paasops serve: %s\n", err);
+		free(err);
+		metrics_stop(d.metrics);
+		supervisor_shutdown(d.sv, NULL, NULL);
+		goto out_loop;
+	}
+	alerts_start(d.alerts);
 	char *sock = xasprintf("%s/paasops.sock", d.data_dir);
 	struct api_config ac = {
 		.loop = &d.loop, .store = d.store, .sv = d.sv, .router = d.router, .socket_path = sock,
 		.deploy = d.deploy, .data_dir = d.data_dir,
-		.metrics = d.metrics, .metrics_public = d.metrics_public,
+		.metrics = d.metrics, .metrics_public = d.metrics_public, .logs = d.logs, .alerts = d.alerts,
 		.tcp_addr = d.api_addr, .version = PAASOPS_VERSION,
 	};
 	d.api = api_start(&ac, &err);
@@ -493,9 +623,12 @@ out_loop:
 	d.router = NULL;
 	supervisor_free(d.sv);
 	deploy_free(d.deploy);
+	alerts_free(d.alerts);
+	logs_stop(d.logs);
 	uv_walk(&d.loop, walk_close, NULL);
 	uv_run(&d.loop, UV_RUN_DEFAULT);
 	metrics_free(d.metrics);
+	logs_free(d.logs);
 	if (uv_loop_close(&d.loop) != 0)
 		log_warn("event loop closed with handles open");
 out:
@@ -506,5 +639,6 @@ out:
 	free(d.api_addr);
 	free(d.http_addr);
 	free(d.hook_secret);
+	alerts_config_release(&d.acfg);
 	return rc;
 }

@@ -10,6 +10,7 @@
 #include "core/util.h"
 #include <errno.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -59,6 +60,15 @@ static const struct route routes[] = {
 	{"POST", "/v1/apps/:app/deploy/promote", h_deploy_promote, AUTH_WRITE, SCOPE_PATH},
 	{"GET", "/v1/instances", h_instances, AUTH_READ, SCOPE_NONE},
 	{"GET", "/v1/events", h_events, AUTH_READ, SCOPE_NONE},
+	{"GET", "/v1/logs", h_logs, AUTH_READ, SCOPE_NONE},            /* app checked by the handler */
+	{"GET", "/v1/logs/stream", h_logs_stream, AUTH_READ, SCOPE_NONE},
+	{"GET", "/v1/logs/stats", h_logs_stats, AUTH_READ, SCOPE_NONE},
+	{"GET", "/v1/alerts", h_alerts, AUTH_READ, SCOPE_NONE},
+	{"GET", "/v1/alerts/history", h_alerts_history, AUTH_READ, SCOPE_NONE},
+	{"POST", "/v1/alerts/test", h_alerts_test, AUTH_MANAGE, SCOPE_NONE},
+	{"GET", "/v1/apps/:app/log-drains", h_log_drains_list, AUTH_READ, SCOPE_PATH},
+	{"POST", "/v1/apps/:app/log-drains", h_log_drains_add, AUTH_WRITE, SCOPE_PATH},
+	{"DELETE", "/v1/apps/:app/log-drains/:id", h_log_drains_remove, AUTH_WRITE, SCOPE_PATH},
 	{"GET", "/v1/metrics", h_metrics_status, AUTH_READ, SCOPE_NONE},
 	{"GET", "/v1/metrics/query", h_metrics_query, AUTH_READ, SCOPE_NONE},
 	{"POST", "/v1/tokens", h_tokens_create, AUTH_MANAGE, SCOPE_NONE},
@@ -89,6 +99,8 @@ struct api_conn {
 	char *early_code, *early_msg;
 	/* A request whose answer comes later; reading waits for it. */
 	struct api_pending *pending;
+	/* A streamed answer (chunked); the connection closes after it. */
+	struct api_stream *stream;
 	struct strbuf stash; /* bytes read after a deferred request */
 	char rbuf[65536];
 	struct api_conn *next, *prev;
@@ -97,6 +109,12 @@ struct api_conn {
 struct api_pending {
 	struct api_conn *conn; /* NULL once the connection is gone */
 	bool keep_alive;
+};
+
+struct api_stream {
+	struct api_conn *conn; /* NULL once the connection is gone */
+	api_stream_closed_cb closed;
+	void *ctx;
 };
 
 static void conn_feed(struct api_conn *c, const char *p, size_t left);
@@ -216,6 +234,14 @@ static void conn_closed(uv_handle_t *h)
 	}
 	if (c->pending)
 		c->pending->conn = NULL;
+	if (c->stream) {
+		struct api_stream *st = c->stream;
+		c->stream = NULL;
+		st->conn = NULL;
+		if (st->closed)
+			st->closed(st->ctx);
+		free(st);
+	}
 	free(c->early_code);
 	free(c->early_msg);
 	strbuf_release(&c->stash);
@@ -535,8 +561,8 @@ static void conn_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 			conn_close(c);
 		return;
 	}
-	if (n == 0 || c->closing || c->close_after_write)
-		return;
+	if (n == 0 || c->closing || c->close_after_write || c->stream)
+		return; /* while streaming, input is ignored; EOF ends the stream */
 	uv_timer_again(&c->idle);
 	if (c->pending) {
 		strbuf_add(&c->stash, buf->base, (size_t)n);
@@ -547,7 +573,7 @@ static void conn_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 
 static void conn_feed(struct api_conn *c, const char *p, size_t left)
 {
-	while (left && !c->close_after_write && !c->pending) {
+	while (left && !c->close_after_write && !c->pending && !c->stream) {
 		size_t used;
 		int r = http_parser_feed(c->parser, p, left, &used);
 		if (r == HTTP_FEED_MORE)
@@ -611,6 +637,90 @@ void api_pending_reply(struct api_pending *p, int status, struct json *body)
 	}
 	json_free(body);
 	free(p);
+}
+
+/* ---- streamed answers ---- */
+
+struct api_stream *api_stream_begin(struct api_req *req, struct api_resp *resp,
+				    const char *content_type, api_stream_closed_cb closed, void *ctx)
+{
+	struct api_conn *c = req->conn;
+	struct api_stream *st = xcalloc(1, sizeof(*st));
+	st->conn = c;
+	st->closed = closed;
+	st->ctx = ctx;
+	c->stream = st;
+	resp->deferred = true;
+	uv_timer_stop(&c->idle); /* a tail may be quiet for long */
+	struct strbuf sb;
+	strbuf_init(&sb, 256);
+	strbuf_addf(&sb, "HTTP/1.1 200 OK\r\nContent-Type: %s\r\nTransfer-Encoding: chunked\r\n"
+			 "Cache-Control: no-store\r\nX-Accel-Buffering: no\r\nConnection: close\r\n\r\n",
+		    content_type);
+	struct api_write *w = xcalloc(1, sizeof(*w));
+	w->conn = c;
+	w->req.data = w;
+	size_t len;
+	w->data = strbuf_detach(&sb, &len);
+	uv_buf_t b = uv_buf_init(w->data, (unsigned)len);
+	c->pending_writes++;
+	if (uv_write(&w->req, &c->h.stream, &b, 1, write_done) < 0) {
+		free(w->data);
+		free(w);
+		c->pending_writes--;
+		conn_close(c);
+	}
+	return st;
+}
+
+int api_stream_write(struct api_stream *st, const char *data, size_t len)
+{
+	struct api_conn *c = st->conn;
+	if (!c || c->closing)
+		return -EPIPE;
+	if (len == 0)
+		return 0;
+	if (uv_stream_get_write_queue_size(&c->h.stream) > API_STREAM_QUEUE_MAX)
+		return -ENOBUFS;
+	struct api_write *w = xcalloc(1, sizeof(*w));
+	w->conn = c;
+	w->req.data = w;
+	w->data = xmalloc(len + 32);
+	int hl = snprintf(w->data, 32, "%zx\r\n", len);
+	memcpy(w->data + hl, data, len);
+	memcpy(w->data + hl + len, "\r\n", 2);
+	uv_buf_t b = uv_buf_init(w->data, (unsigned)((size_t)hl + len + 2));
+	c->pending_writes++;
+	if (uv_write(&w->req, &c->h.stream, &b, 1, write_done) < 0) {
+		free(w->data);
+		free(w);
+		c->pending_writes--;
+		conn_close(c);
+		return -EPIPE;
+	}
+	return 0;
+}
+
+void api_stream_end(struct api_stream *st)
+{
+	struct api_conn *c = st->conn;
+	/* The connection frees st when it closes, without calling back. */
+	st->closed = NULL;
+	if (c->closing)
+		return;
+	struct api_write *w = xcalloc(1, sizeof(*w));
+	w->conn = c;
+	w->req.data = w;
+	w->data = xstrdup("0\r\n\r\n");
+	uv_buf_t b = uv_buf_init(w->data, 5);
+	c->pending_writes++;
+	c->close_after_write = true;
+	if (uv_write(&w->req, &c->h.stream, &b, 1, write_done) < 0) {
+		free(w->data);
+		free(w);
+		c->pending_writes--;
+		conn_close(c);
+	}
 }
 
 /* ---- uploads: a release archive goes to a file as it arrives ---- */
@@ -771,6 +881,8 @@ struct api *api_start(const struct api_config *cfg, char **err)
 	api->deploy = cfg->deploy;
 	api->metrics = cfg->metrics;
 	api->metrics_public = cfg->metrics_public;
+	api->logs = cfg->logs;
+	api->alerts = cfg->alerts;
 	api->upload_dir = xasprintf("%s/uploads", cfg->data_dir);
 	api->socket_path = xstrdup(cfg->socket_path);
 

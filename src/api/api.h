@@ -12,6 +12,8 @@ struct supervisor;
 struct router;
 struct deploy;
 struct metrics;
+struct logs;
+struct alerts;
 struct api;
 
 struct api_config {
@@ -22,6 +24,8 @@ struct api_config {
 	struct deploy *deploy; /* borrowed */
 	struct metrics *metrics; /* borrowed */
 	bool metrics_public;     /* GET /metrics without a token (trusted networks only) */
+	struct logs *logs;       /* borrowed */
+	struct alerts *alerts;   /* borrowed; may be NULL */
 	const char *data_dir;  /* uploads go under DATA/uploads */
 	const char *socket_path;
 	const char *tcp_addr; /* "HOST:PORT" or NULL */

@@ -20,6 +20,8 @@ struct api {
 	struct router *router; /* may be NULL */
 	struct deploy *deploy;
 	struct metrics *metrics;
+	struct logs *logs;
+	struct alerts *alerts; /* may be NULL */
 	bool metrics_public;
 	char *upload_dir;
 	char *version;
@@ -64,6 +66,22 @@ struct api_pending;
 struct api_pending *api_defer(struct api_req *req, struct api_resp *resp);
 void api_pending_reply(struct api_pending *p, int status, struct json *body);
 
+/* Streaming an answer (GET /v1/logs/stream): api_stream_begin() from a
+ * handler sends a 200 head with chunked encoding; each api_stream_write()
+ * is one chunk; api_stream_end() sends the last chunk and closes. The
+ * connection reads nothing else meanwhile. closed is called once when the
+ * client goes away or the API stops, unless api_stream_end() came first;
+ * the stream must not be used after either. api_stream_write returns
+ * -ENOBUFS while more than API_STREAM_QUEUE_MAX bytes wait to be sent (the
+ * caller drops or waits) and -EPIPE once the client is gone. */
+#define API_STREAM_QUEUE_MAX (4 * 1024 * 1024)
+struct api_stream;
+typedef void (*api_stream_closed_cb)(void *ctx);
+struct api_stream *api_stream_begin(struct api_req *req, struct api_resp *resp,
+				    const char *content_type, api_stream_closed_cb closed, void *ctx);
+int api_stream_write(struct api_stream *s, const char *data, size_t len);
+void api_stream_end(struct api_stream *s);
+
 typedef void (*api_handler_cb)(struct api_req *req, struct api_resp *resp);
 
 /* Sets an error answer. */
@@ -105,6 +123,17 @@ void h_config_change(struct api_req *, struct api_resp *);
 void h_deploy_status(struct api_req *, struct api_resp *);
 void h_deploy_promote(struct api_req *, struct api_resp *);
 void h_events(struct api_req *, struct api_resp *);
+/* api_alerts.c */
+void h_alerts(struct api_req *, struct api_resp *);
+void h_alerts_history(struct api_req *, struct api_resp *);
+void h_alerts_test(struct api_req *, struct api_resp *);
+/* api_logs.c */
+void h_logs(struct api_req *, struct api_resp *);
+void h_logs_stream(struct api_req *, struct api_resp *);
+void h_logs_stats(struct api_req *, struct api_resp *);
+void h_log_drains_list(struct api_req *, struct api_resp *);
+void h_log_drains_add(struct api_req *, struct api_resp *);
+void h_log_drains_remove(struct api_req *, struct api_resp *);
 /* api_metrics.c */
 void h_metrics(struct api_req *, struct api_resp *);
 void h_metrics_status(struct api_req *, struct api_resp *);

@@ -457,6 +457,68 @@ static int exchange(const struct cli_client *c, const char *head, size_t head_le
 	return 0;
 }
 
+struct stream_target {
+	struct http_parser *p;
+	cli_body_cb cb;
+	void *ctx;
+};
+
+/* A 200 answer streams its body; any other is buffered like a request's. */
+static int stream_target_head(void *ctx, struct http_msg *m)
+{
+	struct stream_target *st = ctx;
+	if (m->status == 200) {
+		http_parser_stream_body(st->p, st->cb, st->ctx);
+		http_parser_max_body(st->p, 0);
+	}
+	return 0;
+}
+
+int cli__client_stream(const struct cli_client *c, const char *path, cli_body_cb cb, void *ctx,
+		       struct cli_response *res, char **err)
+{
+	struct strbuf req;
+	strbuf_init(&req, 256);
+	cli__request_format(&req, c, "GET", path, NULL, 0);
+	int fd = -1;
+	char *detail = NULL;
+	*err = NULL;
+	int r = c->addr->kind == CLI_ADDR_UNIX ? connect_unix(c, &fd) : connect_tcp(c, &fd, err);
+	if (r < 0) {
+		strbuf_release(&req);
+		if (r != -EINTR && !*err)
+			*err = describe(c, r, NULL);
+		return r;
+	}
+	r = send_all(c, fd, req.buf, req.len);
+	strbuf_release(&req);
+	struct http_parser *p = http_parser_new(HTTP_KIND_RESPONSE, CLI_MAX_RESPONSE_HEAD,
+						CLI_MAX_RESPONSE_BODY);
+	struct stream_target st = {p, cb, ctx};
+	http_parser_on_head(p, stream_target_head, &st);
+	/* Lines may be minutes apart: wait without a deadline (Ctrl-C ends). */
+	struct cli_client patient = *c;
+	patient.timeout_ms = INT32_MAX;
+	bool got_any = false;
+	if (r == 0)
+		r = read_response(&patient, fd, p, &got_any, &detail);
+	close(fd);
+	if (r < 0) {
+		if (r != -EINTR)
+			*err = describe(c, r, detail);
+		free(detail);
+		http_parser_free(p);
+		return r;
+	}
+	struct http_msg *m = http_parser_msg(p);
+	res->status = m->status;
+	strbuf_init(&res->body, m->body.len);
+	strbuf_add(&res->body, m->body.buf, m->body.len);
+	res->json = res->body.len ? json_parse(res->body.buf, res->body.len, NULL) : NULL;
+	http_parser_free(p);
+	return 0;
+}
+
 int cli__client_request(const struct cli_client *c, const char *method, const char *path,
 		       const char *body, size_t body_len, struct cli_response *res, char **err)
 {

@@ -750,94 +750,6 @@ static int cmd_events(struct cli *c)
 	}
 }
 
-/* "TIME INSTANCE: line", with "[stderr]" after the instance for stderr. */
-static void print_log_line(struct cli *c, const struct json *l)
-{
-	char when[64];
-	time_text(json_get(l, "time"), when, sizeof(when));
-	const char *inst = json_get_str(l, "instance");
-	const char *line = json_get_str(l, "line");
-	bool err = str_eq(json_get_str(l, "stream"), "stderr");
-	fprintf(c->out, "%s %s%s: %s\n", when, inst ? inst : "-", err ? "[stderr]" : "",
-		line ? line : "");
-}
-
-/* Prints a batch of log lines (skipping all when quiet) and advances *next
- * past the newest seq seen. */
-static void print_log_lines(struct cli *c, const struct json *lines, bool quiet, int64_t *next)
-{
-	for (const struct json *l = json_first(lines); l; l = json_next(l)) {
-		int64_t seq;
-		if (jint(l, "seq", &seq) && seq > *next)
-			*next = seq;
-		if (quiet)
-			continue;
-		if (c->inv->json)
-			cli__print_json(c, l, false);
-		else
-			print_log_line(c, l);
-	}
-}
-
-static int cmd_logs(struct cli *c)
-{
-	const char *app = c->inv->pos[0];
-	const char *proc = cli__flag(c->inv, "process");
-	const char *inst = cli__flag(c->inv, "instance");
-	bool follow = cli__flag(c->inv, "follow") != NULL, given;
-	int64_t lines = 100, next = -1;
-	int rc = count_flag(c, "lines", 10000, &lines, &given);
-	if (rc)
-		return rc;
-	char *id = inst ? instance_id(app, inst) : NULL;
-	if (follow)
-		follow_begin(c);
-	bool quiet = given && lines == 0;
-	for (bool first = true;; first = false) {
-		char *base = app_path(app, "/logs");
-		struct strbuf path;
-		strbuf_init(&path, 0);
-		strbuf_adds(&path, base);
-		free(base);
-		char n[24];
-		if (first) {
-			if (given) {
-				snprintf(n, sizeof(n), "%lld", (long long)(quiet ? 1 : lines));
-				query_add(&path, "lines", n);
-			}
-		} else {
-			snprintf(n, sizeof(n), "%lld", (long long)next);
-			query_add(&path, "after", n);
-			query_add(&path, "lines", "10000");
-		}
-		if (proc)
-			query_add(&path, "process", proc);
-		if (id)
-			query_add(&path, "instance", id);
-		struct cli_response res;
-		rc = cli__call(c, "GET", path.buf, NULL, &res);
-		strbuf_release(&path);
-		if ((follow && follow_interrupted) || rc) {
-			free(id);
-			return follow && follow_interrupted ? CLI_EXIT_OK : rc;
-		}
-		if (c->inv->json && !follow)
-			cli__print_json(c, res.json, true);
-		else
-			print_log_lines(c, json_get(res.json, "lines"), first && quiet, &next);
-		int64_t srv_next;
-		if (jint(res.json, "next", &srv_next))
-			next = srv_next;
-		if (next < 0)
-			next = 0;
-		cli__response_release(&res);
-		if (!follow || !follow_wait(c)) {
-			free(id);
-			return CLI_EXIT_OK;
-		}
-	}
-}
-
 /* ------------------------------------------------------------------------ */
 /* tokens                                                                   */
 
@@ -1066,14 +978,6 @@ static const struct cli_opt events_opts[] = {
 	{0},
 };
 
-static const struct cli_opt logs_opts[] = {
-	{"lines", 'n', "N", false, "show the newest N lines (default 100, max 10000)"},
-	{"follow", 'f', NULL, false, "keep printing new lines until Ctrl-C"},
-	{"process", 'p', "PROCESS", false, "only this process type"},
-	{"instance", 'i', "INSTANCE", false, "only this instance (shop.web.1 or web.1)"},
-	{0},
-};
-
 static const struct cli_opt tokens_create_opts[] = {
 	{"role", 0, "ROLE", false, "admin, deployer or viewer (required)"},
 	{"app", 0, "NAME", true, "limit the token to this app (default: all apps)"},
@@ -1175,18 +1079,47 @@ const struct cli_command cli_commands[] = {
 	{"destroy", cmd_destroy, "APP [--yes]", "stop an app's instances and forget the app",
 	 destroy_opts, 1, 1,
 	 "Asks for confirmation on the terminal; without a terminal, --yes is required.\n"},
+	{"alerts", cli__cmd_alerts, "[--rules]", "list firing and pending alerts", cli__alerts_opts,
+	 0, 0,
+	 "Active alerts: firing (clearing: no longer true, waiting out keep_firing_for) and\n"
+	 "pending (true, waiting out 'for'). --rules lists every rule (built-in, from the\n"
+	 "rules file and from app specs) with its condition, and the notifiers with their\n"
+	 "delivery counts. See also 'alerts history' and 'alerts test'.\n\n"
+	 "examples:\n"
+	 "  paasops alerts\n"
+	 "  paasops alerts --rules\n"},
+	{"alerts history", cli__cmd_alerts_history, "[APP] [-n N]", "list resolved alerts",
+	 cli__alerts_history_opts, 0, 1,
+	 "Newest first, with when each resolved and how long it fired. The daemon keeps the\n"
+	 "last 1000.\n\n"
+	 "examples:\n"
+	 "  paasops alerts history -n 50\n"
+	 "  paasops alerts history shop\n"},
+	{"alerts test", cli__cmd_alerts_test, "NOTIFIER",
+	 "send a test notification through a notifier (admin)", NULL, 1, 1,
+	 "Posts one test alert (PaasopsTest, severity info) through the notifier once and\n"
+	 "says whether it was accepted. Notifiers are named by kind: alertmanager, webhook,\n"
+	 "slack (then webhook-2, ...); 'paasops alerts --rules' lists them.\n\n"
+	 "examples:\n"
+	 "  paasops alerts test slack\n"},
 	{"events", cmd_events, "[APP] [-n N] [-f]", "show instance state changes and API changes",
 	 events_opts, 0, 1,
 	 "examples:\n"
 	 "  paasops events shop -n 20\n"
 	 "  paasops events -f\n"},
-	{"logs", cmd_logs, "APP [-f] [-n N] [-p PROCESS] [-i INSTANCE]",
-	 "show an app's output", logs_opts, 1, 1,
-	 "Lines are printed as TIME INSTANCE: LINE (INSTANCE[stderr] for standard error).\n"
-	 "With -f, polls every 250 ms until Ctrl-C; -n 0 -f prints only new lines.\n\n"
+	{"logs", cli__cmd_logs,
+	 "APP [-f] [-n N] [-p PROCESS] [-i INSTANCE] [--since WHEN] [--until WHEN] [--grep QUERY]\n"
+	 "       [--level LEVEL] [--stream STREAM]",
+	 "show and search an app's logs", cli__logs_opts, 1, 1,
+	 "Lines are printed oldest first as TIME INSTANCE: LINE (INSTANCE[stderr],\n"
+	 "[router], [build], [release] for the other streams), coloured on a terminal.\n"
+	 "With -f, the newest N and then every new line until Ctrl-C; -n 0 -f prints\n"
+	 "only new lines. --grep takes words, \"phrases\", AND/OR/NOT and field:value.\n\n"
 	 "examples:\n"
 	 "  paasops logs shop -n 50\n"
-	 "  paasops logs shop -f -p web\n"},
+	 "  paasops logs shop -f -p web --level warn\n"
+	 "  paasops logs shop --since 1h --grep 'timeout OR \"connection reset\"'\n"
+	 "  paasops logs shop --grep 'status:500 -path:/healthz' --json\n"},
 	{"tokens create", cmd_tokens_create,
 	 "--role ROLE [--app NAME]... [--expires DURATION] [--name NAME]",
 	 "create an API token (admin)", tokens_create_opts, 0, 0,

@@ -69,6 +69,7 @@ char **cli__ignore_parse(const char *text, size_t len, const char *file, char **
 			continue;
 		out = xgrow(out, sizeof(*out), n + 2, &alloc);
 		out[n++] = xstrndup(s, (size_t)(e - s));
+		out[n] = NULL; /* a list to free at every step */
 	}
 	out = xgrow(out, sizeof(*out), n + 1, &alloc);
 	out[n] = NULL;
@@ -561,6 +562,8 @@ static int deploy_in_place(struct cli *c, struct deploy_src *src, int64_t *versi
 	json_set_str(body, "spec", text.buf ? text.buf : "");
 	json_set_str(body, "dir", dir);
 	json_set_str(body, "filename", src->spec);
+	if (cli__flag(c->inv, "message"))
+		json_set_str(body, "message", cli__flag(c->inv, "message"));
 	strbuf_release(&text);
 	struct cli_response res;
 	int rc = cli__call(c, "POST", "/v1/apps", body, &res);
@@ -687,7 +690,7 @@ int cli__cmd_deploy(struct cli *c)
 	if (!rc && wait)
 		rc = wait_deploy(c, src.app, version, after);
 	else if (!rc && !c->inv->json)
-		fprintf(c->out, "follow it with 'paasops deploy status %s'\n", src.app);
+		fprintf(c->err, "follow it with 'paasops deploy status %s'\n", src.app);
 	free(src.app);
 	return rc;
 }

@@ -87,6 +87,15 @@ void cli__request_format(struct strbuf *out, const struct cli_client *c, const c
 int cli__client_request(const struct cli_client *c, const char *method, const char *path,
 		       const char *body, size_t body_len, struct cli_response *res, char **err);
 void cli__response_release(struct cli_response *r);
+/* GETs path and, when the answer is 200, hands its body to cb as it comes
+ * (chunked framing removed; cb returns non-zero to stop) until the server
+ * ends it; waits for data without a deadline (c->stop ends it with
+ * -EINTR). Any other answer is read whole into *res. Returns 0 with
+ * res->status set, or a negative errno with *err set like
+ * cli__client_request. */
+typedef int (*cli_body_cb)(void *ctx, const char *data, size_t len);
+int cli__client_stream(const struct cli_client *c, const char *path, cli_body_cb cb, void *ctx,
+		       struct cli_response *res, char **err);
 /* Like cli__client_request, with the body streamed from a file in chunks
  * (never read whole into memory) and sent with its Content-Length.
  * headers: extra "Name: value" lines, NULL-terminated, may be NULL. A file
@@ -215,12 +224,22 @@ struct cli {
 
 extern const struct cli_command cli_commands[];
 
+/* cli_alerts.c: alerts, alerts history, alerts test. */
+int cli__cmd_alerts(struct cli *c);
+int cli__cmd_alerts_history(struct cli *c);
+int cli__cmd_alerts_test(struct cli *c);
+extern const struct cli_opt cli__alerts_opts[], cli__alerts_history_opts[];
+
 /* cli_metrics.c: metrics, top, export grafana, and their flags. */
 int cli__cmd_metrics(struct cli *c);
 int cli__cmd_top(struct cli *c);
 int cli__cmd_export_grafana(struct cli *c);
 extern const struct cli_opt cli__metrics_opts[], cli__top_opts[], cli__export_grafana_opts[];
 extern const size_t cli_n_commands;
+
+/* cli_logs.c: logs. */
+int cli__cmd_logs(struct cli *c);
+extern const struct cli_opt cli__logs_opts[];
 
 /* cli_deploy.c: deploy, deploy status/promote, releases, rollback, config. */
 int cli__cmd_deploy(struct cli *c);

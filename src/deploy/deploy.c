@@ -240,6 +240,8 @@ static void job_finish(struct dp_job *j, const char *result, const char *reason)
 	snprintf(event, sizeof(event), "deploy.%s", !strcmp(result, "rolled-back") ? "rolled_back" : result);
 	emit(j, event, msg);
 	free(msg);
+	if (j->d->cfg.on_result)
+		j->d->cfg.on_result(j->d->cfg.result_ctx, j->app, j->version, j->result, j->reason);
 }
 
 /* Announces a phase change. */
@@ -507,23 +509,22 @@ static void start_rollback(struct dp_job *j, const char *why)
 	struct rel_copy prev = {0};
 	store_release_get(j->d->cfg.store, j->app, j->from, copy_release, &prev);
 	char *err = NULL;
+	/* The failure is recorded first: the rollback's rollout may end, and
+	 * on_rollout_done mark the release rolled back, before roll_to returns. */
+	char *reason = xstrdup(why);
+	free(j->reason);
+	j->reason = reason;
+	set_status(j, j->version, "failed", reason);
 	phase(j, PH_ROLLING_BACK);
+	note(j, "v%d failed (%s); rolling back to v%d", j->version, reason, j->from);
 	if (!prev.found || roll_to(j, &prev, &err) < 0) {
-		set_status(j, j->version, "failed", why);
-		char *msg = xasprintf("%s; rollback to v%d impossible: %s", why, j->from,
+		char *msg = xasprintf("%s; rollback to v%d impossible: %s", reason, j->from,
 				      err ? err : "release not found");
 		job_finish(j, "failed", msg);
 		free(msg);
 		free(err);
-		rel_copy_release(&prev);
-		return;
 	}
 	rel_copy_release(&prev);
-	j->phase = PH_ROLLING_BACK;
-	free(j->reason);
-	j->reason = xstrdup(why);
-	set_status(j, j->version, "failed", why);
-	note(j, "v%d failed (%s); rolling back to v%d", j->version, why, j->from);
 }
 
 static void on_rollout_done(void *ctx, const char *app, int version, bool ok, const char *reason)
@@ -682,6 +683,7 @@ static void proc_exit(uv_process_t *h, int64_t status, int sig)
 	struct dp_proc *p = h->data;
 	struct dp_job *j = p->j;
 	kill(-h->pid, SIGKILL); /* nothing of the phase outlives it */
+	store_proc_delete(j->d->cfg.store, h->pid);
 	uv_timer_stop(&p->timeout);
 	uv_close((uv_handle_t *)&p->timeout, proc_closed);
 	uv_close((uv_handle_t *)h, proc_closed);
@@ -697,6 +699,26 @@ static void proc_exit(uv_process_t *h, int64_t status, int sig)
 	set_status(j, j->version, "failed", why);
 	job_finish(j, "failed", why);
 	free(why);
+}
+
+/* Start time of pid (/proc/PID/stat field 22), which tells it from a later
+ * process that reuses the pid; 0 when unknown. */
+static uint64_t start_ticks(int pid)
+{
+	char path[64], buf[1024];
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return 0;
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	char *p = strrchr(buf, ')');
+	unsigned long long v = 0;
+	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d %llu",
+			 &v) != 1)
+		return 0;
+	return v;
 }
 
 /* Runs cmd in the release directory, its output into the app's log. */
@@ -768,6 +790,12 @@ static void run_phase(struct dp_job *j, const char *what, const char *cmd, enum 
 	}
 	p->open++;
 	j->phase_running = true;
+	/* Recorded like an instance, so that a daemon killed mid-build has the
+	 * next start stop what it left (supervisor_cleanup_leftovers). */
+	char *id = xasprintf("%s.%s", j->app, stream == SUPERVISOR_STREAM_BUILD ? "build" : "release");
+	struct store_proc sp = {.instance = id, .pid = p->proc.pid, .start_ticks = start_ticks(p->proc.pid)};
+	store_proc_put(d->cfg.store, &sp);
+	free(id);
 	uv_read_start((uv_stream_t *)&p->pipes[0], proc_alloc, proc_read);
 	uv_read_start((uv_stream_t *)&p->pipes[1], proc_alloc, proc_read);
 	uv_timer_start(&p->timeout, proc_timeout,

@@ -35,6 +35,11 @@ struct deploy_config {
 	 * PAASOPS_WEBHOOK_SECRET and PAASOPS_WEBHOOK_FORMAT (json|slack). */
 	const struct webhook_target *webhooks;
 	size_t n_webhooks;
+	/* Told when a deploy ends (may be NULL): result is "succeeded",
+	 * "failed" or "rolled-back"; reason may be NULL. */
+	void (*on_result)(void *ctx, const char *app, int version, const char *result,
+			  const char *reason);
+	void *result_ctx;
 };
 
 struct deploy *deploy_new(const struct deploy_config *cfg);

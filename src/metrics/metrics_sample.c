@@ -12,6 +12,7 @@
 #include "supervisor/supervisor_metrics.h"
 #include <dirent.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -392,7 +393,7 @@ static void sample_self(struct mx_samplers *s, double loop_lag_s)
 		set0(s, F_PROC_FDS, n - 1); /* not the one reading the directory */
 	}
 	set0(s, F_PROC_START, (double)s->start_wall_ms / 1000.0);
-	set0(s, F_LOOP_LAG, loop_lag_s);
+	set0(s, F_LOOP_LAG, round(loop_lag_s * 1e6) / 1e6); /* microseconds are plenty */
 	const char *v[1] = {s->version};
 	set(s, F_BUILD, v, 1);
 }

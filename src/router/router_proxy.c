@@ -453,6 +453,14 @@ static int on_req_head(void *ctx, struct http_head *h)
 		r->keep_alive = false;
 		return h->content_length > 0 || h->chunked ? -1 : 0;
 	}
+	if (te && strcasecmp(te, "chunked") != 0) {
+		/* The body is re-chunked on its way: any other coding
+		 * ("gzip, chunked") would silently vanish. */
+		r->status = 501;
+		r->keep_alive = false;
+		r->local_msg = xasprintf("Transfer-Encoding '%.100s' is not supported", te);
+		return -1;
+	}
 	if (!r->host)
 		r->host = xstrdup(host ? host : "");
 	/* Lowercase and drop the port. */
@@ -504,23 +512,26 @@ static int on_req_head(void *ctx, struct http_head *h)
 	r->upgrade = h->upgrade && http_head_get(h, "Upgrade");
 	struct strbuf *o = &r->head_out;
 	strbuf_addf(o, "%s %s HTTP/1.1\r\n", h->method, r->path);
-	const char *xff = NULL;
+	/* Every X-Forwarded-For line the client sent, as one list. */
+	struct strbuf xff;
+	strbuf_init(&xff, 0);
 	for (size_t k = 0; k < h->n_headers; k++) {
 		const char *name = h->headers[k].name, *value = h->headers[k].value;
 		if (is_hop(name, conn) || strcasecmp(name, "X-Forwarded-Proto") == 0 ||
 		    strcasecmp(name, "X-Forwarded-Host") == 0 || strcasecmp(name, "X-Request-Id") == 0)
 			continue;
 		if (strcasecmp(name, "X-Forwarded-For") == 0) {
-			xff = value;
+			strbuf_addf(&xff, "%s, ", value);
 			continue;
 		}
 		strbuf_addf(o, "%s: %s\r\n", name, value);
 	}
 	if (!host)
 		strbuf_addf(o, "Host: %s\r\n", r->host);
-	strbuf_addf(o, "X-Forwarded-For: %s%s%s\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: %s\r\n"
+	strbuf_addf(o, "X-Forwarded-For: %s%s\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: %s\r\n"
 		       "X-Request-Id: %s\r\n",
-		    xff ? xff : "", xff ? ", " : "", c->ip, host ? host : r->host, r->id);
+		    xff.buf, c->ip, host ? host : r->host, r->id);
+	strbuf_release(&xff);
 	if (r->upgrade)
 		strbuf_addf(o, "Connection: upgrade\r\nUpgrade: %s\r\n", http_head_get(h, "Upgrade"));
 	if (h->chunked) {
@@ -1208,12 +1219,25 @@ static void client_process(struct rt_client *c)
 		if (rc == HTTP_STREAM_OK)
 			break;
 		if (rc == HTTP_STREAM_PAUSED || rc == HTTP_STREAM_UPGRADED) {
+			/* An upgrade nobody tunnels leaves the parser unable to go
+			 * on: answer (if there is a request) and close, or this
+			 * loop would spin on bytes it can never consume. */
+			bool dead_upgrade = rc == HTTP_STREAM_UPGRADED && (!r || !r->up);
 			if (r && r->status && !r->up && !r->resp_started) {
-				answer_locally(c, r, false);
+				answer_locally(c, r, dead_upgrade);
+				if (dead_upgrade)
+					break;
 				http_stream_next(c->parser);
 				continue;
 			}
 			if (!r) {
+				if (dead_upgrade) {
+					c->close_after = true;
+					client_pause(c);
+					if (c->writing == 0)
+						client_close(c);
+					return;
+				}
 				http_stream_next(c->parser);
 				continue;
 			}

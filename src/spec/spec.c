@@ -1160,8 +1160,20 @@ static void parse_processes(struct ctx *c, const struct yaml_pair *pf, struct sp
 
 /* --------------------------------------------------------------- alerts */
 
-static const char *const alert_keys[] = {"name", "metric", "op", "value", "for", "severity"};
-enum { AL_NAME, AL_METRIC, AL_OP, AL_VALUE, AL_FOR, AL_SEVERITY, AL_N };
+static const char *const alert_keys[] = {"name",   "metric", "op",    "value",
+					 "for",    "severity", "fn",  "window",
+					 "match",  "keep_firing_for", "summary", "description"};
+enum { AL_NAME, AL_METRIC, AL_OP, AL_VALUE, AL_FOR, AL_SEVERITY, AL_FN, AL_WINDOW, AL_MATCH,
+       AL_KEEP, AL_SUMMARY, AL_DESCRIPTION, AL_N };
+const char *const spec_alert_metrics[] = {
+	"http_requests_per_second", "http_5xx_per_second", "http_5xx_ratio",
+	"http_p50_seconds",         "http_p90_seconds",    "http_p95_seconds",
+	"http_p99_seconds",         "http_requests_in_flight", "instances_ready",
+	"instance_memory_bytes",    "instance_memory_ratio",   "instance_cpu_ratio",
+	"instance_restarts_per_second"};
+const size_t spec_n_alert_metrics = ARRAY_SIZE(spec_alert_metrics);
+static const char *const alert_fns[] = {"raw", "rate", "avg", "min", "max", "sum",
+					"p50", "p90", "p95", "p99"};
 /* "==" first: it is the likeliest meaning of a lone "=". */
 static const char *const alert_ops[] = {"==", "!=", ">", ">=", "<", "<="};
 static const char *const severities[] = {"info", "warning", "critical"};
@@ -1178,6 +1190,42 @@ static void alert_dup(void *arg, size_t idx, size_t first_idx)
 		 ctx_showv(a->c, a->at[idx]), a->at[first_idx]->line, a->at[first_idx]->col);
 }
 
+/* match: {label: value, ...}: exact label matchers. */
+static void parse_match(struct ctx *c, const struct yaml_pair *f, const char *where,
+			struct spec_alert *a)
+{
+	if (!want_mapping(c, f, where, "a mapping of label names to values"))
+		return;
+	const struct yaml_value *m = f->value;
+	const char *in = ctx_fmt(c, " in 'match'%s", where);
+	if (m->kind != YAML_VALUE_MAPPING) {
+		ctx_fail(c, m, "'match'%s must be a mapping of label names to values, found %s",
+			 where, ctx_found(c, m));
+		return;
+	}
+	bool *skip = check_keys(c, m, "label", in);
+	a->match = xcalloc(m->n_pairs ? m->n_pairs : 1, sizeof(*a->match));
+	for (size_t i = 0; i < m->n_pairs; i++) {
+		const struct yaml_value *k = m->pairs[i].key, *v = m->pairs[i].value;
+		if (skip[i])
+			continue;
+		if (!valid_env_name(k->str, k->len) || str_starts_with(k->str, "__")) {
+			ctx_fail(c, k, "invalid label name '%s'%s: use letters, digits and '_', not "
+				 "starting with a digit or '__'", ctx_showv(c, k), in);
+			continue;
+		}
+		if (v->kind != YAML_VALUE_SCALAR || yaml_value_is_null(v) || strlen(v->str) != v->len) {
+			ctx_fail(c, yaml_value_is_null(v) ? k : v, "label '%s'%s must be a string, found %s",
+				 ctx_showv(c, k), in, ctx_found(c, v));
+			continue;
+		}
+		a->match[a->n_match].key = xstrdup(k->str);
+		a->match[a->n_match].value = xstrdup(v->str);
+		a->n_match++;
+	}
+	free(skip);
+}
+
 static void parse_alerts(struct ctx *c, const struct yaml_pair *lf, struct spec *s)
 {
 	if (!want_list(c, lf, "", "a list of alert rules"))
@@ -1191,6 +1239,8 @@ static void parse_alerts(struct ctx *c, const struct yaml_pair *lf, struct spec 
 		const struct yaml_value *item = l->items[i];
 		struct spec_alert *a = &s->alerts[s->n_alerts++];
 		a->severity = xstrdup("warning");
+		a->keep_firing_ms = -1;
+		const char *choice;
 		if (item->kind != YAML_VALUE_MAPPING) {
 			ctx_fail(c, item, "alert %zu must be a mapping with 'name', 'metric', 'op' "
 				 "and 'value', found %s",
@@ -1219,15 +1269,39 @@ static void parse_alerts(struct ctx *c, const struct yaml_pair *lf, struct spec 
 		for (size_t r = 0; r < ARRAY_SIZE(required); r++)
 			if (!f[AL_NAME + r])
 				ctx_fail(c, item, "missing required key '%s'%s", required[r], where);
+		bool app_metric = false;
 		if (get_string(c, f[AL_METRIC], where, &a->metric)) {
 			const struct yaml_value *v = f[AL_METRIC]->value;
+			for (size_t k = 0; k < spec_n_alert_metrics && !app_metric; k++)
+				app_metric = !strcmp(a->metric, spec_alert_metrics[k]);
+			const char *hint = app_metric ? NULL
+					   : suggest(a->metric, spec_alert_metrics, spec_n_alert_metrics);
 			if (!valid_metric_name(v->str, v->len))
 				ctx_fail(c, v,
 					 "invalid metric name '%s'%s: use letters, digits, '_' and "
 					 "':', not starting with a digit",
 					 ctx_showv(c, v), where);
+			else if (hint)
+				ctx_fail(c, v, "unknown metric '%s'%s (did you mean '%s'?)",
+					 ctx_showv(c, v), where, hint);
+			else if (!app_metric && !str_starts_with(a->metric, "paasops_"))
+				ctx_fail(c, v,
+					 "unknown metric '%s'%s: use an app metric such as "
+					 "http_p95_seconds or a paasops_* series (see doc/alerts.md)",
+					 ctx_showv(c, v), where);
 		}
-		const char *choice;
+		if (f[AL_FN] && app_metric)
+			ctx_fail(c, f[AL_FN]->key,
+				 "'fn'%s cannot be used with the app metric '%s' (it has its own)",
+				 where, a->metric);
+		else if (get_choice(c, f[AL_FN], where, alert_fns, ARRAY_SIZE(alert_fns), &choice))
+			a->fn = xstrdup(choice);
+		get_duration(c, f[AL_WINDOW], where, 1, &a->window_ms);
+		get_duration(c, f[AL_KEEP], where, 0, &a->keep_firing_ms);
+		if (f[AL_MATCH])
+			parse_match(c, f[AL_MATCH], where, a);
+		get_string(c, f[AL_SUMMARY], where, &a->summary);
+		get_string(c, f[AL_DESCRIPTION], where, &a->description);
 		if (f[AL_OP] && f[AL_OP]->value->kind == YAML_VALUE_SCALAR &&
 		    !f[AL_OP]->value->plain && f[AL_OP]->value->len == 0) {
 			/* op: > unquoted starts a folded block scalar: say so. */
@@ -1416,6 +1490,10 @@ void spec_free(struct spec *s)
 		free(s->alerts[i].metric);
 		free(s->alerts[i].op);
 		free(s->alerts[i].severity);
+		free(s->alerts[i].fn);
+		env_free(s->alerts[i].match, s->alerts[i].n_match);
+		free(s->alerts[i].summary);
+		free(s->alerts[i].description);
 	}
 	free(s->alerts);
 	free(s);
@@ -1527,6 +1605,15 @@ struct json *spec_to_json(const struct spec *s)
 		json_set_num(aj, "value", a->value);
 		json_set_int(aj, "for_ms", a->for_ms);
 		json_set_str(aj, "severity", a->severity);
+		json_set_str(aj, "fn", a->fn);
+		json_set_int(aj, "window_ms", a->window_ms);
+		json_set(aj, "match", env_to_json(a->match, a->n_match));
+		if (a->keep_firing_ms >= 0)
+			json_set_int(aj, "keep_firing_for_ms", a->keep_firing_ms);
+		else
+			json_set(aj, "keep_firing_for_ms", json_null());
+		json_set_str(aj, "summary", a->summary);
+		json_set_str(aj, "description", a->description);
 	}
 	return o;
 }

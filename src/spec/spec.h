@@ -86,12 +86,23 @@ struct spec_process {
 
 struct spec_alert {
 	char *name;
-	char *metric;
+	char *metric; /* an app metric (spec_alert_metrics) or a paasops_* series */
 	char *op; /* ">", ">=", "<", "<=", "==", "!=" */
 	double value;
 	int64_t for_ms; /* default 0 */
 	char *severity; /* "info" | "warning" | "critical"; default "warning" */
+	char *fn;       /* paasops_* metrics only: raw, rate, avg, ...; NULL: raw */
+	int64_t window_ms;      /* 0: the default (5m for functions over time) */
+	struct spec_env *match; /* label = value matchers (key = label name) */
+	size_t n_match;
+	int64_t keep_firing_ms; /* -1: the daemon's default */
+	char *summary, *description; /* annotation templates; NULL: none */
 };
+
+/* The app metrics an alert's `metric` may name besides paasops_* series
+ * (their meaning is in doc/alerts.md). */
+extern const char *const spec_alert_metrics[];
+extern const size_t spec_n_alert_metrics;
 
 struct spec {
 	char *app; /* DNS label: [a-z0-9-], 1..63, not starting/ending with '-' */

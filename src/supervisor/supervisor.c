@@ -1073,6 +1073,15 @@ void supervisor_each_pool(struct supervisor *sv, supervisor_pool_cb cb, void *ct
 	free(ports);
 }
 
+void supervisor_each_spec(struct supervisor *sv, supervisor_spec_cb cb, void *ctx)
+{
+	for (size_t k = 0; k < sv->n_apps; k++) {
+		struct sv_app *a = sv->apps[k];
+		if (!a->destroying && a->rel)
+			cb(ctx, a->name, a->rel->version, a->rel->spec);
+	}
+}
+
 void supervisor_log_line(struct supervisor *sv, const char *app, const char *instance,
 			 enum supervisor_stream stream, const char *line)
 {

@@ -17,6 +17,7 @@
 #include <uv.h>
 
 struct store;
+struct store_event;
 struct spec;
 struct json;
 struct supervisor;
@@ -36,6 +37,9 @@ struct supervisor_hooks {
 	 * borrowed for the call. */
 	void (*log_line)(void *ctx, int64_t time_ms, const char *app, const char *process,
 			 const char *instance, int release, int stream, const char *text, size_t len);
+	/* Every event once it is recorded (instance transitions, API changes);
+	 * ev is borrowed for the call. */
+	void (*event)(void *ctx, const struct store_event *ev);
 };
 
 struct spec_process;
@@ -138,6 +142,12 @@ void supervisor_note(struct supervisor *sv, const char *app, const char *type,
 		     const char *reason);
 
 typedef void (*supervisor_done_cb)(void *ctx);
+/* Calls cb for every app with its target release's number and spec
+ * (borrowed for the call). */
+typedef void (*supervisor_spec_cb)(void *ctx, const char *app, int release,
+				   const struct spec *spec);
+void supervisor_each_spec(struct supervisor *sv, supervisor_spec_cb cb, void *ctx);
+
 /* Stops every instance (SIGTERM, SIGKILL after stop_timeout); calls done
  * once all have exited. Nothing restarts afterwards. */
 void supervisor_shutdown(struct supervisor *sv, supervisor_done_cb done, void *ctx);

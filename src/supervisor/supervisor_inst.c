@@ -78,6 +78,8 @@ void sv_emit(struct supervisor *sv, const char *app, const char *proc, const cha
 		.signal = sig,
 	};
 	store_event_add(sv->store, &ev);
+	if (sv->hooks.event)
+		sv->hooks.event(sv->hooks_ctx, &ev);
 	log_info("%s%s%s%s: %s", inst ? inst : app, state ? " " : "", state ? state : "",
 		 reason && *reason ? "" : "", reason ? reason : type);
 }
@@ -194,6 +196,15 @@ static void pipe_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 	buf->len = b->alloc - b->len - 1;
 }
 
+/* Output that ends without a newline (a prompt, a crash mid-line) is taken
+ * as a line once it has waited SV_PARTIAL_MS. */
+static void flush_partial(uv_timer_t *t)
+{
+	struct sv_run *run = t->data;
+	take_lines(run, 0, true);
+	take_lines(run, 1, true);
+}
+
 static void pipe_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
 	struct sv_run *run = s->data;
@@ -203,6 +214,8 @@ static void pipe_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 		b->len += (size_t)n;
 		b->buf[b->len] = '\0';
 		take_lines(run, stream, false);
+		if (b->len && !uv_is_active((uv_handle_t *)&run->flush))
+			uv_timer_start(&run->flush, flush_partial, SV_PARTIAL_MS, 0);
 	} else if (n < 0) {
 		take_lines(run, stream, true);
 		uv_read_stop(s);
@@ -663,6 +676,9 @@ void sv_inst_start(struct sv_inst *i, const char *reason)
 		return;
 	}
 	run->open++;
+	uv_timer_init(sv->loop, &run->flush);
+	run->flush.data = run;
+	run->open++;
 	run->pid = run->proc.pid;
 	i->run = run;
 	i->last_pid = run->pid;
@@ -690,6 +706,9 @@ void sv_inst_start(struct sv_inst *i, const char *reason)
 	};
 	store_proc_put(sv->store, &rec);
 
+	/* Many starts can happen in one loop turn (an apply of 1,000
+	 * instances): timers must count from now, not the loop's cached time. */
+	uv_update_time(sv->loop);
 	i->started_wall = time_wall_ms();
 	i->started_mono = time_mono_ms();
 	set_state(i, SV_STARTING, reason, -1, 0);
@@ -867,6 +886,7 @@ static void on_exit_cb(uv_process_t *proc, int64_t status, int sig)
 	kill_group(run->pid, SIGKILL);
 	store_proc_delete(sv->store, run->pid);
 	uv_close((uv_handle_t *)proc, run_handle_closed);
+	uv_close((uv_handle_t *)&run->flush, run_handle_closed);
 	struct sv_inst *i = run->inst;
 	if (!i) {
 		sv_check_shutdown_done(sv);

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 struct usage {
@@ -47,13 +48,24 @@ static bool stat_fields(char *buf, uint64_t *out, const int *want, int n_want)
 	return got == n_want;
 }
 
-static int64_t count_fds(const char *pid)
+/* Open files of a process: the size Linux >= 6.2 reports for its fd
+ * directory, else (0 there) by reading the directory. */
+static int64_t count_fds(int proc_fd, const char *pid)
 {
 	char path[300];
-	snprintf(path, sizeof(path), "/proc/%s/fd", pid);
-	DIR *d = opendir(path);
-	if (!d)
+	snprintf(path, sizeof(path), "%s/fd", pid);
+	struct stat st;
+	if (fstatat(proc_fd, path, &st, 0) < 0)
 		return -1;
+	if (st.st_size > 0)
+		return (int64_t)st.st_size;
+	int fd = openat(proc_fd, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	if (!d) {
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
 	int64_t n = 0;
 	struct dirent *e;
 	while ((e = readdir(d)))
@@ -73,8 +85,8 @@ static void scan_proc(struct usage *u, size_t n)
 		if (e->d_name[0] < '0' || e->d_name[0] > '9')
 			continue;
 		char path[300], buf[1024];
-		snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
-		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		snprintf(path, sizeof(path), "%s/stat", e->d_name);
+		int fd = openat(dirfd(d), path, O_RDONLY | O_CLOEXEC);
 		if (fd < 0)
 			continue;
 		ssize_t len = read(fd, buf, sizeof(buf) - 1);
@@ -92,7 +104,7 @@ static void scan_proc(struct usage *u, size_t n)
 		hit->ticks += f[1] + f[2] + f[3] + f[4];
 		hit->threads += (int64_t)f[5];
 		hit->rss_pages += f[6];
-		int64_t fds = count_fds(e->d_name);
+		int64_t fds = count_fds(dirfd(d), e->d_name);
 		if (fds >= 0 && hit->fds >= 0)
 			hit->fds += fds;
 		else

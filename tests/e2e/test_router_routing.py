@@ -2,39 +2,33 @@
 specific wins), the default app, no route, and route changes by re-applying
 specs while the daemon runs and connections stay open."""
 import json
-import os
 
 import pytest
 
-from conftest import hello_spec, wait_for
-from router_helpers import (RawReader, assert_alive, conn, echo, echo_spec, get, module_daemon,
-                            raw_connect, raw_exchange, request, stop_daemon, wait_routed)
-
-
-def two_route_spec(app, routes):
-    return echo_spec(app, routes=routes)
+from conftest import wait_for
+from router_helpers import (RawReader, assert_alive, echo, echo_spec, get, module_daemon, raw_connect,
+                            raw_exchange, stop_daemon, wait_routed)
 
 
 @pytest.fixture(scope="module")
 def hosts(tmp_path_factory):
     """One daemon with apps routed by host and path, and no default app."""
     d = module_daemon(tmp_path_factory)
-    apps = {
-        "shop": "[{host: shop.test}]",
-        "wild": '[{host: "*.example.test"}]',
-        "deep": '[{host: "*.api.example.test"}]',
-        "exact": "[{host: www.example.test}]",
-        "site": "[{host: paths.test}]",
-        "api": "[{host: paths.test, path: /api}]",
-        "apiv2": "[{host: paths.test, path: /api/v2}]",
-        "slash": "[{host: paths.test, path: /static/}]",
+    apps = {  # app: (routes, a host and path it answers)
+        "shop": ("[{host: shop.test}]", "shop.test", "/"),
+        "wild": ('[{host: "*.example.test"}]', "a.example.test", "/"),
+        "deep": ('[{host: "*.api.example.test"}]', "a.api.example.test", "/"),
+        "exact": ("[{host: www.example.test}]", "www.example.test", "/"),
+        "site": ("[{host: paths.test}]", "paths.test", "/"),
+        "api": ("[{host: paths.test, path: /api}]", "paths.test", "/api"),
+        "apiv2": ("[{host: paths.test, path: /api/v2}]", "paths.test", "/api/v2"),
+        "slash": ("[{host: paths.test, path: /static/}]", "paths.test", "/static/"),
     }
-    for app, routes in apps.items():
+    for app, (routes, _, _) in apps.items():
         d.apply(echo_spec(app, routes=routes))
-    for app in apps:
+    for app, (_, host, path) in apps.items():
         d.wait_ready(app, 1)
-    wait_routed(d, "shop.test")
-    wait_routed(d, "paths.test", "/api/v2")
+        wait_for(lambda: wait_routed(d, host, path)["instance"] == f"{app}.web.1", what=f"{app} to be routed")
     yield d
     stop_daemon(d)
 
@@ -103,8 +97,11 @@ def test_no_route_is_404_naming_the_host_with_the_request_id(router):
     s.close()
 
 
-def test_more_than_one_host_header_is_400(router):
+def test_more_than_one_host_or_none_in_http11_is_400(router):
     r, rd = raw_exchange(router, b"GET / HTTP/1.1\r\nHost: shop.test\r\nHost: a.example.test\r\n\r\n")
+    assert r.status == 400 and b"more than one Host" in r.body
+    assert rd.closed()
+    r, rd = raw_exchange(router, b"GET / HTTP/1.1\r\nX-No-Host: 1\r\n\r\n")
     assert r.status == 400 and b"Host" in r.body
     assert rd.closed()
 

@@ -12,6 +12,7 @@
 #include "cli/cli.h"
 #include "core/paths.h"
 #include "cli/cli_internal.h"
+#include "compat/archive.h"
 #include "compat/json.h"
 #include "core/timeutil.h"
 #include "core/util.h"
@@ -22,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -1050,11 +1052,12 @@ static void test_cli_run__logs_passes_filters_and_prints_lines(void **state)
 {
 	(void)state;
 	struct fake f;
+	/* GET /v1/logs answers newest first; the CLI prints oldest first. */
 	char *a = answer(200, "{\"lines\":["
+			      "{\"seq\":2,\"time\":\"2026-11-29T22:57:16.000456789Z\",\"instance\":"
+			      "\"shop.web.1\",\"stream\":\"stderr\",\"line\":\"oops\"},"
 			      "{\"seq\":1,\"time\":\"2026-11-29T22:57:15.123Z\",\"instance\":"
-			      "\"shop.web.1\",\"stream\":\"stdout\",\"line\":\"listening\"},"
-			      "{\"seq\":2,\"time\":\"2026-11-29T22:57:16.000Z\",\"instance\":"
-			      "\"shop.web.1\",\"stream\":\"stderr\",\"line\":\"oops\"}],\"next\":2}");
+			      "\"shop.web.1\",\"stream\":\"stdout\",\"line\":\"listening\"}],\"cursor\":null}");
 	const char *answers[] = {a};
 	fake_start(&f, answers, 1);
 	struct run r = RUN("--server", f.addr, "logs", "shop", "-n", "2", "-i", "web.1");
@@ -1063,7 +1066,7 @@ static void test_cli_run__logs_passes_filters_and_prints_lines(void **state)
 				   "2026-11-29T22:57:16.000Z shop.web.1[stderr]: oops\n");
 	run_free(&r);
 	char *reqs = fake_finish(&f);
-	assert_true(str_starts_with(reqs, "GET /v1/apps/shop/logs?lines=2&instance=shop.web.1 "));
+	assert_true(str_starts_with(reqs, "GET /v1/logs?app=shop&limit=2&instance=shop.web.1 "));
 	free(reqs);
 	free(a);
 }
@@ -1107,6 +1110,435 @@ static void test_cli_run__help_lists_every_command(void **state)
 	assert_int_equal(r.rc, 0);
 	assert_true(str_starts_with(r.out, "usage: paasops logs APP [-f]"));
 	assert_contains(r.out, "-f, --follow");
+	run_free(&r);
+}
+
+/* ------------------------------------------------------------- deploy */
+
+/* Like fake_finish, for requests with binary bodies: the bytes as they
+ * came, and a copy with NUL bytes shown as '.' for string checks. */
+static struct strbuf fake_finish_raw(struct fake *f, char **text)
+{
+	struct strbuf all;
+	strbuf_init(&all, 0);
+	char buf[4096];
+	ssize_t n;
+	while ((n = read(f->pipe_rd, buf, sizeof(buf))) > 0)
+		strbuf_add(&all, buf, (size_t)n);
+	close(f->pipe_rd);
+	int status;
+	assert_int_equal(waitpid(f->pid, &status, 0), f->pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	unlink(f->sock);
+	rmdir(f->dir);
+	*text = xmalloc(all.len + 1);
+	for (size_t i = 0; i < all.len; i++)
+		(*text)[i] = all.buf[i] ? all.buf[i] : '.';
+	(*text)[all.len] = '\0';
+	return all;
+}
+
+static char **ignore_ok(const char *text)
+{
+	char *err = NULL;
+	char **p = cli__ignore_parse(text, strlen(text), ".paasopsignore", &err);
+	if (!p)
+		fail_msg("unexpected error: %s", err);
+	return p;
+}
+
+static void test_cli_ignore__reads_patterns_skipping_comments_and_blanks(void **state)
+{
+	(void)state;
+	char **p = ignore_ok("# build output\n\nnode_modules/\n  *.log  \r\n/tmp\n#x\ndist/*.map");
+	assert_string_equal(p[0], "node_modules/");
+	assert_string_equal(p[1], "*.log");
+	assert_string_equal(p[2], "tmp");
+	assert_string_equal(p[3], "dist/*.map");
+	assert_null(p[4]);
+	cli__ignore_free(p);
+	p = ignore_ok("");
+	assert_null(p[0]);
+	cli__ignore_free(p);
+	p = ignore_ok("a\nb"); /* no final newline */
+	assert_string_equal(p[1], "b");
+	assert_null(p[2]);
+	cli__ignore_free(p);
+}
+
+static void test_cli_ignore__refuses_negation_naming_the_line(void **state)
+{
+	(void)state;
+	char *err = NULL;
+	const char *text = "*.log\n# keep this one\n!keep.log\n";
+	assert_null(cli__ignore_parse(text, strlen(text), "app/.paasopsignore", &err));
+	assert_string_equal(err, "app/.paasopsignore:3: negated patterns ('!keep.log') are not "
+				 "supported");
+	free(err);
+}
+
+static void test_cli_config_set__builds_set_and_secret(void **state)
+{
+	(void)state;
+	const char *args[] = {"A=1", "DATABASE_URL=postgres://u:p@h/db?x=y", "EMPTY="};
+	struct json *body = NULL;
+	char *err = NULL;
+	assert_int_equal(cli__config_set_parse(args, 3, false, &body, &err), 0);
+	char *s = json_print(body, false);
+	assert_string_equal(s, "{\"set\":{\"A\":\"1\",\"DATABASE_URL\":\"postgres://u:p@h/db?x=y\","
+			       "\"EMPTY\":\"\"}}");
+	free(s);
+	json_free(body);
+	assert_int_equal(cli__config_set_parse(args, 1, true, &body, &err), 0);
+	s = json_print(body, false);
+	assert_string_equal(s, "{\"set\":{\"A\":\"1\"},\"secret\":[\"A\"]}");
+	free(s);
+	json_free(body);
+}
+
+static void test_cli_config_set__rejects_bad_arguments(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *arg, *msg;
+	} bad[] = {
+		{"NOEQUALS", "invalid config argument 'NOEQUALS': expected NAME=VALUE"},
+		{"=v", "invalid config argument '=v'"},
+		{"1A=v", "invalid config name '1A'"},
+		{"A-B=v", "invalid config name 'A-B'"},
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+		struct json *body = NULL;
+		char *err = NULL;
+		const char *args[] = {bad[i].arg};
+		assert_int_equal(cli__config_set_parse(args, 1, false, &body, &err), -EINVAL);
+		assert_null(body);
+		assert_contains(err, bad[i].msg);
+		free(err);
+	}
+	const char *dup[] = {"A=1", "A=2"};
+	struct json *body = NULL;
+	char *err = NULL;
+	assert_int_equal(cli__config_set_parse(dup, 2, false, &body, &err), -EINVAL);
+	assert_string_equal(err, "config var 'A' is given more than once");
+	free(err);
+	assert_true(cli__config_name_ok("_X9"));
+	assert_false(cli__config_name_ok(""));
+}
+
+static void test_cli_parse__a_command_that_is_also_a_group(void **state)
+{
+	(void)state;
+	struct cli_invocation inv;
+	PARSE_OK(&inv, "deploy");
+	assert_string_equal(inv.cmd->name, "deploy");
+	assert_int_equal(inv.n_pos, 0);
+	cli__invocation_release(&inv);
+	PARSE_OK(&inv, "deploy", "./shop", "--wait");
+	assert_string_equal(inv.cmd->name, "deploy");
+	assert_string_equal(inv.pos[0], "./shop");
+	assert_non_null(cli__flag(&inv, "wait"));
+	cli__invocation_release(&inv);
+	PARSE_OK(&inv, "deploy", "-m", "fix", "shop");
+	assert_string_equal(inv.cmd->name, "deploy");
+	assert_string_equal(cli__flag(&inv, "message"), "fix");
+	assert_string_equal(inv.pos[0], "shop");
+	cli__invocation_release(&inv);
+	PARSE_OK(&inv, "deploy", "status", "shop");
+	assert_string_equal(inv.cmd->name, "deploy status");
+	assert_string_equal(inv.pos[0], "shop");
+	cli__invocation_release(&inv);
+	PARSE_OK(&inv, "--json", "config", "shop");
+	assert_string_equal(inv.cmd->name, "config");
+	cli__invocation_release(&inv);
+	PARSE_OK(&inv, "config", "set", "shop", "A=1", "--secret");
+	assert_string_equal(inv.cmd->name, "config set");
+	assert_int_equal(inv.n_pos, 2);
+	cli__invocation_release(&inv);
+	PARSE_OK(&inv, "deploy", "--help");
+	assert_true(inv.help);
+	assert_string_equal(inv.cmd->name, "deploy");
+	cli__invocation_release(&inv);
+	char *err = PARSE_ERR("deploy", "status");
+	assert_contains(err, "missing arguments: usage: paasops deploy status APP");
+	free(err);
+	err = PARSE_ERR("config");
+	assert_contains(err, "missing arguments: usage: paasops config APP");
+	free(err);
+}
+
+/* A fake daemon for one upload: answers with the body's length and a
+ * checksum, so a body larger than a pipe can be checked. */
+static void fake_sum_start(struct fake *f)
+{
+	int fd = fake_listen(f);
+	f->pid = fork();
+	assert_true(f->pid >= 0);
+	if (f->pid == 0) {
+		alarm(10);
+		int c = accept(fd, NULL, NULL);
+		struct strbuf req;
+		strbuf_init(&req, 0);
+		fake_read_request(c, &req);
+		char *end = strstr(req.buf, "\r\n\r\n");
+		char *cl = strcasestr(req.buf, "\r\ncontent-length:");
+		unsigned long long sum = 0;
+		size_t off = end ? (size_t)(end + 4 - req.buf) : req.len;
+		for (size_t i = off; i < req.len; i++)
+			sum = sum * 31 + (unsigned char)req.buf[i];
+		char json[200];
+		snprintf(json, sizeof(json), "{\"len\":%zu,\"declared\":%lu,\"sum\":\"%llx\",\"sha\":%s}",
+			 req.len - off, cl ? strtoul(cl + 17, NULL, 10) : 0UL, sum,
+			 strcasestr(req.buf, "\r\nX-Content-SHA256: abc\r\n") ? "true" : "false");
+		char *a = answer(202, json);
+		if (send(c, a, strlen(a), MSG_NOSIGNAL) < 0)
+			_exit(1);
+		_exit(0);
+	}
+	close(fd);
+	f->pipe_rd = -1;
+}
+
+static void test_cli_client__streams_a_file_body_with_its_length(void **state)
+{
+	(void)state;
+	char path[] = "/tmp/paasops-test-upload-XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	size_t size = 300 * 1024 + 17; /* several chunks, the last one partial */
+	unsigned long long sum = 0;
+	char *data = xmalloc(size);
+	for (size_t i = 0; i < size; i++) {
+		data[i] = (char)(i * 7 + i / 1000);
+		sum = sum * 31 + (unsigned char)data[i];
+	}
+	assert_int_equal(write(fd, data, size), (ssize_t)size);
+	close(fd);
+	free(data);
+
+	struct fake f;
+	fake_sum_start(&f);
+	struct cli_addr addr;
+	char *err = NULL;
+	assert_int_equal(cli__addr_parse(f.addr, &addr, &err), 0);
+	struct cli_client c = {.addr = &addr, .timeout_ms = 5000};
+	struct cli_response res;
+	const char *headers[] = {"X-Content-SHA256: abc", NULL};
+	assert_int_equal(cli__client_request_file(&c, "POST", "/v1/apps/shop/releases", path,
+						  "application/gzip", headers, &res, &err),
+			 0);
+	assert_int_equal(res.status, 202);
+	int64_t n;
+	assert_int_equal(json_get_int(json_get(res.json, "len"), &n), 0);
+	assert_int_equal(n, (int64_t)size);
+	assert_int_equal(json_get_int(json_get(res.json, "declared"), &n), 0);
+	assert_int_equal(n, (int64_t)size);
+	char want[32];
+	snprintf(want, sizeof(want), "%llx", sum);
+	assert_string_equal(json_get_str(res.json, "sum"), want);
+	assert_true(json_true(json_get(res.json, "sha")));
+	cli__response_release(&res);
+	int status;
+	assert_int_equal(waitpid(f.pid, &status, 0), f.pid);
+	unlink(f.sock);
+	rmdir(f.dir);
+
+	/* A file that cannot be read is a local failure, not an unreachable daemon. */
+	unlink(path);
+	assert_int_equal(cli__client_request_file(&c, "POST", "/x", path, NULL, NULL, &res, &err),
+			 -EIO);
+	assert_contains(err, "cannot read '/tmp/paasops-test-upload-");
+	assert_int_equal(cli__exit_for_transport(-EIO), 1);
+	free(err);
+	cli__addr_release(&addr);
+}
+
+static void write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+static void test_cli_run__deploy_packs_honouring_paasopsignore_and_uploads(void **state)
+{
+	(void)state;
+	char dir[] = "/tmp/paasops-test-deploy-XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	char *p = xasprintf("%s/paasops.yaml", dir);
+	write_file(p, "app: shop\nprocesses:\n  web:\n    command: ./server\n");
+	free(p);
+	p = xasprintf("%s/server", dir);
+	write_file(p, "#!/bin/sh\n");
+	free(p);
+	p = xasprintf("%s/debug.log", dir);
+	write_file(p, "noise\n");
+	free(p);
+	p = xasprintf("%s/.paasopsignore", dir);
+	write_file(p, "# logs\n*.log\n");
+	free(p);
+	p = xasprintf("%s/.git", dir);
+	assert_int_equal(mkdir(p, 0755), 0);
+	free(p);
+	p = xasprintf("%s/.git/HEAD", dir);
+	write_file(p, "ref\n");
+	free(p);
+
+	struct fake f;
+	char *a = answer(202, "{\"version\":3,\"status\":\"pending\",\"deploy\":{\"version\":3}}");
+	const char *answers[] = {a};
+	fake_start(&f, answers, 1);
+	struct run r = RUN("--server", f.addr, "deploy", dir, "-m", "fix it");
+	assert_int_equal(r.rc, 0);
+	assert_contains(r.out, "release v3 of app 'shop' created from /tmp/paasops-test-deploy-");
+	run_free(&r);
+	char *reqs;
+	struct strbuf raw = fake_finish_raw(&f, &reqs);
+	assert_true(str_starts_with(reqs, "POST /v1/apps/shop/releases?spec=paasops.yaml&"
+					  "message=fix%20it HTTP/1.1\r\n"));
+	assert_contains(reqs, "\r\nContent-Type: application/gzip\r\n");
+	assert_contains(reqs, "\r\nX-Content-SHA256: ");
+
+	/* What was sent unpacks to the directory minus .git and *.log. */
+	size_t off = (size_t)(strstr(reqs, "\r\n\r\n") + 4 - reqs);
+	size_t len = strtoul(strcasestr(reqs, "\r\ncontent-length:") + 17, NULL, 10);
+	assert_int_equal(off + len + 6, raw.len); /* then "\n----\n" */
+	const char *body = raw.buf + off;
+	char tgz[] = "/tmp/paasops-test-deploy-tgz-XXXXXX";
+	int fd = mkstemp(tgz);
+	assert_int_equal(write(fd, body, len), (ssize_t)len);
+	close(fd);
+	char out[] = "/tmp/paasops-test-deploy-out-XXXXXX";
+	assert_non_null(mkdtemp(out));
+	struct archive_limits lim = {1 << 20, 100};
+	char *err = NULL;
+	assert_int_equal(archive_extract_safe(tgz, out, &lim, &err), 0);
+	struct stat st;
+	char *q = xasprintf("%s/paasops.yaml", out);
+	assert_int_equal(stat(q, &st), 0);
+	free(q);
+	q = xasprintf("%s/server", out);
+	assert_int_equal(stat(q, &st), 0);
+	free(q);
+	q = xasprintf("%s/.paasopsignore", out);
+	assert_int_equal(stat(q, &st), 0);
+	free(q);
+	q = xasprintf("%s/debug.log", out);
+	assert_int_equal(stat(q, &st), -1);
+	free(q);
+	q = xasprintf("%s/.git", out);
+	assert_int_equal(stat(q, &st), -1);
+	free(q);
+	unlink(tgz);
+	paths_remove_tree(out);
+	paths_remove_tree(dir);
+	strbuf_release(&raw);
+	free(reqs);
+	free(a);
+}
+
+static void test_cli_run__deploy_checks_the_spec_before_sending(void **state)
+{
+	(void)state;
+	char dir[] = "/tmp/paasops-test-deploy-XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	char *p = xasprintf("%s/paasops.yaml", dir);
+	write_file(p, "app: shop\nprocesses:\n  web:\n    comand: ./server\n");
+	free(p);
+	/* No daemon at all: nothing is sent, the spec's errors are printed. */
+	struct run r = RUN("--server", "unix:/nonexistent/paasops.sock", "deploy", dir);
+	assert_int_equal(r.rc, 1);
+	assert_contains(r.err, "paasops.yaml:4:5: unknown key 'comand'");
+	assert_string_equal(r.out, "");
+	run_free(&r);
+	r = RUN("--server", "unix:/nonexistent/paasops.sock", "deploy", dir, "-f", "../x.yaml");
+	assert_int_equal(r.rc, 2);
+	run_free(&r);
+	p = xasprintf("%s/paasops.yaml", dir);
+	write_file(p, "app: shop\nprocesses:\n  web:\n    command: ./server\n");
+	free(p);
+	r = RUN("--server", "unix:/nonexistent/paasops.sock", "deploy", dir, "--app", "blog");
+	assert_int_equal(r.rc, 1);
+	assert_contains(r.err, "is the spec of app 'shop', not 'blog'");
+	run_free(&r);
+	paths_remove_tree(dir);
+}
+
+static void test_cli_run__deploy_wait_prints_output_and_fails_on_rollback(void **state)
+{
+	(void)state;
+	char dir[] = "/tmp/paasops-test-deploy-XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	char *p = xasprintf("%s/paasops.yaml", dir);
+	write_file(p, "app: shop\nprocesses:\n  web:\n    command: ./server\n");
+	free(p);
+	char *a[] = {
+		answer(200, "{\"lines\":[],\"next\":5}"),
+		answer(202, "{\"version\":3,\"deploy\":{\"version\":3}}"),
+		answer(200, "{\"lines\":[{\"seq\":6,\"stream\":\"stdout\",\"line\":\"GET /\"},"
+			    "{\"seq\":7,\"stream\":\"build\",\"line\":\"compiling\"}],\"next\":7}"),
+		answer(200, "{\"version\":3,\"phase\":\"building\",\"result\":null}"),
+		answer(200, "{\"lines\":[],\"next\":7}"),
+		answer(200, "{\"version\":3,\"from\":2,\"phase\":\"done\",\"result\":\"rolled-back\","
+			    "\"reason\":\"regression: v3 answered 5xx to 20.0% of 40 requests\"}"),
+		answer(200, "{\"lines\":[{\"seq\":8,\"stream\":\"release\",\"line\":\"migrated\"}],"
+			    "\"next\":8}"),
+	};
+	struct fake f;
+	fake_start(&f, (const char *const *)a, ARRAY_SIZE(a));
+	struct run r = RUN("--server", f.addr, "deploy", dir, "--wait");
+	assert_int_equal(r.rc, 1);
+	assert_contains(r.out, "build: compiling\nv3: building\nrelease: migrated\n");
+	assert_true(!strstr(r.out, "GET /"));
+	assert_string_equal(r.err, "error: v3 of app 'shop' was rolled back to v2: regression: v3 "
+				   "answered 5xx to 20.0% of 40 requests\n");
+	run_free(&r);
+	char *reqs;
+	struct strbuf raw = fake_finish_raw(&f, &reqs);
+	strbuf_release(&raw);
+	assert_true(str_starts_with(reqs, "GET /v1/apps/shop/logs?lines=1 "));
+	assert_contains(reqs, "GET /v1/apps/shop/logs?after=5&lines=10000 ");
+	assert_contains(reqs, "GET /v1/apps/shop/logs?after=7&lines=10000 ");
+	assert_contains(reqs, "GET /v1/apps/shop/deploy ");
+	free(reqs);
+	for (size_t i = 0; i < ARRAY_SIZE(a); i++)
+		free(a[i]);
+	paths_remove_tree(dir);
+}
+
+static void test_cli_run__config_set_and_releases(void **state)
+{
+	(void)state;
+	char *a[] = {
+		answer(202, "{\"version\":5,\"deploy\":{\"version\":5,\"from\":4}}"),
+		answer(200, "{\"releases\":[{\"version\":5,\"status\":\"deploying\",\"author\":\"ci\","
+			    "\"message\":\"config change\",\"created_at\":\"2020-01-01T00:00:00Z\"},"
+			    "{\"version\":4,\"status\":\"active\",\"author\":null,\"message\":null}]}"),
+	};
+	struct fake f;
+	fake_start(&f, (const char *const *)a, ARRAY_SIZE(a));
+	struct run r = RUN("--server", f.addr, "config", "set", "shop", "A=1", "B=x=y", "--secret");
+	assert_int_equal(r.rc, 0);
+	assert_string_equal(r.out, "set A, B (secret) on app 'shop': release v5\n");
+	run_free(&r);
+	r = RUN("--server", f.addr, "releases", "shop");
+	assert_int_equal(r.rc, 0);
+	assert_true(str_starts_with(r.out, "VERSION  STATUS     AUTHOR  AGE"));
+	assert_contains(r.out, "\nv5       deploying  ci      ");
+	assert_contains(r.out, "config change\nv4       active     -       -");
+	run_free(&r);
+	char *reqs = fake_finish(&f);
+	assert_contains(reqs, "POST /v1/apps/shop/config HTTP/1.1\r\n");
+	assert_contains(reqs, "{\"set\":{\"A\":\"1\",\"B\":\"x=y\"},\"secret\":[\"A\",\"B\"]}");
+	free(reqs);
+	for (size_t i = 0; i < ARRAY_SIZE(a); i++)
+		free(a[i]);
+	r = RUN("--server", "unix:/nonexistent/paasops.sock", "releases", "shop", "x3");
+	assert_int_equal(r.rc, 2);
+	run_free(&r);
+	r = RUN("--server", "unix:/nonexistent/paasops.sock", "config", "set", "shop", "9=x");
+	assert_int_equal(r.rc, 2);
 	run_free(&r);
 }
 
@@ -1157,6 +1589,18 @@ int main(void)
 		cmocka_unit_test_setup(test_cli_run__json_prints_the_server_answer, setup),
 		cmocka_unit_test_setup(test_cli_run__version_without_daemon_still_exits_0, setup),
 		cmocka_unit_test_setup(test_cli_run__help_lists_every_command, setup),
+		cmocka_unit_test(test_cli_ignore__reads_patterns_skipping_comments_and_blanks),
+		cmocka_unit_test(test_cli_ignore__refuses_negation_naming_the_line),
+		cmocka_unit_test(test_cli_config_set__builds_set_and_secret),
+		cmocka_unit_test(test_cli_config_set__rejects_bad_arguments),
+		cmocka_unit_test(test_cli_parse__a_command_that_is_also_a_group),
+		cmocka_unit_test(test_cli_client__streams_a_file_body_with_its_length),
+		cmocka_unit_test_setup(test_cli_run__deploy_packs_honouring_paasopsignore_and_uploads,
+				       setup),
+		cmocka_unit_test_setup(test_cli_run__deploy_checks_the_spec_before_sending, setup),
+		cmocka_unit_test_setup(test_cli_run__deploy_wait_prints_output_and_fails_on_rollback,
+				       setup),
+		cmocka_unit_test_setup(test_cli_run__config_set_and_releases, setup),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

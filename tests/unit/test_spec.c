@@ -485,14 +485,14 @@ static void test_spec__refuses_duplicate_keys_anywhere(void **state)
 			      "  web:\n"
 			      "    command: y\n"
 			      "alerts:\n"
-			      "  - {name: a, metric: m, op: \">\", value: 1, value: 2}\n");
+			      "  - {name: a, metric: instances_ready, op: \">\", value: 1, value: 2}\n");
 	assert_int_equal(count_lines(err), 5);
 	assert_line(err, FILE_NAME ":2:1: duplicate key 'app' at the top level (first at 1:1)");
 	assert_line(err, FILE_NAME ":3:13: duplicate env var 'A' in 'env' (first at 3:7)");
 	assert_line(err, FILE_NAME ":7:37: duplicate key 'interval' in 'health' of process 'web' "
 			 "(first at 7:23)");
 	assert_line(err, FILE_NAME ":8:3: duplicate process 'web' (first at 5:3)");
-	assert_line(err, FILE_NAME ":11:45: duplicate key 'value' in alert 'a' (first at 11:35)");
+	assert_line(err, FILE_NAME ":11:59: duplicate key 'value' in alert 'a' (first at 11:49)");
 	free(err);
 }
 
@@ -724,7 +724,11 @@ static void test_spec__validates_alerts(void **state)
 				   "  - {name: slow, metric: \"bad metric\", op: \">\", value: 1, for: -1s}\n"
 				   "  - {metric: m}\n"
 				   "  - just text\n");
-	assert_int_equal(count_lines(err), 10);
+	assert_int_equal(count_lines(err), 12);
+	assert_line(err, FILE_NAME ":6:26: unknown metric 'p95' in alert 'slow': use an app metric "
+			 "such as http_p95_seconds or a paasops_* series (see doc/alerts.md)");
+	assert_line(err, FILE_NAME ":8:14: unknown metric 'm' in alert 3: use an app metric such as "
+			 "http_p95_seconds or a paasops_* series (see doc/alerts.md)");
 	assert_line(err, FILE_NAME ":6:35: 'op' in alert 'slow' must be one of '==', '!=', '>', "
 			 "'>=', '<' or '<=', found the quoted string '=' (did you mean '=='?)");
 	assert_line(err, FILE_NAME ":6:47: 'value' in alert 'slow' must be a number, found 'x'");
@@ -746,11 +750,59 @@ static void test_spec__validates_alerts(void **state)
 	/* An unquoted ">" starts a folded block scalar: say how to write it. */
 	expect_error(HEAD "alerts:\n"
 			  "  - name: slow\n"
-			  "    metric: m\n"
+			  "    metric: instances_ready\n"
 			  "    op: >\n"
 			  "    value: 1\n",
 		     FILE_NAME ":8:9: 'op' in alert 'slow' is empty: quote the operator, e.g. op: "
 			       "\">\"");
+}
+
+static void test_spec__parses_alert_functions_matchers_and_annotations(void **state)
+{
+	struct spec *s = parse_ok(HEAD "alerts:\n"
+				       "  - name: fds\n"
+				       "    metric: paasops_instance_open_fds\n"
+				       "    fn: max\n"
+				       "    window: 30s\n"
+				       "    match: {process: web}\n"
+				       "    op: \">\"\n"
+				       "    value: 1000\n"
+				       "    keep_firing_for: 2m\n"
+				       "    summary: \"{{ $labels.instance }} has {{ $value }} fds\"\n"
+				       "    description: see the runbook\n"
+				       "  - {name: slow, metric: http_p95_seconds, op: \">\", value: 0.5}\n");
+	const struct spec_alert *a = &s->alerts[0];
+	assert_string_equal(a->fn, "max");
+	assert_int_equal(a->window_ms, 30000);
+	assert_int_equal(a->n_match, 1);
+	assert_string_equal(a->match[0].key, "process");
+	assert_string_equal(a->match[0].value, "web");
+	assert_int_equal(a->keep_firing_ms, 120000);
+	assert_string_equal(a->summary, "{{ $labels.instance }} has {{ $value }} fds");
+	assert_string_equal(a->description, "see the runbook");
+	a = &s->alerts[1];
+	assert_null(a->fn);
+	assert_int_equal(a->window_ms, 0);
+	assert_int_equal(a->n_match, 0);
+	assert_int_equal(a->keep_firing_ms, -1);
+	assert_null(a->summary);
+	spec_free(s);
+
+	char *err = parse_err(HEAD "alerts:\n"
+				   "  - {name: a, metric: instance_ready, op: \"<\", value: 1}\n"
+				   "  - {name: b, metric: http_p95_seconds, fn: max, op: \">\", value: 1}\n"
+				   "  - {name: c, metric: paasops_x, fn: rat, match: {1a: b}, op: \">\", value: 1}\n");
+	assert_int_equal(count_lines(err), 4);
+	assert_line(err, FILE_NAME ":6:23: unknown metric 'instance_ready' in alert 'a' (did you "
+			 "mean 'instances_ready'?)");
+	assert_line(err, FILE_NAME ":7:41: 'fn' in alert 'b' cannot be used with the app metric "
+			 "'http_p95_seconds' (it has its own)");
+	assert_line(err, FILE_NAME ":8:38: 'fn' in alert 'c' must be one of 'raw', 'rate', 'avg', "
+			 "'min', 'max', 'sum', 'p50', 'p90', 'p95' or 'p99', found 'rat' (did you mean "
+			 "'raw'?)");
+	assert_line(err, FILE_NAME ":8:51: invalid label name '1a' in 'match' in alert 'c': use "
+			 "letters, digits and '_', not starting with a digit or '__'");
+	free(err);
 }
 
 static void test_spec__validates_env(void **state)
@@ -1111,6 +1163,7 @@ int main(void)
 		cmocka_unit_test(test_spec__validates_deploy_strategy),
 		cmocka_unit_test(test_spec__validates_autoscale),
 		cmocka_unit_test(test_spec__validates_alerts),
+		cmocka_unit_test(test_spec__parses_alert_functions_matchers_and_annotations),
 		cmocka_unit_test(test_spec__validates_env),
 		cmocka_unit_test(test_spec__requires_app_and_processes),
 		cmocka_unit_test(test_spec__refuses_documents_that_are_not_a_mapping),

@@ -3,6 +3,7 @@ tests, run by paasops as an app. Standard library only. It listens on
 $HOST:$PORT, keeps connections alive, and answers:
 
   GET  /healthz          "ok"; 503 while the file $STATE_DIR/$PAASOPS_INSTANCE.sick exists
+  *    anything else     500 while the file $STATE_DIR/$PAASOPS_INSTANCE.fail exists
   *    /slow?ms=N        the echo below, after N milliseconds
   GET  /status/N         status N (no body for 1xx, 204 and 304)
   GET  /bytes?n=N        N bytes of the pattern bytes(range(256)) repeated, with Content-Length
@@ -161,6 +162,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 self.send(503, b"sick\n", content_type="text/plain")
             else:
                 self.send(200, b"ok\n", content_type="text/plain")
+            return
+        fail = state_file("fail")
+        if fail and os.path.exists(fail):
+            self.read_body()
+            self.send(500, f"{INSTANCE} failing\n".encode(), content_type="text/plain")
             return
         if path == "/ws":
             return self.websocket()

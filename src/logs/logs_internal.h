@@ -1,0 +1,394 @@
+/* logs_internal.h: what the logs module's files share with each other and
+ * with tests/unit/test_logs.c. Not for other modules: they use logs.h.
+ *
+ * The module is split by noun:
+ *   logs_parse.c  lines → level, lifted message and fields; tokens and their
+ *                 hashes; escaping for output
+ *   logs_chunk.c  the storage unit: a compressed column-wise block of one
+ *                 app's lines with a split-block bloom filter of its tokens
+ *   logs_query.c  the filter and the query language (words, "phrases",
+ *                 AND/OR/NOT, field:value), evaluated per chunk and per line
+ *   logs_writer.c the writer thread: batches in, chunks out, retention
+ *   logs.c        ingest on the loop (rate limits), queries on the thread
+ *                 pool, live tails, stats
+ *   logs_drain.c  forwarding to syslog (RFC 5424/TCP) and HTTP (NDJSON)
+ *
+ * Threads: ingest, tails and drains run on the control loop; the writer
+ * thread owns the write connection and the open chunks; queries run on the
+ * libuv thread pool with their own read connections. They meet only at the
+ * locked queues in struct logs and at the bloom cache (its own lock). */
+#ifndef PAASOPS_LOGS_INTERNAL_H
+#define PAASOPS_LOGS_INTERNAL_H
+#include "core/strbuf.h"
+#include "logs/logs.h"
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+struct json;
+struct store_logs;
+
+/* ------------------------------------------------------------------------ */
+/* Lines and their parts (logs_parse.c)                                     */
+
+enum logs_level {
+	LOGS_LEVEL_NONE = 0, /* not recognised */
+	LOGS_LEVEL_TRACE,
+	LOGS_LEVEL_DEBUG,
+	LOGS_LEVEL_INFO,
+	LOGS_LEVEL_WARN,
+	LOGS_LEVEL_ERROR,
+	LOGS_LEVEL_FATAL,
+	LOGS_NLEVELS
+};
+
+#define LOGS_NSTREAMS 5 /* stdout, stderr, router, build, release */
+
+const char *logs_level_name(int level);   /* "" for NONE */
+const char *logs_stream_name(int stream); /* "stdout", ... */
+/* Level from a word ("WARNING", "err", "Fatal", "50" as pino's numbers);
+ * LOGS_LEVEL_NONE when it is not one. */
+int logs_level_parse(const char *s, size_t n);
+/* -1 when unknown. */
+int logs_stream_parse(const char *s);
+
+/* A lifted field: key and value as offsets into the parse's scratch. */
+struct logs_field {
+	uint32_t key, klen, val, vlen;
+};
+
+#define LOGS_MAX_FIELDS 64
+#define LOGS_MAX_DEPTH 4
+
+/* What a line says about itself. JSON objects: scalar members (nested
+ * objects flattened with dots, to LOGS_MAX_DEPTH) become fields; logfmt:
+ * every key=value or key="quoted value" that starts a word. level, lvl,
+ * severity, loglevel, levelname or log.level give the level; msg or message
+ * the message. Plain text: a level word (ERROR, [warn], Info:) among the
+ * first words. Router lines: the level from their status. */
+struct logs_parsed {
+	int level;
+	bool json, logfmt;
+	bool has_msg;
+	uint32_t msg, msg_len; /* offsets into scratch when has_msg */
+	struct logs_field fields[LOGS_MAX_FIELDS];
+	size_t n_fields;
+	struct strbuf scratch;
+};
+
+void logs_parsed_init(struct logs_parsed *p);
+void logs_parsed_release(struct logs_parsed *p);
+/* Parses one line (any bytes). Reuses p's memory. */
+void logs_parse(struct logs_parsed *p, const char *text, size_t len, int stream);
+static inline const char *logs_field_key(const struct logs_parsed *p, const struct logs_field *f)
+{
+	return p->scratch.buf + f->key;
+}
+static inline const char *logs_field_val(const struct logs_parsed *p, const struct logs_field *f)
+{
+	return p->scratch.buf + f->val;
+}
+
+/* Word bytes: ASCII letters, digits, '_' and every byte >= 0x80. */
+extern const uint8_t logs_word_char[256];
+static inline char logs_lower(char c)
+{
+	return (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
+}
+
+/* Hashes: every token, field and attribute goes into a chunk's bloom filter
+ * as one 64-bit hash. Words are lowercased (ASCII); fields and attributes
+ * carry a kind byte so that they never collide with words. */
+uint64_t logs_hash_word(const char *s, size_t n);
+uint64_t logs_hash_field(const char *key, size_t klen, const char *val, size_t vlen);
+/* kind: 'a' app, 'p' process, 'i' instance, 'r' release. */
+uint64_t logs_hash_attr(char kind, const char *val, size_t vlen);
+
+typedef void (*logs_token_cb)(void *ctx, uint64_t hash);
+/* Calls cb with the hash of every word of the line (duplicates included). */
+void logs_words(const char *s, size_t n, logs_token_cb cb, void *ctx);
+
+/* Appends s as valid UTF-8 without NUL: valid sequences are copied, NUL
+ * and every byte of an invalid sequence become the four characters \xNN. */
+void logs_escape_utf8(struct strbuf *out, const char *s, size_t n);
+/* Appends s for a terminal: like logs_escape_utf8, and control characters
+ * (ESC, CR, BEL, ...; not TAB) become \xNN too, so that no line can move
+ * the cursor or change colours. */
+void logs_escape_tty(struct strbuf *out, const char *s, size_t n);
+
+/* ------------------------------------------------------------------------ */
+/* Bloom filters and hash sets (logs_chunk.c)                               */
+
+/* A split-block bloom filter (32-byte blocks of eight 32-bit words, one bit
+ * per word per key, as in Parquet): one cache line per lookup. */
+struct logs_bloom {
+	uint32_t nblocks;
+	uint32_t *words; /* nblocks * 8 */
+};
+
+#define LOGS_BLOOM_BITS_PER_KEY 16
+
+/* Sized for n keys at bits_per_key (at least one block). */
+void logs_bloom_init(struct logs_bloom *b, size_t n, unsigned bits_per_key);
+void logs_bloom_release(struct logs_bloom *b);
+void logs_bloom_add(struct logs_bloom *b, uint64_t h);
+/* words: nblocks * 8 words, as stored. */
+bool logs_bloom_test(const uint32_t *words, uint32_t nblocks, uint64_t h);
+
+/* A set of 64-bit hashes (open addressing), to count distinct keys before
+ * sizing a bloom filter. */
+struct logs_hset {
+	uint64_t *slots;
+	size_t cap, n;
+	bool has_zero;
+};
+void logs_hset_init(struct logs_hset *s);
+void logs_hset_release(struct logs_hset *s);
+void logs_hset_clear(struct logs_hset *s);
+void logs_hset_add(struct logs_hset *s, uint64_t h);
+/* Adds every member to b. */
+void logs_hset_to_bloom(const struct logs_hset *s, struct logs_bloom *b);
+
+/* ------------------------------------------------------------------------ */
+/* Records and chunks (logs_chunk.c)                                        */
+
+/* One line as stored. Strings are borrowed from whatever holds the record
+ * (a batch, a builder or a decoded chunk). */
+struct logs_rec {
+	uint64_t seq;
+	int64_t t_ns;
+	int32_t release;
+	uint8_t stream, level;
+	const char *app, *process, *instance; /* process/instance "" when app-level */
+	const char *text;
+	uint32_t len;
+};
+
+/* The lines of one app that go into a chunk, in seq order. */
+struct logs_builder {
+	struct logs_brec {
+		uint64_t seq;
+		int64_t t_ns;
+		int32_t release;
+		uint8_t stream, level;
+		uint32_t proc, inst; /* dictionary indexes */
+		uint64_t text;       /* offset into arena */
+		uint32_t len;
+	} *recs;
+	size_t n, alloc;
+	struct strbuf arena;
+	char **dict; /* process and instance names */
+	size_t n_dict, alloc_dict;
+	uint64_t raw_bytes; /* sum of line lengths */
+	struct logs_hset set; /* hashes of every line's words and fields */
+};
+
+void logs_builder_init(struct logs_builder *b);
+void logs_builder_release(struct logs_builder *b);
+void logs_builder_reset(struct logs_builder *b);
+/* Adds a copy of r; p is r's parse (its fields go into the set). */
+void logs_builder_add(struct logs_builder *b, const struct logs_rec *r, const struct logs_parsed *p);
+/* Keeps the first n records; returns the bytes of text dropped. The set
+ * keeps the dropped lines' hashes (a bloom filter may say too much). */
+uint64_t logs_builder_truncate(struct logs_builder *b, size_t n);
+/* Record k as a struct logs_rec (strings borrowed from b; app NULL). */
+void logs_builder_get(const struct logs_builder *b, size_t k, struct logs_rec *out);
+
+/* A chunk as written: metadata, bloom and compressed body. */
+struct logs_chunk {
+	uint64_t seq_min, seq_max;
+	int64_t t_min, t_max;
+	uint32_t n_lines;
+	uint64_t raw_bytes;
+	uint32_t levels, streams; /* bit masks of what occurs */
+	struct logs_bloom bloom;
+	struct strbuf data; /* gzip of the column-wise body */
+};
+
+/* Encodes records [from, to) of b (at least one) into c, which the caller
+ * releases with logs_chunk_release. app names the app for the attribute
+ * tokens. level: zlib level 1..9. Every word of every line, every lifted
+ * field, and the app, process, instance and release attributes go into the
+ * bloom filter (from b's set when [from, to) is all of b; else the lines
+ * are tokenized again). p is scratch. */
+void logs_chunk_encode(const struct logs_builder *b, size_t from, size_t to, const char *app,
+		       int level, struct logs_parsed *p, struct logs_chunk *c);
+void logs_chunk_release(struct logs_chunk *c);
+
+/* A decoded chunk body. */
+struct logs_view {
+	struct strbuf body;
+	size_t n;
+	struct logs_vrec {
+		uint64_t seq;
+		int64_t t_ns;
+		int32_t release;
+		uint8_t stream, level;
+		uint32_t proc, inst;
+		uint32_t len;
+		const char *text; /* into body */
+	} *recs;
+	const char **dict; /* into body, NUL-terminated copies in strs */
+	size_t n_dict;
+	struct strbuf strs;
+};
+
+void logs_view_init(struct logs_view *v);
+void logs_view_release(struct logs_view *v);
+/* Decompresses and decodes data. 0, or -EINVAL for damaged data. */
+int logs_view_decode(struct logs_view *v, const void *data, size_t len);
+void logs_view_get(const struct logs_view *v, size_t k, const char *app, struct logs_rec *out);
+
+/* ------------------------------------------------------------------------ */
+/* The filter and the query language (logs_query.c)                        */
+
+enum logs_node_kind { LOGS_Q_TERM, LOGS_Q_FIELD, LOGS_Q_AND, LOGS_Q_OR, LOGS_Q_NOT };
+
+/* A parsed q. TERM: a word or "phrase" (text, lowercased), matched as a
+ * case-insensitive substring that begins and ends at word boundaries.
+ * FIELD: key:value, value compared case-insensitively; the keys app,
+ * process, instance, stream, level and release are the record's own. */
+struct logs_node {
+	enum logs_node_kind kind;
+	char *text; /* TERM: lowercased needle; FIELD: value */
+	size_t len;
+	char *key;                     /* FIELD */
+	uint64_t *hashes;              /* the words inside text, for the bloom */
+	size_t n_hashes;
+	bool needs_parse;              /* FIELD on a lifted field */
+	struct logs_node *a, *b;       /* AND/OR: a, b; NOT: a */
+};
+
+/* Parses q. NULL with *err (caller frees) on a syntax error; an empty q
+ * gives NULL with *err NULL. Caller frees with logs_node_free. */
+struct logs_node *logs_q_parse(const char *q, char **err);
+void logs_node_free(struct logs_node *n);
+/* The canonical form, for tests and messages: (AND a b), "phrase", k:v. */
+void logs_node_format(const struct logs_node *n, struct strbuf *out);
+
+/* Whether a chunk may hold a match: false only when its bloom filter rules
+ * every match out. */
+bool logs_node_may_match(const struct logs_node *n, const uint32_t *bloom, uint32_t nblocks);
+/* Whether any node needs the line's lifted fields. */
+bool logs_node_needs_parse(const struct logs_node *n);
+
+/* Per-line scratch of an evaluation. */
+struct logs_match_ctx {
+	struct strbuf lower; /* the lowercased line */
+	struct logs_parsed parsed;
+	bool lowered, parsed_done;
+};
+void logs_match_ctx_init(struct logs_match_ctx *m);
+void logs_match_ctx_release(struct logs_match_ctx *m);
+/* Whether r passes f (attributes, time, level, q). */
+bool logs_filter_match(const struct logs_filter *f, const struct logs_rec *r,
+		       struct logs_match_ctx *m);
+/* Whether a chunk of app with these bounds could hold a match of f. */
+bool logs_filter_chunk(const struct logs_filter *f, const char *app, uint64_t seq_min,
+		       uint64_t seq_max, int64_t t_min, int64_t t_max, uint32_t levels,
+		       uint32_t streams);
+bool logs_filter_app(const struct logs_filter *f, const char *app);
+
+/* Sets the record's JSON form: seq, time (RFC 3339 with ns), app, process,
+ * instance, release, stream, level, message, line, fields. Text escaped
+ * with logs_escape_utf8. p is scratch. */
+struct json *logs_rec_json(const struct logs_rec *r, struct logs_parsed *p);
+/* "2026-11-29T22:57:15.123456789Z" */
+void logs_format_time_ns(int64_t t_ns, char *buf, size_t size);
+
+/* ------------------------------------------------------------------------ */
+/* Batches: lines from the loop to the writer and back                     */
+
+/* Packed records: struct logs_bhdr then app, process, instance (each
+ * NUL-terminated) and the text, padded to 8 bytes. */
+struct logs_bhdr {
+	uint64_t seq;
+	int64_t t_ns;
+	int32_t release;
+	uint32_t len;
+	uint8_t stream, level;
+	uint8_t app_len, proc_len;
+	uint16_t inst_len;
+	uint16_t pad;
+};
+
+struct logs_batch {
+	struct logs_batch *next;
+	size_t n;
+	struct strbuf data;
+};
+
+struct logs_batch *logs_batch_new(void);
+void logs_batch_free(struct logs_batch *b);
+void logs_batch_add(struct logs_batch *b, const struct logs_rec *r);
+/* Iterates: pos starts at 0; false at the end. */
+bool logs_batch_next(const struct logs_batch *b, size_t *pos, struct logs_rec *out,
+		     struct logs_bhdr **hdr);
+
+/* ------------------------------------------------------------------------ */
+/* The writer thread (logs_writer.c)                                        */
+
+struct logs_writer;
+
+struct logs_writer_config {
+	struct logs *logs;
+	const char *path;
+	int64_t flush_ms;
+	int64_t retention_ms;
+	int64_t max_bytes, app_max_bytes;
+	int min_free_pct;
+	int zlevel;
+	uint64_t chunk_bytes; /* seal an open chunk at this many raw bytes */
+	int64_t chunk_age_ms; /* or when its oldest line is this old */
+};
+
+struct logs_writer *logs_writer_start(const struct logs_writer_config *cfg, uint64_t *next_seq,
+				      int64_t *last_t_ns, char **err);
+/* Writes what is queued, seals every open chunk, joins the thread. */
+void logs_writer_stop(struct logs_writer *w);
+/* Queues a batch (taken over on success); false when the queue is full or
+ * the writer stops (the caller keeps b). Any thread. */
+bool logs_writer_push(struct logs_writer *w, struct logs_batch *b);
+/* Runs retention now (tests); blocks until done. */
+void logs_writer_sync(struct logs_writer *w, bool retention);
+/* Bytes of batches waiting for the writer (any thread). */
+uint64_t logs_writer_queue_bytes(struct logs_writer *w);
+void logs_writer_stats(struct logs_writer *w, struct json *out);
+
+/* ------------------------------------------------------------------------ */
+/* Bloom cache (logs.c)                                                     */
+
+/* Loads (or finds) the bloom of chunk id; calls test under the cache lock. */
+struct logs_bloom_ref {
+	const uint32_t *words;
+	uint32_t nblocks;
+};
+void logs__bloom_put(struct logs *l, int64_t id, const uint32_t *words, uint32_t nblocks);
+void logs__bloom_forget(struct logs *l, int64_t id);
+
+/* Called by the writer (on its thread) once batches are committed; they
+ * are handed to the loop for tails and drains, which free them. */
+void logs__committed(struct logs *l, struct logs_batch *head, uint64_t high_seq);
+/* Stats from the writer: bytes on disk per app. */
+
+/* ------------------------------------------------------------------------ */
+/* Drains (logs_drain.c)                                                    */
+
+struct logs_drain;
+/* url: syslog://HOST:PORT, syslog+tcp://, http://, https://. app NULL: all
+ * apps. NULL + *err on a bad URL. */
+struct logs_drain *logs_drain_new(uv_loop_t *loop, const char *url, const char *app, int64_t id,
+				  char **err);
+/* Closes it (asynchronously) and frees it. */
+void logs_drain_free(struct logs_drain *d);
+/* Queues a committed line (loop thread). */
+void logs_drain_push(struct logs_drain *d, const struct logs_rec *r);
+bool logs_drain_wants(const struct logs_drain *d, const char *app);
+struct json *logs_drain_json(const struct logs_drain *d);
+int64_t logs_drain_id(const struct logs_drain *d);
+/* RFC 5424 message for r (without framing), for tests. */
+void logs_drain_syslog_format(struct strbuf *out, const struct logs_rec *r, const char *hostname);
+
+#endif
