@@ -109,3 +109,92 @@ char *crypto_hex(const void *data, size_t len)
 	out[2 * len] = '\0';
 	return out;
 }
+
+/* ---- sealing secrets ---- */
+
+static int b64val(int c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	if (c == '-')
+		return 62;
+	if (c == '_')
+		return 63;
+	return -1;
+}
+
+/* Decodes unpadded base64url; returns the length or -1. */
+static long b64url_decode(const char *in, unsigned char *out, size_t cap)
+{
+	size_t n = 0;
+	unsigned acc = 0;
+	int bits = 0;
+	for (const char *p = in; *p; p++) {
+		int v = b64val((unsigned char)*p);
+		if (v < 0)
+			return -1;
+		acc = (acc << 6) | (unsigned)v;
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			if (n >= cap)
+				return -1;
+			out[n++] = (unsigned char)(acc >> bits);
+		}
+	}
+	return (long)n;
+}
+
+char *crypto_seal(const unsigned char key[CRYPTO_KEY_BYTES], const char *text)
+{
+	size_t len = strlen(text);
+	unsigned char *buf = xmalloc(12 + len + 16);
+	if (crypto_random(buf, 12) < 0)
+		abort();
+	EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+	int n = 0, m = 0;
+	if (!ctx || !EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, key, buf) ||
+	    !EVP_EncryptUpdate(ctx, buf + 12, &n, (const unsigned char *)text, (int)len) ||
+	    !EVP_EncryptFinal_ex(ctx, buf + 12 + n, &m) ||
+	    !EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, 16, buf + 12 + n + m))
+		abort();
+	EVP_CIPHER_CTX_free(ctx);
+	char *enc = crypto_base64url(buf, 12 + (size_t)(n + m) + 16);
+	free(buf);
+	char *out = xasprintf("v1:%s", enc);
+	free(enc);
+	return out;
+}
+
+char *crypto_open(const unsigned char key[CRYPTO_KEY_BYTES], const char *sealed)
+{
+	if (strncmp(sealed, "v1:", 3) != 0)
+		return NULL;
+	size_t cap = strlen(sealed);
+	unsigned char *buf = xmalloc(cap);
+	long len = b64url_decode(sealed + 3, buf, cap);
+	if (len < 28) {
+		free(buf);
+		return NULL;
+	}
+	size_t clen = (size_t)len - 28;
+	char *out = xmalloc(clen + 1);
+	EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+	int n = 0, m = 0;
+	bool ok = ctx && EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, key, buf) &&
+		  EVP_DecryptUpdate(ctx, (unsigned char *)out, &n, buf + 12, (int)clen) &&
+		  EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, 16, buf + 12 + clen) &&
+		  EVP_DecryptFinal_ex(ctx, (unsigned char *)out + n, &m) > 0;
+	EVP_CIPHER_CTX_free(ctx);
+	free(buf);
+	if (!ok) {
+		free(out);
+		return NULL;
+	}
+	out[n + m] = '\0';
+	return out;
+}

@@ -12,6 +12,14 @@ void crypto_sha256_hex(const void *data, size_t len, char out[CRYPTO_SHA256_HEX]
 /* Lowercase hex HMAC-SHA256 of data under key. */
 void crypto_hmac_sha256_hex(const void *key, size_t key_len, const void *data, size_t len,
 			    char out[CRYPTO_SHA256_HEX]);
+#define CRYPTO_KEY_BYTES 32
+
+/* AES-256-GCM: encrypts text under key into "v1:" + base64url(nonce ||
+ * ciphertext || tag); caller frees. */
+char *crypto_seal(const unsigned char key[CRYPTO_KEY_BYTES], const char *text);
+/* Reverses crypto_seal; NULL when the text was tampered with or is not
+ * sealed. Caller frees. */
+char *crypto_open(const unsigned char key[CRYPTO_KEY_BYTES], const char *sealed);
 /* SHA-256 of a file's contents; 0 or a negative errno. */
 int crypto_sha256_file(const char *path, char out[CRYPTO_SHA256_HEX]);
 /* Fills buf with cryptographically secure random bytes; 0 or -EIO. */

@@ -1,8 +1,14 @@
 /* store.c: SQLite schema, migrations and typed queries (see store.h). */
 #include "store/store.h"
+#include "compat/crypto.h"
+#include "compat/json.h"
 #include "core/log.h"
 #include "core/util.h"
 #include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <stdarg.h>
 #include <sqlite3.h>
 #include <stdlib.h>
@@ -11,6 +17,7 @@
 struct store {
 	sqlite3 *db;
 	int64_t events_added;
+	unsigned char key[CRYPTO_KEY_BYTES]; /* seals secret config values */
 };
 
 /* Each entry moves the schema from version i to i+1. Never edit a released
@@ -91,6 +98,51 @@ fail:
 	return -EIO;
 }
 
+/* The key that seals secrets lives beside the database, readable by the
+ * daemon's user only; it is made on first use. */
+static int load_key(struct store *st, const char *db_path, char **err)
+{
+	char *copy = xstrdup(db_path);
+	char *path = xasprintf("%s/secret.key", dirname(copy));
+	free(copy);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 && errno == ENOENT) {
+		unsigned char k[CRYPTO_KEY_BYTES];
+		if (crypto_random(k, sizeof(k)) < 0) {
+			*err = xstrdup("no randomness for the secrets key");
+			free(path);
+			return -EIO;
+		}
+		fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (fd >= 0) {
+			ssize_t w = write(fd, k, sizeof(k));
+			fsync(fd);
+			close(fd);
+			if (w != (ssize_t)sizeof(k)) {
+				unlink(path);
+				*err = xasprintf("cannot write '%s'", path);
+				free(path);
+				return -EIO;
+			}
+		}
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+	}
+	if (fd < 0) {
+		*err = xasprintf("cannot open '%s': %s", path, strerror(errno));
+		free(path);
+		return -EIO;
+	}
+	ssize_t n = read(fd, st->key, sizeof(st->key));
+	close(fd);
+	if (n != (ssize_t)sizeof(st->key)) {
+		*err = xasprintf("'%s' is not a valid secrets key", path);
+		free(path);
+		return -EINVAL;
+	}
+	free(path);
+	return 0;
+}
+
 struct store *store_open(const char *path, char **err)
 {
 	struct store *st = xcalloc(1, sizeof(*st));
@@ -107,7 +159,7 @@ struct store *store_open(const char *path, char **err)
 		store_close(st);
 		return NULL;
 	}
-	if (migrate(st, err) < 0) {
+	if (migrate(st, err) < 0 || load_key(st, path, err) < 0) {
 		store_close(st);
 		return NULL;
 	}
@@ -452,9 +504,44 @@ int store_token_touch(struct store *st, const char *id, int64_t when)
 #define RELEASE_COLS "app, version, status, spec_yaml, filename, dir, config, secrets, author," \
 		     " message, sha256, owns_dir, created_at, updated_at, reason"
 
-int store_release_put(struct store *st, const struct store_release *r)
+/* Seals (or opens) the values of config whose names are in secrets. */
+static char *transform_secrets(struct store *st, const char *config, const char *secrets, bool seal)
 {
-	return run(st, prep(st,
+	struct json *cfg = json_parse(config ? config : "{}", strlen(config ? config : "{}"), NULL);
+	struct json *sec = json_parse(secrets ? secrets : "[]", strlen(secrets ? secrets : "[]"), NULL);
+	if (!cfg || !json_size(sec)) {
+		json_free(cfg);
+		json_free(sec);
+		return xstrdup(config ? config : "{}");
+	}
+	struct json *out = json_object();
+	for (struct json *e = json_first(cfg); e; e = json_next(e)) {
+		bool secret = false;
+		for (struct json *n = json_first(sec); n; n = json_next(n))
+			secret = secret || str_eq(json_str(n), json_key(e));
+		const char *v = json_str(e);
+		if (!secret || !v) {
+			json_set(out, json_key(e), json_dup(e));
+			continue;
+		}
+		char *t = seal ? crypto_seal(st->key, v) : crypto_open(st->key, v);
+		json_set_str(out, json_key(e), t ? t : "");
+		free(t);
+	}
+	char *text = json_print(out, false);
+	json_free(out);
+	json_free(cfg);
+	json_free(sec);
+	return text;
+}
+
+int store_release_put(struct store *st, const struct store_release *r0)
+{
+	struct store_release copy = *r0;
+	char *sealed = transform_secrets(st, r0->config, r0->secrets, true);
+	copy.config = sealed;
+	const struct store_release *r = &copy;
+	int rc = run(st, prep(st,
 			    "INSERT INTO releases(" RELEASE_COLS ") VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8,"
 			    " ?9, ?10, ?11, ?12, ?13, ?14, ?15) ON CONFLICT(app, version) DO UPDATE SET"
 			    " status = ?3, spec_yaml = ?4, filename = ?5, dir = ?6, config = ?7, secrets = ?8,"
@@ -463,6 +550,8 @@ int store_release_put(struct store *st, const struct store_release *r)
 			    "sisssssssssbIIs", r->app, r->version, r->status, r->spec_yaml, r->filename,
 			    r->dir, r->config ? r->config : "{}", r->secrets ? r->secrets : "[]", r->author,
 			    r->message, r->sha256, r->owns_dir, r->created_at, r->updated_at, r->reason));
+	free(sealed);
+	return rc;
 }
 
 int store_release_set_status(struct store *st, const char *app, int version, const char *status,
@@ -497,8 +586,11 @@ static int releases_query(struct store *st, sqlite3_stmt *s, store_release_cb cb
 			.updated_at = sqlite3_column_int64(s, 13),
 			.reason = col_text(s, 14),
 		};
+		char *open_cfg = transform_secrets(st, r.config, r.secrets, false);
+		r.config = open_cfg;
 		found++;
 		cb(ctx, &r);
+		free(open_cfg);
 	}
 	sqlite3_finalize(s);
 	return rc == SQLITE_DONE ? found : fail(st, rc);

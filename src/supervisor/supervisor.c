@@ -1086,8 +1086,14 @@ void supervisor_log_line(struct supervisor *sv, const char *app, const char *ins
 			 enum supervisor_stream stream, const char *line)
 {
 	struct sv_app *a = find_app(sv, app);
-	if (!a)
+	if (!a) {
+		/* Not running yet (a first release building): the durable log
+		 * still gets the line. */
+		if (sv->hooks.log_line)
+			sv->hooks.log_line(sv->hooks_ctx, time_wall_ms(), app, NULL, NULL, 0, (int)stream, line,
+					   strlen(line));
 		return;
+	}
 	if (instance) {
 		struct sv_inst *i = find_inst(a, instance);
 		if (i) {

@@ -207,12 +207,16 @@ def raw_exchange(daemon, data, timeout=10, head_request=False):
 
 class Load:
     """Threads that send idempotent GETs through the router on keep-alive
-    connections until stopped, recording every failure."""
+    connections until stopped, recording every failure. pause() waits until
+    no request is in flight, for exact before/after counts."""
 
     def __init__(self, daemon, host, threads=4, path="/"):
         self.daemon, self.host, self.path = daemon, host, path
         self.stop_flag = threading.Event()
+        self.go = threading.Event()
+        self.go.set()
         self.lock = threading.Lock()
+        self.busy = 0
         self.ok = 0
         self.failures = []
         self.by_instance = {}
@@ -221,38 +225,51 @@ class Load:
     def run(self):
         c = None
         while not self.stop_flag.is_set():
+            with self.lock:
+                if not self.go.is_set():
+                    c_wait = True
+                else:
+                    c_wait = False
+                    self.busy += 1
+            if c_wait:
+                self.go.wait(timeout=0.1)
+                continue
             try:
-                if c is None:
-                    c = conn(self.daemon, timeout=10)
-                status, headers, body = request(c, "GET", self.path, self.host)
-                if status != 200:
-                    with self.lock:
-                        self.failures.append(f"{status} {body[:200]!r}")
-                    c.close()
-                    c = None
-                    continue
-                try:
-                    inst = json.loads(body)["instance"]
-                except ValueError:
-                    with self.lock:
-                        self.failures.append(f"200 with a bad body: {headers} {body[:200]!r}")
-                    c.close()
-                    c = None
-                    continue
+                c = self.one(c)
+            finally:
                 with self.lock:
-                    self.ok += 1
-                    self.by_instance[inst] = self.by_instance.get(inst, 0) + 1
-                if headers.get("connection", "").lower() == "close":
-                    c.close()
-                    c = None
-            except (OSError, http.client.HTTPException) as e:
-                with self.lock:
-                    self.failures.append(repr(e))
-                if c:
-                    c.close()
-                c = None
+                    self.busy -= 1
         if c:
             c.close()
+
+    def one(self, c):
+        """One request on c (None: a new connection); returns the connection to go on with."""
+        try:
+            if c is None:
+                c = conn(self.daemon, timeout=10)
+            status, headers, body = request(c, "GET", self.path, self.host)
+            try:
+                inst = json.loads(body)["instance"] if status == 200 else None
+            except ValueError:
+                inst = None
+            if inst is None:
+                with self.lock:
+                    self.failures.append(f"{status} {headers} {body[:200]!r}")
+                c.close()
+                return None
+            with self.lock:
+                self.ok += 1
+                self.by_instance[inst] = self.by_instance.get(inst, 0) + 1
+            if headers.get("connection", "").lower() == "close":
+                c.close()
+                return None
+            return c
+        except Exception as e:  # every failure counts, none kills the thread
+            with self.lock:
+                self.failures.append(repr(e))
+            if c:
+                c.close()
+            return None
 
     def __enter__(self):
         for t in self.threads:
@@ -263,8 +280,17 @@ class Load:
         start = self.ok
         wait_for(lambda: self.ok - start >= n, timeout=timeout, what=f"{n} more requests under load")
 
+    def pause(self):
+        with self.lock:
+            self.go.clear()
+        wait_for(lambda: self.busy == 0, what="requests in flight to finish")
+
+    def resume(self):
+        self.go.set()
+
     def __exit__(self, *exc):
         self.stop_flag.set()
+        self.go.set()
         for t in self.threads:
             t.join(timeout=30 * SLOW)
 
