@@ -1116,7 +1116,7 @@ struct logs *logs_new(const struct logs_config *cfg, char **err)
 	struct logs_writer_config wc = {
 		.logs = l, .path = l->db_path, .flush_ms = cfg->flush_ms, .retention_ms = cfg->retention_ms,
 		.max_bytes = cfg->max_bytes, .app_max_bytes = cfg->app_max_bytes,
-		.min_free_pct = cfg->min_free_pct, .zlevel = 3, .chunk_bytes = 1u << 20,
+		.min_free_pct = cfg->min_free_pct, .zlevel = 1, .chunk_bytes = 1u << 20,
 		.chunk_age_ms = 10 * 60 * 1000,
 	};
 	*err = NULL;

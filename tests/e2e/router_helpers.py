@@ -225,13 +225,11 @@ class Load:
     def run(self):
         c = None
         while not self.stop_flag.is_set():
-            with self.lock:
-                if not self.go.is_set():
-                    c_wait = True
-                else:
-                    c_wait = False
+            with self.lock:  # pause() clears go under this lock, then waits for busy == 0
+                going = self.go.is_set()
+                if going:
                     self.busy += 1
-            if c_wait:
+            if not going:
                 self.go.wait(timeout=0.1)
                 continue
             try:

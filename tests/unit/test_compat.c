@@ -964,6 +964,34 @@ static void test_crypto__random_fills_and_differs(void **state)
 	assert_int_equal(crypto_random(a, 0), 0);
 }
 
+static void test_crypto__seal_round_trips_and_detects_tampering(void **state)
+{
+	unsigned char key[CRYPTO_KEY_BYTES], other[CRYPTO_KEY_BYTES];
+	memset(key, 7, sizeof(key));
+	memset(other, 8, sizeof(other));
+	char *a = crypto_seal(key, "hunter2");
+	char *b = crypto_seal(key, "hunter2");
+	assert_non_null(strstr(a, "v1:"));
+	assert_null(strstr(a, "hunter2"));
+	assert_string_not_equal(a, b); /* a fresh nonce each time */
+	char *back = crypto_open(key, a);
+	assert_string_equal(back, "hunter2");
+	free(back);
+	assert_null(crypto_open(other, a));
+	size_t n = strlen(a);
+	a[n - 2] = a[n - 2] == 'A' ? 'B' : 'A';
+	assert_null(crypto_open(key, a));
+	assert_null(crypto_open(key, "plain"));
+	assert_null(crypto_open(key, "v1:"));
+	char *empty = crypto_seal(key, "");
+	back = crypto_open(key, empty);
+	assert_string_equal(back, "");
+	free(back);
+	free(empty);
+	free(a);
+	free(b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1010,6 +1038,7 @@ int main(void)
 		cmocka_unit_test(test_crypto__hex_encodes_lowercase),
 		cmocka_unit_test(test_crypto__equal_compares_whole_buffers),
 		cmocka_unit_test(test_crypto__random_fills_and_differs),
+		cmocka_unit_test(test_crypto__seal_round_trips_and_detects_tampering),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
