@@ -409,8 +409,14 @@ static void on_deploy_result(void *ctx, const char *app, int version, const char
 	alerts_on_deploy(d->alerts, app, version, result, reason);
 }
 
+static bool on_log_busy(void *ctx, const char *app, const char *instance)
+{
+	struct daemon *d = ctx;
+	return logs_busy(d->logs, app, instance);
+}
+
 static const struct supervisor_hooks hooks = {on_changed, on_drained, on_check_passed, on_log_line,
-					      on_event};
+					      on_event, on_log_busy};
 
 static void all_stopped(void *ctx)
 {

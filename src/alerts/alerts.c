@@ -105,7 +105,13 @@ struct alerts {
 	int64_t last_save;
 	uint64_t evaluations;
 	double last_eval_seconds;
+	/* The module's own metrics (NULL without a metrics module). */
+	struct metrics_series *m_firing, *m_pending, *m_eval;
+	struct metrics_family *m_sent, *m_failed, *m_dropped;
 };
+
+static void self_metrics_register(struct alerts *a);
+static void self_metrics_update(struct alerts *a);
 
 static int64_t wall_clock(void *ctx)
 {
@@ -1317,7 +1323,67 @@ struct alerts *alerts_new(const struct alerts_config *cfg, char **err)
 		load(a);
 	}
 	a->last_resend = now_ms(a);
+	if (a->metrics)
+		self_metrics_register(a);
 	return a;
+}
+
+/* paasops_alerts{state}, the evaluation's duration and each notifier's
+ * delivery counts, in the metrics registry (doc/metrics.md). */
+static void self_metrics_register(struct alerts *a)
+{
+	struct metrics_registry *reg = metrics_registry_of(a->metrics);
+	static const char *const state[] = {"state"}, *const notifier[] = {"notifier"};
+	struct metrics_family *f = metrics_family_add(
+		reg, "paasops_alerts", "Active alerts, by state (firing, pending).", METRICS_GAUGE,
+		state, 1, NULL, 0, false);
+	if (!f)
+		return; /* registered already (a second module on the same metrics) */
+	a->m_firing = metrics_series_get(f, (const char *const[]){"firing"});
+	a->m_pending = metrics_series_get(f, (const char *const[]){"pending"});
+	f = metrics_family_add(reg, "paasops_alerts_evaluation_duration_seconds",
+			       "Wall time of the last evaluation of every alert rule.", METRICS_GAUGE,
+			       NULL, 0, NULL, 0, false);
+	a->m_eval = f ? metrics_series_get(f, NULL) : NULL;
+	a->m_sent = metrics_family_add(reg, "paasops_alert_notifications_sent_total",
+				       "Deliveries a notifier accepted.", METRICS_COUNTER, notifier,
+				       1, NULL, 0, false);
+	a->m_failed = metrics_family_add(reg, "paasops_alert_notifications_failed_total",
+					 "Deliveries given up after every attempt failed.",
+					 METRICS_COUNTER, notifier, 1, NULL, 0, false);
+	a->m_dropped = metrics_family_add(reg, "paasops_alert_notifications_dropped_total",
+					  "Deliveries dropped because a notifier's queue was full.",
+					  METRICS_COUNTER, notifier, 1, NULL, 0, false);
+}
+
+static void self_metrics_update(struct alerts *a)
+{
+	if (!a->metrics || !a->m_firing)
+		return;
+	size_t firing = 0;
+	for (size_t b = 0; b < a->n_buckets; b++)
+		for (struct al_alert *x = a->table[b]; x; x = x->hnext)
+			firing += x->state == AL_FIRING;
+	metrics_set(a->m_firing, (double)firing);
+	metrics_set(a->m_pending, (double)(a->n_active - firing));
+	if (a->m_eval)
+		metrics_set(a->m_eval, a->last_eval_seconds);
+	for (size_t k = 0; k < a->n_notifiers; k++) {
+		const struct al_notifier *n = &a->notifiers[k];
+		if (!n->queue)
+			continue;
+		struct json *st = webhooks_stats_json(n->queue);
+		const char *v[] = {n->name};
+		struct metrics_family *fams[] = {a->m_sent, a->m_failed, a->m_dropped};
+		static const char *const keys[] = {"sent", "failed", "dropped"};
+		for (size_t j = 0; j < ARRAY_SIZE(fams); j++) {
+			int64_t c = 0;
+			json_get_int(json_get(st, keys[j]), &c);
+			if (fams[j])
+				metrics_set(metrics_series_get(fams[j], v), (double)c);
+		}
+		json_free(st);
+	}
 }
 
 static void on_timer(uv_timer_t *t)
@@ -1420,6 +1486,7 @@ void alerts_evaluate(struct alerts *a)
 		save(a);
 	a->evaluations++;
 	a->last_eval_seconds = (double)(uv_hrtime() - t0) / 1e9;
+	self_metrics_update(a);
 }
 
 /* ------------------------------------------------------------------------ */

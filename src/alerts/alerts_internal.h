@@ -1,7 +1,8 @@
 /* alerts_internal.h: what the alerts module's files share with each other
  * and with tests/unit/test_alerts.c: rules (alerts_rules.c), the evaluation
  * engine and its alerts (alerts.c) and notifiers (alerts_notify.c). Names
- * are al_x (static-free internals). Not for other modules: use alerts.h. */
+ * start with al_ (as the metrics module's start with mx_). Not for other modules:
+ * use alerts.h. */
 #ifndef PAASOPS_ALERTS_INTERNAL_H
 #define PAASOPS_ALERTS_INTERNAL_H
 #include "alerts/alerts.h"

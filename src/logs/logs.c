@@ -21,6 +21,7 @@
 #define BATCH_HANDOFF_MS 10
 #define QUEUE_MAX (64u << 20) /* same as the writer's bound */
 #define MARKER_MS 1000
+#define RATE_PAUSE_MS 100 /* reading an instance over its rate pauses this long */
 #define SOURCE_IDLE_MS (10 * 60 * 1000)
 #define TAIL_BUFFER_MAX 10000
 #define READERS_MAX 4
@@ -37,6 +38,8 @@ struct src {
 	int64_t last_ns;    /* monotonic, last refill */
 	int64_t seen_ms;    /* monotonic, last line */
 	uint64_t dropped;   /* since the last marker */
+	int64_t pause_until; /* monotonic ns: reading paused (logs_busy) */
+	int64_t marker_ns;  /* monotonic, last marker */
 	uint64_t dropped_total, lines;
 };
 
@@ -140,7 +143,7 @@ void logs_config_defaults(struct logs_config *cfg)
 	cfg->rate = 10000;
 	cfg->burst = 20000;
 	cfg->flush_ms = 250;
-	cfg->index_memory = 64LL << 20;
+	cfg->index_memory = 128LL << 20;
 }
 
 int logs_config_parse(struct logs_config *cfg, const char *flag, const char *value, char **err)
@@ -473,13 +476,49 @@ void logs_ingest(struct logs *l, const char *app, const char *process, const cha
 			l->dropped_queue++;
 		else
 			l->dropped_rate++;
+		if (!full && now >= s->pause_until)
+			s->pause_until = now + RATE_PAUSE_MS * 1000000LL;
 		return;
 	}
 	s->tokens -= 1;
 	s->lines++;
-	if (s->dropped)
-		write_marker(l, s); /* one per episode: no token of its own */
+	/* At most one marker a second per source: no token of its own. */
+	if (s->dropped && now - s->marker_ns >= MARKER_MS * 1000000LL) {
+		s->marker_ns = now;
+		write_marker(l, s);
+	}
 	append(l, app, process, instance, release, stream, 0, text, len);
+}
+
+#define LOGS_BUSY_BYTES (16u << 20)
+
+static struct src *src_find(struct logs *l, const char *app, const char *instance)
+{
+	char key[512];
+	int kl = snprintf(key, sizeof(key), "i%s%c%s", app, 0, instance);
+	if (kl < 0 || (size_t)kl >= sizeof(key))
+		return NULL;
+	uint64_t h = str_hash(key, (size_t)kl);
+	for (struct src *s = l->srcs[h & (l->n_buckets - 1)]; s; s = s->next)
+		if (s->key_len == (size_t)kl && memcmp(s->key, key, (size_t)kl) == 0)
+			return s;
+	return NULL;
+}
+
+bool logs_busy(struct logs *l, const char *app, const char *instance)
+{
+	if (!l || l->stopped || !l->writer)
+		return false;
+	if (app && instance) {
+		struct src *s = src_find(l, app, instance);
+		if (s && mono_ns() < s->pause_until)
+			return true;
+	}
+	if ((l->cur ? l->cur->data.len : 0) >= BATCH_HANDOFF_BYTES)
+		handoff(l);
+	if (logs_writer_queue_bytes(l->writer) < LOGS_BUSY_BYTES)
+		return false;
+	return logs_writer_idle_ms(l->writer) < 1000;
 }
 
 /* Writes pending markers of sources that went quiet, and forgets sources
@@ -491,12 +530,9 @@ static void on_markers(uv_timer_t *t)
 	for (size_t b = 0; b < l->n_buckets; b++) {
 		for (struct src **pp = &l->srcs[b]; *pp;) {
 			struct src *s = *pp;
-			if (s->dropped) {
-				refill(l, s, now);
-				if (s->tokens >= 1) {
-					s->tokens -= 1;
-					write_marker(l, s);
-				}
+			if (s->dropped && now - s->marker_ns >= MARKER_MS * 1000000LL) {
+				s->marker_ns = now;
+				write_marker(l, s);
 			}
 			if (!s->dropped && now / 1000000 - s->seen_ms > SOURCE_IDLE_MS && s->tokens >= l->cfg.burst) {
 				*pp = s->next;

@@ -40,7 +40,7 @@ struct logs_config {
 	int min_free_pct;      /* remove old chunks while the disk has less free (default 5) */
 	double rate, burst;    /* lines/s per source, and burst (10,000 and 20,000) */
 	int64_t flush_ms;      /* longest a line waits to be written (250 ms) */
-	int64_t index_memory;  /* bloom filters kept in memory (64 MiB) */
+	int64_t index_memory;  /* bloom filters kept in memory (128 MiB) */
 	const char *drains[LOGS_MAX_DRAINS]; /* global drain URLs, borrowed */
 	size_t n_drains;
 };
@@ -65,6 +65,14 @@ void logs_free(struct logs *l);
  * (borrowed). process and instance may be NULL, release 0. */
 void logs_ingest(struct logs *l, const char *app, const char *process, const char *instance,
 		 int release, int stream, const char *text, size_t len);
+
+/* Whether the supervisor should pause reading an instance's output: the
+ * writer is behind (16 MiB waiting) and still making progress, or the
+ * instance ran out of its rate within the last 100 ms. Pausing makes a
+ * flooding app wait on its pipe (at most 100 ms at a time) instead of
+ * costing the daemon CPU for lines it drops. False once the writer has
+ * made no progress for a second, so that no app waits on a stuck disk. */
+bool logs_busy(struct logs *l, const char *app, const char *instance);
 
 /* ---- filters, shared by queries, tails and drains ---- */
 

@@ -355,6 +355,8 @@ bool logs_writer_push(struct logs_writer *w, struct logs_batch *b);
 void logs_writer_sync(struct logs_writer *w, bool retention);
 /* Bytes of batches waiting for the writer (any thread). */
 uint64_t logs_writer_queue_bytes(struct logs_writer *w);
+/* Milliseconds since the writer last took batches (any thread). */
+int64_t logs_writer_idle_ms(struct logs_writer *w);
 void logs_writer_stats(struct logs_writer *w, struct json *out);
 
 /* ------------------------------------------------------------------------ */

@@ -449,6 +449,29 @@ static bool term_match(const struct logs_node *n, const char *hay, size_t hn)
 	return false;
 }
 
+static void lower_line(const struct logs_rec *r, struct logs_match_ctx *m)
+{
+	if (m->lowered)
+		return;
+	strbuf_reset(&m->lower);
+	strbuf_grow(&m->lower, r->len);
+	for (uint32_t k = 0; k < r->len; k++)
+		m->lower.buf[k] = logs_lower(r->text[k]);
+	m->lower.len = r->len;
+	m->lower.buf[r->len] = '\0';
+	m->lowered = true;
+}
+
+/* Whether a lifted value must appear as it is in the line: it holds no
+ * byte that JSON or logfmt would escape. */
+static bool verbatim(const char *s, size_t n)
+{
+	for (size_t k = 0; k < n; k++)
+		if ((uint8_t)s[k] < 0x20 || (uint8_t)s[k] >= 0x7f || s[k] == '"' || s[k] == '\\')
+			return false;
+	return true;
+}
+
 static bool field_match(const struct logs_node *n, const struct logs_rec *r, struct logs_match_ctx *m)
 {
 	const char *k = n->key;
@@ -468,6 +491,17 @@ static bool field_match(const struct logs_node *n, const struct logs_rec *r, str
 		return strcmp(num, n->text) == 0;
 	}
 	if (!m->parsed_done) {
+		/* Parsing is the costly part: first, the value must be in the line. */
+		if (n->len && verbatim(n->text, n->len)) {
+			lower_line(r, m);
+			char *lv = xstrndup(n->text, n->len);
+			for (size_t j = 0; j < n->len; j++)
+				lv[j] = logs_lower(lv[j]);
+			bool in = memmem(m->lower.buf, m->lower.len, lv, n->len) != NULL;
+			free(lv);
+			if (!in)
+				return false;
+		}
 		logs_parse(&m->parsed, r->text, r->len, r->stream);
 		m->parsed_done = true;
 	}
@@ -485,15 +519,7 @@ static bool node_match(const struct logs_node *n, const struct logs_rec *r, stru
 {
 	switch (n->kind) {
 	case LOGS_Q_TERM:
-		if (!m->lowered) {
-			strbuf_reset(&m->lower);
-			strbuf_grow(&m->lower, r->len);
-			for (uint32_t k = 0; k < r->len; k++)
-				m->lower.buf[k] = logs_lower(r->text[k]);
-			m->lower.len = r->len;
-			m->lower.buf[r->len] = '\0';
-			m->lowered = true;
-		}
+		lower_line(r, m);
 		return term_match(n, m->lower.buf, m->lower.len);
 	case LOGS_Q_FIELD:
 		return field_match(n, r, m);

@@ -26,7 +26,7 @@
 
 #define WRITER_QUEUE_MAX (64u << 20)   /* bytes of batches waiting */
 #define WRITER_OPEN_MAX (64u << 20)    /* bytes of open chunks, all apps */
-#define WRITER_RETENTION_MS 10000      /* how often retention runs */
+#define WRITER_RETENTION_MS 1000       /* how often retention runs at least */
 
 struct wapp {
 	char *name;
@@ -80,6 +80,7 @@ struct logs_writer {
 	_Atomic int64_t total_bytes, disk_bytes, total_lines, total_chunks;
 	_Atomic uint64_t queue_bytes;
 	_Atomic int64_t flush_ms_max;
+	_Atomic int64_t took_mono; /* when batches were last taken */
 };
 
 static int64_t mono_ms(void)
@@ -331,6 +332,7 @@ static void commit(struct logs_writer *w)
 		return;
 	}
 	atomic_fetch_add(&w->commits, 1);
+	atomic_store(&w->disk_bytes, store_logs_disk_bytes(w->db));
 	for (size_t k = 0; k < w->n_apps; k++)
 		w->apps[k]->flushed_committed = w->apps[k]->flushed;
 	for (size_t k = 0; k < w->n_blooms; k++) {
@@ -497,7 +499,10 @@ static void writer_cycle(struct logs_writer *w, struct logs_batch *batches, bool
 			atomic_store(&w->flush_ms_max, took);
 		w->next_flush = now + w->cfg.flush_ms;
 	}
-	if (retain || now >= w->next_retention) {
+	bool over = w->cfg.max_bytes > 0 && atomic_load(&w->total_bytes) > w->cfg.max_bytes;
+	for (size_t k = 0; k < w->n_apps && !over && w->cfg.app_max_bytes > 0; k++)
+		over = w->apps[k]->bytes > w->cfg.app_max_bytes;
+	if (retain || over || now >= w->next_retention) {
 		retention(w);
 		w->next_retention = now + WRITER_RETENTION_MS;
 	}
@@ -529,6 +534,8 @@ static void *writer_main(void *arg)
 			pthread_cond_timedwait(&w->cond, &w->mu, &ts);
 		}
 		struct logs_batch *batches = w->q_head;
+		if (batches)
+			atomic_store(&w->took_mono, mono_ms());
 		w->q_head = w->q_tail = NULL;
 		w->q_bytes = 0;
 		atomic_store(&w->queue_bytes, 0);
@@ -692,6 +699,11 @@ bool logs_writer_push(struct logs_writer *w, struct logs_batch *b)
 uint64_t logs_writer_queue_bytes(struct logs_writer *w)
 {
 	return w ? atomic_load(&w->queue_bytes) : 0;
+}
+
+int64_t logs_writer_idle_ms(struct logs_writer *w)
+{
+	return mono_ms() - atomic_load(&w->took_mono);
 }
 
 void logs_writer_sync(struct logs_writer *w, bool retention)

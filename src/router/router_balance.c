@@ -144,8 +144,11 @@ struct rt_backend *rt_balance_pick(struct rt_worker *w, struct rt_pool *pool, co
 void rt_backend_result(struct rt_backend *b, bool failed, struct rt_counters *c)
 {
 	if (!failed) {
+		/* A success ends the streak, and the next ejection starts short again. */
 		if (atomic_load_explicit(&b->fails, memory_order_relaxed))
 			atomic_store_explicit(&b->fails, 0, memory_order_relaxed);
+		if (atomic_load_explicit(&b->eject_level, memory_order_relaxed))
+			atomic_store_explicit(&b->eject_level, 0, memory_order_relaxed);
 		return;
 	}
 	int f = atomic_fetch_add(&b->fails, 1) + 1;

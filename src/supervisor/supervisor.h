@@ -40,6 +40,12 @@ struct supervisor_hooks {
 	/* Every event once it is recorded (instance transitions, API changes);
 	 * ev is borrowed for the call. */
 	void (*event)(void *ctx, const struct store_event *ev);
+	/* Whether log_line cannot take more lines of this instance for now (the
+	 * store is behind, or the instance is over its rate). Reading its output
+	 * then pauses, rechecked every SV_LOG_PAUSE_MS, so that the app's writes
+	 * wait; the log store says no again after a bounded wait, so that no app
+	 * blocks for long. */
+	bool (*log_busy)(void *ctx, const char *app, const char *instance);
 };
 
 struct spec_process;

@@ -205,6 +205,27 @@ static void flush_partial(uv_timer_t *t)
 	take_lines(run, 1, true);
 }
 
+static void pipe_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void pipe_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
+
+/* Reads output again after a pause for the log store. */
+static void run_resume(struct sv_run *run)
+{
+	run->paused = false;
+	uv_timer_stop(&run->resume);
+	for (int k = 0; k < 2; k++)
+		if (!uv_is_closing((uv_handle_t *)&run->pipes[k]))
+			uv_read_start((uv_stream_t *)&run->pipes[k], pipe_alloc, pipe_read);
+}
+
+static void resume_check(uv_timer_t *t)
+{
+	struct sv_run *run = t->data;
+	struct supervisor *sv = run->sv;
+	if (!run->inst || !sv->hooks.log_busy(sv->hooks_ctx, run->inst->proc->app->name, run->inst->id))
+		run_resume(run);
+}
+
 static void pipe_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
 	struct sv_run *run = s->data;
@@ -216,6 +237,14 @@ static void pipe_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 		take_lines(run, stream, false);
 		if (b->len && !uv_is_active((uv_handle_t *)&run->flush))
 			uv_timer_start(&run->flush, flush_partial, SV_PARTIAL_MS, 0);
+		struct supervisor *sv = run->sv;
+		if (!run->paused && !run->exited && run->inst && sv->hooks.log_busy &&
+		    sv->hooks.log_busy(sv->hooks_ctx, run->inst->proc->app->name, run->inst->id)) {
+			run->paused = true;
+			uv_read_stop((uv_stream_t *)&run->pipes[0]);
+			uv_read_stop((uv_stream_t *)&run->pipes[1]);
+			uv_timer_start(&run->resume, resume_check, SV_LOG_PAUSE_MS, SV_LOG_PAUSE_MS);
+		}
 	} else if (n < 0) {
 		take_lines(run, stream, true);
 		uv_read_stop(s);
@@ -679,6 +708,9 @@ void sv_inst_start(struct sv_inst *i, const char *reason)
 	uv_timer_init(sv->loop, &run->flush);
 	run->flush.data = run;
 	run->open++;
+	uv_timer_init(sv->loop, &run->resume);
+	run->resume.data = run;
+	run->open++;
 	run->pid = run->proc.pid;
 	i->run = run;
 	i->last_pid = run->pid;
@@ -887,6 +919,9 @@ static void on_exit_cb(uv_process_t *proc, int64_t status, int sig)
 	store_proc_delete(sv->store, run->pid);
 	uv_close((uv_handle_t *)proc, run_handle_closed);
 	uv_close((uv_handle_t *)&run->flush, run_handle_closed);
+	if (run->paused)
+		run_resume(run); /* the rest of the output, up to EOF */
+	uv_close((uv_handle_t *)&run->resume, run_handle_closed);
 	struct sv_inst *i = run->inst;
 	if (!i) {
 		sv_check_shutdown_done(sv);

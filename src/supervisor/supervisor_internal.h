@@ -19,6 +19,7 @@
 #define SV_RING_LINES 1000
 #define SV_LINE_MAX 10000
 #define SV_PARTIAL_MS 500 /* a last line without newline is taken after this */
+#define SV_LOG_PAUSE_MS 5  /* recheck of a paused output (hooks.log_busy) */
 #define SV_CRASH_STARTS 5
 #define SV_CRASH_WINDOW_MS 10000
 #define SV_BACKOFF_MIN_MS 100
@@ -66,6 +67,8 @@ struct sv_run {
 	uv_pipe_t pipes[2];
 	struct strbuf partial[2];
 	uv_timer_t flush; /* takes a partial last line after SV_PARTIAL_MS */
+	uv_timer_t resume; /* reads again once hooks.log_busy says no */
+	bool paused;
 	int open;
 	int pid;
 	bool exited;

@@ -214,8 +214,10 @@ processes:
     out = [l["line"] for l in lines if l["stream"] == "stdout"]
     assert [len(l) for l in out] == [10000, 10000, 5000]
     assert [l["line"] for l in lines if l["stream"] == "stderr"] == ["err line"]
-    r = daemon.cli("logs", "chatty", "-n", "5")
-    assert r.returncode == 0 and "err line" in r.stdout
+    # The CLI reads the durable store, where lines are committed within 250 ms.
+    r = wait_for(lambda: (lambda r: r if "err line" in r.stdout else None)(
+        daemon.cli("logs", "chatty", "-n", "5")), what="the line in `paasops logs`")
+    assert r.returncode == 0
 
 
 def test_memory_limit_is_enforced_or_reported(daemon):
