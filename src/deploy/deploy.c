@@ -13,6 +13,7 @@
 #include "compat/crypto.h"
 #include "compat/json.h"
 #include "core/log.h"
+#include "core/proc.h"
 #include "core/paths.h"
 #include "core/strbuf.h"
 #include "core/timeutil.h"
@@ -701,25 +702,6 @@ static void proc_exit(uv_process_t *h, int64_t status, int sig)
 	free(why);
 }
 
-/* Start time of pid (/proc/PID/stat field 22), which tells it from a later
- * process that reuses the pid; 0 when unknown. */
-static uint64_t start_ticks(int pid)
-{
-	char path[64], buf[1024];
-	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-	FILE *f = fopen(path, "re");
-	if (!f)
-		return 0;
-	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	char *p = strrchr(buf, ')');
-	unsigned long long v = 0;
-	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d %llu",
-			 &v) != 1)
-		return 0;
-	return v;
-}
 
 /* Runs cmd in the release directory, its output into the app's log. */
 static void run_phase(struct dp_job *j, const char *what, const char *cmd, enum supervisor_stream stream,
@@ -793,7 +775,7 @@ static void run_phase(struct dp_job *j, const char *what, const char *cmd, enum 
 	/* Recorded like an instance, so that a daemon killed mid-build has the
 	 * next start stop what it left (supervisor_cleanup_leftovers). */
 	char *id = xasprintf("%s.%s", j->app, stream == SUPERVISOR_STREAM_BUILD ? "build" : "release");
-	struct store_proc sp = {.instance = id, .pid = p->proc.pid, .start_ticks = start_ticks(p->proc.pid)};
+	struct store_proc sp = {.instance = id, .pid = p->proc.pid, .start_ticks = proc_start_ticks(p->proc.pid)};
 	store_proc_put(d->cfg.store, &sp);
 	free(id);
 	uv_read_start((uv_stream_t *)&p->pipes[0], proc_alloc, proc_read);

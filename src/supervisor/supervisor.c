@@ -5,6 +5,7 @@
 #include "compat/crypto.h"
 #include "compat/json.h"
 #include "core/log.h"
+#include "core/proc.h"
 #include "core/strbuf.h"
 #include "core/timeutil.h"
 #include "core/util.h"
@@ -220,23 +221,6 @@ static void collect_leftover(void *ctx, const struct store_proc *p)
 					 p->cgroup ? xstrdup(p->cgroup) : NULL};
 }
 
-/* Start time of pid, or 0 when it does not exist. */
-static uint64_t ticks_of(int pid)
-{
-	char path[64], buf[1024];
-	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-	FILE *f = fopen(path, "re");
-	if (!f)
-		return 0;
-	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	char *p = strrchr(buf, ')');
-	unsigned long long v = 0;
-	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d %llu", &v) != 1)
-		return 0;
-	return v;
-}
 
 void supervisor_cleanup_leftovers(struct supervisor *sv)
 {
@@ -245,7 +229,7 @@ void supervisor_cleanup_leftovers(struct supervisor *sv)
 	int signalled = 0;
 	for (size_t k = 0; k < l.n; k++) {
 		struct leftover *o = &l.v[k];
-		if (o->pid > 1 && o->ticks && ticks_of(o->pid) == o->ticks) {
+		if (o->pid > 1 && o->ticks && proc_start_ticks(o->pid) == o->ticks) {
 			kill(-o->pid, SIGTERM);
 			kill(o->pid, SIGTERM);
 			signalled++;
@@ -257,7 +241,7 @@ void supervisor_cleanup_leftovers(struct supervisor *sv)
 	for (int tries = 0; signalled && tries < 500; tries++) {
 		int left = 0;
 		for (size_t k = 0; k < l.n; k++)
-			if (l.v[k].ticks && ticks_of(l.v[k].pid) == l.v[k].ticks)
+			if (l.v[k].ticks && proc_start_ticks(l.v[k].pid) == l.v[k].ticks)
 				left++;
 		if (!left)
 			break;
@@ -265,7 +249,7 @@ void supervisor_cleanup_leftovers(struct supervisor *sv)
 	}
 	for (size_t k = 0; k < l.n; k++) {
 		struct leftover *o = &l.v[k];
-		if (o->ticks && ticks_of(o->pid) == o->ticks) {
+		if (o->ticks && proc_start_ticks(o->pid) == o->ticks) {
 			kill(-o->pid, SIGKILL);
 			kill(o->pid, SIGKILL);
 		}

@@ -5,6 +5,7 @@
  * event. */
 #include "compat/http.h"
 #include "core/log.h"
+#include "core/proc.h"
 #include "core/timeutil.h"
 #include "core/util.h"
 #include "spec/spec.h"
@@ -584,27 +585,6 @@ static void free_env(char **env)
 	free(env);
 }
 
-/* Start time of pid in clock ticks since boot (/proc/PID/stat field 22). */
-static uint64_t proc_start_ticks(int pid)
-{
-	char path[64], buf[1024];
-	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-	FILE *f = fopen(path, "re");
-	if (!f)
-		return 0;
-	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	char *p = strrchr(buf, ')');
-	if (!p)
-		return 0;
-	unsigned long long v = 0;
-	/* after ") " come fields 3..; starttime is field 22 */
-	if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d %llu",
-		   &v) != 1)
-		return 0;
-	return v;
-}
 
 /* Shell builtins cannot be exec'd. */
 static const char *const builtins[] = {
