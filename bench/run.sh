@@ -10,7 +10,7 @@ root=$(dirname "$here")
 [ -x "$root/build/paasops" ] || { echo "bench: $root/build/paasops missing: run 'make all'" >&2; exit 2; }
 command -v supervisord >/dev/null 2>&1 || { echo "bench: supervisord missing (apt-get install supervisor)" >&2; exit 2; }
 
-benches=${*:-restart scale metrics}
+benches=${*:-restart scale metrics deploy}
 out=$(mktemp -d "${TMPDIR:-/tmp}/paasops-bench.XXXXXX") || exit 2
 child=
 cleanup() {

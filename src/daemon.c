@@ -88,6 +88,7 @@ static const char usage[] =
 	"                    (defaults 1G and 256M); --log-min-free PCT (default 5)\n"
 	"  --log-rate N, --log-burst N  lines/s per instance and burst (10000, 20000)\n"
 	"  --log-drain URL   forward every app's lines: syslog://HOST:PORT or http(s)://...\n"
+	"  --log-flush D, --log-index-memory SIZE, --log-chunk-size SIZE  log tuning (doc/logs.md)\n"
 	"  --alert-rules FILE  alert rules and tuning of the built-in ones (doc/alerts.md)\n"
 	"  --alertmanager URL, --alert-webhook URL, --alert-slack URL  notifiers (repeatable);\n"
 	"                    --alert-secret-file F signs webhook deliveries\n"
@@ -122,6 +123,7 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 		{"log-drain", required_argument, NULL, 1206},
 		{"log-flush", required_argument, NULL, 1207},
 		{"log-index-memory", required_argument, NULL, 1208},
+		{"log-chunk-size", required_argument, NULL, 1209},
 		{"alert-rules", required_argument, NULL, 1300},
 		{"alertmanager", required_argument, NULL, 1301},
 		{"alert-webhook", required_argument, NULL, 1302},
@@ -227,10 +229,11 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 		case 1205:
 		case 1206:
 		case 1207:
-		case 1208: {
+		case 1208:
+		case 1209: {
 			static const char *const lflags[] = {
 				"log-retention", "log-max-size", "log-app-max-size", "log-min-free", "log-rate",
-				"log-burst", "log-drain", "log-flush", "log-index-memory"};
+				"log-burst", "log-drain", "log-flush", "log-index-memory", "log-chunk-size"};
 			char *err = NULL;
 			if (logs_config_parse(&d->lcfg, lflags[c - 1200], optarg, &err) < 0) {
 				fprintf(stderr, "paasops serve: %s\n", err);
@@ -585,6 +588,7 @@ int daemon_main(int argc, char **argv)
 		supervisor_shutdown(d.sv, NULL, NULL);
 		goto out_loop;
 	}
+	logs_attach_metrics(d.logs, metrics_registry_of(d.metrics));
 	metrics_start(d.metrics);
 	d.acfg.loop = &d.loop;
 	d.acfg.metrics = d.metrics;

@@ -179,10 +179,17 @@ static int wait_fd(const struct cli_client *c, int fd, short events)
 		int64_t left = deadline - time_mono_ms();
 		if (left <= 0)
 			return -ETIMEDOUT;
+		if (c->stop && *c->stop)
+			return -EINTR;
+		/* A signal that came just before poll would not interrupt it:
+		 * look at the flag again at least every 250 ms. */
+		int slice = c->stop && left > 250 ? 250 : (int)left;
 		struct pollfd pfd = {.fd = fd, .events = events};
-		int n = poll(&pfd, 1, (int)left);
+		int n = poll(&pfd, 1, slice);
 		if (n > 0)
 			return 0;
+		if (n == 0 && slice < left)
+			continue;
 		if (n == 0)
 			return -ETIMEDOUT;
 		if (errno != EINTR)

@@ -8,6 +8,7 @@
 #include "core/timeutil.h"
 #include "core/util.h"
 #include "logs/logs_internal.h"
+#include "metrics/metrics.h"
 #include "store/store_logs.h"
 #include <errno.h>
 #include <inttypes.h>
@@ -98,6 +99,9 @@ struct logs {
 	struct store_logs *ctl; /* loop-thread connection for drains */
 	struct logs_parsed scratch;
 	struct logs_match_ctx match;
+
+	/* metrics (loop) */
+	struct metrics_family *m_lines, *m_dropped, *m_bytes, *m_stored, *m_disk, *m_drain;
 };
 
 struct logs_tail {
@@ -144,6 +148,7 @@ void logs_config_defaults(struct logs_config *cfg)
 	cfg->burst = 20000;
 	cfg->flush_ms = 250;
 	cfg->index_memory = 128LL << 20;
+	cfg->chunk_bytes = 256LL << 10;
 }
 
 int logs_config_parse(struct logs_config *cfg, const char *flag, const char *value, char **err)
@@ -167,6 +172,12 @@ int logs_config_parse(struct logs_config *cfg, const char *flag, const char *val
 			cfg->app_max_bytes = v;
 		else
 			cfg->index_memory = v;
+	} else if (strcmp(flag, "log-chunk-size") == 0) {
+		if (size_parse(value, &v) < 0 || v < 16384 || v > (64LL << 20)) {
+			*err = xasprintf("invalid --log-chunk-size '%s' (from 16K to 64M)", value);
+			return -EINVAL;
+		}
+		cfg->chunk_bytes = v;
 	} else if (strcmp(flag, "log-min-free") == 0) {
 		char *end;
 		long p = strtol(value, &end, 10);
@@ -521,6 +532,8 @@ bool logs_busy(struct logs *l, const char *app, const char *instance)
 	return logs_writer_idle_ms(l->writer) < 1000;
 }
 
+static void metrics_update(struct logs *l);
+
 /* Writes pending markers of sources that went quiet, and forgets sources
  * idle for long. */
 static void on_markers(uv_timer_t *t)
@@ -543,6 +556,7 @@ static void on_markers(uv_timer_t *t)
 			pp = &s->next;
 		}
 	}
+	metrics_update(l);
 }
 
 /* ---- committed lines: tails and drains ---- */
@@ -656,12 +670,6 @@ static void on_back(uv_async_t *a)
 
 /* ---- queries ---- */
 
-struct cand {
-	int64_t id;
-	uint64_t seq_min, seq_max;
-	char *app;
-};
-
 struct hit {
 	uint64_t seq;
 	struct json *json;
@@ -677,25 +685,12 @@ struct qjob {
 	/* results */
 	struct hit *hits;
 	size_t n_hits, alloc_hits;
-	struct cand *cands;
-	size_t n_cands, alloc_cands;
+	size_t n_cands;
 	uint64_t hw;
 	char *err;
 	int64_t chunks_total, chunks_bloom, chunks_read, lines_read;
 	int64_t took_us;
 };
-
-static int cand_add(void *ctx, const struct store_logs_chunk *c)
-{
-	struct qjob *j = ctx;
-	const struct logs_filter *f = &j->q.filter;
-	j->chunks_total++;
-	if (!logs_filter_chunk(f, c->app, c->seq_min, c->seq_max, c->t_min, c->t_max, c->levels, c->streams))
-		return 0;
-	j->cands = xgrow(j->cands, sizeof(*j->cands), j->n_cands + 1, &j->alloc_cands);
-	j->cands[j->n_cands++] = (struct cand){c->id, c->seq_min, c->seq_max, xstrdup(c->app)};
-	return 0;
-}
 
 struct bloom_load {
 	struct logs *l;
@@ -775,11 +770,68 @@ static int hit_cmp_asc(const void *a, const void *b)
 static void hits_trim(struct qjob *j)
 {
 	size_t limit = (size_t)j->q.limit;
+	if (j->n_hits == 0)
+		return;
 	qsort(j->hits, j->n_hits, sizeof(*j->hits), j->q.ascending ? hit_cmp_asc : hit_cmp_desc);
 	for (size_t k = limit; k < j->n_hits; k++)
 		json_free(j->hits[k].json);
 	if (j->n_hits > limit)
 		j->n_hits = limit;
+}
+
+/* The per-query state the chunk listing's callback works with. */
+struct qrun {
+	struct qjob *j;
+	struct store_logs *rd;
+	uint64_t attrs[3];
+	size_t n_attrs;
+	struct logs_view v;
+	struct logs_match_ctx m;
+	struct logs_parsed p;
+};
+
+/* One chunk of the listing (newest first, or oldest first): skipped by
+ * metadata or bloom filter, else decoded and matched. Returns 1 once no
+ * later chunk can improve the result. */
+static int query_chunk(void *ctx, const struct store_logs_chunk *c)
+{
+	struct qrun *qr = ctx;
+	struct qjob *j = qr->j;
+	const struct logs_filter *f = &j->q.filter;
+	size_t limit = (size_t)j->q.limit;
+	j->chunks_total++;
+	if (j->n_hits >= limit) {
+		/* Sorted after every chunk: the worst kept hit is the last. */
+		uint64_t worst = j->hits[j->n_hits - 1].seq;
+		if ((!j->q.ascending && c->seq_max < worst) || (j->q.ascending && c->seq_min > worst))
+			return 1;
+	}
+	if (!logs_filter_chunk(f, c->app, c->seq_min, c->seq_max, c->t_min, c->t_max, c->levels, c->streams))
+		return 0;
+	j->n_cands++;
+	if (!bloom_pass(j, qr->rd, c->id, qr->attrs, qr->n_attrs))
+		return 0;
+	j->chunks_bloom++;
+	struct data_ctx dc = {j, &qr->v, -ENOENT};
+	if (store_logs_chunk_get(qr->rd, c->id, STORE_LOGS_DATA, data_loaded, &dc) < 0 || dc.rc < 0)
+		return 0;
+	j->chunks_read++;
+	j->lines_read += (int64_t)qr->v.n;
+	size_t here = 0;
+	/* Lines within a chunk come in order: `limit` of them end it. */
+	for (size_t i = 0; i < qr->v.n && here < limit; i++) {
+		size_t idx = j->q.ascending ? i : qr->v.n - 1 - i;
+		struct logs_rec r;
+		logs_view_get(&qr->v, idx, c->app, &r);
+		if (!logs_filter_match(f, &r, &qr->m))
+			continue;
+		j->hits = xgrow(j->hits, sizeof(*j->hits), j->n_hits + 1, &j->alloc_hits);
+		j->hits[j->n_hits++] = (struct hit){r.seq, logs_rec_json(&r, &qr->p)};
+		here++;
+	}
+	if (j->n_hits >= limit)
+		hits_trim(j);
+	return 0;
 }
 
 static void query_work(uv_work_t *w)
@@ -799,66 +851,26 @@ static void query_work(uv_work_t *w)
 	int64_t next = 0;
 	if (store_logs_meta_get(rd, "next_seq", &next) == 0 && next > 0)
 		j->hw = (uint64_t)next - 1;
-	const char *one_app = f->apps && f->n_apps == 1 ? f->apps[0] : NULL;
-	if (!f->apps || f->n_apps > 0)
-		store_logs_chunks_each(rd, one_app, -1, !j->q.ascending, cand_add, j);
-	uint64_t attrs[3];
-	size_t n_attrs = 0;
+	struct qrun qr = {.j = j, .rd = rd};
 	char rel[16];
 	if (f->process)
-		attrs[n_attrs++] = logs_hash_attr('p', f->process, strlen(f->process));
+		qr.attrs[qr.n_attrs++] = logs_hash_attr('p', f->process, strlen(f->process));
 	if (f->instance)
-		attrs[n_attrs++] = logs_hash_attr('i', f->instance, strlen(f->instance));
+		qr.attrs[qr.n_attrs++] = logs_hash_attr('i', f->instance, strlen(f->instance));
 	if (f->release) {
 		int rl = snprintf(rel, sizeof(rel), "%d", f->release);
-		attrs[n_attrs++] = logs_hash_attr('r', rel, (size_t)rl);
+		qr.attrs[qr.n_attrs++] = logs_hash_attr('r', rel, (size_t)rl);
 	}
-	struct logs_view v;
-	logs_view_init(&v);
-	struct logs_match_ctx m;
-	logs_match_ctx_init(&m);
-	struct logs_parsed p;
-	logs_parsed_init(&p);
-	size_t limit = (size_t)j->q.limit;
-	for (size_t k = 0; k < j->n_cands; k++) {
-		struct cand *c = &j->cands[k];
-		if (j->n_hits >= limit) {
-			/* The worst kept hit is the last after trimming. */
-			uint64_t worst = j->hits[j->n_hits - 1].seq;
-			if (!j->q.ascending && c->seq_max < worst)
-				break;
-			if (j->q.ascending && c->seq_min > worst)
-				break;
-		}
-		if (!bloom_pass(j, rd, c->id, attrs, n_attrs))
-			continue;
-		j->chunks_bloom++;
-		struct data_ctx dc = {j, &v, -ENOENT};
-		if (store_logs_chunk_get(rd, c->id, STORE_LOGS_DATA, data_loaded, &dc) < 0 || dc.rc < 0)
-			continue;
-		j->chunks_read++;
-		j->lines_read += (int64_t)v.n;
-		size_t here = 0;
-		for (size_t i = 0; i < v.n && here < limit; i++) {
-			size_t idx = j->q.ascending ? i : v.n - 1 - i;
-			struct logs_rec r;
-			logs_view_get(&v, idx, c->app, &r);
-			if (!logs_filter_match(f, &r, &m))
-				continue;
-			j->hits = xgrow(j->hits, sizeof(*j->hits), j->n_hits + 1, &j->alloc_hits);
-			j->hits[j->n_hits++] = (struct hit){r.seq, logs_rec_json(&r, &p)};
-			/* Lines within a chunk come in order: `limit` of them end it. */
-			here++;
-		}
-		if (j->n_hits > limit)
-			hits_trim(j);
-		else if (j->n_hits == limit)
-			hits_trim(j); /* sorted, so that the early exit sees the worst */
-	}
+	logs_view_init(&qr.v);
+	logs_match_ctx_init(&qr.m);
+	logs_parsed_init(&qr.p);
+	const char *one_app = f->apps && f->n_apps == 1 ? f->apps[0] : NULL;
+	if (!f->apps || f->n_apps > 0)
+		store_logs_chunks_each(rd, one_app, -1, !j->q.ascending, query_chunk, &qr);
 	hits_trim(j);
-	logs_view_release(&v);
-	logs_match_ctx_release(&m);
-	logs_parsed_release(&p);
+	logs_view_release(&qr.v);
+	logs_match_ctx_release(&qr.m);
+	logs_parsed_release(&qr.p);
 	store_logs_rollback(rd);
 	reader_put(l, rd);
 	j->took_us = (mono_ns() - t0) / 1000;
@@ -869,9 +881,6 @@ static void qjob_free(struct qjob *j)
 	for (size_t k = 0; k < j->n_hits; k++)
 		json_free(j->hits[k].json);
 	free(j->hits);
-	for (size_t k = 0; k < j->n_cands; k++)
-		free(j->cands[k].app);
-	free(j->cands);
 	logs_filter_release(&j->q.filter);
 	free(j->err);
 	free(j);
@@ -1152,7 +1161,7 @@ struct logs *logs_new(const struct logs_config *cfg, char **err)
 	struct logs_writer_config wc = {
 		.logs = l, .path = l->db_path, .flush_ms = cfg->flush_ms, .retention_ms = cfg->retention_ms,
 		.max_bytes = cfg->max_bytes, .app_max_bytes = cfg->app_max_bytes,
-		.min_free_pct = cfg->min_free_pct, .zlevel = 1, .chunk_bytes = 1u << 20,
+		.min_free_pct = cfg->min_free_pct, .zlevel = 1, .chunk_bytes = (uint64_t)cfg->chunk_bytes,
 		.chunk_age_ms = 10 * 60 * 1000,
 	};
 	*err = NULL;
@@ -1254,6 +1263,75 @@ void logs_sync(struct logs *l, bool retention)
 		return;
 	handoff(l);
 	logs_writer_sync(l->writer, retention);
+}
+
+void logs_attach_metrics(struct logs *l, struct metrics_registry *reg)
+{
+	static const char *const drop_labels[] = {"app", "instance", "reason"};
+	static const char *const drain_labels[] = {"drain", "result"};
+	l->m_lines = metrics_family_add(reg, "paasops_log_lines_total", "Log lines taken in (after rate limits)",
+					METRICS_COUNTER, NULL, 0, NULL, 0, false);
+	l->m_dropped = metrics_family_add(reg, "paasops_log_lines_dropped_total",
+					  "Log lines dropped: over an instance's rate, or the writer queue full",
+					  METRICS_COUNTER, drop_labels, 3, NULL, 0, false);
+	l->m_bytes = metrics_family_add(reg, "paasops_log_stored_bytes", "Bytes of stored log chunks",
+					METRICS_GAUGE, NULL, 0, NULL, 0, false);
+	l->m_stored = metrics_family_add(reg, "paasops_log_stored_lines", "Log lines in storage",
+					 METRICS_GAUGE, NULL, 0, NULL, 0, false);
+	l->m_disk = metrics_family_add(reg, "paasops_log_disk_bytes", "Size of logs.db and its WAL",
+				       METRICS_GAUGE, NULL, 0, NULL, 0, false);
+	l->m_drain = metrics_family_add(reg, "paasops_log_drain_lines_total",
+					"Lines per drain: sent, failed (attempts), dropped (queue full)",
+					METRICS_COUNTER, drain_labels, 2, NULL, 0, false);
+	metrics_update(l);
+}
+
+static void metrics_set_one(struct metrics_family *f, const char *const *labels, double v)
+{
+	if (f)
+		metrics_set(metrics_series_get(f, labels), v);
+}
+
+static void metrics_update(struct logs *l)
+{
+	if (!l->m_lines)
+		return;
+	metrics_set_one(l->m_lines, NULL, (double)l->lines_in);
+	for (size_t b = 0; b < l->n_buckets; b++) {
+		for (struct src *s = l->srcs[b]; s; s = s->next) {
+			if (!s->dropped_total)
+				continue;
+			const char *labels[] = {s->app, s->instance ? s->instance : "", "rate_limit"};
+			metrics_set_one(l->m_dropped, labels, (double)s->dropped_total);
+		}
+	}
+	const char *ql[] = {"", "", "queue_full"};
+	metrics_set_one(l->m_dropped, ql, (double)l->dropped_queue);
+	if (l->writer) {
+		struct json *w = json_object();
+		logs_writer_stats(l->writer, w);
+		int64_t v = 0;
+		if (json_get_int(json_get(w, "stored_bytes"), &v) == 0)
+			metrics_set_one(l->m_bytes, NULL, (double)v);
+		if (json_get_int(json_get(w, "stored_lines"), &v) == 0)
+			metrics_set_one(l->m_stored, NULL, (double)v);
+		if (json_get_int(json_get(w, "disk_bytes"), &v) == 0)
+			metrics_set_one(l->m_disk, NULL, (double)v);
+		json_free(w);
+	}
+	for (size_t k = 0; k < l->n_drains; k++) {
+		struct json *d = logs_drain_json(l->drains[k]);
+		char id[24];
+		int64_t v = 0;
+		snprintf(id, sizeof(id), "%lld", (long long)logs_drain_id(l->drains[k]));
+		static const char *const results[] = {"sent", "failed", "dropped"};
+		for (size_t r = 0; r < ARRAY_SIZE(results); r++) {
+			const char *labels[] = {id, results[r]};
+			if (json_get_int(json_get(d, results[r]), &v) == 0)
+				metrics_set_one(l->m_drain, labels, (double)v);
+		}
+		json_free(d);
+	}
 }
 
 struct json *logs_stats_json(struct logs *l)

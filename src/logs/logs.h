@@ -41,6 +41,7 @@ struct logs_config {
 	double rate, burst;    /* lines/s per source, and burst (10,000 and 20,000) */
 	int64_t flush_ms;      /* longest a line waits to be written (250 ms) */
 	int64_t index_memory;  /* bloom filters kept in memory (128 MiB) */
+	int64_t chunk_bytes;   /* text per sealed chunk (256 KiB) */
 	const char *drains[LOGS_MAX_DRAINS]; /* global drain URLs, borrowed */
 	size_t n_drains;
 };
@@ -138,6 +139,14 @@ int logs_drain_add(struct logs *l, const char *app, const char *url, struct json
 int logs_drain_remove(struct logs *l, const char *app, int64_t id);
 /* {"drains":[...]} for app (NULL: every drain, global ones included). */
 struct json *logs_drains_json(struct logs *l, const char *app);
+
+/* Exposes the counters as metrics in reg (borrowed; it must outlive l):
+ * paasops_log_lines_total, paasops_log_lines_dropped_total{app,instance,
+ * reason}, paasops_log_stored_bytes, paasops_log_stored_lines,
+ * paasops_log_disk_bytes, paasops_log_drain_lines_total{drain,result},
+ * updated every second on the loop. */
+struct metrics_registry;
+void logs_attach_metrics(struct logs *l, struct metrics_registry *reg);
 
 /* Counters for `GET /v1/logs/stats` and the metrics: ingested, dropped
  * (by reason), stored bytes and chunks, drains. Caller frees. */

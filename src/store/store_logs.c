@@ -58,6 +58,12 @@ static const char *const migrations[] = {
 	"CREATE TABLE meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
 	"CREATE TABLE drain(id INTEGER PRIMARY KEY AUTOINCREMENT, app TEXT NOT NULL, url TEXT NOT NULL,"
 	" created_at INTEGER NOT NULL);",
+	/* 2: listing chunks (every query) reads the indexes alone. */
+	"DROP INDEX chunk_app; DROP INDEX chunk_seq;"
+	"CREATE INDEX chunk_app ON chunk(app, seq_max, id, sealed, seq_min, t_min, t_max, n_lines,"
+	" raw_bytes, bytes, levels, streams);"
+	"CREATE INDEX chunk_seq ON chunk(seq_max, id, app, sealed, seq_min, t_min, t_max, n_lines,"
+	" raw_bytes, bytes, levels, streams);",
 };
 
 static int fail(struct store_logs *s, int rc)
