@@ -42,6 +42,8 @@ struct daemon {
 	double access_sample;
 	int64_t timeouts[4]; /* connect, header, response, idle; 0 = default */
 	struct webhook_target hooks[16]; /* global deploy webhooks */
+	int releases_kept;
+	int64_t build_timeout_ms;
 	size_t n_hooks;
 	char *hook_secret;
 	bool hook_slack;
@@ -75,6 +77,8 @@ static const char usage[] =
 	"  --access-log-sample F  fraction of requests in the access log (default 1)\n"
 	"  --connect-timeout D, --header-timeout D, --response-timeout D, --idle-timeout D\n"
 	"                    router timeouts (defaults 5s, 10s, 30s, 60s)\n"
+	"  --releases-kept N  release artifacts kept on disk (default 10)\n"
+	"  --build-timeout D  limit for build and release phases (default 10m)\n"
 	"  --webhook URL     POST deploy events there (repeatable); --webhook-secret-file F\n"
 	"                    signs them (X-Paasops-Signature); --webhook-format json|slack\n"
 	"  --ports MIN-MAX   ports handed to instances (default 20000-29999)\n"
@@ -107,6 +111,8 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 		{"header-timeout", required_argument, NULL, 1001},
 		{"response-timeout", required_argument, NULL, 1002},
 		{"idle-timeout", required_argument, NULL, 1003},
+		{"releases-kept", required_argument, NULL, 1020},
+		{"build-timeout", required_argument, NULL, 1021},
 		{"webhook", required_argument, NULL, 1010},
 		{"webhook-secret-file", required_argument, NULL, 1011},
 		{"webhook-format", required_argument, NULL, 1012},
@@ -256,6 +262,21 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 			}
 			break;
 		}
+		case 1020: {
+			int64_t n;
+			if (str_to_i64(optarg, &n) < 0 || n < 1 || n > 1000) {
+				fprintf(stderr, "paasops serve: invalid --releases-kept '%s' (want 1-1000)\n", optarg);
+				return -EINVAL;
+			}
+			d->releases_kept = (int)n;
+			break;
+		}
+		case 1021:
+			if (duration_parse(optarg, &d->build_timeout_ms) < 0 || d->build_timeout_ms <= 0) {
+				fprintf(stderr, "paasops serve: invalid --build-timeout '%s' (like 10m)\n", optarg);
+				return -EINVAL;
+			}
+			break;
 		case 1010:
 			if (d->n_hooks == ARRAY_SIZE(d->hooks) ||
 			    !(str_starts_with(optarg, "http://") || str_starts_with(optarg, "https://"))) {
@@ -567,6 +588,7 @@ int daemon_main(int argc, char **argv)
 	struct deploy_config dc = {
 		.loop = &d.loop, .store = d.store, .sv = d.sv, .router = d.router, .data_dir = d.data_dir,
 		.webhooks = d.hooks, .n_webhooks = d.n_hooks,
+		.keep_releases = d.releases_kept, .build_timeout_ms = d.build_timeout_ms,
 		.on_result = on_deploy_result, .result_ctx = &d,
 	};
 	d.deploy = deploy_new(&dc);

@@ -80,6 +80,7 @@ struct dp_job {
 	uint64_t n_hist[ROUTER_HIST_BUCKETS + 1], o_hist[ROUTER_HIST_BUCKETS + 1];
 	bool phase_running;
 	int rollout_rc; /* why the supervisor refused the rollout, if it did */
+	double err_rate, err_factor, lat_factor; /* regression thresholds */
 };
 
 struct deploy {
@@ -458,7 +459,7 @@ static void analysis_tick(uv_timer_t *t)
 		return;
 	double nr = (double)j->n_err / (double)j->n_req;
 	double orr = j->o_req ? (double)j->o_err / (double)j->o_req : 0;
-	double limit = orr * 2 > 0.01 ? orr * 2 : 0.01;
+	double limit = orr * j->err_factor > j->err_rate ? orr * j->err_factor : j->err_rate;
 	char why[300] = "";
 	if (nr > limit)
 		snprintf(why, sizeof(why),
@@ -466,7 +467,7 @@ static void analysis_tick(uv_timer_t *t)
 			 j->version, nr * 100, (unsigned long long)j->n_req, j->from, orr * 100,
 			 (unsigned long long)j->o_req, limit * 100);
 	double np = p95_of(j->n_hist, j->n_req), op = p95_of(j->o_hist, j->o_req);
-	if (!why[0] && j->o_req >= ANALYSIS_MIN_REQUESTS && np > op * 2 && np > op + 0.25)
+	if (!why[0] && j->o_req >= ANALYSIS_MIN_REQUESTS && np > op * j->lat_factor && np > op + 0.25)
 		snprintf(why, sizeof(why), "regression: v%d p95 latency %.3fs over %llu requests, v%d %.3fs over %llu",
 			 j->version, np, (unsigned long long)j->n_req, j->from, op,
 			 (unsigned long long)j->o_req);
@@ -805,10 +806,21 @@ static void release_phase(struct dp_job *j)
 static void pipeline(struct dp_job *j)
 {
 	struct spec *spec = spec_parse(j->yaml, strlen(j->yaml), j->filename, NULL);
+	j->err_rate = 0.01;
+	j->err_factor = j->lat_factor = 2;
 	if (spec) {
 		j->auto_rollback = true;
-		for (size_t k = 0; k < spec->n_procs; k++)
-			j->auto_rollback = j->auto_rollback && spec->procs[k].deploy.auto_rollback;
+		/* The strictest process type decides for the app. */
+		for (size_t k = 0; k < spec->n_procs; k++) {
+			const struct spec_deploy *dp = &spec->procs[k].deploy;
+			j->auto_rollback = j->auto_rollback && dp->auto_rollback;
+			if (k == 0 || dp->max_error_rate < j->err_rate)
+				j->err_rate = dp->max_error_rate;
+			if (k == 0 || dp->max_error_factor < j->err_factor)
+				j->err_factor = dp->max_error_factor;
+			if (k == 0 || dp->max_latency_factor < j->lat_factor)
+				j->lat_factor = dp->max_latency_factor;
+		}
 	}
 	if (spec && spec->build && !j->skip_build) {
 		phase(j, PH_BUILDING);

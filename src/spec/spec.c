@@ -424,6 +424,8 @@ static bool get_number(struct ctx *c, const struct yaml_pair *f, const char *whe
 		what = "a number greater than 0";
 	else if (min_open && min == 0)
 		what = ctx_fmt(c, "a number greater than 0 and at most %g", max);
+	else if (max != HUGE_VAL)
+		what = ctx_fmt(c, "a number from %g to %g", min, max);
 	if (!f || !want_scalar(c, f, where, what))
 		return false;
 	const struct yaml_value *v = f->value;
@@ -954,8 +956,10 @@ static void check_route_conflicts(struct ctx *c, const struct spec *s)
 
 static const char *const deploy_keys[] = {"strategy", "max_surge",        "max_unavailable",
 					  "canary",   "min_healthy",      "healthy_deadline",
-					  "auto_rollback", "auto_promote"};
-enum { D_STRATEGY, D_SURGE, D_UNAVAIL, D_CANARY, D_MIN_HEALTHY, D_DEADLINE, D_ROLLBACK, D_PROMOTE, D_N };
+					  "auto_rollback", "auto_promote", "max_error_rate",
+					  "max_error_factor", "max_latency_factor"};
+enum { D_STRATEGY, D_SURGE, D_UNAVAIL, D_CANARY, D_MIN_HEALTHY, D_DEADLINE, D_ROLLBACK, D_PROMOTE,
+       D_ERR_RATE, D_ERR_FACTOR, D_LAT_FACTOR, D_N };
 static const char *const strategies[] = {"rolling", "canary", "recreate"};
 
 static void deploy_defaults(struct spec_deploy *d)
@@ -968,6 +972,9 @@ static void deploy_defaults(struct spec_deploy *d)
 	d->healthy_deadline_ms = 5 * 60000;
 	d->auto_rollback = true;
 	d->auto_promote = true;
+	d->max_error_rate = 0.01;
+	d->max_error_factor = 2;
+	d->max_latency_factor = 2;
 }
 
 static void parse_deploy(struct ctx *c, const struct yaml_pair *df, const char *of,
@@ -994,6 +1001,9 @@ static void parse_deploy(struct ctx *c, const struct yaml_pair *df, const char *
 	get_duration(c, f[D_DEADLINE], where, 1, &d->healthy_deadline_ms);
 	get_bool(c, f[D_ROLLBACK], where, &d->auto_rollback);
 	get_bool(c, f[D_PROMOTE], where, &d->auto_promote);
+	get_number(c, f[D_ERR_RATE], where, 0, false, 1, &d->max_error_rate);
+	get_number(c, f[D_ERR_FACTOR], where, 1, false, 1000, &d->max_error_factor);
+	get_number(c, f[D_LAT_FACTOR], where, 1, false, 1000, &d->max_latency_factor);
 	if (bad)
 		return;
 	if (strcmp(d->strategy, "rolling") == 0 && d->max_surge + d->max_unavailable == 0)
@@ -1570,6 +1580,9 @@ static struct json *process_to_json(const struct spec_process *p)
 	json_set_int(dj, "max_unavailable", d->max_unavailable);
 	json_set_int(dj, "canary", d->canary);
 	json_set_int(dj, "min_healthy_ms", d->min_healthy_ms);
+	json_set_num(dj, "max_error_rate", d->max_error_rate);
+	json_set_num(dj, "max_error_factor", d->max_error_factor);
+	json_set_num(dj, "max_latency_factor", d->max_latency_factor);
 	json_set_int(dj, "healthy_deadline_ms", d->healthy_deadline_ms);
 	json_set_bool(dj, "auto_rollback", d->auto_rollback);
 	json_set_bool(dj, "auto_promote", d->auto_promote);

@@ -56,6 +56,12 @@ struct spec_deploy {
 	int64_t healthy_deadline_ms; /* default 5m */
 	bool auto_rollback;          /* default true */
 	bool auto_promote;           /* canary: promote once healthy for min_healthy; default true */
+	/* Regression check during a rollout: the new release is rolled back
+	 * when its 5xx ratio > max(max_error_rate, max_error_factor x the
+	 * old one's), or its p95 > max(max_latency_factor x old, old + 0.25 s). */
+	double max_error_rate;     /* default 0.01 */
+	double max_error_factor;   /* default 2 */
+	double max_latency_factor; /* default 2 */
 };
 
 struct spec_autoscale {
