@@ -125,10 +125,29 @@ struct wbuf {
 static void client_write_done(uv_write_t *wr, int status);
 static void upstream_write_done(uv_write_t *wr, int status);
 
-static int write_out(uv_stream_t *s, struct strbuf *sb, void *owner, bool to_client, size_t *writing)
+/* allow_now: the caller does not need a completion callback (a client
+ * connection that is to close after its last write does). */
+static int write_out(uv_stream_t *s, struct strbuf *sb, void *owner, bool to_client, size_t *writing,
+		     bool allow_now)
 {
 	if (!sb->len)
 		return 0;
+	/* Most writes fit the socket buffer at once: write them now, which
+	 * saves a copy and the loop's poll round trip. libuv refuses this
+	 * (UV_EAGAIN) while earlier writes are queued, so order is kept. */
+	if (*writing == 0 && allow_now) {
+		uv_buf_t now = uv_buf_init(sb->buf, (unsigned)sb->len);
+		int n = uv_try_write(s, &now, 1);
+		if (n < 0 && n != UV_EAGAIN)
+			return n;
+		if (n > 0)
+			strbuf_consume(sb, (size_t)n);
+		if (!sb->len) {
+			if (sb->alloc > 256 * 1024)
+				strbuf_release(sb);
+			return 0;
+		}
+	}
 	struct wbuf *b = xmalloc(sizeof(*b) + sb->len);
 	memcpy(b->data, sb->buf, sb->len);
 	b->len = sb->len;
@@ -236,7 +255,7 @@ static void client_flush(struct rt_client *c)
 {
 	if (c->closing || !c->out.len)
 		return;
-	if (write_out((uv_stream_t *)&c->tcp, &c->out, c, true, &c->writing) < 0)
+	if (write_out((uv_stream_t *)&c->tcp, &c->out, c, true, &c->writing, !c->close_after) < 0)
 		client_close(c);
 }
 
@@ -661,7 +680,7 @@ static void upstream_flush(struct rt_upstream *u)
 {
 	if (!u->connected || u->closing || !u->out.len)
 		return;
-	write_out((uv_stream_t *)&u->tcp, &u->out, u, false, &u->writing);
+	write_out((uv_stream_t *)&u->tcp, &u->out, u, false, &u->writing, true);
 }
 
 static void upstream_timeout(uv_timer_t *t);
