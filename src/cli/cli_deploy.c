@@ -244,51 +244,48 @@ static void wait_on_sigint(int sig)
 	wait_interrupted = 1;
 }
 
-/* The newest log seq of the app, so that waiting prints only what comes
- * after; 0 when the app has no log yet (its first deploy). */
+/* Where waiting starts reading the app's durable log: lines logged from
+ * now on (RFC 3339), so that only this deploy's phases are printed. It
+ * works before the app has instances, on its first deploy, too. */
 static int64_t log_cursor(struct cli *c, const char *app)
 {
-	if (cli__resolve_server(c))
-		return 0;
-	char *path = app_path(app, "/logs?lines=1");
-	struct cli_response res = {0};
-	char *err = NULL;
-	int64_t next = 0;
-	if (cli__client_request(&c->client, "GET", path, NULL, 0, &res, &err) == 0 &&
-	    res.status == 200)
-		next = jint(res.json, "next", 0);
-	free(err);
-	free(path);
-	cli__response_release(&res);
-	return next;
+	(void)c;
+	(void)app;
+	return time_wall_ms() - 1000; /* a margin for clocks read a moment apart */
 }
 
-/* Prints the build and release phases' lines logged after *after. Errors
- * are not reported: the status poll reports an unreachable daemon, and an
- * app without a log yet (a first deploy) has nothing to show. */
-static void print_phase_lines(struct cli *c, const char *app, int64_t *after)
+/* What waiting has printed of the app's log. */
+struct phase_cursor {
+	int64_t since_ms; /* wall ms when waiting began */
+	int64_t last_seq; /* the newest line printed */
+};
+
+/* Prints the build and release phases' lines logged after the cursor.
+ * Errors are not reported: the status poll reports an unreachable daemon. */
+static void print_phase_lines(struct cli *c, const char *app, struct phase_cursor *cur)
 {
-	char *base = app_path(app, "/logs");
+	char since[40];
+	time_format_iso(cur->since_ms, since, sizeof(since));
 	struct strbuf path;
 	strbuf_init(&path, 0);
-	strbuf_adds(&path, base);
-	free(base);
-	char n[24];
-	snprintf(n, sizeof(n), "%lld", (long long)*after);
-	query_add(&path, "after", n);
-	query_add(&path, "lines", "10000");
+	strbuf_adds(&path, "/v1/logs");
+	query_add(&path, "app", app);
+	query_add(&path, "stream", "build,release");
+	query_add(&path, "since", since);
+	query_add(&path, "order", "asc");
+	query_add(&path, "limit", "10000");
 	struct cli_response res = {0};
 	char *err = NULL;
 	if (cli__client_request(&c->client, "GET", path.buf, NULL, 0, &res, &err) == 0 &&
 	    res.status == 200) {
 		for (const struct json *l = json_first(json_get(res.json, "lines")); l; l = json_next(l)) {
+			int64_t seq = jint(l, "seq", 0);
 			const char *stream = json_get_str(l, "stream");
-			if (str_eq(stream, "build") || str_eq(stream, "release"))
-				fprintf(c->out, "%s: %s\n", stream, jstr(l, "line", ""));
+			if (seq <= cur->last_seq || !(str_eq(stream, "build") || str_eq(stream, "release")))
+				continue;
+			cur->last_seq = seq;
+			fprintf(c->out, "%s: %s\n", jstr(l, "stream", "?"), jstr(l, "line", ""));
 		}
-		int64_t next = jint(res.json, "next", *after);
-		if (next > *after)
-			*after = next;
 	}
 	free(err);
 	strbuf_release(&path);
@@ -349,9 +346,10 @@ static int wait_deploy(struct cli *c, const char *app, int64_t version, int64_t 
 	char *path = app_path(app, "/deploy");
 	int rc = CLI_EXIT_OK;
 	struct json *final = NULL;
+	struct phase_cursor cur = {log_after, 0};
 	for (;;) {
 		if (human)
-			print_phase_lines(c, app, &log_after);
+			print_phase_lines(c, app, &cur);
 		struct cli_response res;
 		rc = cli__call(c, "GET", path, NULL, &res);
 		if (rc || wait_interrupted) {
@@ -398,7 +396,7 @@ static int wait_deploy(struct cli *c, const char *app, int64_t version, int64_t 
 	if (!final)
 		return rc ? rc : CLI_EXIT_FAILED;
 	if (human)
-		print_phase_lines(c, app, &log_after);
+		print_phase_lines(c, app, &cur);
 	const char *result = jstr(final, "result", "failed");
 	const char *reason = json_get_str(final, "reason");
 	if (c->inv->json)

@@ -1474,7 +1474,6 @@ static void test_cli_run__deploy_wait_prints_output_and_fails_on_rollback(void *
 	write_file(p, "app: shop\nprocesses:\n  web:\n    command: ./server\n");
 	free(p);
 	char *a[] = {
-		answer(200, "{\"lines\":[],\"next\":5}"),
 		answer(202, "{\"version\":3,\"deploy\":{\"version\":3}}"),
 		answer(200, "{\"lines\":[{\"seq\":6,\"stream\":\"stdout\",\"line\":\"GET /\"},"
 			    "{\"seq\":7,\"stream\":\"build\",\"line\":\"compiling\"}],\"next\":7}"),
@@ -1497,9 +1496,9 @@ static void test_cli_run__deploy_wait_prints_output_and_fails_on_rollback(void *
 	char *reqs;
 	struct strbuf raw = fake_finish_raw(&f, &reqs);
 	strbuf_release(&raw);
-	assert_true(str_starts_with(reqs, "GET /v1/apps/shop/logs?lines=1 "));
-	assert_contains(reqs, "GET /v1/apps/shop/logs?after=5&lines=10000 ");
-	assert_contains(reqs, "GET /v1/apps/shop/logs?after=7&lines=10000 ");
+	assert_true(str_starts_with(reqs, "POST /v1/apps/shop/releases"));
+	/* The durable log: it has the lines before the app has instances. */
+	assert_contains(reqs, "GET /v1/logs?app=shop&stream=build%2Crelease&since=");
 	assert_contains(reqs, "GET /v1/apps/shop/deploy ");
 	free(reqs);
 	for (size_t i = 0; i < ARRAY_SIZE(a); i++)
