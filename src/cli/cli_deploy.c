@@ -251,7 +251,7 @@ static int64_t log_cursor(struct cli *c, const char *app)
 {
 	(void)c;
 	(void)app;
-	return time_wall_ms() - 1000; /* a margin for clocks read a moment apart */
+	return time_wall_ms();
 }
 
 /* What waiting has printed of the app's log. */
@@ -395,8 +395,13 @@ static int wait_deploy(struct cli *c, const char *app, int64_t version, int64_t 
 	}
 	if (!final)
 		return rc ? rc : CLI_EXIT_FAILED;
-	if (human)
+	/* The log store commits lines every 250 ms: give the last ones time
+	 * to arrive before the verdict is printed. */
+	for (int k = 0; human && k < 3; k++) {
+		if (k)
+			nanosleep(&(struct timespec){0, 250 * 1000000L}, NULL);
 		print_phase_lines(c, app, &cur);
+	}
 	const char *result = jstr(final, "result", "failed");
 	const char *reason = json_get_str(final, "reason");
 	if (c->inv->json)
