@@ -14,7 +14,7 @@ trap 'kill -TERM $daemon 2>/dev/null; wait $daemon; exit 0' INT TERM
 
 # Wait (bounded) for the API socket.
 i=0
-until "$bin" version >/dev/null 2>&1; do
+until "$bin" apps >/dev/null 2>&1; do
 	i=$((i + 1))
 	if [ $i -gt 100 ] || ! kill -0 $daemon 2>/dev/null; then
 		echo "demo: the daemon did not start" >&2
@@ -23,7 +23,11 @@ until "$bin" version >/dev/null 2>&1; do
 	sleep 0.1
 done
 
-"$bin" apply -f "$top/examples/hello/paasops.yaml"
+if ! "$bin" apply -f "$top/examples/hello/paasops.yaml"; then
+	kill -TERM $daemon 2>/dev/null
+	wait $daemon
+	exit 1
+fi
 sleep 1.5
 "$bin" ps hello || true
 cat <<MSG
