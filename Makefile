@@ -79,7 +79,16 @@ examples/hello/hello: examples/hello/hello.c | deps
 demo: all examples/hello/hello
 	./examples/demo.sh
 
+# The tools the benchmarks measure paasops against (not needed by the tests).
+BENCH_DEBS := wrk haproxy nginx-light supervisor
+
 bench: all examples/hello/hello
+	@missing=""; for p in $(BENCH_DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
 	./bench/run.sh
 
 clean:
