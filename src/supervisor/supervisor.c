@@ -123,6 +123,10 @@ void supervisor_free(struct supervisor *sv)
 		free_app(sv->apps[k]);
 	free(sv->apps);
 	cgroup_sys_release(&sv->cgroups);
+	for (size_t k = 0; k < sv->n_statfds; k++)
+		if (sv->statfds[k].fd >= 0)
+			close(sv->statfds[k].fd);
+	free(sv->statfds);
 	free(sv->port_used);
 	free(sv->data_dir);
 	free(sv);

@@ -169,8 +169,18 @@ struct sv_app {
 	size_t n_procs, alloc_procs;
 };
 
+/* A /proc/PID/stat kept open between metrics samples (supervisor_metrics.c). */
+struct sv_statfd {
+	int pid;
+	int fd;      /* -1 once taken */
+	int64_t fds; /* open files counted last, -1 unknown */
+};
+
 struct supervisor {
 	uv_loop_t *loop;
+	struct sv_statfd *statfds; /* sorted by pid */
+	size_t n_statfds;
+	unsigned metrics_tick;
 	struct supervisor_hooks hooks;
 	void *hooks_ctx;
 	struct store *store;

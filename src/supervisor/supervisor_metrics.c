@@ -74,43 +74,104 @@ static int64_t count_fds(int proc_fd, const char *pid)
 	return n;
 }
 
-static void scan_proc(struct usage *u, size_t n)
+/* Instances' processes are read every sample, so their /proc/PID/stat
+ * stays open between samples (one pread instead of open, read, close),
+ * and their open files, which rarely change, are counted every
+ * FDS_EVERY samples. A cached descriptor of a process that exited reads
+ * ESRCH and is dropped, so a reused pid is never confused with it. */
+#define FDS_EVERY 10
+
+static int statfd_cmp(const void *a, const void *b)
+{
+	int x = ((const struct sv_statfd *)a)->pid, y = ((const struct sv_statfd *)b)->pid;
+	return (x > y) - (x < y);
+}
+
+static ssize_t read_stat(struct supervisor *sv, int proc_fd, int pid, const char *name, char *buf,
+			 size_t size, int *keep_fd)
+{
+	struct sv_statfd key = {.pid = pid};
+	struct sv_statfd *hit = sv->statfds ? bsearch(&key, sv->statfds, sv->n_statfds, sizeof(key), statfd_cmp)
+					    : NULL;
+	if (hit && hit->fd >= 0) {
+		ssize_t len = pread(hit->fd, buf, size, 0);
+		int fd = hit->fd;
+		hit->fd = -1; /* taken over by the caller's new list */
+		if (len > 0) {
+			*keep_fd = fd;
+			return len;
+		}
+		close(fd);
+	}
+	char path[300];
+	snprintf(path, sizeof(path), "%s/stat", name);
+	int fd = openat(proc_fd, path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	ssize_t len = pread(fd, buf, size, 0);
+	*keep_fd = fd;
+	return len;
+}
+
+static void scan_proc(struct supervisor *sv, struct usage *u, size_t n)
 {
 	DIR *d = opendir("/proc");
 	if (!d)
 		return;
+	bool count_files = sv->metrics_tick++ % FDS_EVERY == 0;
+	struct sv_statfd *keep = NULL;
+	size_t n_keep = 0, alloc_keep = 0;
 	static const int want[] = {5, 14, 15, 16, 17, 20, 24}; /* pgrp utime stime cutime cstime threads rss */
 	struct dirent *e;
 	while ((e = readdir(d))) {
 		if (e->d_name[0] < '0' || e->d_name[0] > '9')
 			continue;
-		char path[300], buf[1024];
-		snprintf(path, sizeof(path), "%s/stat", e->d_name);
-		int fd = openat(dirfd(d), path, O_RDONLY | O_CLOEXEC);
-		if (fd < 0)
+		char buf[1024];
+		int fd = -1;
+		int pid = atoi(e->d_name);
+		ssize_t len = read_stat(sv, dirfd(d), pid, e->d_name, buf, sizeof(buf) - 1, &fd);
+		if (len <= 0) {
+			if (fd >= 0)
+				close(fd);
 			continue;
-		ssize_t len = read(fd, buf, sizeof(buf) - 1);
-		close(fd);
-		if (len <= 0)
-			continue;
+		}
 		buf[len] = '\0';
 		uint64_t f[7];
-		if (!stat_fields(buf, f, want, 7))
+		struct usage key;
+		struct usage *hit = NULL;
+		if (stat_fields(buf, f, want, 7)) {
+			key.pgid = (int)f[0];
+			hit = bsearch(&key, u, n, sizeof(*u), usage_cmp);
+		}
+		if (!hit) {
+			close(fd);
 			continue;
-		struct usage key = {.pgid = (int)f[0]};
-		struct usage *hit = bsearch(&key, u, n, sizeof(*u), usage_cmp);
-		if (!hit)
-			continue;
+		}
+		keep = xgrow(keep, sizeof(*keep), n_keep + 1, &alloc_keep);
+		keep[n_keep++] = (struct sv_statfd){pid, fd, -1};
 		hit->ticks += f[1] + f[2] + f[3] + f[4];
 		hit->threads += (int64_t)f[5];
 		hit->rss_pages += f[6];
-		int64_t fds = count_fds(dirfd(d), e->d_name);
+		struct sv_statfd sk = {.pid = pid};
+		struct sv_statfd *old = sv->statfds ? bsearch(&sk, sv->statfds, sv->n_statfds, sizeof(sk), statfd_cmp)
+						    : NULL;
+		int64_t fds = !count_files && old && old->fds >= 0 ? old->fds : count_fds(dirfd(d), e->d_name);
+		keep[n_keep - 1].fds = fds;
 		if (fds >= 0 && hit->fds >= 0)
 			hit->fds += fds;
 		else
 			hit->fds = -1;
 	}
 	closedir(d);
+	/* Descriptors of processes that are gone or left their instance. */
+	for (size_t k = 0; k < sv->n_statfds; k++)
+		if (sv->statfds[k].fd >= 0)
+			close(sv->statfds[k].fd);
+	free(sv->statfds);
+	if (n_keep > 1)
+		qsort(keep, n_keep, sizeof(*keep), statfd_cmp);
+	sv->statfds = keep;
+	sv->n_statfds = n_keep;
 }
 
 void supervisor_metrics_each(struct supervisor *sv, supervisor_metrics_inst_cb inst_cb,
@@ -129,7 +190,7 @@ void supervisor_metrics_each(struct supervisor *sv, supervisor_metrics_inst_cb i
 		}
 	if (n && inst_cb) {
 		qsort(u, n, sizeof(*u), usage_cmp);
-		scan_proc(u, n);
+		scan_proc(sv, u, n);
 	}
 	long hz = sysconf(_SC_CLK_TCK), page = sysconf(_SC_PAGESIZE);
 	int64_t now = time_mono_ms();
