@@ -834,11 +834,14 @@ static void backoff_fire(uv_timer_t *t)
 		sv_inst_start(i, "restarting after backoff");
 }
 
+/* Whether the slot should run. Its index says nothing: after a rollout
+ * the instances of a process type may be numbered 3 and 4 of 2; slots
+ * beyond the desired count are retired by reconciling instead. */
 static bool wanted(const struct sv_inst *i)
 {
 	const struct sv_proc *p = i->proc;
 	return !i->removing && !p->removed && !p->stopped && !p->app->stopped &&
-	       !p->app->destroying && i->index <= p->desired && !p->app->sv->shutting_down;
+	       !p->app->destroying && !p->app->sv->shutting_down;
 }
 
 /* The restart policy: called after an exit that nobody asked for. */

@@ -108,3 +108,26 @@ def test_scaled_count_survives_reapply_of_same_spec(daemon):
     assert daemon.ok("GET", "/v1/apps/hello")["processes"][0]["instances"] == 2
     daemon.apply(hello_spec(instances=3))
     daemon.wait_ready("hello", 3)
+
+
+def test_instances_started_by_a_rollout_restart_when_they_die(daemon):
+    """After a rolling deploy the new instances may be numbered beyond the
+    desired count (hello.web.3 and .4 of 2); they must still be restarted
+    when they die, and `restart` must bring them back."""
+    daemon.apply(hello_spec(instances=2, extra="    deploy: {min_healthy: 300ms}\n"))
+    daemon.wait_ready("hello", 2)
+    daemon.apply(hello_spec(instances=2, extra="    deploy: {min_healthy: 300ms}\n    env: {V: '2'}\n"))
+    wait_for(lambda: daemon.ok("GET", "/v1/apps/hello")["release"] == 2 and
+             len([i for i in daemon.instances("hello") if i["state"] == "ready" and i["release"] == 2]) == 2,
+             what="v2 live on 2 instances")
+    victim = [i for i in daemon.instances("hello") if i["state"] == "ready"][0]
+    os.kill(victim["pid"], signal.SIGKILL)
+    wait_for(lambda: [i for i in daemon.instances("hello")
+                      if i["id"] == victim["id"] and i["state"] == "ready" and i["pid"] != victim["pid"]],
+             what="the killed instance back")
+    before = {i["pid"] for i in daemon.instances("hello")}
+    r = daemon.cli("restart", "hello")
+    assert r.returncode == 0, r.stderr
+    wait_for(lambda: (lambda insts: len(insts) == 2 and all(i["state"] == "ready" and i["pid"] not in before
+                                                              for i in insts))(daemon.instances("hello")),
+             what="both instances restarted and ready")
