@@ -20,8 +20,7 @@
 /* ------------------------------------------------------------------------ */
 /* Small helpers                                                            */
 
-/* "/v1/apps/NAME" + suffix, with NAME percent-encoded; caller frees. */
-static char *app_path(const char *app, const char *suffix)
+char *cli__app_path(const char *app, const char *suffix)
 {
 	char *enc = http_url_encode(app);
 	char *p = xasprintf("/v1/apps/%s%s", enc, suffix);
@@ -29,16 +28,14 @@ static char *app_path(const char *app, const char *suffix)
 	return p;
 }
 
-/* Appends "&key=value" (or "?key=value" first) with value encoded. */
-static void query_add(struct strbuf *sb, const char *key, const char *value)
+void cli__query_add(struct strbuf *sb, const char *key, const char *value)
 {
 	char *enc = http_url_encode(value);
 	strbuf_addf(sb, "%c%s=%s", strchr(sb->buf, '?') ? '&' : '?', key, enc);
 	free(enc);
 }
 
-/* String member of o, or fallback when absent or not a string. */
-static const char *jstr(const struct json *o, const char *key, const char *fallback)
+const char *cli__jstr(const struct json *o, const char *key, const char *fallback)
 {
 	const char *s = json_get_str(o, key);
 	return s ? s : fallback;
@@ -108,7 +105,7 @@ static void processes_text(const struct json *app, struct strbuf *sb)
 	for (const struct json *p = json_first(procs); p; p = json_next(p)) {
 		int64_t n = 0;
 		jint(p, "instances", &n);
-		strbuf_addf(sb, "%s%s=%lld", sb->len ? " " : "", jstr(p, "name", "?"), (long long)n);
+		strbuf_addf(sb, "%s%s=%lld", sb->len ? " " : "", cli__jstr(p, "name", "?"), (long long)n);
 	}
 }
 
@@ -269,7 +266,7 @@ static int cmd_apply(struct cli *c)
 	if (c->inv->json)
 		cli__print_json(c, res.json, true);
 	else
-		fprintf(c->out, "applied app '%s' (%s)\n", jstr(res.json, "name", "?"),
+		fprintf(c->out, "applied app '%s' (%s)\n", cli__jstr(res.json, "name", "?"),
 			res.status == 201 ? "created" : "updated");
 	cli__response_release(&res);
 	return CLI_EXIT_OK;
@@ -378,7 +375,7 @@ static void ps_row(struct cli_table *t, const struct json *in, int64_t now)
 static int cmd_ps(struct cli *c)
 {
 	const char *app = c->inv->n_pos ? c->inv->pos[0] : NULL;
-	char *path = app ? app_path(app, "/instances") : xstrdup("/v1/instances");
+	char *path = app ? cli__app_path(app, "/instances") : xstrdup("/v1/instances");
 	struct cli_response res;
 	int rc = cli__call(c, "GET", path, NULL, &res);
 	free(path);
@@ -448,7 +445,7 @@ static void stats_row(struct cli_table *t, const char *name, const struct json *
 
 static int cmd_stats(struct cli *c)
 {
-	char *path = app_path(c->inv->pos[0], "/stats");
+	char *path = cli__app_path(c->inv->pos[0], "/stats");
 	struct cli_response res;
 	int rc = cli__call(c, "GET", path, NULL, &res);
 	free(path);
@@ -493,7 +490,7 @@ static int cmd_scale(struct cli *c)
 		free(err);
 		return rc;
 	}
-	char *path = app_path(app, "/scale");
+	char *path = cli__app_path(app, "/scale");
 	struct cli_response res;
 	int rc = cli__call(c, "POST", path, body, &res);
 	free(path);
@@ -525,7 +522,7 @@ static int cmd_restart(struct cli *c)
 	} else if (target) {
 		json_set_str(body, "process", target);
 	}
-	char *path = app_path(app, "/restart");
+	char *path = cli__app_path(app, "/restart");
 	struct cli_response res;
 	int rc = cli__call(c, "POST", path, body, &res);
 	free(path);
@@ -561,7 +558,7 @@ static int stop_or_start(struct cli *c, const char *action, const char *done)
 	if (proc)
 		json_set_str(body, "process", proc);
 	char *suffix = xasprintf("/%s", action);
-	char *path = app_path(app, suffix);
+	char *path = cli__app_path(app, suffix);
 	struct cli_response res;
 	int rc = cli__call(c, "POST", path, body, &res);
 	free(suffix);
@@ -619,7 +616,7 @@ static int cmd_destroy(struct cli *c)
 			return CLI_EXIT_FAILED;
 		}
 	}
-	char *path = app_path(app, "");
+	char *path = cli__app_path(app, "");
 	struct cli_response res;
 	int rc = cli__call(c, "DELETE", path, NULL, &res);
 	free(path);
@@ -718,20 +715,20 @@ static int cmd_events(struct cli *c)
 		strbuf_init(&path, 0);
 		strbuf_adds(&path, "/v1/events");
 		if (app)
-			query_add(&path, "app", app);
+			cli__query_add(&path, "app", app);
 		if (first) {
 			if (given) {
 				char n[24];
 				snprintf(n, sizeof(n), "%lld", (long long)(quiet ? 1 : limit));
-				query_add(&path, "limit", n);
+				cli__query_add(&path, "limit", n);
 			}
 		} else {
 			/* Polls ask for the most the API gives, so a burst is not
 			 * cut to the default 100. */
 			char n[24];
 			snprintf(n, sizeof(n), "%lld", (long long)last);
-			query_add(&path, "after", n);
-			query_add(&path, "limit", "1000");
+			cli__query_add(&path, "after", n);
+			cli__query_add(&path, "limit", "1000");
 		}
 		struct cli_response res;
 		rc = cli__call(c, "GET", path.buf, NULL, &res);
@@ -797,7 +794,7 @@ static int cmd_tokens_create(struct cli *c)
 		fprintf(c->out, "%s\n", secret ? secret : "");
 	fprintf(c->err, "created token %s (role %s); this is the only time its secret is "
 			"shown: store it now\n",
-		jstr(res.json, "id", "?"), role);
+		cli__jstr(res.json, "id", "?"), role);
 	cli__response_release(&res);
 	return CLI_EXIT_OK;
 }

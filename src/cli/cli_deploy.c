@@ -125,30 +125,6 @@ fail:
 	return -EINVAL;
 }
 
-/* ------------------------------------------------------------------------ */
-/* Small helpers                                                            */
-
-/* "/v1/apps/NAME" + suffix, with NAME percent-encoded; caller frees. */
-static char *app_path(const char *app, const char *suffix)
-{
-	char *enc = http_url_encode(app);
-	char *p = xasprintf("/v1/apps/%s%s", enc, suffix);
-	free(enc);
-	return p;
-}
-
-static void query_add(struct strbuf *sb, const char *key, const char *value)
-{
-	char *enc = http_url_encode(value);
-	strbuf_addf(sb, "%c%s=%s", strchr(sb->buf, '?') ? '&' : '?', key, enc);
-	free(enc);
-}
-
-static const char *jstr(const struct json *o, const char *key, const char *fallback)
-{
-	const char *s = json_get_str(o, key);
-	return s ? s : fallback;
-}
 
 static int64_t jint(const struct json *o, const char *key, int64_t fallback)
 {
@@ -269,11 +245,11 @@ static void print_phase_lines(struct cli *c, const char *app, struct phase_curso
 	struct strbuf path;
 	strbuf_init(&path, 0);
 	strbuf_adds(&path, "/v1/logs");
-	query_add(&path, "app", app);
-	query_add(&path, "stream", "build,release");
-	query_add(&path, "since", since);
-	query_add(&path, "order", "asc");
-	query_add(&path, "limit", "10000");
+	cli__query_add(&path, "app", app);
+	cli__query_add(&path, "stream", "build,release");
+	cli__query_add(&path, "since", since);
+	cli__query_add(&path, "order", "asc");
+	cli__query_add(&path, "limit", "10000");
 	struct cli_response res = {0};
 	char *err = NULL;
 	if (cli__client_request(&c->client, "GET", path.buf, NULL, 0, &res, &err) == 0 &&
@@ -284,7 +260,7 @@ static void print_phase_lines(struct cli *c, const char *app, struct phase_curso
 			if (seq <= cur->last_seq || !(str_eq(stream, "build") || str_eq(stream, "release")))
 				continue;
 			cur->last_seq = seq;
-			fprintf(c->out, "%s: %s\n", jstr(l, "stream", "?"), jstr(l, "line", ""));
+			fprintf(c->out, "%s: %s\n", cli__jstr(l, "stream", "?"), cli__jstr(l, "line", ""));
 		}
 	}
 	free(err);
@@ -295,7 +271,7 @@ static void print_phase_lines(struct cli *c, const char *app, struct phase_curso
 /* "rolling out: web: 1 of 2 new ready for 500ms, 1 old left". */
 static void progress_text(const struct json *st, struct strbuf *sb)
 {
-	strbuf_adds(sb, jstr(st, "phase", "?"));
+	strbuf_adds(sb, cli__jstr(st, "phase", "?"));
 	const char *ro = json_get_str(json_get(st, "rollout"), "phase");
 	if (!ro)
 		ro = json_get_str(json_get(json_get(st, "rollout"), "rollout"), "phase");
@@ -309,7 +285,7 @@ static int release_outcome(struct cli *c, const char *app, int64_t version, stru
 {
 	char suffix[48];
 	snprintf(suffix, sizeof(suffix), "/releases/v%lld", (long long)version);
-	char *path = app_path(app, suffix);
+	char *path = cli__app_path(app, suffix);
 	struct cli_response res;
 	int rc = cli__call(c, "GET", path, NULL, &res);
 	free(path);
@@ -343,7 +319,7 @@ static int wait_deploy(struct cli *c, const char *app, int64_t version, int64_t 
 	bool human = !c->inv->json;
 	struct strbuf last;
 	strbuf_init(&last, 0);
-	char *path = app_path(app, "/deploy");
+	char *path = cli__app_path(app, "/deploy");
 	int rc = CLI_EXIT_OK;
 	struct json *final = NULL;
 	struct phase_cursor cur = {log_after, 0};
@@ -402,7 +378,7 @@ static int wait_deploy(struct cli *c, const char *app, int64_t version, int64_t 
 			nanosleep(&(struct timespec){0, 250 * 1000000L}, NULL);
 		print_phase_lines(c, app, &cur);
 	}
-	const char *result = jstr(final, "result", "failed");
+	const char *result = cli__jstr(final, "result", "failed");
 	const char *reason = json_get_str(final, "reason");
 	if (c->inv->json)
 		cli__print_json(c, final, true);
@@ -631,13 +607,13 @@ static int deploy_upload(struct cli *c, struct deploy_src *src, int64_t *version
 	}
 	struct strbuf path;
 	strbuf_init(&path, 0);
-	char *base = app_path(src->app, "/releases");
+	char *base = cli__app_path(src->app, "/releases");
 	strbuf_adds(&path, base);
 	free(base);
-	query_add(&path, "spec", src->spec);
+	cli__query_add(&path, "spec", src->spec);
 	const char *msg = cli__flag(c->inv, "message");
 	if (msg)
-		query_add(&path, "message", msg);
+		cli__query_add(&path, "message", msg);
 	char *sha_header = xasprintf("X-Content-SHA256: %s", sha);
 	const char *headers[] = {sha_header, NULL};
 	bool gz = str_ends_with(archive, ".gz") || str_ends_with(archive, ".tgz");
@@ -709,7 +685,7 @@ static void kv(struct cli *c, const char *key, const char *value)
 int cli__cmd_deploy_status(struct cli *c)
 {
 	const char *app = c->inv->pos[0];
-	char *path = app_path(app, "/deploy");
+	char *path = cli__app_path(app, "/deploy");
 	struct cli_response res;
 	int rc = cli__call(c, "GET", path, NULL, &res);
 	free(path);
@@ -758,7 +734,7 @@ int cli__cmd_deploy_status(struct cli *c)
 int cli__cmd_deploy_promote(struct cli *c)
 {
 	const char *app = c->inv->pos[0];
-	char *path = app_path(app, "/deploy/promote");
+	char *path = cli__app_path(app, "/deploy/promote");
 	struct json *body = json_object();
 	struct cli_response res;
 	int rc = cli__call(c, "POST", path, body, &res);
@@ -782,7 +758,7 @@ static int release_show(struct cli *c, const char *app, int64_t v)
 {
 	char suffix[48];
 	snprintf(suffix, sizeof(suffix), "/releases/v%lld", (long long)v);
-	char *path = app_path(app, suffix);
+	char *path = cli__app_path(app, suffix);
 	struct cli_response res;
 	int rc = cli__call(c, "GET", path, NULL, &res);
 	free(path);
@@ -801,12 +777,12 @@ static int release_show(struct cli *c, const char *app, int64_t v)
 	kv(c, "status:", json_get_str(o, "status"));
 	kv(c, "author:", json_get_str(o, "author"));
 	ago_text(json_get(o, "created_at"), ago, sizeof(ago));
-	snprintf(buf, sizeof(buf), "%s (%s)", jstr(o, "created_at", "-"), ago);
+	snprintf(buf, sizeof(buf), "%s (%s)", cli__jstr(o, "created_at", "-"), ago);
 	kv(c, "created:", buf);
 	kv(c, "message:", json_get_str(o, "message"));
 	kv(c, "reason:", json_get_str(o, "reason"));
 	kv(c, "sha256:", json_get_str(o, "sha256"));
-	snprintf(buf, sizeof(buf), "%s%s", jstr(o, "dir", "-"),
+	snprintf(buf, sizeof(buf), "%s%s", cli__jstr(o, "dir", "-"),
 		 json_true(json_get(o, "artifact")) ? "" : " (removed)");
 	kv(c, "dir:", buf);
 	const struct json *cfg = json_get(o, "config");
@@ -838,7 +814,7 @@ int cli__cmd_releases(struct cli *c)
 			return cli__usage_error(c, "invalid release '%s': use vN, like v3", c->inv->pos[1]);
 		return release_show(c, app, v);
 	}
-	char *path = app_path(app, "/releases");
+	char *path = cli__app_path(app, "/releases");
 	struct cli_response res;
 	int rc = cli__call(c, "GET", path, NULL, &res);
 	free(path);
@@ -884,7 +860,7 @@ static int release_change(struct cli *c, const char *app, const char *suffix, st
 		json_set_str(body, "message", msg);
 	bool wait = cli__flag(c->inv, "wait") != NULL;
 	int64_t after = wait ? log_cursor(c, app) : 0;
-	char *path = app_path(app, suffix);
+	char *path = cli__app_path(app, suffix);
 	struct cli_response res;
 	int rc = cli__call(c, "POST", path, body, &res);
 	free(path);
@@ -924,7 +900,7 @@ int cli__cmd_rollback(struct cli *c)
 int cli__cmd_config(struct cli *c)
 {
 	const char *app = c->inv->pos[0];
-	char *path = app_path(app, "/config");
+	char *path = cli__app_path(app, "/config");
 	struct cli_response res;
 	int rc = cli__call(c, "GET", path, NULL, &res);
 	free(path);

@@ -291,4 +291,11 @@ int cli__fail(struct cli *c, const char *fmt, ...) __attribute__((format(printf,
 /* Prints help for one command, a group ("tokens") or everything. */
 void cli__print_help(FILE *f, const struct cli_command *cmd, const char *group);
 
+/* "/v1/apps/NAME" + suffix, with NAME percent-encoded; caller frees. */
+char *cli__app_path(const char *app, const char *suffix);
+/* Appends "&key=value" (or "?key=value" first) with value encoded. */
+void cli__query_add(struct strbuf *sb, const char *key, const char *value);
+/* String member of o, or fallback when absent or not a string. */
+const char *cli__jstr(const struct json *o, const char *key, const char *fallback);
+
 #endif

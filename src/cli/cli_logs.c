@@ -151,12 +151,6 @@ static int on_stream(void *ctx, const char *data, size_t len)
 	return ferror(pr->c->out) ? -1 : 0; /* a closed pipe ends it */
 }
 
-static void query_add(struct strbuf *sb, const char *key, const char *value)
-{
-	char *enc = http_url_encode(value);
-	strbuf_addf(sb, "%c%s=%s", strchr(sb->buf, '?') ? '&' : '?', key, enc);
-	free(enc);
-}
 
 int cli__cmd_logs(struct cli *c)
 {
@@ -169,18 +163,18 @@ int cli__cmd_logs(struct cli *c)
 	struct strbuf path;
 	strbuf_init(&path, 128);
 	strbuf_adds(&path, follow ? "/v1/logs/stream" : "/v1/logs");
-	query_add(&path, "app", app);
+	cli__query_add(&path, "app", app);
 	char n[24];
 	snprintf(n, sizeof(n), "%lld", (long long)(follow ? lines : lines ? lines : 1));
-	query_add(&path, follow ? "n" : "limit", n);
+	cli__query_add(&path, follow ? "n" : "limit", n);
 	const char *proc = cli__flag(c->inv, "process");
 	if (proc)
-		query_add(&path, "process", proc);
+		cli__query_add(&path, "process", proc);
 	const char *inst = cli__flag(c->inv, "instance");
 	if (inst) {
 		const char *dot = strchr(inst, '.');
 		char *id = dot && !strchr(dot + 1, '.') ? xasprintf("%s.%s", app, inst) : xstrdup(inst);
-		query_add(&path, "instance", id);
+		cli__query_add(&path, "instance", id);
 		free(id);
 	}
 	static const char *const passthrough[][2] = {
@@ -189,7 +183,7 @@ int cli__cmd_logs(struct cli *c)
 	for (size_t k = 0; k < ARRAY_SIZE(passthrough); k++) {
 		const char *fv = cli__flag(c->inv, passthrough[k][0]);
 		if (fv)
-			query_add(&path, passthrough[k][1], fv);
+			cli__query_add(&path, passthrough[k][1], fv);
 	}
 	const char *nc = getenv("NO_COLOR");
 	const char *term = getenv("TERM");
