@@ -1124,6 +1124,20 @@ const struct cli_command cli_commands[] = {
 	 "examples:\n"
 	 "  paasops tokens create --role deployer --app shop --expires 30d --name ci\n"},
 	{"tokens list", cmd_tokens_list, "", "list API tokens (admin)", NULL, 0, 0, ""},
+	{"drains", cli__cmd_drains, "APP", "list an app's log drains (and the global ones)", NULL, 1,
+	 1,
+	 "Each drain forwards the app's log lines: syslog://HOST:PORT (RFC 5424 over TCP) or\n"
+	 "http(s)://... (NDJSON batches), with counters of what was sent, failed and dropped.\n\n"
+	 "examples:\n"
+	 "  paasops drains shop\n"},
+	{"drains add", cli__cmd_drains_add, "APP URL", "forward an app's log lines to a drain", NULL,
+	 2, 2,
+	 "examples:\n"
+	 "  paasops drains add shop syslog://logs.internal:514\n"
+	 "  paasops drains add shop https://logs.example.com/ingest\n"},
+	{"drains remove", cli__cmd_drains_remove, "APP ID", "stop forwarding to a drain", NULL, 2, 2,
+	 "examples:\n"
+	 "  paasops drains remove shop 3\n"},
 	{"tokens revoke", cmd_tokens_revoke, "ID", "revoke an API token (admin)", NULL, 1, 1,
 	 "examples:\n"
 	 "  paasops tokens revoke tok_0123abcd\n"},

@@ -291,6 +291,11 @@ int cli__fail(struct cli *c, const char *fmt, ...) __attribute__((format(printf,
 /* Prints help for one command, a group ("tokens") or everything. */
 void cli__print_help(FILE *f, const struct cli_command *cmd, const char *group);
 
+/* cli_drains.c */
+int cli__cmd_drains(struct cli *c);
+int cli__cmd_drains_add(struct cli *c);
+int cli__cmd_drains_remove(struct cli *c);
+
 /* "/v1/apps/NAME" + suffix, with NAME percent-encoded; caller frees. */
 char *cli__app_path(const char *app, const char *suffix);
 /* Appends "&key=value" (or "?key=value" first) with value encoded. */

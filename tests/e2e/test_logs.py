@@ -592,3 +592,22 @@ def test_scoped_tokens_read_only_their_apps_logs(daemon):
     assert get("/v1/apps/b/log-drains")[0] == 403
     st, doc = daemon.request("GET", "/v1/logs?q=from", tcp=True)
     assert st == 401
+
+
+def test_cli_manages_an_apps_log_drains(daemon):
+    daemon.apply(hello_spec(instances=1))
+    r = daemon.cli("drains", "hello")
+    assert r.returncode == 0 and "no log drains" in r.stderr
+    r = daemon.cli("drains", "add", "hello", "http://127.0.0.1:9/ingest")
+    assert r.returncode == 0, r.stderr
+    assert "added drain" in r.stdout
+    r = daemon.cli("drains", "hello", "--json")
+    drains = json.loads(r.stdout)["drains"]
+    assert [d["url"] for d in drains] == ["http://127.0.0.1:9/ingest"]
+    r = daemon.cli("drains", "add", "hello", "ftp://nowhere")
+    assert r.returncode == 1 and "syslog://" in r.stderr
+    r = daemon.cli("drains", "remove", "hello", "999")
+    assert r.returncode == 1
+    r = daemon.cli("drains", "remove", "hello", str(drains[0]["id"]))
+    assert r.returncode == 0, r.stderr
+    assert json.loads(daemon.cli("drains", "hello", "--json").stdout)["drains"] == []
