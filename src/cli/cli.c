@@ -294,3 +294,25 @@ int cli_main(int argc, char **argv)
 {
 	return cli__run(argc, argv, stdin, stdout, stderr, isatty(STDIN_FILENO));
 }
+
+int cli__fail_lines(struct cli *c, const char *text)
+{
+	const char *p = text;
+	while (p && *p) {
+		const char *nl = strchr(p, '\n');
+		size_t n = nl ? (size_t)(nl - p) : strlen(p);
+		if (n)
+			fprintf(c->err, "error: %.*s\n", (int)n, p);
+		p = nl ? nl + 1 : NULL;
+	}
+	return CLI_EXIT_FAILED;
+}
+
+void cli__table_print(struct cli *c, const struct cli_table *t)
+{
+	struct strbuf out;
+	strbuf_init(&out, 0);
+	cli__table_render(t, &out);
+	fputs(out.buf, c->out);
+	strbuf_release(&out);
+}

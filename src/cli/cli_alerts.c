@@ -81,11 +81,7 @@ static void print_active(struct cli *c, const struct json *alerts)
 		cli__table_add(&t, subj);
 		cli__table_add(&t, summary_of(a));
 	}
-	struct strbuf out;
-	strbuf_init(&out, 0);
-	cli__table_render(&t, &out);
-	fputs(out.buf, c->out);
-	strbuf_release(&out);
+	cli__table_print(c, &t);
 	cli__table_release(&t);
 }
 
@@ -224,11 +220,7 @@ int cli__cmd_alerts_history(struct cli *c)
 			cli__table_add(&t, subj);
 			cli__table_add(&t, summary_of(a));
 		}
-		struct strbuf out;
-		strbuf_init(&out, 0);
-		cli__table_render(&t, &out);
-		fputs(out.buf, c->out);
-		strbuf_release(&out);
+		cli__table_print(c, &t);
 		cli__table_release(&t);
 	}
 	cli__response_release(&res);

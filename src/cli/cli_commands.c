@@ -84,19 +84,6 @@ static char *instance_id(const char *app, const char *arg)
 	return xstrdup(arg);
 }
 
-/* Prints every line of a multi-line message as "error: LINE". */
-static int fail_lines(struct cli *c, const char *text)
-{
-	const char *p = text;
-	while (p && *p) {
-		const char *nl = strchr(p, '\n');
-		size_t n = nl ? (size_t)(nl - p) : strlen(p);
-		if (n)
-			fprintf(c->err, "error: %.*s\n", (int)n, p);
-		p = nl ? nl + 1 : NULL;
-	}
-	return CLI_EXIT_FAILED;
-}
 
 /* "web=2 worker=1" from an app's processes. */
 static void processes_text(const struct json *app, struct strbuf *sb)
@@ -172,7 +159,7 @@ static int cmd_validate(struct cli *c)
 		if (!err || !*err)
 			rc = cli__fail(c, "'%s' is not a valid spec", file);
 		else
-			rc = fail_lines(c, err);
+			rc = cli__fail_lines(c, err);
 		free(err);
 		return rc;
 	}
@@ -323,11 +310,7 @@ static int cmd_apps(struct cli *c)
 	if (cli__table_rows(&t) == 0) {
 		fprintf(c->err, "no apps yet: create one with 'paasops apply -f paasops.yaml'\n");
 	} else {
-		struct strbuf out;
-		strbuf_init(&out, 0);
-		cli__table_render(&t, &out);
-		fputs(out.buf, c->out);
-		strbuf_release(&out);
+		cli__table_print(c, &t);
 	}
 	cli__table_release(&t);
 	cli__response_release(&res);
@@ -400,11 +383,7 @@ static int cmd_ps(struct cli *c)
 		else
 			fprintf(c->err, "no instances\n");
 	} else {
-		struct strbuf out;
-		strbuf_init(&out, 0);
-		cli__table_render(&t, &out);
-		fputs(out.buf, c->out);
-		strbuf_release(&out);
+		cli__table_print(c, &t);
 	}
 	cli__table_release(&t);
 	cli__response_release(&res);
@@ -467,11 +446,7 @@ static int cmd_stats(struct cli *c)
 		stats_row(&t, name, r);
 	}
 	stats_row(&t, "total", res.json);
-	struct strbuf out;
-	strbuf_init(&out, 0);
-	cli__table_render(&t, &out);
-	fputs(out.buf, c->out);
-	strbuf_release(&out);
+	cli__table_print(c, &t);
 	cli__table_release(&t);
 	cli__response_release(&res);
 	return CLI_EXIT_OK;
@@ -862,11 +837,7 @@ static int cmd_tokens_list(struct cli *c)
 	if (cli__table_rows(&t) == 0) {
 		fprintf(c->err, "no tokens\n");
 	} else {
-		struct strbuf out;
-		strbuf_init(&out, 0);
-		cli__table_render(&t, &out);
-		fputs(out.buf, c->out);
-		strbuf_release(&out);
+		cli__table_print(c, &t);
 	}
 	cli__table_release(&t);
 	cli__response_release(&res);

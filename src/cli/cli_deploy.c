@@ -157,28 +157,7 @@ static int64_t version_arg(const char *s)
 	return v;
 }
 
-static void print_table(struct cli *c, struct cli_table *t)
-{
-	struct strbuf out;
-	strbuf_init(&out, 0);
-	cli__table_render(t, &out);
-	fputs(out.buf, c->out);
-	strbuf_release(&out);
-}
 
-/* Prints every line of a multi-line message as "error: LINE". */
-static int fail_lines(struct cli *c, const char *text)
-{
-	const char *p = text;
-	while (p && *p) {
-		const char *nl = strchr(p, '\n');
-		size_t n = nl ? (size_t)(nl - p) : strlen(p);
-		if (n)
-			fprintf(c->err, "error: %.*s\n", (int)n, p);
-		p = nl ? nl + 1 : NULL;
-	}
-	return CLI_EXIT_FAILED;
-}
 
 /* Reads a whole small text file into out; -errno on failure. */
 static int read_small(const char *file, size_t max, struct strbuf *out)
@@ -506,7 +485,7 @@ static int check_spec(struct cli *c, struct deploy_src *src)
 	struct spec *s = spec_parse_file(file, &err);
 	int rc = CLI_EXIT_OK;
 	if (!s) {
-		rc = err && *err ? fail_lines(c, err) : cli__fail(c, "'%s' is not a valid spec", file);
+		rc = err && *err ? cli__fail_lines(c, err) : cli__fail(c, "'%s' is not a valid spec", file);
 	} else if (want && strcmp(want, s->app) != 0) {
 		rc = cli__fail(c, "%s is the spec of app '%s', not '%s'", file, s->app, want);
 	} else {
@@ -840,7 +819,7 @@ int cli__cmd_releases(struct cli *c)
 	if (cli__table_rows(&t) == 0)
 		fprintf(c->err, "app '%s' has no releases yet: make one with 'paasops deploy'\n", app);
 	else
-		print_table(c, &t);
+		cli__table_print(c, &t);
 	cli__table_release(&t);
 	cli__response_release(&res);
 	return CLI_EXIT_OK;
@@ -923,7 +902,7 @@ int cli__cmd_config(struct cli *c)
 				"NAME=VALUE'\n",
 			app, app);
 	else
-		print_table(c, &t);
+		cli__table_print(c, &t);
 	cli__table_release(&t);
 	cli__response_release(&res);
 	return CLI_EXIT_OK;

@@ -3,7 +3,6 @@
 #include "cli/cli_internal.h"
 #include "compat/http.h"
 #include "compat/json.h"
-#include "core/strbuf.h"
 #include "core/util.h"
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,11 +49,7 @@ int cli__cmd_drains(struct cli *c)
 		fprintf(c->err, "app '%s' has no log drains: add one with 'paasops drains add %s URL'\n",
 			c->inv->pos[0], c->inv->pos[0]);
 	} else {
-		struct strbuf out;
-		strbuf_init(&out, 0);
-		cli__table_render(&t, &out);
-		fputs(out.buf, c->out);
-		strbuf_release(&out);
+		cli__table_print(c, &t);
 	}
 	cli__table_release(&t);
 	cli__response_release(&res);

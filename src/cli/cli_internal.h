@@ -291,6 +291,12 @@ int cli__fail(struct cli *c, const char *fmt, ...) __attribute__((format(printf,
 /* Prints help for one command, a group ("tokens") or everything. */
 void cli__print_help(FILE *f, const struct cli_command *cmd, const char *group);
 
+/* Prints every line of a multi-line message as "error: LINE"; returns
+ * CLI_EXIT_FAILED. */
+int cli__fail_lines(struct cli *c, const char *text);
+/* Renders a table to the command's output. */
+void cli__table_print(struct cli *c, const struct cli_table *t);
+
 /* cli_drains.c */
 int cli__cmd_drains(struct cli *c);
 int cli__cmd_drains_add(struct cli *c);
