@@ -316,3 +316,16 @@ void cli__table_print(struct cli *c, const struct cli_table *t)
 	fputs(out.buf, c->out);
 	strbuf_release(&out);
 }
+
+int cli__get_or_show(struct cli *c, const char *path, struct cli_response *res)
+{
+	int rc = cli__call(c, "GET", path, NULL, res);
+	if (rc)
+		return rc;
+	if (c->inv->json) {
+		cli__print_json(c, res->json, true);
+		cli__response_release(res);
+		return CLI_SHOWN;
+	}
+	return 0;
+}

@@ -360,15 +360,10 @@ static int cmd_ps(struct cli *c)
 	const char *app = c->inv->n_pos ? c->inv->pos[0] : NULL;
 	char *path = app ? cli__app_path(app, "/instances") : xstrdup("/v1/instances");
 	struct cli_response res;
-	int rc = cli__call(c, "GET", path, NULL, &res);
+	int rc = cli__get_or_show(c, path, &res);
 	free(path);
 	if (rc)
-		return rc;
-	if (c->inv->json) {
-		cli__print_json(c, res.json, true);
-		cli__response_release(&res);
-		return CLI_EXIT_OK;
-	}
+		return rc == CLI_SHOWN ? CLI_EXIT_OK : rc;
 	static const char *const headers[] = {"INSTANCE", "STATE", "PID", "PORT", "UPTIME",
 					      "RESTARTS", "CPU", "MEM", "REASON"};
 	struct cli_table t;
@@ -426,15 +421,10 @@ static int cmd_stats(struct cli *c)
 {
 	char *path = cli__app_path(c->inv->pos[0], "/stats");
 	struct cli_response res;
-	int rc = cli__call(c, "GET", path, NULL, &res);
+	int rc = cli__get_or_show(c, path, &res);
 	free(path);
 	if (rc)
-		return rc;
-	if (c->inv->json) {
-		cli__print_json(c, res.json, true);
-		cli__response_release(&res);
-		return CLI_EXIT_OK;
-	}
+		return rc == CLI_SHOWN ? CLI_EXIT_OK : rc;
 	static const char *const headers[] = {"ROUTE", "REQUESTS", "2XX/3XX/4XX/5XX", "INFLIGHT",
 					      "P50", "P99", "RETRIES", "CONNECT_ERRORS"};
 	struct cli_table t;

@@ -666,15 +666,10 @@ int cli__cmd_deploy_status(struct cli *c)
 	const char *app = c->inv->pos[0];
 	char *path = cli__app_path(app, "/deploy");
 	struct cli_response res;
-	int rc = cli__call(c, "GET", path, NULL, &res);
+	int rc = cli__get_or_show(c, path, &res);
 	free(path);
 	if (rc)
-		return rc;
-	if (c->inv->json) {
-		cli__print_json(c, res.json, true);
-		cli__response_release(&res);
-		return CLI_EXIT_OK;
-	}
+		return rc == CLI_SHOWN ? CLI_EXIT_OK : rc;
 	const struct json *o = res.json;
 	char buf[256];
 	int64_t from = jint(o, "from", 0);
@@ -739,15 +734,10 @@ static int release_show(struct cli *c, const char *app, int64_t v)
 	snprintf(suffix, sizeof(suffix), "/releases/v%lld", (long long)v);
 	char *path = cli__app_path(app, suffix);
 	struct cli_response res;
-	int rc = cli__call(c, "GET", path, NULL, &res);
+	int rc = cli__get_or_show(c, path, &res);
 	free(path);
 	if (rc)
-		return rc;
-	if (c->inv->json) {
-		cli__print_json(c, res.json, true);
-		cli__response_release(&res);
-		return CLI_EXIT_OK;
-	}
+		return rc == CLI_SHOWN ? CLI_EXIT_OK : rc;
 	const struct json *o = res.json;
 	char buf[256], ago[64];
 	snprintf(buf, sizeof(buf), "v%lld", (long long)jint(o, "version", v));
@@ -795,15 +785,10 @@ int cli__cmd_releases(struct cli *c)
 	}
 	char *path = cli__app_path(app, "/releases");
 	struct cli_response res;
-	int rc = cli__call(c, "GET", path, NULL, &res);
+	int rc = cli__get_or_show(c, path, &res);
 	free(path);
 	if (rc)
-		return rc;
-	if (c->inv->json) {
-		cli__print_json(c, res.json, true);
-		cli__response_release(&res);
-		return CLI_EXIT_OK;
-	}
+		return rc == CLI_SHOWN ? CLI_EXIT_OK : rc;
 	static const char *const headers[] = {"VERSION", "STATUS", "AUTHOR", "AGE", "MESSAGE"};
 	struct cli_table t;
 	cli__table_init(&t, headers, ARRAY_SIZE(headers));
@@ -881,15 +866,10 @@ int cli__cmd_config(struct cli *c)
 	const char *app = c->inv->pos[0];
 	char *path = cli__app_path(app, "/config");
 	struct cli_response res;
-	int rc = cli__call(c, "GET", path, NULL, &res);
+	int rc = cli__get_or_show(c, path, &res);
 	free(path);
 	if (rc)
-		return rc;
-	if (c->inv->json) {
-		cli__print_json(c, res.json, true);
-		cli__response_release(&res);
-		return CLI_EXIT_OK;
-	}
+		return rc == CLI_SHOWN ? CLI_EXIT_OK : rc;
 	static const char *const headers[] = {"NAME", "VALUE"};
 	struct cli_table t;
 	cli__table_init(&t, headers, ARRAY_SIZE(headers));

@@ -30,15 +30,10 @@ int cli__cmd_drains(struct cli *c)
 {
 	char *path = cli__app_path(c->inv->pos[0], "/log-drains");
 	struct cli_response res;
-	int rc = cli__call(c, "GET", path, NULL, &res);
+	int rc = cli__get_or_show(c, path, &res);
 	free(path);
 	if (rc)
-		return rc;
-	if (c->inv->json) {
-		cli__print_json(c, res.json, true);
-		cli__response_release(&res);
-		return CLI_EXIT_OK;
-	}
+		return rc == CLI_SHOWN ? CLI_EXIT_OK : rc;
 	static const char *const headers[] = {"ID", "APP", "URL", "STATE", "SENT", "FAILED",
 					      "DROPPED", "QUEUED", "LAST ERROR"};
 	struct cli_table t;

@@ -294,6 +294,11 @@ void cli__print_help(FILE *f, const struct cli_command *cmd, const char *group);
 /* Prints every line of a multi-line message as "error: LINE"; returns
  * CLI_EXIT_FAILED. */
 int cli__fail_lines(struct cli *c, const char *text);
+/* GETs path; with --json prints the answer and returns CLI_SHOWN (the
+ * command is done), else fills res (caller releases). Other returns are
+ * exit codes of failures. */
+#define CLI_SHOWN (-1)
+int cli__get_or_show(struct cli *c, const char *path, struct cli_response *res);
 /* Renders a table to the command's output. */
 void cli__table_print(struct cli *c, const struct cli_table *t);
 
