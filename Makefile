@@ -3,7 +3,8 @@ CC      ?= cc
 PKGS    := libuv yaml-0.1 sqlite3 libcjson openssl libarchive zlib libcurl
 DEBS    := build-essential pkg-config libuv1-dev node-llhttp libyaml-dev libsqlite3-dev \
            libcjson-dev libssl-dev libarchive-dev libcmocka-dev python3-pytest curl procps supervisor \
-           zlib1g-dev prometheus prometheus-alertmanager libcurl4-openssl-dev rsyslog
+           zlib1g-dev prometheus prometheus-alertmanager libcurl4-openssl-dev rsyslog \
+           rsyslog-openssl openssl
 LLHTTP_SRC := /usr/share/llhttp
 LLHTTP_INC := /usr/share/include/llhttp
 

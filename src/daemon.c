@@ -91,7 +91,7 @@ static const char usage[] =
 	"  --log-max-size SIZE, --log-app-max-size SIZE  log storage in all and per app\n"
 	"                    (defaults 1G and 256M); --log-min-free PCT (default 5)\n"
 	"  --log-rate N, --log-burst N  lines/s per instance and burst (10000, 20000)\n"
-	"  --log-drain URL   forward every app's lines: syslog://HOST:PORT or http(s)://...\n"
+	"  --log-drain URL   forward every app's lines: syslog[+tls]://HOST:PORT or http(s)://...\n"
 	"  --log-flush D, --log-index-memory SIZE, --log-chunk-size SIZE  log tuning (doc/logs.md)\n"
 	"  --alert-rules FILE  alert rules and tuning of the built-in ones (doc/alerts.md)\n"
 	"  --alertmanager URL, --alert-webhook URL, --alert-slack URL  notifiers (repeatable);\n"

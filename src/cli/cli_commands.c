@@ -1087,7 +1087,8 @@ const struct cli_command cli_commands[] = {
 	{"tokens list", cmd_tokens_list, "", "list API tokens (admin)", NULL, 0, 0, ""},
 	{"drains", cli__cmd_drains, "APP", "list an app's log drains (and the global ones)", NULL, 1,
 	 1,
-	 "Each drain forwards the app's log lines: syslog://HOST:PORT (RFC 5424 over TCP) or\n"
+	 "Each drain forwards the app's log lines: syslog://HOST:PORT (RFC 5424 over TCP),\n"
+	 "syslog+tls://HOST:PORT[?ca=FILE&cert=FILE&key=FILE] (the same over TLS) or\n"
 	 "http(s)://... (NDJSON batches), with counters of what was sent, failed and dropped.\n\n"
 	 "examples:\n"
 	 "  paasops drains shop\n"},
@@ -1095,6 +1096,7 @@ const struct cli_command cli_commands[] = {
 	 2, 2,
 	 "examples:\n"
 	 "  paasops drains add shop syslog://logs.internal:514\n"
+	 "  paasops drains add shop 'syslog+tls://logs.internal:6514?ca=/etc/ssl/logs-ca.pem'\n"
 	 "  paasops drains add shop https://logs.example.com/ingest\n"},
 	{"drains remove", cli__cmd_drains_remove, "APP ID", "stop forwarding to a drain", NULL, 2, 2,
 	 "examples:\n"

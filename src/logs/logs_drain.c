@@ -2,6 +2,10 @@
  *
  *   syslog://HOST:PORT        RFC 5424 messages over TCP, octet-counted
  *                             (RFC 6587), as rsyslog's imtcp reads them
+ *   syslog+tls://HOST:PORT    the same inside TLS (RFC 5425), the server's
+ *                             certificate checked against ?ca=FILE or the
+ *                             system's CAs; ?cert=FILE&key=FILE for a
+ *                             client certificate
  *   http://... https://...    POSTs of NDJSON batches (one JSON object per
  *                             line, as the API shows lines)
  *
@@ -14,6 +18,7 @@
  * back off from 500 ms, doubling to 30 s. */
 #include "compat/httpc.h"
 #include "compat/json.h"
+#include "compat/tls.h"
 #include "core/log.h"
 #include "core/strbuf.h"
 #include "core/util.h"
@@ -35,7 +40,7 @@
 #define DRAIN_HTTP_TIMEOUT_MS 10000
 
 enum drain_kind { DRAIN_SYSLOG, DRAIN_HTTP };
-enum drain_state { D_IDLE, D_RESOLVING, D_CONNECTING, D_UP, D_WAITING };
+enum drain_state { D_IDLE, D_RESOLVING, D_CONNECTING, D_UP, D_WAITING, D_HANDSHAKE };
 
 struct msg {
 	char *text; /* framed, ready to send */
@@ -71,6 +76,8 @@ struct logs_drain {
 	uv_getaddrinfo_t gai;
 	uv_timer_t *timer;
 	int writes;
+	struct tls_ctx *tls_ctx; /* syslog+tls */
+	struct tls_stream *tls;  /* owns the connection once it is up */
 	/* http */
 	struct httpc *http;
 	bool posting;
@@ -194,6 +201,7 @@ static void drain_release(struct logs_drain *d)
 	mq_release(&d->flight);
 	mq_release(&d->recent);
 	logs_parsed_release(&d->scratch);
+	tls_ctx_free(d->tls_ctx);
 	free(d->url);
 	free(d->app);
 	free(d->host);
@@ -232,14 +240,34 @@ static void tcp_closed(uv_handle_t *h)
 	drain_release(d);
 }
 
-/* The connection failed: what TCP took within the resend window and what
- * was in flight go back to the head of the queue. */
-static void tcp_down(struct logs_drain *d, const char *why)
+static void tls_closed(void *data)
 {
+	drain_release(data);
+}
+
+/* The connection, plain or TLS (NULL when there is none). */
+static void *conn(const struct logs_drain *d)
+{
+	return d->tls ? (void *)d->tls : (void *)d->tcp;
+}
+
+static void conn_close(struct logs_drain *d)
+{
+	if (d->tls) {
+		tls_stream_close(d->tls, tls_closed);
+		d->tls = NULL;
+	}
 	if (d->tcp) {
 		uv_close((uv_handle_t *)d->tcp, tcp_closed);
 		d->tcp = NULL;
 	}
+}
+
+/* The connection failed: what TCP took within the resend window and what
+ * was in flight go back to the head of the queue. */
+static void tcp_down(struct logs_drain *d, const char *why)
+{
+	conn_close(d);
 	int64_t now = now_ms();
 	while (d->recent.n && now - mq_at(&d->recent, 0)->sent_ms > DRAIN_RESEND_MS)
 		free(mq_pop(&d->recent).text);
@@ -253,15 +281,14 @@ struct drain_write {
 	uv_write_t req;
 	struct logs_drain *d;
 	size_t n;
-	uv_tcp_t *tcp;
+	void *conn;
 };
 
-static void write_done(uv_write_t *req, int status)
+static void write_finished(struct drain_write *w, int status)
 {
-	struct drain_write *w = req->data;
 	struct logs_drain *d = w->d;
 	d->writes--;
-	if (status == 0 && w->tcp == d->tcp) {
+	if (status == 0 && w->conn == conn(d)) {
 		int64_t now = now_ms();
 		for (size_t k = 0; k < w->n && d->flight.n; k++) {
 			struct msg m = mq_pop(&d->flight);
@@ -272,13 +299,23 @@ static void write_done(uv_write_t *req, int status)
 		while (d->recent.n && now - mq_at(&d->recent, 0)->sent_ms > DRAIN_RESEND_MS)
 			free(mq_pop(&d->recent).text);
 		d->backoff_ms = 0;
-	} else if (w->tcp == d->tcp && d->tcp) {
+	} else if (w->conn == conn(d) && conn(d)) {
 		tcp_down(d, uv_strerror(status));
 	}
 	free(w);
 	drain_release(d);
 	if (d->state == D_UP && !d->closing)
 		kick(d);
+}
+
+static void write_done(uv_write_t *req, int status)
+{
+	write_finished(req->data, status);
+}
+
+static void tls_written(struct tls_stream *s, int status, void *arg)
+{
+	write_finished(arg, status);
 }
 
 static void tcp_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -309,11 +346,12 @@ static void send_some(struct logs_drain *d)
 	struct drain_write *w = xcalloc(1, sizeof(*w));
 	w->d = d;
 	w->n = n;
-	w->tcp = d->tcp;
+	w->conn = conn(d);
 	w->req.data = w;
 	d->writes++;
 	d->open++;
-	int r = uv_write(&w->req, (uv_stream_t *)d->tcp, bufs, (unsigned)n, write_done);
+	int r = d->tls ? tls_stream_write(d->tls, bufs, (unsigned)n, tls_written, w)
+		       : uv_write(&w->req, (uv_stream_t *)d->tcp, bufs, (unsigned)n, write_done);
 	free(bufs);
 	if (r < 0) {
 		d->writes--;
@@ -321,6 +359,26 @@ static void send_some(struct logs_drain *d)
 		free(w);
 		tcp_down(d, uv_strerror(r));
 	}
+}
+
+static void tls_opened(struct tls_stream *s, int status, const char *why, void *data)
+{
+	struct logs_drain *d = data;
+	if (d->closing || s != d->tls)
+		return;
+	if (status < 0) {
+		tcp_down(d, why);
+		return;
+	}
+	d->state = D_UP;
+	kick(d);
+}
+
+static void tls_data(struct tls_stream *s, ssize_t n, const char *buf, void *data)
+{
+	struct logs_drain *d = data;
+	if (n < 0 && s == d->tls && !d->closing)
+		tcp_down(d, n == UV_EOF ? "the receiver closed the connection" : uv_strerror((int)n));
 }
 
 static void connected(uv_connect_t *req, int status)
@@ -331,6 +389,16 @@ static void connected(uv_connect_t *req, int status)
 		return;
 	if (status < 0) {
 		tcp_down(d, uv_strerror(status));
+		return;
+	}
+	if (d->tls_ctx) {
+		d->tls = tls_stream_client(d->tls_ctx, d->tcp, d->host, tls_opened, tls_data, d);
+		if (!d->tls) {
+			tcp_down(d, "TLS: the session could not start");
+			return;
+		}
+		d->tcp = NULL; /* the TLS stream owns it, and its reference on d */
+		d->state = D_HANDSHAKE;
 		return;
 	}
 	d->state = D_UP;
@@ -442,15 +510,55 @@ static void kick(struct logs_drain *d)
 
 /* ---- public ---- */
 
+/* The ?ca=FILE&cert=FILE&key=FILE of a syslog+tls URL: a TLS context. */
+static int parse_tls_query(struct logs_drain *d, const char *q, char **err)
+{
+	char *ca = NULL, *cert = NULL, *key = NULL;
+	int rc = 0;
+	while (q && *q && rc == 0) {
+		size_t n = strcspn(q, "&#");
+		const char *eq = memchr(q, '=', n);
+		char **slot = NULL;
+		if (eq && (size_t)(eq - q) == 2 && strncmp(q, "ca", 2) == 0)
+			slot = &ca;
+		else if (eq && (size_t)(eq - q) == 4 && strncmp(q, "cert", 4) == 0)
+			slot = &cert;
+		else if (eq && (size_t)(eq - q) == 3 && strncmp(q, "key", 3) == 0)
+			slot = &key;
+		if (!slot || eq + 1 == q + n) {
+			char buf[160];
+			snprintf(buf, sizeof(buf), "unknown TLS option '%.*s' (want ca=FILE, cert=FILE or key=FILE)",
+				 (int)(n > 60 ? 60 : n), q);
+			*err = xstrdup(buf);
+			rc = -EINVAL;
+			break;
+		}
+		free(*slot);
+		*slot = xstrndup(eq + 1, (size_t)(q + n - eq - 1));
+		q += n;
+		if (*q != '&')
+			break;
+		q++;
+	}
+	if (rc == 0) {
+		struct tls_config cfg = {.ca_file = ca, .cert_file = cert, .key_file = key};
+		d->tls_ctx = tls_client_ctx_new(&cfg, err);
+		if (!d->tls_ctx)
+			rc = -EINVAL;
+	}
+	free(ca);
+	free(cert);
+	free(key);
+	return rc;
+}
+
 static int parse_url(struct logs_drain *d, const char *url, char **err)
 {
 	const char *rest;
-	if (str_starts_with(url, "syslog://") || str_starts_with(url, "syslog+tcp://")) {
+	bool tls = str_starts_with(url, "syslog+tls://");
+	if (tls || str_starts_with(url, "syslog://") || str_starts_with(url, "syslog+tcp://")) {
 		d->kind = DRAIN_SYSLOG;
 		rest = strstr(url, "://") + 3;
-	} else if (str_starts_with(url, "syslog+tls://")) {
-		*err = xstrdup("syslog over TLS is not supported yet (use syslog:// through a TLS tunnel)");
-		return -EINVAL;
 	} else if (str_starts_with(url, "http://") || str_starts_with(url, "https://")) {
 		d->kind = DRAIN_HTTP;
 		if (strlen(url) < 10 || strpbrk(url, " \t\r\n")) {
@@ -459,7 +567,7 @@ static int parse_url(struct logs_drain *d, const char *url, char **err)
 		}
 		return 0;
 	} else {
-		*err = xstrdup("want syslog://HOST:PORT, http://... or https://...");
+		*err = xstrdup("want syslog://HOST:PORT, syslog+tls://HOST:PORT, http://... or https://...");
 		return -EINVAL;
 	}
 	size_t n = strcspn(rest, "/?#");
@@ -468,7 +576,7 @@ static int parse_url(struct logs_drain *d, const char *url, char **err)
 	int64_t port;
 	if (!colon || colon == hp || str_to_i64(colon + 1, &port) < 0 || port < 1 || port > 65535) {
 		free(hp);
-		*err = xstrdup("want syslog://HOST:PORT");
+		*err = xstrdup(tls ? "want syslog+tls://HOST:PORT" : "want syslog://HOST:PORT");
 		return -EINVAL;
 	}
 	*colon = '\0';
@@ -480,6 +588,12 @@ static int parse_url(struct logs_drain *d, const char *url, char **err)
 	d->host = xstrdup(host);
 	d->port = xstrdup(colon + 1);
 	free(hp);
+	if (tls)
+		return parse_tls_query(d, rest[n] == '?' ? rest + n + 1 : NULL, err);
+	if (rest[n] == '?') {
+		*err = xstrdup("syslog:// takes no options (ca=, cert= and key= are for syslog+tls://)");
+		return -EINVAL;
+	}
 	return 0;
 }
 
@@ -524,10 +638,7 @@ void logs_drain_free(struct logs_drain *d)
 	d->closing = true;
 	if (d->loop) {
 		uv_close((uv_handle_t *)d->timer, timer_closed);
-		if (d->tcp) {
-			uv_close((uv_handle_t *)d->tcp, tcp_closed);
-			d->tcp = NULL;
-		}
+		conn_close(d);
 		if (d->state == D_RESOLVING)
 			uv_cancel((uv_req_t *)&d->gai);
 		if (d->http) {
@@ -586,7 +697,8 @@ int64_t logs_drain_id(const struct logs_drain *d)
 
 struct json *logs_drain_json(const struct logs_drain *d)
 {
-	static const char *const states[] = {"idle", "connecting", "connecting", "up", "retrying"};
+	static const char *const states[] = {"idle", "connecting", "connecting", "up", "retrying",
+					     "connecting"};
 	struct json *o = json_object();
 	json_set_int(o, "id", d->id);
 	json_set_str(o, "app", d->app);

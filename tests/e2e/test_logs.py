@@ -432,11 +432,21 @@ RSYSLOGD = shutil.which("rsyslogd") or "/usr/sbin/rsyslogd"
 
 
 class Rsyslog:
-    def __init__(self, tmp, port):
+    def __init__(self, tmp, port, tls=None):
+        """tls: (ca, cert, key) files to listen with TLS through rsyslog's OpenSSL driver."""
         self.dir, self.port, self.proc = str(tmp), port, None
         self.out = os.path.join(self.dir, "out.log")
+        if tls:
+            ca, cert, key = tls
+            head = (f'global(workDirectory="{self.dir}" DefaultNetstreamDriver="ossl" '
+                    f'DefaultNetstreamDriverCAFile="{ca}" DefaultNetstreamDriverCertFile="{cert}" '
+                    f'DefaultNetstreamDriverKeyFile="{key}")\n'
+                    'module(load="imtcp" StreamDriver.Name="ossl" StreamDriver.Mode="1" '
+                    'StreamDriver.AuthMode="anon")\n')
+        else:
+            head = f'global(workDirectory="{self.dir}")\nmodule(load="imtcp")\n'
         with open(os.path.join(self.dir, "rs.conf"), "w") as f:
-            f.write(f'global(workDirectory="{self.dir}")\nmodule(load="imtcp")\n'
+            f.write(head +
                     'template(name="t" type="string" string="%app-name%|%procid%|%msgid%|'
                     '%syslogseverity-text%|%msg%\\n")\n'
                     f'input(type="imtcp" port="{port}")\n'
@@ -501,6 +511,81 @@ def test_syslog_drain_reaches_rsyslog_and_resumes_after_it_comes_back(start, tmp
         assert drain["kind"] == "syslog" and drain["sent"] >= len(got) and drain["failed"] >= 1
     finally:
         rs.stop()
+
+
+def make_cert(d, name, san, ca=None):
+    """A key and certificate for san (e.g. "IP:127.0.0.1"), signed by ca ((pem, key)) or
+    self-signed as a CA when ca is None. Returns (pem, key)."""
+    pem, key = os.path.join(d, name + ".pem"), os.path.join(d, name + ".key")
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key]
+    if ca is None:
+        subprocess.run(["openssl", "req", "-x509", *ec, "-out", pem, "-days", "2", "-subj", "/CN=" + name,
+                        "-addext", "basicConstraints=critical,CA:TRUE"], check=True, capture_output=True)
+        return pem, key
+    csr = os.path.join(d, name + ".csr")
+    ext = os.path.join(d, name + ".ext")
+    with open(ext, "w") as f:
+        f.write(f"subjectAltName={san}\n")
+    subprocess.run(["openssl", "req", *ec, "-out", csr, "-subj", "/CN=" + name], check=True, capture_output=True)
+    subprocess.run(["openssl", "x509", "-req", "-in", csr, "-CA", ca[0], "-CAkey", ca[1], "-CAcreateserial",
+                    "-out", pem, "-days", "2", "-extfile", ext], check=True, capture_output=True)
+    return pem, key
+
+
+RSYSLOG_TLS = os.path.exists("/usr/lib/x86_64-linux-gnu/rsyslog/lmnsd_ossl.so")
+
+
+@pytest.mark.skipif(not RSYSLOG_TLS, reason="rsyslog-openssl is not installed (make deps)")
+def test_syslog_tls_drain_reaches_rsyslog_checks_its_certificate_and_resumes(start, tmp_path):
+    ca = make_cert(str(tmp_path), "ca", None)
+    srv = make_cert(str(tmp_path), "srv", "IP:127.0.0.1", ca)
+    other_ca = make_cert(str(tmp_path), "other", None)
+    port = free_port()
+    rs = Rsyslog(tmp_path, port, tls=(ca[0], *srv))
+    rs.start()
+    try:
+        d = start()
+        d.apply(spec("st", {"web": "import time\ni = 0\nwhile True:\n  print('tick', i, flush=True)\n"
+                                   "  i += 1\n  time.sleep(0.02)"}))
+        # A drain that trusts another CA never gets through, and says why.
+        r = d.cli("drains", "add", "st", f"syslog+tls://127.0.0.1:{port}?ca={other_ca[0]}")
+        assert r.returncode == 0, r.stderr
+        wait_for(lambda: "certificate verify failed" in (d.ok("GET", "/v1/logs/stats")["drains"][0]
+                                                         .get("last_error") or ""), what="a verify failure")
+        assert d.ok("GET", "/v1/logs/stats")["drains"][0]["sent"] == 0
+        assert not [l for l in rs.lines() if "tick " in l]
+        bad = d.ok("GET", "/v1/logs/stats")["drains"][0]["id"]
+        assert d.cli("drains", "remove", "st", str(bad)).returncode == 0
+
+        r = d.cli("drains", "add", "st", f"syslog+tls://127.0.0.1:{port}?ca={ca[0]}")
+        assert r.returncode == 0, r.stderr
+        first = wait_for(lambda: [l for l in rs.lines() if "tick " in l], what="lines in rsyslog over TLS")
+        app, procid, msgid, sev, msg = first[0].split("|", 4)
+        assert (app, procid, msgid, sev) == ("st", "st.web.1", "stdout", "info")
+        rs.stop()
+        time.sleep(1.5)
+        rs.start()
+        seen_before = max(ticks_in(rs.lines()) or {0})
+        wait_for(lambda: max(ticks_in(rs.lines()) or {0}) > seen_before + 100, timeout=40,
+                 what="lines after rsyslog came back")
+        got = ticks_in(rs.lines())
+        assert set(range(min(got), max(got) + 1)) <= got, "a gap: lines lost while rsyslog was down"
+        drain = d.ok("GET", "/v1/logs/stats")["drains"][0]
+        assert drain["state"] in ("up", "connecting", "retrying") and drain["sent"] >= len(got)
+    finally:
+        rs.stop()
+
+
+def test_syslog_tls_drain_options_are_checked_when_added(daemon, tmp_path):
+    daemon.apply(hello_spec(instances=1))
+    for url, want in [("syslog+tls://127.0.0.1:6514?ca=/nonexistent/ca.pem", "CA file /nonexistent/ca.pem"),
+                      ("syslog+tls://127.0.0.1:6514?verify=no", "unknown TLS option 'verify=no'"),
+                      ("syslog+tls://127.0.0.1:6514?key=/etc/hostname", "needs a client certificate"),
+                      ("syslog+tls://127.0.0.1", "want syslog+tls://HOST:PORT"),
+                      ("syslog://127.0.0.1:514?ca=x", "takes no options")]:
+        r = daemon.cli("drains", "add", "hello", url)
+        assert r.returncode == 1 and want in r.stderr, (url, r.stderr)
+    assert json.loads(daemon.cli("drains", "hello", "--json").stdout)["drains"] == []
 
 
 class Receiver:

@@ -1,0 +1,345 @@
+/* tls.c: OpenSSL client sessions over libuv TCP handles.
+ *
+ * The SSL object never touches the socket: bytes read from TCP go into
+ * rbio, and whatever OpenSSL wants to send (handshake records, encrypted
+ * data, alerts) is taken from wbio and written with uv_write. So the loop
+ * never blocks and OpenSSL needs no knowledge of libuv. */
+#include "compat/tls.h"
+#include "core/util.h"
+#include <arpa/inet.h>
+#include <errno.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct tls_ctx {
+	SSL_CTX *ssl;
+};
+
+struct tls_stream {
+	uv_tcp_t *tcp;
+	SSL *ssl;
+	BIO *rbio; /* network → OpenSSL */
+	BIO *wbio; /* OpenSSL → network */
+	bool open, failed, closing;
+	tls_open_cb open_cb;
+	tls_data_cb data_cb;
+	tls_close_cb close_cb;
+	void *data;
+	char rbuf[16384];  /* ciphertext from TCP */
+	char plain[16384]; /* plaintext handed to data_cb */
+};
+
+struct tls_write {
+	uv_write_t req;
+	struct tls_stream *s;
+	tls_write_cb cb; /* NULL for records OpenSSL wrote on its own */
+	void *arg;
+	char bytes[];
+};
+
+/* ---- contexts ---- */
+
+static char *openssl_error(const char *what, const char *path)
+{
+	char buf[256];
+	unsigned long e = ERR_peek_last_error();
+	const char *why = e ? ERR_reason_error_string(e) : NULL;
+	snprintf(buf, sizeof(buf), "%s %s: %s", what, path, why ? why : "not usable");
+	ERR_clear_error();
+	return xstrdup(buf);
+}
+
+static int readable(const char *what, const char *path, char **err)
+{
+	if (access(path, R_OK) == 0)
+		return 0;
+	char buf[256];
+	snprintf(buf, sizeof(buf), "%s %s: %s", what, path, strerror(errno));
+	*err = xstrdup(buf);
+	return -1;
+}
+
+struct tls_ctx *tls_client_ctx_new(const struct tls_config *cfg, char **err)
+{
+	SSL_CTX *c = SSL_CTX_new(TLS_client_method());
+	if (!c) {
+		*err = openssl_error("TLS", "context");
+		return NULL;
+	}
+	SSL_CTX_set_min_proto_version(c, TLS1_2_VERSION);
+	SSL_CTX_set_verify(c, SSL_VERIFY_PEER, NULL);
+	SSL_CTX_set_mode(c, SSL_MODE_RELEASE_BUFFERS);
+	const char *key = cfg->key_file ? cfg->key_file : cfg->cert_file;
+	if (cfg->ca_file) {
+		if (readable("CA file", cfg->ca_file, err) < 0)
+			goto fail;
+		if (SSL_CTX_load_verify_locations(c, cfg->ca_file, NULL) != 1) {
+			*err = openssl_error("CA file", cfg->ca_file);
+			goto fail;
+		}
+	} else if (SSL_CTX_set_default_verify_paths(c) != 1) {
+		*err = openssl_error("CA store", "of the system");
+		goto fail;
+	}
+	if (cfg->key_file && !cfg->cert_file) {
+		*err = xstrdup("a client key needs a client certificate (cert=)");
+		goto fail;
+	}
+	if (cfg->cert_file) {
+		if (readable("certificate", cfg->cert_file, err) < 0 || readable("key", key, err) < 0)
+			goto fail;
+		if (SSL_CTX_use_certificate_chain_file(c, cfg->cert_file) != 1) {
+			*err = openssl_error("certificate", cfg->cert_file);
+			goto fail;
+		}
+		if (SSL_CTX_use_PrivateKey_file(c, key, SSL_FILETYPE_PEM) != 1 ||
+		    SSL_CTX_check_private_key(c) != 1) {
+			*err = openssl_error("key", key);
+			goto fail;
+		}
+	}
+	struct tls_ctx *ctx = xcalloc(1, sizeof(*ctx));
+	ctx->ssl = c;
+	return ctx;
+fail:
+	SSL_CTX_free(c);
+	return NULL;
+}
+
+void tls_ctx_free(struct tls_ctx *ctx)
+{
+	if (!ctx)
+		return;
+	SSL_CTX_free(ctx->ssl);
+	free(ctx);
+}
+
+/* ---- streams ---- */
+
+static void fail(struct tls_stream *s, int status, const char *why);
+
+static void written(uv_write_t *req, int status)
+{
+	struct tls_write *w = req->data;
+	struct tls_stream *s = w->s;
+	if (w->cb)
+		w->cb(s, status, w->arg);
+	else if (status < 0)
+		fail(s, status, uv_strerror(status));
+	free(w);
+}
+
+/* Writes out what OpenSSL has produced; cb (may be NULL) runs when TCP
+ * took it. */
+static int flush(struct tls_stream *s, tls_write_cb cb, void *arg)
+{
+	size_t n = BIO_ctrl_pending(s->wbio);
+	if (n == 0 && !cb)
+		return 0;
+	struct tls_write *w = xmalloc(sizeof(*w) + n);
+	w->s = s;
+	w->cb = cb;
+	w->arg = arg;
+	w->req.data = w;
+	if (n && BIO_read(s->wbio, w->bytes, (int)n) != (int)n) {
+		free(w);
+		return UV_EIO;
+	}
+	uv_buf_t b = uv_buf_init(w->bytes, (unsigned)n);
+	int r = uv_write(&w->req, (uv_stream_t *)s->tcp, &b, 1, written);
+	if (r < 0)
+		free(w);
+	return r;
+}
+
+static void fail(struct tls_stream *s, int status, const char *why)
+{
+	if (s->failed || s->closing)
+		return;
+	s->failed = true;
+	uv_read_stop((uv_stream_t *)s->tcp);
+	if (!s->open)
+		s->open_cb(s, status, why, s->data);
+	else
+		s->data_cb(s, status, NULL, s->data);
+}
+
+/* Why the handshake or a record failed, in words. */
+static void reason(struct tls_stream *s, char *out, size_t n)
+{
+	long v = SSL_get_verify_result(s->ssl);
+	unsigned long e = ERR_peek_last_error();
+	if (v != X509_V_OK)
+		snprintf(out, n, "certificate verify failed: %s", X509_verify_cert_error_string(v));
+	else if (e)
+		snprintf(out, n, "TLS: %s", ERR_reason_error_string(e) ? ERR_reason_error_string(e) : "error");
+	else
+		snprintf(out, n, "TLS: the session failed");
+	ERR_clear_error();
+}
+
+/* Advances the handshake; false when the stream failed. */
+static bool handshake(struct tls_stream *s)
+{
+	ERR_clear_error();
+	int r = SSL_do_handshake(s->ssl);
+	int e = r == 1 ? SSL_ERROR_NONE : SSL_get_error(s->ssl, r);
+	char why[256];
+	if (e != SSL_ERROR_NONE && e != SSL_ERROR_WANT_READ)
+		reason(s, why, sizeof(why));
+	/* Also sends the alert that tells the peer why we give up. */
+	int fr = flush(s, NULL, NULL);
+	if (e != SSL_ERROR_NONE && e != SSL_ERROR_WANT_READ) {
+		fail(s, UV_EPROTO, why);
+		return false;
+	}
+	if (fr < 0) {
+		fail(s, fr, uv_strerror(fr));
+		return false;
+	}
+	if (e == SSL_ERROR_NONE) {
+		s->open = true;
+		s->open_cb(s, 0, NULL, s->data);
+	}
+	return true;
+}
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+	struct tls_stream *s = h->data;
+	*buf = uv_buf_init(s->rbuf, sizeof(s->rbuf));
+}
+
+static void read_cb(uv_stream_t *stream, ssize_t n, const uv_buf_t *buf)
+{
+	struct tls_stream *s = stream->data;
+	if (s->closing || s->failed)
+		return;
+	if (n < 0) {
+		fail(s, (int)n, n == UV_EOF ? "the peer closed the connection" : uv_strerror((int)n));
+		return;
+	}
+	if (n == 0)
+		return;
+	if (BIO_write(s->rbio, buf->base, (int)n) != (int)n) {
+		fail(s, UV_ENOMEM, "TLS: out of memory");
+		return;
+	}
+	if (!s->open && (!handshake(s) || !s->open))
+		return;
+	while (!s->closing && !s->failed) {
+		ERR_clear_error();
+		int r = SSL_read(s->ssl, s->plain, (int)sizeof(s->plain));
+		if (r > 0) {
+			s->data_cb(s, r, s->plain, s->data);
+			continue;
+		}
+		int e = SSL_get_error(s->ssl, r);
+		if (e == SSL_ERROR_WANT_READ)
+			break;
+		if (e == SSL_ERROR_ZERO_RETURN) {
+			fail(s, UV_EOF, "the peer closed the TLS session");
+		} else {
+			char why[256];
+			reason(s, why, sizeof(why));
+			fail(s, UV_EPROTO, why);
+		}
+		return;
+	}
+	/* Reading may make OpenSSL answer (key updates, tickets). */
+	if (!s->closing && !s->failed) {
+		int r = flush(s, NULL, NULL);
+		if (r < 0)
+			fail(s, r, uv_strerror(r));
+	}
+}
+
+struct tls_stream *tls_stream_client(struct tls_ctx *ctx, uv_tcp_t *tcp, const char *host,
+				     tls_open_cb open_cb, tls_data_cb data_cb, void *data)
+{
+	SSL *ssl = SSL_new(ctx->ssl);
+	BIO *rbio = BIO_new(BIO_s_mem()), *wbio = BIO_new(BIO_s_mem());
+	if (!ssl || !rbio || !wbio) {
+		SSL_free(ssl);
+		BIO_free(rbio);
+		BIO_free(wbio);
+		return NULL;
+	}
+	SSL_set_bio(ssl, rbio, wbio);
+	SSL_set_connect_state(ssl);
+	unsigned char addr[16];
+	bool ip = inet_pton(AF_INET, host, addr) == 1 || inet_pton(AF_INET6, host, addr) == 1;
+	int ok = ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host)
+		    : SSL_set_tlsext_host_name(ssl, host) == 1 && SSL_set1_host(ssl, host) == 1;
+	if (!ok) {
+		SSL_free(ssl);
+		ERR_clear_error();
+		return NULL;
+	}
+	struct tls_stream *s = xcalloc(1, sizeof(*s));
+	s->tcp = tcp;
+	s->ssl = ssl;
+	s->rbio = rbio;
+	s->wbio = wbio;
+	s->open_cb = open_cb;
+	s->data_cb = data_cb;
+	s->data = data;
+	tcp->data = s;
+	int r = uv_read_start((uv_stream_t *)tcp, alloc_cb, read_cb);
+	if (r < 0) {
+		SSL_free(ssl);
+		free(s);
+		return NULL;
+	}
+	handshake(s); /* sends the ClientHello; a failure reaches open_cb */
+	return s;
+}
+
+int tls_stream_write(struct tls_stream *s, const uv_buf_t *bufs, unsigned n, tls_write_cb cb,
+		     void *arg)
+{
+	if (!s->open || s->failed || s->closing)
+		return UV_ENOTCONN;
+	for (unsigned k = 0; k < n; k++) {
+		if (bufs[k].len == 0)
+			continue;
+		ERR_clear_error();
+		if (SSL_write(s->ssl, bufs[k].base, (int)bufs[k].len) <= 0) {
+			ERR_clear_error();
+			return UV_EPROTO;
+		}
+	}
+	return flush(s, cb, arg);
+}
+
+static void tcp_closed(uv_handle_t *h)
+{
+	struct tls_stream *s = h->data;
+	SSL_free(s->ssl);
+	free(s->tcp);
+	if (s->close_cb)
+		s->close_cb(s->data);
+	free(s);
+}
+
+void tls_stream_close(struct tls_stream *s, tls_close_cb close_cb)
+{
+	if (s->closing)
+		return;
+	s->closing = true;
+	s->close_cb = close_cb;
+	if (s->open && !s->failed) {
+		/* A best-effort close_notify; the socket closes right after. */
+		ERR_clear_error();
+		SSL_shutdown(s->ssl);
+		ERR_clear_error();
+		flush(s, NULL, NULL);
+	}
+	uv_close((uv_handle_t *)s->tcp, tcp_closed);
+}
