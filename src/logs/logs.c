@@ -688,7 +688,7 @@ struct qjob {
 	size_t n_cands;
 	uint64_t hw;
 	char *err;
-	int64_t chunks_total, chunks_bloom, chunks_read, lines_read;
+	int64_t chunks_total, chunks_bloom, chunks_read, blocks_read, lines_read;
 	int64_t took_us;
 };
 
@@ -742,19 +742,6 @@ static bool bloom_pass(struct qjob *j, struct store_logs *rd, int64_t id, const 
 	return true; /* evicted at once (a tiny cache): read it */
 }
 
-struct data_ctx {
-	struct qjob *j;
-	struct logs_view *v;
-	int rc;
-};
-
-static int data_loaded(void *ctx, const struct store_logs_chunk *c)
-{
-	struct data_ctx *dc = ctx;
-	dc->rc = logs_view_decode(dc->v, c->data, c->data_len);
-	return 0;
-}
-
 static int hit_cmp_desc(const void *a, const void *b)
 {
 	uint64_t x = ((const struct hit *)a)->seq, y = ((const struct hit *)b)->seq;
@@ -785,13 +772,63 @@ struct qrun {
 	struct store_logs *rd;
 	uint64_t attrs[3];
 	size_t n_attrs;
+	struct logs_blocks bl;
 	struct logs_view v;
 	struct logs_match_ctx m;
 	struct logs_parsed p;
+	const struct store_logs_chunk *meta; /* the chunk being read */
 };
 
+/* Whether a block may hold a match, by its own filter. */
+static bool block_pass(const struct qrun *qr, const struct logs_block *b)
+{
+	if (!b->nblocks)
+		return true;
+	const uint32_t *w = qr->bl.words + b->words;
+	for (size_t k = 0; k < qr->n_attrs; k++)
+		if (!logs_bloom_test(w, b->nblocks, qr->attrs[k]))
+			return false;
+	return !qr->j->q.filter.q || logs_node_may_match(qr->j->q.filter.q, w, b->nblocks);
+}
+
+/* The stored body of the chunk being read (valid during the call): its
+ * blocks that pass their filters are decoded and matched, newest first (or
+ * oldest first); `limit` matches in it end it, as lines come in order. */
+static int data_loaded(void *ctx, const struct store_logs_chunk *c)
+{
+	struct qrun *qr = ctx;
+	struct qjob *j = qr->j;
+	const struct logs_filter *f = &j->q.filter;
+	const char *app = qr->meta->app;
+	size_t limit = (size_t)j->q.limit;
+	if (logs_blocks_open(&qr->bl, c->data, c->data_len) < 0)
+		return 0;
+	j->chunks_read++;
+	size_t here = 0;
+	for (size_t bi = 0; bi < qr->bl.n && here < limit; bi++) {
+		const struct logs_block *b = &qr->bl.b[j->q.ascending ? bi : qr->bl.n - 1 - bi];
+		if (!block_pass(qr, b))
+			continue;
+		if (logs_view_decode(&qr->v, b->data, b->len) < 0)
+			continue;
+		j->blocks_read++;
+		j->lines_read += (int64_t)qr->v.n;
+		for (size_t i = 0; i < qr->v.n && here < limit; i++) {
+			size_t idx = j->q.ascending ? i : qr->v.n - 1 - i;
+			struct logs_rec r;
+			logs_view_get(&qr->v, idx, app, &r);
+			if (!logs_filter_match(f, &r, &qr->m))
+				continue;
+			j->hits = xgrow(j->hits, sizeof(*j->hits), j->n_hits + 1, &j->alloc_hits);
+			j->hits[j->n_hits++] = (struct hit){r.seq, logs_rec_json(&r, &qr->p)};
+			here++;
+		}
+	}
+	return 0;
+}
+
 /* One chunk of the listing (newest first, or oldest first): skipped by
- * metadata or bloom filter, else decoded and matched. Returns 1 once no
+ * metadata or bloom filter, else its blocks are read. Returns 1 once no
  * later chunk can improve the result. */
 static int query_chunk(void *ctx, const struct store_logs_chunk *c)
 {
@@ -812,23 +849,8 @@ static int query_chunk(void *ctx, const struct store_logs_chunk *c)
 	if (!bloom_pass(j, qr->rd, c->id, qr->attrs, qr->n_attrs))
 		return 0;
 	j->chunks_bloom++;
-	struct data_ctx dc = {j, &qr->v, -ENOENT};
-	if (store_logs_chunk_get(qr->rd, c->id, STORE_LOGS_DATA, data_loaded, &dc) < 0 || dc.rc < 0)
-		return 0;
-	j->chunks_read++;
-	j->lines_read += (int64_t)qr->v.n;
-	size_t here = 0;
-	/* Lines within a chunk come in order: `limit` of them end it. */
-	for (size_t i = 0; i < qr->v.n && here < limit; i++) {
-		size_t idx = j->q.ascending ? i : qr->v.n - 1 - i;
-		struct logs_rec r;
-		logs_view_get(&qr->v, idx, c->app, &r);
-		if (!logs_filter_match(f, &r, &qr->m))
-			continue;
-		j->hits = xgrow(j->hits, sizeof(*j->hits), j->n_hits + 1, &j->alloc_hits);
-		j->hits[j->n_hits++] = (struct hit){r.seq, logs_rec_json(&r, &qr->p)};
-		here++;
-	}
+	qr->meta = c;
+	store_logs_chunk_get(qr->rd, c->id, STORE_LOGS_DATA, data_loaded, qr);
 	if (j->n_hits >= limit)
 		hits_trim(j);
 	return 0;
@@ -861,6 +883,7 @@ static void query_work(uv_work_t *w)
 		int rl = snprintf(rel, sizeof(rel), "%d", f->release);
 		qr.attrs[qr.n_attrs++] = logs_hash_attr('r', rel, (size_t)rl);
 	}
+	logs_blocks_init(&qr.bl);
 	logs_view_init(&qr.v);
 	logs_match_ctx_init(&qr.m);
 	logs_parsed_init(&qr.p);
@@ -868,6 +891,7 @@ static void query_work(uv_work_t *w)
 	if (!f->apps || f->n_apps > 0)
 		store_logs_chunks_each(rd, one_app, -1, !j->q.ascending, query_chunk, &qr);
 	hits_trim(j);
+	logs_blocks_release(&qr.bl);
 	logs_view_release(&qr.v);
 	logs_match_ctx_release(&qr.m);
 	logs_parsed_release(&qr.p);
@@ -923,6 +947,7 @@ static void query_done(uv_work_t *w, int status)
 	json_set_int(st, "chunks_candidates", (int64_t)j->n_cands);
 	json_set_int(st, "chunks_after_bloom", j->chunks_bloom);
 	json_set_int(st, "chunks_read", j->chunks_read);
+	json_set_int(st, "blocks_read", j->blocks_read);
 	json_set_int(st, "lines_read", j->lines_read);
 	json_set_num(st, "took_ms", (double)j->took_us / 1000.0);
 	j->cb(j->ctx, out, NULL);

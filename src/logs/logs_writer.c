@@ -12,6 +12,7 @@
  * Only this thread writes chunks; queries read snapshots through their own
  * connections, so a seal (insert + deletes in one transaction) is atomic
  * for them. */
+#include "compat/gzip.h"
 #include "core/log.h"
 #include "core/util.h"
 #include "compat/json.h"
@@ -63,6 +64,7 @@ struct logs_writer {
 	struct wapp **apps;
 	size_t n_apps, alloc_apps;
 	struct logs_parsed parsed;
+	struct gzip_deflater *z;
 	struct logs_batch *done_head, *done_tail; /* written, not yet committed */
 	struct pending_bloom *blooms;
 	size_t n_blooms, alloc_blooms;
@@ -130,7 +132,9 @@ static void txn_begin(struct logs_writer *w)
 static int write_chunk(struct logs_writer *w, struct wapp *a, size_t from, bool sealed, int64_t *id)
 {
 	struct logs_chunk c;
-	logs_chunk_encode(&a->open, from, a->open.n, a->name, w->cfg.zlevel, &w->parsed, &c);
+	/* The next lines start a new segment: a later small chunk begins there. */
+	logs_builder_cut(&a->open);
+	logs_chunk_encode(&a->open, from, a->open.n, a->name, w->z, &c);
 	struct store_logs_chunk sc = {
 		.app = a->name, .sealed = sealed, .seq_min = c.seq_min, .seq_max = c.seq_max,
 		.t_min = c.t_min, .t_max = c.t_max, .n_lines = c.n_lines, .raw_bytes = c.raw_bytes,
@@ -601,10 +605,15 @@ struct reload_one {
 static int reload_data(void *ctx, const struct store_logs_chunk *c)
 {
 	struct reload_one *ro = ctx;
+	struct logs_blocks bl;
 	struct logs_view v;
+	logs_blocks_init(&bl);
 	logs_view_init(&v);
-	if (logs_view_decode(&v, c->data, c->data_len) == 0) {
-		for (size_t k = 0; k < v.n; k++) {
+	size_t start = ro->a->open.n;
+	bool ok = logs_blocks_open(&bl, c->data, c->data_len) == 0;
+	for (size_t b = 0; ok && b < bl.n; b++) {
+		ok = logs_view_decode(&v, bl.b[b].data, bl.b[b].len) == 0;
+		for (size_t k = 0; ok && k < v.n; k++) {
 			struct logs_rec r;
 			logs_view_get(&v, k, c->app, &r);
 			logs_parse(&ro->w->parsed, r.text, r.len, r.stream);
@@ -613,15 +622,20 @@ static int reload_data(void *ctx, const struct store_logs_chunk *c)
 			logs_builder_add(&ro->a->open, &r, &ro->w->parsed);
 			ro->w->open_bytes += r.len;
 		}
+	}
+	if (ok) {
+		logs_builder_cut(&ro->a->open);
 		ro->a->small = xgrow(ro->a->small, sizeof(*ro->a->small), ro->a->n_small + 1,
 				     &ro->a->alloc_small);
 		ro->a->small[ro->a->n_small++] = c->id;
 		ro->a->flushed = ro->a->flushed_committed = ro->a->open.n;
 	} else {
+		ro->w->open_bytes -= logs_builder_truncate(&ro->a->open, start);
 		log_warn("logs: open chunk %lld of '%s' is damaged; it stays as it is",
 			 (long long)c->id, c->app);
 	}
 	logs_view_release(&v);
+	logs_blocks_release(&bl);
 	return 0;
 }
 
@@ -639,6 +653,7 @@ struct logs_writer *logs_writer_start(const struct logs_writer_config *cfg, uint
 	char *slash = strrchr(cfg->path, '/');
 	w->data_dir = slash ? xstrndup(cfg->path, (size_t)(slash - cfg->path)) : xstrdup(".");
 	logs_parsed_init(&w->parsed);
+	w->z = gzip_deflater_new(cfg->zlevel);
 	pthread_mutex_init(&w->mu, NULL);
 	pthread_cond_init(&w->cond, NULL);
 	pthread_cond_init(&w->done_cond, NULL);
@@ -666,6 +681,7 @@ struct logs_writer *logs_writer_start(const struct logs_writer_config *cfg, uint
 		*err = xstrdup("cannot start the logs writer thread");
 		store_logs_close(db);
 		logs_parsed_release(&w->parsed);
+		gzip_deflater_free(w->z);
 		for (size_t k = 0; k < w->n_apps; k++)
 			wapp_free(w->apps[k]);
 		free(w->apps);
@@ -729,6 +745,7 @@ void logs_writer_stop(struct logs_writer *w)
 	store_logs_rollback(w->db);
 	store_logs_close(w->db);
 	logs_parsed_release(&w->parsed);
+	gzip_deflater_free(w->z);
 	for (size_t k = 0; k < w->n_apps; k++)
 		wapp_free(w->apps[k]);
 	free(w->apps);
