@@ -776,7 +776,7 @@ struct qrun {
 	struct logs_view v;
 	struct logs_match_ctx m;
 	struct logs_parsed p;
-	const struct store_logs_chunk *meta; /* the chunk being read */
+	struct strbuf raw; /* parts of a stored body */
 };
 
 /* Whether a block may hold a match, by its own filter. */
@@ -791,40 +791,54 @@ static bool block_pass(const struct qrun *qr, const struct logs_block *b)
 	return !qr->j->q.filter.q || logs_node_may_match(qr->j->q.filter.q, w, b->nblocks);
 }
 
-/* The stored body of the chunk being read (valid during the call): its
- * blocks that pass their filters are decoded and matched, newest first (or
- * oldest first); `limit` matches in it end it, as lines come in order. */
-static int data_loaded(void *ctx, const struct store_logs_chunk *c)
+/* Reads chunk c's block table and filters, then the blocks that pass
+ * their filters, each decoded and matched, newest first (or oldest
+ * first): only those parts of the stored body are read. `limit` matches
+ * in the chunk end it, as its lines come in order. */
+static void read_chunk(struct qrun *qr, const struct store_logs_chunk *c)
 {
-	struct qrun *qr = ctx;
 	struct qjob *j = qr->j;
 	const struct logs_filter *f = &j->q.filter;
-	const char *app = qr->meta->app;
 	size_t limit = (size_t)j->q.limit;
-	if (logs_blocks_open(&qr->bl, c->data, c->data_len) < 0)
-		return 0;
+	size_t size, need, have = 0;
+	if (store_logs_data_open(qr->rd, c->id, &size) < 0)
+		return; /* gone (retention) since the listing */
+	int r = -EAGAIN;
+	need = size < LOGS_BLOCKS_HEAD ? size : LOGS_BLOCKS_HEAD;
+	while (r == -EAGAIN) {
+		strbuf_reset(&qr->raw);
+		strbuf_grow(&qr->raw, need);
+		if (store_logs_data_read(qr->rd, qr->raw.buf, need, 0) < 0)
+			return;
+		have = need;
+		r = logs_blocks_head(&qr->bl, qr->raw.buf, have, size, &need);
+	}
+	if (r < 0 || store_logs_data_read(qr->rd, qr->bl.words, qr->bl.n_words * 4, qr->bl.words_off) < 0)
+		return;
 	j->chunks_read++;
 	size_t here = 0;
 	for (size_t bi = 0; bi < qr->bl.n && here < limit; bi++) {
 		const struct logs_block *b = &qr->bl.b[j->q.ascending ? bi : qr->bl.n - 1 - bi];
 		if (!block_pass(qr, b))
 			continue;
-		if (logs_view_decode(&qr->v, b->data, b->len) < 0)
+		strbuf_reset(&qr->raw);
+		strbuf_grow(&qr->raw, b->len);
+		if (store_logs_data_read(qr->rd, qr->raw.buf, b->len, b->off) < 0 ||
+		    logs_view_decode(&qr->v, qr->raw.buf, b->len) < 0)
 			continue;
 		j->blocks_read++;
 		j->lines_read += (int64_t)qr->v.n;
 		for (size_t i = 0; i < qr->v.n && here < limit; i++) {
 			size_t idx = j->q.ascending ? i : qr->v.n - 1 - i;
-			struct logs_rec r;
-			logs_view_get(&qr->v, idx, app, &r);
-			if (!logs_filter_match(f, &r, &qr->m))
+			struct logs_rec rec;
+			logs_view_get(&qr->v, idx, c->app, &rec);
+			if (!logs_filter_match(f, &rec, &qr->m))
 				continue;
 			j->hits = xgrow(j->hits, sizeof(*j->hits), j->n_hits + 1, &j->alloc_hits);
-			j->hits[j->n_hits++] = (struct hit){r.seq, logs_rec_json(&r, &qr->p)};
+			j->hits[j->n_hits++] = (struct hit){rec.seq, logs_rec_json(&rec, &qr->p)};
 			here++;
 		}
 	}
-	return 0;
 }
 
 /* One chunk of the listing (newest first, or oldest first): skipped by
@@ -849,8 +863,7 @@ static int query_chunk(void *ctx, const struct store_logs_chunk *c)
 	if (!bloom_pass(j, qr->rd, c->id, qr->attrs, qr->n_attrs))
 		return 0;
 	j->chunks_bloom++;
-	qr->meta = c;
-	store_logs_chunk_get(qr->rd, c->id, STORE_LOGS_DATA, data_loaded, qr);
+	read_chunk(qr, c);
 	if (j->n_hits >= limit)
 		hits_trim(j);
 	return 0;
@@ -884,6 +897,7 @@ static void query_work(uv_work_t *w)
 		qr.attrs[qr.n_attrs++] = logs_hash_attr('r', rel, (size_t)rl);
 	}
 	logs_blocks_init(&qr.bl);
+	strbuf_init(&qr.raw, LOGS_BLOCKS_HEAD);
 	logs_view_init(&qr.v);
 	logs_match_ctx_init(&qr.m);
 	logs_parsed_init(&qr.p);
@@ -891,7 +905,9 @@ static void query_work(uv_work_t *w)
 	if (!f->apps || f->n_apps > 0)
 		store_logs_chunks_each(rd, one_app, -1, !j->q.ascending, query_chunk, &qr);
 	hits_trim(j);
+	store_logs_data_close(rd);
 	logs_blocks_release(&qr.bl);
+	strbuf_release(&qr.raw);
 	logs_view_release(&qr.v);
 	logs_match_ctx_release(&qr.m);
 	logs_parsed_release(&qr.p);

@@ -694,47 +694,73 @@ void logs_blocks_release(struct logs_blocks *bl)
 	memset(bl, 0, sizeof(*bl));
 }
 
-int logs_blocks_open(struct logs_blocks *bl, const void *data, size_t len)
+int logs_blocks_head(struct logs_blocks *bl, const void *head, size_t head_len, size_t size,
+		     size_t *need)
 {
-	const uint8_t *p = data, *end = p + len;
+	const uint8_t *p = head, *end = p + head_len;
 	bl->n = 0;
-	if (len >= 2 && p[0] == 0x1f && p[1] == 0x8b) {
+	bl->words_off = bl->n_words = 0;
+	*need = 0;
+	if (head_len > size)
+		return -EINVAL;
+	if (size >= 2 && head_len >= 2 && p[0] == 0x1f && p[1] == 0x8b) {
 		/* Before blocks: one gzip member, no block filter. */
 		bl->b = xgrow(bl->b, sizeof(*bl->b), 1, &bl->alloc);
-		bl->b[0] = (struct logs_block){.data = data, .len = len};
+		bl->b[0] = (struct logs_block){.off = 0, .len = size};
 		bl->n = 1;
 		return 0;
 	}
 	uint64_t nb;
-	if (len < sizeof(blocks_magic) || memcmp(p, blocks_magic, sizeof(blocks_magic)) != 0)
+	if (head_len < sizeof(blocks_magic) + 1)
+		goto short_head;
+	if (memcmp(p, blocks_magic, sizeof(blocks_magic)) != 0)
 		return -EINVAL;
 	p += sizeof(blocks_magic);
-	if (get_varint(&p, end, &nb) < 0 || nb > (uint64_t)(end - p) / 3)
+	if (get_varint(&p, end, &nb) < 0)
+		goto short_head;
+	if (nb > (uint64_t)size / 3)
 		return -EINVAL;
 	bl->b = xgrow(bl->b, sizeof(*bl->b), nb ? nb : 1, &bl->alloc);
 	uint64_t words = 0, bytes = 0;
 	for (uint64_t k = 0; k < nb; k++) {
 		uint64_t lines, nblocks, dlen;
 		if (get_varint(&p, end, &lines) < 0 || get_varint(&p, end, &nblocks) < 0 ||
-		    get_varint(&p, end, &dlen) < 0 || lines > UINT32_MAX || nblocks > (1u << 24) ||
-		    dlen > (uint64_t)len)
+		    get_varint(&p, end, &dlen) < 0)
+			goto short_head;
+		if (lines > UINT32_MAX || nblocks > (1u << 24) || dlen > (uint64_t)size)
 			return -EINVAL;
 		bl->b[k] = (struct logs_block){.n_lines = (uint32_t)lines, .nblocks = (uint32_t)nblocks,
-					       .words = (size_t)words, .len = (size_t)dlen};
+					       .words = (size_t)words, .off = (size_t)bytes, .len = (size_t)dlen};
 		words += nblocks * 8;
 		bytes += dlen;
 	}
-	if (words * 4 > (uint64_t)(end - p) || bytes != (uint64_t)(end - p) - words * 4)
+	size_t table = (size_t)(p - (const uint8_t *)head);
+	if (words * 4 > (uint64_t)(size - table) || bytes != (uint64_t)(size - table) - words * 4)
+		return -EINVAL;
+	for (uint64_t k = 0; k < nb; k++)
+		bl->b[k].off += table + (size_t)words * 4;
+	bl->words_off = table;
+	bl->n_words = (size_t)words;
+	bl->words = xgrow(bl->words, sizeof(*bl->words), words ? words : 1, &bl->alloc_words);
+	bl->n = nb;
+	return 0;
+short_head:
+	if (head_len >= size)
+		return -EINVAL; /* it is all there: damaged */
+	*need = head_len * 2 < size ? head_len * 2 : size;
+	return -EAGAIN;
+}
+
+int logs_blocks_open(struct logs_blocks *bl, const void *data, size_t len)
+{
+	size_t need;
+	int r = logs_blocks_head(bl, data, len, len, &need);
+	if (r < 0)
 		return -EINVAL;
 	/* The filters are copied: the stored body has no alignment. */
-	bl->words = xgrow(bl->words, sizeof(*bl->words), words ? words : 1, &bl->alloc_words);
-	memcpy(bl->words, p, words * 4);
-	p += words * 4;
-	for (uint64_t k = 0; k < nb; k++) {
-		bl->b[k].data = p;
-		p += bl->b[k].len;
-	}
-	bl->n = nb;
+	memcpy(bl->words, (const char *)data + bl->words_off, bl->n_words * 4);
+	for (size_t k = 0; k < bl->n; k++)
+		bl->b[k].data = (const char *)data + bl->b[k].off;
 	return 0;
 }
 

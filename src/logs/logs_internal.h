@@ -288,17 +288,26 @@ struct logs_blocks {
 		uint32_t n_lines; /* 0 when unknown (an old chunk) */
 		uint32_t nblocks; /* of its filter; 0: no filter, may hold anything */
 		size_t words;     /* its filter: logs_blocks.words + words */
-		const void *data; /* borrowed from the stored body */
-		size_t len;
+		size_t off, len;  /* its data in the stored body */
+		const void *data; /* with logs_blocks_open: borrowed from the body */
 	} *b;
 	size_t alloc;
+	size_t words_off, n_words; /* where the filters are in the stored body */
 	uint32_t *words; /* aligned copies of the filters */
 	size_t alloc_words;
 };
 void logs_blocks_init(struct logs_blocks *bl);
 void logs_blocks_release(struct logs_blocks *bl);
-/* Opens a stored body (borrowed: it must outlive the use of bl's blocks).
- * 0, or -EINVAL when its block table is damaged. */
+/* Reads the block table from the first head_len bytes of a stored body of
+ * size bytes (for reading parts of it: see store_logs_data_read). 0, with
+ * bl->b[k].off/len, words_off and n_words set and bl->words sized for
+ * n_words (the caller fills it); -EAGAIN when the table goes beyond
+ * head_len (*need: the bytes it needs); -EINVAL when it is damaged. */
+#define LOGS_BLOCKS_HEAD 4096
+int logs_blocks_head(struct logs_blocks *bl, const void *head, size_t head_len, size_t size,
+		     size_t *need);
+/* Opens a whole stored body (borrowed: it must outlive the use of bl's
+ * blocks' data). 0, or -EINVAL when its block table is damaged. */
 int logs_blocks_open(struct logs_blocks *bl, const void *data, size_t len);
 void logs_view_get(const struct logs_view *v, size_t k, const char *app, struct logs_rec *out);
 
