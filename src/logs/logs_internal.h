@@ -206,7 +206,7 @@ struct logs_builder {
 
 /* Text per block of a chunk (a block is compressed on its own and has its
  * own filter: a query decompresses only the blocks that may match). */
-#define LOGS_BLOCK_BYTES (16u << 10)
+#define LOGS_BLOCK_BYTES (8u << 10)
 /* Block filters are tested only in chunks whose own filter passed. */
 #define LOGS_BLOCK_BLOOM_BITS_PER_KEY 10
 
