@@ -440,6 +440,50 @@ struct logs_bloom_ref {
 void logs__bloom_put(struct logs *l, int64_t id, const uint32_t *words, uint32_t nblocks);
 void logs__bloom_forget(struct logs *l, int64_t id);
 
+/* ------------------------------------------------------------------------ */
+/* Chunk directory (logs.c; made by the writer)                            */
+
+/* The metadata of every chunk as of one commit, in memory, so that a query
+ * lists chunks without stepping through SQLite's index. The writer
+ * publishes a new one after each commit that adds or removes chunks, and
+ * counts those commits in the meta key "commit_gen" in the same
+ * transaction: a query uses a directory only when its gen is the one its
+ * read snapshot sees (else it lists chunks from the database). Immutable
+ * once published, reference-counted. */
+struct logs_dent {
+	int64_t id;
+	uint64_t seq_min, seq_max;
+	int64_t t_min, t_max;
+	uint64_t raw_bytes, bytes;
+	uint32_t n_lines, levels, streams;
+	uint32_t app; /* index into names */
+	bool sealed;
+	bool dead;    /* the writer's own list only: removed, not yet compacted */
+};
+
+struct logs_dir {
+	_Atomic int refs;
+	uint64_t gen;
+	size_t n;
+	struct logs_dent *by_max; /* by seq_max, ascending */
+	uint32_t *by_min;         /* indexes into by_max, by seq_min ascending */
+	char **names;             /* app names */
+	size_t n_names;
+};
+
+/* Directories larger than this are not kept: queries list from SQLite. */
+#define LOGS_DIR_MAX 200000
+
+/* Makes a directory of the n live entries of dents (names: n_names app
+ * names, copied). Returns it with one reference, for logs__dir_publish. */
+struct logs_dir *logs_dir_new(const struct logs_dent *dents, size_t n, char *const *names,
+			      size_t n_names, uint64_t gen);
+/* Drops a reference; the last one frees it. NULL does nothing. */
+void logs_dir_put(struct logs_dir *d);
+/* Replaces the published directory (takes d's reference; d may be NULL:
+ * none). Any thread. */
+void logs__dir_publish(struct logs *l, struct logs_dir *d);
+
 /* Called by the writer (on its thread) once batches are committed; they
  * are handed to the loop for tails and drains, which free them. */
 void logs__committed(struct logs *l, struct logs_batch *head, uint64_t high_seq);

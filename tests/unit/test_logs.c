@@ -649,6 +649,8 @@ static void test_logs__query_pages_newest_first_with_a_cursor(void **state)
 	struct json *r = query(e, "shop", NULL, 10, false);
 	assert_int_equal(json_size(json_get(r, "lines")), 10);
 	assert_string_equal(line_at(r, 0), "request 49 served user=u49");
+	/* Chunks are listed from the writer's directory, not the database. */
+	assert_string_equal(json_get_str(json_get(r, "stats"), "chunk_list"), "memory");
 	const char *cursor = json_get_str(r, "cursor");
 	assert_non_null(cursor);
 	struct logs_query lq = {.limit = 10};
