@@ -178,7 +178,8 @@ static int dents_load(struct logs_writer *w)
 {
 	w->n_dents = w->n_dead = 0;
 	int r = store_logs_chunks_each(w->db, NULL, -1, false, dent_loaded, w);
-	qsort(w->dents, w->n_dents, sizeof(*w->dents), dent_cmp_id);
+	if (w->n_dents)
+		qsort(w->dents, w->n_dents, sizeof(*w->dents), dent_cmp_id);
 	w->dents_stale = r < 0;
 	return r;
 }
