@@ -758,7 +758,8 @@ int logs_blocks_open(struct logs_blocks *bl, const void *data, size_t len)
 	if (r < 0)
 		return -EINVAL;
 	/* The filters are copied: the stored body has no alignment. */
-	memcpy(bl->words, (const char *)data + bl->words_off, bl->n_words * 4);
+	if (bl->n_words)
+		memcpy(bl->words, (const char *)data + bl->words_off, bl->n_words * 4);
 	for (size_t k = 0; k < bl->n; k++)
 		bl->b[k].data = (const char *)data + bl->b[k].off;
 	return 0;
