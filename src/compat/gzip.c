@@ -3,6 +3,8 @@
 #include "compat/gzip.h"
 #include <errno.h>
 #include <limits.h>
+#include "core/util.h"
+#include <stdlib.h>
 #include <zlib.h>
 
 int gzip_compress(const void *in, size_t len, int level, struct strbuf *out)
@@ -24,6 +26,44 @@ int gzip_compress(const void *in, size_t len, int level, struct strbuf *out)
 	out->len += zs.total_out;
 	out->buf[out->len] = '\0';
 	deflateEnd(&zs);
+	return 0;
+}
+
+struct gzip_deflater {
+	z_stream zs;
+};
+
+struct gzip_deflater *gzip_deflater_new(int level)
+{
+	struct gzip_deflater *d = xcalloc(1, sizeof(*d));
+	if (deflateInit2(&d->zs, level, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+		abort(); /* only on out of memory or a bad level: a programming error */
+	return d;
+}
+
+void gzip_deflater_free(struct gzip_deflater *d)
+{
+	if (!d)
+		return;
+	deflateEnd(&d->zs);
+	free(d);
+}
+
+int gzip_deflater_compress(struct gzip_deflater *d, const void *in, size_t len, struct strbuf *out)
+{
+	z_stream *zs = &d->zs;
+	if (len > UINT_MAX || deflateReset(zs) != Z_OK)
+		return -EIO;
+	size_t bound = deflateBound(zs, (uLong)len);
+	strbuf_grow(out, bound);
+	zs->next_in = (Bytef *)(uintptr_t)in;
+	zs->avail_in = (uInt)len;
+	zs->next_out = (Bytef *)out->buf + out->len;
+	zs->avail_out = (uInt)bound;
+	if (deflate(zs, Z_FINISH) != Z_STREAM_END)
+		return -EIO;
+	out->len += zs->total_out;
+	out->buf[out->len] = '\0';
 	return 0;
 }
 

@@ -11,6 +11,14 @@
 /* Appends the gzip encoding of len bytes of in to out. level: 1 (fastest)
  * to 9 (smallest). Returns 0 or -EIO. */
 int gzip_compress(const void *in, size_t len, int level, struct strbuf *out);
+/* A compressor kept for many buffers: its state is allocated once, so
+ * compressing many small buffers costs no more than one large one. */
+struct gzip_deflater;
+/* level: 1 (fastest) to 9 (smallest). Caller frees with gzip_deflater_free. */
+struct gzip_deflater *gzip_deflater_new(int level);
+void gzip_deflater_free(struct gzip_deflater *d);
+/* Like gzip_compress, with d's level. */
+int gzip_deflater_compress(struct gzip_deflater *d, const void *in, size_t len, struct strbuf *out);
 /* Appends the decompressed contents of a gzip stream to out, refusing to
  * produce more than max bytes. Returns 0, -EINVAL for a damaged or truncated
  * stream, -EFBIG when the output would exceed max. */

@@ -85,6 +85,10 @@ struct logs {
 	struct bloom_entry lru; /* sentinel: lru.lru_next is the newest */
 	uint64_t cache_hits, cache_misses;
 
+	/* the chunk directory the writer published last */
+	pthread_mutex_t dir_mu;
+	struct logs_dir *dir;
+
 	/* readers for queries */
 	pthread_mutex_t readers_mu;
 	struct store_logs *readers[READERS_MAX];
@@ -315,6 +319,83 @@ void logs__bloom_forget(struct logs *l, int64_t id)
 	if (e)
 		cache_remove(l, e);
 	pthread_mutex_unlock(&l->cache_mu);
+}
+
+/* ---- chunk directory ---- */
+
+static int dent_cmp_max(const void *a, const void *b)
+{
+	const struct logs_dent *x = a, *y = b;
+	return x->seq_max < y->seq_max ? -1 : x->seq_max > y->seq_max ? 1 : 0;
+}
+
+struct min_key {
+	uint64_t seq_min;
+	uint32_t idx;
+};
+
+static int min_cmp(const void *a, const void *b)
+{
+	const struct min_key *x = a, *y = b;
+	return x->seq_min < y->seq_min ? -1 : x->seq_min > y->seq_min ? 1 : 0;
+}
+
+struct logs_dir *logs_dir_new(const struct logs_dent *dents, size_t n, char *const *names,
+			      size_t n_names, uint64_t gen)
+{
+	struct logs_dir *d = xcalloc(1, sizeof(*d));
+	atomic_init(&d->refs, 1);
+	d->gen = gen;
+	d->by_max = xmalloc((n ? n : 1) * sizeof(*d->by_max));
+	for (size_t k = 0; k < n; k++)
+		if (!dents[k].dead)
+			d->by_max[d->n++] = dents[k];
+	qsort(d->by_max, d->n, sizeof(*d->by_max), dent_cmp_max);
+	struct min_key *mk = xmalloc((d->n ? d->n : 1) * sizeof(*mk));
+	for (size_t k = 0; k < d->n; k++)
+		mk[k] = (struct min_key){d->by_max[k].seq_min, (uint32_t)k};
+	qsort(mk, d->n, sizeof(*mk), min_cmp);
+	d->by_min = xmalloc((d->n ? d->n : 1) * sizeof(*d->by_min));
+	for (size_t k = 0; k < d->n; k++)
+		d->by_min[k] = mk[k].idx;
+	free(mk);
+	d->names = xcalloc(n_names ? n_names : 1, sizeof(*d->names));
+	for (size_t k = 0; k < n_names; k++)
+		d->names[k] = xstrdup(names[k]);
+	d->n_names = n_names;
+	return d;
+}
+
+void logs_dir_put(struct logs_dir *d)
+{
+	if (!d || atomic_fetch_sub(&d->refs, 1) != 1)
+		return;
+	for (size_t k = 0; k < d->n_names; k++)
+		free(d->names[k]);
+	free(d->names);
+	free(d->by_max);
+	free(d->by_min);
+	free(d);
+}
+
+void logs__dir_publish(struct logs *l, struct logs_dir *d)
+{
+	pthread_mutex_lock(&l->dir_mu);
+	struct logs_dir *old = l->dir;
+	l->dir = d;
+	pthread_mutex_unlock(&l->dir_mu);
+	logs_dir_put(old);
+}
+
+/* The published directory with a reference of the caller's, or NULL. */
+static struct logs_dir *dir_get(struct logs *l)
+{
+	pthread_mutex_lock(&l->dir_mu);
+	struct logs_dir *d = l->dir;
+	if (d)
+		atomic_fetch_add(&d->refs, 1);
+	pthread_mutex_unlock(&l->dir_mu);
+	return d;
 }
 
 /* ---- readers ---- */
@@ -688,7 +769,8 @@ struct qjob {
 	size_t n_cands;
 	uint64_t hw;
 	char *err;
-	int64_t chunks_total, chunks_bloom, chunks_read, lines_read;
+	int64_t chunks_total, chunks_bloom, chunks_read, blocks_read, lines_read;
+	bool from_dir; /* chunks listed from the directory in memory */
 	int64_t took_us;
 };
 
@@ -742,19 +824,6 @@ static bool bloom_pass(struct qjob *j, struct store_logs *rd, int64_t id, const 
 	return true; /* evicted at once (a tiny cache): read it */
 }
 
-struct data_ctx {
-	struct qjob *j;
-	struct logs_view *v;
-	int rc;
-};
-
-static int data_loaded(void *ctx, const struct store_logs_chunk *c)
-{
-	struct data_ctx *dc = ctx;
-	dc->rc = logs_view_decode(dc->v, c->data, c->data_len);
-	return 0;
-}
-
 static int hit_cmp_desc(const void *a, const void *b)
 {
 	uint64_t x = ((const struct hit *)a)->seq, y = ((const struct hit *)b)->seq;
@@ -785,13 +854,77 @@ struct qrun {
 	struct store_logs *rd;
 	uint64_t attrs[3];
 	size_t n_attrs;
+	struct logs_blocks bl;
 	struct logs_view v;
 	struct logs_match_ctx m;
 	struct logs_parsed p;
+	struct strbuf raw; /* parts of a stored body */
 };
 
+/* Whether a block may hold a match, by its own filter. */
+static bool block_pass(const struct qrun *qr, const struct logs_block *b)
+{
+	if (!b->nblocks)
+		return true;
+	const uint32_t *w = qr->bl.words + b->words;
+	for (size_t k = 0; k < qr->n_attrs; k++)
+		if (!logs_bloom_test(w, b->nblocks, qr->attrs[k]))
+			return false;
+	return !qr->j->q.filter.q || logs_node_may_match(qr->j->q.filter.q, w, b->nblocks);
+}
+
+/* Reads chunk c's block table and filters, then the blocks that pass
+ * their filters, each decoded and matched, newest first (or oldest
+ * first): only those parts of the stored body are read. `limit` matches
+ * in the chunk end it, as its lines come in order. */
+static void read_chunk(struct qrun *qr, const struct store_logs_chunk *c)
+{
+	struct qjob *j = qr->j;
+	const struct logs_filter *f = &j->q.filter;
+	size_t limit = (size_t)j->q.limit;
+	size_t size, need, have = 0;
+	if (store_logs_data_open(qr->rd, c->id, &size) < 0)
+		return; /* gone (retention) since the listing */
+	int r = -EAGAIN;
+	need = size < LOGS_BLOCKS_HEAD ? size : LOGS_BLOCKS_HEAD;
+	while (r == -EAGAIN) {
+		strbuf_reset(&qr->raw);
+		strbuf_grow(&qr->raw, need);
+		if (store_logs_data_read(qr->rd, qr->raw.buf, need, 0) < 0)
+			return;
+		have = need;
+		r = logs_blocks_head(&qr->bl, qr->raw.buf, have, size, &need);
+	}
+	if (r < 0 || store_logs_data_read(qr->rd, qr->bl.words, qr->bl.n_words * 4, qr->bl.words_off) < 0)
+		return;
+	j->chunks_read++;
+	size_t here = 0;
+	for (size_t bi = 0; bi < qr->bl.n && here < limit; bi++) {
+		const struct logs_block *b = &qr->bl.b[j->q.ascending ? bi : qr->bl.n - 1 - bi];
+		if (!block_pass(qr, b))
+			continue;
+		strbuf_reset(&qr->raw);
+		strbuf_grow(&qr->raw, b->len);
+		if (store_logs_data_read(qr->rd, qr->raw.buf, b->len, b->off) < 0 ||
+		    logs_view_decode(&qr->v, qr->raw.buf, b->len) < 0)
+			continue;
+		j->blocks_read++;
+		j->lines_read += (int64_t)qr->v.n;
+		for (size_t i = 0; i < qr->v.n && here < limit; i++) {
+			size_t idx = j->q.ascending ? i : qr->v.n - 1 - i;
+			struct logs_rec rec;
+			logs_view_get(&qr->v, idx, c->app, &rec);
+			if (!logs_filter_match(f, &rec, &qr->m))
+				continue;
+			j->hits = xgrow(j->hits, sizeof(*j->hits), j->n_hits + 1, &j->alloc_hits);
+			j->hits[j->n_hits++] = (struct hit){rec.seq, logs_rec_json(&rec, &qr->p)};
+			here++;
+		}
+	}
+}
+
 /* One chunk of the listing (newest first, or oldest first): skipped by
- * metadata or bloom filter, else decoded and matched. Returns 1 once no
+ * metadata or bloom filter, else its blocks are read. Returns 1 once no
  * later chunk can improve the result. */
 static int query_chunk(void *ctx, const struct store_logs_chunk *c)
 {
@@ -812,26 +945,38 @@ static int query_chunk(void *ctx, const struct store_logs_chunk *c)
 	if (!bloom_pass(j, qr->rd, c->id, qr->attrs, qr->n_attrs))
 		return 0;
 	j->chunks_bloom++;
-	struct data_ctx dc = {j, &qr->v, -ENOENT};
-	if (store_logs_chunk_get(qr->rd, c->id, STORE_LOGS_DATA, data_loaded, &dc) < 0 || dc.rc < 0)
-		return 0;
-	j->chunks_read++;
-	j->lines_read += (int64_t)qr->v.n;
-	size_t here = 0;
-	/* Lines within a chunk come in order: `limit` of them end it. */
-	for (size_t i = 0; i < qr->v.n && here < limit; i++) {
-		size_t idx = j->q.ascending ? i : qr->v.n - 1 - i;
-		struct logs_rec r;
-		logs_view_get(&qr->v, idx, c->app, &r);
-		if (!logs_filter_match(f, &r, &qr->m))
-			continue;
-		j->hits = xgrow(j->hits, sizeof(*j->hits), j->n_hits + 1, &j->alloc_hits);
-		j->hits[j->n_hits++] = (struct hit){r.seq, logs_rec_json(&r, &qr->p)};
-		here++;
-	}
+	read_chunk(qr, c);
 	if (j->n_hits >= limit)
 		hits_trim(j);
 	return 0;
+}
+
+/* Lists the chunks from the directory d (the read snapshot's own), like
+ * store_logs_chunks_each: of one_app (NULL: all), newest first or oldest
+ * first. */
+static void query_dir(struct qrun *qr, const struct logs_dir *d, const char *one_app)
+{
+	uint32_t app = UINT32_MAX;
+	if (one_app) {
+		for (size_t k = 0; k < d->n_names && app == UINT32_MAX; k++)
+			if (strcmp(d->names[k], one_app) == 0)
+				app = (uint32_t)k;
+		if (app == UINT32_MAX)
+			return;
+	}
+	bool asc = qr->j->q.ascending;
+	for (size_t k = 0; k < d->n; k++) {
+		const struct logs_dent *e = asc ? &d->by_max[d->by_min[k]] : &d->by_max[d->n - 1 - k];
+		if (one_app && e->app != app)
+			continue;
+		struct store_logs_chunk c = {
+			.id = e->id, .app = d->names[e->app], .sealed = e->sealed, .seq_min = e->seq_min,
+			.seq_max = e->seq_max, .t_min = e->t_min, .t_max = e->t_max, .n_lines = e->n_lines,
+			.raw_bytes = e->raw_bytes, .bytes = e->bytes, .levels = e->levels, .streams = e->streams,
+		};
+		if (query_chunk(qr, &c))
+			break;
+	}
 }
 
 static void query_work(uv_work_t *w)
@@ -861,13 +1006,27 @@ static void query_work(uv_work_t *w)
 		int rl = snprintf(rel, sizeof(rel), "%d", f->release);
 		qr.attrs[qr.n_attrs++] = logs_hash_attr('r', rel, (size_t)rl);
 	}
+	logs_blocks_init(&qr.bl);
+	strbuf_init(&qr.raw, LOGS_BLOCKS_HEAD);
 	logs_view_init(&qr.v);
 	logs_match_ctx_init(&qr.m);
 	logs_parsed_init(&qr.p);
 	const char *one_app = f->apps && f->n_apps == 1 ? f->apps[0] : NULL;
-	if (!f->apps || f->n_apps > 0)
-		store_logs_chunks_each(rd, one_app, -1, !j->q.ascending, query_chunk, &qr);
+	int64_t gen = 0;
+	store_logs_meta_get(rd, "commit_gen", &gen);
+	struct logs_dir *d = dir_get(l);
+	if (!f->apps || f->n_apps > 0) {
+		j->from_dir = d && d->gen == (uint64_t)gen;
+		if (j->from_dir)
+			query_dir(&qr, d, one_app);
+		else
+			store_logs_chunks_each(rd, one_app, -1, !j->q.ascending, query_chunk, &qr);
+	}
+	logs_dir_put(d);
 	hits_trim(j);
+	store_logs_data_close(rd);
+	logs_blocks_release(&qr.bl);
+	strbuf_release(&qr.raw);
 	logs_view_release(&qr.v);
 	logs_match_ctx_release(&qr.m);
 	logs_parsed_release(&qr.p);
@@ -919,10 +1078,12 @@ static void query_done(uv_work_t *w, int status)
 	}
 	json_set_str(out, "order", j->q.ascending ? "asc" : "desc");
 	struct json *st = json_set(out, "stats", json_object());
+	json_set_str(st, "chunk_list", j->from_dir ? "memory" : "database");
 	json_set_int(st, "chunks", j->chunks_total);
 	json_set_int(st, "chunks_candidates", (int64_t)j->n_cands);
 	json_set_int(st, "chunks_after_bloom", j->chunks_bloom);
 	json_set_int(st, "chunks_read", j->chunks_read);
+	json_set_int(st, "blocks_read", j->blocks_read);
 	json_set_int(st, "lines_read", j->lines_read);
 	json_set_num(st, "took_ms", (double)j->took_us / 1000.0);
 	j->cb(j->ctx, out, NULL);
@@ -1151,6 +1312,7 @@ struct logs *logs_new(const struct logs_config *cfg, char **err)
 	pthread_mutex_init(&l->back_mu, NULL);
 	pthread_mutex_init(&l->cache_mu, NULL);
 	pthread_mutex_init(&l->readers_mu, NULL);
+	pthread_mutex_init(&l->dir_mu, NULL);
 	l->lru.lru_next = l->lru.lru_prev = &l->lru;
 	l->cache_buckets = 1024;
 	l->cache = xcalloc(l->cache_buckets, sizeof(*l->cache));
@@ -1253,6 +1415,8 @@ void logs_free(struct logs *l)
 	pthread_mutex_destroy(&l->back_mu);
 	pthread_mutex_destroy(&l->cache_mu);
 	pthread_mutex_destroy(&l->readers_mu);
+	logs_dir_put(l->dir);
+	pthread_mutex_destroy(&l->dir_mu);
 	free(l->db_path);
 	free(l);
 }

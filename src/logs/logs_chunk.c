@@ -1,14 +1,13 @@
 /* logs_chunk.c: the storage unit of the logs. A chunk holds consecutive
- * lines of one app, column by column (sequence numbers, times, releases,
+ * lines of one app in blocks of about LOGS_BLOCK_BYTES of text; a block
+ * holds its lines column by column (sequence numbers, times, releases,
  * streams, levels, process and instance as dictionary indexes, lengths,
- * then the texts), compressed as one gzip member, plus a split-block bloom
- * filter of every word, lifted field and attribute in it. Queries test the
- * filter (one cache line per word) before they decompress anything.
- *
- * Body layout (before compression), all integers LEB128 varints:
- *   version(=1) n_lines n_dict {len bytes}*n_dict
- *   seq delta*n  time zigzag-delta*n  release*n  stream byte*n  level byte*n
- *   proc index*n  instance index*n  len*n  texts */
+ * then the texts), compressed as one gzip member, and has a split-block
+ * bloom filter of its words, lifted fields and attributes. The chunk has a
+ * filter of everything in it. Queries test the chunk's filter (one cache
+ * line per word, from memory), then the filters of its blocks, and
+ * decompress only the blocks that may match. The stored layout is
+ * described at struct logs_chunk. */
 #include "compat/gzip.h"
 #include "core/util.h"
 #include "logs/logs_internal.h"
@@ -95,22 +94,34 @@ static void hset_put(uint64_t *slots, size_t cap, uint64_t h)
 	slots[k] = h;
 }
 
+static void hset_grow(struct logs_hset *s, size_t cap)
+{
+	uint64_t *slots = xcalloc(cap, sizeof(*slots));
+	for (size_t k = 0; k < s->cap; k++)
+		if (s->slots[k])
+			hset_put(slots, cap, s->slots[k]);
+	free(s->slots);
+	s->slots = slots;
+	s->cap = cap;
+}
+
+void logs_hset_reserve(struct logs_hset *s, size_t n)
+{
+	size_t cap = s->cap ? s->cap : 1024;
+	while ((n + 1) * 4 > cap * 3)
+		cap *= 2;
+	if (cap > s->cap)
+		hset_grow(s, cap);
+}
+
 void logs_hset_add(struct logs_hset *s, uint64_t h)
 {
 	if (h == 0) {
 		s->has_zero = true;
 		return;
 	}
-	if ((s->n + 1) * 4 > s->cap * 3) {
-		size_t cap = s->cap ? s->cap * 2 : 1024;
-		uint64_t *slots = xcalloc(cap, sizeof(*slots));
-		for (size_t k = 0; k < s->cap; k++)
-			if (s->slots[k])
-				hset_put(slots, cap, s->slots[k]);
-		free(s->slots);
-		s->slots = slots;
-		s->cap = cap;
-	}
+	if ((s->n + 1) * 4 > s->cap * 3)
+		hset_grow(s, s->cap ? s->cap * 2 : 1024);
 	size_t m = s->cap - 1, k = (size_t)h & m;
 	while (s->slots[k]) {
 		if (s->slots[k] == h)
@@ -136,7 +147,7 @@ void logs_builder_init(struct logs_builder *b)
 {
 	memset(b, 0, sizeof(*b));
 	strbuf_init(&b->arena, 0);
-	logs_hset_init(&b->set);
+	logs_hset_init(&b->cur);
 }
 
 void logs_builder_reset(struct logs_builder *b)
@@ -147,7 +158,10 @@ void logs_builder_reset(struct logs_builder *b)
 	b->n = 0;
 	b->raw_bytes = 0;
 	strbuf_reset(&b->arena);
-	logs_hset_clear(&b->set);
+	b->n_segs = b->n_hashes = 0;
+	logs_hset_clear(&b->cur);
+	b->cur_first = 0;
+	b->cur_raw = 0;
 }
 
 void logs_builder_release(struct logs_builder *b)
@@ -155,8 +169,10 @@ void logs_builder_release(struct logs_builder *b)
 	logs_builder_reset(b);
 	free(b->dict);
 	free(b->recs);
+	free(b->segs);
+	free(b->hashes);
 	strbuf_release(&b->arena);
-	logs_hset_release(&b->set);
+	logs_hset_release(&b->cur);
 	memset(b, 0, sizeof(*b));
 }
 
@@ -173,7 +189,11 @@ static uint32_t dict_index(struct logs_builder *b, const char *s)
 	return (uint32_t)b->n_dict++;
 }
 
-static void tok_add(void *ctx, uint64_t h);
+static void tok_add(void *ctx, uint64_t h)
+{
+	logs_hset_add(ctx, h);
+}
+
 static void add_tokens(struct logs_hset *set, const char *text, size_t len,
 		       const struct logs_parsed *p)
 {
@@ -185,9 +205,28 @@ static void add_tokens(struct logs_hset *set, const char *text, size_t len,
 	}
 }
 
+void logs_builder_cut(struct logs_builder *b)
+{
+	if (b->cur_first == b->n)
+		return;
+	const struct logs_hset *c = &b->cur;
+	b->hashes = xgrow(b->hashes, sizeof(*b->hashes), b->n_hashes + c->n + 1, &b->alloc_hashes);
+	size_t hoff = b->n_hashes;
+	for (size_t k = 0; k < c->cap; k++)
+		if (c->slots[k])
+			b->hashes[b->n_hashes++] = c->slots[k];
+	if (c->has_zero)
+		b->hashes[b->n_hashes++] = 0;
+	b->segs = xgrow(b->segs, sizeof(*b->segs), b->n_segs + 1, &b->alloc_segs);
+	b->segs[b->n_segs++] = (struct logs_seg){b->cur_first, hoff, b->n_hashes - hoff, b->cur_raw};
+	logs_hset_clear(&b->cur);
+	b->cur_first = b->n;
+	b->cur_raw = 0;
+}
+
 void logs_builder_add(struct logs_builder *b, const struct logs_rec *r, const struct logs_parsed *p)
 {
-	add_tokens(&b->set, r->text, r->len, p);
+	add_tokens(&b->cur, r->text, r->len, p);
 	b->recs = xgrow(b->recs, sizeof(*b->recs), b->n + 1, &b->alloc);
 	struct logs_brec *o = &b->recs[b->n++];
 	o->seq = r->seq;
@@ -201,6 +240,9 @@ void logs_builder_add(struct logs_builder *b, const struct logs_rec *r, const st
 	o->len = r->len;
 	strbuf_add(&b->arena, r->text, r->len);
 	b->raw_bytes += r->len;
+	b->cur_raw += r->len;
+	if (b->cur_raw >= LOGS_BLOCK_BYTES)
+		logs_builder_cut(b);
 }
 
 uint64_t logs_builder_truncate(struct logs_builder *b, size_t n)
@@ -214,6 +256,23 @@ uint64_t logs_builder_truncate(struct logs_builder *b, size_t n)
 	b->arena.buf[b->arena.len] = '\0';
 	b->n = n;
 	b->raw_bytes -= dropped;
+	/* Segments that start at or after n go; the one that holds n becomes
+	 * the open segment again when it was the open one, else stays closed
+	 * (with a few hashes too many) and a new open segment starts at n. */
+	while (b->n_segs && b->segs[b->n_segs - 1].first >= n) {
+		b->n_segs--;
+		b->n_hashes = b->segs[b->n_segs].hoff;
+	}
+	if (b->cur_first >= n) {
+		logs_hset_clear(&b->cur);
+		b->cur_first = n;
+		b->cur_raw = 0;
+	} else {
+		uint64_t raw = 0;
+		for (size_t k = b->cur_first; k < n; k++)
+			raw += b->recs[k].len;
+		b->cur_raw = raw;
+	}
 	return dropped;
 }
 
@@ -274,24 +333,20 @@ static inline int64_t unzigzag(uint64_t v)
 	return (int64_t)(v >> 1) ^ -(int64_t)(v & 1);
 }
 
-static void tok_add(void *ctx, uint64_t h)
+/* Appends the block body of records [from, to) of b; adds the block's
+ * process, instance and release attributes to set. */
+static void encode_body(const struct logs_builder *b, size_t from, size_t to, struct strbuf *body,
+			struct logs_hset *set, uint32_t *map)
 {
-	logs_hset_add(ctx, h);
-}
-
-void logs_chunk_encode(const struct logs_builder *b, size_t from, size_t to, const char *app,
-		       int level, struct logs_parsed *p, struct logs_chunk *c)
-{
-	memset(c, 0, sizeof(*c));
-	strbuf_init(&c->data, 0);
 	size_t n = to - from;
 	const struct logs_brec *r = b->recs + from;
 
 	/* Which dictionary entries these lines use, renumbered densely. */
-	uint32_t *map = xmalloc((b->n_dict ? b->n_dict : 1) * sizeof(*map));
 	for (size_t k = 0; k < b->n_dict; k++)
 		map[k] = UINT32_MAX;
 	uint32_t n_used = 0;
+	put_varint(body, 1);
+	put_varint(body, n);
 	for (size_t k = 0; k < n; k++) {
 		if (map[r[k].proc] == UINT32_MAX)
 			map[r[k].proc] = n_used++;
@@ -302,63 +357,180 @@ void logs_chunk_encode(const struct logs_builder *b, size_t from, size_t to, con
 	for (size_t k = 0; k < b->n_dict; k++)
 		if (map[k] != UINT32_MAX)
 			used[map[k]] = b->dict[k];
-
-	struct strbuf body;
-	strbuf_init(&body, (size_t)(b->raw_bytes / (b->n ? b->n : 1)) * n + n * 12 + 64);
-	put_varint(&body, 1);
-	put_varint(&body, n);
-	put_varint(&body, n_used);
+	put_varint(body, n_used);
 	for (uint32_t k = 0; k < n_used; k++) {
 		size_t l = strlen(used[k]);
-		put_varint(&body, l);
-		strbuf_add(&body, used[k], l);
+		put_varint(body, l);
+		strbuf_add(body, used[k], l);
+		logs_hset_add(set, logs_hash_attr('p', used[k], l));
+		logs_hset_add(set, logs_hash_attr('i', used[k], l));
 	}
+	free(used);
 	uint64_t prev_seq = 0;
 	int64_t prev_t = 0;
+	int32_t last_release = -1;
 	for (size_t k = 0; k < n; k++) {
-		put_varint(&body, r[k].seq - prev_seq);
+		put_varint(body, r[k].seq - prev_seq);
 		prev_seq = r[k].seq;
 	}
 	for (size_t k = 0; k < n; k++) {
-		put_varint(&body, zigzag(r[k].t_ns - prev_t));
+		put_varint(body, zigzag(r[k].t_ns - prev_t));
 		prev_t = r[k].t_ns;
 	}
-	for (size_t k = 0; k < n; k++)
-		put_varint(&body, (uint64_t)(uint32_t)r[k].release);
-	for (size_t k = 0; k < n; k++)
-		strbuf_addc(&body, (char)r[k].stream);
-	for (size_t k = 0; k < n; k++)
-		strbuf_addc(&body, (char)r[k].level);
-	for (size_t k = 0; k < n; k++)
-		put_varint(&body, map[r[k].proc]);
-	for (size_t k = 0; k < n; k++)
-		put_varint(&body, map[r[k].inst]);
-	for (size_t k = 0; k < n; k++)
-		put_varint(&body, r[k].len);
-	for (size_t k = 0; k < n; k++)
-		strbuf_add(&body, b->arena.buf + r[k].text, r[k].len);
-
-	/* Tokens: words of every line, lifted fields, attributes. */
-	bool whole = from == 0 && to == b->n;
-	struct logs_hset own, *set = whole ? (struct logs_hset *)&b->set : &own;
-	if (!whole)
-		logs_hset_init(&own);
-	c->seq_min = r[0].seq;
-	c->seq_max = r[n - 1].seq;
-	c->t_min = c->t_max = r[0].t_ns;
-	int32_t last_release = -1;
 	for (size_t k = 0; k < n; k++) {
-		if (!whole) {
-			const char *text = b->arena.buf + r[k].text;
-			logs_parse(p, text, r[k].len, r[k].stream);
-			add_tokens(set, text, r[k].len, p);
-		}
+		put_varint(body, (uint64_t)(uint32_t)r[k].release);
 		if (r[k].release != last_release) {
 			char rel[16];
 			int rl = snprintf(rel, sizeof(rel), "%d", (int)r[k].release);
 			logs_hset_add(set, logs_hash_attr('r', rel, (size_t)rl));
 			last_release = r[k].release;
 		}
+	}
+	for (size_t k = 0; k < n; k++)
+		strbuf_addc(body, (char)r[k].stream);
+	for (size_t k = 0; k < n; k++)
+		strbuf_addc(body, (char)r[k].level);
+	for (size_t k = 0; k < n; k++)
+		put_varint(body, map[r[k].proc]);
+	for (size_t k = 0; k < n; k++)
+		put_varint(body, map[r[k].inst]);
+	for (size_t k = 0; k < n; k++)
+		put_varint(body, r[k].len);
+	for (size_t k = 0; k < n; k++)
+		strbuf_add(body, b->arena.buf + r[k].text, r[k].len);
+}
+
+/* Segment k of b (k == n_segs: the open one): its records and hashes. */
+static size_t seg_end(const struct logs_builder *b, size_t k)
+{
+	return k + 1 < b->n_segs ? b->segs[k + 1].first : k < b->n_segs ? b->cur_first : b->n;
+}
+
+static void seg_hashes_to(const struct logs_builder *b, size_t k, struct logs_hset *set)
+{
+	if (k < b->n_segs) {
+		for (size_t j = 0; j < b->segs[k].hn; j++)
+			logs_hset_add(set, b->hashes[b->segs[k].hoff + j]);
+	} else {
+		for (size_t j = 0; j < b->cur.cap; j++)
+			if (b->cur.slots[j])
+				logs_hset_add(set, b->cur.slots[j]);
+		if (b->cur.has_zero)
+			logs_hset_add(set, 0);
+	}
+}
+
+static void bloom_from_set(struct logs_bloom *bb, const struct logs_hset *set, unsigned bits)
+{
+	logs_bloom_init(bb, set->n + (set->has_zero ? 1 : 0) + 1, bits);
+	logs_hset_to_bloom(set, bb);
+}
+
+static const char blocks_magic[4] = {'p', 'l', 'b', '2'};
+
+static void hset_add_all(struct logs_hset *to, const struct logs_hset *from)
+{
+	for (size_t k = 0; k < from->cap; k++)
+		if (from->slots[k])
+			logs_hset_add(to, from->slots[k]);
+	if (from->has_zero)
+		logs_hset_add(to, 0);
+}
+
+void logs_chunk_encode(const struct logs_builder *b, size_t from, size_t to, const char *app,
+		       struct gzip_deflater *z, struct logs_chunk *c)
+{
+	memset(c, 0, sizeof(*c));
+	strbuf_init(&c->data, 0);
+	size_t n = to - from;
+	const struct logs_brec *r = b->recs + from;
+	uint32_t *map = xmalloc((b->n_dict ? b->n_dict : 1) * sizeof(*map));
+
+	/* Segments that hold [from, to): the first one may start before from
+	 * and the last one end after to (their hashes are then a superset). */
+	size_t sk = 0;
+	while (sk < b->n_segs && seg_end(b, sk) <= from)
+		sk++;
+	size_t upper = b->cur.n + 64;
+	for (size_t k = sk; k < b->n_segs; k++)
+		upper += b->segs[k].hn;
+
+	struct logs_hset all, blk, attrs;
+	logs_hset_init(&all);
+	logs_hset_init(&blk);
+	logs_hset_init(&attrs);
+	logs_hset_reserve(&all, upper / 2);
+	struct strbuf table, blooms, datas, body;
+	strbuf_init(&table, 64);
+	strbuf_init(&blooms, 0);
+	strbuf_init(&datas, (size_t)(b->raw_bytes / (b->n ? b->n : 1)) * n / 4 + 64);
+	strbuf_init(&body, 0);
+	size_t n_blocks = 0;
+	size_t at = from;
+	while (at < to) {
+		/* A block: whole segments up to LOGS_BLOCK_BYTES of text. */
+		size_t end = at, first_seg = sk, n_seg = 0;
+		uint64_t raw = 0;
+		logs_hset_clear(&blk);
+		logs_hset_clear(&attrs);
+		while (end < to && (raw < LOGS_BLOCK_BYTES || end == at)) {
+			size_t se = seg_end(b, sk);
+			if (se > to)
+				se = to;
+			if (se <= end) { /* segments are never empty: defensive */
+				sk++;
+				continue;
+			}
+			for (size_t k = end; k < se; k++)
+				raw += b->recs[k].len;
+			end = se;
+			n_seg++;
+			if (se == seg_end(b, sk))
+				sk++;
+		}
+		/* One closed segment: its hashes are distinct already. */
+		bool one = n_seg == 1 && first_seg < b->n_segs;
+		if (!one)
+			for (size_t k = first_seg; k < first_seg + n_seg; k++)
+				seg_hashes_to(b, k, &blk);
+		strbuf_reset(&body);
+		encode_body(b, at, end, &body, &attrs, map);
+		size_t before = datas.len;
+		if (gzip_deflater_compress(z, body.buf, body.len, &datas) < 0)
+			abort(); /* only on out of memory or a body over 4 GiB */
+		struct logs_bloom bb;
+		if (one) {
+			const struct logs_seg *sg = &b->segs[first_seg];
+			logs_bloom_init(&bb, sg->hn + attrs.n + 1, LOGS_BLOCK_BLOOM_BITS_PER_KEY);
+			for (size_t j = 0; j < sg->hn; j++) {
+				logs_bloom_add(&bb, b->hashes[sg->hoff + j]);
+				logs_hset_add(&all, b->hashes[sg->hoff + j]);
+			}
+		} else {
+			logs_bloom_init(&bb, blk.n + attrs.n + 2, LOGS_BLOCK_BLOOM_BITS_PER_KEY);
+			logs_hset_to_bloom(&blk, &bb);
+			hset_add_all(&all, &blk);
+		}
+		logs_hset_to_bloom(&attrs, &bb);
+		hset_add_all(&all, &attrs);
+		strbuf_add(&blooms, bb.words, (size_t)bb.nblocks * 32);
+		put_varint(&table, end - at);
+		put_varint(&table, bb.nblocks);
+		put_varint(&table, datas.len - before);
+		logs_bloom_release(&bb);
+		n_blocks++;
+		at = end;
+	}
+	strbuf_add(&c->data, blocks_magic, sizeof(blocks_magic));
+	put_varint(&c->data, n_blocks);
+	strbuf_add(&c->data, table.buf, table.len);
+	strbuf_add(&c->data, blooms.buf, blooms.len);
+	strbuf_add(&c->data, datas.buf, datas.len);
+
+	c->seq_min = r[0].seq;
+	c->seq_max = r[n - 1].seq;
+	c->t_min = c->t_max = r[0].t_ns;
+	for (size_t k = 0; k < n; k++) {
 		if (r[k].t_ns < c->t_min)
 			c->t_min = r[k].t_ns;
 		if (r[k].t_ns > c->t_max)
@@ -367,23 +539,19 @@ void logs_chunk_encode(const struct logs_builder *b, size_t from, size_t to, con
 		c->streams |= 1u << r[k].stream;
 		c->raw_bytes += r[k].len;
 	}
-	for (uint32_t k = 0; k < n_used; k++) {
-		logs_hset_add(set, logs_hash_attr('p', used[k], strlen(used[k])));
-		logs_hset_add(set, logs_hash_attr('i', used[k], strlen(used[k])));
-	}
 	if (app)
-		logs_hset_add(set, logs_hash_attr('a', app, strlen(app)));
-	logs_bloom_init(&c->bloom, set->n + 1, LOGS_BLOOM_BITS_PER_KEY);
-	logs_hset_to_bloom(set, &c->bloom);
-	if (!whole)
-		logs_hset_release(&own);
+		logs_hset_add(&all, logs_hash_attr('a', app, strlen(app)));
+	bloom_from_set(&c->bloom, &all, LOGS_BLOOM_BITS_PER_KEY);
 	c->n_lines = (uint32_t)n;
 
-	if (gzip_compress(body.buf, body.len, level, &c->data) < 0)
-		abort(); /* only on out of memory or a body over 4 GiB */
+	logs_hset_release(&all);
+	logs_hset_release(&blk);
+	logs_hset_release(&attrs);
+	strbuf_release(&table);
+	strbuf_release(&blooms);
+	strbuf_release(&datas);
 	strbuf_release(&body);
 	free(map);
-	free(used);
 }
 
 void logs_chunk_release(struct logs_chunk *c)
@@ -510,6 +678,91 @@ void logs_view_get(const struct logs_view *v, size_t k, const char *app, struct 
 	out->instance = v->n_dict ? v->dict[r->inst] : "";
 	out->text = r->text;
 	out->len = r->len;
+}
+
+/* ---- stored bodies ---- */
+
+void logs_blocks_init(struct logs_blocks *bl)
+{
+	memset(bl, 0, sizeof(*bl));
+}
+
+void logs_blocks_release(struct logs_blocks *bl)
+{
+	free(bl->b);
+	free(bl->words);
+	memset(bl, 0, sizeof(*bl));
+}
+
+int logs_blocks_head(struct logs_blocks *bl, const void *head, size_t head_len, size_t size,
+		     size_t *need)
+{
+	const uint8_t *p = head, *end = p + head_len;
+	bl->n = 0;
+	bl->words_off = bl->n_words = 0;
+	*need = 0;
+	if (head_len > size)
+		return -EINVAL;
+	if (size >= 2 && head_len >= 2 && p[0] == 0x1f && p[1] == 0x8b) {
+		/* Before blocks: one gzip member, no block filter. */
+		bl->b = xgrow(bl->b, sizeof(*bl->b), 1, &bl->alloc);
+		bl->b[0] = (struct logs_block){.off = 0, .len = size};
+		bl->n = 1;
+		return 0;
+	}
+	uint64_t nb;
+	if (head_len < sizeof(blocks_magic) + 1)
+		goto short_head;
+	if (memcmp(p, blocks_magic, sizeof(blocks_magic)) != 0)
+		return -EINVAL;
+	p += sizeof(blocks_magic);
+	if (get_varint(&p, end, &nb) < 0)
+		goto short_head;
+	if (nb > (uint64_t)size / 3)
+		return -EINVAL;
+	bl->b = xgrow(bl->b, sizeof(*bl->b), nb ? nb : 1, &bl->alloc);
+	uint64_t words = 0, bytes = 0;
+	for (uint64_t k = 0; k < nb; k++) {
+		uint64_t lines, nblocks, dlen;
+		if (get_varint(&p, end, &lines) < 0 || get_varint(&p, end, &nblocks) < 0 ||
+		    get_varint(&p, end, &dlen) < 0)
+			goto short_head;
+		if (lines > UINT32_MAX || nblocks > (1u << 24) || dlen > (uint64_t)size)
+			return -EINVAL;
+		bl->b[k] = (struct logs_block){.n_lines = (uint32_t)lines, .nblocks = (uint32_t)nblocks,
+					       .words = (size_t)words, .off = (size_t)bytes, .len = (size_t)dlen};
+		words += nblocks * 8;
+		bytes += dlen;
+	}
+	size_t table = (size_t)(p - (const uint8_t *)head);
+	if (words * 4 > (uint64_t)(size - table) || bytes != (uint64_t)(size - table) - words * 4)
+		return -EINVAL;
+	for (uint64_t k = 0; k < nb; k++)
+		bl->b[k].off += table + (size_t)words * 4;
+	bl->words_off = table;
+	bl->n_words = (size_t)words;
+	bl->words = xgrow(bl->words, sizeof(*bl->words), words ? words : 1, &bl->alloc_words);
+	bl->n = nb;
+	return 0;
+short_head:
+	if (head_len >= size)
+		return -EINVAL; /* it is all there: damaged */
+	*need = head_len * 2 < size ? head_len * 2 : size;
+	return -EAGAIN;
+}
+
+int logs_blocks_open(struct logs_blocks *bl, const void *data, size_t len)
+{
+	size_t need;
+	int r = logs_blocks_head(bl, data, len, len, &need);
+	if (r < 0)
+		return -EINVAL;
+	/* The filters are copied: the stored body has no alignment. */
+	if (bl->n_words)
+		memcpy(bl->words, (const char *)data + bl->words_off, bl->n_words * 4);
+	for (size_t k = 0; k < bl->n; k++)
+		bl->b[k].data = (const char *)data + bl->b[k].off;
+	return 0;
 }
 
 /* ---- batches ---- */

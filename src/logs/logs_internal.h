@@ -27,6 +27,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+struct gzip_deflater;
 struct json;
 struct store_logs;
 
@@ -148,6 +149,8 @@ void logs_hset_init(struct logs_hset *s);
 void logs_hset_release(struct logs_hset *s);
 void logs_hset_clear(struct logs_hset *s);
 void logs_hset_add(struct logs_hset *s, uint64_t h);
+/* Makes room for n members without growing again. */
+void logs_hset_reserve(struct logs_hset *s, size_t n);
 /* Adds every member to b. */
 void logs_hset_to_bloom(const struct logs_hset *s, struct logs_bloom *b);
 
@@ -166,7 +169,11 @@ struct logs_rec {
 	uint32_t len;
 };
 
-/* The lines of one app that go into a chunk, in seq order. */
+/* The lines of one app that go into a chunk, in seq order. Their token
+ * hashes are kept per segment: consecutive lines, distinct hashes once.
+ * A segment ends after LOGS_BLOCK_BYTES of text or at logs_builder_cut, so
+ * that a chunk written from a segment boundary gets its per-block filters
+ * from the segments without tokenizing its lines again. */
 struct logs_builder {
 	struct logs_brec {
 		uint64_t seq;
@@ -182,21 +189,52 @@ struct logs_builder {
 	char **dict; /* process and instance names */
 	size_t n_dict, alloc_dict;
 	uint64_t raw_bytes; /* sum of line lengths */
-	struct logs_hset set; /* hashes of every line's words and fields */
+	/* Closed segments: recs [first, next segment's first), their distinct
+	 * hashes at hashes[hoff, hoff + hn). */
+	struct logs_seg {
+		size_t first, hoff, hn;
+		uint64_t raw;
+	} *segs;
+	size_t n_segs, alloc_segs;
+	uint64_t *hashes;
+	size_t n_hashes, alloc_hashes;
+	/* The open segment: recs [cur_first, n). */
+	struct logs_hset cur;
+	size_t cur_first;
+	uint64_t cur_raw;
 };
+
+/* Text per block of a chunk (a block is compressed on its own and has its
+ * own filter: a query decompresses only the blocks that may match). */
+#define LOGS_BLOCK_BYTES (8u << 10)
+/* Block filters are tested only in chunks whose own filter passed. */
+#define LOGS_BLOCK_BLOOM_BITS_PER_KEY 10
 
 void logs_builder_init(struct logs_builder *b);
 void logs_builder_release(struct logs_builder *b);
 void logs_builder_reset(struct logs_builder *b);
 /* Adds a copy of r; p is r's parse (its fields go into the set). */
 void logs_builder_add(struct logs_builder *b, const struct logs_rec *r, const struct logs_parsed *p);
-/* Keeps the first n records; returns the bytes of text dropped. The set
- * keeps the dropped lines' hashes (a bloom filter may say too much). */
+/* Ends the open segment (when it has lines): the next line starts one. */
+void logs_builder_cut(struct logs_builder *b);
+/* Keeps the first n records; returns the bytes of text dropped. A segment
+ * cut by the truncation keeps the dropped lines' hashes (a bloom filter
+ * may say too much). */
 uint64_t logs_builder_truncate(struct logs_builder *b, size_t n);
 /* Record k as a struct logs_rec (strings borrowed from b; app NULL). */
 void logs_builder_get(const struct logs_builder *b, size_t k, struct logs_rec *out);
 
-/* A chunk as written: metadata, bloom and compressed body. */
+/* A chunk as written: metadata, bloom and stored body.
+ *
+ * Stored body: the magic "plb2", then (LEB128 varints) n_blocks and, per
+ * block, n_lines, filter size in 32-byte bloom blocks and compressed size;
+ * then every block's filter (words as in memory), then every block's
+ * compressed data. A block's data is one gzip member of a block body:
+ *   version(=1) n_lines n_dict {len bytes}*n_dict
+ *   seq delta*n  time zigzag-delta*n  release*n  stream byte*n  level byte*n
+ *   proc index*n  instance index*n  len*n  texts
+ * Chunks written before blocks existed are one gzip member of one such
+ * body (they read as one block without a filter). */
 struct logs_chunk {
 	uint64_t seq_min, seq_max;
 	int64_t t_min, t_max;
@@ -204,17 +242,18 @@ struct logs_chunk {
 	uint64_t raw_bytes;
 	uint32_t levels, streams; /* bit masks of what occurs */
 	struct logs_bloom bloom;
-	struct strbuf data; /* gzip of the column-wise body */
+	struct strbuf data; /* the stored body */
 };
 
-/* Encodes records [from, to) of b (at least one) into c, which the caller
- * releases with logs_chunk_release. app names the app for the attribute
- * tokens. level: zlib level 1..9. Every word of every line, every lifted
- * field, and the app, process, instance and release attributes go into the
- * bloom filter (from b's set when [from, to) is all of b; else the lines
- * are tokenized again). p is scratch. */
+/* Encodes records [from, to) of b (at least one; from at a segment
+ * boundary: 0, or where logs_builder_cut was called) into c, which the
+ * caller releases with logs_chunk_release. app names the app for the
+ * attribute tokens. z compresses the blocks. Every word of every line, every
+ * lifted field, and the app, process, instance and release attributes go
+ * into the chunk's bloom filter; each block's filter has its lines' words,
+ * fields, processes, instances and releases. */
 void logs_chunk_encode(const struct logs_builder *b, size_t from, size_t to, const char *app,
-		       int level, struct logs_parsed *p, struct logs_chunk *c);
+		       struct gzip_deflater *z, struct logs_chunk *c);
 void logs_chunk_release(struct logs_chunk *c);
 
 /* A decoded chunk body. */
@@ -237,8 +276,39 @@ struct logs_view {
 
 void logs_view_init(struct logs_view *v);
 void logs_view_release(struct logs_view *v);
-/* Decompresses and decodes data. 0, or -EINVAL for damaged data. */
+/* Decompresses and decodes one block's data (a struct logs_block's data).
+ * 0, or -EINVAL for damaged data. */
 int logs_view_decode(struct logs_view *v, const void *data, size_t len);
+
+/* A stored body, opened without decompressing anything: its blocks and
+ * their filters. */
+struct logs_blocks {
+	size_t n;
+	struct logs_block {
+		uint32_t n_lines; /* 0 when unknown (an old chunk) */
+		uint32_t nblocks; /* of its filter; 0: no filter, may hold anything */
+		size_t words;     /* its filter: logs_blocks.words + words */
+		size_t off, len;  /* its data in the stored body */
+		const void *data; /* with logs_blocks_open: borrowed from the body */
+	} *b;
+	size_t alloc;
+	size_t words_off, n_words; /* where the filters are in the stored body */
+	uint32_t *words; /* aligned copies of the filters */
+	size_t alloc_words;
+};
+void logs_blocks_init(struct logs_blocks *bl);
+void logs_blocks_release(struct logs_blocks *bl);
+/* Reads the block table from the first head_len bytes of a stored body of
+ * size bytes (for reading parts of it: see store_logs_data_read). 0, with
+ * bl->b[k].off/len, words_off and n_words set and bl->words sized for
+ * n_words (the caller fills it); -EAGAIN when the table goes beyond
+ * head_len (*need: the bytes it needs); -EINVAL when it is damaged. */
+#define LOGS_BLOCKS_HEAD 4096
+int logs_blocks_head(struct logs_blocks *bl, const void *head, size_t head_len, size_t size,
+		     size_t *need);
+/* Opens a whole stored body (borrowed: it must outlive the use of bl's
+ * blocks' data). 0, or -EINVAL when its block table is damaged. */
+int logs_blocks_open(struct logs_blocks *bl, const void *data, size_t len);
 void logs_view_get(const struct logs_view *v, size_t k, const char *app, struct logs_rec *out);
 
 /* ------------------------------------------------------------------------ */
@@ -369,6 +439,50 @@ struct logs_bloom_ref {
 };
 void logs__bloom_put(struct logs *l, int64_t id, const uint32_t *words, uint32_t nblocks);
 void logs__bloom_forget(struct logs *l, int64_t id);
+
+/* ------------------------------------------------------------------------ */
+/* Chunk directory (logs.c; made by the writer)                            */
+
+/* The metadata of every chunk as of one commit, in memory, so that a query
+ * lists chunks without stepping through SQLite's index. The writer
+ * publishes a new one after each commit that adds or removes chunks, and
+ * counts those commits in the meta key "commit_gen" in the same
+ * transaction: a query uses a directory only when its gen is the one its
+ * read snapshot sees (else it lists chunks from the database). Immutable
+ * once published, reference-counted. */
+struct logs_dent {
+	int64_t id;
+	uint64_t seq_min, seq_max;
+	int64_t t_min, t_max;
+	uint64_t raw_bytes, bytes;
+	uint32_t n_lines, levels, streams;
+	uint32_t app; /* index into names */
+	bool sealed;
+	bool dead;    /* the writer's own list only: removed, not yet compacted */
+};
+
+struct logs_dir {
+	_Atomic int refs;
+	uint64_t gen;
+	size_t n;
+	struct logs_dent *by_max; /* by seq_max, ascending */
+	uint32_t *by_min;         /* indexes into by_max, by seq_min ascending */
+	char **names;             /* app names */
+	size_t n_names;
+};
+
+/* Directories larger than this are not kept: queries list from SQLite. */
+#define LOGS_DIR_MAX 200000
+
+/* Makes a directory of the n live entries of dents (names: n_names app
+ * names, copied). Returns it with one reference, for logs__dir_publish. */
+struct logs_dir *logs_dir_new(const struct logs_dent *dents, size_t n, char *const *names,
+			      size_t n_names, uint64_t gen);
+/* Drops a reference; the last one frees it. NULL does nothing. */
+void logs_dir_put(struct logs_dir *d);
+/* Replaces the published directory (takes d's reference; d may be NULL:
+ * none). Any thread. */
+void logs__dir_publish(struct logs *l, struct logs_dir *d);
 
 /* Called by the writer (on its thread) once batches are committed; they
  * are handed to the loop for tails and drains, which free them. */

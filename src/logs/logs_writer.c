@@ -12,6 +12,7 @@
  * Only this thread writes chunks; queries read snapshots through their own
  * connections, so a seal (insert + deletes in one transaction) is atomic
  * for them. */
+#include "compat/gzip.h"
 #include "core/log.h"
 #include "core/util.h"
 #include "compat/json.h"
@@ -30,6 +31,7 @@
 
 struct wapp {
 	char *name;
+	uint32_t idx;           /* in logs_writer.apps */
 	struct logs_builder open;
 	size_t flushed;         /* open.recs[0, flushed) are in small chunks */
 	size_t flushed_committed; /* ... of which committed */
@@ -63,6 +65,7 @@ struct logs_writer {
 	struct wapp **apps;
 	size_t n_apps, alloc_apps;
 	struct logs_parsed parsed;
+	struct gzip_deflater *z;
 	struct logs_batch *done_head, *done_tail; /* written, not yet committed */
 	struct pending_bloom *blooms;
 	size_t n_blooms, alloc_blooms;
@@ -73,6 +76,13 @@ struct logs_writer {
 	int64_t high_t;
 	int64_t next_flush, next_retention;
 	uint64_t open_bytes;
+	/* Every chunk in the database as of the transaction, by id (ids only
+	 * grow, so appending keeps the order); published as a logs_dir. */
+	struct logs_dent *dents;
+	size_t n_dents, alloc_dents, n_dead;
+	bool dents_dirty;  /* chunks added or removed since the last commit */
+	bool dents_stale;  /* a commit failed: read the list again after the next */
+	uint64_t gen;      /* commits that added or removed chunks */
 
 	/* Counters, read by any thread. */
 	_Atomic uint64_t lines, bytes_in, chunks_written, chunks_sealed, chunks_removed,
@@ -104,6 +114,7 @@ static struct wapp *wapp_get(struct logs_writer *w, const char *name)
 			return w->apps[k];
 	struct wapp *a = xcalloc(1, sizeof(*a));
 	a->name = xstrdup(name);
+	a->idx = (uint32_t)w->n_apps;
 	logs_builder_init(&a->open);
 	w->apps = xgrow(w->apps, sizeof(*w->apps), w->n_apps + 1, &w->alloc_apps);
 	w->apps[w->n_apps++] = a;
@@ -118,6 +129,84 @@ static void wapp_free(struct wapp *a)
 	free(a);
 }
 
+/* ---- the chunk directory ---- */
+
+static void dent_add(struct logs_writer *w, uint32_t app, const struct store_logs_chunk *c, int64_t id)
+{
+	w->dents = xgrow(w->dents, sizeof(*w->dents), w->n_dents + 1, &w->alloc_dents);
+	w->dents[w->n_dents++] = (struct logs_dent){
+		.id = id, .seq_min = c->seq_min, .seq_max = c->seq_max, .t_min = c->t_min, .t_max = c->t_max,
+		.raw_bytes = c->raw_bytes, .bytes = c->bytes, .n_lines = c->n_lines, .levels = c->levels,
+		.streams = c->streams, .app = app, .sealed = c->sealed,
+	};
+	w->dents_dirty = true;
+}
+
+static void dent_remove(struct logs_writer *w, int64_t id)
+{
+	size_t lo = 0, hi = w->n_dents;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (w->dents[mid].id < id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo < w->n_dents && w->dents[lo].id == id && !w->dents[lo].dead) {
+		w->dents[lo].dead = true;
+		w->n_dead++;
+		w->dents_dirty = true;
+	}
+}
+
+static int dent_loaded(void *ctx, const struct store_logs_chunk *c)
+{
+	struct logs_writer *w = ctx;
+	dent_add(w, wapp_get(w, c->app)->idx, c, c->id);
+	return 0;
+}
+
+static int dent_cmp_id(const void *a, const void *b)
+{
+	const struct logs_dent *x = a, *y = b;
+	return x->id < y->id ? -1 : x->id > y->id ? 1 : 0;
+}
+
+/* The list as the database has it: at start-up, and after the commit that
+ * follows a failed one. */
+static int dents_load(struct logs_writer *w)
+{
+	w->n_dents = w->n_dead = 0;
+	int r = store_logs_chunks_each(w->db, NULL, -1, false, dent_loaded, w);
+	if (w->n_dents)
+		qsort(w->dents, w->n_dents, sizeof(*w->dents), dent_cmp_id);
+	w->dents_stale = r < 0;
+	return r;
+}
+
+/* Publishes the list as of the commit that made it gen. */
+static void dents_publish(struct logs_writer *w)
+{
+	if (w->n_dead) {
+		size_t kept = 0;
+		for (size_t k = 0; k < w->n_dents; k++)
+			if (!w->dents[k].dead)
+				w->dents[kept++] = w->dents[k];
+		w->n_dents = kept;
+		w->n_dead = 0;
+	}
+	struct logs_dir *d = NULL;
+	if (!w->dents_stale && w->n_dents <= LOGS_DIR_MAX) {
+		char **names = xmalloc((w->n_apps ? w->n_apps : 1) * sizeof(*names));
+		for (size_t k = 0; k < w->n_apps; k++)
+			names[k] = w->apps[k]->name;
+		d = logs_dir_new(w->dents, w->n_dents, names, w->n_apps, w->gen);
+		free(names);
+	}
+	logs__dir_publish(w->logs, d);
+	w->dents_dirty = false;
+}
+
 static void txn_begin(struct logs_writer *w)
 {
 	if (w->in_txn)
@@ -130,7 +219,9 @@ static void txn_begin(struct logs_writer *w)
 static int write_chunk(struct logs_writer *w, struct wapp *a, size_t from, bool sealed, int64_t *id)
 {
 	struct logs_chunk c;
-	logs_chunk_encode(&a->open, from, a->open.n, a->name, w->cfg.zlevel, &w->parsed, &c);
+	/* The next lines start a new segment: a later small chunk begins there. */
+	logs_builder_cut(&a->open);
+	logs_chunk_encode(&a->open, from, a->open.n, a->name, w->z, &c);
 	struct store_logs_chunk sc = {
 		.app = a->name, .sealed = sealed, .seq_min = c.seq_min, .seq_max = c.seq_max,
 		.t_min = c.t_min, .t_max = c.t_max, .n_lines = c.n_lines, .raw_bytes = c.raw_bytes,
@@ -145,6 +236,7 @@ static int write_chunk(struct logs_writer *w, struct wapp *a, size_t from, bool 
 		w->blooms = xgrow(w->blooms, sizeof(*w->blooms), w->n_blooms + 1, &w->alloc_blooms);
 		w->blooms[w->n_blooms++] = (struct pending_bloom){*id, c.bloom.nblocks, c.bloom.words};
 		c.bloom.words = NULL;
+		dent_add(w, a->idx, &sc, *id);
 		a->bytes += (int64_t)sc.bytes;
 		a->chunks++;
 		a->lines += c.n_lines;
@@ -175,6 +267,7 @@ static int delete_chunk(struct logs_writer *w, const char *app, int64_t id, int6
 		atomic_fetch_add(&w->errors, 1);
 		return r;
 	}
+	dent_remove(w, id);
 	struct wapp *a = wapp_get(w, app);
 	a->bytes -= bytes;
 	a->chunks--;
@@ -313,9 +406,18 @@ static void commit(struct logs_writer *w)
 		store_logs_meta_set(w->db, "next_seq", (int64_t)w->high_seq + 1);
 		store_logs_meta_set(w->db, "last_t_ns", w->high_t);
 	}
+	bool changed = w->dents_dirty || w->dents_stale;
+	if (changed)
+		store_logs_meta_set(w->db, "commit_gen", (int64_t)++w->gen);
 	int r = w->in_txn ? store_logs_commit(w->db) : -EIO;
 	w->in_txn = false;
 	if (r < 0) {
+		if (changed)
+			w->gen--;
+		/* The list has this transaction's changes: until it is read again
+		 * after a commit, queries list chunks from the database. */
+		w->dents_stale = true;
+		logs__dir_publish(w->logs, NULL);
 		/* Nothing of this transaction is on disk: forget what it wrote.
 		 * The lines stay in the open chunks and are written next time. */
 		atomic_fetch_add(&w->errors, 1);
@@ -332,6 +434,10 @@ static void commit(struct logs_writer *w)
 		return;
 	}
 	atomic_fetch_add(&w->commits, 1);
+	if (w->dents_stale)
+		dents_load(w);
+	if (changed)
+		dents_publish(w);
 	atomic_store(&w->disk_bytes, store_logs_disk_bytes(w->db));
 	for (size_t k = 0; k < w->n_apps; k++)
 		w->apps[k]->flushed_committed = w->apps[k]->flushed;
@@ -601,10 +707,15 @@ struct reload_one {
 static int reload_data(void *ctx, const struct store_logs_chunk *c)
 {
 	struct reload_one *ro = ctx;
+	struct logs_blocks bl;
 	struct logs_view v;
+	logs_blocks_init(&bl);
 	logs_view_init(&v);
-	if (logs_view_decode(&v, c->data, c->data_len) == 0) {
-		for (size_t k = 0; k < v.n; k++) {
+	size_t start = ro->a->open.n;
+	bool ok = logs_blocks_open(&bl, c->data, c->data_len) == 0;
+	for (size_t b = 0; ok && b < bl.n; b++) {
+		ok = logs_view_decode(&v, bl.b[b].data, bl.b[b].len) == 0;
+		for (size_t k = 0; ok && k < v.n; k++) {
 			struct logs_rec r;
 			logs_view_get(&v, k, c->app, &r);
 			logs_parse(&ro->w->parsed, r.text, r.len, r.stream);
@@ -613,15 +724,20 @@ static int reload_data(void *ctx, const struct store_logs_chunk *c)
 			logs_builder_add(&ro->a->open, &r, &ro->w->parsed);
 			ro->w->open_bytes += r.len;
 		}
+	}
+	if (ok) {
+		logs_builder_cut(&ro->a->open);
 		ro->a->small = xgrow(ro->a->small, sizeof(*ro->a->small), ro->a->n_small + 1,
 				     &ro->a->alloc_small);
 		ro->a->small[ro->a->n_small++] = c->id;
 		ro->a->flushed = ro->a->flushed_committed = ro->a->open.n;
 	} else {
+		ro->w->open_bytes -= logs_builder_truncate(&ro->a->open, start);
 		log_warn("logs: open chunk %lld of '%s' is damaged; it stays as it is",
 			 (long long)c->id, c->app);
 	}
 	logs_view_release(&v);
+	logs_blocks_release(&bl);
 	return 0;
 }
 
@@ -639,6 +755,7 @@ struct logs_writer *logs_writer_start(const struct logs_writer_config *cfg, uint
 	char *slash = strrchr(cfg->path, '/');
 	w->data_dir = slash ? xstrndup(cfg->path, (size_t)(slash - cfg->path)) : xstrdup(".");
 	logs_parsed_init(&w->parsed);
+	w->z = gzip_deflater_new(cfg->zlevel);
 	pthread_mutex_init(&w->mu, NULL);
 	pthread_cond_init(&w->cond, NULL);
 	pthread_cond_init(&w->done_cond, NULL);
@@ -647,6 +764,9 @@ struct logs_writer *logs_writer_start(const struct logs_writer_config *cfg, uint
 	*next_seq = store_logs_meta_get(db, "next_seq", &v) == 0 && v > 0 ? (uint64_t)v : 1;
 	*last_t_ns = store_logs_meta_get(db, "last_t_ns", &v) == 0 ? v : 0;
 	store_logs_apps_each(db, app_totals, w);
+	w->gen = store_logs_meta_get(db, "commit_gen", &v) == 0 && v > 0 ? (uint64_t)v : 0;
+	dents_load(w);
+	dents_publish(w); /* none if the list could not be read: the next commit tries again */
 	/* Open chunks of the last run become this run's open chunks again. */
 	struct reload_ctx rc = {.w = w};
 	store_logs_chunks_each(db, NULL, 0, false, reload_collect, &rc);
@@ -666,6 +786,8 @@ struct logs_writer *logs_writer_start(const struct logs_writer_config *cfg, uint
 		*err = xstrdup("cannot start the logs writer thread");
 		store_logs_close(db);
 		logs_parsed_release(&w->parsed);
+		gzip_deflater_free(w->z);
+		free(w->dents);
 		for (size_t k = 0; k < w->n_apps; k++)
 			wapp_free(w->apps[k]);
 		free(w->apps);
@@ -729,6 +851,7 @@ void logs_writer_stop(struct logs_writer *w)
 	store_logs_rollback(w->db);
 	store_logs_close(w->db);
 	logs_parsed_release(&w->parsed);
+	gzip_deflater_free(w->z);
 	for (size_t k = 0; k < w->n_apps; k++)
 		wapp_free(w->apps[k]);
 	free(w->apps);
@@ -736,6 +859,7 @@ void logs_writer_stop(struct logs_writer *w)
 		free(w->blooms[k].words);
 	free(w->blooms);
 	free(w->forget);
+	free(w->dents);
 	while (w->q_head) {
 		struct logs_batch *n = w->q_head->next;
 		logs_batch_free(w->q_head);

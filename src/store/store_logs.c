@@ -44,6 +44,7 @@ struct store_logs {
 	char *path;
 	bool reader;
 	sqlite3_stmt *stmts[S_NSTMTS];
+	sqlite3_blob *blob; /* the body open for store_logs_data_read */
 };
 
 static const char *const migrations[] = {
@@ -152,6 +153,7 @@ void store_logs_close(struct store_logs *s)
 {
 	if (!s)
 		return;
+	store_logs_data_close(s);
 	for (int k = 0; k < S_NSTMTS; k++)
 		sqlite3_finalize(s->stmts[k]);
 	sqlite3_close(s->db);
@@ -306,6 +308,45 @@ int store_logs_chunk_get(struct store_logs *s, int64_t id, unsigned what, store_
 		sqlite3_reset(st);
 	free(app);
 	return 0;
+}
+
+int store_logs_data_open(struct store_logs *s, int64_t id, size_t *size)
+{
+	int rc;
+	/* Moving an open handle to another row is cheaper than a new one. */
+	if (s->blob) {
+		rc = sqlite3_blob_reopen(s->blob, id);
+		if (rc != SQLITE_OK)
+			store_logs_data_close(s); /* a failed reopen leaves it aborted */
+	} else {
+		rc = sqlite3_blob_open(s->db, "main", "chunk_data", "data", id, 0, &s->blob);
+		if (rc != SQLITE_OK) {
+			sqlite3_blob_close(s->blob);
+			s->blob = NULL;
+		}
+	}
+	if (rc != SQLITE_OK)
+		return rc == SQLITE_ERROR ? -ENOENT : fail(s, rc);
+	*size = (size_t)sqlite3_blob_bytes(s->blob);
+	return 0;
+}
+
+int store_logs_data_read(struct store_logs *s, void *buf, size_t len, size_t off)
+{
+	if (!s->blob || off > (size_t)sqlite3_blob_bytes(s->blob) ||
+	    len > (size_t)sqlite3_blob_bytes(s->blob) - off)
+		return -EINVAL;
+	if (len == 0)
+		return 0;
+	int rc = sqlite3_blob_read(s->blob, buf, (int)len, (int)off);
+	return rc == SQLITE_OK ? 0 : fail(s, rc);
+}
+
+void store_logs_data_close(struct store_logs *s)
+{
+	if (s->blob)
+		sqlite3_blob_close(s->blob);
+	s->blob = NULL;
 }
 
 int store_logs_chunks_older(struct store_logs *s, int64_t t_ns, store_logs_chunk_cb cb, void *ctx)

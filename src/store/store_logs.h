@@ -59,6 +59,16 @@ int store_logs_chunks_each(struct store_logs *s, const char *app, int sealed, bo
  * it is gone. */
 int store_logs_chunk_get(struct store_logs *s, int64_t id, unsigned what, store_logs_chunk_cb cb,
 			 void *ctx);
+/* Opens chunk id's stored body (chunk_data.data) for reading parts of it
+ * with store_logs_data_read, without reading the rest: *size gets its
+ * length. One body at a time per connection: opening another closes the
+ * previous one. -ENOENT when the chunk is gone. Inside a read transaction
+ * (store_logs_begin), close it with store_logs_data_close before it ends. */
+int store_logs_data_open(struct store_logs *s, int64_t id, size_t *size);
+/* Copies len bytes at off of the open body into buf. -EINVAL when out of
+ * range, -EIO on a read error. */
+int store_logs_data_read(struct store_logs *s, void *buf, size_t len, size_t off);
+void store_logs_data_close(struct store_logs *s);
 /* Chunks whose newest line is older than t_ns, oldest first (retention by
  * age), metadata only. */
 int store_logs_chunks_older(struct store_logs *s, int64_t t_ns, store_logs_chunk_cb cb, void *ctx);

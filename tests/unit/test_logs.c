@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "compat/gzip.h"
 #include "compat/json.h"
 #include "core/paths.h"
 #include "core/util.h"
@@ -315,6 +316,7 @@ static void test_logs_chunk__round_trip_and_bloom(void **state)
 	logs_builder_init(&b);
 	struct logs_parsed p;
 	logs_parsed_init(&p);
+	struct gzip_deflater *z = gzip_deflater_new(1);
 	const char bin[] = "bin\0ary \xff\xfe";
 	struct logs_rec recs[] = {
 		{.seq = 10, .t_ns = 1000, .release = 2, .stream = 0, .level = 3, .process = "web",
@@ -329,19 +331,26 @@ static void test_logs_chunk__round_trip_and_bloom(void **state)
 	for (size_t k = 0; k < ARRAY_SIZE(recs); k++) {
 		logs_parse(&p, recs[k].text, recs[k].len, recs[k].stream);
 		logs_builder_add(&b, &recs[k], &p);
+		if (k == 0)
+			logs_builder_cut(&b); /* as after a flush: a small chunk starts at 1 */
 	}
 	for (int whole = 0; whole < 2; whole++) {
 		size_t from = whole ? 0 : 1;
 		struct logs_chunk c;
-		logs_chunk_encode(&b, from, b.n, "shop", 3, &p, &c);
+		logs_chunk_encode(&b, from, b.n, "shop", z, &c);
 		assert_int_equal(c.n_lines, b.n - from);
 		assert_int_equal(c.seq_min, recs[from].seq);
 		assert_int_equal(c.seq_max, 16);
 		assert_true(c.t_min == (whole ? 900 : 900) && c.t_max == 5001);
 		assert_int_equal(c.streams, whole ? 0xf : 0xe);
+		struct logs_blocks bl;
+		logs_blocks_init(&bl);
+		assert_int_equal(logs_blocks_open(&bl, c.data.buf, c.data.len), 0);
+		assert_int_equal(bl.n, 1);
+		assert_int_equal(bl.b[0].n_lines, b.n - from);
 		struct logs_view v;
 		logs_view_init(&v);
-		assert_int_equal(logs_view_decode(&v, c.data.buf, c.data.len), 0);
+		assert_int_equal(logs_view_decode(&v, bl.b[0].data, bl.b[0].len), 0);
 		assert_int_equal(v.n, b.n - from);
 		for (size_t k = 0; k < v.n; k++) {
 			struct logs_rec r;
@@ -365,7 +374,17 @@ static void test_logs_chunk__round_trip_and_bloom(void **state)
 		assert_true(logs_bloom_test(bw, nb, logs_hash_attr('i', "shop.worker.1", 13)));
 		assert_true(logs_bloom_test(bw, nb, logs_hash_attr('r', "3", 1)));
 		assert_true(logs_bloom_test(bw, nb, logs_hash_attr('a', "shop", 4)));
+		/* The block's own filter has the same, but for the app. */
+		bw = bl.words + bl.b[0].words;
+		nb = bl.b[0].nblocks;
+		assert_true(nb > 0);
+		assert_true(logs_bloom_test(bw, nb, logs_hash_word("BOB", 3)));
+		assert_true(logs_bloom_test(bw, nb, logs_hash_field("user", 4, "Bob", 3)));
+		assert_true(logs_bloom_test(bw, nb, logs_hash_attr('i', "shop.worker.1", 13)));
+		assert_true(logs_bloom_test(bw, nb, logs_hash_attr('p', "worker", 6)));
+		assert_true(logs_bloom_test(bw, nb, logs_hash_attr('r', "3", 1)));
 		logs_view_release(&v);
+		logs_blocks_release(&bl);
 		logs_chunk_release(&c);
 	}
 	/* Damaged data is refused. */
@@ -373,8 +392,121 @@ static void test_logs_chunk__round_trip_and_bloom(void **state)
 	logs_view_init(&v);
 	assert_int_equal(logs_view_decode(&v, "garbage", 7), -EINVAL);
 	logs_view_release(&v);
+	struct logs_blocks bl;
+	logs_blocks_init(&bl);
+	assert_int_equal(logs_blocks_open(&bl, "garbage", 7), -EINVAL);
+	assert_int_equal(logs_blocks_open(&bl, "plb2\x05\x01", 6), -EINVAL);
+	logs_blocks_release(&bl);
 	logs_parsed_release(&p);
 	logs_builder_release(&b);
+	gzip_deflater_free(z);
+}
+
+/* A chunk of many lines is stored in blocks of about LOGS_BLOCK_BYTES, each
+ * with its own filter: a word of one line passes its block's filter and
+ * (nearly) no other; every line comes back, in order, across the blocks. */
+static void test_logs_chunk__blocks_have_their_own_filters(void **state)
+{
+	struct logs_builder b;
+	logs_builder_init(&b);
+	struct logs_parsed p;
+	logs_parsed_init(&p);
+	struct gzip_deflater *z = gzip_deflater_new(1);
+	char line[128];
+	const size_t n = 4000;
+	for (size_t k = 0; k < n; k++) {
+		int len = snprintf(line, sizeof(line), "GET /api/users/%zu 200 req=r%06zux user=u%zu", k, k, k % 7);
+		struct logs_rec r = {.seq = 100 + k, .t_ns = (int64_t)k * 1000, .release = 1 + (int)(k / 2000),
+				     .process = "web", .instance = k % 2 ? "shop.web.1" : "shop.web.2",
+				     .text = line, .len = (uint32_t)len};
+		logs_parse(&p, line, (size_t)len, 0);
+		logs_builder_add(&b, &r, &p);
+		if (k == 1000)
+			logs_builder_cut(&b); /* a flush: the blocks may be uneven */
+	}
+	struct logs_chunk c;
+	logs_chunk_encode(&b, 0, b.n, "shop", z, &c);
+	assert_true(logs_bloom_test(c.bloom.words, c.bloom.nblocks, logs_hash_word("r003210x", 8)));
+	struct logs_blocks bl;
+	logs_blocks_init(&bl);
+	assert_int_equal(logs_blocks_open(&bl, c.data.buf, c.data.len), 0);
+	assert_true(bl.n >= 8);
+	struct logs_view v;
+	logs_view_init(&v);
+	uint64_t seq = 100;
+	size_t passing = 0, holder = SIZE_MAX;
+	for (size_t k = 0; k < bl.n; k++) {
+		assert_int_equal(logs_view_decode(&v, bl.b[k].data, bl.b[k].len), 0);
+		assert_int_equal(v.n, bl.b[k].n_lines);
+		assert_true(v.n < n);
+		for (size_t i = 0; i < v.n; i++) {
+			struct logs_rec r;
+			logs_view_get(&v, i, "shop", &r);
+			assert_int_equal(r.seq, seq);
+			int len = snprintf(line, sizeof(line), "GET /api/users/%zu 200 req=r%06zux user=u%zu",
+					   (size_t)(seq - 100), (size_t)(seq - 100), (size_t)(seq - 100) % 7);
+			assert_int_equal(r.len, len);
+			assert_memory_equal(r.text, line, r.len);
+			if (seq - 100 == 3210)
+				holder = k;
+			seq++;
+		}
+		const uint32_t *w = bl.words + bl.b[k].words;
+		assert_true(logs_bloom_test(w, bl.b[k].nblocks, logs_hash_word("users", 5)));
+		assert_true(logs_bloom_test(w, bl.b[k].nblocks, logs_hash_attr('p', "web", 3)));
+		if (logs_bloom_test(w, bl.b[k].nblocks, logs_hash_word("r003210x", 8)))
+			passing++;
+	}
+	assert_int_equal(seq, 100 + n);
+	assert_true(holder != SIZE_MAX);
+	assert_true(logs_bloom_test(bl.words + bl.b[holder].words, bl.b[holder].nblocks,
+				    logs_hash_word("r003210x", 8)));
+	assert_true(passing <= 2);
+	/* Releases are attributes of the blocks that hold them. */
+	assert_true(logs_bloom_test(bl.words + bl.b[0].words, bl.b[0].nblocks, logs_hash_attr('r', "1", 1)));
+	assert_true(logs_bloom_test(bl.words + bl.b[bl.n - 1].words, bl.b[bl.n - 1].nblocks,
+				    logs_hash_attr('r', "2", 1)));
+
+	/* A chunk written before blocks existed is one gzip member of one
+	 * block body: it opens as one block without a filter. */
+	struct logs_blocks old;
+	logs_blocks_init(&old);
+	assert_int_equal(logs_blocks_open(&old, bl.b[0].data, bl.b[0].len), 0);
+	assert_int_equal(old.n, 1);
+	assert_int_equal(old.b[0].nblocks, 0);
+	assert_int_equal(logs_view_decode(&v, old.b[0].data, old.b[0].len), 0);
+	assert_int_equal(v.n, bl.b[0].n_lines);
+	logs_blocks_release(&old);
+
+	/* Read in parts, as queries do: the table from a head that grows until
+	 * it holds it, then the filters and each block where it says. */
+	struct logs_blocks part;
+	logs_blocks_init(&part);
+	size_t have = 6, need = 0;
+	int r;
+	while ((r = logs_blocks_head(&part, c.data.buf, have, c.data.len, &need)) == -EAGAIN) {
+		assert_true(need > have && need <= c.data.len);
+		have = need;
+	}
+	assert_int_equal(r, 0);
+	assert_int_equal(part.n, bl.n);
+	memcpy(part.words, c.data.buf + part.words_off, part.n_words * 4);
+	for (size_t k = 0; k < bl.n; k++) {
+		assert_true(c.data.buf + part.b[k].off == bl.b[k].data);
+		assert_int_equal(part.b[k].len, bl.b[k].len);
+		assert_int_equal(part.b[k].nblocks, bl.b[k].nblocks);
+		assert_memory_equal(part.words + part.b[k].words, bl.words + bl.b[k].words, part.b[k].nblocks * 32);
+	}
+	logs_blocks_release(&part);
+
+	/* A truncated body is refused. */
+	assert_int_equal(logs_blocks_open(&bl, c.data.buf, c.data.len - 1), -EINVAL);
+	logs_view_release(&v);
+	logs_blocks_release(&bl);
+	logs_chunk_release(&c);
+	logs_parsed_release(&p);
+	logs_builder_release(&b);
+	gzip_deflater_free(z);
 }
 
 static void test_logs_bloom__false_positive_rate_is_low(void **state)
@@ -517,6 +649,8 @@ static void test_logs__query_pages_newest_first_with_a_cursor(void **state)
 	struct json *r = query(e, "shop", NULL, 10, false);
 	assert_int_equal(json_size(json_get(r, "lines")), 10);
 	assert_string_equal(line_at(r, 0), "request 49 served user=u49");
+	/* Chunks are listed from the writer's directory, not the database. */
+	assert_string_equal(json_get_str(json_get(r, "stats"), "chunk_list"), "memory");
 	const char *cursor = json_get_str(r, "cursor");
 	assert_non_null(cursor);
 	struct logs_query lq = {.limit = 10};
@@ -674,6 +808,7 @@ int main(void)
 		cmocka_unit_test(test_logs_q__fields_and_attributes),
 		cmocka_unit_test(test_logs_filter__parameters),
 		cmocka_unit_test(test_logs_chunk__round_trip_and_bloom),
+		cmocka_unit_test(test_logs_chunk__blocks_have_their_own_filters),
 		cmocka_unit_test(test_logs_bloom__false_positive_rate_is_low),
 		cmocka_unit_test_setup_teardown(test_logs__query_pages_newest_first_with_a_cursor, env_setup, env_teardown),
 		cmocka_unit_test_setup_teardown(test_logs__rate_limit_drops_with_a_marker, env_setup, env_teardown),
