@@ -182,6 +182,13 @@ static void run_handle_closed(uv_handle_t *h)
 	struct sv_run *run = h->data;
 	if (--run->open > 0)
 		return;
+	if (run->inst) {
+		struct sv_run **pp = &run->inst->draining;
+		while (*pp && *pp != run)
+			pp = &(*pp)->next_draining;
+		if (*pp)
+			*pp = run->next_draining;
+	}
 	strbuf_release(&run->partial[0]);
 	strbuf_release(&run->partial[1]);
 	free(run);
@@ -911,6 +918,10 @@ static void on_exit_cb(uv_process_t *proc, int64_t status, int sig)
 		return;
 	}
 	i->run = NULL;
+	/* Its output may still arrive until EOF: the instance must know, so
+	 * that it can detach the run if it goes away first. */
+	run->next_draining = i->draining;
+	i->draining = run;
 	i->last_exit_status = sig ? -1 : (int)status;
 	i->last_signal = sig;
 	if (i->cgroup) {
@@ -1017,6 +1028,9 @@ void sv_inst_teardown(struct sv_inst *i)
 		kill_group(i->run->pid, SIGKILL);
 		i->run = NULL;
 	}
+	for (struct sv_run *r = i->draining; r; r = r->next_draining)
+		r->inst = NULL;
+	i->draining = NULL;
 	if (i->cgroup) {
 		cgroup_destroy(i->cgroup);
 	}

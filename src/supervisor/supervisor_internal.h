@@ -72,6 +72,7 @@ struct sv_run {
 	int open;
 	int pid;
 	bool exited;
+	struct sv_run *next_draining; /* in inst->draining */
 };
 
 struct sv_check;
@@ -113,6 +114,7 @@ struct sv_inst {
 	bool adopted;            /* took a new release over unchanged: already proven */
 	bool restart_after_stop; /* start again once stopped */
 	struct sv_run *run;      /* current process, or NULL */
+	struct sv_run *draining; /* exited runs whose pipes still deliver output */
 	struct sv_check *check;  /* health check in flight, or NULL */
 	int port;
 	int ok_streak, fail_streak;

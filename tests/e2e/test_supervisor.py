@@ -237,3 +237,24 @@ processes:
         assert "limited.web.1" in groups
     r = daemon.cli("ps", "limited")
     assert r.returncode == 0 and "limited.web.1" in r.stdout
+
+
+def test_destroying_apps_whose_instances_flood_output_keeps_the_daemon_up(daemon):
+    # Output still in the pipes when an instance exits is read up to EOF; the
+    # app may be gone by then, and that output must not reach a freed instance.
+    for k in range(3):
+        daemon.apply(f"""app: flood{k}
+processes:
+  web:
+    command: "yes flooding-line-with-enough-text-to-fill-pipes-quickly-abcdefghijklmnopqrstuvwxyz"
+    instances: 2
+    stop_timeout: 2s
+""")
+        wait_for(lambda: len(daemon.ok("GET", f"/v1/apps/flood{k}/instances")["instances"]) == 2
+                 and daemon.ok("GET", f"/v1/logs?app=flood{k}&limit=1")["lines"],
+                 what="a flooding app")
+        r = daemon.cli("destroy", f"flood{k}", "--yes")
+        assert r.returncode == 0, r.stderr
+        assert daemon.proc.poll() is None, daemon.read_log()[-2000:]
+    assert daemon.request("GET", "/healthz")[0] == 200
+    assert daemon.proc.poll() is None
