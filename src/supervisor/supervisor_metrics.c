@@ -1,5 +1,5 @@
 /* supervisor_metrics.c: instance usage for the metrics samplers. Every
- * instance leads its own process group, so one pass over /proc/[pid]/stat
+ * instance leads its own process group, so a pass over /proc/[pid]/stat
  * attributes each process to an instance by its pgrp; open files are
  * counted from /proc/[pid]/fd only for processes that belong to one. */
 #include "supervisor/supervisor_metrics.h"
@@ -77,9 +77,16 @@ static int64_t count_fds(int proc_fd, const char *pid)
 /* Instances' processes are read every sample, so their /proc/PID/stat
  * stays open between samples (one pread instead of open, read, close),
  * and their open files, which rarely change, are counted every
- * FDS_EVERY samples. A cached descriptor of a process that exited reads
- * ESRCH and is dropped, so a reused pid is never confused with it. */
-#define FDS_EVERY 10
+ * SCAN_EVERY samples. A cached descriptor of a process that exited reads
+ * ESRCH and is dropped, so a reused pid is never confused with it.
+ *
+ * Finding which processes belong to an instance means reading the stat of
+ * every process on the host, so it too is done every SCAN_EVERY samples;
+ * in between, the processes found last time and each instance's leader
+ * (whose pid the supervisor knows) are read. A process an instance starts
+ * is thus counted from the next full scan on, at most SCAN_EVERY samples
+ * later; one that exits or leaves its group is dropped at once. */
+#define SCAN_EVERY 10
 
 static int statfd_cmp(const void *a, const void *b)
 {
@@ -87,12 +94,16 @@ static int statfd_cmp(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
+static struct sv_statfd *statfd_find(struct supervisor *sv, int pid)
+{
+	struct sv_statfd key = {.pid = pid};
+	return sv->statfds ? bsearch(&key, sv->statfds, sv->n_statfds, sizeof(key), statfd_cmp) : NULL;
+}
+
 static ssize_t read_stat(struct supervisor *sv, int proc_fd, int pid, const char *name, char *buf,
 			 size_t size, int *keep_fd)
 {
-	struct sv_statfd key = {.pid = pid};
-	struct sv_statfd *hit = sv->statfds ? bsearch(&key, sv->statfds, sv->n_statfds, sizeof(key), statfd_cmp)
-					    : NULL;
+	struct sv_statfd *hit = statfd_find(sv, pid);
 	if (hit && hit->fd >= 0) {
 		ssize_t len = pread(hit->fd, buf, size, 0);
 		int fd = hit->fd;
@@ -113,65 +124,96 @@ static ssize_t read_stat(struct supervisor *sv, int proc_fd, int pid, const char
 	return len;
 }
 
+struct scan {
+	struct supervisor *sv;
+	int proc_fd;
+	bool count_files;
+	struct usage *u;
+	size_t n;
+	struct sv_statfd *keep;
+	size_t n_keep, alloc_keep;
+};
+
+/* Reads one process and, when it belongs to an instance, adds it to that
+ * instance's usage and keeps its descriptor for the next sample. */
+static void scan_one(struct scan *sc, int pid, const char *name)
+{
+	static const int want[] = {5, 14, 15, 16, 17, 20, 24}; /* pgrp utime stime cutime cstime threads rss */
+	char buf[1024];
+	int fd = -1;
+	ssize_t len = read_stat(sc->sv, sc->proc_fd, pid, name, buf, sizeof(buf) - 1, &fd);
+	if (len <= 0) {
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	buf[len] = '\0';
+	uint64_t f[7];
+	struct usage key;
+	struct usage *hit = NULL;
+	if (stat_fields(buf, f, want, 7)) {
+		key.pgid = (int)f[0];
+		hit = bsearch(&key, sc->u, sc->n, sizeof(*sc->u), usage_cmp);
+	}
+	if (!hit) {
+		close(fd);
+		return;
+	}
+	hit->ticks += f[1] + f[2] + f[3] + f[4];
+	hit->threads += (int64_t)f[5];
+	hit->rss_pages += f[6];
+	struct sv_statfd *old = statfd_find(sc->sv, pid);
+	int64_t fds = !sc->count_files && old && old->fds >= 0 ? old->fds : count_fds(sc->proc_fd, name);
+	sc->keep = xgrow(sc->keep, sizeof(*sc->keep), sc->n_keep + 1, &sc->alloc_keep);
+	sc->keep[sc->n_keep++] = (struct sv_statfd){pid, fd, fds};
+	if (fds >= 0 && hit->fds >= 0)
+		hit->fds += fds;
+	else
+		hit->fds = -1;
+}
+
 static void scan_proc(struct supervisor *sv, struct usage *u, size_t n)
 {
-	DIR *d = opendir("/proc");
-	if (!d)
+	bool full = sv->metrics_tick++ % SCAN_EVERY == 0;
+	DIR *d = full ? opendir("/proc") : NULL;
+	int proc_fd = d ? dirfd(d) : open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (proc_fd < 0) {
+		if (d)
+			closedir(d);
 		return;
-	bool count_files = sv->metrics_tick++ % FDS_EVERY == 0;
-	struct sv_statfd *keep = NULL;
-	size_t n_keep = 0, alloc_keep = 0;
-	static const int want[] = {5, 14, 15, 16, 17, 20, 24}; /* pgrp utime stime cutime cstime threads rss */
-	struct dirent *e;
-	while ((e = readdir(d))) {
-		if (e->d_name[0] < '0' || e->d_name[0] > '9')
-			continue;
-		char buf[1024];
-		int fd = -1;
-		int pid = atoi(e->d_name);
-		ssize_t len = read_stat(sv, dirfd(d), pid, e->d_name, buf, sizeof(buf) - 1, &fd);
-		if (len <= 0) {
-			if (fd >= 0)
-				close(fd);
-			continue;
-		}
-		buf[len] = '\0';
-		uint64_t f[7];
-		struct usage key;
-		struct usage *hit = NULL;
-		if (stat_fields(buf, f, want, 7)) {
-			key.pgid = (int)f[0];
-			hit = bsearch(&key, u, n, sizeof(*u), usage_cmp);
-		}
-		if (!hit) {
-			close(fd);
-			continue;
-		}
-		keep = xgrow(keep, sizeof(*keep), n_keep + 1, &alloc_keep);
-		keep[n_keep++] = (struct sv_statfd){pid, fd, -1};
-		hit->ticks += f[1] + f[2] + f[3] + f[4];
-		hit->threads += (int64_t)f[5];
-		hit->rss_pages += f[6];
-		struct sv_statfd sk = {.pid = pid};
-		struct sv_statfd *old = sv->statfds ? bsearch(&sk, sv->statfds, sv->n_statfds, sizeof(sk), statfd_cmp)
-						    : NULL;
-		int64_t fds = !count_files && old && old->fds >= 0 ? old->fds : count_fds(dirfd(d), e->d_name);
-		keep[n_keep - 1].fds = fds;
-		if (fds >= 0 && hit->fds >= 0)
-			hit->fds += fds;
-		else
-			hit->fds = -1;
 	}
-	closedir(d);
+	struct scan sc = {.sv = sv, .proc_fd = proc_fd, .count_files = full, .u = u, .n = n};
+	char name[16];
+	if (d) {
+		struct dirent *e;
+		while ((e = readdir(d)))
+			if (e->d_name[0] >= '0' && e->d_name[0] <= '9')
+				scan_one(&sc, atoi(e->d_name), e->d_name);
+		closedir(d);
+	} else {
+		/* The processes kept from the last sample (their pids are sorted,
+		 * so scan_one's lookups in sv->statfds stay valid while it takes
+		 * their descriptors), then leaders not among them. */
+		for (size_t k = 0; k < sv->n_statfds; k++) {
+			snprintf(name, sizeof(name), "%d", sv->statfds[k].pid);
+			scan_one(&sc, sv->statfds[k].pid, name);
+		}
+		for (size_t k = 0; k < n; k++)
+			if (!statfd_find(sv, u[k].pgid)) {
+				snprintf(name, sizeof(name), "%d", u[k].pgid);
+				scan_one(&sc, u[k].pgid, name);
+			}
+		close(proc_fd);
+	}
 	/* Descriptors of processes that are gone or left their instance. */
 	for (size_t k = 0; k < sv->n_statfds; k++)
 		if (sv->statfds[k].fd >= 0)
 			close(sv->statfds[k].fd);
 	free(sv->statfds);
-	if (n_keep > 1)
-		qsort(keep, n_keep, sizeof(*keep), statfd_cmp);
-	sv->statfds = keep;
-	sv->n_statfds = n_keep;
+	if (sc.n_keep > 1)
+		qsort(sc.keep, sc.n_keep, sizeof(*sc.keep), statfd_cmp);
+	sv->statfds = sc.keep;
+	sv->n_statfds = sc.n_keep;
 }
 
 void supervisor_metrics_each(struct supervisor *sv, supervisor_metrics_inst_cb inst_cb,
