@@ -274,7 +274,7 @@ static bool open_streams(struct metrics *m, struct metrics_series *s, int64_t no
 	struct metrics_family *f = s->fam;
 	bool hist = f->type == METRICS_HISTOGRAM;
 	size_t n = hist ? f->n_bounds + 3 : 1;
-	struct mx_tseries **ts = xcalloc(n, sizeof(*ts));
+	struct mx_tseries **ts = hist ? xcalloc(n, sizeof(*ts)) : &s->ts1;
 	const char *names[17], *values[17];
 	size_t nl = f->n_labels < 16 ? f->n_labels : 16;
 	for (size_t k = 0; k < nl; k++) {
@@ -318,7 +318,8 @@ static bool open_streams(struct metrics *m, struct metrics_series *s, int64_t no
 			m->db->dropped_series = before + 1;
 		s->ts_counted = true;
 		s->ts_retry_ms = time_mono_ms() + MX_RETRY_SERIES_MS;
-		free(ts);
+		if (hist)
+			free(ts);
 		return false;
 	}
 	(void)now;
