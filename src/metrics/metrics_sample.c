@@ -240,7 +240,8 @@ static void on_inst(void *ctx, const struct supervisor_metrics_inst *in)
 	struct metrics_series *cpu = metrics_series_get(s->f[F_INST_CPU], v);
 	double ratio;
 	if (cpu->tag == in->pid && cpu->prev_ms && s->now_mono > cpu->prev_ms)
-		ratio = (in->cpu_seconds - cpu->prev) / ((double)(s->now_mono - cpu->prev_ms) / 1000.0);
+		ratio = (in->cpu_seconds - in->cpu_seconds_late - cpu->prev) /
+			((double)(s->now_mono - cpu->prev_ms) / 1000.0);
 	else
 		ratio = in->uptime_seconds > 0 ? in->cpu_seconds / in->uptime_seconds : 0;
 	cpu->prev = in->cpu_seconds;
