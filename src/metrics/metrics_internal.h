@@ -147,14 +147,14 @@ struct mx_chunk {
 	struct mx_chunk *next; /* newer, in its series' tier */
 	struct mx_chunk *fifo_prev, *fifo_next; /* closed chunks, in the order they closed */
 	struct mx_tseries *owner;
-	uint8_t tier;
+	uint8_t *data;
 	int64_t t_first, t_last;
-	uint32_t n, nbits, cap; /* points, bits used, bytes allocated */
-	bool closed;
 	int64_t delta;   /* t_last - previous t */
 	uint64_t v_bits; /* last value's bits */
+	uint32_t n, nbits, cap; /* points, bits used, bytes allocated */
+	uint8_t tier;
+	bool closed;
 	uint8_t lead, trail; /* XOR window of the previous value; lead 0xff: none */
-	uint8_t *data;
 };
 
 /* Appends a point to a chunk with at least MX_POINT_MAX_BYTES free; t must
@@ -169,25 +169,25 @@ uint32_t mx_chunk_decode(const struct mx_chunk *c, int64_t *ts, double *vs);
 
 struct mx_tier_data {
 	struct mx_chunk *oldest, *newest;
-	size_t n_chunks;
+	uint32_t n_chunks;
 	/* coarser tiers: the bucket being accumulated */
+	uint32_t acc_n;
 	int64_t acc_t; /* bucket start; 0: none */
 	double acc_sum, acc_last;
-	uint32_t acc_n;
 };
 
 struct mx_tseries {
 	/* name and labels are interned in db->strs: never freed or changed
 	 * through these pointers. lvalues = lnames + n_labels, one allocation. */
 	char *name;
-	size_t n_labels;
 	char **lnames, **lvalues;
 	uint64_t hash;  /* of the interned pointers: the key in db->set */
-	bool counter;   /* coarser tiers keep the last value, not the average */
 	int64_t t_last; /* newest sample, wall ms; 0: none */
-	size_t bytes;   /* what this series accounts for (its strings excepted) */
-	size_t reserve; /* its share of db->reserved */
-	size_t index;   /* in db->all */
+	uint32_t n_labels;
+	uint32_t bytes;   /* what this series accounts for (its strings excepted) */
+	uint32_t reserve; /* its share of db->reserved */
+	uint32_t index;   /* in db->all */
+	bool counter;     /* coarser tiers keep the last value, not the average */
 	struct mx_tier_data tiers[]; /* db->n_tiers of them */
 };
 
