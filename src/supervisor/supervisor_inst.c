@@ -182,6 +182,13 @@ static void run_handle_closed(uv_handle_t *h)
 	struct sv_run *run = h->data;
 	if (--run->open > 0)
 		return;
+	if (run->inst) {
+		struct sv_run **p = &run->inst->draining;
+		while (*p && *p != run)
+			p = &(*p)->next_draining;
+		if (*p)
+			*p = run->next_draining;
+	}
 	strbuf_release(&run->partial[0]);
 	strbuf_release(&run->partial[1]);
 	free(run);
@@ -911,6 +918,10 @@ static void on_exit_cb(uv_process_t *proc, int64_t status, int sig)
 		return;
 	}
 	i->run = NULL;
+	/* Its pipes are read up to EOF into the instance's log: a process that
+	 * left the group may hold them open longer than the slot lives. */
+	run->next_draining = i->draining;
+	i->draining = run;
 	i->last_exit_status = sig ? -1 : (int)status;
 	i->last_signal = sig;
 	if (i->cgroup) {
@@ -1017,6 +1028,9 @@ void sv_inst_teardown(struct sv_inst *i)
 		kill_group(i->run->pid, SIGKILL);
 		i->run = NULL;
 	}
+	for (struct sv_run *r = i->draining; r; r = r->next_draining)
+		r->inst = NULL;
+	i->draining = NULL;
 	if (i->cgroup) {
 		cgroup_destroy(i->cgroup);
 	}

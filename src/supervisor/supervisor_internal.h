@@ -73,6 +73,7 @@ struct sv_run {
 	int open;
 	int pid;
 	bool exited;
+	struct sv_run *next_draining; /* in inst->draining */
 };
 
 struct sv_check;
@@ -114,6 +115,7 @@ struct sv_inst {
 	bool adopted;            /* took a new release over unchanged: already proven */
 	bool restart_after_stop; /* start again once stopped */
 	struct sv_run *run;      /* current process, or NULL */
+	struct sv_run *draining; /* exited processes whose output is still being read */
 	struct sv_check *check;  /* health check in flight, or NULL */
 	int port;
 	int ok_streak, fail_streak;
