@@ -15,6 +15,9 @@
 #include "core/util.h"
 #include <errno.h>
 #include <fcntl.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -227,6 +230,12 @@ static void save_done(uv_work_t *req, int status)
 	struct metrics *m = req->data;
 	m->saving = false;
 	strbuf_release(&m->save_buf);
+#ifdef __GLIBC__
+	/* The image is as large as the history (megabytes) and, once glibc has
+	 * raised its mmap threshold, lives in the heap: give its pages back
+	 * rather than keep them resident until the next save. */
+	malloc_trim(0);
+#endif
 	if (status < 0 || m->save_rc < 0) {
 		metrics_add(m->self.save_errors, 1);
 		log_warn("metrics: cannot write '%s': %s", m->path,
