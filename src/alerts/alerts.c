@@ -677,14 +677,24 @@ static void eval_metric_rule(struct alerts *a, struct al_rule *r, int64_t now)
 	struct keyed *div = NULL, *guard = NULL;
 	size_t n_div = 0, n_guard = 0;
 	char *err = NULL;
-	if (eval_expr(a, r->expr, now, &res, &err) < 0) {
+	/* The divisor and the guard first: when either has no series, no
+	 * series of the expression can match (the memory rule divides by
+	 * limits most instances do not have), so it is not evaluated. */
+	if ((r->divide_by && keyed_eval(a, r->divide_by, now, &div, &n_div, &err) < 0) ||
+	    (r->only_if && keyed_eval(a, r->only_if, now, &guard, &n_guard, &err) < 0)) {
+		keyed_free(div, n_div);
 		rule_error(r, err);
 		return;
 	}
-	if ((r->divide_by && keyed_eval(a, r->divide_by, now, &div, &n_div, &err) < 0) ||
-	    (r->only_if && keyed_eval(a, r->only_if, now, &guard, &n_guard, &err) < 0)) {
-		metrics_result_release(&res);
+	if ((div && !n_div) || (guard && !n_guard)) {
 		keyed_free(div, n_div);
+		keyed_free(guard, n_guard);
+		rule_error(r, NULL);
+		return;
+	}
+	if (eval_expr(a, r->expr, now, &res, &err) < 0) {
+		keyed_free(div, n_div);
+		keyed_free(guard, n_guard);
 		rule_error(r, err);
 		return;
 	}

@@ -37,6 +37,34 @@ void mx_map_del(struct mx_map *m, const void *key, size_t len);
 void mx_map_release(struct mx_map *m);
 
 /* ------------------------------------------------------------------------ */
+/* Interned strings (metrics_registry.c): label names and values and series
+ * names are stored once, with a count of their users, however many series
+ * use them (an instance's id is a label of a dozen series). */
+
+struct mx_str {
+	uint32_t refs, len;
+	uint64_t hash;
+	char s[];
+};
+
+struct mx_strs {
+	struct mx_str **slots; /* open addressing, linear probing */
+	size_t cap, n;
+	size_t bytes; /* mx_str_cost() of every string held */
+};
+
+/* What one string of len bytes costs, its share of the table included. */
+size_t mx_str_cost(size_t len);
+/* The interned copy of s, or NULL. Borrowed: valid while it has users. */
+char *mx_strs_find(const struct mx_strs *p, const char *s);
+/* The interned copy of s, made when new, with one more user. */
+char *mx_strs_ref(struct mx_strs *p, const char *s);
+/* One user less; s (from mx_strs_ref) is freed with its last user. */
+void mx_strs_unref(struct mx_strs *p, char *s);
+/* Frees the table; every string must have been unref'd. */
+void mx_strs_release(struct mx_strs *p);
+
+/* ------------------------------------------------------------------------ */
 /* Registry                                                                 */
 
 struct mx_tseries;
@@ -58,18 +86,16 @@ struct metrics_family {
 
 struct metrics_series {
 	struct metrics_family *fam;
-	char **values;
-	char *text; /* `a="x",b="y"` escaped for exposition, without braces */
-	size_t text_len;
-	char *key;  /* map key: family index and values */
-	size_t key_len;
-	size_t index; /* in fam->series */
+	uint64_t hash; /* of fam and the interned values: the key in reg->set */
+	size_t index;  /* in fam->series */
 	uint64_t gen;
 	double value;
 	uint64_t *counts; /* histograms: n_bounds + 1, non-cumulative */
 	double sum;
-	/* history streams: 1, or n_bounds + 3 for histograms (buckets, sum, count) */
+	/* history streams: 1 (ts is then &ts1), or n_bounds + 3 for histograms
+	 * (buckets, sum, count) */
 	struct mx_tseries **ts;
+	struct mx_tseries *ts1;
 	size_t n_ts;
 	int64_t ts_retry_ms; /* when a refused stream is asked for again */
 	bool ts_counted;     /* a refusal of this series was counted */
@@ -77,12 +103,15 @@ struct metrics_series {
 	double prev;
 	int64_t prev_ms;
 	int64_t tag;
+	char *values[]; /* fam->n_labels, interned in reg->strs */
 };
 
 struct metrics_registry {
 	struct metrics_family **fams;
 	size_t n_fams, alloc_fams;
-	struct mx_map series; /* key -> struct metrics_series */
+	struct mx_strs strs;  /* label values of the series */
+	struct metrics_series **set; /* by s->hash, open addressing */
+	size_t set_cap;
 	struct mx_map names;  /* family name -> family */
 	uint64_t gen;
 	size_t n_series;
@@ -118,14 +147,14 @@ struct mx_chunk {
 	struct mx_chunk *next; /* newer, in its series' tier */
 	struct mx_chunk *fifo_prev, *fifo_next; /* closed chunks, in the order they closed */
 	struct mx_tseries *owner;
-	uint8_t tier;
+	uint8_t *data;
 	int64_t t_first, t_last;
-	uint32_t n, nbits, cap; /* points, bits used, bytes allocated */
-	bool closed;
 	int64_t delta;   /* t_last - previous t */
 	uint64_t v_bits; /* last value's bits */
+	uint32_t n, nbits, cap; /* points, bits used, bytes allocated */
+	uint8_t tier;
+	bool closed;
 	uint8_t lead, trail; /* XOR window of the previous value; lead 0xff: none */
-	uint8_t *data;
 };
 
 /* Appends a point to a chunk with at least MX_POINT_MAX_BYTES free; t must
@@ -140,29 +169,32 @@ uint32_t mx_chunk_decode(const struct mx_chunk *c, int64_t *ts, double *vs);
 
 struct mx_tier_data {
 	struct mx_chunk *oldest, *newest;
-	size_t n_chunks;
+	uint32_t n_chunks;
 	/* coarser tiers: the bucket being accumulated */
+	uint32_t acc_n;
 	int64_t acc_t; /* bucket start; 0: none */
 	double acc_sum, acc_last;
-	uint32_t acc_n;
 };
 
 struct mx_tseries {
-	char *key;  /* `name{a="x",b="y"}`, unique */
-	char *name; /* owned */
-	size_t n_labels;
-	char **lnames, **lvalues; /* owned */
-	bool counter; /* coarser tiers keep the last value, not the average */
+	/* name and labels are interned in db->strs: never freed or changed
+	 * through these pointers. lvalues = lnames + n_labels, one allocation. */
+	char *name;
+	char **lnames, **lvalues;
+	uint64_t hash;  /* of the interned pointers: the key in db->set */
 	int64_t t_last; /* newest sample, wall ms; 0: none */
-	size_t bytes;   /* what this series accounts for */
-	size_t reserve; /* its share of db->reserved */
-	size_t index;   /* in db->all */
-	struct mx_tier_data tiers[METRICS_MAX_TIERS];
+	uint32_t n_labels;
+	uint32_t bytes;   /* what this series accounts for (its strings excepted) */
+	uint32_t reserve; /* its share of db->reserved */
+	uint32_t index;   /* in db->all */
+	bool counter;     /* coarser tiers keep the last value, not the average */
+	struct mx_tier_data tiers[]; /* db->n_tiers of them */
 };
 
 /* Memory: used counts every byte the store holds; reserved counts, per
  * series, its own structures plus the worst case of one open chunk per
- * tier. A series is admitted only while reserved stays within the budget,
+ * tier, and the interned strings (strs.bytes of both, as long as a series
+ * uses them). A series is admitted only while reserved stays within the budget,
  * so closed chunks can always be evicted (oldest closed first) to make room
  * for open ones, and used never exceeds the budget. */
 struct mx_tsdb {
@@ -171,7 +203,10 @@ struct mx_tsdb {
 	size_t budget, used, reserved;
 	struct mx_chunk *fifo_head, *fifo_tail; /* closed chunks, oldest first */
 	uint64_t dropped_series, dropped_samples, evicted_chunks;
-	struct mx_map map; /* key -> series */
+	struct mx_strs strs; /* names, label names and values of the series */
+	/* series by name and labels: open addressing by s->hash */
+	struct mx_tseries **set;
+	size_t set_cap;
 	struct mx_tseries **all;
 	size_t n, alloc;
 };
@@ -183,6 +218,9 @@ void mx_tsdb_free(struct mx_tsdb *db);
 struct mx_tseries *mx_tsdb_series(struct mx_tsdb *db, const char *name,
 				  const char *const *lnames, const char *const *lvalues,
 				  size_t n_labels, bool counter);
+/* The interned copy of s, or NULL when no series uses it (then no series
+ * has it as its name or a label). Borrowed, valid until the next change. */
+const char *mx_tsdb_str(const struct mx_tsdb *db, const char *s);
 /* Appends a sample (wall ms). Returns 0; -EINVAL when t is not newer than
  * the previous sample (ignored). May evict the oldest closed chunks of any
  * series to stay within the budget (evicted_chunks); -ENOSPC (a dropped

@@ -102,9 +102,10 @@ static const char *label_of(const struct mx_tseries *s, const char *name)
 	return NULL;
 }
 
+/* name is the interned copy (mx_tsdb_str), so comparing pointers will do. */
 static bool selected(const struct mx_tseries *s, const char *name, const struct metrics_query *q)
 {
-	if (strcmp(s->name, name) != 0)
+	if (s->name != name)
 		return false;
 	for (size_t k = 0; k < q->n_match; k++) {
 		const char *v = label_of(s, q->match[k].label);
@@ -348,9 +349,10 @@ int mx_query(const struct mx_tsdb *db, const struct metrics_query *q, int64_t no
 	size_t alloc_pts = 0, matched = 0;
 	double *vals = xmalloc((steps ? steps : 1) * sizeof(double));
 
-	for (size_t k = 0; k < db->n; k++) {
+	const char *iname = mx_tsdb_str(db, name);
+	for (size_t k = 0; iname && k < db->n; k++) {
 		const struct mx_tseries *s = db->all[k];
-		if (!selected(s, name, q))
+		if (!selected(s, iname, q))
 			continue;
 		matched++;
 		size_t n = 0;

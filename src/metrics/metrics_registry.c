@@ -1,13 +1,15 @@
 /* metrics_registry.c: the registry of metric families and series, and their
  * exposition in the Prometheus text format 0.0.4 and OpenMetrics 1.0.
  *
- * A scrape must stay cheap at 10,000 series, so each series keeps its label
- * set already escaped and rendered; exposition is then copying plus one
- * number per line. Series are found by a hash of family index and values. */
+ * A series keeps its label values interned: one copy of an app's, a
+ * process type's or an instance's name serves every series that names it.
+ * Exposition escapes them as it copies them (a scan for \\, \" and \n). Series
+ * are found by a hash of their family and the interned values' addresses. */
 #include "metrics/metrics_internal.h"
 #include "core/util.h"
 #include <assert.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -117,6 +119,94 @@ void mx_map_release(struct mx_map *m)
 }
 
 /* ------------------------------------------------------------------------ */
+/* Interned strings                                                         */
+
+size_t mx_str_cost(size_t len)
+{
+	return sizeof(struct mx_str) + len + 1 + 2 * sizeof(struct mx_str *);
+}
+
+static struct mx_str **strs_slot(const struct mx_strs *p, const char *s, size_t len, uint64_t h)
+{
+	size_t mask = p->cap - 1;
+	for (size_t i = h & mask;; i = (i + 1) & mask) {
+		struct mx_str *e = p->slots[i];
+		if (!e || (e->hash == h && e->len == len && memcmp(e->s, s, len) == 0))
+			return &p->slots[i];
+	}
+}
+
+char *mx_strs_find(const struct mx_strs *p, const char *s)
+{
+	if (!p->cap)
+		return NULL;
+	size_t len = strlen(s);
+	struct mx_str *e = *strs_slot(p, s, len, mx_hash(s, len));
+	return e ? e->s : NULL;
+}
+
+char *mx_strs_ref(struct mx_strs *p, const char *s)
+{
+	size_t len = strlen(s);
+	uint64_t h = mx_hash(s, len);
+	if (p->cap) {
+		struct mx_str *e = *strs_slot(p, s, len, h);
+		if (e) {
+			e->refs++;
+			return e->s;
+		}
+	}
+	if ((p->n + 1) * 4 > p->cap * 3) { /* keep the load under 3/4 */
+		size_t old_cap = p->cap;
+		struct mx_str **old = p->slots;
+		p->cap = old_cap ? old_cap * 2 : 64;
+		p->slots = xcalloc(p->cap, sizeof(*p->slots));
+		for (size_t k = 0; k < old_cap; k++)
+			if (old[k])
+				*strs_slot(p, old[k]->s, old[k]->len, old[k]->hash) = old[k];
+		free(old);
+	}
+	struct mx_str *e = xmalloc(sizeof(*e) + len + 1);
+	e->refs = 1;
+	e->len = (uint32_t)len;
+	e->hash = h;
+	memcpy(e->s, s, len + 1);
+	*strs_slot(p, s, len, h) = e;
+	p->n++;
+	p->bytes += mx_str_cost(len);
+	return e->s;
+}
+
+void mx_strs_unref(struct mx_strs *p, char *s)
+{
+	struct mx_str *e = (struct mx_str *)(void *)(s - offsetof(struct mx_str, s));
+	if (--e->refs)
+		return;
+	size_t mask = p->cap - 1;
+	size_t hole = (size_t)(strs_slot(p, e->s, e->len, e->hash) - p->slots);
+	/* Backward-shift deletion, as in mx_map_del. */
+	for (size_t i = (hole + 1) & mask; p->slots[i]; i = (i + 1) & mask) {
+		size_t home = p->slots[i]->hash & mask;
+		bool between = hole <= i ? (hole < home && home <= i) : (hole < home || home <= i);
+		if (!between) {
+			p->slots[hole] = p->slots[i];
+			hole = i;
+		}
+	}
+	p->slots[hole] = NULL;
+	p->n--;
+	p->bytes -= mx_str_cost(e->len);
+	free(e);
+}
+
+void mx_strs_release(struct mx_strs *p)
+{
+	assert(p->n == 0);
+	free(p->slots);
+	*p = (struct mx_strs){0};
+}
+
+/* ------------------------------------------------------------------------ */
 /* Formatting                                                               */
 
 void mx_format_double(struct strbuf *out, double v)
@@ -192,15 +282,13 @@ struct metrics_registry *metrics_registry_new(void)
 	return reg;
 }
 
-static void series_free(struct metrics_series *s)
+static void series_free(struct metrics_registry *reg, struct metrics_series *s)
 {
 	for (size_t k = 0; k < s->fam->n_labels; k++)
-		free(s->values[k]);
-	free(s->values);
-	free(s->text);
-	free(s->key);
+		mx_strs_unref(&reg->strs, s->values[k]);
 	free(s->counts);
-	free(s->ts);
+	if (s->ts != &s->ts1)
+		free(s->ts);
 	free(s);
 }
 
@@ -211,7 +299,7 @@ void metrics_registry_free(struct metrics_registry *reg)
 	for (size_t k = 0; k < reg->n_fams; k++) {
 		struct metrics_family *f = reg->fams[k];
 		for (size_t j = 0; j < f->n_series; j++)
-			series_free(f->series[j]);
+			series_free(reg, f->series[j]);
 		free(f->series);
 		for (size_t j = 0; j < f->n_labels; j++)
 			free(f->labels[j]);
@@ -222,7 +310,8 @@ void metrics_registry_free(struct metrics_registry *reg)
 		free(f);
 	}
 	free(reg->fams);
-	mx_map_release(&reg->series);
+	free(reg->set);
+	mx_strs_release(&reg->strs);
 	mx_map_release(&reg->names);
 	free(reg);
 }
@@ -279,63 +368,84 @@ struct metrics_family *metrics_family_add(struct metrics_registry *reg, const ch
 	return f;
 }
 
-/* The map key of a series: the family index, then each value followed by
- * 0xff, a byte that never occurs in UTF-8. Returns the length; the key is
- * in buf when it fits in size, else in *heap (caller frees). */
-static size_t series_key(const struct metrics_family *f, const char *const *values, char *buf,
-			 size_t size, char **heap)
+/* Series are found by their family and the interned copies of their
+ * values, compared as pointers: a value not interned yet means a new
+ * series. */
+static uint64_t series_hash(const struct metrics_family *f, char *const *vals)
 {
-	size_t need = 4;
-	for (size_t k = 0; k < f->n_labels; k++)
-		need += strlen(values[k]) + 1;
-	char *p = need <= size ? buf : (*heap = xmalloc(need));
-	uint32_t idx = (uint32_t)f->index;
-	memcpy(p, &idx, 4);
-	size_t at = 4;
-	for (size_t k = 0; k < f->n_labels; k++) {
-		size_t l = strlen(values[k]);
-		memcpy(p + at, values[k], l);
-		at += l;
-		p[at++] = (char)0xff;
+	uint64_t h = mx_hash(&f, sizeof(f));
+	return f->n_labels ? h ^ mx_hash(vals, f->n_labels * sizeof(char *)) : h;
+}
+
+static struct metrics_series **set_slot(const struct metrics_registry *reg,
+					const struct metrics_family *f, char *const *vals, uint64_t h)
+{
+	size_t mask = reg->set_cap - 1;
+	for (size_t i = h & mask;; i = (i + 1) & mask) {
+		struct metrics_series *s = reg->set[i];
+		if (!s || (s->hash == h && s->fam == f &&
+			   memcmp(s->values, vals, f->n_labels * sizeof(char *)) == 0))
+			return &reg->set[i];
 	}
-	return at;
+}
+
+static void set_add(struct metrics_registry *reg, struct metrics_series *s)
+{
+	if ((reg->n_series + 1) * 4 > reg->set_cap * 3) {
+		size_t old_cap = reg->set_cap;
+		struct metrics_series **old = reg->set;
+		reg->set_cap = old_cap ? old_cap * 2 : 64;
+		reg->set = xcalloc(reg->set_cap, sizeof(*reg->set));
+		for (size_t k = 0; k < old_cap; k++)
+			if (old[k])
+				*set_slot(reg, old[k]->fam, old[k]->values, old[k]->hash) = old[k];
+		free(old);
+	}
+	*set_slot(reg, s->fam, s->values, s->hash) = s;
+}
+
+static void set_del(struct metrics_registry *reg, struct metrics_series *s)
+{
+	size_t mask = reg->set_cap - 1;
+	size_t hole = s->hash & mask;
+	while (reg->set[hole] != s)
+		hole = (hole + 1) & mask;
+	for (size_t i = (hole + 1) & mask; reg->set[i]; i = (i + 1) & mask) {
+		size_t home = reg->set[i]->hash & mask;
+		bool between = hole <= i ? (hole < home && home <= i) : (hole < home || home <= i);
+		if (!between) {
+			reg->set[hole] = reg->set[i];
+			hole = i;
+		}
+	}
+	reg->set[hole] = NULL;
 }
 
 struct metrics_series *metrics_series_get(struct metrics_family *f, const char *const *values)
 {
 	struct metrics_registry *reg = f->reg;
-	char buf[512];
-	char *heap = NULL;
-	size_t len = series_key(f, values, buf, sizeof(buf), &heap);
-	const char *key = heap ? heap : buf;
-	struct metrics_series *s = mx_map_get(&reg->series, key, len);
-	if (s) {
-		free(heap);
-		return s;
+	char *vals[64];
+	assert(f->n_labels <= 64);
+	bool known = true;
+	for (size_t k = 0; k < f->n_labels && known; k++)
+		known = (vals[k] = mx_strs_find(&reg->strs, values[k])) != NULL;
+	if (known && reg->set_cap) {
+		struct metrics_series *s = *set_slot(reg, f, vals, series_hash(f, vals));
+		if (s)
+			return s;
 	}
-	s = xcalloc(1, sizeof(*s));
+	struct metrics_series *s = xcalloc(1, sizeof(*s) + f->n_labels * sizeof(char *));
 	s->fam = f;
-	s->values = xcalloc(f->n_labels ? f->n_labels : 1, sizeof(char *));
-	struct strbuf t;
-	strbuf_init(&t, 64);
-	for (size_t k = 0; k < f->n_labels; k++) {
-		s->values[k] = xstrdup(values[k]);
-		strbuf_addf(&t, "%s%s=\"", k ? "," : "", f->labels[k]);
-		mx_escape(&t, values[k], true);
-		strbuf_addc(&t, '"');
-	}
-	s->text = strbuf_detach(&t, &s->text_len);
-	s->key = xmalloc(len);
-	memcpy(s->key, key, len);
-	s->key_len = len;
-	free(heap);
+	for (size_t k = 0; k < f->n_labels; k++)
+		s->values[k] = mx_strs_ref(&reg->strs, values[k]);
+	s->hash = series_hash(f, s->values);
 	if (f->type == METRICS_HISTOGRAM)
 		s->counts = xcalloc(f->n_bounds + 1, sizeof(uint64_t));
 	s->gen = reg->gen;
 	s->index = f->n_series;
 	f->series = xgrow(f->series, sizeof(*f->series), f->n_series + 1, &f->alloc_series);
 	f->series[f->n_series++] = s;
-	mx_map_put(&reg->series, s->key, s->key_len, s);
+	set_add(reg, s);
 	reg->n_series++;
 	return s;
 }
@@ -390,8 +500,8 @@ void metrics_registry_sweep(struct metrics_registry *reg)
 				f->series[keep++] = s;
 				continue;
 			}
-			mx_map_del(&reg->series, s->key, s->key_len);
-			series_free(s);
+			set_del(reg, s);
+			series_free(reg, s);
 			reg->n_series--;
 		}
 		f->n_series = keep;
@@ -410,14 +520,22 @@ size_t metrics_registry_series(const struct metrics_registry *reg)
 static void sample_line(struct strbuf *out, const char *name, const char *suffix,
 			const struct metrics_series *s, const char *extra, double v)
 {
+	const struct metrics_family *f = s->fam;
 	strbuf_adds(out, name);
 	if (suffix)
 		strbuf_adds(out, suffix);
-	if (s->text_len || extra) {
+	if (f->n_labels || extra) {
 		strbuf_addc(out, '{');
-		strbuf_add(out, s->text, s->text_len);
+		for (size_t k = 0; k < f->n_labels; k++) {
+			if (k)
+				strbuf_addc(out, ',');
+			strbuf_adds(out, f->labels[k]);
+			strbuf_add(out, "=\"", 2);
+			mx_escape(out, s->values[k], true);
+			strbuf_addc(out, '"');
+		}
 		if (extra) {
-			if (s->text_len)
+			if (f->n_labels)
 				strbuf_addc(out, ',');
 			strbuf_adds(out, extra);
 		}

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
@@ -239,7 +240,8 @@ static void on_inst(void *ctx, const struct supervisor_metrics_inst *in)
 	struct metrics_series *cpu = metrics_series_get(s->f[F_INST_CPU], v);
 	double ratio;
 	if (cpu->tag == in->pid && cpu->prev_ms && s->now_mono > cpu->prev_ms)
-		ratio = (in->cpu_seconds - cpu->prev) / ((double)(s->now_mono - cpu->prev_ms) / 1000.0);
+		ratio = (in->cpu_seconds - in->cpu_seconds_late - cpu->prev) /
+			((double)(s->now_mono - cpu->prev_ms) / 1000.0);
 	else
 		ratio = in->uptime_seconds > 0 ? in->cpu_seconds / in->uptime_seconds : 0;
 	cpu->prev = in->cpu_seconds;
@@ -383,14 +385,22 @@ static void sample_self(struct mx_samplers *s, double loop_lag_s)
 	unsigned long long size, rss;
 	if (read_file("/proc/self/statm", buf, sizeof(buf)) > 0 && sscanf(buf, "%llu %llu", &size, &rss) == 2)
 		set0(s, F_PROC_RSS, (double)rss * (double)sysconf(_SC_PAGESIZE));
-	DIR *d = opendir("/proc/self/fd");
-	if (d) {
-		int n = 0;
-		struct dirent *e;
-		while ((e = readdir(d)))
-			n += e->d_name[0] != '.';
-		closedir(d);
-		set0(s, F_PROC_FDS, n - 1); /* not the one reading the directory */
+	/* Linux >= 6.2 reports the number of open files as the size of the
+	 * fd directory; reading it, one entry per file (thousands with many
+	 * instances), is the fallback. */
+	struct stat st;
+	if (stat("/proc/self/fd", &st) == 0 && st.st_size > 0) {
+		set0(s, F_PROC_FDS, (double)st.st_size);
+	} else {
+		DIR *d = opendir("/proc/self/fd");
+		if (d) {
+			int n = 0;
+			struct dirent *e;
+			while ((e = readdir(d)))
+				n += e->d_name[0] != '.';
+			closedir(d);
+			set0(s, F_PROC_FDS, n - 1); /* not the one reading the directory */
+		}
 	}
 	set0(s, F_PROC_START, (double)s->start_wall_ms / 1000.0);
 	set0(s, F_LOOP_LAG, round(loop_lag_s * 1e6) / 1e6); /* microseconds are plenty */

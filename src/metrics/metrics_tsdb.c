@@ -19,6 +19,7 @@
 #include "metrics/metrics_internal.h"
 #include "compat/gzip.h"
 #include "core/util.h"
+#include <assert.h>
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -295,9 +296,98 @@ static void chunk_drop(struct mx_tsdb *db, struct mx_chunk *c)
 	chunk_free(db, c->owner, c);
 }
 
+/* ------------------------------------------------------------------------ */
+/* Interned strings, accounted for as long as a series uses them            */
+
+const char *mx_tsdb_str(const struct mx_tsdb *db, const char *s)
+{
+	return mx_strs_find(&db->strs, s);
+}
+
+static char *str_ref(struct mx_tsdb *db, const char *s)
+{
+	size_t before = db->strs.bytes;
+	char *r = mx_strs_ref(&db->strs, s);
+	db->used += db->strs.bytes - before;
+	db->reserved += db->strs.bytes - before;
+	return r;
+}
+
+static void str_unref(struct mx_tsdb *db, char *s)
+{
+	size_t before = db->strs.bytes;
+	mx_strs_unref(&db->strs, s);
+	db->used -= before - db->strs.bytes;
+	db->reserved -= before - db->strs.bytes;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Series                                                                   */
+
+#define MX_MAX_LABELS 64
+
+/* The slot of the series with these interned pointers (name, then the
+ * label names, then the values), or the empty slot where it would go. */
+static struct mx_tseries **set_slot(const struct mx_tsdb *db, char *const *ptrs, size_t n_labels,
+				    uint64_t h)
+{
+	size_t mask = db->set_cap - 1;
+	for (size_t i = h & mask;; i = (i + 1) & mask) {
+		struct mx_tseries *s = db->set[i];
+		if (!s || (s->hash == h && s->n_labels == n_labels && s->name == ptrs[0] &&
+			   memcmp(s->lnames, ptrs + 1, 2 * n_labels * sizeof(char *)) == 0))
+			return &db->set[i];
+	}
+}
+
+static uint64_t set_hash(char *const *ptrs, size_t n_labels)
+{
+	return mx_hash(ptrs, (1 + 2 * n_labels) * sizeof(char *));
+}
+
+static void set_add(struct mx_tsdb *db, struct mx_tseries *s)
+{
+	if ((db->n + 1) * 4 > db->set_cap * 3) {
+		size_t old_cap = db->set_cap;
+		struct mx_tseries **old = db->set;
+		db->set_cap = old_cap ? old_cap * 2 : 64;
+		db->set = xcalloc(db->set_cap, sizeof(*db->set));
+		for (size_t k = 0; k < old_cap; k++) {
+			if (!old[k])
+				continue;
+			size_t i = old[k]->hash & (db->set_cap - 1);
+			while (db->set[i])
+				i = (i + 1) & (db->set_cap - 1);
+			db->set[i] = old[k];
+		}
+		free(old);
+	}
+	size_t i = s->hash & (db->set_cap - 1);
+	while (db->set[i])
+		i = (i + 1) & (db->set_cap - 1);
+	db->set[i] = s;
+}
+
+static void set_del(struct mx_tsdb *db, struct mx_tseries *s)
+{
+	size_t mask = db->set_cap - 1;
+	size_t hole = s->hash & mask;
+	while (db->set[hole] != s)
+		hole = (hole + 1) & mask;
+	for (size_t i = (hole + 1) & mask; db->set[i]; i = (i + 1) & mask) {
+		size_t home = db->set[i]->hash & mask;
+		bool between = hole <= i ? (hole < home && home <= i) : (hole < home || home <= i);
+		if (!between) {
+			db->set[hole] = db->set[i];
+			hole = i;
+		}
+	}
+	db->set[hole] = NULL;
+}
+
 static void series_free(struct mx_tsdb *db, struct mx_tseries *s)
 {
-	for (size_t t = 0; t < METRICS_MAX_TIERS; t++) {
+	for (size_t t = 0; t < db->n_tiers; t++) {
 		struct mx_chunk *c = s->tiers[t].oldest;
 		while (c) {
 			struct mx_chunk *next = c->next;
@@ -307,14 +397,10 @@ static void series_free(struct mx_tsdb *db, struct mx_tseries *s)
 	}
 	db->used -= s->bytes;
 	db->reserved -= s->reserve;
-	for (size_t k = 0; k < s->n_labels; k++) {
-		free(s->lnames[k]);
-		free(s->lvalues[k]);
-	}
+	for (size_t k = 0; k < 2 * s->n_labels; k++)
+		str_unref(db, s->lnames[k]);
+	str_unref(db, s->name);
 	free(s->lnames);
-	free(s->lvalues);
-	free(s->name);
-	free(s->key);
 	free(s);
 }
 
@@ -325,67 +411,68 @@ void mx_tsdb_free(struct mx_tsdb *db)
 	for (size_t k = 0; k < db->n; k++)
 		series_free(db, db->all[k]);
 	free(db->all);
-	mx_map_release(&db->map);
+	free(db->set);
+	mx_strs_release(&db->strs);
 	free(db);
-}
-
-static char *series_key(const char *name, const char *const *lnames, const char *const *lvalues,
-			size_t n)
-{
-	struct strbuf sb;
-	strbuf_init(&sb, 64);
-	strbuf_adds(&sb, name);
-	strbuf_addc(&sb, '{');
-	for (size_t k = 0; k < n; k++) {
-		strbuf_addf(&sb, "%s%s=\"", k ? "," : "", lnames[k]);
-		mx_escape(&sb, lvalues[k], true);
-		strbuf_addc(&sb, '"');
-	}
-	strbuf_addc(&sb, '}');
-	return strbuf_detach(&sb, NULL);
 }
 
 struct mx_tseries *mx_tsdb_series(struct mx_tsdb *db, const char *name,
 				  const char *const *lnames, const char *const *lvalues,
 				  size_t n_labels, bool counter)
 {
-	char *key = series_key(name, lnames, lvalues, n_labels);
-	size_t klen = strlen(key);
-	struct mx_tseries *s = mx_map_get(&db->map, key, klen);
-	if (s) {
-		free(key);
-		return s;
+	assert(n_labels <= MX_MAX_LABELS);
+	/* Look the series up by the interned copies of its strings; a string
+	 * not interned yet means a new series, whose strings cost this much. */
+	char *ptrs[1 + 2 * MX_MAX_LABELS];
+	const char *strs[1 + 2 * MX_MAX_LABELS];
+	size_t n_ptrs = 1 + 2 * n_labels, new_strs = 0;
+	strs[0] = name;
+	for (size_t k = 0; k < n_labels; k++) {
+		strs[1 + k] = lnames[k];
+		strs[1 + n_labels + k] = lvalues[k];
 	}
-	/* The series itself, its strings, and its key once more in the map. */
-	size_t cost = sizeof(*s) + 2 * (klen + 1) + strlen(name) + 1 + sizeof(struct mx_map_slot) * 2 +
-		      n_labels * 2 * sizeof(char *);
-	for (size_t k = 0; k < n_labels; k++)
-		cost += strlen(lnames[k]) + strlen(lvalues[k]) + 2;
+	bool known = true;
+	for (size_t k = 0; k < n_ptrs; k++) {
+		ptrs[k] = (char *)mx_tsdb_str(db, strs[k]);
+		if (!ptrs[k]) {
+			known = false;
+			new_strs += mx_str_cost(strlen(strs[k]));
+		}
+	}
+	if (known && db->set_cap) {
+		struct mx_tseries *s = *set_slot(db, ptrs, n_labels, set_hash(ptrs, n_labels));
+		if (s)
+			return s;
+	}
+	/* The series, its labels, and its place in db->set and db->all. */
+	size_t cost = sizeof(struct mx_tseries) + db->n_tiers * sizeof(struct mx_tier_data) +
+		      2 * n_labels * sizeof(char *) + 3 * sizeof(struct mx_tseries *);
 	size_t reserve = cost + db->n_tiers * (sizeof(struct mx_chunk) + MX_CHUNK_MAX_BYTES);
-	if (db->reserved + reserve > db->budget || !make_room(db, cost)) {
+	if (db->reserved + reserve + new_strs > db->budget || !make_room(db, cost + new_strs)) {
 		db->dropped_series++;
-		free(key);
 		return NULL;
 	}
-	s = xcalloc(1, sizeof(*s));
-	s->key = key;
-	s->name = xstrdup(name);
+	struct mx_tseries *s = xcalloc(1, sizeof(*s) + db->n_tiers * sizeof(struct mx_tier_data));
+	s->name = str_ref(db, name);
 	s->n_labels = n_labels;
-	s->lnames = xcalloc(n_labels ? n_labels : 1, sizeof(char *));
-	s->lvalues = xcalloc(n_labels ? n_labels : 1, sizeof(char *));
+	s->lnames = xcalloc(n_labels ? 2 * n_labels : 1, sizeof(char *));
+	s->lvalues = s->lnames + n_labels;
 	for (size_t k = 0; k < n_labels; k++) {
-		s->lnames[k] = xstrdup(lnames[k]);
-		s->lvalues[k] = xstrdup(lvalues[k]);
+		s->lnames[k] = str_ref(db, lnames[k]);
+		s->lvalues[k] = str_ref(db, lvalues[k]);
 	}
+	ptrs[0] = s->name;
+	memcpy(ptrs + 1, s->lnames, 2 * n_labels * sizeof(char *));
+	s->hash = set_hash(ptrs, n_labels);
 	s->counter = counter;
 	s->bytes = cost;
 	s->reserve = reserve;
 	db->used += cost;
 	db->reserved += reserve;
 	s->index = db->n;
+	set_add(db, s);
 	db->all = xgrow(db->all, sizeof(*db->all), db->n + 1, &db->alloc);
 	db->all[db->n++] = s;
-	mx_map_put(&db->map, key, klen, s);
 	return s;
 }
 
@@ -506,7 +593,7 @@ void mx_tsdb_gc(struct mx_tsdb *db, int64_t now)
 				empty = false;
 		}
 		if (empty && s->t_last < now - longest) {
-			mx_map_del(&db->map, s->key, strlen(s->key));
+			set_del(db, s);
 			db->all[k] = db->all[--db->n];
 			db->all[k]->index = k;
 			series_free(db, s);

@@ -183,11 +183,11 @@ static void run_handle_closed(uv_handle_t *h)
 	if (--run->open > 0)
 		return;
 	if (run->inst) {
-		struct sv_run **pp = &run->inst->draining;
-		while (*pp && *pp != run)
-			pp = &(*pp)->next_draining;
-		if (*pp)
-			*pp = run->next_draining;
+		struct sv_run **p = &run->inst->draining;
+		while (*p && *p != run)
+			p = &(*p)->next_draining;
+		if (*p)
+			*p = run->next_draining;
 	}
 	strbuf_release(&run->partial[0]);
 	strbuf_release(&run->partial[1]);
@@ -918,8 +918,8 @@ static void on_exit_cb(uv_process_t *proc, int64_t status, int sig)
 		return;
 	}
 	i->run = NULL;
-	/* Its output may still arrive until EOF: the instance must know, so
-	 * that it can detach the run if it goes away first. */
+	/* Its pipes are read up to EOF into the instance's log: a process that
+	 * left the group may hold them open longer than the slot lives. */
 	run->next_draining = i->draining;
 	i->draining = run;
 	i->last_exit_status = sig ? -1 : (int)status;

@@ -14,6 +14,7 @@
 #include "spec/spec.h"
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 #include <uv.h>
 
 #define SV_RING_LINES 1000
@@ -114,7 +115,7 @@ struct sv_inst {
 	bool adopted;            /* took a new release over unchanged: already proven */
 	bool restart_after_stop; /* start again once stopped */
 	struct sv_run *run;      /* current process, or NULL */
-	struct sv_run *draining; /* exited runs whose pipes still deliver output */
+	struct sv_run *draining; /* exited processes whose output is still being read */
 	struct sv_check *check;  /* health check in flight, or NULL */
 	int port;
 	int ok_streak, fail_streak;
@@ -171,11 +172,18 @@ struct sv_app {
 	size_t n_procs, alloc_procs;
 };
 
-/* A /proc/PID/stat kept open between metrics samples (supervisor_metrics.c). */
+/* A process of an instance, as the metrics sampler last read it, with its
+ * /proc/PID/statm kept open between samples (supervisor_metrics.c). */
 struct sv_statfd {
 	int pid;
-	int fd;      /* -1 once taken */
-	int64_t fds; /* open files counted last, -1 unknown */
+	int fd;               /* /proc/PID/statm; -1 once taken */
+	int pgid;             /* from the last full read of its stat */
+	clockid_t clock;      /* its CPU-time clock */
+	uint64_t child_ticks; /* cutime + cstime, from the last full read */
+	int64_t threads;      /* from the last full read */
+	int64_t fds;          /* open files counted last, -1 unknown */
+	bool full;            /* a leader with reaped children or others in its group: its
+			       * stat is read every sample */
 };
 
 struct supervisor {
@@ -183,6 +191,7 @@ struct supervisor {
 	struct sv_statfd *statfds; /* sorted by pid */
 	size_t n_statfds;
 	unsigned metrics_tick;
+	uint64_t metrics_prev_ticks; /* CLOCK_BOOTTIME of the previous sample, in clock ticks */
 	struct supervisor_hooks hooks;
 	void *hooks_ctx;
 	struct store *store;

@@ -14,6 +14,8 @@ struct supervisor_metrics_inst {
 	bool running; /* has a process; the usage fields below are valid */
 	int pid;
 	double cpu_seconds;  /* user + system, the whole process group, reaped children included */
+	double cpu_seconds_late; /* part of cpu_seconds counted for the first time although
+				  * used before the previous call, at an unknown time */
 	int64_t rss_bytes;   /* summed over the process group */
 	int64_t open_fds;    /* summed over the process group; -1 when unreadable */
 	int64_t threads;     /* summed over the process group */

@@ -266,6 +266,35 @@ def test_metrics_public_allows_only_the_scrape(tmp_path):
         assert dm.stop() == 0
 
 
+def test_instance_cpu_counts_a_process_started_later_without_a_spike(tmp_path):
+    # The instance's leader starts a busy child after a second; the sampler
+    # finds new processes of a group only on its full passes (every 10th
+    # sample), so the child's CPU is counted late, but must never show as
+    # more than the one core it can use in cpu_usage_ratio.
+    dm = Daemon(tmp_path).start(extra=["--metrics-interval", "250ms"])
+    try:
+        dm.apply("app: fork\nprocesses:\n  web:\n"
+                 "    command: sh -c 'sleep 1; yes > /dev/null & exec sleep 1000'\n"
+                 "    instances: 1\n    stop_timeout: 2s\n")
+        dm.wait_ready("fork", 1)
+
+        def cpu():
+            st, _, body = scrape(dm)
+            try:
+                return series_value(body.decode(), "paasops_instance_cpu_seconds_total",
+                                    instance="fork.web.1")
+            except AssertionError:
+                return 0
+
+        wait_for(lambda: cpu() > 1.0, timeout=15, what="the busy child's CPU time counted")
+        pts = query(dm, name="paasops_instance_cpu_usage_ratio", fn="raw", start="now-60s",
+                    end="now", **{"match[instance]": "fork.web.1"})["series"][0]["points"]
+        assert len(pts) > 10
+        assert max(v for _, v in pts) < 1.5, pts
+    finally:
+        assert dm.stop() == 0
+
+
 # ---- a real Prometheus --------------------------------------------------------
 
 def test_prometheus_scrapes_the_daemon(d, tmp_path):

@@ -167,6 +167,30 @@ def test_scale_up_and_down(daemon):
     wait_for(lambda: not any(pid_alive(p) for p in gone), what="scaled-down processes to exit")
 
 
+def test_output_after_a_scaled_down_slot_is_gone_is_dropped(daemon):
+    # A process that left its instance's group keeps the output pipe open
+    # and writes after the leader exited and the slot was removed: the
+    # daemon drops those lines (before, it wrote them into the freed slot).
+    spec = """app: late
+processes:
+  web:
+    command: setsid sh -c 'sleep 3; echo late' & exec sleep 1000
+    instances: 2
+    stop_timeout: 2s
+"""
+    daemon.apply(spec)
+    wait_for(lambda: len([i for i in daemon.instances("late") if i["pid"]]) == 2,
+             what="two instances running")
+    assert daemon.cli("scale", "late", "web=1").returncode == 0
+    wait_for(lambda: [i["id"] for i in daemon.instances("late")] == ["late.web.1"],
+             what="the second slot removed")
+    wait_for(lambda: "late" in daemon.cli("logs", "late").stdout, timeout=10,
+             what="the first instance's late line")
+    time.sleep(0.5)
+    assert daemon.proc.poll() is None
+    assert daemon.cli("ps", "late").returncode == 0
+
+
 def test_stop_sends_sigterm_then_sigkill_after_stop_timeout(daemon):
     spec = """app: stubborn
 processes:

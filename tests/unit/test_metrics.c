@@ -383,6 +383,46 @@ static void test_tsdb__retention_drops_old_chunks_then_the_series(void **state)
 	mx_tsdb_free(db);
 }
 
+static void test_tsdb__series_share_their_strings_until_the_last_goes(void **state)
+{
+	struct metrics_tier t[] = {{1000, 600000}};
+	struct mx_tsdb *db = mx_tsdb_new(t, 1, 64 << 20);
+	const char *ln[] = {"app", "instance"};
+	char i1[] = "shop.web.1", i2[] = "shop.web.2";
+	const char *lv1[] = {"shop", i1}, *lv2[] = {"shop", i2};
+	struct mx_tseries *a = mx_tsdb_series(db, "m_bytes", ln, lv1, 2, false);
+	struct mx_tseries *b = mx_tsdb_series(db, "m_bytes", ln, lv2, 2, false);
+	struct mx_tseries *c = mx_tsdb_series(db, "n_total", ln, lv1, 2, true);
+	assert_ptr_not_equal(a, b);
+	assert_ptr_not_equal(a, c);
+	/* Found again by equal strings at other addresses. */
+	char copy[] = "shop.web.1";
+	const char *lv1b[] = {"shop", copy};
+	assert_ptr_equal(mx_tsdb_series(db, "m_bytes", ln, lv1b, 2, false), a);
+	/* One copy of each string. */
+	assert_ptr_equal(a->name, b->name);
+	assert_ptr_equal(a->lvalues[0], b->lvalues[0]);
+	assert_ptr_equal(a->lvalues[1], c->lvalues[1]);
+	assert_ptr_not_equal(a->lvalues[1], b->lvalues[1]);
+	assert_int_equal(db->strs.n, 7); /* m_bytes n_total app instance shop shop.web.1 .2 */
+	int64_t t0 = 1700000000000;
+	mx_tsdb_append(db, a, t0, 1);
+	mx_tsdb_append(db, b, t0 + 5000000, 1);
+	mx_tsdb_append(db, c, t0 + 5000000, 1);
+	/* a expires: its instance's string stays for c, m_bytes for b. */
+	mx_tsdb_gc(db, t0 + 1000000);
+	assert_int_equal(db->n, 2);
+	assert_non_null(mx_tsdb_str(db, "shop.web.1"));
+	assert_non_null(mx_tsdb_str(db, "m_bytes"));
+	mx_tsdb_gc(db, t0 + 100000000);
+	assert_int_equal(db->n, 0);
+	assert_null(mx_tsdb_str(db, "shop"));
+	assert_int_equal(db->strs.n, 0);
+	assert_int_equal(db->used, 0);
+	assert_int_equal(db->reserved, 0);
+	mx_tsdb_free(db);
+}
+
 static void test_tsdb__memory_budget_holds_with_50000_series(void **state)
 {
 	const size_t budget = 16 << 20;
@@ -413,8 +453,8 @@ static void test_tsdb__memory_budget_holds_with_50000_series(void **state)
 	assert_int_equal(db->dropped_samples, 0);
 	assert_true(db->evicted_chunks > 0);
 	assert_true(db->reserved <= budget);
-	/* The accounting adds up. */
-	size_t sum = 0;
+	/* The accounting adds up: the series, and the strings they share. */
+	size_t sum = db->strs.bytes;
 	for (size_t k = 0; k < db->n; k++)
 		sum += db->all[k]->bytes;
 	assert_int_equal(sum, db->used);
@@ -758,6 +798,7 @@ int main(void)
 		cmocka_unit_test(test_tsdb__regular_series_take_about_two_bytes_per_point),
 		cmocka_unit_test(test_tsdb__downsampling_averages_gauges_and_keeps_counters_last),
 		cmocka_unit_test(test_tsdb__retention_drops_old_chunks_then_the_series),
+		cmocka_unit_test(test_tsdb__series_share_their_strings_until_the_last_goes),
 		cmocka_unit_test(test_tsdb__memory_budget_holds_with_50000_series),
 		cmocka_unit_test(test_tsdb__history_file_round_trip_and_damage_detected),
 		cmocka_unit_test(test_query__rate_handles_counter_resets),
