@@ -260,7 +260,9 @@ static void client_flush(struct rt_client *c)
 }
 
 /* Answers a request locally: a short text body naming the problem and the
- * request id. */
+ * request id, added to c->out. The caller flushes it once the request is
+ * detached from the client (req_end): a failed write closes the client,
+ * which would end c->req under the caller's feet. */
 static void local_response(struct rt_client *c, struct rt_req *r, int status, const char *msg,
 			   bool close)
 {
@@ -287,7 +289,14 @@ static void local_response(struct rt_client *c, struct rt_req *r, int status, co
 	}
 	if (close)
 		c->close_after = true;
-	client_flush(c);
+}
+
+/* Counts the request and frees it; c is its client, which moves on without it. */
+static void req_end(struct rt_client *c, struct rt_req *r)
+{
+	req_finish(r);
+	c->req = NULL;
+	req_free(r);
 }
 
 static void client_timeout(uv_timer_t *t)
@@ -307,10 +316,9 @@ static void client_timeout(uv_timer_t *t)
 					upstream_close(r->up);
 					r->up = NULL;
 				}
-				req_finish(r);
-				c->req = NULL;
-				req_free(r);
+				req_end(c, r);
 			}
+			client_flush(c);
 			return;
 		}
 	}
@@ -726,9 +734,8 @@ static void upstream_failed(struct rt_req *r, int status, const char *why, bool 
 	free(r->local_msg);
 	r->local_msg = xasprintf("%s (instance %s)", why, r->be ? r->be->instance : "?");
 	local_response(c, r, status, r->local_msg, true);
-	req_finish(r);
-	c->req = NULL;
-	req_free(r);
+	req_end(c, r);
+	client_flush(c);
 }
 
 static void upstream_connected(uv_connect_t *cr, int status)
@@ -814,11 +821,10 @@ static void req_dispatch(struct rt_req *r)
 		r->local_msg = xasprintf("no ready instance for app '%s'", r->pool->app);
 		r->status = 503;
 		if (r->attempts) {
-			local_response(r->c, r, 503, r->local_msg, true);
 			struct rt_client *c = r->c;
-			req_finish(r);
-			c->req = NULL;
-			req_free(r);
+			local_response(c, r, 503, r->local_msg, true);
+			req_end(c, r);
+			client_flush(c);
 		}
 		return;
 	}
@@ -1002,12 +1008,13 @@ static void resp_finished(struct rt_upstream *u, bool reusable)
 	} else {
 		upstream_close(u);
 	}
+	bool body_left = !r->req_done;
+	req_end(c, r);
 	client_flush(c);
-	if (!r->req_done)
+	if (c->closing)
+		return;
+	if (body_left)
 		c->close_after = true; /* the rest of the body would desynchronise us */
-	req_finish(r);
-	c->req = NULL;
-	req_free(r);
 	if (c->close_after) {
 		if (c->writing == 0)
 			client_close(c);
@@ -1043,9 +1050,7 @@ static void upstream_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 			u->req = NULL;
 			r->up = NULL;
 			upstream_close(u);
-			req_finish(r);
-			c->req = NULL;
-			req_free(r);
+			req_end(c, r);
 			if (c->writing == 0)
 				client_close(c);
 		}
@@ -1211,9 +1216,8 @@ static void answer_locally(struct rt_client *c, struct rt_req *r, bool close)
 {
 	const char *msg = r->local_msg ? r->local_msg : r->local_error ? r->local_error : http_reason(r->status);
 	local_response(c, r, r->status, msg, close || !r->keep_alive);
-	req_finish(r);
-	c->req = NULL;
-	req_free(r);
+	req_end(c, r);
+	client_flush(c);
 }
 
 /* Parses what is pending, as far as the current request allows. */
@@ -1280,6 +1284,7 @@ static void client_process(struct rt_client *c)
 				answer_locally(c, r, true);
 			} else {
 				local_response(c, NULL, st, msg, true);
+				client_flush(c);
 			}
 		} else {
 			client_close(c);

@@ -8,6 +8,9 @@ import hashlib
 import json
 import re
 import select
+import socket
+import struct
+import threading
 import time
 
 import pytest
@@ -222,6 +225,40 @@ def test_large_bodies_stream_both_ways_with_bounded_memory(tmp_path):
         with open(f"/proc/{d.proc.pid}/maps") as f:
             asan = "libasan" in f.read()
         assert asan or grown < 8 * 1024, f"the daemon's peak RSS grew by {grown} KiB moving {size >> 20} MiB each way"
+    finally:
+        stop_daemon(d)
+
+
+def test_clients_resetting_mid_response_leave_the_router_serving(tmp_path):
+    """Clients that reset their connection while their answers stream in
+    make the router's writes fail at any point of a response, also when the
+    response has just completed: the router must end those requests once.
+    (Its own daemon: the burst of requests would crowd the shared backend's log.)"""
+    d = Daemon(tmp_path).start()
+    try:
+        d.apply(echo_spec("resets", routes=f"[{{host: {HOST}}}]"))
+        d.wait_ready("resets", 1)
+        wait_routed(d, HOST)
+        stop = time.monotonic() + 3
+
+        def hammer(n):
+            while time.monotonic() < stop and d.proc.poll() is None:
+                try:
+                    s = raw_connect(d, timeout=5)
+                    s.sendall(f"GET /bytes?n={n} HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode())
+                    s.recv(1)
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    s.close()
+                except OSError:
+                    pass  # the daemon's survival is what is checked
+
+        threads = [threading.Thread(target=hammer, args=(n,))
+                   for n in (4096, 65536, 200000, 1 << 20) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=30 * SLOW)
+        assert_alive(d, HOST)
     finally:
         stop_daemon(d)
 
