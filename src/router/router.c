@@ -592,6 +592,8 @@ struct router *router_start(const struct router_config *cfg, char **err)
 		w->rng |= 1;
 		uv_mutex_init(&w->qlock);
 		uv_loop_init(&w->loop);
+		w->loop.data = w;
+		w->rbuf = xmalloc(RT_READ_BUF);
 		uv_async_init(&w->loop, &w->wake, worker_wake);
 		w->wake.data = w;
 		uv_tcp_init(&w->loop, &w->listener);
@@ -638,6 +640,7 @@ void router_free(struct router *r)
 		}
 		free(w->queue);
 		uv_mutex_destroy(&w->qlock);
+		free(w->rbuf);
 	}
 	r->access_async->data = NULL;
 	uv_close((uv_handle_t *)r->access_async, (uv_close_cb)free);

@@ -23,6 +23,7 @@
 #define RT_EJECT_BASE_MS 1000     /* doubles per ejection */
 #define RT_EJECT_MAX_MS 30000
 #define RT_POOL_IDLE_MAX 64       /* idle backend connections per worker */
+#define RT_READ_BUF (64 * 1024)   /* the worker's read buffer */
 
 extern const double rt_hist_bounds[RT_HIST_BUCKETS]; /* seconds, upper bounds */
 
@@ -112,8 +113,9 @@ struct rt_worker {
 	struct router *r;
 	int index;
 	uv_thread_t thread;
-	uv_loop_t loop;
+	uv_loop_t loop; /* loop.data is the worker */
 	uv_tcp_t listener;
+	char *rbuf; /* RT_READ_BUF bytes: every read of the worker lands here */
 	uv_async_t wake;
 	struct rt_snapshot *snap; /* the worker's own reference */
 	_Atomic int64_t gen_seen;

@@ -970,10 +970,14 @@ static void on_resp_complete(void *ctx)
 
 static const struct http_stream_cbs resp_cbs = {on_resp_head, on_resp_body, on_resp_complete};
 
+/* Every read lands in the worker's one read buffer: the read callbacks
+ * parse or copy what they need before they return, and libuv never runs
+ * two of them at once, so nothing is allocated per read. */
 static void alloc_buf(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
-	buf->base = xmalloc(65536);
-	buf->len = 65536;
+	struct rt_worker *w = h->loop->data;
+	buf->base = w->rbuf;
+	buf->len = RT_READ_BUF;
 }
 
 static void tunnel_pipe(struct rt_client *c, struct rt_upstream *u, bool from_client,
@@ -1030,12 +1034,10 @@ static void upstream_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 	struct rt_upstream *u = s->data;
 	struct rt_req *r = u->req;
 	if (u->closing) {
-		free(buf->base);
 		return;
 	}
 	if (!r) {
 		/* Idle pooled connection: any byte or EOF ends it. */
-		free(buf->base);
 		if (n != 0)
 			upstream_close(u);
 		return;
@@ -1044,7 +1046,6 @@ static void upstream_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 	if (c->tunnel) {
 		if (n > 0)
 			tunnel_pipe(c, u, false, buf->base, (size_t)n);
-		free(buf->base);
 		if (n < 0) {
 			c->close_after = true;
 			u->req = NULL;
@@ -1057,7 +1058,6 @@ static void upstream_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 		return;
 	}
 	if (n == 0) {
-		free(buf->base);
 		return;
 	}
 	if (!u->parser)
@@ -1068,7 +1068,6 @@ static void upstream_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 	size_t left = n > 0 ? (size_t)n : 0;
 	if (n < 0) {
 		if (!r->resp_started && !u->got_bytes) {
-			free(buf->base);
 			/* Reset or closed before any response: a stale pooled
 			 * connection or a dying instance. */
 			upstream_failed(r, 502, n == UV_EOF ? "the instance closed the connection" : "the instance reset the connection", !u->reused);
@@ -1076,11 +1075,9 @@ static void upstream_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 		}
 		rc = http_stream_finish(u->parser);
 		if (rc == HTTP_STREAM_PAUSED && r->resp_done) {
-			free(buf->base);
 			resp_finished(u, false);
 			return;
 		}
-		free(buf->base);
 		upstream_failed(r, 502, "the instance closed the connection mid-response", true);
 		return;
 	}
@@ -1104,7 +1101,6 @@ static void upstream_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 				}
 				uv_timer_stop(&c->timer);
 				client_resume(c);
-				free(buf->base);
 				return;
 			}
 			if (!r->resp_done) {
@@ -1115,18 +1111,15 @@ static void upstream_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 			/* Extra bytes after a complete response are a framing
 			 * doubt: never reuse that connection. */
 			bool reusable = left == 0 && r->backend_keep_alive && r->fr_client != FR_CLOSE;
-			free(buf->base);
 			http_stream_next(u->parser);
 			resp_finished(u, reusable);
 			return;
 		}
 		if (rc == HTTP_STREAM_OK)
 			break;
-		free(buf->base);
 		upstream_failed(r, 502, rc == -EMSGSIZE ? "the instance sent response headers over 64 KiB" : "the instance sent a malformed response", true);
 		return;
 	}
-	free(buf->base);
 	client_flush(c);
 	if (c->writing > OUT_HIGH_WATER)
 		uv_read_stop(s);
@@ -1304,11 +1297,9 @@ static void client_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
 	struct rt_client *c = s->data;
 	if (c->closing) {
-		free(buf->base);
 		return;
 	}
 	if (n < 0) {
-		free(buf->base);
 		struct rt_req *r = c->req;
 		if (c->tunnel || !r || !r->req_done) {
 			client_close(c);
@@ -1320,17 +1311,14 @@ static void client_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 		return;
 	}
 	if (n == 0) {
-		free(buf->base);
 		return;
 	}
 	if (c->tunnel) {
 		if (c->req && c->req->up)
 			tunnel_pipe(c, c->req->up, true, buf->base, (size_t)n);
-		free(buf->base);
 		return;
 	}
 	strbuf_add(&c->pending, buf->base, (size_t)n);
-	free(buf->base);
 	client_process(c);
 }
 
