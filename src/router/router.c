@@ -466,6 +466,8 @@ static void worker_wake(uv_async_t *a)
 	if (w->stopping) {
 		uv_close((uv_handle_t *)&w->listener, NULL);
 		uv_close((uv_handle_t *)&w->wake, NULL);
+		uv_close((uv_handle_t *)&w->flusher, NULL);
+		uv_close((uv_handle_t *)&w->preflusher, NULL);
 		rt_worker_close_all(w);
 		return;
 	}
@@ -479,6 +481,18 @@ static void worker_wake(uv_async_t *a)
 	if (s)
 		atomic_store(&w->gen_seen, s->gen);
 	rt_snapshot_unref(old);
+}
+
+/* The output of a loop turn is written after its I/O callbacks (check), and
+ * what timers and write callbacks queued before the loop blocks (prepare). */
+static void worker_flush(uv_check_t *h)
+{
+	rt_proxy_flush(h->data);
+}
+
+static void worker_preflush(uv_prepare_t *h)
+{
+	rt_proxy_flush(h->data);
 }
 
 static void worker_main(void *arg)
@@ -596,6 +610,12 @@ struct router *router_start(const struct router_config *cfg, char **err)
 		w->rbuf = xmalloc(RT_READ_BUF);
 		uv_async_init(&w->loop, &w->wake, worker_wake);
 		w->wake.data = w;
+		uv_check_init(&w->loop, &w->flusher);
+		w->flusher.data = w;
+		uv_check_start(&w->flusher, worker_flush);
+		uv_prepare_init(&w->loop, &w->preflusher);
+		w->preflusher.data = w;
+		uv_prepare_start(&w->preflusher, worker_preflush);
 		uv_tcp_init(&w->loop, &w->listener);
 		w->listener.data = w;
 		uv_tcp_open(&w->listener, fds[k]);

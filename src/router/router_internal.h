@@ -122,6 +122,10 @@ struct rt_worker {
 	struct rt_upstream *idle; /* pooled backend connections */
 	int n_idle;
 	struct rt_client *clients;
+	uv_check_t flusher;                  /* rt_proxy_flush after the loop's I/O phase, */
+	uv_prepare_t preflusher;             /* and before it (timers, write callbacks) */
+	struct rt_client *dirty_clients;     /* output to write at the end of the turn */
+	struct rt_upstream *dirty_upstreams;
 	uint64_t rng;
 	bool stopping;
 	uv_mutex_t qlock;
@@ -168,6 +172,7 @@ void rt_backend_result(struct rt_backend *b, bool failed, struct rt_counters *c)
 
 /* router_proxy.c */
 void rt_proxy_accept(uv_stream_t *listener, int status);
+void rt_proxy_flush(struct rt_worker *w);
 void rt_worker_close_all(struct rt_worker *w);
 
 #endif

@@ -23,6 +23,7 @@
 
 #define OUT_HIGH_WATER (1024 * 1024) /* stop reading the other side above this */
 #define REPLAY_MAX (64 * 1024)       /* body bytes kept to retry a request */
+#define WRITE_NOW (64 * 1024)        /* output this large is not held for the loop turn's end */
 
 enum framing { FR_NONE, FR_LENGTH, FR_CHUNKED, FR_CLOSE };
 
@@ -39,8 +40,10 @@ struct rt_client {
 	struct rt_req *req;
 	char ip[INET6_ADDRSTRLEN];
 	bool closing, reading, close_after, tunnel, parse_error;
+	bool dirty;     /* on the worker's list of output to write this turn */
 	size_t writing; /* bytes in flight in uv_write */
 	struct rt_client *next, *prev;
+	struct rt_client *next_dirty;
 };
 
 struct rt_upstream {
@@ -55,7 +58,9 @@ struct rt_upstream {
 	struct strbuf out;
 	size_t writing;
 	bool connected, closing, reused, got_bytes;
+	bool dirty; /* on the worker's list of output to write this turn */
 	struct rt_upstream *next_idle;
+	struct rt_upstream *next_dirty;
 	int64_t idle_since;
 };
 
@@ -242,7 +247,7 @@ static void client_write_done(uv_write_t *wr, int status)
 		client_close(c);
 		return;
 	}
-	if (c->writing == 0 && c->close_after && !c->req) {
+	if (c->writing == 0 && !c->out.len && c->close_after && !c->req) {
 		client_close(c);
 		return;
 	}
@@ -251,11 +256,47 @@ static void client_write_done(uv_write_t *wr, int status)
 		upstream_resume(c->req->up);
 }
 
+/* Writes c->out now; a client that is to close after its answer closes
+ * once all of it is written (here, or in client_write_done). */
+static void client_write(struct rt_client *c)
+{
+	if (c->closing)
+		return;
+	if (c->out.len && write_out((uv_stream_t *)&c->tcp, &c->out, c, true, &c->writing, true) < 0) {
+		client_close(c);
+		return;
+	}
+	if (c->writing == 0 && !c->out.len && c->close_after && !c->req)
+		client_close(c);
+}
+
+/* Output is written once per loop turn, after every ready socket has been
+ * read (rt_proxy_flush, from the worker's check and prepare handles): a peer is woken
+ * once for all the requests or answers of a turn instead of once for each,
+ * and finds them together. Large output goes at once, which keeps what is
+ * buffered per connection small. */
 static void client_flush(struct rt_client *c)
 {
 	if (c->closing || !c->out.len)
 		return;
-	if (write_out((uv_stream_t *)&c->tcp, &c->out, c, true, &c->writing, !c->close_after) < 0)
+	if (c->out.len >= WRITE_NOW) {
+		client_write(c);
+		return;
+	}
+	if (!c->dirty) {
+		c->dirty = true;
+		c->next_dirty = c->w->dirty_clients;
+		c->w->dirty_clients = c;
+	}
+}
+
+/* Closes c once its answer is written: at once when nothing is left. */
+static void client_close_when_written(struct rt_client *c)
+{
+	c->close_after = true;
+	if (c->out.len)
+		client_flush(c);
+	else if (c->writing == 0)
 		client_close(c);
 }
 
@@ -684,11 +725,44 @@ static void upstream_write_done(uv_write_t *wr, int status)
 		client_resume(r->c);
 }
 
-static void upstream_flush(struct rt_upstream *u)
+static void upstream_write(struct rt_upstream *u)
 {
 	if (!u->connected || u->closing || !u->out.len)
 		return;
 	write_out((uv_stream_t *)&u->tcp, &u->out, u, false, &u->writing, true);
+}
+
+/* Like client_flush: written at the end of the loop turn, or now when large. */
+static void upstream_flush(struct rt_upstream *u)
+{
+	if (!u->connected || u->closing || !u->out.len)
+		return;
+	if (u->out.len >= WRITE_NOW) {
+		upstream_write(u);
+		return;
+	}
+	if (!u->dirty) {
+		u->dirty = true;
+		u->next_dirty = u->w->dirty_upstreams;
+		u->w->dirty_upstreams = u;
+	}
+}
+
+void rt_proxy_flush(struct rt_worker *w)
+{
+	/* Requests first: the backends can start on them while the answers go out. */
+	while (w->dirty_upstreams) {
+		struct rt_upstream *u = w->dirty_upstreams;
+		w->dirty_upstreams = u->next_dirty;
+		u->dirty = false;
+		upstream_write(u);
+	}
+	while (w->dirty_clients) {
+		struct rt_client *c = w->dirty_clients;
+		w->dirty_clients = c->next_dirty;
+		c->dirty = false;
+		client_write(c);
+	}
 }
 
 static void upstream_timeout(uv_timer_t *t);
@@ -1020,8 +1094,7 @@ static void resp_finished(struct rt_upstream *u, bool reusable)
 	if (body_left)
 		c->close_after = true; /* the rest of the body would desynchronise us */
 	if (c->close_after) {
-		if (c->writing == 0)
-			client_close(c);
+		client_close_when_written(c);
 		return;
 	}
 	http_stream_next(c->parser);
@@ -1052,8 +1125,7 @@ static void upstream_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 			r->up = NULL;
 			upstream_close(u);
 			req_end(c, r);
-			if (c->writing == 0)
-				client_close(c);
+			client_close_when_written(c);
 		}
 		return;
 	}
@@ -1248,10 +1320,8 @@ static void client_process(struct rt_client *c)
 			}
 			if (!r) {
 				if (dead_upgrade) {
-					c->close_after = true;
 					client_pause(c);
-					if (c->writing == 0)
-						client_close(c);
+					client_close_when_written(c);
 					return;
 				}
 				http_stream_next(c->parser);
@@ -1284,9 +1354,7 @@ static void client_process(struct rt_client *c)
 			return;
 		}
 		client_pause(c);
-		c->close_after = true;
-		if (c->writing == 0)
-			client_close(c);
+		client_close_when_written(c);
 		return;
 	}
 	if (c->pending.len > OUT_HIGH_WATER)
@@ -1360,6 +1428,8 @@ void rt_proxy_accept(uv_stream_t *listener, int status)
 
 void rt_worker_close_all(struct rt_worker *w)
 {
+	w->dirty_clients = NULL; /* closing: nothing more is written */
+	w->dirty_upstreams = NULL;
 	while (w->idle)
 		upstream_close(w->idle);
 	for (struct rt_client *c = w->clients; c; c = c->next)
