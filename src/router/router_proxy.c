@@ -368,8 +368,12 @@ static void client_timeout(uv_timer_t *t)
 
 /* ---- request head handling ---- */
 
-static const char *const hop_by_hop[] = {
-	"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade",
+static const struct {
+	const char *name;
+	size_t len;
+} hop_by_hop[] = {
+	{"connection", 10}, {"keep-alive", 10}, {"proxy-connection", 16}, {"te", 2},
+	{"trailer", 7},     {"transfer-encoding", 17}, {"upgrade", 7},
 };
 
 /* Whether name is listed in a Connection header value. */
@@ -397,10 +401,43 @@ static bool in_connection_list(const char *conn, const char *name)
 
 static bool is_hop(const char *name, const char *conn)
 {
+	size_t n = strlen(name);
 	for (size_t k = 0; k < ARRAY_SIZE(hop_by_hop); k++)
-		if (strcasecmp(name, hop_by_hop[k]) == 0)
+		if (n == hop_by_hop[k].len && strcasecmp(name, hop_by_hop[k].name) == 0)
 			return true;
 	return in_connection_list(conn, name);
+}
+
+/* Header lines are built without printf: it was the costliest part of
+ * writing a head. */
+static void add_header(struct strbuf *o, const char *name, const char *value)
+{
+	size_t nl = strlen(name), vl = strlen(value);
+	strbuf_grow(o, nl + vl + 4);
+	char *p = o->buf + o->len;
+	memcpy(p, name, nl);
+	p += nl;
+	*p++ = ':';
+	*p++ = ' ';
+	memcpy(p, value, vl);
+	p += vl;
+	*p++ = '\r';
+	*p++ = '\n';
+	*p = '\0';
+	o->len += nl + vl + 4;
+}
+
+static void add_length(struct strbuf *o, int64_t n)
+{
+	char digits[24], *p = digits + sizeof(digits);
+	uint64_t v = n < 0 ? 0 : (uint64_t)n;
+	do {
+		*--p = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	strbuf_adds(o, "Content-Length: ");
+	strbuf_add(o, p, (size_t)(digits + sizeof(digits) - p));
+	strbuf_adds(o, "\r\n");
 }
 
 static bool sane_request_id(const char *v)
@@ -579,7 +616,10 @@ static int on_req_head(void *ctx, struct http_head *h)
 	const char *conn = http_head_get(h, "Connection");
 	r->upgrade = h->upgrade && http_head_get(h, "Upgrade");
 	struct strbuf *o = &r->head_out;
-	strbuf_addf(o, "%s %s HTTP/1.1\r\n", h->method, r->path);
+	strbuf_adds(o, h->method);
+	strbuf_addc(o, ' ');
+	strbuf_adds(o, r->path);
+	strbuf_adds(o, " HTTP/1.1\r\n");
 	/* Every X-Forwarded-For line the client sent, as one list. */
 	struct strbuf xff;
 	strbuf_init(&xff, 0);
@@ -589,16 +629,20 @@ static int on_req_head(void *ctx, struct http_head *h)
 		    strcasecmp(name, "X-Forwarded-Host") == 0 || strcasecmp(name, "X-Request-Id") == 0)
 			continue;
 		if (strcasecmp(name, "X-Forwarded-For") == 0) {
-			strbuf_addf(&xff, "%s, ", value);
+			strbuf_adds(&xff, value);
+			strbuf_adds(&xff, ", ");
 			continue;
 		}
-		strbuf_addf(o, "%s: %s\r\n", name, value);
+		add_header(o, name, value);
 	}
 	if (!host)
-		strbuf_addf(o, "Host: %s\r\n", r->host);
-	strbuf_addf(o, "X-Forwarded-For: %s%s\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: %s\r\n"
-		       "X-Request-Id: %s\r\n",
-		    xff.buf, c->ip, host ? host : r->host, r->id);
+		add_header(o, "Host", r->host);
+	strbuf_adds(o, "X-Forwarded-For: ");
+	strbuf_add(o, xff.buf, xff.len);
+	strbuf_adds(o, c->ip);
+	strbuf_adds(o, "\r\nX-Forwarded-Proto: http\r\n");
+	add_header(o, "X-Forwarded-Host", host ? host : r->host);
+	add_header(o, "X-Request-Id", r->id);
 	strbuf_release(&xff);
 	if (r->upgrade)
 		strbuf_addf(o, "Connection: upgrade\r\nUpgrade: %s\r\n", http_head_get(h, "Upgrade"));
@@ -966,12 +1010,15 @@ static int on_resp_head(void *ctx, struct http_head *h)
 		return -1; /* an upgrade nobody asked for */
 	const char *conn = http_head_get(h, "Connection");
 	struct strbuf *o = &c->out;
-	strbuf_addf(o, "HTTP/1.%d %d %s\r\n", r->minor >= 1 ? 1 : 0, st, http_reason(st));
+	if (st == 200 && r->minor >= 1)
+		strbuf_adds(o, "HTTP/1.1 200 OK\r\n");
+	else
+		strbuf_addf(o, "HTTP/1.%d %d %s\r\n", r->minor >= 1 ? 1 : 0, st, http_reason(st));
 	for (size_t k = 0; k < h->n_headers; k++) {
 		const char *name = h->headers[k].name;
 		if (is_hop(name, conn) || strcasecmp(name, "Content-Length") == 0)
 			continue;
-		strbuf_addf(o, "%s: %s\r\n", name, h->headers[k].value);
+		add_header(o, name, h->headers[k].value);
 	}
 	if (interim) {
 		strbuf_adds(o, "\r\n");
@@ -981,7 +1028,7 @@ static int on_resp_head(void *ctx, struct http_head *h)
 	r->status = st;
 	r->backend_keep_alive = h->keep_alive;
 	if (!http_head_get(h, "X-Request-Id"))
-		strbuf_addf(o, "X-Request-Id: %s\r\n", r->id);
+		add_header(o, "X-Request-Id", r->id);
 	if (st == 101) {
 		strbuf_addf(o, "Connection: upgrade\r\nUpgrade: %s\r\n\r\n", http_head_get(h, "Upgrade") ? http_head_get(h, "Upgrade") : "");
 		r->fr_client = FR_NONE;
@@ -991,10 +1038,10 @@ static int on_resp_head(void *ctx, struct http_head *h)
 	if (no_body) {
 		r->fr_client = FR_NONE;
 		if (h->content_length >= 0 && st != 204)
-			strbuf_addf(o, "Content-Length: %lld\r\n", (long long)h->content_length);
+			add_length(o, h->content_length);
 	} else if (h->content_length >= 0) {
 		r->fr_client = FR_LENGTH;
-		strbuf_addf(o, "Content-Length: %lld\r\n", (long long)h->content_length);
+		add_length(o, h->content_length);
 	} else if (r->minor >= 1) {
 		r->fr_client = FR_CHUNKED;
 		strbuf_adds(o, "Transfer-Encoding: chunked\r\n");
