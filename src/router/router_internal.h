@@ -23,7 +23,7 @@
 #define RT_EJECT_BASE_MS 1000     /* doubles per ejection */
 #define RT_EJECT_MAX_MS 30000
 #define RT_POOL_IDLE_MAX 64       /* idle backend connections per worker */
-#define RT_READ_BUF (64 * 1024)   /* the worker's read buffer */
+#define RT_READ_BUF (128 * 1024)  /* the worker's read buffer */
 
 extern const double rt_hist_bounds[RT_HIST_BUCKETS]; /* seconds, upper bounds */
 

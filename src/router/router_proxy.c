@@ -23,7 +23,7 @@
 
 #define OUT_HIGH_WATER (1024 * 1024) /* stop reading the other side above this */
 #define REPLAY_MAX (64 * 1024)       /* body bytes kept to retry a request */
-#define WRITE_NOW (64 * 1024)        /* output this large is not held for the loop turn's end */
+#define WRITE_NOW (256 * 1024)       /* output this large is not held for the loop turn's end */
 
 enum framing { FR_NONE, FR_LENGTH, FR_CHUNKED, FR_CLOSE };
 
