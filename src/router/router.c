@@ -415,18 +415,17 @@ struct json *router_stats_json(struct router *r, const char *app)
 
 /* ---- access log hand-off ---- */
 
-void rt_access_push(struct rt_worker *w, const char *app, const char *instance, char *line)
+void rt_access_push(struct rt_worker *w, char *entry)
 {
 	uv_mutex_lock(&w->qlock);
 	if (w->qn >= RT_ACCESS_QUEUE_MAX) {
 		uv_mutex_unlock(&w->qlock);
 		RT_ADD(w->access_dropped, 1);
-		free(line);
+		free(entry);
 		return;
 	}
 	w->queue = xgrow(w->queue, sizeof(*w->queue), w->qn + 1, &w->qalloc);
-	w->queue[w->qn++] = (struct rt_access){xstrdup(app ? app : ""),
-					       instance ? xstrdup(instance) : NULL, line};
+	w->queue[w->qn++] = (struct rt_access){entry};
 	bool first = w->qn == 1;
 	uv_mutex_unlock(&w->qlock);
 	if (first)
@@ -447,11 +446,12 @@ static void access_drain(uv_async_t *a)
 		w->qn = w->qalloc = 0;
 		uv_mutex_unlock(&w->qlock);
 		for (size_t j = 0; j < n; j++) {
+			const char *app = q[j].entry;
+			const char *instance = app + strlen(app) + 1;
+			const char *line = instance + strlen(instance) + 1;
 			if (r->cfg.access_cb)
-				r->cfg.access_cb(r->cfg.access_ctx, q[j].app, q[j].instance, q[j].line);
-			free(q[j].app);
-			free(q[j].instance);
-			free(q[j].line);
+				r->cfg.access_cb(r->cfg.access_ctx, app, *instance ? instance : NULL, line);
+			free(q[j].entry);
 		}
 		free(q);
 	}
@@ -653,11 +653,8 @@ void router_free(struct router *r)
 		uv_run(&w->loop, UV_RUN_DEFAULT);
 		uv_loop_close(&w->loop);
 		rt_snapshot_unref(w->snap);
-		for (size_t j = 0; j < w->qn; j++) {
-			free(w->queue[j].app);
-			free(w->queue[j].instance);
-			free(w->queue[j].line);
-		}
+		for (size_t j = 0; j < w->qn; j++)
+			free(w->queue[j].entry);
 		free(w->queue);
 		uv_mutex_destroy(&w->qlock);
 		free(w->rbuf);

@@ -102,8 +102,10 @@ struct rt_snapshot {
 	size_t n_pending, alloc_pending;
 };
 
+/* One access log line: "app\0instance\0line" in one allocation (an empty
+ * instance: none). */
 struct rt_access {
-	char *app, *instance, *line;
+	char *entry;
 };
 
 struct rt_client;
@@ -132,6 +134,8 @@ struct rt_worker {
 	struct rt_access *queue;
 	size_t qn, qalloc;
 	_Atomic uint64_t access_dropped;
+	int64_t ts_sec;     /* the second ts_prefix shows */
+	char ts_prefix[64]; /* "2026-11-29T23:18:42." for access log lines */
 	_Atomic uint64_t new_backend_conns, reused_backend_conns;
 };
 
@@ -159,7 +163,8 @@ void rt_snapshot_unref(struct rt_snapshot *s);
 void rt_backend_ref(struct rt_backend *b);
 void rt_backend_unref(struct rt_backend *b);
 /* Worker side: queues an access log line for the control loop (takes ownership of line). */
-void rt_access_push(struct rt_worker *w, const char *app, const char *instance, char *line);
+/* Takes ownership of entry (see struct rt_access). */
+void rt_access_push(struct rt_worker *w, char *entry);
 int64_t rt_now_ms(void);
 
 /* router_balance.c */
