@@ -314,6 +314,8 @@ def test_forwarding_headers_and_request_ids_are_added(router):
     for part in ("method=GET", f"host={HOST}", 'path="/logged?q=1"', "status=200", "instance=echo.web.1",
                  "client=127.0.0.1", "duration_ms="):
         assert part in line, line
+    assert re.search(r"^time=\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z request_id=", line), line
+    assert re.search(r" bytes=\d+ duration_ms=\d+\.\d{3} instance=", line), line
 
 
 def test_error_pages_carry_the_request_id(router):
