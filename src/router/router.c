@@ -426,17 +426,17 @@ void rt_access_push(struct rt_worker *w, char *entry)
 	}
 	w->queue = xgrow(w->queue, sizeof(*w->queue), w->qn + 1, &w->qalloc);
 	w->queue[w->qn++] = (struct rt_access){entry};
-	bool first = w->qn == 1;
+	bool kick = w->qn == RT_ACCESS_KICK;
 	uv_mutex_unlock(&w->qlock);
-	if (first)
+	if (kick)
 		uv_async_send(w->r->access_async);
 }
 
-static void access_drain(uv_async_t *a)
+/* The control loop collects the lines every RT_ACCESS_EVERY_MS, or sooner
+ * when a worker has RT_ACCESS_KICK waiting: waking it for every first line
+ * cost two thread switches per handful of requests. */
+static void access_drain(struct router *r)
 {
-	struct router *r = a->data;
-	if (!r)
-		return;
 	for (int k = 0; k < r->n_workers; k++) {
 		struct rt_worker *w = &r->workers[k];
 		uv_mutex_lock(&w->qlock);
@@ -455,6 +455,18 @@ static void access_drain(uv_async_t *a)
 		}
 		free(q);
 	}
+}
+
+static void access_kicked(uv_async_t *a)
+{
+	if (a->data)
+		access_drain(a->data);
+}
+
+static void access_tick(uv_timer_t *t)
+{
+	if (t->data)
+		access_drain(t->data);
 }
 
 /* ---- workers ---- */
@@ -596,8 +608,13 @@ struct router *router_start(const struct router_config *cfg, char **err)
 		fds[nfd++] = fd;
 	}
 	r->access_async = xcalloc(1, sizeof(*r->access_async));
-	uv_async_init(r->loop, r->access_async, access_drain);
+	uv_async_init(r->loop, r->access_async, access_kicked);
 	r->access_async->data = r;
+	r->access_timer = xcalloc(1, sizeof(*r->access_timer));
+	uv_timer_init(r->loop, r->access_timer);
+	r->access_timer->data = r;
+	uv_timer_start(r->access_timer, access_tick, RT_ACCESS_EVERY_MS, RT_ACCESS_EVERY_MS);
+	uv_unref((uv_handle_t *)r->access_timer);
 	for (int k = 0; k < r->n_workers; k++) {
 		struct rt_worker *w = &r->workers[k];
 		w->r = r;
@@ -653,14 +670,16 @@ void router_free(struct router *r)
 		uv_run(&w->loop, UV_RUN_DEFAULT);
 		uv_loop_close(&w->loop);
 		rt_snapshot_unref(w->snap);
-		for (size_t j = 0; j < w->qn; j++)
-			free(w->queue[j].entry);
-		free(w->queue);
-		uv_mutex_destroy(&w->qlock);
 		free(w->rbuf);
 	}
+	/* The workers are gone: their last lines are delivered now, not lost. */
+	access_drain(r);
+	for (int k = 0; k < r->n_workers; k++)
+		uv_mutex_destroy(&r->workers[k].qlock);
 	r->access_async->data = NULL;
 	uv_close((uv_handle_t *)r->access_async, (uv_close_cb)free);
+	r->access_timer->data = NULL;
+	uv_close((uv_handle_t *)r->access_timer, (uv_close_cb)free);
 	rt_snapshot_unref(r->current);
 	for (size_t k = 0; k < r->n_known; k++)
 		rt_backend_unref(r->known[k]);

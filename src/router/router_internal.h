@@ -19,6 +19,8 @@
 #define RT_DEFAULT_MAX_BODY (100LL * 1024 * 1024)
 #define RT_HIST_BUCKETS 14
 #define RT_ACCESS_QUEUE_MAX 20000
+#define RT_ACCESS_KICK 1024       /* queued lines that wake the control loop at once */
+#define RT_ACCESS_EVERY_MS 100    /* otherwise it collects them this often */
 #define RT_EJECT_AFTER 3          /* consecutive failures */
 #define RT_EJECT_BASE_MS 1000     /* doubles per ejection */
 #define RT_EJECT_MAX_MS 30000
@@ -154,6 +156,7 @@ struct router {
 	struct rt_stats **stats;
 	size_t n_stats, alloc_stats;
 	uv_async_t *access_async; /* heap: outlives the router until closed */
+	uv_timer_t *access_timer; /* heap, likewise */
 	uint64_t access_seed;
 };
 
