@@ -14,6 +14,13 @@ struct http_stream {
 	size_t max_header, head_bytes;
 	bool too_big, aborted, bad_length, in_value, started, completed;
 	struct strbuf hname, hvalue;
+	/* The head's names and values, NUL-terminated one after the other, and
+	 * where each starts: one buffer reused for every message instead of
+	 * two allocations per header. The head's pointers into it are set
+	 * once the head is complete (the buffer may move while it grows). */
+	struct strbuf arena;
+	size_t *offs;
+	size_t n_offs, alloc_offs;
 	struct http_head head;
 	const struct http_stream_cbs *cbs;
 	void *ctx;
@@ -36,11 +43,26 @@ static void flush_header(struct http_stream *s)
 {
 	if (!s->hname.len && !s->hvalue.len)
 		return;
+	s->offs = xgrow(s->offs, sizeof(*s->offs), s->n_offs + 2, &s->alloc_offs);
+	s->offs[s->n_offs++] = s->arena.len;
+	strbuf_add(&s->arena, s->hname.buf, s->hname.len + 1);
+	s->offs[s->n_offs++] = s->arena.len;
+	strbuf_add(&s->arena, s->hvalue.buf, s->hvalue.len + 1);
+	strbuf_reset(&s->hname);
+	strbuf_reset(&s->hvalue);
+}
+
+static void point_headers(struct http_stream *s)
+{
 	struct http_head *h = &s->head;
-	h->headers = xgrow(h->headers, sizeof(*h->headers), h->n_headers + 1, &h->alloc_headers);
-	h->headers[h->n_headers].name = strbuf_detach(&s->hname, NULL);
-	h->headers[h->n_headers].value = strbuf_detach(&s->hvalue, NULL);
-	h->n_headers++;
+	size_t n = s->n_offs / 2;
+	if (n > h->alloc_headers)
+		h->headers = xgrow(h->headers, sizeof(*h->headers), n, &h->alloc_headers);
+	for (size_t k = 0; k < n; k++) {
+		h->headers[k].name = s->arena.buf + s->offs[2 * k];
+		h->headers[k].value = s->arena.buf + s->offs[2 * k + 1];
+	}
+	h->n_headers = n;
 }
 
 static int on_message_begin(llhttp_t *ll)
@@ -97,6 +119,7 @@ static int on_headers_complete(llhttp_t *ll)
 	struct http_stream *s = S(ll);
 	flush_header(s);
 	s->in_value = false;
+	point_headers(s);
 	/* llhttp takes any 64-bit Content-Length; the head holds it signed. */
 	if ((ll->flags & F_CONTENT_LENGTH) && ll->content_length > INT64_MAX) {
 		s->bad_length = true;
@@ -146,6 +169,7 @@ struct http_stream *http_stream_new(enum http_kind kind, size_t max_header,
 	s->ctx = ctx;
 	strbuf_init(&s->hname, 0);
 	strbuf_init(&s->hvalue, 0);
+	strbuf_init(&s->arena, 0);
 	strbuf_init(&s->head.url, 0);
 	llhttp_settings_init(&s->settings);
 	s->settings.on_message_begin = on_message_begin;
@@ -164,11 +188,12 @@ struct http_stream *http_stream_new(enum http_kind kind, size_t max_header,
 static void clear_head(struct http_stream *s)
 {
 	struct http_head *h = &s->head;
-	for (size_t k = 0; k < h->n_headers; k++) {
-		free(h->headers[k].name);
-		free(h->headers[k].value);
-	}
 	h->n_headers = 0;
+	s->n_offs = 0;
+	if (s->arena.alloc > 16 * 1024)
+		strbuf_release(&s->arena); /* a rare huge head keeps no memory */
+	else
+		strbuf_reset(&s->arena);
 	h->method[0] = '\0';
 	strbuf_reset(&h->url);
 	strbuf_reset(&s->hname);
@@ -185,6 +210,8 @@ void http_stream_free(struct http_stream *s)
 		return;
 	clear_head(s);
 	free(s->head.headers);
+	free(s->offs);
+	strbuf_release(&s->arena);
 	strbuf_release(&s->head.url);
 	strbuf_release(&s->hname);
 	strbuf_release(&s->hvalue);

@@ -415,29 +415,28 @@ struct json *router_stats_json(struct router *r, const char *app)
 
 /* ---- access log hand-off ---- */
 
-void rt_access_push(struct rt_worker *w, const char *app, const char *instance, char *line)
+void rt_access_push(struct rt_worker *w, char *entry)
 {
 	uv_mutex_lock(&w->qlock);
 	if (w->qn >= RT_ACCESS_QUEUE_MAX) {
 		uv_mutex_unlock(&w->qlock);
 		RT_ADD(w->access_dropped, 1);
-		free(line);
+		free(entry);
 		return;
 	}
 	w->queue = xgrow(w->queue, sizeof(*w->queue), w->qn + 1, &w->qalloc);
-	w->queue[w->qn++] = (struct rt_access){xstrdup(app ? app : ""),
-					       instance ? xstrdup(instance) : NULL, line};
-	bool first = w->qn == 1;
+	w->queue[w->qn++] = (struct rt_access){entry};
+	bool kick = w->qn == RT_ACCESS_KICK;
 	uv_mutex_unlock(&w->qlock);
-	if (first)
+	if (kick)
 		uv_async_send(w->r->access_async);
 }
 
-static void access_drain(uv_async_t *a)
+/* The control loop collects the lines every RT_ACCESS_EVERY_MS, or sooner
+ * when a worker has RT_ACCESS_KICK waiting: waking it for every first line
+ * cost two thread switches per handful of requests. */
+static void access_drain(struct router *r)
 {
-	struct router *r = a->data;
-	if (!r)
-		return;
 	for (int k = 0; k < r->n_workers; k++) {
 		struct rt_worker *w = &r->workers[k];
 		uv_mutex_lock(&w->qlock);
@@ -447,14 +446,27 @@ static void access_drain(uv_async_t *a)
 		w->qn = w->qalloc = 0;
 		uv_mutex_unlock(&w->qlock);
 		for (size_t j = 0; j < n; j++) {
+			const char *app = q[j].entry;
+			const char *instance = app + strlen(app) + 1;
+			const char *line = instance + strlen(instance) + 1;
 			if (r->cfg.access_cb)
-				r->cfg.access_cb(r->cfg.access_ctx, q[j].app, q[j].instance, q[j].line);
-			free(q[j].app);
-			free(q[j].instance);
-			free(q[j].line);
+				r->cfg.access_cb(r->cfg.access_ctx, app, *instance ? instance : NULL, line);
+			free(q[j].entry);
 		}
 		free(q);
 	}
+}
+
+static void access_kicked(uv_async_t *a)
+{
+	if (a->data)
+		access_drain(a->data);
+}
+
+static void access_tick(uv_timer_t *t)
+{
+	if (t->data)
+		access_drain(t->data);
 }
 
 /* ---- workers ---- */
@@ -466,6 +478,8 @@ static void worker_wake(uv_async_t *a)
 	if (w->stopping) {
 		uv_close((uv_handle_t *)&w->listener, NULL);
 		uv_close((uv_handle_t *)&w->wake, NULL);
+		uv_close((uv_handle_t *)&w->flusher, NULL);
+		uv_close((uv_handle_t *)&w->preflusher, NULL);
 		rt_worker_close_all(w);
 		return;
 	}
@@ -479,6 +493,18 @@ static void worker_wake(uv_async_t *a)
 	if (s)
 		atomic_store(&w->gen_seen, s->gen);
 	rt_snapshot_unref(old);
+}
+
+/* The output of a loop turn is written after its I/O callbacks (check), and
+ * what timers and write callbacks queued before the loop blocks (prepare). */
+static void worker_flush(uv_check_t *h)
+{
+	rt_proxy_flush(h->data);
+}
+
+static void worker_preflush(uv_prepare_t *h)
+{
+	rt_proxy_flush(h->data);
 }
 
 static void worker_main(void *arg)
@@ -582,8 +608,13 @@ struct router *router_start(const struct router_config *cfg, char **err)
 		fds[nfd++] = fd;
 	}
 	r->access_async = xcalloc(1, sizeof(*r->access_async));
-	uv_async_init(r->loop, r->access_async, access_drain);
+	uv_async_init(r->loop, r->access_async, access_kicked);
 	r->access_async->data = r;
+	r->access_timer = xcalloc(1, sizeof(*r->access_timer));
+	uv_timer_init(r->loop, r->access_timer);
+	r->access_timer->data = r;
+	uv_timer_start(r->access_timer, access_tick, RT_ACCESS_EVERY_MS, RT_ACCESS_EVERY_MS);
+	uv_unref((uv_handle_t *)r->access_timer);
 	for (int k = 0; k < r->n_workers; k++) {
 		struct rt_worker *w = &r->workers[k];
 		w->r = r;
@@ -592,8 +623,16 @@ struct router *router_start(const struct router_config *cfg, char **err)
 		w->rng |= 1;
 		uv_mutex_init(&w->qlock);
 		uv_loop_init(&w->loop);
+		w->loop.data = w;
+		w->rbuf = xmalloc(RT_READ_BUF);
 		uv_async_init(&w->loop, &w->wake, worker_wake);
 		w->wake.data = w;
+		uv_check_init(&w->loop, &w->flusher);
+		w->flusher.data = w;
+		uv_check_start(&w->flusher, worker_flush);
+		uv_prepare_init(&w->loop, &w->preflusher);
+		w->preflusher.data = w;
+		uv_prepare_start(&w->preflusher, worker_preflush);
 		uv_tcp_init(&w->loop, &w->listener);
 		w->listener.data = w;
 		uv_tcp_open(&w->listener, fds[k]);
@@ -631,16 +670,16 @@ void router_free(struct router *r)
 		uv_run(&w->loop, UV_RUN_DEFAULT);
 		uv_loop_close(&w->loop);
 		rt_snapshot_unref(w->snap);
-		for (size_t j = 0; j < w->qn; j++) {
-			free(w->queue[j].app);
-			free(w->queue[j].instance);
-			free(w->queue[j].line);
-		}
-		free(w->queue);
-		uv_mutex_destroy(&w->qlock);
+		free(w->rbuf);
 	}
+	/* The workers are gone: their last lines are delivered now, not lost. */
+	access_drain(r);
+	for (int k = 0; k < r->n_workers; k++)
+		uv_mutex_destroy(&r->workers[k].qlock);
 	r->access_async->data = NULL;
 	uv_close((uv_handle_t *)r->access_async, (uv_close_cb)free);
+	r->access_timer->data = NULL;
+	uv_close((uv_handle_t *)r->access_timer, (uv_close_cb)free);
 	rt_snapshot_unref(r->current);
 	for (size_t k = 0; k < r->n_known; k++)
 		rt_backend_unref(r->known[k]);

@@ -19,10 +19,13 @@
 #define RT_DEFAULT_MAX_BODY (100LL * 1024 * 1024)
 #define RT_HIST_BUCKETS 14
 #define RT_ACCESS_QUEUE_MAX 20000
+#define RT_ACCESS_KICK 1024       /* queued lines that wake the control loop at once */
+#define RT_ACCESS_EVERY_MS 100    /* otherwise it collects them this often */
 #define RT_EJECT_AFTER 3          /* consecutive failures */
 #define RT_EJECT_BASE_MS 1000     /* doubles per ejection */
 #define RT_EJECT_MAX_MS 30000
 #define RT_POOL_IDLE_MAX 64       /* idle backend connections per worker */
+#define RT_READ_BUF (128 * 1024)  /* the worker's read buffer */
 
 extern const double rt_hist_bounds[RT_HIST_BUCKETS]; /* seconds, upper bounds */
 
@@ -101,8 +104,10 @@ struct rt_snapshot {
 	size_t n_pending, alloc_pending;
 };
 
+/* One access log line: "app\0instance\0line" in one allocation (an empty
+ * instance: none). */
 struct rt_access {
-	char *app, *instance, *line;
+	char *entry;
 };
 
 struct rt_client;
@@ -112,20 +117,27 @@ struct rt_worker {
 	struct router *r;
 	int index;
 	uv_thread_t thread;
-	uv_loop_t loop;
+	uv_loop_t loop; /* loop.data is the worker */
 	uv_tcp_t listener;
+	char *rbuf; /* RT_READ_BUF bytes: every read of the worker lands here */
 	uv_async_t wake;
 	struct rt_snapshot *snap; /* the worker's own reference */
 	_Atomic int64_t gen_seen;
 	struct rt_upstream *idle; /* pooled backend connections */
 	int n_idle;
 	struct rt_client *clients;
+	uv_check_t flusher;                  /* rt_proxy_flush after the loop's I/O phase, */
+	uv_prepare_t preflusher;             /* and before it (timers, write callbacks) */
+	struct rt_client *dirty_clients;     /* output to write at the end of the turn */
+	struct rt_upstream *dirty_upstreams;
 	uint64_t rng;
 	bool stopping;
 	uv_mutex_t qlock;
 	struct rt_access *queue;
 	size_t qn, qalloc;
 	_Atomic uint64_t access_dropped;
+	int64_t ts_sec;     /* the second ts_prefix shows */
+	char ts_prefix[64]; /* "2026-11-29T23:18:42." for access log lines */
 	_Atomic uint64_t new_backend_conns, reused_backend_conns;
 };
 
@@ -144,6 +156,7 @@ struct router {
 	struct rt_stats **stats;
 	size_t n_stats, alloc_stats;
 	uv_async_t *access_async; /* heap: outlives the router until closed */
+	uv_timer_t *access_timer; /* heap, likewise */
 	uint64_t access_seed;
 };
 
@@ -153,7 +166,8 @@ void rt_snapshot_unref(struct rt_snapshot *s);
 void rt_backend_ref(struct rt_backend *b);
 void rt_backend_unref(struct rt_backend *b);
 /* Worker side: queues an access log line for the control loop (takes ownership of line). */
-void rt_access_push(struct rt_worker *w, const char *app, const char *instance, char *line);
+/* Takes ownership of entry (see struct rt_access). */
+void rt_access_push(struct rt_worker *w, char *entry);
 int64_t rt_now_ms(void);
 
 /* router_balance.c */
@@ -166,6 +180,7 @@ void rt_backend_result(struct rt_backend *b, bool failed, struct rt_counters *c)
 
 /* router_proxy.c */
 void rt_proxy_accept(uv_stream_t *listener, int status);
+void rt_proxy_flush(struct rt_worker *w);
 void rt_worker_close_all(struct rt_worker *w);
 
 #endif

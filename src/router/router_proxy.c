@@ -23,6 +23,7 @@
 
 #define OUT_HIGH_WATER (1024 * 1024) /* stop reading the other side above this */
 #define REPLAY_MAX (64 * 1024)       /* body bytes kept to retry a request */
+#define WRITE_NOW (256 * 1024)       /* output this large is not held for the loop turn's end */
 
 enum framing { FR_NONE, FR_LENGTH, FR_CHUNKED, FR_CLOSE };
 
@@ -39,8 +40,10 @@ struct rt_client {
 	struct rt_req *req;
 	char ip[INET6_ADDRSTRLEN];
 	bool closing, reading, close_after, tunnel, parse_error;
+	bool dirty;     /* on the worker's list of output to write this turn */
 	size_t writing; /* bytes in flight in uv_write */
 	struct rt_client *next, *prev;
+	struct rt_client *next_dirty;
 };
 
 struct rt_upstream {
@@ -55,7 +58,9 @@ struct rt_upstream {
 	struct strbuf out;
 	size_t writing;
 	bool connected, closing, reused, got_bytes;
+	bool dirty; /* on the worker's list of output to write this turn */
 	struct rt_upstream *next_idle;
+	struct rt_upstream *next_dirty;
 	int64_t idle_since;
 };
 
@@ -242,7 +247,7 @@ static void client_write_done(uv_write_t *wr, int status)
 		client_close(c);
 		return;
 	}
-	if (c->writing == 0 && c->close_after && !c->req) {
+	if (c->writing == 0 && !c->out.len && c->close_after && !c->req) {
 		client_close(c);
 		return;
 	}
@@ -251,16 +256,54 @@ static void client_write_done(uv_write_t *wr, int status)
 		upstream_resume(c->req->up);
 }
 
+/* Writes c->out now; a client that is to close after its answer closes
+ * once all of it is written (here, or in client_write_done). */
+static void client_write(struct rt_client *c)
+{
+	if (c->closing)
+		return;
+	if (c->out.len && write_out((uv_stream_t *)&c->tcp, &c->out, c, true, &c->writing, true) < 0) {
+		client_close(c);
+		return;
+	}
+	if (c->writing == 0 && !c->out.len && c->close_after && !c->req)
+		client_close(c);
+}
+
+/* Output is written once per loop turn, after every ready socket has been
+ * read (rt_proxy_flush, from the worker's check and prepare handles): a peer is woken
+ * once for all the requests or answers of a turn instead of once for each,
+ * and finds them together. Large output goes at once, which keeps what is
+ * buffered per connection small. */
 static void client_flush(struct rt_client *c)
 {
 	if (c->closing || !c->out.len)
 		return;
-	if (write_out((uv_stream_t *)&c->tcp, &c->out, c, true, &c->writing, !c->close_after) < 0)
+	if (c->out.len >= WRITE_NOW) {
+		client_write(c);
+		return;
+	}
+	if (!c->dirty) {
+		c->dirty = true;
+		c->next_dirty = c->w->dirty_clients;
+		c->w->dirty_clients = c;
+	}
+}
+
+/* Closes c once its answer is written: at once when nothing is left. */
+static void client_close_when_written(struct rt_client *c)
+{
+	c->close_after = true;
+	if (c->out.len)
+		client_flush(c);
+	else if (c->writing == 0)
 		client_close(c);
 }
 
 /* Answers a request locally: a short text body naming the problem and the
- * request id. */
+ * request id, added to c->out. The caller flushes it once the request is
+ * detached from the client (req_end): a failed write closes the client,
+ * which would end c->req under the caller's feet. */
 static void local_response(struct rt_client *c, struct rt_req *r, int status, const char *msg,
 			   bool close)
 {
@@ -287,7 +330,14 @@ static void local_response(struct rt_client *c, struct rt_req *r, int status, co
 	}
 	if (close)
 		c->close_after = true;
-	client_flush(c);
+}
+
+/* Counts the request and frees it; c is its client, which moves on without it. */
+static void req_end(struct rt_client *c, struct rt_req *r)
+{
+	req_finish(r);
+	c->req = NULL;
+	req_free(r);
 }
 
 static void client_timeout(uv_timer_t *t)
@@ -307,10 +357,9 @@ static void client_timeout(uv_timer_t *t)
 					upstream_close(r->up);
 					r->up = NULL;
 				}
-				req_finish(r);
-				c->req = NULL;
-				req_free(r);
+				req_end(c, r);
 			}
+			client_flush(c);
 			return;
 		}
 	}
@@ -319,8 +368,12 @@ static void client_timeout(uv_timer_t *t)
 
 /* ---- request head handling ---- */
 
-static const char *const hop_by_hop[] = {
-	"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade",
+static const struct {
+	const char *name;
+	size_t len;
+} hop_by_hop[] = {
+	{"connection", 10}, {"keep-alive", 10}, {"proxy-connection", 16}, {"te", 2},
+	{"trailer", 7},     {"transfer-encoding", 17}, {"upgrade", 7},
 };
 
 /* Whether name is listed in a Connection header value. */
@@ -348,10 +401,48 @@ static bool in_connection_list(const char *conn, const char *name)
 
 static bool is_hop(const char *name, const char *conn)
 {
+	size_t n = strlen(name);
 	for (size_t k = 0; k < ARRAY_SIZE(hop_by_hop); k++)
-		if (strcasecmp(name, hop_by_hop[k]) == 0)
+		if (n == hop_by_hop[k].len && strcasecmp(name, hop_by_hop[k].name) == 0)
 			return true;
 	return in_connection_list(conn, name);
+}
+
+/* Header lines are built without printf: it was the costliest part of
+ * writing a head. */
+static void add_header(struct strbuf *o, const char *name, const char *value)
+{
+	size_t nl = strlen(name), vl = strlen(value);
+	strbuf_grow(o, nl + vl + 4);
+	char *p = o->buf + o->len;
+	memcpy(p, name, nl);
+	p += nl;
+	*p++ = ':';
+	*p++ = ' ';
+	memcpy(p, value, vl);
+	p += vl;
+	*p++ = '\r';
+	*p++ = '\n';
+	*p = '\0';
+	o->len += nl + vl + 4;
+}
+
+/* v in decimal, zero-padded to at least width digits. */
+static void add_digits(struct strbuf *o, uint64_t v, int width)
+{
+	char digits[24], *p = digits + sizeof(digits);
+	do {
+		*--p = (char)('0' + v % 10);
+		v /= 10;
+	} while (v || digits + sizeof(digits) - p < width);
+	strbuf_add(o, p, (size_t)(digits + sizeof(digits) - p));
+}
+
+static void add_length(struct strbuf *o, int64_t n)
+{
+	strbuf_adds(o, "Content-Length: ");
+	add_digits(o, n < 0 ? 0 : (uint64_t)n, 1);
+	strbuf_adds(o, "\r\n");
 }
 
 static bool sane_request_id(const char *v)
@@ -530,7 +621,10 @@ static int on_req_head(void *ctx, struct http_head *h)
 	const char *conn = http_head_get(h, "Connection");
 	r->upgrade = h->upgrade && http_head_get(h, "Upgrade");
 	struct strbuf *o = &r->head_out;
-	strbuf_addf(o, "%s %s HTTP/1.1\r\n", h->method, r->path);
+	strbuf_adds(o, h->method);
+	strbuf_addc(o, ' ');
+	strbuf_adds(o, r->path);
+	strbuf_adds(o, " HTTP/1.1\r\n");
 	/* Every X-Forwarded-For line the client sent, as one list. */
 	struct strbuf xff;
 	strbuf_init(&xff, 0);
@@ -540,16 +634,20 @@ static int on_req_head(void *ctx, struct http_head *h)
 		    strcasecmp(name, "X-Forwarded-Host") == 0 || strcasecmp(name, "X-Request-Id") == 0)
 			continue;
 		if (strcasecmp(name, "X-Forwarded-For") == 0) {
-			strbuf_addf(&xff, "%s, ", value);
+			strbuf_adds(&xff, value);
+			strbuf_adds(&xff, ", ");
 			continue;
 		}
-		strbuf_addf(o, "%s: %s\r\n", name, value);
+		add_header(o, name, value);
 	}
 	if (!host)
-		strbuf_addf(o, "Host: %s\r\n", r->host);
-	strbuf_addf(o, "X-Forwarded-For: %s%s\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: %s\r\n"
-		       "X-Request-Id: %s\r\n",
-		    xff.buf, c->ip, host ? host : r->host, r->id);
+		add_header(o, "Host", r->host);
+	strbuf_adds(o, "X-Forwarded-For: ");
+	strbuf_add(o, xff.buf, xff.len);
+	strbuf_adds(o, c->ip);
+	strbuf_adds(o, "\r\nX-Forwarded-Proto: http\r\n");
+	add_header(o, "X-Forwarded-Host", host ? host : r->host);
+	add_header(o, "X-Request-Id", r->id);
 	strbuf_release(&xff);
 	if (r->upgrade)
 		strbuf_addf(o, "Connection: upgrade\r\nUpgrade: %s\r\n", http_head_get(h, "Upgrade"));
@@ -676,11 +774,44 @@ static void upstream_write_done(uv_write_t *wr, int status)
 		client_resume(r->c);
 }
 
-static void upstream_flush(struct rt_upstream *u)
+static void upstream_write(struct rt_upstream *u)
 {
 	if (!u->connected || u->closing || !u->out.len)
 		return;
 	write_out((uv_stream_t *)&u->tcp, &u->out, u, false, &u->writing, true);
+}
+
+/* Like client_flush: written at the end of the loop turn, or now when large. */
+static void upstream_flush(struct rt_upstream *u)
+{
+	if (!u->connected || u->closing || !u->out.len)
+		return;
+	if (u->out.len >= WRITE_NOW) {
+		upstream_write(u);
+		return;
+	}
+	if (!u->dirty) {
+		u->dirty = true;
+		u->next_dirty = u->w->dirty_upstreams;
+		u->w->dirty_upstreams = u;
+	}
+}
+
+void rt_proxy_flush(struct rt_worker *w)
+{
+	/* Requests first: the backends can start on them while the answers go out. */
+	while (w->dirty_upstreams) {
+		struct rt_upstream *u = w->dirty_upstreams;
+		w->dirty_upstreams = u->next_dirty;
+		u->dirty = false;
+		upstream_write(u);
+	}
+	while (w->dirty_clients) {
+		struct rt_client *c = w->dirty_clients;
+		w->dirty_clients = c->next_dirty;
+		c->dirty = false;
+		client_write(c);
+	}
 }
 
 static void upstream_timeout(uv_timer_t *t);
@@ -726,9 +857,8 @@ static void upstream_failed(struct rt_req *r, int status, const char *why, bool 
 	free(r->local_msg);
 	r->local_msg = xasprintf("%s (instance %s)", why, r->be ? r->be->instance : "?");
 	local_response(c, r, status, r->local_msg, true);
-	req_finish(r);
-	c->req = NULL;
-	req_free(r);
+	req_end(c, r);
+	client_flush(c);
 }
 
 static void upstream_connected(uv_connect_t *cr, int status)
@@ -814,11 +944,10 @@ static void req_dispatch(struct rt_req *r)
 		r->local_msg = xasprintf("no ready instance for app '%s'", r->pool->app);
 		r->status = 503;
 		if (r->attempts) {
-			local_response(r->c, r, 503, r->local_msg, true);
 			struct rt_client *c = r->c;
-			req_finish(r);
-			c->req = NULL;
-			req_free(r);
+			local_response(c, r, 503, r->local_msg, true);
+			req_end(c, r);
+			client_flush(c);
 		}
 		return;
 	}
@@ -886,12 +1015,15 @@ static int on_resp_head(void *ctx, struct http_head *h)
 		return -1; /* an upgrade nobody asked for */
 	const char *conn = http_head_get(h, "Connection");
 	struct strbuf *o = &c->out;
-	strbuf_addf(o, "HTTP/1.%d %d %s\r\n", r->minor >= 1 ? 1 : 0, st, http_reason(st));
+	if (st == 200 && r->minor >= 1)
+		strbuf_adds(o, "HTTP/1.1 200 OK\r\n");
+	else
+		strbuf_addf(o, "HTTP/1.%d %d %s\r\n", r->minor >= 1 ? 1 : 0, st, http_reason(st));
 	for (size_t k = 0; k < h->n_headers; k++) {
 		const char *name = h->headers[k].name;
 		if (is_hop(name, conn) || strcasecmp(name, "Content-Length") == 0)
 			continue;
-		strbuf_addf(o, "%s: %s\r\n", name, h->headers[k].value);
+		add_header(o, name, h->headers[k].value);
 	}
 	if (interim) {
 		strbuf_adds(o, "\r\n");
@@ -901,7 +1033,7 @@ static int on_resp_head(void *ctx, struct http_head *h)
 	r->status = st;
 	r->backend_keep_alive = h->keep_alive;
 	if (!http_head_get(h, "X-Request-Id"))
-		strbuf_addf(o, "X-Request-Id: %s\r\n", r->id);
+		add_header(o, "X-Request-Id", r->id);
 	if (st == 101) {
 		strbuf_addf(o, "Connection: upgrade\r\nUpgrade: %s\r\n\r\n", http_head_get(h, "Upgrade") ? http_head_get(h, "Upgrade") : "");
 		r->fr_client = FR_NONE;
@@ -911,10 +1043,10 @@ static int on_resp_head(void *ctx, struct http_head *h)
 	if (no_body) {
 		r->fr_client = FR_NONE;
 		if (h->content_length >= 0 && st != 204)
-			strbuf_addf(o, "Content-Length: %lld\r\n", (long long)h->content_length);
+			add_length(o, h->content_length);
 	} else if (h->content_length >= 0) {
 		r->fr_client = FR_LENGTH;
-		strbuf_addf(o, "Content-Length: %lld\r\n", (long long)h->content_length);
+		add_length(o, h->content_length);
 	} else if (r->minor >= 1) {
 		r->fr_client = FR_CHUNKED;
 		strbuf_adds(o, "Transfer-Encoding: chunked\r\n");
@@ -964,10 +1096,14 @@ static void on_resp_complete(void *ctx)
 
 static const struct http_stream_cbs resp_cbs = {on_resp_head, on_resp_body, on_resp_complete};
 
+/* Every read lands in the worker's one read buffer: the read callbacks
+ * parse or copy what they need before they return, and libuv never runs
+ * two of them at once, so nothing is allocated per read. */
 static void alloc_buf(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
-	buf->base = xmalloc(65536);
-	buf->len = 65536;
+	struct rt_worker *w = h->loop->data;
+	buf->base = w->rbuf;
+	buf->len = RT_READ_BUF;
 }
 
 static void tunnel_pipe(struct rt_client *c, struct rt_upstream *u, bool from_client,
@@ -1002,15 +1138,15 @@ static void resp_finished(struct rt_upstream *u, bool reusable)
 	} else {
 		upstream_close(u);
 	}
+	bool body_left = !r->req_done;
+	req_end(c, r);
 	client_flush(c);
-	if (!r->req_done)
+	if (c->closing)
+		return;
+	if (body_left)
 		c->close_after = true; /* the rest of the body would desynchronise us */
-	req_finish(r);
-	c->req = NULL;
-	req_free(r);
 	if (c->close_after) {
-		if (c->writing == 0)
-			client_close(c);
+		client_close_when_written(c);
 		return;
 	}
 	http_stream_next(c->parser);
@@ -1023,12 +1159,10 @@ static void upstream_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 	struct rt_upstream *u = s->data;
 	struct rt_req *r = u->req;
 	if (u->closing) {
-		free(buf->base);
 		return;
 	}
 	if (!r) {
 		/* Idle pooled connection: any byte or EOF ends it. */
-		free(buf->base);
 		if (n != 0)
 			upstream_close(u);
 		return;
@@ -1037,22 +1171,17 @@ static void upstream_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 	if (c->tunnel) {
 		if (n > 0)
 			tunnel_pipe(c, u, false, buf->base, (size_t)n);
-		free(buf->base);
 		if (n < 0) {
 			c->close_after = true;
 			u->req = NULL;
 			r->up = NULL;
 			upstream_close(u);
-			req_finish(r);
-			c->req = NULL;
-			req_free(r);
-			if (c->writing == 0)
-				client_close(c);
+			req_end(c, r);
+			client_close_when_written(c);
 		}
 		return;
 	}
 	if (n == 0) {
-		free(buf->base);
 		return;
 	}
 	if (!u->parser)
@@ -1063,7 +1192,6 @@ static void upstream_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 	size_t left = n > 0 ? (size_t)n : 0;
 	if (n < 0) {
 		if (!r->resp_started && !u->got_bytes) {
-			free(buf->base);
 			/* Reset or closed before any response: a stale pooled
 			 * connection or a dying instance. */
 			upstream_failed(r, 502, n == UV_EOF ? "the instance closed the connection" : "the instance reset the connection", !u->reused);
@@ -1071,11 +1199,9 @@ static void upstream_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 		}
 		rc = http_stream_finish(u->parser);
 		if (rc == HTTP_STREAM_PAUSED && r->resp_done) {
-			free(buf->base);
 			resp_finished(u, false);
 			return;
 		}
-		free(buf->base);
 		upstream_failed(r, 502, "the instance closed the connection mid-response", true);
 		return;
 	}
@@ -1099,7 +1225,6 @@ static void upstream_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 				}
 				uv_timer_stop(&c->timer);
 				client_resume(c);
-				free(buf->base);
 				return;
 			}
 			if (!r->resp_done) {
@@ -1110,18 +1235,15 @@ static void upstream_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 			/* Extra bytes after a complete response are a framing
 			 * doubt: never reuse that connection. */
 			bool reusable = left == 0 && r->backend_keep_alive && r->fr_client != FR_CLOSE;
-			free(buf->base);
 			http_stream_next(u->parser);
 			resp_finished(u, reusable);
 			return;
 		}
 		if (rc == HTTP_STREAM_OK)
 			break;
-		free(buf->base);
 		upstream_failed(r, 502, rc == -EMSGSIZE ? "the instance sent response headers over 64 KiB" : "the instance sent a malformed response", true);
 		return;
 	}
-	free(buf->base);
 	client_flush(c);
 	if (c->writing > OUT_HIGH_WATER)
 		uv_read_stop(s);
@@ -1164,24 +1286,55 @@ static void req_finish(struct rt_req *r)
 	double sample = w->r->cfg.access_sample;
 	if (sample <= 0 || (sample < 1 && (double)(rt_rand(w) >> 11) / 9007199254740992.0 >= sample))
 		return;
-	char ts[64];
+	/* Built by hand (printf was most of its cost): "app\0instance\0line". */
 	struct timespec now;
 	clock_gettime(CLOCK_REALTIME, &now);
-	struct tm tm;
-	gmtime_r(&now.tv_sec, &tm);
-	snprintf(ts, sizeof(ts), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-		 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(now.tv_nsec / 1000000) % 1000);
-	char *line = xasprintf("time=%s request_id=%s client=%s method=%s host=%s path=\"%.512s\" status=%d "
-			       "bytes=%lld duration_ms=%.3f instance=%s%s%s",
-			       ts, r->id, c->ip, r->method, r->host ? r->host : "-",
-			       r->path ? r->path : "-", st, (long long)r->bytes_out, secs * 1000.0,
-			       r->be ? r->be->instance : "-", r->attempts > 1 ? " retried=1" : "",
-			       r->local_msg ? " error=local" : "");
+	if (now.tv_sec != w->ts_sec) {
+		struct tm tm;
+		gmtime_r(&now.tv_sec, &tm);
+		snprintf(w->ts_prefix, sizeof(w->ts_prefix), "%04d-%02d-%02dT%02d:%02d:%02d.",
+			 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+		w->ts_sec = now.tv_sec;
+	}
+	struct strbuf e;
+	strbuf_init(&e, 320);
+	strbuf_add(&e, r->pool ? r->pool->app : "", strlen(r->pool ? r->pool->app : "") + 1);
+	strbuf_add(&e, r->be ? r->be->instance : "", strlen(r->be ? r->be->instance : "") + 1);
+	size_t line_at = e.len;
+	strbuf_adds(&e, "time=");
+	strbuf_adds(&e, w->ts_prefix);
+	add_digits(&e, (uint64_t)(now.tv_nsec / 1000000) % 1000, 3);
+	strbuf_adds(&e, "Z request_id=");
+	strbuf_adds(&e, r->id);
+	strbuf_adds(&e, " client=");
+	strbuf_adds(&e, c->ip);
+	strbuf_adds(&e, " method=");
+	strbuf_adds(&e, r->method);
+	strbuf_adds(&e, " host=");
+	strbuf_adds(&e, r->host ? r->host : "-");
+	strbuf_adds(&e, " path=\"");
+	const char *path = r->path ? r->path : "-";
+	strbuf_add(&e, path, strnlen(path, 512));
+	strbuf_adds(&e, "\" status=");
+	add_digits(&e, st < 0 ? 0 : (uint64_t)st, 1);
+	strbuf_adds(&e, " bytes=");
+	add_digits(&e, r->bytes_out < 0 ? 0 : (uint64_t)r->bytes_out, 1);
+	uint64_t us = (uint64_t)(secs * 1e6 + 0.5);
+	strbuf_adds(&e, " duration_ms=");
+	add_digits(&e, us / 1000, 1);
+	strbuf_addc(&e, '.');
+	add_digits(&e, us % 1000, 3);
+	strbuf_adds(&e, " instance=");
+	strbuf_adds(&e, r->be ? r->be->instance : "-");
+	if (r->attempts > 1)
+		strbuf_adds(&e, " retried=1");
+	if (r->local_msg)
+		strbuf_adds(&e, " error=local");
 	/* The path may hold quotes or control bytes; keep the line one line. */
-	for (char *p = line; *p; p++)
+	for (char *p = e.buf + line_at; *p; p++)
 		if ((unsigned char)*p < 0x20)
 			*p = '?';
-	rt_access_push(w, r->pool ? r->pool->app : NULL, r->be ? r->be->instance : NULL, line);
+	rt_access_push(w, strbuf_detach(&e, NULL));
 }
 
 /* ---- the client read path ---- */
@@ -1211,9 +1364,8 @@ static void answer_locally(struct rt_client *c, struct rt_req *r, bool close)
 {
 	const char *msg = r->local_msg ? r->local_msg : r->local_error ? r->local_error : http_reason(r->status);
 	local_response(c, r, r->status, msg, close || !r->keep_alive);
-	req_finish(r);
-	c->req = NULL;
-	req_free(r);
+	req_end(c, r);
+	client_flush(c);
 }
 
 /* Parses what is pending, as far as the current request allows. */
@@ -1251,10 +1403,8 @@ static void client_process(struct rt_client *c)
 			}
 			if (!r) {
 				if (dead_upgrade) {
-					c->close_after = true;
 					client_pause(c);
-					if (c->writing == 0)
-						client_close(c);
+					client_close_when_written(c);
 					return;
 				}
 				http_stream_next(c->parser);
@@ -1280,15 +1430,14 @@ static void client_process(struct rt_client *c)
 				answer_locally(c, r, true);
 			} else {
 				local_response(c, NULL, st, msg, true);
+				client_flush(c);
 			}
 		} else {
 			client_close(c);
 			return;
 		}
 		client_pause(c);
-		c->close_after = true;
-		if (c->writing == 0)
-			client_close(c);
+		client_close_when_written(c);
 		return;
 	}
 	if (c->pending.len > OUT_HIGH_WATER)
@@ -1299,11 +1448,9 @@ static void client_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
 	struct rt_client *c = s->data;
 	if (c->closing) {
-		free(buf->base);
 		return;
 	}
 	if (n < 0) {
-		free(buf->base);
 		struct rt_req *r = c->req;
 		if (c->tunnel || !r || !r->req_done) {
 			client_close(c);
@@ -1315,17 +1462,14 @@ static void client_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 		return;
 	}
 	if (n == 0) {
-		free(buf->base);
 		return;
 	}
 	if (c->tunnel) {
 		if (c->req && c->req->up)
 			tunnel_pipe(c, c->req->up, true, buf->base, (size_t)n);
-		free(buf->base);
 		return;
 	}
 	strbuf_add(&c->pending, buf->base, (size_t)n);
-	free(buf->base);
 	client_process(c);
 }
 
@@ -1367,6 +1511,8 @@ void rt_proxy_accept(uv_stream_t *listener, int status)
 
 void rt_worker_close_all(struct rt_worker *w)
 {
+	w->dirty_clients = NULL; /* closing: nothing more is written */
+	w->dirty_upstreams = NULL;
 	while (w->idle)
 		upstream_close(w->idle);
 	for (struct rt_client *c = w->clients; c; c = c->next)

@@ -8,6 +8,9 @@ import hashlib
 import json
 import re
 import select
+import socket
+import struct
+import threading
 import time
 
 import pytest
@@ -226,6 +229,40 @@ def test_large_bodies_stream_both_ways_with_bounded_memory(tmp_path):
         stop_daemon(d)
 
 
+def test_clients_resetting_mid_response_leave_the_router_serving(tmp_path):
+    """Clients that reset their connection while their answers stream in
+    make the router's writes fail at any point of a response, also when the
+    response has just completed: the router must end those requests once.
+    (Its own daemon: the burst of requests would crowd the shared backend's log.)"""
+    d = Daemon(tmp_path).start()
+    try:
+        d.apply(echo_spec("resets", routes=f"[{{host: {HOST}}}]"))
+        d.wait_ready("resets", 1)
+        wait_routed(d, HOST)
+        stop = time.monotonic() + 3
+
+        def hammer(n):
+            while time.monotonic() < stop and d.proc.poll() is None:
+                try:
+                    s = raw_connect(d, timeout=5)
+                    s.sendall(f"GET /bytes?n={n} HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode())
+                    s.recv(1)
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    s.close()
+                except OSError:
+                    pass  # the daemon's survival is what is checked
+
+        threads = [threading.Thread(target=hammer, args=(n,))
+                   for n in (4096, 65536, 200000, 1 << 20) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=30 * SLOW)
+        assert_alive(d, HOST)
+    finally:
+        stop_daemon(d)
+
+
 # ---------------------------------------------------------------- headers
 
 def test_hop_by_hop_headers_are_removed_both_ways(router):
@@ -277,6 +314,8 @@ def test_forwarding_headers_and_request_ids_are_added(router):
     for part in ("method=GET", f"host={HOST}", 'path="/logged?q=1"', "status=200", "instance=echo.web.1",
                  "client=127.0.0.1", "duration_ms="):
         assert part in line, line
+    assert re.search(r"^time=\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z request_id=", line), line
+    assert re.search(r" bytes=\d+ duration_ms=\d+\.\d{3} instance=", line), line
 
 
 def test_error_pages_carry_the_request_id(router):
