@@ -426,15 +426,16 @@ void rt_access_push(struct rt_worker *w, char *entry)
 	}
 	w->queue = xgrow(w->queue, sizeof(*w->queue), w->qn + 1, &w->qalloc);
 	w->queue[w->qn++] = (struct rt_access){entry};
-	bool kick = w->qn == RT_ACCESS_KICK;
+	bool kick = w->qn == 1 || w->qn == RT_ACCESS_KICK;
 	uv_mutex_unlock(&w->qlock);
 	if (kick)
 		uv_async_send(w->r->access_async);
 }
 
-/* The control loop collects the lines every RT_ACCESS_EVERY_MS, or sooner
- * when a worker has RT_ACCESS_KICK waiting: waking it for every first line
- * cost two thread switches per handful of requests. */
+/* The control loop collects the lines RT_ACCESS_EVERY_MS after a worker
+ * queued its first one, or at once when a worker has RT_ACCESS_KICK
+ * waiting: collecting at every first line cost two thread switches per
+ * handful of requests, and an idle router wakes nobody. */
 static void access_drain(struct router *r)
 {
 	for (int k = 0; k < r->n_workers; k++) {
@@ -457,10 +458,25 @@ static void access_drain(struct router *r)
 	}
 }
 
+static void access_tick(uv_timer_t *t);
+
 static void access_kicked(uv_async_t *a)
 {
-	if (a->data)
-		access_drain(a->data);
+	struct router *r = a->data;
+	if (!r)
+		return;
+	bool full = false;
+	for (int k = 0; k < r->n_workers && !full; k++) {
+		uv_mutex_lock(&r->workers[k].qlock);
+		full = r->workers[k].qn >= RT_ACCESS_KICK;
+		uv_mutex_unlock(&r->workers[k].qlock);
+	}
+	if (full) {
+		uv_timer_stop(r->access_timer);
+		access_drain(r);
+	} else if (!uv_is_active((uv_handle_t *)r->access_timer)) {
+		uv_timer_start(r->access_timer, access_tick, RT_ACCESS_EVERY_MS, 0);
+	}
 }
 
 static void access_tick(uv_timer_t *t)
@@ -613,7 +629,6 @@ struct router *router_start(const struct router_config *cfg, char **err)
 	r->access_timer = xcalloc(1, sizeof(*r->access_timer));
 	uv_timer_init(r->loop, r->access_timer);
 	r->access_timer->data = r;
-	uv_timer_start(r->access_timer, access_tick, RT_ACCESS_EVERY_MS, RT_ACCESS_EVERY_MS);
 	uv_unref((uv_handle_t *)r->access_timer);
 	for (int k = 0; k < r->n_workers; k++) {
 		struct rt_worker *w = &r->workers[k];
