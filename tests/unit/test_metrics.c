@@ -623,7 +623,10 @@ static void test_tsdb__history_file_of_format_1_still_loads(void **state)
 	put_le(&b, 0, 1);
 	int64_t t0 = 1700000000000, t2 = t0 + 2000 + 1000000000;
 	put_le(&b, (uint64_t)t2, 8);
-	put_le(&b, 0, 8 + 8 + 8 + 4); /* no bucket */
+	put_le(&b, 0, 8); /* no bucket: acc_t, acc_sum, acc_last, acc_n */
+	put_le(&b, 0, 8);
+	put_le(&b, 0, 8);
+	put_le(&b, 0, 4);
 	put_le(&b, 1, 4);
 	put_le(&b, (uint64_t)t0, 8);
 	put_le(&b, (uint64_t)t2, 8);
