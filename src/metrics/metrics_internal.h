@@ -133,43 +133,80 @@ void mx_bits_write(uint8_t *buf, uint32_t *nbits, uint64_t v, int n);
 /* Reads n (1..64) bits at *pos; false when fewer than n remain. */
 bool mx_bits_read(const uint8_t *buf, uint32_t nbits, uint32_t *pos, int n, uint64_t *v);
 
-#define MX_CHUNK_POINTS 120  /* points per chunk before a new one starts */
-#define MX_CHUNK_MIN_BYTES 32
-#define MX_CHUNK_MAX_BYTES 512
-#define MX_POINT_MAX_BYTES 20 /* worst case: 68 bits of time + 77 of value */
+#define MX_CHUNK_MAX_BYTES 512 /* a chunk closes before its data outgrows this */
+#define MX_CHUNK_SPANS 4        /* ... or once it spans 1/4 of its tier's retention */
+#define MX_POINT_MAX_BYTES 20   /* worst case: 69 bits of time + 77 of value */
+#define MX_CHUNK_HEAD 28        /* a closed chunk's head in a tier's buffer */
+#define MX_RUN_MAX 65535        /* points one run record can stand for */
+
+/* Stream formats: 1 (files written before runs existed) and 2. */
+#define MX_FMT_V1 1
+#define MX_FMT_V2 2
 
 /* A run of points: the first value raw, then timestamps as delta-of-delta
  * and values as XOR with the previous one (Gorilla, Pelkonen et al. 2015).
- * A closed chunk is immutable; only a series' newest chunk is appended to,
- * with the encoder state kept here. */
-struct mx_tseries;
+ * Format 2 adds run records: points that repeat the previous interval and
+ * either repeat the previous value or continue a decimal arithmetic
+ * progression (v = m / 10^p, m growing by a fixed step, as an uptime in ms
+ * does) are stored as one record with a count, so an idle series costs a
+ * few bytes per chunk instead of 2 bits a point.
+ *
+ * This is the encoder state of the chunk being appended to; its bytes live
+ * elsewhere (the tier's buffer) and are passed in. n == 0: no chunk. */
 struct mx_chunk {
-	struct mx_chunk *next; /* newer, in its series' tier */
-	struct mx_chunk *fifo_prev, *fifo_next; /* closed chunks, in the order they closed */
-	struct mx_tseries *owner;
-	uint8_t *data;
 	int64_t t_first, t_last;
 	int64_t delta;   /* t_last - previous t */
 	uint64_t v_bits; /* last value's bits */
-	uint32_t n, nbits, cap; /* points, bits used, bytes allocated */
-	uint8_t tier;
-	bool closed;
+	int64_t run_d;   /* decimal step of a progression run */
+	uint32_t n, nbits;
+	uint32_t run_pos; /* bit where the current run starts */
+	uint16_t run_n;   /* points in the current run */
 	uint8_t lead, trail; /* XOR window of the previous value; lead 0xff: none */
+	uint8_t run_kind;    /* 0 none, 1 repeat, 2 progression */
+	uint8_t run_rec;     /* the run is written as a record (else as points) */
+	uint8_t run_p;       /* decimal scale of a progression */
+	uint8_t run_lead, run_trail; /* XOR window where the run starts */
 };
 
-/* Appends a point to a chunk with at least MX_POINT_MAX_BYTES free; t must
- * be greater than c->t_last unless c is empty. */
-void mx_chunk_append(struct mx_chunk *c, int64_t t, double v);
-/* Decodes every point of a chunk into ts/vs (room for c->n each); returns
- * how many decoded (fewer only when the data is damaged). */
-uint32_t mx_chunk_decode(const struct mx_chunk *c, int64_t *ts, double *vs);
+/* Appends a point to a chunk whose data (at least MX_POINT_MAX_BYTES free
+ * after its (nbits + 7) / 8 bytes) is at data; t must be greater than
+ * c->t_last unless c is empty. Writes format 2. */
+void mx_chunk_append(struct mx_chunk *c, uint8_t *data, int64_t t, double v);
+
+/* Reads a chunk's points in order, whatever its format. */
+struct mx_chunk_it {
+	const uint8_t *data;
+	uint32_t nbits, n, k, pos;
+	int64_t t, delta, run_d;
+	uint64_t bits;
+	uint32_t run_left;
+	int lead, trail;
+	uint8_t fmt, run_kind, run_p;
+};
+void mx_chunk_it_init(struct mx_chunk_it *it, const uint8_t *data, uint32_t nbits, uint32_t n,
+		      int64_t t_first, uint8_t fmt);
+/* The next point; false at the end (or where the data is damaged). */
+bool mx_chunk_it_next(struct mx_chunk_it *it, int64_t *t, double *v);
+/* Moves past the points of the current run that are before from without
+ * decoding them one by one (the caller still skips any others). */
+void mx_chunk_it_skip(struct mx_chunk_it *it, int64_t from);
+/* Decodes every point of an open chunk into ts/vs (room for c->n each);
+ * returns how many decoded (fewer only when the data is damaged). */
+uint32_t mx_chunk_decode(const struct mx_chunk *c, const uint8_t *data, int64_t *ts, double *vs);
 
 /* ------------------------------------------------------------------------ */
 /* History store (metrics_tsdb.c)                                           */
 
+/* A series' tier: one buffer holding its closed chunks, oldest first, each
+ * as a head (MX_CHUNK_HEAD bytes: i64 t_first, i64 t_last, u32 n, u32
+ * close sequence, u16 nbits, u8 format, u8 0) and its data, then room for
+ * the open chunk's head and its data. One allocation, sized to what it
+ * holds; NULL until a point lands in the tier. */
 struct mx_tier_data {
-	struct mx_chunk *oldest, *newest;
-	uint32_t n_chunks;
+	uint8_t *buf;
+	uint32_t len; /* bytes of closed chunks */
+	uint32_t cap; /* bytes allocated */
+	struct mx_chunk open; /* data at buf + len + MX_CHUNK_HEAD */
 	/* coarser tiers: the bucket being accumulated */
 	uint32_t acc_n;
 	int64_t acc_t; /* bucket start; 0: none */
@@ -195,13 +232,14 @@ struct mx_tseries {
  * series, its own structures plus the worst case of one open chunk per
  * tier, and the interned strings (strs.bytes of both, as long as a series
  * uses them). A series is admitted only while reserved stays within the budget,
- * so closed chunks can always be evicted (oldest closed first) to make room
- * for open ones, and used never exceeds the budget. */
+ * so closed chunks can always be evicted (the ones that closed first, by
+ * their close sequence) to make room for open ones, and used never exceeds
+ * the budget. */
 struct mx_tsdb {
 	struct metrics_tier tiers[METRICS_MAX_TIERS];
 	size_t n_tiers;
 	size_t budget, used, reserved;
-	struct mx_chunk *fifo_head, *fifo_tail; /* closed chunks, oldest first */
+	uint32_t close_seq; /* the next closed chunk's sequence */
 	uint64_t dropped_series, dropped_samples, evicted_chunks;
 	struct mx_strs strs; /* names, label names and values of the series */
 	/* series by name and labels: open addressing by s->hash */

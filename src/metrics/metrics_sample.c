@@ -162,6 +162,7 @@ struct mx_samplers {
 	char *version;
 	int64_t start_wall_ms;
 	int64_t now_mono;
+	int64_t now_wall; /* the sample's time, on the sampling grid */
 };
 
 struct mx_samplers *mx_samplers_new(struct metrics_registry *reg, const char *version)
@@ -227,6 +228,30 @@ static void set0(struct mx_samplers *s, enum fam f, double v)
 
 /* ---- supervisor ---- */
 
+/* An instance's uptime, in whole milliseconds. Samples are stamped with
+ * their place on the sampling grid; an uptime read within the same
+ * tolerance of one interval (or a whole number of them) more than the last
+ * is taken as exactly that much more, so that a running instance's uptime
+ * grows by exactly the interval and its history is a run of a few bytes
+ * rather than a few bits a sample. */
+#define MX_UPTIME_SNAP_MS 25
+
+static void set_uptime(struct mx_samplers *s, const char *const *values,
+		       const struct supervisor_metrics_inst *in)
+{
+	struct metrics_series *u = metrics_series_get(s->f[F_INST_UPTIME], values);
+	int64_t ms = llround(in->uptime_seconds * 1000.0);
+	if (u->tag == in->pid && u->prev_ms && s->now_wall > u->prev_ms) {
+		int64_t want = (int64_t)u->prev + (s->now_wall - u->prev_ms);
+		if (llabs(ms - want) <= MX_UPTIME_SNAP_MS)
+			ms = want;
+	}
+	u->prev = (double)ms;
+	u->prev_ms = s->now_wall;
+	u->tag = in->pid;
+	metrics_set(u, (double)ms / 1000.0);
+}
+
 static void on_inst(void *ctx, const struct supervisor_metrics_inst *in)
 {
 	struct mx_samplers *s = ctx;
@@ -253,7 +278,7 @@ static void on_inst(void *ctx, const struct supervisor_metrics_inst *in)
 	if (in->open_fds >= 0)
 		set(s, F_INST_FDS, v, (double)in->open_fds);
 	set(s, F_INST_THREADS, v, (double)in->threads);
-	set(s, F_INST_UPTIME, v, in->uptime_seconds);
+	set_uptime(s, v, in);
 }
 
 static void on_proc(void *ctx, const struct supervisor_metrics_proc *p)
@@ -411,7 +436,7 @@ static void sample_self(struct mx_samplers *s, double loop_lag_s)
 void mx_samplers_run(struct mx_samplers *s, struct supervisor *sv, struct router *r,
 		     const char *data_dir, int64_t now_ms, double loop_lag_s)
 {
-	(void)now_ms;
+	s->now_wall = now_ms;
 	s->now_mono = time_mono_ms();
 	if (sv)
 		supervisor_metrics_each(sv, on_inst, on_proc, s);

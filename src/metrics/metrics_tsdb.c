@@ -86,37 +86,50 @@ static double bitsd(uint64_t u)
 }
 
 /* Delta-of-delta classes: a control prefix and the width of the signed
- * value that follows. */
+ * value that follows. After them: '1111' + 64 bits in format 1; in format 2
+ * '11110' + 64 bits, and '11111' starts a run record:
+ *   '0' + u16 count                    count points repeating the previous
+ *                                      interval and value;
+ *   '1' + u3 p + u6 w + w bits of the  count points repeating the previous
+ *   zigzagged step + u16 count         interval, each value m / 10^p where
+ *                                      m = round(previous value * 10^p) + step.
+ * The count comes last, so a run record being extended is rewritten in place. */
 static const struct {
 	uint64_t prefix;
 	int prefix_bits, value_bits;
 } dod_classes[] = {{0x2, 2, 14}, {0x6, 3, 17}, {0xe, 4, 20}};
 
-static void put_dod(struct mx_chunk *c, int64_t dod)
+static const double pow10s[] = {1, 10, 100, 1e3, 1e4, 1e5, 1e6, 1e7};
+#define MX_DEC_MAX 6          /* largest decimal scale tried for progressions */
+#define MX_DEC_LIMIT 0x1p50   /* |m| below this: m round-trips through v */
+#define MX_RUN_CONST_BITS (5 + 1 + 16)
+#define MX_RUN_LIN_BITS (5 + 1 + 3 + 6 + 16) /* plus the step's width */
+
+static void put_dod(struct mx_chunk *c, uint8_t *data, int64_t dod)
 {
 	if (dod == 0) {
-		mx_bits_write(c->data, &c->nbits, 0, 1);
+		mx_bits_write(data, &c->nbits, 0, 1);
 		return;
 	}
 	for (size_t k = 0; k < ARRAY_SIZE(dod_classes); k++) {
 		int w = dod_classes[k].value_bits;
 		int64_t lo = -(1LL << (w - 1)), hi = (1LL << (w - 1)) - 1;
 		if (dod >= lo && dod <= hi) {
-			mx_bits_write(c->data, &c->nbits, dod_classes[k].prefix, dod_classes[k].prefix_bits);
-			mx_bits_write(c->data, &c->nbits, (uint64_t)dod, w);
+			mx_bits_write(data, &c->nbits, dod_classes[k].prefix, dod_classes[k].prefix_bits);
+			mx_bits_write(data, &c->nbits, (uint64_t)dod, w);
 			return;
 		}
 	}
-	mx_bits_write(c->data, &c->nbits, 0xf, 4);
-	mx_bits_write(c->data, &c->nbits, (uint64_t)dod, 64);
+	mx_bits_write(data, &c->nbits, 0x1e, 5);
+	mx_bits_write(data, &c->nbits, (uint64_t)dod, 64);
 }
 
-static void put_value(struct mx_chunk *c, uint64_t bits)
+static void put_value(struct mx_chunk *c, uint8_t *data, uint64_t bits)
 {
 	uint64_t x = bits ^ c->v_bits;
 	c->v_bits = bits;
 	if (x == 0) {
-		mx_bits_write(c->data, &c->nbits, 0, 1);
+		mx_bits_write(data, &c->nbits, 0, 1);
 		return;
 	}
 	int lead = __builtin_clzll(x), trail = __builtin_ctzll(x);
@@ -125,20 +138,141 @@ static void put_value(struct mx_chunk *c, uint64_t bits)
 	if (c->lead != 0xff && lead >= c->lead && trail >= c->trail) {
 		/* Fits the previous window: '10' + the window's bits. */
 		int sig = 64 - c->lead - c->trail;
-		mx_bits_write(c->data, &c->nbits, 0x2, 2);
-		mx_bits_write(c->data, &c->nbits, x >> c->trail, sig);
+		mx_bits_write(data, &c->nbits, 0x2, 2);
+		mx_bits_write(data, &c->nbits, x >> c->trail, sig);
 		return;
 	}
 	int sig = 64 - lead - trail;
-	mx_bits_write(c->data, &c->nbits, 0x3, 2);
-	mx_bits_write(c->data, &c->nbits, (uint64_t)lead, 5);
-	mx_bits_write(c->data, &c->nbits, (uint64_t)(sig & 63), 6); /* 64 is stored as 0 */
-	mx_bits_write(c->data, &c->nbits, x >> trail, sig);
+	mx_bits_write(data, &c->nbits, 0x3, 2);
+	mx_bits_write(data, &c->nbits, (uint64_t)lead, 5);
+	mx_bits_write(data, &c->nbits, (uint64_t)(sig & 63), 6); /* 64 is stored as 0 */
+	mx_bits_write(data, &c->nbits, x >> trail, sig);
 	c->lead = (uint8_t)lead;
 	c->trail = (uint8_t)trail;
 }
 
-void mx_chunk_append(struct mx_chunk *c, int64_t t, double v)
+/* m with v == m / 10^p exactly, when |m| < MX_DEC_LIMIT. Encoder and
+ * decoder compute it alike, so a progression needs no stored start. */
+static bool dec_of(double v, int p, int64_t *m)
+{
+	double a = v * pow10s[p];
+	if (!(fabs(a) < MX_DEC_LIMIT))
+		return false; /* NaN and infinities too */
+	*m = llround(a);
+	return dbits((double)*m / pow10s[p]) == dbits(v);
+}
+
+static double dec_val(int64_t m, int p)
+{
+	return (double)m / pow10s[p];
+}
+
+/* The next value of a progression at scale p and step d after prev_bits. */
+static bool dec_next(uint64_t prev_bits, int p, int64_t d, uint64_t *out)
+{
+	int64_t m;
+	if (!dec_of(bitsd(prev_bits), p, &m))
+		return false;
+	m += d;
+	if (!(fabs((double)m) < MX_DEC_LIMIT))
+		return false;
+	*out = dbits(dec_val(m, p));
+	return true;
+}
+
+/* Whether prev -> v is a decimal step (the smallest scale that holds both). */
+static bool dec_step(uint64_t prev_bits, uint64_t bits, uint8_t *p, int64_t *d)
+{
+	double a = bitsd(prev_bits), b = bitsd(bits);
+	if (!isfinite(a) || !isfinite(b))
+		return false;
+	for (int k = 0; k <= MX_DEC_MAX; k++) {
+		int64_t ma, mb;
+		if (dec_of(a, k, &ma) && dec_of(b, k, &mb)) {
+			if (ma == mb)
+				return false;
+			*p = (uint8_t)k;
+			*d = mb - ma;
+			return true;
+		}
+	}
+	return false;
+}
+
+static uint64_t zigzag(int64_t v)
+{
+	return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
+}
+
+static int64_t unzigzag(uint64_t u)
+{
+	return (int64_t)(u >> 1) ^ -(int64_t)(u & 1);
+}
+
+static int bit_width(uint64_t u)
+{
+	return u ? 64 - __builtin_clzll(u) : 1;
+}
+
+/* Clears the bits from pos to the end of the byte that holds bit end - 1,
+ * so that they can be written again (mx_bits_write() ORs into a byte it
+ * did not start). */
+static void bits_clear(uint8_t *data, uint32_t pos, uint32_t end)
+{
+	if (pos >= end)
+		return;
+	if (pos & 7) {
+		data[pos >> 3] &= (uint8_t)(0xff << (8 - (pos & 7)));
+		pos = (pos + 7) & ~7u;
+	}
+	if (pos < end)
+		memset(data + (pos >> 3), 0, ((end + 7) >> 3) - (pos >> 3));
+}
+
+static uint32_t run_rec_bits(const struct mx_chunk *c)
+{
+	if (c->run_kind == 1)
+		return MX_RUN_CONST_BITS;
+	return MX_RUN_LIN_BITS + (uint32_t)bit_width(zigzag(c->run_d));
+}
+
+/* Replaces the run's points (written one by one since run_pos) with a
+ * record; the XOR window goes back to what it was where the run started,
+ * as a reader of the record will have it. */
+static void run_write_record(struct mx_chunk *c, uint8_t *data)
+{
+	bits_clear(data, c->run_pos, c->nbits);
+	c->nbits = c->run_pos;
+	c->lead = c->run_lead;
+	c->trail = c->run_trail;
+	mx_bits_write(data, &c->nbits, 0x1f, 5);
+	if (c->run_kind == 1) {
+		mx_bits_write(data, &c->nbits, 0, 1);
+	} else {
+		uint64_t z = zigzag(c->run_d);
+		int w = bit_width(z);
+		mx_bits_write(data, &c->nbits, 1, 1);
+		mx_bits_write(data, &c->nbits, c->run_p, 3);
+		mx_bits_write(data, &c->nbits, (uint64_t)w, 6);
+		mx_bits_write(data, &c->nbits, z, w);
+	}
+	mx_bits_write(data, &c->nbits, c->run_n, 16);
+	c->run_rec = 1;
+}
+
+/* Whether a point with the previous interval and these bits continues the
+ * current run. */
+static bool run_continues(const struct mx_chunk *c, uint64_t bits)
+{
+	if (c->run_kind == 0 || c->run_n >= MX_RUN_MAX)
+		return false;
+	if (c->run_kind == 1)
+		return bits == c->v_bits;
+	uint64_t want;
+	return dec_next(c->v_bits, c->run_p, c->run_d, &want) && want == bits;
+}
+
+void mx_chunk_append(struct mx_chunk *c, uint8_t *data, int64_t t, double v)
 {
 	uint64_t bits = dbits(v);
 	if (c->n == 0) {
@@ -146,77 +280,203 @@ void mx_chunk_append(struct mx_chunk *c, int64_t t, double v)
 		c->delta = 0;
 		c->lead = 0xff;
 		c->v_bits = bits;
-		mx_bits_write(c->data, &c->nbits, bits, 64);
+		c->nbits = 0;
+		c->run_kind = 0;
+		mx_bits_write(data, &c->nbits, bits, 64);
 		c->n = 1;
 		return;
 	}
 	int64_t delta = t - c->t_last;
-	put_dod(c, delta - c->delta);
-	put_value(c, bits);
+	int64_t dod = delta - c->delta;
+	if (dod == 0 && run_continues(c, bits)) {
+		c->run_n++;
+		if (c->run_rec) {
+			uint32_t at = c->nbits - 16;
+			bits_clear(data, at, c->nbits);
+			mx_bits_write(data, &at, c->run_n, 16);
+			c->v_bits = bits;
+		} else {
+			put_dod(c, data, 0);
+			put_value(c, data, bits);
+			if (run_rec_bits(c) <= c->nbits - c->run_pos)
+				run_write_record(c, data);
+		}
+		c->t_last = t;
+		c->n++;
+		return;
+	}
+	/* A point of its own, which may start a run. */
+	uint32_t pos = c->nbits;
+	uint8_t lead = c->lead, trail = c->trail;
+	uint64_t prev = c->v_bits;
+	put_dod(c, data, dod);
+	put_value(c, data, bits);
 	c->delta = delta;
 	c->t_last = t;
 	c->n++;
+	c->run_kind = 0;
+	if (dod != 0)
+		return;
+	if (bits == prev)
+		c->run_kind = 1;
+	else if (dec_step(prev, bits, &c->run_p, &c->run_d))
+		c->run_kind = 2;
+	else
+		return;
+	c->run_n = 1;
+	c->run_rec = 0;
+	c->run_pos = pos;
+	c->run_lead = lead;
+	c->run_trail = trail;
 }
 
-uint32_t mx_chunk_decode(const struct mx_chunk *c, int64_t *ts, double *vs)
+void mx_chunk_it_init(struct mx_chunk_it *it, const uint8_t *data, uint32_t nbits, uint32_t n,
+		      int64_t t_first, uint8_t fmt)
 {
-	uint32_t pos = 0, k = 0;
-	uint64_t v, bits;
-	if (c->n == 0 || !mx_bits_read(c->data, c->nbits, &pos, 64, &bits))
-		return 0;
-	int64_t t = c->t_first, delta = 0;
-	int lead = -1, trail = 0;
-	ts[0] = t;
-	vs[0] = bitsd(bits);
-	for (k = 1; k < c->n; k++) {
-		/* timestamp */
-		int ones = 0;
-		while (ones < 4) {
-			if (!mx_bits_read(c->data, c->nbits, &pos, 1, &v))
-				return k;
-			if (!v)
-				break;
-			ones++;
-		}
-		int64_t dod = 0;
-		if (ones > 0) {
-			int w = ones == 4 ? 64 : dod_classes[ones - 1].value_bits;
-			if (!mx_bits_read(c->data, c->nbits, &pos, w, &v))
-				return k;
-			if (w < 64 && (v >> (w - 1)) & 1)
-				v |= ~0ULL << w; /* sign-extend */
-			dod = (int64_t)v;
-		}
-		delta += dod;
-		t += delta;
-		/* value */
-		if (!mx_bits_read(c->data, c->nbits, &pos, 1, &v))
-			return k;
-		if (v) {
-			if (!mx_bits_read(c->data, c->nbits, &pos, 1, &v))
-				return k;
-			if (v) {
-				uint64_t l, s;
-				if (!mx_bits_read(c->data, c->nbits, &pos, 5, &l) ||
-				    !mx_bits_read(c->data, c->nbits, &pos, 6, &s))
-					return k;
-				int sig = s ? (int)s : 64;
-				if ((int)l + sig > 64)
-					return k;
-				lead = (int)l;
-				trail = 64 - lead - sig;
-			} else if (lead < 0) {
-				return k; /* a window before any was set: damaged */
-			}
-			int sig = 64 - lead - trail;
-			uint64_t x;
-			if (!mx_bits_read(c->data, c->nbits, &pos, sig, &x))
-				return k;
-			bits ^= trail < 64 ? x << trail : 0;
-		}
-		ts[k] = t;
-		vs[k] = bitsd(bits);
+	memset(it, 0, sizeof(*it));
+	it->data = data;
+	it->nbits = nbits;
+	it->n = n;
+	it->t = t_first;
+	it->lead = -1;
+	it->fmt = fmt;
+}
+
+/* Reads a run record's body (after its '11111'). */
+static bool it_read_run(struct mx_chunk_it *it)
+{
+	uint64_t kind, v;
+	if (!mx_bits_read(it->data, it->nbits, &it->pos, 1, &kind))
+		return false;
+	it->run_kind = kind ? 2 : 1;
+	if (kind) {
+		uint64_t p, w;
+		if (!mx_bits_read(it->data, it->nbits, &it->pos, 3, &p) || p > MX_DEC_MAX ||
+		    !mx_bits_read(it->data, it->nbits, &it->pos, 6, &w) || w == 0 ||
+		    !mx_bits_read(it->data, it->nbits, &it->pos, (int)w, &v))
+			return false;
+		it->run_p = (uint8_t)p;
+		it->run_d = unzigzag(v);
 	}
+	if (!mx_bits_read(it->data, it->nbits, &it->pos, 16, &v) || v == 0)
+		return false;
+	it->run_left = (uint32_t)v;
+	return true;
+}
+
+/* The next point of the current run. */
+static bool it_run_point(struct mx_chunk_it *it)
+{
+	if (it->run_kind == 2 && !dec_next(it->bits, it->run_p, it->run_d, &it->bits))
+		return false;
+	it->t += it->delta;
+	it->run_left--;
+	return true;
+}
+
+bool mx_chunk_it_next(struct mx_chunk_it *it, int64_t *t, double *v)
+{
+	uint64_t b;
+	if (it->k >= it->n)
+		return false;
+	if (it->k == 0) {
+		if (!mx_bits_read(it->data, it->nbits, &it->pos, 64, &it->bits))
+			return false;
+		goto out;
+	}
+	if (it->run_left) {
+		if (!it_run_point(it))
+			return false;
+		goto out;
+	}
+	/* timestamp */
+	int ones = 0;
+	while (ones < 4) {
+		if (!mx_bits_read(it->data, it->nbits, &it->pos, 1, &b))
+			return false;
+		if (!b)
+			break;
+		ones++;
+	}
+	int64_t dod = 0;
+	if (ones == 4 && it->fmt >= MX_FMT_V2) {
+		if (!mx_bits_read(it->data, it->nbits, &it->pos, 1, &b))
+			return false;
+		if (b) {
+			if (!it_read_run(it) || !it_run_point(it))
+				return false;
+			goto out;
+		}
+	}
+	if (ones > 0) {
+		int w = ones == 4 ? 64 : dod_classes[ones - 1].value_bits;
+		if (!mx_bits_read(it->data, it->nbits, &it->pos, w, &b))
+			return false;
+		if (w < 64 && (b >> (w - 1)) & 1)
+			b |= ~0ULL << w; /* sign-extend */
+		dod = (int64_t)b;
+	}
+	it->delta += dod;
+	it->t += it->delta;
+	/* value */
+	if (!mx_bits_read(it->data, it->nbits, &it->pos, 1, &b))
+		return false;
+	if (b) {
+		if (!mx_bits_read(it->data, it->nbits, &it->pos, 1, &b))
+			return false;
+		if (b) {
+			uint64_t l, s;
+			if (!mx_bits_read(it->data, it->nbits, &it->pos, 5, &l) ||
+			    !mx_bits_read(it->data, it->nbits, &it->pos, 6, &s))
+				return false;
+			int sig = s ? (int)s : 64;
+			if ((int)l + sig > 64)
+				return false;
+			it->lead = (int)l;
+			it->trail = 64 - it->lead - sig;
+		} else if (it->lead < 0) {
+			return false; /* a window before any was set: damaged */
+		}
+		int sig = 64 - it->lead - it->trail;
+		uint64_t x;
+		if (!mx_bits_read(it->data, it->nbits, &it->pos, sig, &x))
+			return false;
+		it->bits ^= it->trail < 64 ? x << it->trail : 0;
+	}
+out:
+	it->k++;
+	*t = it->t;
+	*v = bitsd(it->bits);
+	return true;
+}
+
+void mx_chunk_it_skip(struct mx_chunk_it *it, int64_t from)
+{
+	if (!it->run_left || it->delta <= 0 || it->t >= from)
+		return;
+	int64_t before = (from - 1 - it->t) / it->delta; /* run points with t < from */
+	if (before > (int64_t)it->run_left)
+		before = it->run_left;
+	if (before <= 0 || it->k + (uint64_t)before > it->n)
+		return;
+	if (it->run_kind == 2) {
+		int64_t m;
+		if (!dec_of(bitsd(it->bits), it->run_p, &m))
+			return; /* damaged: let mx_chunk_it_next() find out */
+		it->bits = dbits(dec_val(m + it->run_d * before, it->run_p));
+	}
+	it->t += it->delta * before;
+	it->run_left -= (uint32_t)before;
+	it->k += (uint32_t)before;
+}
+
+uint32_t mx_chunk_decode(const struct mx_chunk *c, const uint8_t *data, int64_t *ts, double *vs)
+{
+	struct mx_chunk_it it;
+	mx_chunk_it_init(&it, data, c->nbits, c->n, c->t_first, MX_FMT_V2);
+	uint32_t k = 0;
+	while (k < c->n && mx_chunk_it_next(&it, &ts[k], &vs[k]))
+		k++;
 	return k;
 }
 
@@ -224,6 +484,9 @@ uint32_t mx_chunk_decode(const struct mx_chunk *c, int64_t *ts, double *vs)
 /* The store                                                                */
 
 static bool make_room(struct mx_tsdb *db, size_t need);
+
+/* The most an open chunk's part of a tier's buffer grows to (tier_put()). */
+#define MX_OPEN_MAX (MX_CHUNK_HEAD + MX_CHUNK_MAX_BYTES + 8)
 
 struct mx_tsdb *mx_tsdb_new(const struct metrics_tier *tiers, size_t n_tiers, size_t budget)
 {
@@ -236,64 +499,87 @@ struct mx_tsdb *mx_tsdb_new(const struct metrics_tier *tiers, size_t n_tiers, si
 	return db;
 }
 
-static size_t chunk_bytes(const struct mx_chunk *c)
+/* A closed chunk's head, packed in a tier's buffer. */
+struct chunk_head {
+	int64_t t_first, t_last;
+	uint32_t n, seq;
+	uint16_t nbits;
+	uint8_t fmt;
+};
+
+static void head_put(uint8_t *at, const struct chunk_head *h)
 {
-	return sizeof(*c) + c->cap;
+	uint8_t z = 0;
+	memcpy(at, &h->t_first, 8);
+	memcpy(at + 8, &h->t_last, 8);
+	memcpy(at + 16, &h->n, 4);
+	memcpy(at + 20, &h->seq, 4);
+	memcpy(at + 24, &h->nbits, 2);
+	memcpy(at + 26, &h->fmt, 1);
+	memcpy(at + 27, &z, 1);
 }
 
-static void fifo_push(struct mx_tsdb *db, struct mx_chunk *c)
+static void head_get(const uint8_t *at, struct chunk_head *h)
 {
-	c->fifo_next = NULL;
-	c->fifo_prev = db->fifo_tail;
-	if (db->fifo_tail)
-		db->fifo_tail->fifo_next = c;
-	else
-		db->fifo_head = c;
-	db->fifo_tail = c;
+	memcpy(&h->t_first, at, 8);
+	memcpy(&h->t_last, at + 8, 8);
+	memcpy(&h->n, at + 16, 4);
+	memcpy(&h->seq, at + 20, 4);
+	memcpy(&h->nbits, at + 24, 2);
+	memcpy(&h->fmt, at + 26, 1);
 }
 
-static void fifo_unlink(struct mx_tsdb *db, struct mx_chunk *c)
+/* Bytes a closed chunk takes in its buffer, head included. */
+static uint32_t head_size(const struct chunk_head *h)
 {
-	if (!c->closed)
+	return MX_CHUNK_HEAD + ((uint32_t)h->nbits + 7) / 8;
+}
+
+static uint32_t open_bytes(const struct mx_tier_data *td)
+{
+	return td->open.n ? MX_CHUNK_HEAD + (td->open.nbits + 7) / 8 : 0;
+}
+
+/* Resizes a tier's buffer to cap bytes (0 frees it), accounted. */
+static void buf_resize(struct mx_tsdb *db, struct mx_tseries *s, struct mx_tier_data *td,
+		       uint32_t cap)
+{
+	if (cap == td->cap)
 		return;
-	if (c->fifo_prev)
-		c->fifo_prev->fifo_next = c->fifo_next;
-	else
-		db->fifo_head = c->fifo_next;
-	if (c->fifo_next)
-		c->fifo_next->fifo_prev = c->fifo_prev;
-	else
-		db->fifo_tail = c->fifo_prev;
-	c->fifo_prev = c->fifo_next = NULL;
+	if (cap == 0) {
+		free(td->buf);
+		td->buf = NULL;
+	} else {
+		td->buf = xrealloc(td->buf, cap);
+	}
+	db->used = db->used - td->cap + cap;
+	s->bytes = s->bytes - td->cap + cap;
+	td->cap = cap;
 }
 
-/* Frees a chunk that is no longer linked in its series. */
-static void chunk_free(struct mx_tsdb *db, struct mx_tseries *s, struct mx_chunk *c)
+/* Drops the oldest closed chunks of a tier, bytes of them, and gives their
+ * memory back. */
+static void tier_drop_front(struct mx_tsdb *db, struct mx_tseries *s, struct mx_tier_data *td,
+			    uint32_t bytes)
 {
-	fifo_unlink(db, c);
-	size_t b = chunk_bytes(c);
-	db->used -= b;
-	s->bytes -= b;
-	free(c->data);
-	free(c);
+	if (!bytes)
+		return;
+	uint32_t keep = td->len - bytes + open_bytes(td);
+	memmove(td->buf, td->buf + bytes, keep);
+	td->len -= bytes;
+	buf_resize(db, s, td, keep ? td->cap - bytes : 0);
 }
 
-/* Unlinks and frees any chunk of its series' tier list. */
-static void chunk_drop(struct mx_tsdb *db, struct mx_chunk *c)
+/* Ends a tier's open chunk: its head is written in front of its data,
+ * which become the newest closed chunk. */
+static void chunk_close(struct mx_tsdb *db, struct mx_tier_data *td)
 {
-	struct mx_tier_data *td = &c->owner->tiers[c->tier];
-	struct mx_chunk *prev = NULL;
-	if (td->oldest != c)
-		for (prev = td->oldest; prev && prev->next != c; prev = prev->next)
-			;
-	if (prev)
-		prev->next = c->next;
-	else
-		td->oldest = c->next;
-	if (td->newest == c)
-		td->newest = prev;
-	td->n_chunks--;
-	chunk_free(db, c->owner, c);
+	struct mx_chunk *c = &td->open;
+	struct chunk_head h = {c->t_first, c->t_last, c->n, db->close_seq++, (uint16_t)c->nbits,
+			       MX_FMT_V2};
+	head_put(td->buf + td->len, &h);
+	td->len += head_size(&h);
+	memset(c, 0, sizeof(*c));
 }
 
 /* ------------------------------------------------------------------------ */
@@ -387,14 +673,8 @@ static void set_del(struct mx_tsdb *db, struct mx_tseries *s)
 
 static void series_free(struct mx_tsdb *db, struct mx_tseries *s)
 {
-	for (size_t t = 0; t < db->n_tiers; t++) {
-		struct mx_chunk *c = s->tiers[t].oldest;
-		while (c) {
-			struct mx_chunk *next = c->next;
-			chunk_free(db, s, c);
-			c = next;
-		}
-	}
+	for (size_t t = 0; t < db->n_tiers; t++)
+		buf_resize(db, s, &s->tiers[t], 0);
 	db->used -= s->bytes;
 	db->reserved -= s->reserve;
 	for (size_t k = 0; k < 2 * s->n_labels; k++)
@@ -447,7 +727,7 @@ struct mx_tseries *mx_tsdb_series(struct mx_tsdb *db, const char *name,
 	/* The series, its labels, and its place in db->set and db->all. */
 	size_t cost = sizeof(struct mx_tseries) + db->n_tiers * sizeof(struct mx_tier_data) +
 		      2 * n_labels * sizeof(char *) + 3 * sizeof(struct mx_tseries *);
-	size_t reserve = cost + db->n_tiers * (sizeof(struct mx_chunk) + MX_CHUNK_MAX_BYTES);
+	size_t reserve = cost + db->n_tiers * MX_OPEN_MAX;
 	if (db->reserved + reserve + new_strs > db->budget || !make_room(db, cost + new_strs)) {
 		db->dropped_series++;
 		return NULL;
@@ -476,77 +756,130 @@ struct mx_tseries *mx_tsdb_series(struct mx_tsdb *db, const char *name,
 	return s;
 }
 
+/* Evicts the closed chunks that closed first, at least want bytes of them
+ * (about: by close sequence in 64 groups, all of a group at once, so that
+ * one pass over the store makes room for many appends). False when there
+ * is no closed chunk left. */
+static bool evict(struct mx_tsdb *db, size_t want)
+{
+	size_t by_age[64] = {0}, total = 0;
+	uint32_t oldest = 0;
+	for (size_t k = 0; k < db->n; k++)
+		for (size_t t = 0; t < db->n_tiers; t++) {
+			struct mx_tier_data *td = &db->all[k]->tiers[t];
+			struct chunk_head h;
+			if (td->len) {
+				head_get(td->buf, &h);
+				if (db->close_seq - h.seq > oldest)
+					oldest = db->close_seq - h.seq;
+			}
+		}
+	if (oldest == 0)
+		return false;
+	uint64_t group = (uint64_t)oldest / 64 + 1; /* ages per group */
+	for (size_t k = 0; k < db->n; k++)
+		for (size_t t = 0; t < db->n_tiers; t++) {
+			struct mx_tier_data *td = &db->all[k]->tiers[t];
+			for (uint32_t at = 0; at < td->len;) {
+				struct chunk_head h;
+				head_get(td->buf + at, &h);
+				by_age[(db->close_seq - h.seq) / group] += head_size(&h);
+				total += head_size(&h);
+				at += head_size(&h);
+			}
+		}
+	/* Evict every chunk at least this old. */
+	size_t g = 64, sum = 0;
+	while (g > 0 && sum < want)
+		sum += by_age[--g];
+	uint64_t min_age = g * group;
+	for (size_t k = 0; k < db->n; k++) {
+		struct mx_tseries *s = db->all[k];
+		for (size_t t = 0; t < db->n_tiers; t++) {
+			struct mx_tier_data *td = &s->tiers[t];
+			uint32_t drop = 0;
+			while (drop < td->len) {
+				struct chunk_head h;
+				head_get(td->buf + drop, &h);
+				if (db->close_seq - h.seq < min_age)
+					break;
+				drop += head_size(&h);
+				db->evicted_chunks++;
+			}
+			tier_drop_front(db, s, td, drop);
+		}
+	}
+	return total > 0;
+}
+
 /* Makes room for need more bytes by evicting the closed chunks that closed
- * first. False when even that is not enough. */
+ * first (and some more, 1/64 of the budget, so as not to come back at
+ * once). False when even that is not enough. */
 static bool make_room(struct mx_tsdb *db, size_t need)
 {
-	while (db->used + need > db->budget) {
-		if (!db->fifo_head)
+	while (db->used + need > db->budget)
+		if (!evict(db, db->used + need - db->budget + db->budget / 64))
 			return false;
-		chunk_drop(db, db->fifo_head);
-		db->evicted_chunks++;
-	}
 	return true;
 }
 
-static void chunk_close(struct mx_tsdb *db, struct mx_tseries *s, struct mx_chunk *c)
+/* How long a chunk of tier t may span: 1/MX_CHUNK_SPANS of its retention,
+ * so retention, which drops whole chunks, keeps at most that much more. */
+static int64_t tier_span(const struct mx_tsdb *db, size_t t)
 {
-	c->closed = true;
-	fifo_push(db, c);
-	uint32_t used = (c->nbits + 7) / 8;
-	if (used == 0)
-		used = 1;
-	if (used < c->cap) {
-		c->data = xrealloc(c->data, used);
-		db->used -= c->cap - used;
-		s->bytes -= c->cap - used;
-		c->cap = used;
-	}
+	int64_t span = db->tiers[t].retention_ms / MX_CHUNK_SPANS;
+	return span > 0 ? span : 1;
 }
 
-/* Appends one point to tier t's newest chunk, starting or growing chunks. */
+/* Appends one point to tier t, closing its open chunk first when full or
+ * long enough, and growing its buffer as needed. */
 static int tier_put(struct mx_tsdb *db, struct mx_tseries *s, size_t t, int64_t ts, double v)
 {
 	struct mx_tier_data *td = &s->tiers[t];
-	struct mx_chunk *c = td->newest;
-	if (c && !c->closed && c->n > 0 && ts <= c->t_last)
+	struct mx_chunk *c = &td->open;
+	if (c->n > 0 && ts <= c->t_last)
 		return -EINVAL;
-	size_t free_bytes = c ? c->cap - (c->nbits + 7) / 8 : 0;
-	if (!c || c->closed || c->n >= MX_CHUNK_POINTS ||
-	    (free_bytes < MX_POINT_MAX_BYTES && c->cap >= MX_CHUNK_MAX_BYTES)) {
-		if (c && !c->closed)
-			chunk_close(db, s, c);
-		size_t need = sizeof(struct mx_chunk) + MX_CHUNK_MIN_BYTES;
-		if (!make_room(db, need)) {
+	if (c->n > 0 && ((c->nbits + 7) / 8 + MX_POINT_MAX_BYTES > MX_CHUNK_MAX_BYTES ||
+			 ts - c->t_first >= tier_span(db, t) || c->n == UINT32_MAX))
+		chunk_close(db, td);
+	/* Room for the open chunk's head, its data and one more point, in
+	 * steps of 8 bytes. */
+	uint32_t data = (c->nbits + 7) / 8;
+	uint32_t want = td->len + MX_CHUNK_HEAD + data + MX_POINT_MAX_BYTES;
+	if (want > td->cap) {
+		uint32_t grow = ((data + MX_POINT_MAX_BYTES + 7) & ~7u) + MX_CHUNK_HEAD;
+		if (!make_room(db, td->len + grow - td->cap)) {
 			db->dropped_samples++;
 			return -ENOSPC;
 		}
-		c = xcalloc(1, sizeof(*c));
-		c->owner = s;
-		c->tier = (uint8_t)t;
-		c->cap = MX_CHUNK_MIN_BYTES;
-		c->data = xmalloc(c->cap);
-		db->used += need;
-		s->bytes += need;
-		if (td->newest)
-			td->newest->next = c;
-		else
-			td->oldest = c;
-		td->newest = c;
-		td->n_chunks++;
-	} else if (free_bytes < MX_POINT_MAX_BYTES) {
-		uint32_t cap = c->cap * 2 > MX_CHUNK_MAX_BYTES ? MX_CHUNK_MAX_BYTES : c->cap * 2;
-		if (!make_room(db, cap - c->cap)) {
-			db->dropped_samples++;
-			return -ENOSPC;
-		}
-		c->data = xrealloc(c->data, cap);
-		db->used += cap - c->cap;
-		s->bytes += cap - c->cap;
-		c->cap = cap;
+		/* Eviction may have shortened this very buffer. */
+		if (td->len + MX_CHUNK_HEAD + data + MX_POINT_MAX_BYTES > td->cap)
+			buf_resize(db, s, td, td->len + grow);
 	}
-	mx_chunk_append(c, ts, v);
+	mx_chunk_append(c, td->buf + td->len + MX_CHUNK_HEAD, ts, v);
 	return 0;
+}
+
+/* The value a coarser tier stores for a bucket of gauge samples: their
+ * average, or the shortest decimal (up to 6 places) within the rounding
+ * error of summing n samples (n + 2 units in the last place). An average
+ * of decimal samples is itself such a decimal up to that error, and stored
+ * as one it keeps runs of them (the average uptime of an instance grows by
+ * exactly 10 s every 10 s) cheap. */
+static double tier_average(double sum, uint32_t n)
+{
+	double avg = sum / n, tol = fabs(avg) * (n + 2) * 0x1p-52;
+	if (!isfinite(avg))
+		return avg;
+	for (int p = 0; p <= MX_DEC_MAX; p++) {
+		double a = avg * pow10s[p];
+		if (!(fabs(a) < MX_DEC_LIMIT))
+			break;
+		double d = dec_val(llround(a), p);
+		if (fabs(d - avg) <= tol)
+			return d;
+	}
+	return avg;
 }
 
 int mx_tsdb_append(struct mx_tsdb *db, struct mx_tseries *s, int64_t t, double v)
@@ -560,7 +893,7 @@ int mx_tsdb_append(struct mx_tsdb *db, struct mx_tseries *s, int64_t t, double v
 		int64_t res = db->tiers[k].res_ms;
 		int64_t bucket = t - ((t % res) + res) % res;
 		if (td->acc_n && bucket != td->acc_t) {
-			double out = s->counter ? td->acc_last : td->acc_sum / td->acc_n;
+			double out = s->counter ? td->acc_last : tier_average(td->acc_sum, td->acc_n);
 			tier_put(db, s, k, td->acc_t, out);
 			td->acc_n = 0;
 			td->acc_sum = 0;
@@ -585,11 +918,22 @@ void mx_tsdb_gc(struct mx_tsdb *db, int64_t now)
 		for (size_t t = 0; t < db->n_tiers; t++) {
 			struct mx_tier_data *td = &s->tiers[t];
 			int64_t cutoff = now - db->tiers[t].retention_ms;
-			while (td->oldest && td->oldest->t_last < cutoff)
-				chunk_drop(db, td->oldest);
+			uint32_t drop = 0;
+			while (drop < td->len) {
+				struct chunk_head h;
+				head_get(td->buf + drop, &h);
+				if (h.t_last >= cutoff)
+					break;
+				drop += head_size(&h);
+			}
+			tier_drop_front(db, s, td, drop);
+			if (td->open.n && td->open.t_last < cutoff) {
+				memset(&td->open, 0, sizeof(td->open));
+				buf_resize(db, s, td, td->len);
+			}
 			if (td->acc_n && td->acc_t < cutoff)
 				td->acc_n = 0;
-			if (td->oldest || td->acc_n)
+			if (td->len || td->open.n || td->acc_n)
 				empty = false;
 		}
 		if (empty && s->t_last < now - longest) {
@@ -609,43 +953,66 @@ static void push_point(struct metrics_point **pts, size_t *n, size_t *alloc, int
 	(*pts)[(*n)++] = (struct metrics_point){t, v};
 }
 
+/* Appends the points of one chunk with from <= t <= to and t > *last. */
+static void read_chunk(const uint8_t *data, uint32_t nbits, uint32_t n, int64_t t_first,
+		       uint8_t fmt, int64_t from, int64_t to, int64_t *last,
+		       struct metrics_point **pts, size_t *np, size_t *alloc)
+{
+	struct mx_chunk_it it;
+	int64_t t;
+	double v;
+	mx_chunk_it_init(&it, data, nbits, n, t_first, fmt);
+	for (;;) {
+		mx_chunk_it_skip(&it, from);
+		if (!mx_chunk_it_next(&it, &t, &v) || t > to)
+			return;
+		if (t >= from && t > *last) {
+			push_point(pts, np, alloc, t, v);
+			*last = t;
+		}
+	}
+}
+
 void mx_tsdb_read(const struct mx_tsdb *db, const struct mx_tseries *s, size_t tier, int64_t from,
 		  int64_t to, struct metrics_point **pts, size_t *n, size_t *alloc)
 {
 	if (tier >= db->n_tiers)
 		return;
 	const struct mx_tier_data *td = &s->tiers[tier];
-	int64_t ts[MX_CHUNK_POINTS];
-	double vs[MX_CHUNK_POINTS];
 	int64_t last = INT64_MIN;
-	for (const struct mx_chunk *c = td->oldest; c; c = c->next) {
-		if (c->n == 0 || c->t_last < from || c->t_first > to)
-			continue;
-		uint32_t got = mx_chunk_decode(c, ts, vs);
-		for (uint32_t k = 0; k < got; k++)
-			if (ts[k] >= from && ts[k] <= to && ts[k] > last) {
-				push_point(pts, n, alloc, ts[k], vs[k]);
-				last = ts[k];
-			}
+	for (uint32_t at = 0; at < td->len;) {
+		struct chunk_head h;
+		head_get(td->buf + at, &h);
+		if (h.t_last >= from && h.t_first <= to)
+			read_chunk(td->buf + at + MX_CHUNK_HEAD, h.nbits, h.n, h.t_first, h.fmt, from, to,
+				   &last, pts, n, alloc);
+		at += head_size(&h);
 	}
+	const struct mx_chunk *c = &td->open;
+	if (c->n && c->t_last >= from && c->t_first <= to)
+		read_chunk(td->buf + td->len + MX_CHUNK_HEAD, c->nbits, c->n, c->t_first, MX_FMT_V2,
+			   from, to, &last, pts, n, alloc);
 	if (tier > 0 && td->acc_n && td->acc_t >= from && td->acc_t <= to && td->acc_t > last)
 		push_point(pts, n, alloc, td->acc_t,
-			   s->counter ? td->acc_last : td->acc_sum / td->acc_n);
+			   s->counter ? td->acc_last : tier_average(td->acc_sum, td->acc_n));
 }
 
 /* ------------------------------------------------------------------------ */
 /* The history file                                                         */
 /*
  * Little-endian throughout:
- *   "PSOTSDB1" u32 n_tiers {i64 res_ms, i64 retention_ms}*n_tiers
+ *   "PSOTSDB2" u32 n_tiers {i64 res_ms, i64 retention_ms}*n_tiers
  *   u64 n_series, per series:
  *     str name, u32 n_labels {str label, str value}*, u8 counter, i64 t_last,
  *     per tier: i64 acc_t, f64 acc_sum, f64 acc_last, u32 acc_n, u32 n_chunks,
- *       per chunk: i64 t_first, i64 t_last, u32 n, u32 nbits, bytes[(nbits+7)/8]
+ *       per chunk: i64 t_first, i64 t_last, u32 n, u32 nbits, u8 format,
+ *       bytes[(nbits+7)/8]
  *   u32 CRC-32 of everything before it.
- * str is u32 length + bytes. */
+ * str is u32 length + bytes. "PSOTSDB1" files (written before run records
+ * existed) are the same without the chunks' format byte; they still load. */
 
-static const char magic[8] = {'P', 'S', 'O', 'T', 'S', 'D', 'B', '1'};
+static const char magic[8] = {'P', 'S', 'O', 'T', 'S', 'D', 'B', '2'};
+static const char magic_v1[8] = {'P', 'S', 'O', 'T', 'S', 'D', 'B', '1'};
 
 static void put_u(struct strbuf *out, uint64_t v, int bytes)
 {
@@ -660,6 +1027,16 @@ static void put_str(struct strbuf *out, const char *s)
 	size_t l = strlen(s);
 	put_u(out, l, 4);
 	strbuf_add(out, s, l);
+}
+
+static void put_chunk(struct strbuf *out, const struct chunk_head *h, const uint8_t *data)
+{
+	put_u(out, (uint64_t)h->t_first, 8);
+	put_u(out, (uint64_t)h->t_last, 8);
+	put_u(out, h->n, 4);
+	put_u(out, h->nbits, 4);
+	put_u(out, h->fmt, 1);
+	strbuf_add(out, data, ((size_t)h->nbits + 7) / 8);
 }
 
 void mx_tsdb_save(const struct mx_tsdb *db, struct strbuf *out)
@@ -689,18 +1066,24 @@ void mx_tsdb_save(const struct mx_tsdb *db, struct strbuf *out)
 			put_u(out, dbits(td->acc_sum), 8);
 			put_u(out, dbits(td->acc_last), 8);
 			put_u(out, td->acc_n, 4);
-			uint32_t nc = 0;
-			for (const struct mx_chunk *c = td->oldest; c; c = c->next)
-				nc += c->n > 0;
+			uint32_t nc = td->open.n > 0;
+			for (uint32_t at = 0; at < td->len; nc++) {
+				struct chunk_head h;
+				head_get(td->buf + at, &h);
+				at += head_size(&h);
+			}
 			put_u(out, nc, 4);
-			for (const struct mx_chunk *c = td->oldest; c; c = c->next) {
-				if (c->n == 0)
-					continue;
-				put_u(out, (uint64_t)c->t_first, 8);
-				put_u(out, (uint64_t)c->t_last, 8);
-				put_u(out, c->n, 4);
-				put_u(out, c->nbits, 4);
-				strbuf_add(out, c->data, (c->nbits + 7) / 8);
+			for (uint32_t at = 0; at < td->len;) {
+				struct chunk_head h;
+				head_get(td->buf + at, &h);
+				put_chunk(out, &h, td->buf + at + MX_CHUNK_HEAD);
+				at += head_size(&h);
+			}
+			if (td->open.n) {
+				const struct mx_chunk *c = &td->open;
+				struct chunk_head h = {c->t_first, c->t_last, c->n, 0, (uint16_t)c->nbits,
+						       MX_FMT_V2};
+				put_chunk(out, &h, td->buf + td->len + MX_CHUNK_HEAD);
 			}
 		}
 	}
@@ -739,10 +1122,12 @@ static char *get_str(struct reader *r)
 
 int mx_tsdb_load(struct mx_tsdb *db, const void *buf, size_t len, char **err)
 {
-	if (len < sizeof(magic) + 4 || memcmp(buf, magic, sizeof(magic)) != 0) {
+	if (len < sizeof(magic) + 4 ||
+	    (memcmp(buf, magic, sizeof(magic)) != 0 && memcmp(buf, magic_v1, sizeof(magic)) != 0)) {
 		*err = xstrdup("not a paasops history file");
 		return -EINVAL;
 	}
+	bool v1 = memcmp(buf, magic_v1, sizeof(magic)) == 0;
 	uint32_t want = 0;
 	const uint8_t *b = buf;
 	for (int k = 0; k < 4; k++)
@@ -795,35 +1180,23 @@ int mx_tsdb_load(struct mx_tsdb *db, const void *buf, size_t len, char **err)
 			for (uint64_t c = 0; c < nc && r.ok; c++) {
 				int64_t t_first = (int64_t)get_u(&r, 8), t_end = (int64_t)get_u(&r, 8);
 				uint32_t n = (uint32_t)get_u(&r, 4), nbits = (uint32_t)get_u(&r, 4);
+				uint8_t fmt = v1 ? MX_FMT_V1 : (uint8_t)get_u(&r, 1);
 				size_t bytes = (nbits + 7) / 8;
 				if (!r.ok || (size_t)(r.end - r.p) < bytes || bytes > MX_CHUNK_MAX_BYTES ||
-				    n == 0 || n > MX_CHUNK_POINTS) {
+				    n == 0 || (fmt != MX_FMT_V1 && fmt != MX_FMT_V2) || t_end < t_first) {
 					r.ok = false;
 					break;
 				}
-				size_t cost = sizeof(struct mx_chunk) + (bytes ? bytes : 1);
-				if (td != &tmp && db->used + cost <= db->budget) {
-					struct mx_chunk *ch = xcalloc(1, sizeof(*ch));
-					ch->owner = s;
-					ch->tier = (uint8_t)map[t];
-					ch->t_first = t_first;
-					ch->t_last = t_end;
-					ch->n = n;
-					ch->nbits = nbits;
-					ch->cap = (uint32_t)(bytes ? bytes : 1);
-					ch->closed = true; /* new samples start a new chunk */
-					fifo_push(db, ch);
-					ch->data = xcalloc(1, ch->cap);
-					memcpy(ch->data, r.p, bytes);
-					db->used += cost;
-					s->bytes += cost;
-					if (td->newest)
-						td->newest->next = ch;
-					else
-						td->oldest = ch;
-					td->newest = ch;
-					td->n_chunks++;
-				} else if (td != &tmp) {
+				struct mx_tier_data *real = td != &tmp ? td : NULL;
+				uint32_t size = MX_CHUNK_HEAD + (uint32_t)bytes;
+				if (real && real->open.n == 0 && db->used + size <= db->budget) {
+					struct chunk_head h = {t_first, t_end, n, db->close_seq++,
+							       (uint16_t)nbits, fmt};
+					buf_resize(db, s, real, real->len + size);
+					head_put(real->buf + real->len, &h);
+					memcpy(real->buf + real->len + MX_CHUNK_HEAD, r.p, bytes);
+					real->len += size;
+				} else if (real) {
 					db->evicted_chunks++;
 				}
 				r.p += bytes;

@@ -229,19 +229,7 @@ static void test_tsdb__bits_round_trip(void **state)
 	assert_false(mx_bits_read(buf, nbits, &pos, 1, &v));
 }
 
-static struct mx_chunk *chunk_new(void)
-{
-	struct mx_chunk *c = xcalloc(1, sizeof(*c));
-	c->cap = MX_CHUNK_MAX_BYTES * 4;
-	c->data = xcalloc(1, c->cap);
-	return c;
-}
-
-static void chunk_free_(struct mx_chunk *c)
-{
-	free(c->data);
-	free(c);
-}
+#define TEST_POINTS 120
 
 static uint64_t bits_of(double v)
 {
@@ -253,25 +241,28 @@ static uint64_t bits_of(double v)
 /* Encodes then decodes; every value must come back bit for bit. */
 static void round_trip(const int64_t *ts, const double *vs, uint32_t n)
 {
-	struct mx_chunk *c = chunk_new();
+	struct mx_chunk c = {0};
+	uint8_t *data = xcalloc(1, MX_POINT_MAX_BYTES * (n + 1));
 	for (uint32_t k = 0; k < n; k++)
-		mx_chunk_append(c, ts[k], vs[k]);
-	int64_t ot[MX_CHUNK_POINTS * 4];
-	double ov[MX_CHUNK_POINTS * 4];
-	assert_int_equal(mx_chunk_decode(c, ot, ov), n);
+		mx_chunk_append(&c, data, ts[k], vs[k]);
+	int64_t *ot = xcalloc(n + 1, sizeof(*ot));
+	double *ov = xcalloc(n + 1, sizeof(*ov));
+	assert_int_equal(mx_chunk_decode(&c, data, ot, ov), n);
 	for (uint32_t k = 0; k < n; k++) {
 		if (ot[k] != ts[k])
 			fail_msg("point %u: time %lld decoded as %lld", k, (long long)ts[k], (long long)ot[k]);
 		if (bits_of(ov[k]) != bits_of(vs[k]))
 			fail_msg("point %u: %.17g decoded as %.17g", k, vs[k], ov[k]);
 	}
-	chunk_free_(c);
+	free(ot);
+	free(ov);
+	free(data);
 }
 
 static void test_tsdb__gorilla_round_trip_special_values_and_irregular_times(void **state)
 {
-	int64_t ts[MX_CHUNK_POINTS];
-	double vs[MX_CHUNK_POINTS];
+	int64_t ts[TEST_POINTS];
+	double vs[TEST_POINTS];
 	/* Special values, each repeated and mixed. */
 	const double special[] = {NAN, INFINITY, -INFINITY, 0.0, -0.0, 1e-310, DBL_MAX, -1.5, 3.25};
 	int64_t t = 1700000000000;
@@ -299,7 +290,7 @@ static void test_tsdb__gorilla_round_trip_special_values_and_irregular_times(voi
 	/* Random walks and random bits, 120 points each. */
 	for (int trial = 0; trial < 200; trial++) {
 		t = (int64_t)(rnd() % 1000000000000ULL);
-		for (n = 0; n < MX_CHUNK_POINTS; n++) {
+		for (n = 0; n < TEST_POINTS; n++) {
 			ts[n] = t;
 			t += 1 + (int64_t)(rnd() % (trial % 2 ? 3000 : 100000));
 			uint64_t b = rnd();
@@ -374,8 +365,9 @@ static void test_tsdb__retention_drops_old_chunks_then_the_series(void **state)
 	struct metrics_point *p = NULL;
 	size_t n = 0, alloc = 0;
 	mx_tsdb_read(db, s, 0, 0, INT64_MAX, &p, &n, &alloc);
-	assert_true(n >= 600 && n < 720);
-	assert_true(p[0].t_ms >= t0 + 1200 * 1000 - 600000 - MX_CHUNK_POINTS * 1000);
+	/* Whole chunks go: at most one chunk span (1/4 of retention) more stays. */
+	assert_true(n >= 600 && n <= 600 + 600 / MX_CHUNK_SPANS);
+	assert_true(p[0].t_ms >= t0 + 1200 * 1000 - 600000 - 600000 / MX_CHUNK_SPANS);
 	free(p);
 	mx_tsdb_gc(db, t0 + 1000 * 1000000LL);
 	assert_int_equal(db->n, 0);
@@ -511,6 +503,208 @@ static void test_tsdb__history_file_round_trip_and_damage_detected(void **state)
 	free(err);
 	mx_tsdb_free(back);
 	strbuf_release(&img);
+	mx_tsdb_free(db);
+}
+
+
+/* Every point back, bit for bit, with the reads over [from, to] equal to
+ * filtering all points (so skipping over runs skips exactly). */
+static void check_series(struct mx_tsdb *db, struct mx_tseries *s, const int64_t *ts,
+			 const double *vs, size_t n)
+{
+	struct metrics_point *p = NULL;
+	size_t got = 0, alloc = 0;
+	mx_tsdb_read(db, s, 0, 0, INT64_MAX, &p, &got, &alloc);
+	assert_int_equal(got, n);
+	for (size_t k = 0; k < n; k++)
+		if (p[k].t_ms != ts[k] || bits_of(p[k].v) != bits_of(vs[k]))
+			fail_msg("point %zu: (%lld, %.17g) read as (%lld, %.17g)", k, (long long)ts[k],
+				 vs[k], (long long)p[k].t_ms, p[k].v);
+	for (int trial = 0; trial < 200; trial++) {
+		size_t a = rnd() % n, b = a + rnd() % (n - a);
+		int64_t from = ts[a] - (int64_t)(rnd() % 2), to = ts[b] + (int64_t)(rnd() % 2);
+		got = 0;
+		mx_tsdb_read(db, s, 0, from, to, &p, &got, &alloc);
+		size_t want = 0;
+		for (size_t k = 0; k < n; k++)
+			if (ts[k] >= from && ts[k] <= to) {
+				assert_true(want < got && p[want].t_ms == ts[k] &&
+					    bits_of(p[want].v) == bits_of(vs[k]));
+				want++;
+			}
+		assert_int_equal(got, want);
+	}
+	free(p);
+}
+
+static void test_tsdb__runs_of_repeated_and_steadily_growing_values_round_trip(void **state)
+{
+	enum { N = 200000 };
+	int64_t *ts = xcalloc(N, sizeof(*ts));
+	double *vs = xcalloc(N, sizeof(*vs));
+	struct metrics_tier t[] = {{1000, 86400000LL * 365}};
+	for (int kind = 0; kind < 4; kind++) {
+		struct mx_tsdb *db = mx_tsdb_new(t, 1, 256 << 20);
+		struct mx_tseries *s = mx_tsdb_series(db, "g", NULL, NULL, 0, false);
+		int64_t tt = 1700000000000;
+		int64_t up = 1234;
+		for (int k = 0; k < N; k++) {
+			/* mostly regular, now and then a late sample or a gap */
+			tt += rnd() % 5000 == 0 ? 1000 + (int64_t)(rnd() % 100000) : 1000;
+			ts[k] = tt;
+			switch (kind) {
+			case 0: /* constant, changing now and then (more than a run holds) */
+				vs[k] = k < 100000 ? 42 : (rnd() % 3000 == 0 ? (double)(rnd() % 5) : vs[k - 1]);
+				break;
+			case 1: /* an uptime in ms, as seconds: a decimal progression */
+				up += rnd() % 1000 == 0 ? 1003 : 1000;
+				vs[k] = (double)up / 1000.0;
+				break;
+			case 2: /* counters, negative steps, fractions, and special values */
+				vs[k] = k % 7000 < 3000 ? -0.25 * k : k % 7000 < 5000 ? 1e15 - 3.0 * k
+					: k % 7000 < 5001 ? NAN : k % 7000 < 5002 ? -0.0 : 0.1 * (double)(k % 10);
+				break;
+			default: /* random bits: nothing to run */
+				vs[k] = (double)rnd() / 3.0;
+				break;
+			}
+			assert_int_equal(mx_tsdb_append(db, s, ts[k], vs[k]), 0);
+		}
+		check_series(db, s, ts, vs, N);
+		/* And once more after a save and a load. */
+		struct strbuf img;
+		strbuf_init(&img, 0);
+		mx_tsdb_save(db, &img);
+		struct mx_tsdb *back = mx_tsdb_new(t, 1, 256 << 20);
+		char *err = NULL;
+		assert_int_equal(mx_tsdb_load(back, img.buf, img.len, &err), 0);
+		check_series(back, mx_tsdb_series(back, "g", NULL, NULL, 0, false), ts, vs, N);
+		if (kind < 2 && db->used > 16384)
+			fail_msg("kind %d: %zu bytes for %d points", kind, db->used, N);
+		mx_tsdb_free(back);
+		strbuf_release(&img);
+		mx_tsdb_free(db);
+	}
+	free(ts);
+	free(vs);
+}
+
+static void put_le(struct strbuf *b, uint64_t v, int bytes)
+{
+	for (int k = 0; k < bytes; k++) {
+		char c = (char)(v >> (8 * k));
+		strbuf_add(b, &c, 1);
+	}
+}
+
+/* A history file written before run records existed (format 1, where
+ * '1111' + 64 bits is a large delta-of-delta) still loads. */
+static void test_tsdb__history_file_of_format_1_still_loads(void **state)
+{
+	uint8_t data[64] = {0};
+	uint32_t nbits = 0;
+	mx_bits_write(data, &nbits, bits_of(1.5), 64);
+	mx_bits_write(data, &nbits, 0x2, 2); /* +1000 ms: dod 1000 */
+	mx_bits_write(data, &nbits, 1000, 14);
+	mx_bits_write(data, &nbits, 0, 1); /* same value */
+	mx_bits_write(data, &nbits, 0xf, 4); /* + 1000 + 10^9 ms: dod 10^9 */
+	mx_bits_write(data, &nbits, 1000000000, 64);
+	mx_bits_write(data, &nbits, 0, 1);
+	struct strbuf b;
+	strbuf_init(&b, 0);
+	strbuf_add(&b, "PSOTSDB1", 8);
+	put_le(&b, 1, 4);
+	put_le(&b, 1000, 8);
+	put_le(&b, 3600000, 8);
+	put_le(&b, 1, 8);
+	put_le(&b, 1, 4);
+	strbuf_add(&b, "g", 1);
+	put_le(&b, 0, 4);
+	put_le(&b, 0, 1);
+	int64_t t0 = 1700000000000, t2 = t0 + 2000 + 1000000000;
+	put_le(&b, (uint64_t)t2, 8);
+	put_le(&b, 0, 8); /* no bucket: acc_t, acc_sum, acc_last, acc_n */
+	put_le(&b, 0, 8);
+	put_le(&b, 0, 8);
+	put_le(&b, 0, 4);
+	put_le(&b, 1, 4);
+	put_le(&b, (uint64_t)t0, 8);
+	put_le(&b, (uint64_t)t2, 8);
+	put_le(&b, 3, 4);
+	put_le(&b, nbits, 4);
+	strbuf_add(&b, data, (nbits + 7) / 8);
+	put_le(&b, gzip_crc32(0, b.buf, b.len), 4);
+	struct mx_tsdb *db = mx_tsdb_new(tiers3, 1, 64 << 20);
+	char *err = NULL;
+	if (mx_tsdb_load(db, b.buf, b.len, &err) != 0)
+		fail_msg("%s", err);
+	struct mx_tseries *s = mx_tsdb_series(db, "g", NULL, NULL, 0, false);
+	struct metrics_point *p = NULL;
+	size_t n = 0, alloc = 0;
+	mx_tsdb_read(db, s, 0, 0, INT64_MAX, &p, &n, &alloc);
+	assert_int_equal(n, 3);
+	assert_true(p[0].t_ms == t0 && p[1].t_ms == t0 + 1000 && p[2].t_ms == t2);
+	assert_true(p[0].v == 1.5 && p[1].v == 1.5 && p[2].v == 1.5);
+	/* New samples go on after them, and the next save is format 2. */
+	assert_int_equal(mx_tsdb_append(db, s, t2 + 1000, 2.5), 0);
+	strbuf_reset(&b);
+	mx_tsdb_save(db, &b);
+	assert_memory_equal(b.buf, "PSOTSDB2", 8);
+	free(p);
+	strbuf_release(&b);
+	mx_tsdb_free(db);
+}
+
+/* What a series costs once the history is full: one hour of tier 0 and a
+ * day of tier 1 (and of tier 2), for the kinds of series an idle instance
+ * has. Prints bytes per series; the bound is the budget of 1,000 idle
+ * instances (8 series each) in about 8 MB. */
+static void test_tsdb__a_day_of_idle_series_costs_a_few_hundred_bytes(void **state)
+{
+	enum { PER_KIND = 8, KINDS = 4 };
+	static const char *const kinds[KINDS] = {"constant", "uptime", "rss steps", "cpu counter"};
+	struct mx_tsdb *db = mx_tsdb_new(tiers3, 3, 256 << 20);
+	struct mx_tseries *s[KINDS][PER_KIND];
+	double v[KINDS][PER_KIND];
+	const char *ln[] = {"instance"};
+	for (int k = 0; k < KINDS; k++)
+		for (int j = 0; j < PER_KIND; j++) {
+			char name[32], inst[32];
+			snprintf(name, sizeof(name), "kind_%d", k);
+			snprintf(inst, sizeof(inst), "idle.web.%d", j);
+			const char *lv[] = {inst};
+			s[k][j] = mx_tsdb_series(db, name, ln, lv, 1, k == 3);
+			v[k][j] = k == 0 ? 1 : k == 1 ? 12.345 + j : k == 2 ? 1 << 20 : 0.002 + j / 1e4;
+		}
+	int64_t t0 = 1700000000000;
+	const int secs = 86400 + 3600;
+	for (int k = 0; k < secs; k++) {
+		int64_t t = t0 + (int64_t)k * 1000;
+		for (int a = 0; a < KINDS; a++)
+			for (int j = 0; j < PER_KIND; j++) {
+				if (a == 1)
+					v[a][j] = (double)llround(v[a][j] * 1000 + 1000) / 1000.0;
+				else if (a == 2 && rnd() % 600 == 0)
+					v[a][j] += rnd() % 2 ? 4096 : -4096;
+				else if (a == 3 && rnd() % 60 == 0)
+					v[a][j] += 0.000123;
+				mx_tsdb_append(db, s[a][j], t, v[a][j]);
+			}
+		if (k % 10 == 0)
+			mx_tsdb_gc(db, t);
+	}
+	size_t worst = 0;
+	for (int a = 0; a < KINDS; a++) {
+		size_t bytes = 0;
+		for (int j = 0; j < PER_KIND; j++)
+			bytes += s[a][j]->bytes;
+		bytes /= PER_KIND;
+		print_message("history of one %s series after 1 h + 1 day: %zu bytes\n", kinds[a], bytes);
+		if (a < 2 && bytes > worst)
+			worst = bytes;
+	}
+	if (worst > 1024)
+		fail_msg("an idle series costs %zu bytes", worst);
 	mx_tsdb_free(db);
 }
 
@@ -801,6 +995,9 @@ int main(void)
 		cmocka_unit_test(test_tsdb__series_share_their_strings_until_the_last_goes),
 		cmocka_unit_test(test_tsdb__memory_budget_holds_with_50000_series),
 		cmocka_unit_test(test_tsdb__history_file_round_trip_and_damage_detected),
+		cmocka_unit_test(test_tsdb__runs_of_repeated_and_steadily_growing_values_round_trip),
+		cmocka_unit_test(test_tsdb__history_file_of_format_1_still_loads),
+		cmocka_unit_test(test_tsdb__a_day_of_idle_series_costs_a_few_hundred_bytes),
 		cmocka_unit_test(test_query__rate_handles_counter_resets),
 		cmocka_unit_test(test_query__avg_min_max_sum_raw_and_by),
 		cmocka_unit_test(test_query__histogram_quantile_known_values),
