@@ -708,6 +708,103 @@ static void test_tsdb__a_day_of_idle_series_costs_a_few_hundred_bytes(void **sta
 	mx_tsdb_free(db);
 }
 
+/* The history of the bench's 1,000 idle instances after 1 h of tier 0 and a
+ * day of tier 1: per instance 4 constant series, an uptime, a memory that
+ * moves a page every ~10 minutes, a CPU counter that moves every ~30
+ * minutes and its usage ratio; 1,000 "starting" state series that stopped after their
+ * first seconds; 57 host and daemon series that change every second
+ * (counters in hundredths, byte counts, two-decimal gauges, microsecond
+ * timings). Prints the total, which is what the daemon's RSS gains; takes
+ * about a minute, so it runs only with PAASOPS_TSDB_PROJECTION set (to a
+ * number of instances from 10 to 999 for a quicker look at fewer). */
+static void test_tsdb__projection_of_1000_idle_instances(void **state)
+{
+	const char *env = getenv("PAASOPS_TSDB_PROJECTION");
+	if (!env)
+		skip();
+	enum { MAX_INST = 1000, PER = 8, BUSY = 57 };
+	int n_inst = atoi(env); /* fewer instances for a quick look */
+	const int INST = n_inst >= 10 && n_inst < MAX_INST ? n_inst : MAX_INST;
+	static const char *const names[PER] = {"fds", "threads", "restarts", "state", "uptime",
+					       "rss", "cpu_total", "cpu_ratio"};
+	struct mx_tsdb *db = mx_tsdb_new(tiers3, 3, 256 << 20);
+	static struct mx_tseries *s[MAX_INST][PER], *starting[MAX_INST], *busy[BUSY];
+	static double v[MAX_INST][PER], bv[BUSY];
+	const char *ln[] = {"app", "process", "instance", "state"};
+	for (int i = 0; i < INST; i++) {
+		char app[32], inst[32];
+		snprintf(app, sizeof(app), "app%d", i / 4);
+		snprintf(inst, sizeof(inst), "app%d.web.%d", i / 4, i % 4);
+		for (int k = 0; k < PER; k++) {
+			const char *lv[] = {app, "web", inst, "ready"};
+			s[i][k] = mx_tsdb_series(db, names[k], ln, lv, k == 3 ? 4 : 3,
+						 k == 2 || k == 6);
+			v[i][k] = k == 0 ? 12 : k == 1 ? 3 : k == 2 ? 0 : k == 3 ? 1
+				: k == 4 ? 30.001 + i / 1000.0 : k == 5 ? 24 << 20 : k == 6 ? 0.02 + i / 1e4 : 0;
+		}
+		const char *lv[] = {app, "web", inst, "starting"};
+		starting[i] = mx_tsdb_series(db, "state", ln, lv, 4, false);
+	}
+	for (int b = 0; b < BUSY; b++) {
+		char name[32];
+		snprintf(name, sizeof(name), "busy_%d", b);
+		busy[b] = mx_tsdb_series(db, name, NULL, NULL, 0, b < 30);
+		bv[b] = b < 20 ? 1000 + b : b < 35 ? 1e9 + b * 1e6 : b < 47 ? 1.5 : 0.001;
+	}
+	int64_t t0 = 1700000000000;
+	const int secs = 86400 + 3600;
+	for (int k = 0; k < secs; k++) {
+		int64_t t = t0 + (int64_t)k * 1000;
+		if (k < 5)
+			for (int i = 0; i < INST; i++)
+				mx_tsdb_append(db, starting[i], t, 1);
+		for (int i = 0; i < INST; i++) {
+			double *x = v[i];
+			x[4] = (double)llround(x[4] * 1000 + 1000) / 1000.0;
+			if (rnd() % 600 == 0)
+				x[5] += rnd() % 2 ? 4096 : -4096;
+			x[7] = 0;
+			if (rnd() % 1800 == 0) {
+				x[6] += 0.000123;
+				x[7] = 0.000123;
+			}
+			for (int j = 0; j < PER; j++)
+				mx_tsdb_append(db, s[i][j], t, x[j]);
+		}
+		for (int b = 0; b < BUSY; b++) {
+			if (b < 20)
+				bv[b] = (double)(llround(bv[b] * 100) + (int64_t)(rnd() % 150)) / 100;
+			else if (b < 30)
+				bv[b] += (double)(rnd() % 5000);
+			else if (b < 35)
+				bv[b] += (double)((int64_t)(rnd() % 64) - 32) * 4096;
+			else if (b < 47)
+				bv[b] = (double)llabs(llround(bv[b] * 100) + (int64_t)(rnd() % 7) - 3) / 100;
+			else
+				bv[b] = (double)(rnd() % 5000) / 1e6;
+			mx_tsdb_append(db, busy[b], t, bv[b]);
+		}
+		if (k % 10 == 0)
+			mx_tsdb_gc(db, t);
+	}
+	size_t idle = 0, stale = 0, hot = 0, kind[PER] = {0};
+	for (int i = 0; i < INST; i++) {
+		for (int j = 0; j < PER; j++)
+			kind[j] += s[i][j]->bytes;
+		stale += starting[i]->bytes;
+	}
+	for (int j = 0; j < PER; j++) {
+		idle += kind[j];
+		print_message("projection: %s series: %zu bytes each\n", names[j], kind[j] / INST);
+	}
+	for (int b = 0; b < BUSY; b++)
+		hot += busy[b]->bytes;
+	print_message("projection: %zu series, history %zu bytes (idle instances %zu, per-second "
+		      "%zu, stale %zu, strings and the rest %zu)\n",
+		      db->n, db->used, idle, hot, stale, db->used - idle - hot - stale);
+	mx_tsdb_free(db);
+}
+
 /* --------------------------------------------------------------- queries */
 
 static struct metrics_result run(struct mx_tsdb *db, struct metrics_query *q, int64_t now)
@@ -998,6 +1095,7 @@ int main(void)
 		cmocka_unit_test(test_tsdb__runs_of_repeated_and_steadily_growing_values_round_trip),
 		cmocka_unit_test(test_tsdb__history_file_of_format_1_still_loads),
 		cmocka_unit_test(test_tsdb__a_day_of_idle_series_costs_a_few_hundred_bytes),
+		cmocka_unit_test(test_tsdb__projection_of_1000_idle_instances),
 		cmocka_unit_test(test_query__rate_handles_counter_resets),
 		cmocka_unit_test(test_query__avg_min_max_sum_raw_and_by),
 		cmocka_unit_test(test_query__histogram_quantile_known_values),
