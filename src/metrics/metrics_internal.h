@@ -157,9 +157,9 @@ struct mx_chunk {
 	int64_t t_first, t_last;
 	int64_t delta;   /* t_last - previous t */
 	uint64_t v_bits; /* last value's bits */
-	int64_t run_d;   /* decimal step of a progression run */
+	int32_t run_d;   /* decimal step of a progression run */
 	uint32_t n, nbits;
-	uint32_t run_pos; /* bit where the current run starts */
+	uint16_t run_pos; /* bit where the current run starts */
 	uint16_t run_n;   /* points in the current run */
 	uint8_t lead, trail; /* XOR window of the previous value; lead 0xff: none */
 	uint8_t run_kind;    /* 0 none, 1 repeat, 2 progression */
@@ -207,17 +207,23 @@ struct mx_tier_data {
 	uint32_t len; /* bytes of closed chunks */
 	uint32_t cap; /* bytes allocated */
 	struct mx_chunk open; /* data at buf + len + MX_CHUNK_HEAD */
-	/* coarser tiers: the bucket being accumulated */
-	uint32_t acc_n;
-	int64_t acc_t; /* bucket start; 0: none */
-	double acc_sum, acc_last;
 };
 
+/* The bucket a coarser tier is accumulating. */
+struct mx_tier_acc {
+	int64_t t; /* bucket start */
+	double v;  /* gauges: the sum of the samples; counters: the last one */
+	uint32_t n; /* samples; 0: none */
+};
+
+/* A series is one allocation: this head, db->n_tiers tier_data, then
+ * db->n_tiers - 1 tier_acc (tiers 1.., the coarser ones), then its label
+ * names and values (2 * n_labels pointers, where lnames points). */
 struct mx_tseries {
 	/* name and labels are interned in db->strs: never freed or changed
-	 * through these pointers. lvalues = lnames + n_labels, one allocation. */
+	 * through these pointers. The values follow the names: lvalues(s). */
 	char *name;
-	char **lnames, **lvalues;
+	char **lnames;
 	uint64_t hash;  /* of the interned pointers: the key in db->set */
 	int64_t t_last; /* newest sample, wall ms; 0: none */
 	uint32_t n_labels;
@@ -227,6 +233,12 @@ struct mx_tseries {
 	bool counter;     /* coarser tiers keep the last value, not the average */
 	struct mx_tier_data tiers[]; /* db->n_tiers of them */
 };
+
+/* The label values of s, in the order of s->lnames. */
+static inline char **mx_tseries_lvalues(const struct mx_tseries *s)
+{
+	return s->lnames + s->n_labels;
+}
 
 /* Memory: used counts every byte the store holds; reserved counts, per
  * series, its own structures plus the worst case of one open chunk per

@@ -98,7 +98,7 @@ static const char *label_of(const struct mx_tseries *s, const char *name)
 {
 	for (size_t k = 0; k < s->n_labels; k++)
 		if (!strcmp(s->lnames[k], name))
-			return s->lvalues[k];
+			return mx_tseries_lvalues(s)[k];
 	return NULL;
 }
 
@@ -154,7 +154,7 @@ static struct group *group_of(struct grouping *g, const struct metrics_query *q,
 			if (skip && !strcmp(s->lnames[k], skip))
 				continue;
 			names[n] = s->lnames[k];
-			values[n++] = s->lvalues[k];
+			values[n++] = mx_tseries_lvalues(s)[k];
 		}
 	}
 	for (size_t k = 0; k < n; k++) {
@@ -362,7 +362,8 @@ int mx_query(const struct mx_tsdb *db, const struct metrics_query *q, int64_t no
 			if (!n)
 				continue;
 			struct metrics_result_series *rs =
-				result_add(out, &alloc_series, s->n_labels, s->lnames, s->lvalues);
+				result_add(out, &alloc_series, s->n_labels, s->lnames,
+					   mx_tseries_lvalues(s));
 			rs->points = pts;
 			rs->n_points = n;
 			pts = NULL;
@@ -397,7 +398,8 @@ int mx_query(const struct mx_tsdb *db, const struct metrics_query *q, int64_t no
 					add_into(&gr->sum[i], vals[i]);
 		} else if (have) {
 			struct metrics_result_series *rs =
-				result_add(out, &alloc_series, s->n_labels, s->lnames, s->lvalues);
+				result_add(out, &alloc_series, s->n_labels, s->lnames,
+					   mx_tseries_lvalues(s));
 			size_t pa = 0;
 			for (size_t i = 0; i < steps; i++)
 				if (!isnan(vals[i]))

@@ -180,8 +180,9 @@ static bool dec_next(uint64_t prev_bits, int p, int64_t d, uint64_t *out)
 	return true;
 }
 
-/* Whether prev -> v is a decimal step (the smallest scale that holds both). */
-static bool dec_step(uint64_t prev_bits, uint64_t bits, uint8_t *p, int64_t *d)
+/* Whether prev -> v is a decimal step (the smallest scale that holds both)
+ * that a run can hold (|step| < 2^31). */
+static bool dec_step(uint64_t prev_bits, uint64_t bits, uint8_t *p, int32_t *d)
 {
 	double a = bitsd(prev_bits), b = bitsd(bits);
 	if (!isfinite(a) || !isfinite(b))
@@ -189,10 +190,10 @@ static bool dec_step(uint64_t prev_bits, uint64_t bits, uint8_t *p, int64_t *d)
 	for (int k = 0; k <= MX_DEC_MAX; k++) {
 		int64_t ma, mb;
 		if (dec_of(a, k, &ma) && dec_of(b, k, &mb)) {
-			if (ma == mb)
+			if (ma == mb || mb - ma > INT32_MAX || mb - ma < -INT32_MAX)
 				return false;
 			*p = (uint8_t)k;
-			*d = mb - ma;
+			*d = (int32_t)(mb - ma);
 			return true;
 		}
 	}
@@ -325,7 +326,7 @@ void mx_chunk_append(struct mx_chunk *c, uint8_t *data, int64_t t, double v)
 		return;
 	c->run_n = 1;
 	c->run_rec = 0;
-	c->run_pos = pos;
+	c->run_pos = (uint16_t)pos;
 	c->run_lead = lead;
 	c->run_trail = trail;
 }
@@ -671,6 +672,21 @@ static void set_del(struct mx_tsdb *db, struct mx_tseries *s)
 	db->set[hole] = NULL;
 }
 
+/* The bucket coarser tier t (>= 1) of s is accumulating. */
+static struct mx_tier_acc *tier_acc(const struct mx_tsdb *db, const struct mx_tseries *s, size_t t)
+{
+	assert(t >= 1 && t < db->n_tiers);
+	return (struct mx_tier_acc *)(s->tiers + db->n_tiers) + (t - 1);
+}
+
+/* Bytes of a series' allocation (struct mx_tseries). */
+static size_t series_size(size_t n_tiers, size_t n_labels)
+{
+	return sizeof(struct mx_tseries) + n_tiers * sizeof(struct mx_tier_data) +
+	       (n_tiers ? n_tiers - 1 : 0) * sizeof(struct mx_tier_acc) +
+	       2 * n_labels * sizeof(char *);
+}
+
 static void series_free(struct mx_tsdb *db, struct mx_tseries *s)
 {
 	for (size_t t = 0; t < db->n_tiers; t++)
@@ -680,7 +696,6 @@ static void series_free(struct mx_tsdb *db, struct mx_tseries *s)
 	for (size_t k = 0; k < 2 * s->n_labels; k++)
 		str_unref(db, s->lnames[k]);
 	str_unref(db, s->name);
-	free(s->lnames);
 	free(s);
 }
 
@@ -725,21 +740,20 @@ struct mx_tseries *mx_tsdb_series(struct mx_tsdb *db, const char *name,
 			return s;
 	}
 	/* The series, its labels, and its place in db->set and db->all. */
-	size_t cost = sizeof(struct mx_tseries) + db->n_tiers * sizeof(struct mx_tier_data) +
-		      2 * n_labels * sizeof(char *) + 3 * sizeof(struct mx_tseries *);
+	size_t size = series_size(db->n_tiers, n_labels);
+	size_t cost = size + 3 * sizeof(struct mx_tseries *);
 	size_t reserve = cost + db->n_tiers * MX_OPEN_MAX;
 	if (db->reserved + reserve + new_strs > db->budget || !make_room(db, cost + new_strs)) {
 		db->dropped_series++;
 		return NULL;
 	}
-	struct mx_tseries *s = xcalloc(1, sizeof(*s) + db->n_tiers * sizeof(struct mx_tier_data));
+	struct mx_tseries *s = xcalloc(1, size);
 	s->name = str_ref(db, name);
 	s->n_labels = n_labels;
-	s->lnames = xcalloc(n_labels ? 2 * n_labels : 1, sizeof(char *));
-	s->lvalues = s->lnames + n_labels;
+	s->lnames = (char **)((char *)s + size - 2 * n_labels * sizeof(char *));
 	for (size_t k = 0; k < n_labels; k++) {
 		s->lnames[k] = str_ref(db, lnames[k]);
-		s->lvalues[k] = str_ref(db, lvalues[k]);
+		mx_tseries_lvalues(s)[k] = str_ref(db, lvalues[k]);
 	}
 	ptrs[0] = s->name;
 	memcpy(ptrs + 1, s->lnames, 2 * n_labels * sizeof(char *));
@@ -889,19 +903,18 @@ int mx_tsdb_append(struct mx_tsdb *db, struct mx_tseries *s, int64_t t, double v
 	s->t_last = t;
 	int r = db->n_tiers ? tier_put(db, s, 0, t, v) : 0;
 	for (size_t k = 1; k < db->n_tiers; k++) {
-		struct mx_tier_data *td = &s->tiers[k];
+		struct mx_tier_acc *acc = tier_acc(db, s, k);
 		int64_t res = db->tiers[k].res_ms;
 		int64_t bucket = t - ((t % res) + res) % res;
-		if (td->acc_n && bucket != td->acc_t) {
-			double out = s->counter ? td->acc_last : tier_average(td->acc_sum, td->acc_n);
-			tier_put(db, s, k, td->acc_t, out);
-			td->acc_n = 0;
-			td->acc_sum = 0;
+		if (acc->n && bucket != acc->t) {
+			double out = s->counter ? acc->v : tier_average(acc->v, acc->n);
+			tier_put(db, s, k, acc->t, out);
+			acc->n = 0;
+			acc->v = 0;
 		}
-		td->acc_t = bucket;
-		td->acc_sum += v;
-		td->acc_last = v;
-		td->acc_n++;
+		acc->t = bucket;
+		acc->v = s->counter ? v : acc->v + v;
+		acc->n++;
 	}
 	return r;
 }
@@ -931,9 +944,10 @@ void mx_tsdb_gc(struct mx_tsdb *db, int64_t now)
 				memset(&td->open, 0, sizeof(td->open));
 				buf_resize(db, s, td, td->len);
 			}
-			if (td->acc_n && td->acc_t < cutoff)
-				td->acc_n = 0;
-			if (td->len || td->open.n || td->acc_n)
+			struct mx_tier_acc *acc = t ? tier_acc(db, s, t) : NULL;
+			if (acc && acc->n && acc->t < cutoff)
+				acc->n = 0;
+			if (td->len || td->open.n || (acc && acc->n))
 				empty = false;
 		}
 		if (empty && s->t_last < now - longest) {
@@ -992,9 +1006,9 @@ void mx_tsdb_read(const struct mx_tsdb *db, const struct mx_tseries *s, size_t t
 	if (c->n && c->t_last >= from && c->t_first <= to)
 		read_chunk(td->buf + td->len + MX_CHUNK_HEAD, c->nbits, c->n, c->t_first, MX_FMT_V2,
 			   from, to, &last, pts, n, alloc);
-	if (tier > 0 && td->acc_n && td->acc_t >= from && td->acc_t <= to && td->acc_t > last)
-		push_point(pts, n, alloc, td->acc_t,
-			   s->counter ? td->acc_last : tier_average(td->acc_sum, td->acc_n));
+	const struct mx_tier_acc *acc = tier > 0 ? tier_acc(db, s, tier) : NULL;
+	if (acc && acc->n && acc->t >= from && acc->t <= to && acc->t > last)
+		push_point(pts, n, alloc, acc->t, s->counter ? acc->v : tier_average(acc->v, acc->n));
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1056,16 +1070,19 @@ void mx_tsdb_save(const struct mx_tsdb *db, struct strbuf *out)
 		put_u(out, s->n_labels, 4);
 		for (size_t l = 0; l < s->n_labels; l++) {
 			put_str(out, s->lnames[l]);
-			put_str(out, s->lvalues[l]);
+			put_str(out, mx_tseries_lvalues(s)[l]);
 		}
 		put_u(out, s->counter, 1);
 		put_u(out, (uint64_t)s->t_last, 8);
 		for (size_t t = 0; t < db->n_tiers; t++) {
 			const struct mx_tier_data *td = &s->tiers[t];
-			put_u(out, (uint64_t)td->acc_t, 8);
-			put_u(out, dbits(td->acc_sum), 8);
-			put_u(out, dbits(td->acc_last), 8);
-			put_u(out, td->acc_n, 4);
+			/* The bucket's sum and last value: a counter's sum is
+			 * never read, a gauge's last value neither. */
+			const struct mx_tier_acc *acc = t ? tier_acc(db, s, t) : &(struct mx_tier_acc){0};
+			put_u(out, (uint64_t)acc->t, 8);
+			put_u(out, dbits(acc->v), 8);
+			put_u(out, dbits(acc->v), 8);
+			put_u(out, acc->n, 4);
 			uint32_t nc = td->open.n > 0;
 			for (uint32_t at = 0; at < td->len; nc++) {
 				struct chunk_head h;
@@ -1172,10 +1189,12 @@ int mx_tsdb_load(struct mx_tsdb *db, const void *buf, size_t len, char **err)
 		for (uint64_t t = 0; t < nt && r.ok; t++) {
 			struct mx_tier_data tmp = {0};
 			struct mx_tier_data *td = s && map[t] >= 0 ? &s->tiers[map[t]] : &tmp;
-			td->acc_t = (int64_t)get_u(&r, 8);
-			td->acc_sum = bitsd(get_u(&r, 8));
-			td->acc_last = bitsd(get_u(&r, 8));
-			td->acc_n = (uint32_t)get_u(&r, 4);
+			struct mx_tier_acc acc_tmp, *acc = td != &tmp && map[t] > 0 ?
+								  tier_acc(db, s, (size_t)map[t]) : &acc_tmp;
+			acc->t = (int64_t)get_u(&r, 8);
+			double sum = bitsd(get_u(&r, 8)), last = bitsd(get_u(&r, 8));
+			acc->v = s && s->counter ? last : sum;
+			acc->n = (uint32_t)get_u(&r, 4);
 			uint64_t nc = get_u(&r, 4);
 			for (uint64_t c = 0; c < nc && r.ok; c++) {
 				int64_t t_first = (int64_t)get_u(&r, 8), t_end = (int64_t)get_u(&r, 8);

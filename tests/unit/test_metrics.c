@@ -393,9 +393,9 @@ static void test_tsdb__series_share_their_strings_until_the_last_goes(void **sta
 	assert_ptr_equal(mx_tsdb_series(db, "m_bytes", ln, lv1b, 2, false), a);
 	/* One copy of each string. */
 	assert_ptr_equal(a->name, b->name);
-	assert_ptr_equal(a->lvalues[0], b->lvalues[0]);
-	assert_ptr_equal(a->lvalues[1], c->lvalues[1]);
-	assert_ptr_not_equal(a->lvalues[1], b->lvalues[1]);
+	assert_ptr_equal(mx_tseries_lvalues(a)[0], mx_tseries_lvalues(b)[0]);
+	assert_ptr_equal(mx_tseries_lvalues(a)[1], mx_tseries_lvalues(c)[1]);
+	assert_ptr_not_equal(mx_tseries_lvalues(a)[1], mx_tseries_lvalues(b)[1]);
 	assert_int_equal(db->strs.n, 7); /* m_bytes n_total app instance shop shop.web.1 .2 */
 	int64_t t0 = 1700000000000;
 	mx_tsdb_append(db, a, t0, 1);
