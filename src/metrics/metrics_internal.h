@@ -201,7 +201,8 @@ uint32_t mx_chunk_decode(const struct mx_chunk *c, const uint8_t *data, int64_t 
  * as a head (MX_CHUNK_HEAD bytes: i64 t_first, i64 t_last, u32 n, u32
  * close sequence, u16 nbits, u8 format, u8 0) and its data, then room for
  * the open chunk's head and its data. One allocation, sized to what it
- * holds; NULL until a point lands in the tier. */
+ * holds (the open chunk's data rounded up to 8 bytes); NULL until a point
+ * lands in the tier. */
 struct mx_tier_data {
 	uint8_t *buf;
 	uint32_t len; /* bytes of closed chunks */

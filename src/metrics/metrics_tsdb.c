@@ -856,21 +856,35 @@ static int tier_put(struct mx_tsdb *db, struct mx_tseries *s, size_t t, int64_t 
 	if (c->n > 0 && ((c->nbits + 7) / 8 + MX_POINT_MAX_BYTES > MX_CHUNK_MAX_BYTES ||
 			 ts - c->t_first >= tier_span(db, t) || c->n == UINT32_MAX))
 		chunk_close(db, td);
-	/* Room for the open chunk's head, its data and one more point, in
-	 * steps of 8 bytes. */
+	/* With room for the worst case of a point, append in place. */
 	uint32_t data = (c->nbits + 7) / 8;
-	uint32_t want = td->len + MX_CHUNK_HEAD + data + MX_POINT_MAX_BYTES;
-	if (want > td->cap) {
-		uint32_t grow = ((data + MX_POINT_MAX_BYTES + 7) & ~7u) + MX_CHUNK_HEAD;
-		if (!make_room(db, td->len + grow - td->cap)) {
+	if (td->len + MX_CHUNK_HEAD + data + MX_POINT_MAX_BYTES <= td->cap) {
+		mx_chunk_append(c, td->buf + td->len + MX_CHUNK_HEAD, ts, v);
+		return 0;
+	}
+	/* Else append to a copy and grow the buffer by what the point took,
+	 * in steps of 8 bytes: keeping room for the worst case in every
+	 * buffer would cost each series some 20 bytes a tier, and most
+	 * points (a run record extended) take none. */
+	uint8_t tmp[MX_CHUNK_MAX_BYTES + MX_POINT_MAX_BYTES];
+	struct mx_chunk next = *c;
+	if (data)
+		memcpy(tmp, td->buf + td->len + MX_CHUNK_HEAD, data);
+	mx_chunk_append(&next, tmp, ts, v);
+	uint32_t grown = (next.nbits + 7) / 8;
+	uint32_t want = td->len + MX_CHUNK_HEAD + ((grown + 7) & ~7u);
+	if (td->len + MX_CHUNK_HEAD + grown > td->cap) {
+		if (!make_room(db, want - td->cap)) {
 			db->dropped_samples++;
 			return -ENOSPC;
 		}
 		/* Eviction may have shortened this very buffer. */
-		if (td->len + MX_CHUNK_HEAD + data + MX_POINT_MAX_BYTES > td->cap)
-			buf_resize(db, s, td, td->len + grow);
+		want = td->len + MX_CHUNK_HEAD + ((grown + 7) & ~7u);
+		if (td->len + MX_CHUNK_HEAD + grown > td->cap)
+			buf_resize(db, s, td, want);
 	}
-	mx_chunk_append(c, td->buf + td->len + MX_CHUNK_HEAD, ts, v);
+	memcpy(td->buf + td->len + MX_CHUNK_HEAD, tmp, grown);
+	*c = next;
 	return 0;
 }
 
