@@ -136,7 +136,7 @@ bool mx_bits_read(const uint8_t *buf, uint32_t nbits, uint32_t *pos, int n, uint
 #define MX_CHUNK_MAX_BYTES 512 /* a chunk closes before its data outgrows this */
 #define MX_CHUNK_SPANS 4        /* ... or once it spans 1/4 of its tier's retention */
 #define MX_POINT_MAX_BYTES 20   /* worst case: 69 bits of time + 77 of value */
-#define MX_CHUNK_HEAD 28        /* a closed chunk's head in a tier's buffer */
+#define MX_CHUNK_HEAD 24        /* a closed chunk's head in a tier's buffer */
 #define MX_RUN_MAX 65535        /* points one run record can stand for */
 
 /* Stream formats: 1 (files written before runs existed) and 2. */
@@ -198,8 +198,9 @@ uint32_t mx_chunk_decode(const struct mx_chunk *c, const uint8_t *data, int64_t 
 /* History store (metrics_tsdb.c)                                           */
 
 /* A series' tier: one buffer holding its closed chunks, oldest first, each
- * as a head (MX_CHUNK_HEAD bytes: i64 t_first, i64 t_last, u32 n, u32
- * close sequence, u16 nbits, u8 format, u8 0) and its data, then room for
+ * as a head (MX_CHUNK_HEAD bytes: i64 t_first, u32 t_last - t_first, u32
+ * n, u32 close sequence, u16 nbits, u8 format, u8 0) and its data, so a
+ * chunk spans at most UINT32_MAX ms (49 days), then room for
  * the open chunk's head and its data. One allocation, sized to what it
  * holds (the open chunk's data rounded up to 8 bytes); NULL until a point
  * lands in the tier. */

@@ -511,23 +511,27 @@ struct chunk_head {
 static void head_put(uint8_t *at, const struct chunk_head *h)
 {
 	uint8_t z = 0;
+	uint32_t span = (uint32_t)(h->t_last - h->t_first);
+	assert(h->t_last >= h->t_first && h->t_last - h->t_first <= UINT32_MAX);
 	memcpy(at, &h->t_first, 8);
-	memcpy(at + 8, &h->t_last, 8);
-	memcpy(at + 16, &h->n, 4);
-	memcpy(at + 20, &h->seq, 4);
-	memcpy(at + 24, &h->nbits, 2);
-	memcpy(at + 26, &h->fmt, 1);
-	memcpy(at + 27, &z, 1);
+	memcpy(at + 8, &span, 4);
+	memcpy(at + 12, &h->n, 4);
+	memcpy(at + 16, &h->seq, 4);
+	memcpy(at + 20, &h->nbits, 2);
+	memcpy(at + 22, &h->fmt, 1);
+	memcpy(at + 23, &z, 1);
 }
 
 static void head_get(const uint8_t *at, struct chunk_head *h)
 {
+	uint32_t span;
 	memcpy(&h->t_first, at, 8);
-	memcpy(&h->t_last, at + 8, 8);
-	memcpy(&h->n, at + 16, 4);
-	memcpy(&h->seq, at + 20, 4);
-	memcpy(&h->nbits, at + 24, 2);
-	memcpy(&h->fmt, at + 26, 1);
+	memcpy(&span, at + 8, 4);
+	memcpy(&h->n, at + 12, 4);
+	memcpy(&h->seq, at + 16, 4);
+	memcpy(&h->nbits, at + 20, 2);
+	memcpy(&h->fmt, at + 22, 1);
+	h->t_last = h->t_first + span;
 }
 
 /* Bytes a closed chunk takes in its buffer, head included. */
@@ -854,7 +858,8 @@ static int tier_put(struct mx_tsdb *db, struct mx_tseries *s, size_t t, int64_t 
 	if (c->n > 0 && ts <= c->t_last)
 		return -EINVAL;
 	if (c->n > 0 && ((c->nbits + 7) / 8 + MX_POINT_MAX_BYTES > MX_CHUNK_MAX_BYTES ||
-			 ts - c->t_first >= tier_span(db, t) || c->n == UINT32_MAX))
+			 ts - c->t_first >= tier_span(db, t) || ts - c->t_first > UINT32_MAX ||
+			 c->n == UINT32_MAX))
 		chunk_close(db, td);
 	/* With room for the worst case of a point, append in place. */
 	uint32_t data = (c->nbits + 7) / 8;
@@ -1222,7 +1227,10 @@ int mx_tsdb_load(struct mx_tsdb *db, const void *buf, size_t len, char **err)
 				}
 				struct mx_tier_data *real = td != &tmp ? td : NULL;
 				uint32_t size = MX_CHUNK_HEAD + (uint32_t)bytes;
-				if (real && real->open.n == 0 && db->used + size <= db->budget) {
+				/* A chunk too long for a head (from a store with longer
+				 * chunks) is given up like an evicted one. */
+				if (real && real->open.n == 0 && db->used + size <= db->budget &&
+				    t_end - t_first <= UINT32_MAX) {
 					struct chunk_head h = {t_first, t_end, n, db->close_seq++,
 							       (uint16_t)nbits, fmt};
 					buf_resize(db, s, real, real->len + size);

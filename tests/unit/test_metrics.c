@@ -375,6 +375,41 @@ static void test_tsdb__retention_drops_old_chunks_then_the_series(void **state)
 	mx_tsdb_free(db);
 }
 
+/* A chunk's head holds its span in 32 bits of ms: with a retention long
+ * enough for chunks of 250 days, one closes before it spans 49 days, and
+ * the history file keeps the points. */
+static void test_tsdb__chunks_close_before_their_span_outgrows_the_head(void **state)
+{
+	struct metrics_tier t[] = {{1000, 1000 * 86400000LL}};
+	struct mx_tsdb *db = mx_tsdb_new(t, 1, 64 << 20);
+	struct mx_tseries *s = mx_tsdb_series(db, "g", NULL, NULL, 0, false);
+	int64_t t0 = 1700000000000, day = 86400000;
+	const int64_t at[] = {t0, t0 + 30 * day, t0 + 60 * day, t0 + 61 * day, t0 + 200 * day};
+	for (size_t k = 0; k < ARRAY_SIZE(at); k++)
+		assert_int_equal(mx_tsdb_append(db, s, at[k], (double)k), 0);
+	struct strbuf img;
+	strbuf_init(&img, 0);
+	mx_tsdb_save(db, &img);
+	struct mx_tsdb *back = mx_tsdb_new(t, 1, 64 << 20);
+	char *err = NULL;
+	assert_int_equal(mx_tsdb_load(back, img.buf, img.len, &err), 0);
+	for (int pass = 0; pass < 2; pass++) {
+		struct mx_tsdb *d = pass ? back : db;
+		struct metrics_point *p = NULL;
+		size_t n = 0, alloc = 0;
+		mx_tsdb_read(d, d->all[0], 0, 0, INT64_MAX, &p, &n, &alloc);
+		assert_int_equal(n, ARRAY_SIZE(at));
+		for (size_t k = 0; k < n; k++) {
+			assert_true(p[k].t_ms == at[k]);
+			assert_true(p[k].v == (double)k);
+		}
+		free(p);
+	}
+	strbuf_release(&img);
+	mx_tsdb_free(back);
+	mx_tsdb_free(db);
+}
+
 static void test_tsdb__series_share_their_strings_until_the_last_goes(void **state)
 {
 	struct metrics_tier t[] = {{1000, 600000}};
@@ -1089,6 +1124,7 @@ int main(void)
 		cmocka_unit_test(test_tsdb__regular_series_take_about_two_bytes_per_point),
 		cmocka_unit_test(test_tsdb__downsampling_averages_gauges_and_keeps_counters_last),
 		cmocka_unit_test(test_tsdb__retention_drops_old_chunks_then_the_series),
+		cmocka_unit_test(test_tsdb__chunks_close_before_their_span_outgrows_the_head),
 		cmocka_unit_test(test_tsdb__series_share_their_strings_until_the_last_goes),
 		cmocka_unit_test(test_tsdb__memory_budget_holds_with_50000_series),
 		cmocka_unit_test(test_tsdb__history_file_round_trip_and_damage_detected),
