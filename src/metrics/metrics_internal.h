@@ -139,9 +139,12 @@ bool mx_bits_read(const uint8_t *buf, uint32_t nbits, uint32_t *pos, int n, uint
 #define MX_CHUNK_HEAD 24        /* a closed chunk's head in a tier's buffer */
 #define MX_RUN_MAX 65535        /* points one run record can stand for */
 
-/* Stream formats: 1 (files written before runs existed) and 2. */
+/* Stream formats: 1 (files written before runs existed), 2 (run records)
+ * and 3 (values as decimal deltas too). */
 #define MX_FMT_V1 1
 #define MX_FMT_V2 2
+#define MX_FMT_V3 3
+#define MX_FMT MX_FMT_V3 /* what mx_chunk_append() writes */
 
 /* A run of points: the first value raw, then timestamps as delta-of-delta
  * and values as XOR with the previous one (Gorilla, Pelkonen et al. 2015).
@@ -149,7 +152,10 @@ bool mx_bits_read(const uint8_t *buf, uint32_t nbits, uint32_t *pos, int n, uint
  * either repeat the previous value or continue a decimal arithmetic
  * progression (v = m / 10^p, m growing by a fixed step, as an uptime in ms
  * does) are stored as one record with a count, so an idle series costs a
- * few bytes per chunk instead of 2 bits a point.
+ * few bytes per chunk instead of 2 bits a point. Format 3 stores a value
+ * that is a short decimal, as its previous one is (m / 10^p: CPU seconds in
+ * hundredths, a byte count), as the difference of the two m when that is
+ * shorter than their XOR.
  *
  * This is the encoder state of the chunk being appended to; its bytes live
  * elsewhere (the tier's buffer) and are passed in. n == 0: no chunk. */
@@ -159,18 +165,18 @@ struct mx_chunk {
 	uint64_t v_bits; /* last value's bits */
 	int32_t run_d;   /* decimal step of a progression run */
 	uint32_t n, nbits;
-	uint16_t run_pos; /* bit where the current run starts */
+	uint32_t run_pos; /* bit where the current run starts */
 	uint16_t run_n;   /* points in the current run */
 	uint8_t lead, trail; /* XOR window of the previous value; lead 0xff: none */
-	uint8_t run_kind;    /* 0 none, 1 repeat, 2 progression */
-	uint8_t run_rec;     /* the run is written as a record (else as points) */
-	uint8_t run_p;       /* decimal scale of a progression */
+	uint8_t run_kind : 2; /* 0 none, 1 repeat, 2 progression */
+	uint8_t run_rec : 1;  /* the run is written as a record (else as points) */
+	uint8_t run_p : 3;    /* decimal scale of a progression */
 	uint8_t run_lead, run_trail; /* XOR window where the run starts */
 };
 
 /* Appends a point to a chunk whose data (at least MX_POINT_MAX_BYTES free
  * after its (nbits + 7) / 8 bytes) is at data; t must be greater than
- * c->t_last unless c is empty. Writes format 2. */
+ * c->t_last unless c is empty. Writes format MX_FMT. */
 void mx_chunk_append(struct mx_chunk *c, uint8_t *data, int64_t t, double v);
 
 /* Reads a chunk's points in order, whatever its format. */

@@ -124,33 +124,6 @@ static void put_dod(struct mx_chunk *c, uint8_t *data, int64_t dod)
 	mx_bits_write(data, &c->nbits, (uint64_t)dod, 64);
 }
 
-static void put_value(struct mx_chunk *c, uint8_t *data, uint64_t bits)
-{
-	uint64_t x = bits ^ c->v_bits;
-	c->v_bits = bits;
-	if (x == 0) {
-		mx_bits_write(data, &c->nbits, 0, 1);
-		return;
-	}
-	int lead = __builtin_clzll(x), trail = __builtin_ctzll(x);
-	if (lead > 31)
-		lead = 31; /* five bits to store it */
-	if (c->lead != 0xff && lead >= c->lead && trail >= c->trail) {
-		/* Fits the previous window: '10' + the window's bits. */
-		int sig = 64 - c->lead - c->trail;
-		mx_bits_write(data, &c->nbits, 0x2, 2);
-		mx_bits_write(data, &c->nbits, x >> c->trail, sig);
-		return;
-	}
-	int sig = 64 - lead - trail;
-	mx_bits_write(data, &c->nbits, 0x3, 2);
-	mx_bits_write(data, &c->nbits, (uint64_t)lead, 5);
-	mx_bits_write(data, &c->nbits, (uint64_t)(sig & 63), 6); /* 64 is stored as 0 */
-	mx_bits_write(data, &c->nbits, x >> trail, sig);
-	c->lead = (uint8_t)lead;
-	c->trail = (uint8_t)trail;
-}
-
 /* m with v == m / 10^p exactly, when |m| < MX_DEC_LIMIT. Encoder and
  * decoder compute it alike, so a progression needs no stored start. */
 static bool dec_of(double v, int p, int64_t *m)
@@ -180,9 +153,8 @@ static bool dec_next(uint64_t prev_bits, int p, int64_t d, uint64_t *out)
 	return true;
 }
 
-/* Whether prev -> v is a decimal step (the smallest scale that holds both)
- * that a run can hold (|step| < 2^31). */
-static bool dec_step(uint64_t prev_bits, uint64_t bits, uint8_t *p, int32_t *d)
+/* Whether prev -> v is a decimal step (the smallest scale that holds both). */
+static bool dec_step(uint64_t prev_bits, uint64_t bits, uint8_t *p, int64_t *d)
 {
 	double a = bitsd(prev_bits), b = bitsd(bits);
 	if (!isfinite(a) || !isfinite(b))
@@ -190,10 +162,10 @@ static bool dec_step(uint64_t prev_bits, uint64_t bits, uint8_t *p, int32_t *d)
 	for (int k = 0; k <= MX_DEC_MAX; k++) {
 		int64_t ma, mb;
 		if (dec_of(a, k, &ma) && dec_of(b, k, &mb)) {
-			if (ma == mb || mb - ma > INT32_MAX || mb - ma < -INT32_MAX)
+			if (ma == mb)
 				return false;
 			*p = (uint8_t)k;
-			*d = (int32_t)(mb - ma);
+			*d = mb - ma;
 			return true;
 		}
 	}
@@ -213,6 +185,58 @@ static int64_t unzigzag(uint64_t u)
 static int bit_width(uint64_t u)
 {
 	return u ? 64 - __builtin_clzll(u) : 1;
+}
+
+/* A value after its timestamp (a point not in a run record), in format 3:
+ *   '0'                                 the previous value again;
+ *   '10' + u3 p + u6 w + w bits         m / 10^p, m = round(previous value *
+ *                                       10^p) + the zigzagged difference,
+ *                                       when both are such decimals (the
+ *                                       smallest p) and this is shorter;
+ *   '110' + the previous window's bits  the XOR with the previous value;
+ *   '111' + u5 lead + u6 width + bits   the XOR, with a new window.
+ * Formats 1 and 2 have no decimal: '10' and '11' are the XOR's two forms.
+ * Either form gives back every bit of the value: a decimal is used only
+ * when m / 10^p is the value exactly, as the reader computes it. */
+static void put_value(struct mx_chunk *c, uint8_t *data, uint64_t bits)
+{
+	uint64_t prev = c->v_bits, x = bits ^ prev;
+	c->v_bits = bits;
+	if (x == 0) {
+		mx_bits_write(data, &c->nbits, 0, 1);
+		return;
+	}
+	int lead = __builtin_clzll(x), trail = __builtin_ctzll(x);
+	if (lead > 31)
+		lead = 31; /* five bits to store it */
+	bool fits = c->lead != 0xff && lead >= c->lead && trail >= c->trail;
+	int xor_bits = fits ? 3 + 64 - c->lead - c->trail : 3 + 5 + 6 + 64 - lead - trail;
+	uint8_t p;
+	int64_t d;
+	if (dec_step(prev, bits, &p, &d)) {
+		uint64_t z = zigzag(d);
+		int w = bit_width(z);
+		if (2 + 3 + 6 + w < xor_bits) {
+			mx_bits_write(data, &c->nbits, 0x2, 2);
+			mx_bits_write(data, &c->nbits, p, 3);
+			mx_bits_write(data, &c->nbits, (uint64_t)(w & 63), 6); /* 64 is stored as 0 */
+			mx_bits_write(data, &c->nbits, z, w);
+			return;
+		}
+	}
+	if (fits) {
+		int sig = 64 - c->lead - c->trail;
+		mx_bits_write(data, &c->nbits, 0x6, 3);
+		mx_bits_write(data, &c->nbits, x >> c->trail, sig);
+		return;
+	}
+	int sig = 64 - lead - trail;
+	mx_bits_write(data, &c->nbits, 0x7, 3);
+	mx_bits_write(data, &c->nbits, (uint64_t)lead, 5);
+	mx_bits_write(data, &c->nbits, (uint64_t)(sig & 63), 6); /* 64 is stored as 0 */
+	mx_bits_write(data, &c->nbits, x >> trail, sig);
+	c->lead = (uint8_t)lead;
+	c->trail = (uint8_t)trail;
 }
 
 /* Clears the bits from pos to the end of the byte that holds bit end - 1,
@@ -318,15 +342,20 @@ void mx_chunk_append(struct mx_chunk *c, uint8_t *data, int64_t t, double v)
 	c->run_kind = 0;
 	if (dod != 0)
 		return;
-	if (bits == prev)
+	int64_t d;
+	uint8_t p;
+	if (bits == prev) {
 		c->run_kind = 1;
-	else if (dec_step(prev, bits, &c->run_p, &c->run_d))
-		c->run_kind = 2;
-	else
+	} else if (dec_step(prev, bits, &p, &d) && d <= INT32_MAX && d >= -INT32_MAX) {
+		c->run_kind = 2; /* a run's step is 32 bits; a larger one stays points */
+		c->run_p = p & 7;
+		c->run_d = (int32_t)d;
+	} else {
 		return;
+	}
 	c->run_n = 1;
 	c->run_rec = 0;
-	c->run_pos = (uint16_t)pos;
+	c->run_pos = pos;
 	c->run_lead = lead;
 	c->run_trail = trail;
 }
@@ -372,6 +401,23 @@ static bool it_run_point(struct mx_chunk_it *it)
 		return false;
 	it->t += it->delta;
 	it->run_left--;
+	return true;
+}
+
+/* Reads a decimal value's body (after its '10', format 3). */
+static bool it_read_decimal(struct mx_chunk_it *it)
+{
+	uint64_t p, w, z;
+	int64_t m;
+	if (!mx_bits_read(it->data, it->nbits, &it->pos, 3, &p) || p > MX_DEC_MAX ||
+	    !mx_bits_read(it->data, it->nbits, &it->pos, 6, &w) ||
+	    !mx_bits_read(it->data, it->nbits, &it->pos, w ? (int)w : 64, &z) ||
+	    !dec_of(bitsd(it->bits), (int)p, &m))
+		return false;
+	m += unzigzag(z);
+	if (!(fabs((double)m) < MX_DEC_LIMIT))
+		return false;
+	it->bits = dbits(dec_val(m, (int)p));
 	return true;
 }
 
@@ -425,6 +471,15 @@ bool mx_chunk_it_next(struct mx_chunk_it *it, int64_t *t, double *v)
 	if (b) {
 		if (!mx_bits_read(it->data, it->nbits, &it->pos, 1, &b))
 			return false;
+		if (it->fmt >= MX_FMT_V3) {
+			if (!b) {
+				if (!it_read_decimal(it))
+					return false;
+				goto out;
+			}
+			if (!mx_bits_read(it->data, it->nbits, &it->pos, 1, &b))
+				return false;
+		}
 		if (b) {
 			uint64_t l, s;
 			if (!mx_bits_read(it->data, it->nbits, &it->pos, 5, &l) ||
@@ -474,7 +529,7 @@ void mx_chunk_it_skip(struct mx_chunk_it *it, int64_t from)
 uint32_t mx_chunk_decode(const struct mx_chunk *c, const uint8_t *data, int64_t *ts, double *vs)
 {
 	struct mx_chunk_it it;
-	mx_chunk_it_init(&it, data, c->nbits, c->n, c->t_first, MX_FMT_V2);
+	mx_chunk_it_init(&it, data, c->nbits, c->n, c->t_first, MX_FMT);
 	uint32_t k = 0;
 	while (k < c->n && mx_chunk_it_next(&it, &ts[k], &vs[k]))
 		k++;
@@ -581,7 +636,7 @@ static void chunk_close(struct mx_tsdb *db, struct mx_tier_data *td)
 {
 	struct mx_chunk *c = &td->open;
 	struct chunk_head h = {c->t_first, c->t_last, c->n, db->close_seq++, (uint16_t)c->nbits,
-			       MX_FMT_V2};
+			       MX_FMT};
 	head_put(td->buf + td->len, &h);
 	td->len += head_size(&h);
 	memset(c, 0, sizeof(*c));
@@ -1023,7 +1078,7 @@ void mx_tsdb_read(const struct mx_tsdb *db, const struct mx_tseries *s, size_t t
 	}
 	const struct mx_chunk *c = &td->open;
 	if (c->n && c->t_last >= from && c->t_first <= to)
-		read_chunk(td->buf + td->len + MX_CHUNK_HEAD, c->nbits, c->n, c->t_first, MX_FMT_V2,
+		read_chunk(td->buf + td->len + MX_CHUNK_HEAD, c->nbits, c->n, c->t_first, MX_FMT,
 			   from, to, &last, pts, n, alloc);
 	const struct mx_tier_acc *acc = tier > 0 ? tier_acc(db, s, tier) : NULL;
 	if (acc && acc->n && acc->t >= from && acc->t <= to && acc->t > last)
@@ -1118,7 +1173,7 @@ void mx_tsdb_save(const struct mx_tsdb *db, struct strbuf *out)
 			if (td->open.n) {
 				const struct mx_chunk *c = &td->open;
 				struct chunk_head h = {c->t_first, c->t_last, c->n, 0, (uint16_t)c->nbits,
-						       MX_FMT_V2};
+						       MX_FMT};
 				put_chunk(out, &h, td->buf + td->len + MX_CHUNK_HEAD);
 			}
 		}
@@ -1221,7 +1276,7 @@ int mx_tsdb_load(struct mx_tsdb *db, const void *buf, size_t len, char **err)
 				uint8_t fmt = v1 ? MX_FMT_V1 : (uint8_t)get_u(&r, 1);
 				size_t bytes = (nbits + 7) / 8;
 				if (!r.ok || (size_t)(r.end - r.p) < bytes || bytes > MX_CHUNK_MAX_BYTES ||
-				    n == 0 || (fmt != MX_FMT_V1 && fmt != MX_FMT_V2) || t_end < t_first) {
+				    n == 0 || fmt < MX_FMT_V1 || fmt > MX_FMT_V3 || t_end < t_first) {
 					r.ok = false;
 					break;
 				}

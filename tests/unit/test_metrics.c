@@ -302,6 +302,101 @@ static void test_tsdb__gorilla_round_trip_special_values_and_irregular_times(voi
 	}
 }
 
+/* Values that are short decimals are stored as the difference of their
+ * scaled integers, and come back bit for bit, however close a neighbour
+ * that is not such a decimal is; a counter in hundredths growing by a
+ * random amount a second costs about 2.5 bytes a point. */
+static void test_tsdb__decimal_values_round_trip_bit_for_bit_and_cost_less(void **state)
+{
+	enum { N = 3000 };
+	static int64_t ts[N];
+	static double vs[N];
+	double cpu = 1234.56, bytes = 1e9, load = 1.5;
+	for (int k = 0; k < N; k++) {
+		ts[k] = 1700000000000 + (int64_t)k * 1000;
+		switch (k % 8) {
+		case 0:
+			cpu = (double)(llround(cpu * 100) + (int64_t)(rnd() % 150)) / 100;
+			vs[k] = cpu;
+			break;
+		case 1:
+			bytes += (double)(rnd() % 5000);
+			vs[k] = bytes;
+			break;
+		case 2:
+			load = (double)llabs(llround(load * 100) + (int64_t)(rnd() % 7) - 3) / 100;
+			vs[k] = -load;
+			break;
+		case 3: /* next to a decimal, but not one */
+			vs[k] = nextafter(cpu, INFINITY);
+			break;
+		case 4:
+			vs[k] = (double)(rnd() % 1000000) / 1e6;
+			break;
+		case 5:
+			vs[k] = k % 3 ? -0.0 : 0.0;
+			break;
+		case 6:
+			vs[k] = k % 5 ? 4503599627370496.0 + (double)(rnd() % 4) : NAN;
+			break;
+		default:
+			vs[k] = (double)(rnd() % 100) / 7;
+			break;
+		}
+	}
+	round_trip(ts, vs, N);
+	/* A counter in hundredths alone. */
+	struct mx_chunk c = {0};
+	uint8_t *data = xcalloc(1, MX_POINT_MAX_BYTES * (N + 1));
+	cpu = 50000;
+	for (int k = 0; k < N; k++) {
+		cpu = (double)(llround(cpu * 100) + (int64_t)(rnd() % 150)) / 100;
+		ts[k] = 1700000000000 + (int64_t)k * 1000;
+		vs[k] = cpu;
+		mx_chunk_append(&c, data, ts[k], cpu);
+	}
+	print_message("a counter in hundredths: %.2f bytes a point\n", c.nbits / 8.0 / N);
+	assert_true(c.nbits / 8 < N * 5 / 2);
+	round_trip(ts, vs, N);
+	free(data);
+}
+
+/* A chunk of format 2, values as XOR only ('10' reuses the window, '11'
+ * sets a new one), still reads: written here bit by bit. */
+static void test_tsdb__format_2_chunks_still_read(void **state)
+{
+	uint8_t data[64] = {0};
+	uint32_t nbits = 0;
+	uint64_t a = bits_of(1.5), b = bits_of(2.25), c = bits_of(2.75);
+	mx_bits_write(data, &nbits, a, 64);
+	/* second point: dod 1000 as '10' + 14 bits, value XOR with a new window */
+	mx_bits_write(data, &nbits, 0x2, 2);
+	mx_bits_write(data, &nbits, 1000, 14);
+	uint64_t x = a ^ b;
+	int lead = __builtin_clzll(x), trail = __builtin_ctzll(x), sig = 64 - lead - trail;
+	mx_bits_write(data, &nbits, 0x3, 2);
+	mx_bits_write(data, &nbits, (uint64_t)lead, 5);
+	mx_bits_write(data, &nbits, (uint64_t)sig, 6);
+	mx_bits_write(data, &nbits, x >> trail, sig);
+	/* third point: dod 0, value XOR in the same window */
+	x = b ^ c;
+	assert_true(__builtin_clzll(x) >= lead && __builtin_ctzll(x) >= trail);
+	mx_bits_write(data, &nbits, 0, 1);
+	mx_bits_write(data, &nbits, 0x2, 2);
+	mx_bits_write(data, &nbits, x >> trail, sig);
+	struct mx_chunk_it it;
+	mx_chunk_it_init(&it, data, nbits, 3, 1000, MX_FMT_V2);
+	const double want[] = {1.5, 2.25, 2.75};
+	int64_t t;
+	double v;
+	for (int k = 0; k < 3; k++) {
+		assert_true(mx_chunk_it_next(&it, &t, &v));
+		assert_true(t == 1000 + 1000 * k);
+		assert_true(bits_of(v) == bits_of(want[k]));
+	}
+	assert_false(mx_chunk_it_next(&it, &t, &v));
+}
+
 static void test_tsdb__regular_series_take_about_two_bytes_per_point(void **state)
 {
 	struct mx_tsdb *db = mx_tsdb_new(tiers3, 1, 64 << 20);
@@ -1121,6 +1216,8 @@ int main(void)
 		cmocka_unit_test(test_exposition__negotiation),
 		cmocka_unit_test(test_tsdb__bits_round_trip),
 		cmocka_unit_test(test_tsdb__gorilla_round_trip_special_values_and_irregular_times),
+		cmocka_unit_test(test_tsdb__decimal_values_round_trip_bit_for_bit_and_cost_less),
+		cmocka_unit_test(test_tsdb__format_2_chunks_still_read),
 		cmocka_unit_test(test_tsdb__regular_series_take_about_two_bytes_per_point),
 		cmocka_unit_test(test_tsdb__downsampling_averages_gauges_and_keeps_counters_last),
 		cmocka_unit_test(test_tsdb__retention_drops_old_chunks_then_the_series),
