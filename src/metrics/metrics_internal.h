@@ -229,7 +229,7 @@ struct mx_tier_acc {
  * names and values (2 * n_labels pointers, where lnames points). */
 struct mx_tseries {
 	/* name and labels are interned in db->strs: never freed or changed
-	 * through these pointers. The values follow the names: lvalues(s). */
+	 * through these pointers. The values follow the names: mx_tseries_lvalues(). */
 	char *name;
 	char **lnames;
 	uint64_t hash;  /* of the interned pointers: the key in db->set */

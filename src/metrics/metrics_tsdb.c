@@ -1096,8 +1096,12 @@ void mx_tsdb_read(const struct mx_tsdb *db, const struct mx_tseries *s, size_t t
  *       per chunk: i64 t_first, i64 t_last, u32 n, u32 nbits, u8 format,
  *       bytes[(nbits+7)/8]
  *   u32 CRC-32 of everything before it.
- * str is u32 length + bytes. "PSOTSDB1" files (written before run records
- * existed) are the same without the chunks' format byte; they still load. */
+ * str is u32 length + bytes. A chunk is written in the format it was
+ * encoded in (MX_FMT now: 3), so files of earlier daemons load as they are.
+ * A bucket's f64 acc_sum and acc_last are both the one value kept: a
+ * gauge's sum, a counter's last sample (the other one is never read).
+ * "PSOTSDB1" files (written before run records existed) are the same
+ * without the chunks' format byte; they still load. */
 
 static const char magic[8] = {'P', 'S', 'O', 'T', 'S', 'D', 'B', '2'};
 static const char magic_v1[8] = {'P', 'S', 'O', 'T', 'S', 'D', 'B', '1'};
