@@ -27,12 +27,25 @@
 
 enum framing { FR_NONE, FR_LENGTH, FR_CHUNKED, FR_CLOSE };
 
+/* A connection's one timeout, moved at every request without touching the
+ * loop's timer heap: the uv timer stays armed for the earliest deadline it
+ * was given, and when it fires for a deadline that has since moved later
+ * it is armed again for the new one. Only a deadline earlier than the armed
+ * one restarts the timer. timer.data is the connection; `expired` gets the
+ * timer once `due` has passed. */
+struct deadline {
+	uv_timer_t timer;     /* first: deadline_tick finds the struct from it */
+	uint64_t due;         /* loop time in ms; 0: none */
+	uint64_t armed;       /* when the uv timer fires; 0: not armed */
+	uv_timer_cb expired;
+};
+
 struct rt_req;
 
 struct rt_client {
 	struct rt_worker *w;
 	uv_tcp_t tcp;
-	uv_timer_t timer;
+	struct deadline timer;
 	int open;
 	struct http_stream *parser;
 	struct strbuf pending; /* read but not yet parsed (pipelined requests) */
@@ -51,7 +64,7 @@ struct rt_upstream {
 	struct rt_backend *be;
 	uv_tcp_t tcp;
 	uv_connect_t creq;
-	uv_timer_t timer;
+	struct deadline timer;
 	int open;
 	struct http_stream *parser;
 	struct rt_req *req;
@@ -61,7 +74,6 @@ struct rt_upstream {
 	bool dirty; /* on the worker's list of output to write this turn */
 	struct rt_upstream *next_idle;
 	struct rt_upstream *next_dirty;
-	int64_t idle_since;
 };
 
 struct rt_req {
@@ -115,6 +127,47 @@ static uint64_t now_ns(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- deadlines ---- */
+
+static void deadline_tick(uv_timer_t *t)
+{
+	struct deadline *d = (struct deadline *)t;
+	d->armed = 0;
+	if (!d->due)
+		return;
+	uint64_t now = uv_now(t->loop);
+	if (now < d->due) {
+		uv_timer_start(t, deadline_tick, d->due - now, 0);
+		d->armed = d->due;
+		return;
+	}
+	d->due = 0;
+	d->expired(t);
+}
+
+static void deadline_init(uv_loop_t *loop, struct deadline *d, void *owner, uv_timer_cb expired)
+{
+	uv_timer_init(loop, &d->timer);
+	d->timer.data = owner;
+	d->due = d->armed = 0;
+	d->expired = expired;
+}
+
+/* The timeout now ends ms from the loop's current time. */
+static void deadline_set(struct deadline *d, uint64_t ms)
+{
+	d->due = uv_now(d->timer.loop) + ms;
+	if (!d->armed || d->armed > d->due) {
+		uv_timer_start(&d->timer, deadline_tick, ms, 0);
+		d->armed = d->due;
+	}
+}
+
+static void deadline_clear(struct deadline *d)
+{
+	d->due = 0;
 }
 
 /* ---- writes ---- */
@@ -232,7 +285,7 @@ static void client_close(struct rt_client *c)
 		req_free(r);
 	}
 	uv_close((uv_handle_t *)&c->tcp, client_closed);
-	uv_close((uv_handle_t *)&c->timer, client_closed);
+	uv_close((uv_handle_t *)&c->timer.timer, client_closed);
 }
 
 static void client_write_done(uv_write_t *wr, int status)
@@ -511,7 +564,7 @@ static int on_req_head(void *ctx, struct http_head *h)
 	r->snap = w->snap;
 	if (r->snap)
 		rt_snapshot_ref(r->snap);
-	uv_timer_stop(&c->timer);
+	deadline_clear(&c->timer);
 
 	const char *rid = http_head_get(h, "X-Request-Id");
 	if (rid && sane_request_id(rid))
@@ -754,7 +807,7 @@ static void upstream_close(struct rt_upstream *u)
 	u->closing = true;
 	idle_remove(u);
 	uv_close((uv_handle_t *)&u->tcp, upstream_closed);
-	uv_close((uv_handle_t *)&u->timer, upstream_closed);
+	uv_close((uv_handle_t *)&u->timer.timer, upstream_closed);
 }
 
 static void upstream_write_done(uv_write_t *wr, int status)
@@ -883,7 +936,7 @@ static void upstream_connected(uv_connect_t *cr, int status)
 	uv_tcp_nodelay(&u->tcp, 1);
 	uv_read_start((uv_stream_t *)&u->tcp, alloc_buf, upstream_read);
 	if (r) {
-		uv_timer_start(&u->timer, upstream_timeout, (uint64_t)u->w->r->cfg.response_timeout_ms, 0);
+		deadline_set(&u->timer, (uint64_t)u->w->r->cfg.response_timeout_ms);
 		upstream_flush(u);
 	}
 }
@@ -925,7 +978,7 @@ static void req_attach(struct rt_req *r)
 	if (r->req_done && r->chunked_out)
 		strbuf_adds(&u->out, "0\r\n\r\n");
 	if (u->connected) {
-		uv_timer_start(&u->timer, upstream_timeout, (uint64_t)w->r->cfg.response_timeout_ms, 0);
+		deadline_set(&u->timer, (uint64_t)w->r->cfg.response_timeout_ms);
 		upstream_flush(u);
 	}
 }
@@ -970,11 +1023,11 @@ static struct rt_upstream *upstream_new(struct rt_worker *w, struct rt_backend *
 	rt_backend_ref(be);
 	strbuf_init(&u->out, 0);
 	uv_tcp_init(&w->loop, &u->tcp);
-	uv_timer_init(&w->loop, &u->timer);
-	u->tcp.data = u->timer.data = u;
+	deadline_init(&w->loop, &u->timer, u, upstream_timeout);
+	u->tcp.data = u;
 	u->creq.data = u;
 	u->open = 2;
-	uv_timer_start(&u->timer, upstream_timeout, (uint64_t)w->r->cfg.connect_timeout_ms, 0);
+	deadline_set(&u->timer, (uint64_t)w->r->cfg.connect_timeout_ms);
 	int rc = uv_tcp_connect(&u->creq, &u->tcp, (const struct sockaddr *)&be->addr, upstream_connected);
 	if (rc < 0) {
 		/* Reported like a refused connection, from the next loop turn. */
@@ -1008,7 +1061,7 @@ static int on_resp_head(void *ctx, struct http_head *h)
 	if (!r)
 		return -1;
 	struct rt_client *c = r->c;
-	uv_timer_stop(&u->timer);
+	deadline_clear(&u->timer);
 	int st = h->status;
 	bool interim = st >= 100 && st < 200 && st != 101;
 	if (st == 101 && !r->upgrade)
@@ -1127,14 +1180,13 @@ static void resp_finished(struct rt_upstream *u, bool reusable)
 	rt_backend_result(r->be, r->status >= 500, r->ctr);
 	u->req = NULL;
 	r->up = NULL;
-	uv_timer_stop(&u->timer);
+	deadline_clear(&u->timer);
 	struct rt_worker *w = u->w;
 	if (reusable && r->req_done && !u->closing && w->n_idle < RT_POOL_IDLE_MAX && !w->stopping) {
 		u->next_idle = w->idle;
 		w->idle = u;
 		w->n_idle++;
-		u->idle_since = rt_now_ms();
-		uv_timer_start(&u->timer, upstream_timeout, (uint64_t)w->r->cfg.idle_timeout_ms, 0);
+		deadline_set(&u->timer, (uint64_t)w->r->cfg.idle_timeout_ms);
 	} else {
 		upstream_close(u);
 	}
@@ -1150,7 +1202,7 @@ static void resp_finished(struct rt_upstream *u, bool reusable)
 		return;
 	}
 	http_stream_next(c->parser);
-	uv_timer_start(&c->timer, client_timeout, (uint64_t)w->r->cfg.idle_timeout_ms, 0);
+	deadline_set(&c->timer, (uint64_t)w->r->cfg.idle_timeout_ms);
 	client_process(c);
 }
 
@@ -1223,7 +1275,7 @@ static void upstream_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 					tunnel_pipe(c, u, true, c->pending.buf, c->pending.len);
 					strbuf_reset(&c->pending);
 				}
-				uv_timer_stop(&c->timer);
+				deadline_clear(&c->timer);
 				client_resume(c);
 				return;
 			}
@@ -1380,7 +1432,7 @@ static void client_process(struct rt_client *c)
 			break;
 		}
 		if (!r && !http_stream_in_message(c->parser))
-			uv_timer_start(&c->timer, client_timeout, (uint64_t)c->w->r->cfg.header_timeout_ms, 0);
+			deadline_set(&c->timer, (uint64_t)c->w->r->cfg.header_timeout_ms);
 		size_t used = 0;
 		int rc = http_stream_feed(c->parser, c->pending.buf, c->pending.len, &used);
 		strbuf_consume(&c->pending, used);
@@ -1481,8 +1533,8 @@ void rt_proxy_accept(uv_stream_t *listener, int status)
 	struct rt_client *c = xcalloc(1, sizeof(*c));
 	c->w = w;
 	uv_tcp_init(&w->loop, &c->tcp);
-	uv_timer_init(&w->loop, &c->timer);
-	c->tcp.data = c->timer.data = c;
+	deadline_init(&w->loop, &c->timer, c, client_timeout);
+	c->tcp.data = c;
 	c->open = 2;
 	strbuf_init(&c->pending, 0);
 	strbuf_init(&c->out, 0);
@@ -1505,7 +1557,7 @@ void rt_proxy_accept(uv_stream_t *listener, int status)
 			uv_ip6_name((struct sockaddr_in6 *)&ss, c->ip, sizeof(c->ip));
 	}
 	c->parser = http_stream_new(HTTP_KIND_REQUEST, (size_t)w->r->cfg.max_header_bytes, &req_cbs, c);
-	uv_timer_start(&c->timer, client_timeout, (uint64_t)w->r->cfg.header_timeout_ms, 0);
+	deadline_set(&c->timer, (uint64_t)w->r->cfg.header_timeout_ms);
 	client_resume(c);
 }
 

@@ -518,6 +518,13 @@ def test_slow_headers_get_408_and_a_silent_instance_gets_504(tmp_path):
         time.sleep(1.5)
         s.sendall(b"GET /second HTTP/1.1\r\n" + H + b"\r\n")
         assert json.loads(rd.read_response().body)["path"] == "/second"
+        # Nor does a connection that served requests give a slow head more time.
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        s.sendall(b"GET /third HTTP/1.1\r\nHost: shop.test\r\nX-Slow: ")
+        r = rd.read_response()
+        took = time.monotonic() - t0
+        assert r.status == 408 and 0.9 <= took <= 3 * SLOW, (r, took)
         s.close()
         # An instance that never answers: 504 after the response timeout, naming it.
         t0 = time.monotonic()
