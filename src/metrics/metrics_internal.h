@@ -36,6 +36,18 @@ void mx_map_put(struct mx_map *m, const void *key, size_t len, void *value);
 void mx_map_del(struct mx_map *m, const void *key, size_t len);
 void mx_map_release(struct mx_map *m);
 
+/* Open addressing with linear probing (cap a power of two): whether the
+ * member in slot i, whose home is slot home, may move back into hole,
+ * i.e. its home does not lie cyclically in (hole, i]. */
+static inline bool mx_probe_may_move(size_t hole, size_t i, size_t home)
+{
+	return hole <= i ? !(hole < home && home <= i) : !(hole < home || home <= i);
+}
+/* Empties slot hole of such a table of pointers, moving later members of
+ * its probe run back so that lookups need no tombstones; hash_of gives a
+ * member's hash. */
+void mx_ptr_table_del(void **slots, size_t cap, size_t hole, uint64_t (*hash_of)(const void *));
+
 /* ------------------------------------------------------------------------ */
 /* Interned strings (metrics_registry.c): label names and values and series
  * names are stored once, with a count of their users, however many series

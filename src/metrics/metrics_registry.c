@@ -95,19 +95,28 @@ void mx_map_del(struct mx_map *m, const void *key, size_t len)
 		return;
 	free(s->key);
 	m->n--;
-	/* Backward-shift: move later members of the probe run into the hole
-	 * when their home slot does not lie between the hole and them. */
+	/* Backward-shift deletion, as mx_ptr_table_del does for pointers. */
 	size_t mask = m->cap - 1;
 	size_t hole = (size_t)(s - m->slots);
 	for (size_t i = (hole + 1) & mask; m->slots[i].key; i = (i + 1) & mask) {
-		size_t home = m->slots[i].hash & mask;
-		bool between = hole <= i ? (hole < home && home <= i) : (hole < home || home <= i);
-		if (!between) {
+		if (mx_probe_may_move(hole, i, m->slots[i].hash & mask)) {
 			m->slots[hole] = m->slots[i];
 			hole = i;
 		}
 	}
 	m->slots[hole] = (struct mx_map_slot){0};
+}
+
+void mx_ptr_table_del(void **slots, size_t cap, size_t hole, uint64_t (*hash_of)(const void *))
+{
+	size_t mask = cap - 1;
+	for (size_t i = (hole + 1) & mask; slots[i]; i = (i + 1) & mask) {
+		if (mx_probe_may_move(hole, i, hash_of(slots[i]) & mask)) {
+			slots[hole] = slots[i];
+			hole = i;
+		}
+	}
+	slots[hole] = NULL;
 }
 
 void mx_map_release(struct mx_map *m)
@@ -177,23 +186,18 @@ char *mx_strs_ref(struct mx_strs *p, const char *s)
 	return e->s;
 }
 
+static uint64_t str_hash_of(const void *e)
+{
+	return ((const struct mx_str *)e)->hash;
+}
+
 void mx_strs_unref(struct mx_strs *p, char *s)
 {
 	struct mx_str *e = (struct mx_str *)(void *)(s - offsetof(struct mx_str, s));
 	if (--e->refs)
 		return;
-	size_t mask = p->cap - 1;
 	size_t hole = (size_t)(strs_slot(p, e->s, e->len, e->hash) - p->slots);
-	/* Backward-shift deletion, as in mx_map_del. */
-	for (size_t i = (hole + 1) & mask; p->slots[i]; i = (i + 1) & mask) {
-		size_t home = p->slots[i]->hash & mask;
-		bool between = hole <= i ? (hole < home && home <= i) : (hole < home || home <= i);
-		if (!between) {
-			p->slots[hole] = p->slots[i];
-			hole = i;
-		}
-	}
-	p->slots[hole] = NULL;
+	mx_ptr_table_del((void **)p->slots, p->cap, hole, str_hash_of);
 	p->n--;
 	p->bytes -= mx_str_cost(e->len);
 	free(e);
@@ -404,21 +408,18 @@ static void set_add(struct metrics_registry *reg, struct metrics_series *s)
 	*set_slot(reg, s->fam, s->values, s->hash) = s;
 }
 
+static uint64_t series_hash_of(const void *s)
+{
+	return ((const struct metrics_series *)s)->hash;
+}
+
 static void set_del(struct metrics_registry *reg, struct metrics_series *s)
 {
 	size_t mask = reg->set_cap - 1;
 	size_t hole = s->hash & mask;
 	while (reg->set[hole] != s)
 		hole = (hole + 1) & mask;
-	for (size_t i = (hole + 1) & mask; reg->set[i]; i = (i + 1) & mask) {
-		size_t home = reg->set[i]->hash & mask;
-		bool between = hole <= i ? (hole < home && home <= i) : (hole < home || home <= i);
-		if (!between) {
-			reg->set[hole] = reg->set[i];
-			hole = i;
-		}
-	}
-	reg->set[hole] = NULL;
+	mx_ptr_table_del((void **)reg->set, reg->set_cap, hole, series_hash_of);
 }
 
 struct metrics_series *metrics_series_get(struct metrics_family *f, const char *const *values)

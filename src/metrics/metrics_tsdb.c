@@ -714,21 +714,18 @@ static void set_add(struct mx_tsdb *db, struct mx_tseries *s)
 	db->set[i] = s;
 }
 
+static uint64_t tseries_hash_of(const void *s)
+{
+	return ((const struct mx_tseries *)s)->hash;
+}
+
 static void set_del(struct mx_tsdb *db, struct mx_tseries *s)
 {
 	size_t mask = db->set_cap - 1;
 	size_t hole = s->hash & mask;
 	while (db->set[hole] != s)
 		hole = (hole + 1) & mask;
-	for (size_t i = (hole + 1) & mask; db->set[i]; i = (i + 1) & mask) {
-		size_t home = db->set[i]->hash & mask;
-		bool between = hole <= i ? (hole < home && home <= i) : (hole < home || home <= i);
-		if (!between) {
-			db->set[hole] = db->set[i];
-			hole = i;
-		}
-	}
-	db->set[hole] = NULL;
+	mx_ptr_table_del((void **)db->set, db->set_cap, hole, tseries_hash_of);
 }
 
 /* The bucket coarser tier t (>= 1) of s is accumulating. */
