@@ -12,11 +12,10 @@ struct http_stream {
 	llhttp_settings_t settings;
 	enum http_kind kind;
 	size_t max_header, head_bytes;
-	bool too_big, aborted, bad_length, in_value, started, completed;
-	struct strbuf hname, hvalue;
+	bool too_big, aborted, bad_length, in_name, started, completed;
 	/* The head's names and values, NUL-terminated one after the other, and
-	 * where each starts: one buffer reused for every message instead of
-	 * two allocations per header. The head's pointers into it are set
+	 * where each starts: one buffer reused for every message, written as
+	 * llhttp hands the bytes over. The head's pointers into it are set
 	 * once the head is complete (the buffer may move while it grows). */
 	struct strbuf arena;
 	size_t *offs;
@@ -39,17 +38,51 @@ static int count(struct http_stream *s, size_t n)
 	return 0;
 }
 
-static void flush_header(struct http_stream *s)
+static void push_offset(struct http_stream *s)
 {
-	if (!s->hname.len && !s->hvalue.len)
-		return;
-	s->offs = xgrow(s->offs, sizeof(*s->offs), s->n_offs + 2, &s->alloc_offs);
+	s->offs = xgrow(s->offs, sizeof(*s->offs), s->n_offs + 1, &s->alloc_offs);
 	s->offs[s->n_offs++] = s->arena.len;
-	strbuf_add(&s->arena, s->hname.buf, s->hname.len + 1);
-	s->offs[s->n_offs++] = s->arena.len;
-	strbuf_add(&s->arena, s->hvalue.buf, s->hvalue.len + 1);
-	strbuf_reset(&s->hname);
-	strbuf_reset(&s->hvalue);
+}
+
+static bool name_is(const char *name, const char *known, size_t len)
+{
+	return strncasecmp(name, known, len) == 0;
+}
+
+enum http_hdr http_hdr_id(const char *name, size_t len)
+{
+	switch (len) {
+	case 2:
+		return name_is(name, "te", 2) ? HH_TE : HH_OTHER;
+	case 4:
+		return name_is(name, "host", 4) ? HH_HOST : HH_OTHER;
+	case 6:
+		return name_is(name, "cookie", 6) ? HH_COOKIE : HH_OTHER;
+	case 7:
+		if (name_is(name, "upgrade", 7))
+			return HH_UPGRADE;
+		return name_is(name, "trailer", 7) ? HH_TRAILER : HH_OTHER;
+	case 10:
+		if (name_is(name, "connection", 10))
+			return HH_CONNECTION;
+		return name_is(name, "keep-alive", 10) ? HH_KEEP_ALIVE : HH_OTHER;
+	case 12:
+		return name_is(name, "x-request-id", 12) ? HH_X_REQUEST_ID : HH_OTHER;
+	case 14:
+		return name_is(name, "content-length", 14) ? HH_CONTENT_LENGTH : HH_OTHER;
+	case 15:
+		return name_is(name, "x-forwarded-for", 15) ? HH_X_FORWARDED_FOR : HH_OTHER;
+	case 16:
+		if (name_is(name, "x-forwarded-host", 16))
+			return HH_X_FORWARDED_HOST;
+		return name_is(name, "proxy-connection", 16) ? HH_PROXY_CONNECTION : HH_OTHER;
+	case 17:
+		if (name_is(name, "transfer-encoding", 17))
+			return HH_TRANSFER_ENCODING;
+		return name_is(name, "x-forwarded-proto", 17) ? HH_X_FORWARDED_PROTO : HH_OTHER;
+	default:
+		return HH_OTHER;
+	}
 }
 
 static void point_headers(struct http_stream *s)
@@ -58,10 +91,22 @@ static void point_headers(struct http_stream *s)
 	size_t n = s->n_offs / 2;
 	if (n > h->alloc_headers)
 		h->headers = xgrow(h->headers, sizeof(*h->headers), n, &h->alloc_headers);
+	if (n > h->alloc_ids)
+		h->ids = xgrow(h->ids, sizeof(*h->ids), n, &h->alloc_ids);
+	memset(h->first, 0, sizeof(h->first));
+	memset(h->count, 0, sizeof(h->count));
 	for (size_t k = 0; k < n; k++) {
-		h->headers[k].name = s->arena.buf + s->offs[2 * k];
-		h->headers[k].value = s->arena.buf + s->offs[2 * k + 1];
+		char *name = s->arena.buf + s->offs[2 * k];
+		char *value = s->arena.buf + s->offs[2 * k + 1];
+		h->headers[k].name = name;
+		h->headers[k].value = value;
+		/* The name ends where its NUL is, just before the value. */
+		enum http_hdr id = http_hdr_id(name, s->offs[2 * k + 1] - s->offs[2 * k] - 1);
+		h->ids[k] = (unsigned char)id;
+		if (!h->count[id]++)
+			h->first[id] = value;
 	}
+	h->first[HH_OTHER] = NULL;
 	h->n_headers = n;
 }
 
@@ -96,11 +141,22 @@ static int on_header_field(llhttp_t *ll, const char *at, size_t n)
 	struct http_stream *s = S(ll);
 	if (count(s, n))
 		return -1;
-	if (s->in_value) {
-		flush_header(s);
-		s->in_value = false;
+	if (!s->in_name) {
+		s->in_name = true;
+		push_offset(s);
 	}
-	strbuf_add(&s->hname, at, n);
+	strbuf_add(&s->arena, at, n);
+	return 0;
+}
+
+static int on_header_field_complete(llhttp_t *ll)
+{
+	struct http_stream *s = S(ll);
+	if (!s->in_name)
+		push_offset(s); /* an empty name: llhttp refuses it, but stay paired */
+	s->in_name = false;
+	strbuf_addc(&s->arena, '\0');
+	push_offset(s);
 	return 0;
 }
 
@@ -109,16 +165,19 @@ static int on_header_value(llhttp_t *ll, const char *at, size_t n)
 	struct http_stream *s = S(ll);
 	if (count(s, n))
 		return -1;
-	s->in_value = true;
-	strbuf_add(&s->hvalue, at, n);
+	strbuf_add(&s->arena, at, n);
+	return 0;
+}
+
+static int on_header_value_complete(llhttp_t *ll)
+{
+	strbuf_addc(&S(ll)->arena, '\0');
 	return 0;
 }
 
 static int on_headers_complete(llhttp_t *ll)
 {
 	struct http_stream *s = S(ll);
-	flush_header(s);
-	s->in_value = false;
 	point_headers(s);
 	/* llhttp takes any 64-bit Content-Length; the head holds it signed. */
 	if ((ll->flags & F_CONTENT_LENGTH) && ll->content_length > INT64_MAX) {
@@ -167,8 +226,6 @@ struct http_stream *http_stream_new(enum http_kind kind, size_t max_header,
 	s->max_header = max_header;
 	s->cbs = cbs;
 	s->ctx = ctx;
-	strbuf_init(&s->hname, 0);
-	strbuf_init(&s->hvalue, 0);
 	strbuf_init(&s->arena, 0);
 	strbuf_init(&s->head.url, 0);
 	llhttp_settings_init(&s->settings);
@@ -176,7 +233,9 @@ struct http_stream *http_stream_new(enum http_kind kind, size_t max_header,
 	s->settings.on_method = on_method;
 	s->settings.on_url = on_url;
 	s->settings.on_header_field = on_header_field;
+	s->settings.on_header_field_complete = on_header_field_complete;
 	s->settings.on_header_value = on_header_value;
+	s->settings.on_header_value_complete = on_header_value_complete;
 	s->settings.on_headers_complete = on_headers_complete;
 	s->settings.on_body = on_body;
 	s->settings.on_message_complete = on_message_complete;
@@ -196,10 +255,8 @@ static void clear_head(struct http_stream *s)
 		strbuf_reset(&s->arena);
 	h->method[0] = '\0';
 	strbuf_reset(&h->url);
-	strbuf_reset(&s->hname);
-	strbuf_reset(&s->hvalue);
 	s->head_bytes = 0;
-	s->in_value = false;
+	s->in_name = false;
 	s->started = false;
 	s->completed = false;
 }
@@ -210,11 +267,10 @@ void http_stream_free(struct http_stream *s)
 		return;
 	clear_head(s);
 	free(s->head.headers);
+	free(s->head.ids);
 	free(s->offs);
 	strbuf_release(&s->arena);
 	strbuf_release(&s->head.url);
-	strbuf_release(&s->hname);
-	strbuf_release(&s->hvalue);
 	free(s);
 }
 

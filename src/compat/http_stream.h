@@ -10,6 +10,26 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Header names a proxy looks at, recognised once per head (any case). */
+enum http_hdr {
+	HH_OTHER,
+	HH_HOST,
+	HH_CONTENT_LENGTH,
+	HH_TRANSFER_ENCODING,
+	HH_CONNECTION,
+	HH_KEEP_ALIVE,
+	HH_PROXY_CONNECTION,
+	HH_TE,
+	HH_TRAILER,
+	HH_UPGRADE,
+	HH_X_FORWARDED_FOR,
+	HH_X_FORWARDED_PROTO,
+	HH_X_FORWARDED_HOST,
+	HH_X_REQUEST_ID,
+	HH_COOKIE,
+	HH_N
+};
+
 /* A parsed message head. Borrowed by callbacks; valid until the stream is
  * reset for the next message. */
 struct http_head {
@@ -19,6 +39,10 @@ struct http_head {
 	int major, minor;
 	struct http_header *headers;
 	size_t n_headers, alloc_headers;
+	unsigned char *ids;          /* [n_headers]: each header's enum http_hdr */
+	size_t alloc_ids;
+	const char *first[HH_N];     /* value of the first header of each kind, or NULL */
+	unsigned count[HH_N];        /* how many headers of each kind */
 	int64_t content_length; /* -1 when absent; over INT64_MAX is malformed */
 	bool chunked;
 	bool keep_alive;
@@ -60,5 +84,7 @@ const char *http_stream_error(const struct http_stream *s);
 bool http_stream_in_message(const struct http_stream *s);
 /* Case-insensitive header lookup in a head. */
 const char *http_head_get(const struct http_head *h, const char *name);
+/* Which of enum http_hdr a header name is (HH_OTHER for the rest). */
+enum http_hdr http_hdr_id(const char *name, size_t len);
 
 #endif

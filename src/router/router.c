@@ -684,6 +684,7 @@ void router_free(struct router *r)
 		uv_thread_join(&w->thread);
 		uv_run(&w->loop, UV_RUN_DEFAULT);
 		uv_loop_close(&w->loop);
+		rt_proxy_worker_free(w);
 		rt_snapshot_unref(w->snap);
 		free(w->rbuf);
 	}

@@ -26,6 +26,7 @@
 #define RT_EJECT_MAX_MS 30000
 #define RT_POOL_IDLE_MAX 64       /* idle backend connections per worker */
 #define RT_READ_BUF (128 * 1024)  /* the worker's read buffer */
+#define RT_SPARE_REQS 256         /* finished requests kept for reuse per worker */
 
 extern const double rt_hist_bounds[RT_HIST_BUCKETS]; /* seconds, upper bounds */
 
@@ -112,6 +113,7 @@ struct rt_access {
 
 struct rt_client;
 struct rt_upstream;
+struct rt_req;
 
 struct rt_worker {
 	struct router *r;
@@ -130,6 +132,8 @@ struct rt_worker {
 	uv_prepare_t preflusher;             /* and before it (timers, write callbacks) */
 	struct rt_client *dirty_clients;     /* output to write at the end of the turn */
 	struct rt_upstream *dirty_upstreams;
+	struct rt_req *free_reqs; /* spare requests, with their buffers */
+	int n_free_reqs;
 	uint64_t rng;
 	bool stopping;
 	uv_mutex_t qlock;
@@ -182,5 +186,7 @@ void rt_backend_result(struct rt_backend *b, bool failed, struct rt_counters *c)
 void rt_proxy_accept(uv_stream_t *listener, int status);
 void rt_proxy_flush(struct rt_worker *w);
 void rt_worker_close_all(struct rt_worker *w);
+/* Frees what the worker keeps for reuse; after its loop has ended. */
+void rt_proxy_worker_free(struct rt_worker *w);
 
 #endif

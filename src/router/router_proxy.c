@@ -84,9 +84,11 @@ struct rt_req {
 	struct rt_backend *be;
 	struct rt_upstream *up;
 	struct rt_counters *ctr;
+	struct rt_req *next_free; /* on the worker's list of spare requests */
 	char id[64];
 	char method[24];
-	char *host, *path;
+	char *host, *path;      /* in names, once the target is known */
+	struct strbuf names;
 	struct strbuf head_out; /* the request head for the backend */
 	struct strbuf replay;   /* body bytes sent so far, while <= REPLAY_MAX */
 	bool replayable;
@@ -257,13 +259,58 @@ static void req_free(struct rt_req *r)
 		RT_ADD(r->ctr->inflight, -1);
 	rt_backend_unref(r->be);
 	rt_snapshot_unref(r->snap);
-	strbuf_release(&r->head_out);
-	strbuf_release(&r->replay);
-	free(r->host);
-	free(r->path);
 	free(r->local_msg);
 	free(r->hash_key);
+	/* Kept for the next request with its buffers, unless they grew big. */
+	struct rt_worker *w = r->c->w;
+	if (w->n_free_reqs < RT_SPARE_REQS && r->head_out.alloc <= 16384 && r->replay.alloc <= 16384 &&
+	    r->names.alloc <= 16384) {
+		r->next_free = w->free_reqs;
+		w->free_reqs = r;
+		w->n_free_reqs++;
+		return;
+	}
+	strbuf_release(&r->names);
+	strbuf_release(&r->head_out);
+	strbuf_release(&r->replay);
 	free(r);
+}
+
+/* A request with every field cleared, from the worker's spares if it has one. */
+static struct rt_req *req_new(struct rt_worker *w)
+{
+	struct rt_req *r = w->free_reqs;
+	if (!r) {
+		r = xcalloc(1, sizeof(*r));
+		strbuf_init(&r->names, 256);
+		strbuf_init(&r->head_out, 512);
+		strbuf_init(&r->replay, 0);
+		return r;
+	}
+	w->free_reqs = r->next_free;
+	w->n_free_reqs--;
+	struct strbuf names = r->names, head_out = r->head_out, replay = r->replay;
+	memset(r, 0, sizeof(*r));
+	r->names = names;
+	r->head_out = head_out;
+	r->replay = replay;
+	strbuf_reset(&r->names);
+	strbuf_reset(&r->head_out);
+	strbuf_reset(&r->replay);
+	return r;
+}
+
+void rt_proxy_worker_free(struct rt_worker *w)
+{
+	while (w->free_reqs) {
+		struct rt_req *r = w->free_reqs;
+		w->free_reqs = r->next_free;
+		strbuf_release(&r->names);
+		strbuf_release(&r->head_out);
+		strbuf_release(&r->replay);
+		free(r);
+	}
+	w->n_free_reqs = 0;
 }
 
 static void client_close(struct rt_client *c)
@@ -421,44 +468,63 @@ static void client_timeout(uv_timer_t *t)
 
 /* ---- request head handling ---- */
 
-static const struct {
-	const char *name;
-	size_t len;
-} hop_by_hop[] = {
-	{"connection", 10}, {"keep-alive", 10}, {"proxy-connection", 16}, {"te", 2},
-	{"trailer", 7},     {"transfer-encoding", 17}, {"upgrade", 7},
-};
+/* The next comma-separated token of a header value after *p (trimmed of
+ * blanks), or NULL at the end; *p moves past it. */
+static const char *next_token(const char **p, size_t *len)
+{
+	const char *s = *p;
+	while (*s == ' ' || *s == ',' || *s == '\t')
+		s++;
+	if (!*s)
+		return NULL;
+	const char *e = s;
+	while (*e && *e != ',')
+		e++;
+	*p = e;
+	while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
+		e--;
+	*len = (size_t)(e - s);
+	return s;
+}
 
 /* Whether name is listed in a Connection header value. */
 static bool in_connection_list(const char *conn, const char *name)
 {
-	if (!conn)
-		return false;
-	size_t nl = strlen(name);
-	const char *p = conn;
-	while (*p) {
-		while (*p == ' ' || *p == ',' || *p == '\t')
-			p++;
-		const char *e = p;
-		while (*e && *e != ',')
-			e++;
-		const char *t = e;
-		while (t > p && (t[-1] == ' ' || t[-1] == '\t'))
-			t--;
-		if ((size_t)(t - p) == nl && strncasecmp(p, name, nl) == 0)
+	size_t nl = strlen(name), n;
+	for (const char *t; conn && (t = next_token(&conn, &n));)
+		if (n == nl && strncasecmp(t, name, nl) == 0)
 			return true;
-		p = e;
-	}
 	return false;
 }
 
-static bool is_hop(const char *name, const char *conn)
+/* Whether a Connection value names anything besides the usual close,
+ * keep-alive and upgrade: only then is each header checked against it. */
+static bool lists_other_headers(const char *conn)
 {
-	size_t n = strlen(name);
-	for (size_t k = 0; k < ARRAY_SIZE(hop_by_hop); k++)
-		if (n == hop_by_hop[k].len && strcasecmp(name, hop_by_hop[k].name) == 0)
+	size_t n;
+	for (const char *t; conn && (t = next_token(&conn, &n));)
+		if (!(n == 5 && strncasecmp(t, "close", 5) == 0) &&
+		    !(n == 10 && strncasecmp(t, "keep-alive", 10) == 0) &&
+		    !(n == 7 && strncasecmp(t, "upgrade", 7) == 0))
 			return true;
-	return in_connection_list(conn, name);
+	return false;
+}
+
+/* Hop-by-hop (RFC 9110 7.6.1): the fixed set, and whatever Connection lists. */
+static bool is_hop(enum http_hdr id, const char *name, const char *conn_extra)
+{
+	switch (id) {
+	case HH_CONNECTION:
+	case HH_KEEP_ALIVE:
+	case HH_PROXY_CONNECTION:
+	case HH_TE:
+	case HH_TRAILER:
+	case HH_TRANSFER_ENCODING:
+	case HH_UPGRADE:
+		return true;
+	default:
+		return conn_extra && in_connection_list(conn_extra, name);
+	}
 }
 
 /* Header lines are built without printf: it was the costliest part of
@@ -509,10 +575,17 @@ static bool sane_request_id(const char *v)
 	return true;
 }
 
+/* 32 lowercase hex digits from two random words (size is at least 33). */
 static void new_request_id(struct rt_worker *w, char *out, size_t size)
 {
-	uint64_t a = rt_rand(w), b = rt_rand(w);
-	snprintf(out, size, "%016llx%016llx", (unsigned long long)a, (unsigned long long)b);
+	static const char hex[] = "0123456789abcdef";
+	uint64_t words[2] = {rt_rand(w), rt_rand(w)};
+	char *p = out;
+	for (int k = 0; k < 2; k++)
+		for (int shift = 60; shift >= 0; shift -= 4)
+			*p++ = hex[(words[k] >> shift) & 15];
+	*p = '\0';
+	(void)size;
 }
 
 static bool has_bad_chars(const char *s)
@@ -543,17 +616,33 @@ static char *cookie_value(const char *cookies, const char *name)
 	return NULL;
 }
 
+/* The Connection value to check each header against (see
+ * lists_other_headers), every Connection line joined; NULL when there is
+ * nothing beyond close/keep-alive/upgrade. Points into h or into tmp. */
+static const char *connection_extra(const struct http_head *h, struct strbuf *tmp)
+{
+	const char *conn = h->first[HH_CONNECTION];
+	if (h->count[HH_CONNECTION] > 1) {
+		for (size_t k = 0; k < h->n_headers; k++) {
+			if (h->ids[k] != HH_CONNECTION)
+				continue;
+			strbuf_adds(tmp, h->headers[k].value);
+			strbuf_addc(tmp, ',');
+		}
+		conn = tmp->buf;
+	}
+	return lists_other_headers(conn) ? conn : NULL;
+}
+
 static int on_req_head(void *ctx, struct http_head *h)
 {
 	struct rt_client *c = ctx;
 	struct rt_worker *w = c->w;
-	struct rt_req *r = xcalloc(1, sizeof(*r));
+	struct rt_req *r = req_new(w);
 	c->req = r;
 	r->c = c;
 	r->t0_ns = now_ns();
 	r->replayable = true;
-	strbuf_init(&r->head_out, 512);
-	strbuf_init(&r->replay, 0);
 	strlcpy_s(r->method, h->method, sizeof(r->method));
 	r->is_head = strcmp(h->method, "HEAD") == 0;
 	r->minor = h->minor;
@@ -566,7 +655,7 @@ static int on_req_head(void *ctx, struct http_head *h)
 		rt_snapshot_ref(r->snap);
 	deadline_clear(&c->timer);
 
-	const char *rid = http_head_get(h, "X-Request-Id");
+	const char *rid = h->first[HH_X_REQUEST_ID];
 	if (rid && sane_request_id(rid))
 		strlcpy_s(r->id, rid, sizeof(r->id));
 	else
@@ -574,24 +663,21 @@ static int on_req_head(void *ctx, struct http_head *h)
 
 	/* Framing and target checks; llhttp already refuses CL with TE,
 	 * differing repeated CLs, bad chunk sizes and bare CR/LF. */
-	size_t n_host = 0, n_cl = 0;
 	for (size_t k = 0; k < h->n_headers; k++) {
-		if (strcasecmp(h->headers[k].name, "Host") == 0)
-			n_host++;
-		if (strcasecmp(h->headers[k].name, "Content-Length") == 0)
-			n_cl++;
 		if (has_bad_chars(h->headers[k].value)) {
 			r->local_error = "malformed header value";
 			break;
 		}
 	}
 	const char *url = h->url.buf;
-	const char *host = http_head_get(h, "Host");
-	const char *te = http_head_get(h, "Transfer-Encoding");
+	const char *host = h->first[HH_HOST];
+	const char *te = h->first[HH_TRANSFER_ENCODING];
+	const char *target_host = NULL; /* from an absolute-form target */
+	size_t target_host_len = 0;
 	if (r->local_error) {
-	} else if (te && n_cl) {
+	} else if (te && h->count[HH_CONTENT_LENGTH]) {
 		r->local_error = "both Content-Length and Transfer-Encoding";
-	} else if (n_host > 1) {
+	} else if (h->count[HH_HOST] > 1) {
 		r->local_error = "more than one Host header";
 	} else if (strcmp(h->method, "CONNECT") == 0) {
 		r->local_error = "CONNECT is not supported";
@@ -602,13 +688,12 @@ static int on_req_head(void *ctx, struct http_head *h)
 			r->local_error = "malformed request target";
 		} else {
 			p += 3;
-			size_t hl = strcspn(p, "/?");
-			free(r->host);
-			r->host = xstrndup(p, hl);
-			url = p[hl] ? p + hl : "/";
+			target_host = p;
+			target_host_len = strcspn(p, "/?");
+			url = p[target_host_len] ? p + target_host_len : "/";
 		}
 	}
-	if (!r->local_error && !host && !r->host && h->minor >= 1)
+	if (!r->local_error && !host && !target_host && h->minor >= 1)
 		r->local_error = "missing Host header";
 	if (r->local_error) {
 		/* A request refused as malformed ends its connection. */
@@ -624,9 +709,18 @@ static int on_req_head(void *ctx, struct http_head *h)
 		r->local_msg = xasprintf("Transfer-Encoding '%.100s' is not supported", te);
 		return -1;
 	}
-	if (!r->host)
-		r->host = xstrdup(host ? host : "");
-	/* Lowercase and drop the port. */
+	/* Host (lowercased, without its port) and path, in one buffer. */
+	if (!target_host) {
+		target_host = host ? host : "";
+		target_host_len = strlen(target_host);
+	}
+	struct strbuf *nb = &r->names;
+	strbuf_add(nb, target_host, target_host_len);
+	size_t path_at = nb->len + 1;
+	strbuf_addc(nb, '\0');
+	strbuf_adds(nb, url);
+	r->host = nb->buf;
+	r->path = nb->buf + path_at;
 	char *hp = r->host;
 	if (hp[0] == '[') {
 		char *e = strchr(hp, ']');
@@ -639,7 +733,6 @@ static int on_req_head(void *ctx, struct http_head *h)
 	}
 	for (char *p = hp; *p; p++)
 		*p = (char)tolower((unsigned char)*p);
-	r->path = xstrdup(url);
 
 	r->route = rt_route_match(r->snap, r->host, r->path);
 	if (!r->route) {
@@ -663,7 +756,7 @@ static int on_req_head(void *ctx, struct http_head *h)
 	}
 	if (r->pool->balance == ROUTER_HASH && r->pool->hash_name) {
 		if (r->pool->hash_cookie)
-			r->hash_key = cookie_value(http_head_get(h, "Cookie"), r->pool->hash_name);
+			r->hash_key = cookie_value(h->first[HH_COOKIE], r->pool->hash_name);
 		else {
 			const char *v = http_head_get(h, r->pool->hash_name);
 			r->hash_key = v ? xstrdup(v) : NULL;
@@ -671,39 +764,44 @@ static int on_req_head(void *ctx, struct http_head *h)
 	}
 
 	/* The head the backend gets. */
-	const char *conn = http_head_get(h, "Connection");
-	r->upgrade = h->upgrade && http_head_get(h, "Upgrade");
+	struct strbuf tmp;
+	strbuf_init(&tmp, 0);
+	const char *conn_extra = connection_extra(h, &tmp);
+	const char *upgrade = h->first[HH_UPGRADE];
+	r->upgrade = h->upgrade && upgrade;
 	struct strbuf *o = &r->head_out;
 	strbuf_adds(o, h->method);
 	strbuf_addc(o, ' ');
 	strbuf_adds(o, r->path);
 	strbuf_adds(o, " HTTP/1.1\r\n");
-	/* Every X-Forwarded-For line the client sent, as one list. */
-	struct strbuf xff;
-	strbuf_init(&xff, 0);
 	for (size_t k = 0; k < h->n_headers; k++) {
-		const char *name = h->headers[k].name, *value = h->headers[k].value;
-		if (is_hop(name, conn) || strcasecmp(name, "X-Forwarded-Proto") == 0 ||
-		    strcasecmp(name, "X-Forwarded-Host") == 0 || strcasecmp(name, "X-Request-Id") == 0)
+		enum http_hdr id = h->ids[k];
+		if (id == HH_X_FORWARDED_PROTO || id == HH_X_FORWARDED_HOST || id == HH_X_REQUEST_ID ||
+		    id == HH_X_FORWARDED_FOR || is_hop(id, h->headers[k].name, conn_extra))
 			continue;
-		if (strcasecmp(name, "X-Forwarded-For") == 0) {
-			strbuf_adds(&xff, value);
-			strbuf_adds(&xff, ", ");
-			continue;
-		}
-		add_header(o, name, value);
+		add_header(o, h->headers[k].name, h->headers[k].value);
 	}
 	if (!host)
 		add_header(o, "Host", r->host);
+	/* Every X-Forwarded-For line the client sent, as one list, then the client. */
 	strbuf_adds(o, "X-Forwarded-For: ");
-	strbuf_add(o, xff.buf, xff.len);
+	if (h->count[HH_X_FORWARDED_FOR]) {
+		for (size_t k = 0; k < h->n_headers; k++) {
+			if (h->ids[k] != HH_X_FORWARDED_FOR || is_hop(HH_X_FORWARDED_FOR, h->headers[k].name, conn_extra))
+				continue;
+			strbuf_adds(o, h->headers[k].value);
+			strbuf_adds(o, ", ");
+		}
+	}
 	strbuf_adds(o, c->ip);
 	strbuf_adds(o, "\r\nX-Forwarded-Proto: http\r\n");
 	add_header(o, "X-Forwarded-Host", host ? host : r->host);
 	add_header(o, "X-Request-Id", r->id);
-	strbuf_release(&xff);
-	if (r->upgrade)
-		strbuf_addf(o, "Connection: upgrade\r\nUpgrade: %s\r\n", http_head_get(h, "Upgrade"));
+	strbuf_release(&tmp);
+	if (r->upgrade) {
+		strbuf_adds(o, "Connection: upgrade\r\n");
+		add_header(o, "Upgrade", upgrade);
+	}
 	if (h->chunked) {
 		r->chunked_out = true;
 		strbuf_adds(o, "Transfer-Encoding: chunked\r\n");
@@ -1066,18 +1164,21 @@ static int on_resp_head(void *ctx, struct http_head *h)
 	bool interim = st >= 100 && st < 200 && st != 101;
 	if (st == 101 && !r->upgrade)
 		return -1; /* an upgrade nobody asked for */
-	const char *conn = http_head_get(h, "Connection");
+	struct strbuf tmp;
+	strbuf_init(&tmp, 0);
+	const char *conn_extra = connection_extra(h, &tmp);
 	struct strbuf *o = &c->out;
 	if (st == 200 && r->minor >= 1)
 		strbuf_adds(o, "HTTP/1.1 200 OK\r\n");
 	else
 		strbuf_addf(o, "HTTP/1.%d %d %s\r\n", r->minor >= 1 ? 1 : 0, st, http_reason(st));
 	for (size_t k = 0; k < h->n_headers; k++) {
-		const char *name = h->headers[k].name;
-		if (is_hop(name, conn) || strcasecmp(name, "Content-Length") == 0)
+		enum http_hdr id = h->ids[k];
+		if (id == HH_CONTENT_LENGTH || is_hop(id, h->headers[k].name, conn_extra))
 			continue;
-		add_header(o, name, h->headers[k].value);
+		add_header(o, h->headers[k].name, h->headers[k].value);
 	}
+	strbuf_release(&tmp);
 	if (interim) {
 		strbuf_adds(o, "\r\n");
 		return 0;
@@ -1085,10 +1186,12 @@ static int on_resp_head(void *ctx, struct http_head *h)
 	r->resp_started = true;
 	r->status = st;
 	r->backend_keep_alive = h->keep_alive;
-	if (!http_head_get(h, "X-Request-Id"))
+	if (!h->first[HH_X_REQUEST_ID])
 		add_header(o, "X-Request-Id", r->id);
 	if (st == 101) {
-		strbuf_addf(o, "Connection: upgrade\r\nUpgrade: %s\r\n\r\n", http_head_get(h, "Upgrade") ? http_head_get(h, "Upgrade") : "");
+		strbuf_adds(o, "Connection: upgrade\r\n");
+		add_header(o, "Upgrade", h->first[HH_UPGRADE] ? h->first[HH_UPGRADE] : "");
+		strbuf_adds(o, "\r\n");
 		r->fr_client = FR_NONE;
 		return 0;
 	}
@@ -1420,10 +1523,12 @@ static void answer_locally(struct rt_client *c, struct rt_req *r, bool close)
 	client_flush(c);
 }
 
-/* Parses what is pending, as far as the current request allows. */
-static void client_process(struct rt_client *c)
+/* Parses data (pending bytes, or a read) as far as the current request
+ * allows; returns how much of it was used. */
+static size_t client_parse(struct rt_client *c, const char *data, size_t len)
 {
-	while (!c->closing && !c->tunnel && c->pending.len && !c->close_after) {
+	size_t done = 0;
+	while (!c->closing && !c->tunnel && done < len && !c->close_after) {
 		struct rt_req *r = c->req;
 		if (r && r->req_done)
 			break; /* waiting for the response: pipelined bytes wait too */
@@ -1434,8 +1539,8 @@ static void client_process(struct rt_client *c)
 		if (!r && !http_stream_in_message(c->parser))
 			deadline_set(&c->timer, (uint64_t)c->w->r->cfg.header_timeout_ms);
 		size_t used = 0;
-		int rc = http_stream_feed(c->parser, c->pending.buf, c->pending.len, &used);
-		strbuf_consume(&c->pending, used);
+		int rc = http_stream_feed(c->parser, data + done, len - done, &used);
+		done += used;
 		r = c->req;
 		if (r && r->up)
 			upstream_flush(r->up);
@@ -1457,7 +1562,7 @@ static void client_process(struct rt_client *c)
 				if (dead_upgrade) {
 					client_pause(c);
 					client_close_when_written(c);
-					return;
+					return done;
 				}
 				http_stream_next(c->parser);
 				continue;
@@ -1486,12 +1591,20 @@ static void client_process(struct rt_client *c)
 			}
 		} else {
 			client_close(c);
-			return;
+			return done;
 		}
 		client_pause(c);
 		client_close_when_written(c);
-		return;
+		return done;
 	}
+	return done;
+}
+
+/* Parses what is pending. */
+static void client_process(struct rt_client *c)
+{
+	size_t used = client_parse(c, c->pending.buf, c->pending.len);
+	strbuf_consume(&c->pending, used);
 	if (c->pending.len > OUT_HIGH_WATER)
 		client_pause(c);
 }
@@ -1521,8 +1634,18 @@ static void client_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 			tunnel_pipe(c, c->req->up, true, buf->base, (size_t)n);
 		return;
 	}
-	strbuf_add(&c->pending, buf->base, (size_t)n);
-	client_process(c);
+	if (c->pending.len) {
+		strbuf_add(&c->pending, buf->base, (size_t)n);
+		client_process(c);
+		return;
+	}
+	/* Parsed where it was read; only what has to wait is kept. */
+	size_t used = client_parse(c, buf->base, (size_t)n);
+	if (used < (size_t)n && !c->closing) {
+		strbuf_add(&c->pending, buf->base + used, (size_t)n - used);
+		if (c->pending.len > OUT_HIGH_WATER)
+			client_pause(c);
+	}
 }
 
 void rt_proxy_accept(uv_stream_t *listener, int status)

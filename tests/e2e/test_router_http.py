@@ -274,6 +274,13 @@ def test_hop_by_hop_headers_are_removed_both_ways(router):
     for hop in ("connection", "keep-alive", "te", "upgrade", "proxy-connection", "x-secret"):
         assert hop not in names, f"{hop} reached the backend"
     assert header_values(doc, "X-Public") == ["7"]
+    # A name listed on a second Connection line is just as hop-by-hop.
+    r, _ = raw_exchange(router, b"GET /hop-req2 HTTP/1.1\r\n" + H + b"Connection: keep-alive\r\n"
+                        b"X-Other: 1\r\nConnection: X-Other\r\nX-Public: 8\r\n\r\n")
+    doc = json.loads(r.body)
+    names = {k.lower() for k, _ in doc["headers"]}
+    assert "x-other" not in names and "connection" not in names
+    assert header_values(doc, "X-Public") == ["8"]
     # And from the backend to the client.
     r, _ = raw_exchange(router, b"GET /hop HTTP/1.1\r\n" + H + b"\r\n")
     assert r.status == 200 and r.body == b"hop\n"

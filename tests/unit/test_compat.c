@@ -10,6 +10,7 @@
 
 #include "compat/crypto.h"
 #include "compat/http.h"
+#include "compat/http_stream.h"
 #include "compat/json.h"
 #include "core/strbuf.h"
 #include "core/util.h"
@@ -992,6 +993,172 @@ static void test_crypto__seal_round_trips_and_detects_tampering(void **state)
 	free(b);
 }
 
+/* ------------------------------------------------------ http_stream */
+
+/* What the stream callbacks saw: a copy of each head's headers. */
+struct seen {
+	int heads, completes;
+	char names[16][64], values[16][64];
+	unsigned char ids[16];
+	size_t n;
+	char host[64], conn[64];
+	unsigned n_host, n_cl;
+	struct strbuf body;
+};
+
+static int seen_head(void *ctx, struct http_head *h)
+{
+	struct seen *s = ctx;
+	s->heads++;
+	s->n = h->n_headers < 16 ? h->n_headers : 16;
+	for (size_t k = 0; k < s->n; k++) {
+		snprintf(s->names[k], sizeof(s->names[k]), "%s", h->headers[k].name);
+		snprintf(s->values[k], sizeof(s->values[k]), "%s", h->headers[k].value);
+		s->ids[k] = h->ids[k];
+	}
+	snprintf(s->host, sizeof(s->host), "%s", h->first[HH_HOST] ? h->first[HH_HOST] : "(none)");
+	snprintf(s->conn, sizeof(s->conn), "%s", h->first[HH_CONNECTION] ? h->first[HH_CONNECTION] : "(none)");
+	s->n_host = h->count[HH_HOST];
+	s->n_cl = h->count[HH_CONTENT_LENGTH];
+	return 0;
+}
+
+static int seen_body(void *ctx, const char *data, size_t len)
+{
+	strbuf_add(&((struct seen *)ctx)->body, data, len);
+	return 0;
+}
+
+static void seen_complete(void *ctx)
+{
+	((struct seen *)ctx)->completes++;
+}
+
+static const struct http_stream_cbs seen_cbs = {seen_head, seen_body, seen_complete};
+
+/* Feeds text in pieces of at most step bytes (each an exact heap copy);
+ * returns the last result. */
+static int feed_steps(struct http_stream *st, const char *text, size_t step)
+{
+	size_t n = strlen(text), at = 0;
+	int rc = HTTP_STREAM_OK;
+	while (at < n) {
+		size_t k = n - at < step ? n - at : step;
+		char *piece = exact_copy(text + at, k);
+		size_t used = 0;
+		rc = http_stream_feed(st, piece, k, &used);
+		free(piece);
+		at += used;
+		if (rc == HTTP_STREAM_PAUSED)
+			http_stream_next(st);
+		else if (rc != HTTP_STREAM_OK)
+			return rc;
+	}
+	return rc;
+}
+
+static void test_http_stream__names_and_values_whole_or_split(void **state)
+{
+	static const char text[] = "GET /a HTTP/1.1\r\nHost: example.org\r\nX-Empty:\r\n"
+				   "CONNECTION: close, X-Hop\r\nX-Long-Header-Name: v1\r\n\r\n";
+	for (size_t step = 1; step <= sizeof(text); step = step * 2 + 1) {
+		struct seen s = {0};
+		strbuf_init(&s.body, 0);
+		struct http_stream *st = http_stream_new(HTTP_KIND_REQUEST, 8192, &seen_cbs, &s);
+		feed_steps(st, text, step);
+		assert_int_equal(s.heads, 1);
+		assert_int_equal(s.completes, 1);
+		assert_int_equal(s.n, 4);
+		assert_string_equal(s.names[0], "Host");
+		assert_string_equal(s.values[0], "example.org");
+		assert_string_equal(s.names[1], "X-Empty");
+		assert_string_equal(s.values[1], "");
+		assert_string_equal(s.names[2], "CONNECTION");
+		assert_string_equal(s.values[2], "close, X-Hop");
+		assert_string_equal(s.names[3], "X-Long-Header-Name");
+		assert_string_equal(s.values[3], "v1");
+		assert_int_equal(s.ids[0], HH_HOST);
+		assert_int_equal(s.ids[1], HH_OTHER);
+		assert_int_equal(s.ids[2], HH_CONNECTION);
+		assert_int_equal(s.ids[3], HH_OTHER);
+		assert_string_equal(s.host, "example.org");
+		assert_string_equal(s.conn, "close, X-Hop");
+		http_stream_free(st);
+		strbuf_release(&s.body);
+	}
+}
+
+static void test_http_stream__recognises_names_in_any_case(void **state)
+{
+	static const struct {
+		const char *name;
+		enum http_hdr id;
+	} cases[] = {
+		{"host", HH_HOST},
+		{"Content-Length", HH_CONTENT_LENGTH},
+		{"transfer-ENCODING", HH_TRANSFER_ENCODING},
+		{"Connection", HH_CONNECTION},
+		{"Keep-Alive", HH_KEEP_ALIVE},
+		{"Proxy-Connection", HH_PROXY_CONNECTION},
+		{"TE", HH_TE},
+		{"Trailer", HH_TRAILER},
+		{"Upgrade", HH_UPGRADE},
+		{"x-forwarded-for", HH_X_FORWARDED_FOR},
+		{"X-Forwarded-Proto", HH_X_FORWARDED_PROTO},
+		{"X-Forwarded-Host", HH_X_FORWARDED_HOST},
+		{"X-Request-ID", HH_X_REQUEST_ID},
+		{"Cookie", HH_COOKIE},
+		{"Hosts", HH_OTHER},
+		{"Te-", HH_OTHER},
+		{"X-Forwarded-Fox", HH_OTHER},
+		{"Content-Type", HH_OTHER},
+		{"", HH_OTHER},
+	};
+	for (size_t k = 0; k < ARRAY_SIZE(cases); k++)
+		assert_int_equal(http_hdr_id(cases[k].name, strlen(cases[k].name)), cases[k].id);
+}
+
+static void test_http_stream__counts_repeated_headers_per_message(void **state)
+{
+	static const char text[] = "POST / HTTP/1.1\r\nHost: a\r\nhost: b\r\nContent-Length: 3\r\n\r\nabc"
+				   "GET / HTTP/1.1\r\nHost: c\r\n\r\n";
+	struct seen s = {0};
+	strbuf_init(&s.body, 0);
+	struct http_stream *st = http_stream_new(HTTP_KIND_REQUEST, 8192, &seen_cbs, &s);
+	size_t n = strlen(text), used = 0;
+	char *buf = exact_copy(text, n);
+	assert_int_equal(http_stream_feed(st, buf, n, &used), HTTP_STREAM_PAUSED);
+	assert_int_equal(s.n_host, 2);
+	assert_int_equal(s.n_cl, 1);
+	assert_string_equal(s.host, "a");
+	assert_string_equal(s.body.buf, "abc");
+	http_stream_next(st);
+	size_t more = 0;
+	assert_int_equal(http_stream_feed(st, buf + used, n - used, &more), HTTP_STREAM_PAUSED);
+	assert_int_equal(used + more, n);
+	assert_int_equal(s.heads, 2);
+	assert_int_equal(s.n_host, 1);
+	assert_int_equal(s.n_cl, 0);
+	assert_string_equal(s.host, "c");
+	assert_string_equal(s.conn, "(none)");
+	free(buf);
+	http_stream_free(st);
+	strbuf_release(&s.body);
+}
+
+static void test_http_stream__refuses_a_head_over_the_limit(void **state)
+{
+	struct seen s = {0};
+	strbuf_init(&s.body, 0);
+	struct http_stream *st = http_stream_new(HTTP_KIND_REQUEST, 48, &seen_cbs, &s);
+	int rc = feed_steps(st, "GET / HTTP/1.1\r\nHost: a\r\nX-Big: 0123456789012345678901234567890123456789"
+				"0123456789\r\n\r\n", 7);
+	assert_int_equal(rc, -EMSGSIZE);
+	assert_int_equal(s.heads, 0);
+	http_stream_free(st);
+	strbuf_release(&s.body);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1029,6 +1196,10 @@ int main(void)
 		cmocka_unit_test(test_http__streams_a_response_body_to_the_callback),
 		cmocka_unit_test(test_http__body_callback_can_stop_the_parse),
 		cmocka_unit_test(test_http__reason_phrases),
+		cmocka_unit_test(test_http_stream__names_and_values_whole_or_split),
+		cmocka_unit_test(test_http_stream__recognises_names_in_any_case),
+		cmocka_unit_test(test_http_stream__counts_repeated_headers_per_message),
+		cmocka_unit_test(test_http_stream__refuses_a_head_over_the_limit),
 		cmocka_unit_test(test_http__url_decode_decodes_escapes),
 		cmocka_unit_test(test_http__url_decode_handles_plus_by_request),
 		cmocka_unit_test(test_http__url_decode_refuses_bad_escapes),
