@@ -13,6 +13,7 @@ struct http_stream {
 	enum http_kind kind;
 	size_t max_header, head_bytes;
 	bool too_big, aborted, bad_length, in_name, started, completed;
+	bool head_done; /* the head was handed over: trailer fields are only counted */
 	/* The head's names and values, NUL-terminated one after the other, and
 	 * where each starts: one buffer reused for every message, written as
 	 * llhttp hands the bytes over. The head's pointers into it are set
@@ -141,6 +142,8 @@ static int on_header_field(llhttp_t *ll, const char *at, size_t n)
 	struct http_stream *s = S(ll);
 	if (count(s, n))
 		return -1;
+	if (s->head_done)
+		return 0;
 	if (!s->in_name) {
 		s->in_name = true;
 		push_offset(s);
@@ -152,6 +155,8 @@ static int on_header_field(llhttp_t *ll, const char *at, size_t n)
 static int on_header_field_complete(llhttp_t *ll)
 {
 	struct http_stream *s = S(ll);
+	if (s->head_done)
+		return 0;
 	if (!s->in_name)
 		push_offset(s); /* an empty name: llhttp refuses it, but stay paired */
 	s->in_name = false;
@@ -165,13 +170,16 @@ static int on_header_value(llhttp_t *ll, const char *at, size_t n)
 	struct http_stream *s = S(ll);
 	if (count(s, n))
 		return -1;
-	strbuf_add(&s->arena, at, n);
+	if (!s->head_done)
+		strbuf_add(&s->arena, at, n);
 	return 0;
 }
 
 static int on_header_value_complete(llhttp_t *ll)
 {
-	strbuf_addc(&S(ll)->arena, '\0');
+	struct http_stream *s = S(ll);
+	if (!s->head_done)
+		strbuf_addc(&s->arena, '\0');
 	return 0;
 }
 
@@ -179,6 +187,7 @@ static int on_headers_complete(llhttp_t *ll)
 {
 	struct http_stream *s = S(ll);
 	point_headers(s);
+	s->head_done = true;
 	/* llhttp takes any 64-bit Content-Length; the head holds it signed. */
 	if ((ll->flags & F_CONTENT_LENGTH) && ll->content_length > INT64_MAX) {
 		s->bad_length = true;
@@ -257,6 +266,7 @@ static void clear_head(struct http_stream *s)
 	strbuf_reset(&h->url);
 	s->head_bytes = 0;
 	s->in_name = false;
+	s->head_done = false;
 	s->started = false;
 	s->completed = false;
 }

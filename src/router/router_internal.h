@@ -26,7 +26,7 @@
 #define RT_EJECT_MAX_MS 30000
 #define RT_POOL_IDLE_MAX 64       /* idle backend connections per worker */
 #define RT_READ_BUF (128 * 1024)  /* the worker's read buffer */
-#define RT_SPARE_REQS 256         /* finished requests kept for reuse per worker */
+#define RT_SPARE_REQS 128         /* finished requests kept for reuse per worker */
 
 extern const double rt_hist_bounds[RT_HIST_BUCKETS]; /* seconds, upper bounds */
 

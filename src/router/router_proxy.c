@@ -53,6 +53,7 @@ struct rt_client {
 	struct rt_req *req;
 	char ip[INET6_ADDRSTRLEN];
 	bool closing, reading, close_after, tunnel, parse_error;
+	bool pending_full; /* reading stopped for the size of pending */
 	bool dirty;     /* on the worker's list of output to write this turn */
 	size_t writing; /* bytes in flight in uv_write */
 	struct rt_client *next, *prev;
@@ -122,7 +123,7 @@ static void upstream_flush(struct rt_upstream *u);
 static void req_dispatch(struct rt_req *r);
 static void req_finish(struct rt_req *r);
 static void client_process(struct rt_client *c);
-static void new_request_id(struct rt_worker *w, char *out, size_t size);
+static void new_request_id(struct rt_worker *w, char out[static 33]);
 
 static uint64_t now_ns(void)
 {
@@ -263,8 +264,8 @@ static void req_free(struct rt_req *r)
 	free(r->hash_key);
 	/* Kept for the next request with its buffers, unless they grew big. */
 	struct rt_worker *w = r->c->w;
-	if (w->n_free_reqs < RT_SPARE_REQS && r->head_out.alloc <= 16384 && r->replay.alloc <= 16384 &&
-	    r->names.alloc <= 16384) {
+	if (w->n_free_reqs < RT_SPARE_REQS && r->head_out.alloc <= 4096 && r->replay.alloc <= 4096 &&
+	    r->names.alloc <= 4096) {
 		r->next_free = w->free_reqs;
 		w->free_reqs = r;
 		w->n_free_reqs++;
@@ -411,7 +412,7 @@ static void local_response(struct rt_client *c, struct rt_req *r, int status, co
 	 * page still gets an id to quote. */
 	char fresh[64];
 	if (!r)
-		new_request_id(c->w, fresh, sizeof(fresh));
+		new_request_id(c->w, fresh);
 	const char *id = r ? r->id : fresh;
 	char body[600];
 	int n = snprintf(body, sizeof(body), "%d %s\nrequest id: %s\n", status, msg, id);
@@ -497,20 +498,23 @@ static bool in_connection_list(const char *conn, const char *name)
 	return false;
 }
 
-/* Whether a Connection value names anything besides the usual close,
- * keep-alive and upgrade: only then is each header checked against it. */
+/* Whether a Connection value names anything besides keep-alive and
+ * upgrade (hop-by-hop anyway): only then is each header checked against it.
+ * "close" counts: a header may be named Close. */
 static bool lists_other_headers(const char *conn)
 {
 	size_t n;
 	for (const char *t; conn && (t = next_token(&conn, &n));)
-		if (!(n == 5 && strncasecmp(t, "close", 5) == 0) &&
-		    !(n == 10 && strncasecmp(t, "keep-alive", 10) == 0) &&
+		if (!(n == 10 && strncasecmp(t, "keep-alive", 10) == 0) &&
 		    !(n == 7 && strncasecmp(t, "upgrade", 7) == 0))
 			return true;
 	return false;
 }
 
-/* Hop-by-hop (RFC 9110 7.6.1): the fixed set, and whatever Connection lists. */
+/* Hop-by-hop (RFC 9110 7.6.1): the fixed set, and whatever Connection
+ * lists, except the message's framing and Host: a Connection naming
+ * Content-Length must not leave a body unframed on the next hop (which
+ * would read it as another request). */
 static bool is_hop(enum http_hdr id, const char *name, const char *conn_extra)
 {
 	switch (id) {
@@ -522,6 +526,9 @@ static bool is_hop(enum http_hdr id, const char *name, const char *conn_extra)
 	case HH_TRANSFER_ENCODING:
 	case HH_UPGRADE:
 		return true;
+	case HH_CONTENT_LENGTH:
+	case HH_HOST:
+		return false;
 	default:
 		return conn_extra && in_connection_list(conn_extra, name);
 	}
@@ -575,8 +582,8 @@ static bool sane_request_id(const char *v)
 	return true;
 }
 
-/* 32 lowercase hex digits from two random words (size is at least 33). */
-static void new_request_id(struct rt_worker *w, char *out, size_t size)
+/* 32 lowercase hex digits from two random words, NUL-terminated. */
+static void new_request_id(struct rt_worker *w, char out[static 33])
 {
 	static const char hex[] = "0123456789abcdef";
 	uint64_t words[2] = {rt_rand(w), rt_rand(w)};
@@ -585,7 +592,6 @@ static void new_request_id(struct rt_worker *w, char *out, size_t size)
 		for (int shift = 60; shift >= 0; shift -= 4)
 			*p++ = hex[(words[k] >> shift) & 15];
 	*p = '\0';
-	(void)size;
 }
 
 static bool has_bad_chars(const char *s)
@@ -659,7 +665,7 @@ static int on_req_head(void *ctx, struct http_head *h)
 	if (rid && sane_request_id(rid))
 		strlcpy_s(r->id, rid, sizeof(r->id));
 	else
-		new_request_id(w, r->id, sizeof(r->id));
+		new_request_id(w, r->id);
 
 	/* Framing and target checks; llhttp already refuses CL with TE,
 	 * differing repeated CLs, bad chunk sizes and bare CR/LF. */
@@ -1513,6 +1519,23 @@ static void client_pause(struct rt_client *c)
 	}
 }
 
+/* Bounds what a client may have pending (pipelined requests waiting for
+ * earlier answers): reading stops above OUT_HIGH_WATER and starts again
+ * below half of it. */
+static void client_check_pending(struct rt_client *c)
+{
+	if (c->pending.len > OUT_HIGH_WATER) {
+		client_pause(c);
+		c->pending_full = true;
+	} else if (c->pending_full && c->pending.len < OUT_HIGH_WATER / 2) {
+		c->pending_full = false;
+		if (!c->closing && !c->reading && !c->close_after) {
+			c->reading = true;
+			uv_read_start((uv_stream_t *)&c->tcp, alloc_buf, client_read);
+		}
+	}
+}
+
 /* Answers a request that the router decided itself (no route, no ready
  * instance, bad request without a body) and moves on. */
 static void answer_locally(struct rt_client *c, struct rt_req *r, bool close)
@@ -1600,13 +1623,13 @@ static size_t client_parse(struct rt_client *c, const char *data, size_t len)
 	return done;
 }
 
-/* Parses what is pending. */
+/* Parses what is pending. A client paused because too much was pending
+ * reads again once most of it is parsed: nothing else would resume it. */
 static void client_process(struct rt_client *c)
 {
 	size_t used = client_parse(c, c->pending.buf, c->pending.len);
 	strbuf_consume(&c->pending, used);
-	if (c->pending.len > OUT_HIGH_WATER)
-		client_pause(c);
+	client_check_pending(c);
 }
 
 static void client_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
@@ -1643,8 +1666,7 @@ static void client_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 	size_t used = client_parse(c, buf->base, (size_t)n);
 	if (used < (size_t)n && !c->closing) {
 		strbuf_add(&c->pending, buf->base + used, (size_t)n - used);
-		if (c->pending.len > OUT_HIGH_WATER)
-			client_pause(c);
+		client_check_pending(c);
 	}
 }
 

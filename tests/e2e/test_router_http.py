@@ -281,12 +281,56 @@ def test_hop_by_hop_headers_are_removed_both_ways(router):
     names = {k.lower() for k, _ in doc["headers"]}
     assert "x-other" not in names and "connection" not in names
     assert header_values(doc, "X-Public") == ["8"]
+    # "Connection: close" names a header called Close too.
+    r, _ = raw_exchange(router, b"GET /hop-req3 HTTP/1.1\r\n" + H + b"Connection: close\r\n"
+                        b"Close: x\r\nX-Public: 9\r\n\r\n")
+    doc = json.loads(r.body)
+    assert "close" not in {k.lower() for k, _ in doc["headers"]}
+    assert header_values(doc, "X-Public") == ["9"]
     # And from the backend to the client.
     r, _ = raw_exchange(router, b"GET /hop HTTP/1.1\r\n" + H + b"\r\n")
     assert r.status == 200 and r.body == b"hop\n"
     names = {k.lower() for k, _ in r.headers}
     assert "x-resp-secret" not in names and "keep-alive" not in names and "proxy-connection" not in names
     assert r.header("X-Kept") == "yes"
+
+
+def test_connection_cannot_strip_the_framing_or_host_of_a_request(router):
+    # Were Content-Length dropped as "listed in Connection", the backend would
+    # read the body as a second request with forwarding headers of the
+    # client's choosing.
+    marker = f"/smuggled-{time.monotonic_ns()}"
+    inner = f"GET {marker} HTTP/1.1\r\nHost: {HOST}\r\nX-Forwarded-For: 1.2.3.4\r\n\r\n".encode()
+    r, _ = raw_exchange(router, b"POST /framed HTTP/1.1\r\n" + H +
+                        b"Connection: content-length, host\r\nContent-Length: %d\r\n\r\n" % len(inner) +
+                        inner)
+    assert r.status == 200
+    doc = json.loads(r.body)
+    assert doc["path"] == "/framed" and doc["body"] == inner.decode()
+    assert header_values(doc, "Content-Length") == [str(len(inner))]
+    assert header_values(doc, "Host") == [HOST]
+    after = f"/after-{time.monotonic_ns()}"
+    assert get(router, after, HOST)[0] == 200
+    wait_for(lambda: backend_saw(router, after), what="the request after it in the backend's log")
+    assert not backend_saw(router, marker), "the body reached the backend as a request"
+
+
+def test_pipelined_requests_beyond_the_pending_limit_are_all_answered(router):
+    # Over 1 MiB of pipelined requests behind a slow one: the router stops
+    # reading at its limit and must read on once it has worked through them.
+    pad = b"X-Pad: " + b"p" * 1000 + b"\r\n"
+    n = 1500
+    s = raw_connect(router, timeout=20)
+    rd = RawReader(s)
+    reqs = [b"GET /slow?ms=300 HTTP/1.1\r\n" + H + b"\r\n"]
+    reqs += [b"GET /many/%d HTTP/1.1\r\n" % k + H + pad + b"\r\n" for k in range(n)]
+    sender = threading.Thread(target=s.sendall, args=(b"".join(reqs),), daemon=True)
+    sender.start()
+    assert json.loads(rd.read_response().body)["path"] == "/slow?ms=300"
+    paths = [json.loads(rd.read_response().body)["path"] for _ in range(n)]
+    assert paths == [f"/many/{k}" for k in range(n)]
+    sender.join(10)
+    s.close()
 
 
 def test_forwarding_headers_and_request_ids_are_added(router):
