@@ -24,6 +24,7 @@
 #define OUT_HIGH_WATER (1024 * 1024) /* stop reading the other side above this */
 #define REPLAY_MAX (64 * 1024)       /* body bytes kept to retry a request */
 #define WRITE_NOW (256 * 1024)       /* output this large is not held for the loop turn's end */
+#define WRITE_DIRECT (16 * 1024)     /* body pieces this large are written from the read buffer */
 
 enum framing { FR_NONE, FR_LENGTH, FR_CHUNKED, FR_CLOSE };
 
@@ -1227,6 +1228,26 @@ static int on_resp_head(void *ctx, struct http_head *h)
 	return no_body ? 1 : 0;
 }
 
+/* A large piece of body goes to the client from where it was read,
+ * behind whatever output is waiting, in one writev, when nothing is in
+ * flight: the copy into c->out is saved for what the socket takes.
+ * *data and *len are left at the part still to buffer. */
+static void write_direct(struct rt_client *c, const char **data, size_t *len)
+{
+	if (c->writing || c->closing)
+		return;
+	uv_buf_t b[2] = {uv_buf_init(c->out.buf, (unsigned)c->out.len),
+			 uv_buf_init((char *)*data, (unsigned)*len)};
+	int n = c->out.len ? uv_try_write((uv_stream_t *)&c->tcp, b, 2)
+			   : uv_try_write((uv_stream_t *)&c->tcp, b + 1, 1);
+	if (n <= 0)
+		return; /* EAGAIN: buffered; a failure shows on the next write */
+	size_t from_out = (size_t)n < c->out.len ? (size_t)n : c->out.len;
+	strbuf_consume(&c->out, from_out);
+	*data += (size_t)n - from_out;
+	*len -= (size_t)n - from_out;
+}
+
 static int on_resp_body(void *ctx, const char *data, size_t len)
 {
 	struct rt_upstream *u = ctx;
@@ -1240,6 +1261,8 @@ static int on_resp_body(void *ctx, const char *data, size_t len)
 		strbuf_add(o, data, len);
 		strbuf_adds(o, "\r\n");
 	} else if (r->fr_client != FR_NONE) {
+		if (len >= WRITE_DIRECT)
+			write_direct(r->c, &data, &len);
 		strbuf_add(o, data, len);
 	}
 	return 0;
