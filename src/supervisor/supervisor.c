@@ -596,26 +596,52 @@ int supervisor_restart(struct supervisor *sv, const char *app, const char *proc,
 		*err = xasprintf("app '%s' has no instance '%s'", app, instance);
 		return -ENOENT;
 	}
+	if (!one && a->rollout) {
+		*err = xasprintf("app '%s' is rolling out (%s); restart it once that has finished "
+				 "('paasops deploy status %s')", app, a->rollout->phase[0] ? a->rollout->phase : "starting", app);
+		return -EBUSY;
+	}
 	char why[160];
 	snprintf(why, sizeof(why), "restart of %s requested", instance ? instance : proc ? proc : app);
 	sv_emit(sv, app, proc, instance, "restart", NULL, why, 0, -1, 0);
+	if (one) {
+		/* One named instance restarts in place. */
+		json_append(ids, json_string(one->id));
+		sv_inst_restart(one, "restart requested");
+		return 0;
+	}
+	/* Instances that serve or are about to are replaced one step at a
+	 * time by the rollout engine (new ones ready before old ones drain, as
+	 * the process type's deploy settings allow); the others serve nothing
+	 * and restart in place, which also ends a crash loop. */
+	bool rolling = false;
 	for (size_t k = 0; k < a->n_procs; k++) {
 		struct sv_proc *p = a->procs[k];
 		if (p->removed || (only && p != only))
 			continue;
+		p->restart_gen++;
 		size_t n = p->n_insts;
 		struct sv_inst **copy = xmalloc((n ? n : 1) * sizeof(*copy));
 		if (n)
 			memcpy(copy, p->insts, n * sizeof(*copy));
 		for (size_t j = 0; j < n; j++) {
 			struct sv_inst *i = copy[j];
-			if (i->removing || (one && i != one))
+			if (i->removing)
 				continue;
 			json_append(ids, json_string(i->id));
+			bool serving = i->run && (i->state == SV_READY || i->state == SV_STARTING ||
+						  i->state == SV_UNHEALTHY);
+			if (serving && !a->stopped && !p->stopped) {
+				rolling = true;
+				continue;
+			}
+			i->gen = p->restart_gen;
 			sv_inst_restart(i, "restart requested");
 		}
 		free(copy);
 	}
+	if (rolling)
+		sv_restart_begin(a);
 	return 0;
 }
 

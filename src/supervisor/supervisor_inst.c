@@ -1003,6 +1003,7 @@ struct sv_inst *sv_inst_new(struct sv_proc *p, int index, struct sv_release *rel
 	i->sp = spec_process(rel->spec, p->name);
 	i->fp = sv_fingerprint(rel, i->sp);
 	i->index = index;
+	i->gen = p->restart_gen;
 	i->id = xasprintf("%s.%s.%d", p->app->name, p->name, index);
 	i->state = SV_STOPPED;
 	i->last_exit_status = -1;

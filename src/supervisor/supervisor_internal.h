@@ -114,6 +114,7 @@ struct sv_inst {
 	bool removing;           /* free the slot once stopped */
 	bool adopted;            /* took a new release over unchanged: already proven */
 	bool restart_after_stop; /* start again once stopped */
+	unsigned gen;            /* its process type's restart_gen when it was made */
 	struct sv_run *run;      /* current process, or NULL */
 	struct sv_run *draining; /* exited processes whose output is still being read */
 	struct sv_check *check;  /* health check in flight, or NULL */
@@ -143,6 +144,7 @@ struct sv_proc {
 	int spec_instances;
 	bool stopped;
 	bool removed; /* no longer in the spec: stop and drop */
+	unsigned restart_gen; /* instances made before the last restart have a lower gen */
 	struct sv_inst **insts;
 	size_t n_insts, alloc_insts;
 };
@@ -150,6 +152,7 @@ struct sv_proc {
 /* A change of release in progress. */
 struct sv_rollout {
 	int from, to; /* versions */
+	bool restart; /* replaces the instances of older gens, same release */
 	int64_t started, deadline; /* monotonic ms */
 	supervisor_rollout_cb done;
 	void *ctx;
@@ -234,5 +237,8 @@ void sv_rollout_kick(struct sv_app *a);
 void sv_app_reconcile(struct sv_app *a);
 /* Starts moving a (whose rel is already the target) from release `from`. */
 void sv_rollout_begin(struct sv_app *a, int from, int to, supervisor_rollout_cb done, void *ctx);
+/* A rolling restart: instances of a gen below their process type's
+ * restart_gen are replaced like those of an old release. */
+void sv_restart_begin(struct sv_app *a);
 
 #endif

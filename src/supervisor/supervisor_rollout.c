@@ -73,9 +73,10 @@ char *sv_fingerprint(const struct sv_release *rel, const struct spec_process *sp
 
 /* ---- small views of a process type ---- */
 
+/* Runs the target release, and was started since the last restart. */
 static bool is_target(const struct sv_inst *i)
 {
-	return i->rel == i->proc->app->rel;
+	return i->rel == i->proc->app->rel && i->gen >= i->proc->restart_gen;
 }
 
 /* Running or about to run again, and not on its way out. */
@@ -148,7 +149,7 @@ static void plain_reconcile(struct sv_proc *p)
 		struct sv_inst *i = copy[k];
 		if (i->removing)
 			continue;
-		if (!is_target(i) && !p->removed && !a->destroying && !a->sv->shutting_down && a->live == a->rel->version) {
+		if (i->rel != a->rel && !p->removed && !a->destroying && !a->sv->shutting_down && a->live == a->rel->version) {
 			retire(i, "replaced by the current release");
 			continue;
 		}
@@ -218,8 +219,12 @@ static void rollout_end(struct sv_app *a, bool ok, const char *reason)
 		store_app_set_release(sv->store, a->name, ro->to);
 	}
 	char msg[400];
-	snprintf(msg, sizeof(msg), "rollout to v%d %s%s%s", ro->to, ok ? "finished" : "failed",
-		 reason ? ": " : "", reason ? reason : "");
+	if (ro->restart)
+		snprintf(msg, sizeof(msg), "restart %s%s%s", ok ? "finished" : "failed", reason ? ": " : "",
+			 reason ? reason : "");
+	else
+		snprintf(msg, sizeof(msg), "rollout to v%d %s%s%s", ro->to, ok ? "finished" : "failed",
+			 reason ? ": " : "", reason ? reason : "");
 	sv_emit(sv, a->name, NULL, NULL, ok ? "rollout-finished" : "rollout-failed", NULL, msg, 0, -1, 0);
 	if (ro->done)
 		ro->done(ro->ctx, a->name, ro->to, ok, reason);
@@ -240,8 +245,10 @@ static bool step_proc(struct sv_app *a, struct sv_proc *p, char *why, size_t why
 	}
 	int want = p->desired;
 	int64_t now = time_mono_ms();
-	/* min_healthy protects the old release; a first release has none. */
-	int64_t min_healthy = a->rollout->from == 0 ? 0 : d->min_healthy_ms;
+	/* min_healthy protects the old release; a first release has none, and
+	 * a restart runs the release that has already proven itself. */
+	bool restart = a->rollout->restart;
+	int64_t min_healthy = a->rollout->from == 0 || restart ? 0 : d->min_healthy_ms;
 	size_t n;
 	struct sv_inst **copy = snapshot_insts(p, &n);
 	int news = 0, stable = 0, olds = 0, olds_ready = 0;
@@ -268,7 +275,7 @@ static bool step_proc(struct sv_app *a, struct sv_proc *p, char *why, size_t why
 		}
 	}
 	bool recreate = d->strategy && !strcmp(d->strategy, "recreate");
-	bool canary = d->strategy && !strcmp(d->strategy, "canary") && !a->promoted;
+	bool canary = d->strategy && !strcmp(d->strategy, "canary") && !a->promoted && !restart;
 	int surge = d->max_surge, unavailable = d->max_unavailable;
 	if (surge + unavailable <= 0)
 		surge = 1;
@@ -307,13 +314,13 @@ static bool step_proc(struct sv_app *a, struct sv_proc *p, char *why, size_t why
 				bool ready = i->state == SV_READY;
 				if (ready && stable + olds_ready - 1 < want - unavailable)
 					break;
-				retire(i, "replaced by the new release");
+				retire(i, restart ? "restarted (replaced)" : "replaced by the new release");
 				olds--;
 				olds_ready -= ready;
 			}
 		}
 		while (news < want && news + olds < want + surge) {
-			start_new(p, "new release");
+			start_new(p, restart ? "restart" : "new release");
 			news++;
 		}
 		/* Too many new ones (scaled down during the rollout). */
@@ -383,11 +390,12 @@ static void rollout_tick(uv_timer_t *t)
 	rollout_step(t->data);
 }
 
-void sv_rollout_begin(struct sv_app *a, int from, int to, supervisor_rollout_cb done, void *ctx)
+static void begin(struct sv_app *a, int from, int to, supervisor_rollout_cb done, void *ctx, bool restart)
 {
 	struct sv_rollout *ro = xcalloc(1, sizeof(*ro));
 	ro->from = from;
 	ro->to = to;
+	ro->restart = restart;
 	ro->started = time_mono_ms();
 	int64_t deadline = 0;
 	for (size_t k = 0; k < a->rel->spec->n_procs; k++)
@@ -407,13 +415,26 @@ void sv_rollout_begin(struct sv_app *a, int from, int to, supervisor_rollout_cb 
 		a->t_rollout->data = a;
 	}
 	char msg[160];
-	snprintf(msg, sizeof(msg), "rollout from v%d to v%d started", from, to);
+	if (restart)
+		snprintf(msg, sizeof(msg), "restart of v%d started, instance by instance", to);
+	else
+		snprintf(msg, sizeof(msg), "rollout from v%d to v%d started", from, to);
 	sv_emit(a->sv, a->name, NULL, NULL, "rollout-started", NULL, msg, 0, -1, 0);
 	/* A rollout with nothing to replace ends here, calling done before
 	 * supervisor_rollout() returns; callers must be ready for that. */
 	rollout_step(a);
 	if (a->rollout == ro)
 		sv_rollout_kick(a);
+}
+
+void sv_rollout_begin(struct sv_app *a, int from, int to, supervisor_rollout_cb done, void *ctx)
+{
+	begin(a, from, to, done, ctx, false);
+}
+
+void sv_restart_begin(struct sv_app *a)
+{
+	begin(a, a->live, a->live, NULL, NULL, true);
 }
 
 int supervisor_rollout_abort(struct supervisor *sv, const char *app, const char *reason)

@@ -204,6 +204,33 @@ def test_scale_down_under_load_fails_no_request(daemon):
     assert load.failures == [], load.failures[:10]
 
 
+def restart_under_load(daemon, n):
+    before = {i["id"]: i["pid"] for i in deploy(daemon, n)}
+    with Load(daemon, HOST, threads=6) as load:
+        load.wait_requests(300)
+        r = daemon.cli("restart", "bal")
+        assert r.returncode == 0, r.stderr
+        # Every instance runs a new process, all of them ready, and none
+        # of the old processes is left.
+        def restarted():
+            now = daemon.instances("bal")
+            return (len(now) == n and all(i["state"] == "ready" for i in now) and
+                    not {i["pid"] for i in now} & set(before.values()))
+        wait_for(restarted, timeout=60, what=f"all {n} instances to be replaced and ready")
+        load.wait_requests(300)
+    assert load.failures == [], load.failures[:10]
+    events = daemon.ok("GET", "/v1/events?app=bal")["events"]
+    assert any("restart finished" in (e.get("reason") or "") for e in events), events[-10:]
+
+
+def test_restart_under_load_fails_no_request(daemon):
+    restart_under_load(daemon, 2)
+
+
+def test_restart_of_a_single_instance_under_load_fails_no_request(daemon):
+    restart_under_load(daemon, 1)
+
+
 def test_draining_lets_an_in_flight_request_finish_before_the_signal(daemon, tmp_path):
     state = tmp_path / "state"
     state.mkdir()
