@@ -1,7 +1,9 @@
 /* api.c: the API's HTTP/1.1 server: listeners, connections with keep-alive
  * and pipelining, the route table, authentication and the permission check
- * before any handler runs. Handlers are in api_handlers.c. */
+ * before any handler runs, and the audit entry of every call that is not a
+ * GET, written before its answer. Handlers are in api_handlers.c. */
 #include "api/api_internal.h"
+#include "auth/audit.h"
 #include "compat/json.h"
 #include "core/log.h"
 #include "core/paths.h"
@@ -18,6 +20,7 @@
 #include <unistd.h>
 
 #define API_IDLE_MS 60000
+#define API_AUDIT_DETAIL_MAX 512 /* bytes of an audit entry's detail */
 
 enum scope {
 	SCOPE_NONE, /* not about one app; handlers filter by scope */
@@ -74,6 +77,8 @@ static const struct route routes[] = {
 	{"POST", "/v1/tokens", h_tokens_create, AUTH_MANAGE, SCOPE_NONE},
 	{"GET", "/v1/tokens", h_tokens_list, AUTH_MANAGE, SCOPE_NONE},
 	{"DELETE", "/v1/tokens/:id", h_tokens_revoke, AUTH_MANAGE, SCOPE_NONE},
+	{"GET", "/v1/audit", h_audit, AUTH_MANAGE, SCOPE_NONE},
+	{"GET", "/v1/audit/verify", h_audit_verify, AUTH_MANAGE, SCOPE_NONE},
 };
 
 struct api_conn {
@@ -85,6 +90,7 @@ struct api_conn {
 	} h;
 	uv_timer_t idle;
 	bool is_unix;
+	char remote[64]; /* the peer's address for the audit log, "unix" on the socket */
 	bool closing;
 	bool close_after_write;
 	int pending_writes;
@@ -97,6 +103,9 @@ struct api_conn {
 	/* An answer decided while reading the head (401/403 before an upload). */
 	int early_status;
 	char *early_code, *early_msg;
+	/* The audit entry of an upload whose answer may come before its body
+	 * is read whole (early, or when it is too large). */
+	struct api_audit *head_audit;
 	/* A request whose answer comes later; reading waits for it. */
 	struct api_pending *pending;
 	/* A streamed answer (chunked); the connection closes after it. */
@@ -109,6 +118,14 @@ struct api_conn {
 struct api_pending {
 	struct api_conn *conn; /* NULL once the connection is gone */
 	bool keep_alive;
+	struct api_audit *audit; /* NULL for a GET */
+};
+
+/* An audit entry waiting for its status. */
+struct api_audit {
+	struct store *store; /* borrowed; open until after the loop's last callback */
+	char *actor, *role, *method, *path, *remote;
+	char *app, *detail; /* may be NULL */
 };
 
 struct api_stream {
@@ -211,6 +228,85 @@ bool api_body_object(struct api_req *req, struct api_resp *resp, bool optional)
 	return true;
 }
 
+/* ---- the audit log ---- */
+
+/* Names the caller: a token's id, "local" on the unix socket; "-" while
+ * not (or not successfully) authenticated. */
+static void audit_set_who(struct api_audit *a, const struct auth_principal *who)
+{
+	free(a->actor);
+	free(a->role);
+	a->actor = xstrdup(!who ? "-" : who->token_id ? who->token_id : "local");
+	a->role = xstrdup(who ? auth_role_name(who->role) : "-");
+}
+
+/* who may be NULL (not authenticated), and app. */
+static struct api_audit *audit_new(struct api_conn *c, const char *method, const char *path,
+				   const char *app, const struct auth_principal *who)
+{
+	struct api_audit *a = xcalloc(1, sizeof(*a));
+	a->store = c->api->store;
+	audit_set_who(a, who);
+	a->method = xstrdup(method);
+	a->path = xstrdup(path);
+	a->remote = xstrdup(c->remote);
+	a->app = app ? xstrdup(app) : NULL;
+	return a;
+}
+
+static void audit_free(struct api_audit *a)
+{
+	if (!a)
+		return;
+	free(a->actor);
+	free(a->role);
+	free(a->method);
+	free(a->path);
+	free(a->remote);
+	free(a->app);
+	free(a->detail);
+	free(a);
+}
+
+/* Takes over what the handler said about the call. */
+static void audit_take(struct api_audit *a, struct api_resp *resp)
+{
+	if (resp->audit_app) {
+		free(a->app);
+		a->app = resp->audit_app;
+		resp->audit_app = NULL;
+	}
+	if (resp->audit_detail) {
+		free(a->detail);
+		a->detail = resp->audit_detail;
+		resp->audit_detail = NULL;
+		/* A summary, not a copy: long lists are cut, on a character boundary. */
+		size_t len = strlen(a->detail);
+		if (len > API_AUDIT_DETAIL_MAX) {
+			size_t cut = API_AUDIT_DETAIL_MAX - 3;
+			while (cut && ((unsigned char)a->detail[cut] & 0xc0) == 0x80)
+				cut--;
+			memcpy(a->detail + cut, "...", 4);
+		}
+	}
+}
+
+/* Appends the entry with the status about to be answered, and frees it. A
+ * failure to append is logged; the call is answered all the same. */
+static void audit_finish(struct api_audit *a, int status)
+{
+	struct audit_call call = {
+		.actor = a->actor, .role = a->role, .method = a->method, .path = a->path,
+		.app = a->app, .status = status, .remote = a->remote, .detail = a->detail,
+	};
+	char *err = NULL;
+	if (audit_record(a->store, &call, &err) < 0) {
+		log_error("audit: %s %s -> %d not recorded: %s", a->method, a->path, status, err);
+		free(err);
+	}
+	audit_free(a);
+}
+
 /* ---- connections ---- */
 
 static void conn_closed(uv_handle_t *h)
@@ -244,6 +340,7 @@ static void conn_closed(uv_handle_t *h)
 	}
 	free(c->early_code);
 	free(c->early_msg);
+	audit_free(c->head_audit); /* no answer went out */
 	strbuf_release(&c->stash);
 	free(c);
 	if (--api->open == 0 && api->stopping) {
@@ -422,6 +519,10 @@ static void dispatch(struct api_conn *c, struct http_msg *m)
 	bool have_who = false;
 	char scratch[1024];
 
+	/* The whole request arrived: dispatch records its own entry. */
+	audit_free(c->head_audit);
+	c->head_audit = NULL;
+
 	/* Split the target into path and query, and decode the path. */
 	const char *target = m->url.buf;
 	const char *q = strchr(target, '?');
@@ -455,6 +556,10 @@ static void dispatch(struct api_conn *c, struct http_msg *m)
 			api_error(&resp, 404, "not_found", "no such endpoint: %s %s", m->method, req.path);
 		goto send;
 	}
+	/* Every call that may change something is recorded, whatever its outcome. */
+	if (strcmp(rt->method, "GET") != 0)
+		req.audit = audit_new(c, m->method, req.path, rt->scope == SCOPE_PATH ? req.params[0] : NULL,
+				      NULL);
 
 	/* Who is calling. */
 	if (rt->action != AUTH_PUBLIC && !(api->metrics_public && rt->handler == h_metrics)) {
@@ -470,6 +575,8 @@ static void dispatch(struct api_conn *c, struct http_msg *m)
 		}
 		have_who = true;
 		req.who = &who;
+		if (req.audit)
+			audit_set_who(req.audit, &who);
 		const char *app = rt->scope == SCOPE_PATH ? req.params[0] : NULL;
 		if (!auth_allows(&who, rt->action, app)) {
 			/* Blame the scope only when the role alone would allow the call. */
@@ -519,6 +626,13 @@ send:
 	}
 	if (resp.deferred) {
 		log_info("api %s %s -> (deferred)", m->method, req.path);
+		if (req.audit) {
+			/* Streamed: the 200 head is already out. */
+			audit_take(req.audit, &resp);
+			audit_finish(req.audit, 200);
+		}
+		free(resp.audit_app);
+		free(resp.audit_detail);
 		json_free(req.body);
 		free(req.path);
 		free(req.query);
@@ -526,6 +640,13 @@ send:
 			auth_principal_release(&who);
 		return;
 	}
+	/* In the audit log before the answer leaves. */
+	if (req.audit) {
+		audit_take(req.audit, &resp);
+		audit_finish(req.audit, resp.status);
+	}
+	free(resp.audit_app);
+	free(resp.audit_detail);
 	if (resp.raw && resp.status == 200) {
 		conn_send_raw(c, &resp, m->keep_alive && !api->stopping, strcmp(m->method, "HEAD") == 0);
 	} else {
@@ -590,17 +711,33 @@ static void conn_feed(struct api_conn *c, const char *p, size_t left)
 			}
 			continue;
 		}
-		if (r == -ECANCELED && c->early_status)
-			send_error(c, c->early_status, c->early_code, c->early_msg, false);
-		else if (r == -ECANCELED)
-			send_error(c, 507, "insufficient_storage", "cannot store the upload", false);
-		else if (r == -EMSGSIZE)
-			send_error(c, 431, "too_large", "request headers are larger than 64 KiB", false);
-		else if (r == -EFBIG)
-			send_error(c, 413, "too_large", c->upload_path ? "the upload is larger than 2 GiB"
-								    : "request body is larger than 1 MiB", false);
-		else
-			send_error(c, 400, "bad_request", http_parser_error(c->parser), false);
+		int status = 400;
+		const char *code = "bad_request", *msg;
+		if (r == -ECANCELED && c->early_status) {
+			status = c->early_status;
+			code = c->early_code;
+			msg = c->early_msg;
+		} else if (r == -ECANCELED) {
+			status = 507;
+			code = "insufficient_storage";
+			msg = "cannot store the upload";
+		} else if (r == -EMSGSIZE) {
+			status = 431;
+			code = "too_large";
+			msg = "request headers are larger than 64 KiB";
+		} else if (r == -EFBIG) {
+			status = 413;
+			code = "too_large";
+			msg = c->upload_path ? "the upload is larger than 2 GiB"
+					     : "request body is larger than 1 MiB";
+		} else {
+			msg = http_parser_error(c->parser);
+		}
+		if (c->head_audit) {
+			audit_finish(c->head_audit, status);
+			c->head_audit = NULL;
+		}
+		send_error(c, status, code, msg, false);
 		uv_read_stop(&c->h.stream);
 		return;
 	}
@@ -614,6 +751,10 @@ struct api_pending *api_defer(struct api_req *req, struct api_resp *resp)
 	struct api_pending *p = xcalloc(1, sizeof(*p));
 	p->conn = c;
 	p->keep_alive = req->msg->keep_alive;
+	p->audit = req->audit;
+	req->audit = NULL;
+	if (p->audit)
+		audit_take(p->audit, resp);
 	c->pending = p;
 	resp->deferred = true;
 	return p;
@@ -622,6 +763,9 @@ struct api_pending *api_defer(struct api_req *req, struct api_resp *resp)
 void api_pending_reply(struct api_pending *p, int status, struct json *body)
 {
 	struct api_conn *c = p->conn;
+	/* Recorded even when the client has left: the call took effect. */
+	if (p->audit)
+		audit_finish(p->audit, status);
 	if (c) {
 		c->pending = NULL;
 		conn_send(c, status, body, p->keep_alive && !c->api->stopping, false);
@@ -761,21 +905,28 @@ static int conn_head(void *ctx, struct http_msg *m)
 	const char *params[API_MAX_PARAMS];
 	char scratch[1024];
 	bool is_upload = !strstr(path, "%") && match("/v1/apps/:app/releases", path, params, scratch, sizeof(scratch));
-	free(path);
-	if (!is_upload)
+	if (!is_upload) {
+		free(path);
 		return 0;
+	}
 	struct api *api = c->api;
 	struct auth_principal who;
+	audit_free(c->head_audit);
+	c->head_audit = NULL;
 	if (c->is_unix) {
 		auth_principal_local(&who);
 	} else {
 		char *err = NULL;
 		if (auth_authenticate(api->store, http_msg_header(m, "Authorization"), &who, &err) < 0) {
+			c->head_audit = audit_new(c, m->method, path, params[0], NULL);
+			free(path);
 			early(c, 401, "unauthorized", err);
 			free(err);
 			return -1;
 		}
 	}
+	c->head_audit = audit_new(c, m->method, path, params[0], &who);
+	free(path);
 	bool ok = auth_allows(&who, AUTH_WRITE, params[0]);
 	auth_principal_release(&who);
 	if (!ok) {
@@ -799,6 +950,18 @@ static int conn_head(void *ctx, struct http_msg *m)
 	http_parser_stream_body(c->parser, upload_body, c);
 	http_parser_max_body(c->parser, 2ULL * 1024 * 1024 * 1024);
 	return 0;
+}
+
+/* The peer's address, without its port, for the audit log. */
+static void conn_remote(struct api_conn *c)
+{
+	strlcpy_s(c->remote, c->is_unix ? "unix" : "?", sizeof(c->remote));
+	if (c->is_unix)
+		return;
+	struct sockaddr_storage ss;
+	int len = sizeof(ss);
+	if (uv_tcp_getpeername(&c->h.tcp, (struct sockaddr *)&ss, &len) == 0)
+		uv_ip_name((struct sockaddr *)&ss, c->remote, sizeof(c->remote));
 }
 
 static void conn_idle(uv_timer_t *t)
@@ -835,6 +998,7 @@ static void on_connection(uv_stream_t *server, int status)
 		conn_close(c);
 		return;
 	}
+	conn_remote(c);
 	if (c->is_unix && !peer_allowed(c)) {
 		send_error(c, 403, "forbidden", "only the daemon's user or root may use this socket", false);
 		return;

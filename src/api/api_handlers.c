@@ -3,6 +3,7 @@
  * the state as it was. */
 #include "api/api_internal.h"
 #include "compat/json.h"
+#include "core/strbuf.h"
 #include "core/timeutil.h"
 #include "core/util.h"
 #include "spec/spec.h"
@@ -99,6 +100,7 @@ void h_apps_apply(struct api_req *req, struct api_resp *resp)
 		free(err);
 		return;
 	}
+	resp->audit_app = xstrdup(spec->app);
 	if (!auth_allows(req->who, AUTH_WRITE, spec->app)) {
 		api_error(resp, 403, "forbidden", "a %s token scoped to other apps may not change app '%s'",
 			  auth_role_name(req->who->role), spec->app);
@@ -249,6 +251,11 @@ void h_app_scale(struct api_req *req, struct api_resp *resp)
 		free(err);
 		goto out;
 	}
+	struct strbuf detail;
+	strbuf_init(&detail, 64);
+	for (k = 0; k < n; k++)
+		strbuf_addf(&detail, "%s%s=%d", k ? " " : "", names[k], counts[k]);
+	resp->audit_detail = strbuf_detach(&detail, NULL);
 	resp->body = supervisor_app_json(req->api->sv, req->params[0], false);
 out:
 	free(names);
@@ -404,6 +411,16 @@ void h_tokens_create(struct api_req *req, struct api_resp *resp)
 		return;
 	}
 	supervisor_note(req->api->sv, NULL, "token", "token created");
+	struct strbuf detail;
+	strbuf_init(&detail, 64);
+	strbuf_addf(&detail, "id=%s role=%s apps=", json_get_str(out, "id"), auth_role_name(role));
+	for (size_t k = 0; k < json_size(apps); k++)
+		strbuf_addf(&detail, "%s%s", k ? "," : "", json_str(json_at(apps, k)));
+	if (!json_size(apps))
+		strbuf_addc(&detail, '*');
+	if (json_str(jn))
+		strbuf_addf(&detail, " name=%s", json_str(jn));
+	resp->audit_detail = strbuf_detach(&detail, NULL);
 	resp->status = 201;
 	resp->body = out;
 }
@@ -426,6 +443,7 @@ void h_tokens_revoke(struct api_req *req, struct api_resp *resp)
 	char why[128];
 	snprintf(why, sizeof(why), "token %s revoked", req->params[0]);
 	supervisor_note(req->api->sv, NULL, "token", why);
+	resp->audit_detail = xstrdup(req->params[0]);
 	resp->body = json_object();
 	json_set_str(resp->body, "revoked", req->params[0]);
 }
@@ -529,6 +547,29 @@ void h_config_show(struct api_req *req, struct api_resp *resp)
 		api_error(resp, 404, "not_found", "app '%s' not found", req->params[0]);
 }
 
+/* "set A, B (secret); unset C": the names a config change touched, never
+ * their values. Only for a change that was accepted: the names are valid. */
+static char *config_detail(const struct json *body)
+{
+	const struct json *secret = json_get(body, "secret");
+	struct strbuf sb;
+	strbuf_init(&sb, 64);
+	const char *sep = "set ";
+	for (const struct json *e = json_first(json_get(body, "set")); e; e = json_next(e)) {
+		bool is_secret = false;
+		for (const struct json *n = json_first(secret); n; n = json_next(n))
+			is_secret = is_secret || str_eq(json_str(n), json_key(e));
+		strbuf_addf(&sb, "%s%s%s", sep, json_key(e), is_secret ? " (secret)" : "");
+		sep = ", ";
+	}
+	sep = sb.len ? "; unset " : "unset ";
+	for (const struct json *e = json_first(json_get(body, "unset")); e; e = json_next(e)) {
+		strbuf_addf(&sb, "%s%s", sep, json_str(e));
+		sep = ", ";
+	}
+	return strbuf_detach(&sb, NULL);
+}
+
 void h_config_change(struct api_req *req, struct api_resp *resp)
 {
 	if (!api_body_object(req, resp, false))
@@ -543,6 +584,7 @@ void h_config_change(struct api_req *req, struct api_resp *resp)
 		free(err);
 		return;
 	}
+	resp->audit_detail = config_detail(req->body);
 	resp->status = 202;
 }
 

@@ -46,6 +46,9 @@ struct api_req {
 	const char *upload_path; /* POST .../releases: the uploaded file */
 	bool upload_taken;       /* the handler took the file over */
 	struct api_conn *conn;
+	/* The audit entry of a call that changes something, recorded with the
+	 * status when the answer goes out; api_defer() takes it over. */
+	struct api_audit *audit;
 };
 
 struct api_resp {
@@ -57,6 +60,12 @@ struct api_resp {
 	size_t raw_len;
 	const char *content_type;     /* static */
 	const char *content_encoding; /* static, or NULL */
+	/* For the audit log, both taken over by the server and set before any
+	 * api_defer(): the app when it is not the path's (POST /v1/apps names it
+	 * in the spec), and a short summary of the change that holds names and
+	 * counts, never values or secrets. */
+	char *audit_app;
+	char *audit_detail;
 };
 
 /* Answering later: api_defer() from a handler, api_pending_reply() (which
@@ -141,5 +150,8 @@ void h_metrics_query(struct api_req *, struct api_resp *);
 void h_tokens_create(struct api_req *, struct api_resp *);
 void h_tokens_list(struct api_req *, struct api_resp *);
 void h_tokens_revoke(struct api_req *, struct api_resp *);
+/* api_audit.c */
+void h_audit(struct api_req *, struct api_resp *);
+void h_audit_verify(struct api_req *, struct api_resp *);
 
 #endif

@@ -1104,6 +1104,21 @@ const struct cli_command cli_commands[] = {
 	{"tokens revoke", cmd_tokens_revoke, "ID", "revoke an API token (admin)", NULL, 1, 1,
 	 "examples:\n"
 	 "  paasops tokens revoke tok_0123abcd\n"},
+	{"audit", cli__cmd_audit, "[--app APP] [-n N]", "show the audit log of API changes (admin)",
+	 cli__audit_opts, 0, 0,
+	 "Every call that changes something (or tried to, refused ones included) is recorded\n"
+	 "before it is answered: when, who (a token id, 'local' on the unix socket, '-' when\n"
+	 "not authenticated), method, path, the status answered, the app and a short summary\n"
+	 "(config var names, never values). Oldest first. See also 'audit verify'.\n\n"
+	 "examples:\n"
+	 "  paasops audit -n 20\n"
+	 "  paasops audit --app shop --json\n"},
+	{"audit verify", cli__cmd_audit_verify, "", "check the audit log's hash chain (admin)", NULL,
+	 0, 0,
+	 "Walks the whole log and checks that every entry still hashes to what it says and\n"
+	 "links to the one before it. Prints the head hash and exits 0 when intact; names the\n"
+	 "first broken entry and exits 1 otherwise. Keep the head hash somewhere else: entries\n"
+	 "cut off the end are only noticed by comparing with a head recorded earlier.\n"},
 	{"metrics", cli__cmd_metrics, "APP [--since DURATION]",
 	 "summarise an app's metrics history with sparklines", cli__metrics_opts, 1, 1,
 	 "Requests per second, 5xx per second and error ratio, p50 and p95 latency, CPU\n"

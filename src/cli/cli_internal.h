@@ -302,6 +302,11 @@ int cli__get_or_show(struct cli *c, const char *path, struct cli_response *res);
 /* Renders a table to the command's output. */
 void cli__table_print(struct cli *c, const struct cli_table *t);
 
+/* cli_audit.c: audit, audit verify. */
+int cli__cmd_audit(struct cli *c);
+int cli__cmd_audit_verify(struct cli *c);
+extern const struct cli_opt cli__audit_opts[];
+
 /* cli_drains.c */
 int cli__cmd_drains(struct cli *c);
 int cli__cmd_drains_add(struct cli *c);

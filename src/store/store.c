@@ -49,6 +49,17 @@ static const char *const migrations[] = {
 	"INSERT INTO releases(app, version, status, spec_yaml, filename, dir, created_at, updated_at)"
 	" SELECT name, 1, 'active', spec_yaml, filename, dir, created_at, updated_at FROM apps;"
 	"UPDATE apps SET release = 1;",
+	/* 3: the audit log. seq is given by the writer, which hashes it; the
+	 * triggers keep rows from being changed or removed by paasops itself. */
+	"CREATE TABLE audit(seq INTEGER PRIMARY KEY, time INTEGER NOT NULL, actor TEXT NOT NULL,"
+	" role TEXT NOT NULL, method TEXT NOT NULL, path TEXT NOT NULL, app TEXT,"
+	" status INTEGER NOT NULL, remote TEXT NOT NULL, detail TEXT, prev TEXT NOT NULL,"
+	" hash TEXT NOT NULL);"
+	"CREATE INDEX audit_app ON audit(app, seq);"
+	"CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit"
+	" BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;"
+	"CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit"
+	" BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;",
 };
 
 #define EVENTS_KEPT 100000
@@ -625,4 +636,65 @@ int store_releases_interrupted(struct store *st, int64_t when)
 	return run(st, prep(st, "UPDATE releases SET status = 'failed', reason = 'interrupted: the daemon"
 			    " stopped during the deploy', updated_at = ? WHERE status IN ('pending', 'building',"
 			    " 'releasing', 'deploying')", "I", when));
+}
+
+/* ---- audit log ---- */
+
+int store_audit_add(struct store *st, const struct store_audit *e)
+{
+	return run(st, prep(st,
+			    "INSERT INTO audit(seq, time, actor, role, method, path, app, status, remote,"
+			    " detail, prev, hash) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+			    "IIsssssissss", e->seq, e->time, e->actor, e->role, e->method, e->path, e->app,
+			    e->status, e->remote, e->detail, e->prev, e->hash));
+}
+
+int store_audit_each(struct store *st, const char *app, int64_t after, int64_t limit,
+		     store_audit_cb cb, void *ctx)
+{
+	sqlite3_stmt *s = prep(st,
+			       "SELECT * FROM (SELECT seq, time, actor, role, method, path, app, status,"
+			       " remote, detail, prev, hash FROM audit"
+			       " WHERE (?1 IS NULL OR app = ?1) AND seq > ?2 ORDER BY seq DESC LIMIT ?3)"
+			       " ORDER BY seq",
+			       "sII", app, after, limit < 0 ? (int64_t)-1 : limit);
+	if (!s)
+		return -EIO;
+	int rc;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		struct store_audit e = {
+			.seq = sqlite3_column_int64(s, 0),
+			.time = sqlite3_column_int64(s, 1),
+			.actor = col_text(s, 2),
+			.role = col_text(s, 3),
+			.method = col_text(s, 4),
+			.path = col_text(s, 5),
+			.app = col_text(s, 6),
+			.status = sqlite3_column_int(s, 7),
+			.remote = col_text(s, 8),
+			.detail = col_text(s, 9),
+			.prev = col_text(s, 10),
+			.hash = col_text(s, 11),
+		};
+		cb(ctx, &e);
+	}
+	sqlite3_finalize(s);
+	return rc == SQLITE_DONE ? 0 : fail(st, rc);
+}
+
+int store_audit_last(struct store *st, int64_t *seq, char *hash, size_t hash_size)
+{
+	sqlite3_stmt *s = prep(st, "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1", NULL);
+	if (!s)
+		return -EIO;
+	int rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		*seq = sqlite3_column_int64(s, 0);
+		const char *h = col_text(s, 1);
+		strlcpy_s(hash, h ? h : "", hash_size);
+	}
+	sqlite3_finalize(s);
+	if (rc == SQLITE_ROW)
+		return 0;
+	return rc == SQLITE_DONE ? -ENOENT : fail(st, rc);
 }

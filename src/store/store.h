@@ -1,13 +1,14 @@
 /* store.h: the daemon's persisted truth in SQLite (WAL). The only module that
  * includes sqlite3.h. Holds desired state (apps, their specs and scale), the
- * processes the daemon started (for cleanup after a crash), events and
- * tokens. Schema changes go through numbered migrations in store.c.
+ * processes the daemon started (for cleanup after a crash), events,
+ * tokens and the audit log. Schema changes go through numbered migrations in store.c.
  *
  * All functions run on the control loop thread. Strings passed in are
  * borrowed; strings handed to callbacks are valid only during the call. */
 #ifndef PAASOPS_STORE_H
 #define PAASOPS_STORE_H
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct store;
@@ -121,5 +122,29 @@ int store_tokens_each(struct store *st, store_token_cb cb, void *ctx);
 /* -ENOENT when no such token. */
 int store_token_revoke(struct store *st, const char *id);
 int store_token_touch(struct store *st, const char *id, int64_t when);
+
+/* ---- audit log ----
+ * Append-only: triggers refuse UPDATE and DELETE of its rows, so the only
+ * writer is store_audit_add. What the hash covers is auth/audit.c's concern. */
+struct store_audit {
+	int64_t seq;  /* 1, 2, 3, ... */
+	int64_t time; /* wall ms */
+	const char *actor, *role, *method, *path;
+	const char *app; /* NULL: not about one app */
+	int status;
+	const char *remote;
+	const char *detail; /* NULL: none */
+	const char *prev, *hash; /* lowercase hex SHA-256 */
+};
+/* Inserts e as it is, seq included; -EEXIST when that seq is taken. */
+int store_audit_add(struct store *st, const struct store_audit *e);
+typedef void (*store_audit_cb)(void *ctx, const struct store_audit *e);
+/* Oldest first; app may be NULL; only seqs > after; at most limit (the
+ * newest), every row when limit < 0. */
+int store_audit_each(struct store *st, const char *app, int64_t after, int64_t limit,
+		     store_audit_cb cb, void *ctx);
+/* The newest row's seq and hash (copied into hash, hash_size bytes at
+ * most); -ENOENT when the log is empty. */
+int store_audit_last(struct store *st, int64_t *seq, char *hash, size_t hash_size);
 
 #endif

@@ -1,13 +1,16 @@
-/* test_auth.c: tokens, roles and the permission table (src/auth) against a
- * store in a fresh temporary directory per test. Tokens with a known secret
- * are planted through the store, so that revoked, expired and odd rows are
- * tested without waiting on the clock. */
+/* test_auth.c: tokens, roles, the permission table and the audit log
+ * (src/auth) against a store in a fresh temporary directory per test.
+ * Tokens with a known secret are planted through the store, so that
+ * revoked, expired and odd rows are tested without waiting on the clock;
+ * tampered audit logs are made by copying a recorded chain, one entry
+ * changed, into a second store. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "auth/audit.h"
 #include "auth/auth.h"
 #include "compat/crypto.h"
 #include "compat/json.h"
@@ -54,12 +57,18 @@ static int teardown(void **state)
 {
 	struct fixture *f = *state;
 	store_close(f->st);
+	static const char *const names[] = {"state.db", "copy.db"};
 	static const char *const suffixes[] = {"", "-wal", "-shm", "-journal"};
-	for (size_t i = 0; i < ARRAY_SIZE(suffixes); i++) {
-		char *p = xasprintf("%s%s", f->path, suffixes[i]);
-		unlink(p);
-		free(p);
+	for (size_t n = 0; n < ARRAY_SIZE(names); n++) {
+		for (size_t i = 0; i < ARRAY_SIZE(suffixes); i++) {
+			char *p = xasprintf("%s/%s%s", f->dir, names[n], suffixes[i]);
+			unlink(p);
+			free(p);
+		}
 	}
+	char *key = xasprintf("%s/secret.key", f->dir);
+	unlink(key);
+	free(key);
 	rmdir(f->dir);
 	free(f->path);
 	free(f);
@@ -611,6 +620,410 @@ static void test_auth__authenticate_records_last_use(void **state)
 	json_free(out);
 }
 
+
+/* ------------------------------------------------------------ audit log */
+
+/* An entry read back from a store, owning its strings. */
+struct entry {
+	int64_t seq, time;
+	char *actor, *role, *method, *path, *app, *remote, *detail, *prev, *hash;
+	int status;
+};
+
+struct entries {
+	struct entry *e;
+	size_t n, alloc;
+};
+
+static char *dup_or_null(const char *s)
+{
+	return s ? xstrdup(s) : NULL;
+}
+
+static void collect(void *ctx, const struct store_audit *a)
+{
+	struct entries *es = ctx;
+	es->e = xgrow(es->e, sizeof(*es->e), es->n + 1, &es->alloc);
+	es->e[es->n++] = (struct entry){
+		.seq = a->seq, .time = a->time, .actor = dup_or_null(a->actor),
+		.role = dup_or_null(a->role), .method = dup_or_null(a->method),
+		.path = dup_or_null(a->path), .app = dup_or_null(a->app),
+		.remote = dup_or_null(a->remote), .detail = dup_or_null(a->detail),
+		.prev = dup_or_null(a->prev), .hash = dup_or_null(a->hash), .status = a->status,
+	};
+}
+
+static void entry_release(struct entry *e)
+{
+	char **fields[] = {&e->actor, &e->role, &e->method, &e->path, &e->app,
+			   &e->remote, &e->detail, &e->prev, &e->hash};
+	for (size_t i = 0; i < ARRAY_SIZE(fields); i++) {
+		free(*fields[i]);
+		*fields[i] = NULL;
+	}
+}
+
+static void entries_free(struct entries *es)
+{
+	for (size_t i = 0; i < es->n; i++)
+		entry_release(&es->e[i]);
+	free(es->e);
+	memset(es, 0, sizeof(*es));
+}
+
+/* Every entry, oldest first. */
+static struct entries all_entries(struct store *st)
+{
+	struct entries es = {0};
+	assert_int_equal(store_audit_each(st, NULL, INT64_MIN, -1, collect, &es), 0);
+	return es;
+}
+
+static struct store_audit as_row(const struct entry *e)
+{
+	return (struct store_audit){
+		.seq = e->seq, .time = e->time, .actor = e->actor, .role = e->role,
+		.method = e->method, .path = e->path, .app = e->app, .status = e->status,
+		.remote = e->remote, .detail = e->detail, .prev = e->prev, .hash = e->hash,
+	};
+}
+
+static void record(struct store *st, const char *actor, const char *method, const char *path,
+		   const char *app, int status, const char *detail)
+{
+	struct audit_call call = {
+		.actor = actor, .role = str_eq(actor, "-") ? "-" : "admin", .method = method,
+		.path = path, .app = app, .status = status, .remote = "127.0.0.1", .detail = detail,
+	};
+	char *err = NULL;
+	int r = audit_record(st, &call, &err);
+	if (r < 0)
+		fail_msg("audit_record = %d: %s", r, err ? err : "?");
+	assert_null(err);
+}
+
+/* Five calls of every kind: local and token callers, refused ones, with and
+ * without an app and a detail. */
+static void record_five(struct store *st)
+{
+	record(st, "local", "POST", "/v1/apps", "shop", 201, NULL);
+	record(st, "local", "POST", "/v1/apps/shop/scale", "shop", 200, "web=3");
+	record(st, "tok_0123456789ab", "POST", "/v1/apps/shop/config", "shop", 202,
+	       "set DATABASE_URL (secret)");
+	record(st, "-", "DELETE", "/v1/apps/shop", "shop", 401, NULL);
+	record(st, "local", "POST", "/v1/tokens", NULL, 201, "id=tok_1 role=viewer apps=*");
+}
+
+/* A fresh, empty second store (the previous copy is thrown away). */
+static struct store *open_copy(struct fixture *f)
+{
+	char *path = xasprintf("%s/copy.db", f->dir);
+	static const char *const suffixes[] = {"", "-wal", "-shm", "-journal"};
+	for (size_t i = 0; i < ARRAY_SIZE(suffixes); i++) {
+		char *p = xasprintf("%s%s", path, suffixes[i]);
+		unlink(p);
+		free(p);
+	}
+	char *err = NULL;
+	struct store *st = store_open(path, &err);
+	if (!st)
+		fail_msg("store_open(%s): %s", path, err ? err : "?");
+	free(path);
+	return st;
+}
+
+/* Changes one entry of a copy. */
+typedef void (*tamper_fn)(struct entry *e);
+
+/* Copies f's log into a fresh store, calling tamper on the entry numbered
+ * seq (or leaving it out when tamper is NULL), and verifies the copy. */
+static void verify_tampered_copy(struct fixture *f, int64_t seq, tamper_fn tamper,
+				 struct audit_verdict *v)
+{
+	struct entries es = all_entries(f->st);
+	struct store *copy = open_copy(f);
+	for (size_t i = 0; i < es.n; i++) {
+		if (es.e[i].seq == seq) {
+			if (!tamper)
+				continue;
+			tamper(&es.e[i]);
+		}
+		struct store_audit row = as_row(&es.e[i]);
+		assert_int_equal(store_audit_add(copy, &row), 0);
+	}
+	assert_int_equal(audit_verify(copy, v), 0);
+	store_close(copy);
+	entries_free(&es);
+}
+
+static void assert_broken(const struct audit_verdict *v, int64_t at, const char *reason_part)
+{
+	assert_false(v->ok);
+	if (v->broken_at != at)
+		fail_msg("broken at %lld, expected %lld (%s)", (long long)v->broken_at, (long long)at,
+			 v->reason ? v->reason : "no reason");
+	assert_non_null(v->reason);
+	if (!strstr(v->reason, reason_part))
+		fail_msg("reason '%s' does not say '%s'", v->reason, reason_part);
+}
+
+static void test_audit__empty_log_verifies(void **state)
+{
+	struct fixture *f = *state;
+	struct audit_verdict v;
+	assert_int_equal(audit_verify(f->st, &v), 0);
+	assert_true(v.ok);
+	assert_int_equal(v.entries, 0);
+	assert_string_equal(v.head, "");
+	audit_verdict_release(&v);
+}
+
+static void test_audit__chain_of_records_verifies(void **state)
+{
+	struct fixture *f = *state;
+	record_five(f->st);
+	struct entries es = all_entries(f->st);
+	assert_int_equal(es.n, 5);
+	for (size_t i = 0; i < es.n; i++) {
+		assert_int_equal(es.e[i].seq, (int64_t)i + 1);
+		assert_string_equal(es.e[i].prev, i ? es.e[i - 1].hash : AUDIT_GENESIS);
+		assert_int_equal(strlen(es.e[i].hash), 64);
+		struct store_audit row = as_row(&es.e[i]);
+		char h[CRYPTO_SHA256_HEX];
+		audit_hash(&row, h);
+		assert_string_equal(h, es.e[i].hash);
+	}
+	assert_null(es.e[0].detail);
+	assert_string_equal(es.e[2].detail, "set DATABASE_URL (secret)");
+	assert_null(es.e[4].app);
+
+	struct audit_verdict v;
+	assert_int_equal(audit_verify(f->st, &v), 0);
+	assert_true(v.ok);
+	assert_int_equal(v.entries, 5);
+	assert_null(v.reason);
+	assert_string_equal(v.head, es.e[4].hash);
+	audit_verdict_release(&v);
+
+	/* An exact copy verifies too: the chain is in the rows alone. */
+	verify_tampered_copy(f, -1, NULL, &v);
+	assert_true(v.ok);
+	assert_string_equal(v.head, es.e[4].hash);
+	audit_verdict_release(&v);
+	entries_free(&es);
+}
+
+static void swap_str(char **field, const char *value)
+{
+	free(*field);
+	*field = value ? xstrdup(value) : NULL;
+}
+
+static void t_actor(struct entry *e) { swap_str(&e->actor, "local"); }
+static void t_role(struct entry *e) { swap_str(&e->role, "viewer"); }
+static void t_method(struct entry *e) { swap_str(&e->method, "GET"); }
+static void t_path(struct entry *e) { swap_str(&e->path, "/v1/apps/shop/stop"); }
+static void t_app(struct entry *e) { swap_str(&e->app, "other"); }
+static void t_app_null(struct entry *e) { swap_str(&e->app, NULL); }
+static void t_remote(struct entry *e) { swap_str(&e->remote, "10.0.0.1"); }
+static void t_detail(struct entry *e) { swap_str(&e->detail, "set LOG_LEVEL"); }
+static void t_detail_empty(struct entry *e) { swap_str(&e->detail, ""); }
+static void t_status(struct entry *e) { e->status = 403; }
+static void t_time(struct entry *e) { e->time += 1; }
+static void t_prev(struct entry *e) { swap_str(&e->prev, AUDIT_GENESIS); }
+static void t_hash(struct entry *e) { e->hash[0] = e->hash[0] == '0' ? '1' : '0'; }
+
+static void test_audit__changed_field_of_a_middle_entry_is_found(void **state)
+{
+	struct fixture *f = *state;
+	record_five(f->st);
+	static const tamper_fn tampers[] = {t_actor, t_role,   t_method, t_path,
+					    t_app,   t_app_null, t_remote, t_detail,
+					    t_detail_empty, t_status, t_time, t_prev, t_hash};
+	for (size_t i = 0; i < ARRAY_SIZE(tampers); i++) {
+		struct audit_verdict v;
+		verify_tampered_copy(f, 3, tampers[i], &v);
+		assert_broken(&v, 3, "hash mismatch");
+		assert_int_equal(v.entries, 5);
+		audit_verdict_release(&v);
+	}
+	/* The original is untouched. */
+	struct audit_verdict v;
+	assert_int_equal(audit_verify(f->st, &v), 0);
+	assert_true(v.ok);
+	audit_verdict_release(&v);
+}
+
+/* An edit whose author also fixed the entry's own hash. */
+static void t_status_rehashed(struct entry *e)
+{
+	e->status = 200;
+	struct store_audit row = as_row(e);
+	char h[CRYPTO_SHA256_HEX];
+	audit_hash(&row, h);
+	swap_str(&e->hash, h);
+}
+
+static void test_audit__edited_and_rehashed_entry_breaks_the_next_link(void **state)
+{
+	struct fixture *f = *state;
+	record_five(f->st);
+	struct audit_verdict v;
+	verify_tampered_copy(f, 4, t_status_rehashed, &v);
+	assert_broken(&v, 5, "prev link mismatch");
+	audit_verdict_release(&v);
+}
+
+static void test_audit__removed_entry_is_found_at_its_seq(void **state)
+{
+	struct fixture *f = *state;
+	record_five(f->st);
+	static const int64_t gone[] = {3, 2, 1};
+	for (size_t i = 0; i < ARRAY_SIZE(gone); i++) {
+		struct audit_verdict v;
+		verify_tampered_copy(f, gone[i], NULL, &v);
+		assert_broken(&v, gone[i], "missing");
+		assert_int_equal(v.entries, 4);
+		audit_verdict_release(&v);
+	}
+	/* The last one cannot be told from a shorter log: only the head says so. */
+	struct entries es = all_entries(f->st);
+	struct audit_verdict v;
+	verify_tampered_copy(f, 5, NULL, &v);
+	assert_true(v.ok);
+	assert_int_equal(v.entries, 4);
+	assert_string_equal(v.head, es.e[3].hash);
+	assert_string_not_equal(v.head, es.e[4].hash);
+	audit_verdict_release(&v);
+	entries_free(&es);
+}
+
+static void test_audit__inserted_entries_are_found(void **state)
+{
+	struct fixture *f = *state;
+	record_five(f->st);
+	struct entries es = all_entries(f->st);
+
+	/* A forged entry 3 that links properly, the old 3..5 moved up by one. */
+	struct store *copy = open_copy(f);
+	for (size_t i = 0; i < 2; i++) {
+		struct store_audit row = as_row(&es.e[i]);
+		assert_int_equal(store_audit_add(copy, &row), 0);
+	}
+	struct store_audit forged = as_row(&es.e[2]);
+	forged.actor = "local";
+	forged.detail = "nothing to see";
+	forged.prev = es.e[1].hash;
+	char h[CRYPTO_SHA256_HEX];
+	audit_hash(&forged, h);
+	forged.hash = h;
+	assert_int_equal(store_audit_add(copy, &forged), 0);
+	for (size_t i = 2; i < es.n; i++) {
+		struct store_audit row = as_row(&es.e[i]);
+		row.seq++;
+		assert_int_equal(store_audit_add(copy, &row), 0);
+	}
+	struct audit_verdict v;
+	assert_int_equal(audit_verify(copy, &v), 0);
+	assert_broken(&v, 4, "hash mismatch");
+	assert_int_equal(v.entries, 6);
+	audit_verdict_release(&v);
+	store_close(copy);
+
+	/* A row numbered before the first one. */
+	copy = open_copy(f);
+	struct store_audit early = as_row(&es.e[0]);
+	early.seq = 0;
+	assert_int_equal(store_audit_add(copy, &early), 0);
+	assert_int_equal(audit_verify(copy, &v), 0);
+	assert_broken(&v, 0, "out of sequence");
+	audit_verdict_release(&v);
+	store_close(copy);
+	entries_free(&es);
+}
+
+static bool same_hash(const struct store_audit *a, const struct store_audit *b)
+{
+	char h1[CRYPTO_SHA256_HEX], h2[CRYPTO_SHA256_HEX];
+	audit_hash(a, h1);
+	audit_hash(b, h2);
+	return strcmp(h1, h2) == 0;
+}
+
+static void test_audit__hash_tells_field_boundaries_and_null_apart(void **state)
+{
+	const struct store_audit a = {.seq = 1, .time = 5, .actor = "ab", .role = "c",
+				      .method = "POST", .path = "/v1/apps", .app = NULL,
+				      .status = 200, .remote = "unix", .detail = NULL,
+				      .prev = AUDIT_GENESIS};
+	struct store_audit b = a;
+	b.actor = "a";
+	b.role = "bc";
+	assert_false(same_hash(&a, &b));
+	b = a;
+	b.app = "";
+	assert_false(same_hash(&a, &b));
+	b = a;
+	b.detail = "";
+	assert_false(same_hash(&a, &b));
+	b = a;
+	b.seq = 15; /* "1" + time "5" must not read as "15" + "" */
+	b.time = 0;
+	assert_false(same_hash(&a, &b));
+	/* And it is a function of the fields alone. */
+	b = a;
+	b.hash = "ignored";
+	assert_true(same_hash(&a, &b));
+}
+
+static void test_audit__listing_filters_and_keeps_the_newest(void **state)
+{
+	struct fixture *f = *state;
+	record_five(f->st);
+	record(f->st, "local", "POST", "/v1/apps/blog/stop", "blog", 200, NULL);
+
+	struct json *all = audit_entries_json(f->st, NULL, 0, 100);
+	assert_int_equal(json_size(all), 6);
+	struct json *first = json_at(all, 0);
+	int64_t n;
+	assert_int_equal(json_get_int(json_get(first, "seq"), &n), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(json_get_str(first, "actor"), "local");
+	assert_string_equal(json_get_str(first, "role"), "admin");
+	assert_string_equal(json_get_str(first, "method"), "POST");
+	assert_string_equal(json_get_str(first, "path"), "/v1/apps");
+	assert_string_equal(json_get_str(first, "app"), "shop");
+	assert_string_equal(json_get_str(first, "remote"), "127.0.0.1");
+	assert_true(json_is_null(json_get(first, "detail")));
+	assert_true(json_is_string(json_get(first, "time")));
+	assert_int_equal(strlen(json_get_str(first, "hash")), 64);
+	assert_null(json_get(first, "prev"));
+	assert_int_equal(json_get_int(json_get(first, "status"), &n), 0);
+	assert_int_equal(n, 201);
+	json_free(all);
+
+	/* The newest N, oldest first. */
+	struct json *last2 = audit_entries_json(f->st, NULL, 0, 2);
+	assert_int_equal(json_size(last2), 2);
+	assert_int_equal(json_get_int(json_get(json_at(last2, 0), "seq"), &n), 0);
+	assert_int_equal(n, 5);
+	assert_int_equal(json_get_int(json_get(json_at(last2, 1), "seq"), &n), 0);
+	assert_int_equal(n, 6);
+	json_free(last2);
+
+	struct json *shop = audit_entries_json(f->st, "shop", 1, 100);
+	assert_int_equal(json_size(shop), 3); /* 2, 3, 4 */
+	for (size_t i = 0; i < json_size(shop); i++) {
+		assert_string_equal(json_get_str(json_at(shop, i), "app"), "shop");
+		assert_int_equal(json_get_int(json_get(json_at(shop, i), "seq"), &n), 0);
+		assert_int_equal(n, (int64_t)i + 2);
+	}
+	json_free(shop);
+	struct json *none = audit_entries_json(f->st, "nope", 0, 100);
+	assert_int_equal(json_size(none), 0);
+	json_free(none);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -636,6 +1049,14 @@ int main(void)
 		T(test_auth__token_with_an_unknown_role_is_refused),
 		T(test_auth__secret_is_not_stored_or_listed),
 		T(test_auth__authenticate_records_last_use),
+		T(test_audit__empty_log_verifies),
+		T(test_audit__chain_of_records_verifies),
+		T(test_audit__changed_field_of_a_middle_entry_is_found),
+		T(test_audit__edited_and_rehashed_entry_breaks_the_next_link),
+		T(test_audit__removed_entry_is_found_at_its_seq),
+		T(test_audit__inserted_entries_are_found),
+		cmocka_unit_test(test_audit__hash_tells_field_boundaries_and_null_apart),
+		T(test_audit__listing_filters_and_keeps_the_newest),
 	};
 #undef T
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,55 @@
+/* api_audit.c: reading the audit log (GET /v1/audit) and checking its hash
+ * chain (GET /v1/audit/verify), both admin only. What is recorded, and
+ * when, is api.c's dispatch; how, auth/audit.c. */
+#include "api/api_internal.h"
+#include "auth/audit.h"
+#include "compat/json.h"
+#include "core/util.h"
+#include "spec/spec.h"
+#include <errno.h>
+#include <stdlib.h>
+
+#define AUDIT_LIMIT_DEFAULT 100
+#define AUDIT_LIMIT_MAX 10000
+
+void h_audit(struct api_req *req, struct api_resp *resp)
+{
+	int64_t limit, after;
+	if (api_query_int(req, resp, "limit", AUDIT_LIMIT_DEFAULT, 1, AUDIT_LIMIT_MAX, &limit) < 0 ||
+	    api_query_int(req, resp, "after", 0, 0, INT64_MAX, &after) < 0)
+		return;
+	char *app = api_query(req, "app");
+	if (app && !spec_valid_name(app)) {
+		api_error(resp, 400, "bad_request",
+			  "query parameter 'app' must be an app name (lowercase letters, digits and '-')");
+		free(app);
+		return;
+	}
+	struct json *entries = audit_entries_json(req->api->store, app, after, limit);
+	free(app);
+	if (!entries) {
+		api_error(resp, 500, "internal", "cannot read the audit log");
+		return;
+	}
+	resp->body = json_object();
+	json_set(resp->body, "entries", entries);
+}
+
+void h_audit_verify(struct api_req *req, struct api_resp *resp)
+{
+	struct audit_verdict v;
+	if (audit_verify(req->api->store, &v) < 0) {
+		api_error(resp, 500, "internal", "cannot read the audit log");
+		return;
+	}
+	resp->body = json_object();
+	json_set_bool(resp->body, "ok", v.ok);
+	json_set_int(resp->body, "entries", v.entries);
+	if (v.ok) {
+		json_set_str(resp->body, "head", v.entries ? v.head : NULL);
+	} else {
+		json_set_int(resp->body, "broken_at", v.broken_at);
+		json_set_str(resp->body, "reason", v.reason);
+	}
+	audit_verdict_release(&v);
+}

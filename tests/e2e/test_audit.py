@@ -1,0 +1,285 @@
+"""The audit log end to end: every call that is not a GET is recorded with
+who made it and what was answered (refused ones included), secrets never
+reach it, only admins read it, and `paasops audit verify` finds an entry
+edited in the database while the daemon was down."""
+import json
+import os
+import re
+import secrets
+import sqlite3
+
+import pytest
+
+from conftest import Daemon, pid_alive, wait_for
+
+
+def spec(app, instances=1):
+    return f"""app: {app}
+processes:
+  web:
+    command: sleep 1000
+    instances: {instances}
+    stop_timeout: 5s
+"""
+
+
+def tcp(d, method, path, token=None, body=None, raw=None, headers=None):
+    return d.request(method, path, body=body, token=token, tcp=True, raw=raw, headers=headers)
+
+
+def audit(d, query=""):
+    return d.ok("GET", "/v1/audit" + query)["entries"]
+
+
+def last_seq(d):
+    entries = audit(d, "?limit=1")
+    return entries[-1]["seq"] if entries else 0
+
+
+def since(d, seq):
+    return audit(d, f"?after={seq}&limit=10000")
+
+
+def wait_deploy_done(d, app):
+    wait_for(lambda: d.ok("GET", f"/v1/apps/{app}/deploy").get("result"), timeout=30,
+             what=f"{app}'s deploy to end")
+
+
+def cli_ok(d, *args, **kw):
+    r = d.cli(*args, **kw)
+    assert r.returncode == 0, f"paasops {' '.join(args)} -> {r.returncode}\n{r.stdout}\n{r.stderr}"
+    return r
+
+
+def db_path(d):
+    return os.path.join(d.data, "state.db")
+
+
+def audit_rows(d):
+    """Every audit row straight from the database (read only)."""
+    con = sqlite3.connect(f"file:{db_path(d)}?mode=ro", uri=True)
+    try:
+        return con.execute("SELECT * FROM audit ORDER BY seq").fetchall()
+    finally:
+        con.close()
+
+
+def summary(entries):
+    return [(e["actor"], e["method"], e["path"], e["status"], e["app"]) for e in entries]
+
+
+def stop(d):
+    pids = [i["pid"] for i in d.instances() if i.get("pid")]
+    assert d.stop() == 0, d.read_log()
+    wait_for(lambda: not any(pid_alive(p) for p in pids), timeout=5, what="instances to be gone")
+
+
+# ---- what is recorded ----
+
+def test_changes_are_recorded_in_order_and_secret_values_never(daemon):
+    d = daemon
+    secret_value = "s3cr3t-" + secrets.token_hex(12)
+    (d.tmp / "paasops.yaml").write_text(spec("shop"))
+    cli_ok(d, "apply", "-f", str(d.tmp / "paasops.yaml"))
+    wait_deploy_done(d, "shop")
+    cli_ok(d, "scale", "shop", "web=2")
+    cli_ok(d, "ps", "shop")
+    cli_ok(d, "config", "set", "shop", f"API_KEY={secret_value}", "LOG_LEVEL=debug", "--secret")
+    wait_deploy_done(d, "shop")
+    r = cli_ok(d, "tokens", "create", "--role", "viewer", "--app", "shop", "--name", "dash")
+    token = r.stdout.strip()
+    token_id = re.search(r"created token (tok_[0-9a-f]+)", r.stderr).group(1)
+
+    entries = audit(d)
+    assert summary(entries) == [
+        ("local", "POST", "/v1/apps", 201, "shop"),
+        ("local", "POST", "/v1/apps/shop/scale", 200, "shop"),
+        ("local", "POST", "/v1/apps/shop/config", 202, "shop"),
+        ("local", "POST", "/v1/tokens", 201, None),
+    ], entries
+    assert [e["seq"] for e in entries] == [1, 2, 3, 4]
+    assert all(e["role"] == "admin" and e["remote"] == "unix" for e in entries), entries
+    assert entries[1]["detail"] == "web=2"
+    assert "API_KEY (secret)" in entries[2]["detail"] and "LOG_LEVEL" in entries[2]["detail"]
+    detail = entries[3]["detail"]
+    assert f"id={token_id}" in detail and "role=viewer" in detail and "apps=shop" in detail
+    assert "name=dash" in detail
+    for e in entries:
+        assert set(e) == {"seq", "time", "actor", "role", "method", "path", "app", "status",
+                          "remote", "detail", "hash"}, e
+        assert re.fullmatch(r"[0-9a-f]{64}", e["hash"]), e
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", e["time"]), e
+
+    # Neither the config value nor the token's secret is in the log, as the
+    # API shows it or as the database holds it.
+    text = json.dumps(d.ok("GET", "/v1/audit?limit=10000"))
+    rows = audit_rows(d)
+    assert len(rows) == 4
+    for needle in (secret_value, token, token[4:]):
+        assert needle not in text
+        assert not any(needle in str(cell) for row in rows for cell in row)
+    for suffix in ("", "-wal"):
+        p = db_path(d) + suffix
+        if os.path.exists(p):
+            with open(p, "rb") as f:
+                blob = f.read()
+            assert secret_value.encode() not in blob and token[4:].encode() not in blob, p
+
+    # The CLI shows the same, as a table and as JSON.
+    r = cli_ok(d, "audit")
+    lines = r.stdout.splitlines()
+    assert lines[0].split() == ["TIME", "ACTOR", "METHOD", "PATH", "STATUS", "APP", "DETAIL"]
+    assert len(lines) == 5 and "/v1/apps/shop/scale" in lines[2] and "web=2" in lines[2]
+    assert secret_value not in r.stdout
+    assert json.loads(cli_ok(d, "--json", "audit", "-n", "2").stdout)["entries"] == entries[2:]
+    r = cli_ok(d, "audit", "verify")
+    assert r.stdout.strip() == f"audit log intact: 4 entries, head {entries[-1]['hash']}"
+
+
+def test_refused_calls_are_recorded_and_gets_are_not(daemon):
+    d = daemon
+    d.apply(spec("shop"))
+    viewer = d.ok("POST", "/v1/tokens", {"role": "viewer"})
+    deployer = d.ok("POST", "/v1/tokens", {"role": "deployer", "apps": ["other"]})
+    start = last_seq(d)
+
+    # Reads, whoever makes them and whatever they answer, are not recorded.
+    d.ok("GET", "/v1/apps")
+    assert tcp(d, "GET", "/v1/apps", viewer["token"])[0] == 200
+    assert tcp(d, "GET", "/v1/tokens", viewer["token"])[0] == 403
+    assert tcp(d, "GET", "/v1/apps/nope")[0] == 401
+    assert tcp(d, "HEAD", "/v1/apps", viewer["token"])[0] == 200
+    assert d.request("GET", "/v1/apps/nope")[0] == 404
+    # Nor calls that match no endpoint.
+    assert d.request("POST", "/v1/nope", {})[0] == 404
+    assert d.request("PUT", "/v1/apps", {})[0] == 405
+    assert since(d, start) == []
+
+    calls = [
+        (tcp(d, "POST", "/v1/apps/shop/scale", viewer["token"], body={"processes": {"web": 2}}),
+         (viewer["id"], "viewer", "POST", "/v1/apps/shop/scale", 403, "shop")),
+        (tcp(d, "POST", "/v1/apps", deployer["token"], body={"spec": spec("shop", 3)}),
+         (deployer["id"], "deployer", "POST", "/v1/apps", 403, "shop")),
+        (tcp(d, "DELETE", "/v1/apps/shop"),
+         ("-", "-", "DELETE", "/v1/apps/shop", 401, "shop")),
+        (tcp(d, "POST", "/v1/tokens", "pso_" + "A" * 43, body={"role": "admin"}),
+         ("-", "-", "POST", "/v1/tokens", 401, None)),
+        (d.request("POST", "/v1/apps/shop/scale", raw="{not json"),
+         ("local", "admin", "POST", "/v1/apps/shop/scale", 400, "shop")),
+        (d.request("POST", "/v1/apps/nope/stop"),
+         ("local", "admin", "POST", "/v1/apps/nope/stop", 404, "nope")),
+        (d.request("DELETE", "/v1/tokens/tok_000000000000"),
+         ("local", "admin", "DELETE", "/v1/tokens/tok_000000000000", 404, None)),
+        # An upload refused before its body is read, and one answered later.
+        (tcp(d, "POST", "/v1/apps/shop/releases", raw=b"x" * 1000,
+             headers={"Content-Type": "application/gzip"}),
+         ("-", "-", "POST", "/v1/apps/shop/releases", 401, "shop")),
+        (tcp(d, "POST", "/v1/apps/shop/releases", viewer["token"], raw=b"x" * 1000,
+             headers={"Content-Type": "application/gzip"}),
+         (viewer["id"], "viewer", "POST", "/v1/apps/shop/releases", 403, "shop")),
+    ]
+    status, doc = d.request("POST", "/v1/apps/shop/releases", raw=b"not an archive",
+                            headers={"Content-Type": "application/gzip"})
+    assert 400 <= status < 500, (status, doc)
+    calls.append(((status, doc), ("local", "admin", "POST", "/v1/apps/shop/releases", status, "shop")))
+
+    for (status, doc), want in calls:
+        assert status == want[4], (want, status, doc)
+    entries = since(d, start)
+    assert [(e["actor"], e["role"], e["method"], e["path"], e["status"], e["app"])
+            for e in entries] == [want for _, want in calls]
+    assert [e["remote"] for e in entries] == ["127.0.0.1"] * 4 + ["unix"] * 3 + ["127.0.0.1"] * 2 + ["unix"]
+    assert all(e["detail"] is None for e in entries), entries
+    assert [e["seq"] for e in entries] == list(range(start + 1, start + 1 + len(calls)))
+    assert cli_ok(d, "audit", "verify").stdout.startswith(f"audit log intact: {start + len(calls)} entries")
+
+
+# ---- reading it ----
+
+def test_audit_filters_refuses_bad_queries_and_is_admin_only(daemon):
+    d = daemon
+    d.apply(spec("shop"))
+    d.apply(spec("blog"))
+    cli_ok(d, "stop", "blog")
+    admin = d.ok("POST", "/v1/tokens", {"role": "admin"})["token"]
+    others = [d.ok("POST", "/v1/tokens", body)["token"] for body in
+              ({"role": "viewer"}, {"role": "deployer"}, {"role": "deployer", "apps": ["shop"]})]
+
+    assert summary(audit(d, "?app=blog")) == [("local", "POST", "/v1/apps", 201, "blog"),
+                                             ("local", "POST", "/v1/apps/blog/stop", 200, "blog")]
+    assert [e["seq"] for e in audit(d, "?limit=2")] == [6, 7]
+    assert [e["seq"] for e in audit(d, "?after=4&limit=2")] == [6, 7]
+    assert [e["seq"] for e in audit(d, "?after=4")] == [5, 6, 7]
+    assert [e["seq"] for e in audit(d, "?app=shop&after=1")] == []
+    assert audit(d, "?app=nope") == []
+
+    for query, name in [("limit=0", "limit"), ("limit=10001", "limit"), ("limit=ten", "limit"),
+                        ("limit=", "limit"), ("after=-1", "after"), ("after=1.5", "after"),
+                        ("app=Shop", "app"), ("app=", "app"), ("app=a%2Fb", "app"), ("app=%zz", "app")]:
+        status, doc = d.request("GET", "/v1/audit?" + query)
+        assert status == 400, (query, status, doc)
+        assert doc["error"]["code"] == "bad_request" and f"'{name}'" in doc["error"]["message"], (query, doc)
+
+    for path in ("/v1/audit", "/v1/audit/verify"):
+        for token in others:
+            status, doc = tcp(d, "GET", path, token)
+            assert status == 403 and doc["error"]["code"] == "forbidden", (path, doc)
+        assert tcp(d, "GET", path)[0] == 401
+        assert tcp(d, "GET", path, admin)[0] == 200
+    server = f"http://127.0.0.1:{d.api_port}"
+    r = d.cli("audit", server=server, token=others[0])
+    assert r.returncode == 1 and "viewer" in r.stderr, r.stderr
+    r = d.cli("audit", "verify", server=server, token=others[1])
+    assert r.returncode == 1 and "deployer" in r.stderr, r.stderr
+    assert cli_ok(d, "audit", "--app", "blog", server=server, token=admin).stdout.count("/v1/apps") == 2
+    r = d.cli("audit", "-n", "0")
+    assert r.returncode == 2 and "--limit" in r.stderr, r.stderr
+
+
+# ---- tampering ----
+
+def test_verify_finds_an_entry_edited_while_the_daemon_was_down(tmp_path):
+    d = Daemon(tmp_path).start()
+    d.apply(spec("shop"))
+    d.ok("POST", "/v1/apps/shop/scale", {"processes": {"web": 2}})
+    d.ok("POST", "/v1/tokens", {"role": "viewer"})
+    assert d.request("POST", "/v1/apps/nope/stop")[0] == 404
+    d.ok("POST", "/v1/apps/shop/scale", {"processes": {"web": 1}})
+    r = cli_ok(d, "audit", "verify")
+    head = audit(d)[-1]["hash"]
+    assert r.stdout.strip() == f"audit log intact: 5 entries, head {head}"
+    verdict = d.ok("GET", "/v1/audit/verify")
+    assert verdict == {"ok": True, "entries": 5, "head": head}
+    stop(d)
+
+    con = sqlite3.connect(db_path(d))
+    try:
+        # The daemon's own triggers refuse changes and removals.
+        for sql in ("UPDATE audit SET status = 200 WHERE seq = 4", "DELETE FROM audit WHERE seq = 4"):
+            with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+                con.execute(sql)
+        con.rollback()
+        con.execute("DROP TRIGGER audit_no_update")
+        con.execute("UPDATE audit SET status = 200 WHERE seq = 4")
+        con.commit()
+        assert con.execute("SELECT status FROM audit WHERE seq = 4").fetchone() == (200,)
+    finally:
+        con.close()
+
+    d.start()
+    try:
+        r = d.cli("audit", "verify")
+        assert r.returncode == 1, (r.stdout, r.stderr)
+        assert r.stdout == ""
+        assert r.stderr.startswith("audit log BROKEN at entry 4: hash mismatch"), r.stderr
+        r = d.cli("--json", "audit", "verify")
+        assert r.returncode == 1
+        doc = json.loads(r.stdout)
+        assert doc["ok"] is False and doc["broken_at"] == 4 and doc["entries"] == 5, doc
+        assert "hash mismatch" in doc["reason"]
+        status, doc = d.request("GET", "/v1/audit/verify")
+        assert status == 200 and doc["ok"] is False and doc["broken_at"] == 4, doc
+        # The listing still shows what the database now says.
+        assert audit(d)[3]["status"] == 200
+    finally:
+        stop(d)
