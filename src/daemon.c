@@ -651,6 +651,10 @@ int daemon_main(int argc, char **argv)
 	uv_run(&d.loop, UV_RUN_DEFAULT);
 	rc = 0;
 out_loop:
+	/* On a failed start the samplers and rules still run: they read the
+	 * router and the supervisor, so they stop before either goes. */
+	alerts_stop(d.alerts);
+	metrics_stop(d.metrics);
 	router_free(d.router);
 	d.router = NULL;
 	supervisor_free(d.sv);

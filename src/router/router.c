@@ -529,7 +529,8 @@ static void worker_main(void *arg)
 	uv_run(&w->loop, UV_RUN_DEFAULT);
 }
 
-static int listen_socket(const char *addr, struct sockaddr_storage *ss, char **err)
+/* probe: check first that no other process listens on the address. */
+static int listen_socket(const char *addr, struct sockaddr_storage *ss, bool probe, char **err)
 {
 	char host[256];
 	const char *colon = strrchr(addr, ':');
@@ -553,6 +554,24 @@ static int listen_socket(const char *addr, struct sockaddr_storage *ss, char **e
 			return -EINVAL;
 		}
 	}
+	socklen_t len = ss->ss_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
+	if (probe && port != 0) {
+		/* The workers share the port through SO_REUSEPORT, which would
+		 * just as well let them join another process's listeners (another
+		 * daemon, as the same user): a plain bind first finds it taken. */
+		int pfd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		int one = 1;
+		if (pfd >= 0)
+			setsockopt(pfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		if (pfd >= 0 && bind(pfd, (struct sockaddr *)ss, len) < 0) {
+			int e = errno;
+			close(pfd);
+			*err = xasprintf("cannot listen on '%s': %s", addr, strerror(e));
+			return -e;
+		}
+		if (pfd >= 0)
+			close(pfd);
+	}
 	int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
 		*err = xasprintf("cannot create socket: %s", strerror(errno));
@@ -561,7 +580,6 @@ static int listen_socket(const char *addr, struct sockaddr_storage *ss, char **e
 	int one = 1;
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
-	socklen_t len = ss->ss_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
 	if (bind(fd, (struct sockaddr *)ss, len) < 0 || listen(fd, 1024) < 0) {
 		int e = errno;
 		*err = xasprintf("cannot listen on '%s': %s", addr, strerror(e));
@@ -609,7 +627,7 @@ struct router *router_start(const struct router_config *cfg, char **err)
 				addr = xasprintf("[%s]:%d", host, port);
 			}
 		}
-		int fd = listen_socket(addr ? addr : cfg->listen, &ss, err);
+		int fd = listen_socket(addr ? addr : cfg->listen, &ss, k == 0, err);
 		free(addr);
 		if (fd < 0) {
 			for (int j = 0; j < nfd; j++)

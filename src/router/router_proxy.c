@@ -740,6 +740,10 @@ static int on_req_head(void *ctx, struct http_head *h)
 	}
 	for (char *p = hp; *p; p++)
 		*p = (char)tolower((unsigned char)*p);
+	/* "shop.test." is the fully qualified form of "shop.test". */
+	size_t hl = strlen(hp);
+	if (hl > 1 && hp[hl - 1] == '.' && hp[0] != '[')
+		hp[hl - 1] = '\0';
 
 	r->route = rt_route_match(r->snap, r->host, r->path);
 	if (!r->route) {

@@ -2,6 +2,7 @@
 after SIGKILL with no orphans, desired state across restarts."""
 import os
 import signal
+import socket
 import stat
 import subprocess
 
@@ -17,6 +18,25 @@ def test_second_daemon_on_same_data_dir_refuses_to_start(daemon):
     r = subprocess.run([BIN, "serve", "--data", daemon.data], capture_output=True, text=True, timeout=10)
     assert r.returncode != 0
     assert "already using data dir" in r.stderr
+    assert daemon.request("GET", "/healthz")[0] == 200
+
+
+def test_ports_in_use_are_refused_with_a_message_not_a_crash(daemon, tmp_path):
+    # The router port of a running daemon: SO_REUSEPORT must not let a
+    # second daemon share it and take half of its requests.
+    r = subprocess.run([BIN, "serve", "--data", str(tmp_path / "second"), "--http",
+                        f"127.0.0.1:{daemon.http_port}"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1, (r.returncode, r.stderr)
+    assert "address already in use" in r.stderr.lower()
+    # An API address that is taken: a clean exit 1, not an abort.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        r = subprocess.run([BIN, "serve", "--data", str(tmp_path / "third"), "--http", "127.0.0.1:0",
+                            "--api", f"127.0.0.1:{port}"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1, (r.returncode, r.stderr)
+    assert f"cannot listen on '127.0.0.1:{port}': address already in use" in r.stderr
     assert daemon.request("GET", "/healthz")[0] == 200
 
 

@@ -75,6 +75,9 @@ def test_host_header_port_and_case_do_not_change_the_route(router):
     assert app_of(router, "shop.test:8080") == "shop"
     assert app_of(router, "SHOP.Test") == "shop"
     assert app_of(router, "a.EXAMPLE.test:1") == "wild"
+    # The fully qualified form, with its trailing dot, is the same host.
+    assert app_of(router, "shop.test.") == "shop"
+    assert app_of(router, "Shop.Test.:8080") == "shop"
     # An absolute-form target names the host itself.
     r, _ = raw_exchange(router, b"GET http://shop.test/abs?q=1 HTTP/1.1\r\nHost: shop.test\r\n\r\n")
     assert r.status == 200
