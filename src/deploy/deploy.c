@@ -60,6 +60,7 @@ struct dp_job {
 	bool auto_rollback;
 	bool skip_build;
 	bool is_rollback; /* asked for by rollback: the release left is "rolled-back" */
+	bool has_release; /* its release record exists (version is taken) */
 	int64_t started, finished;
 	char *yaml, *filename, *dir;
 	char *author, *message;
@@ -235,14 +236,19 @@ static void job_finish(struct dp_job *j, const char *result, const char *reason)
 	j->finished = time_wall_ms();
 	if (j->tick)
 		uv_timer_stop(j->tick);
-	char *msg = xasprintf("%s: deploy of v%d %s%s%s", j->app, j->version, result, reason ? ": " : "",
-			      reason ? reason : "");
+	/* Refused before its release was recorded (a bad upload or spec): the
+	 * caller has its error, no version was taken, nothing is alerted. */
+	char *msg = j->has_release
+			    ? xasprintf("%s: deploy of v%d %s%s%s", j->app, j->version, result,
+					reason ? ": " : "", reason ? reason : "")
+			    : xasprintf("%s: deploy %s before a release was made%s%s", j->app, result,
+					reason ? ": " : "", reason ? reason : "");
 	note(j, "%s", msg + strlen(j->app) + 2);
 	char event[64];
 	snprintf(event, sizeof(event), "deploy.%s", !strcmp(result, "rolled-back") ? "rolled_back" : result);
 	emit(j, event, msg);
 	free(msg);
-	if (j->d->cfg.on_result)
+	if (j->d->cfg.on_result && j->has_release)
 		j->d->cfg.on_result(j->d->cfg.result_ctx, j->app, j->version, j->result, j->reason);
 }
 
@@ -847,6 +853,7 @@ static int create_release(struct dp_job *j, const char *config, const char *secr
 		*err = xasprintf("cannot save the release: %s", store_errmsg(j->d->cfg.store));
 		return -EIO;
 	}
+	j->has_release = true;
 	note(j, "release v%d created%s%s", j->version, j->message ? ": " : "", j->message ? j->message : "");
 	char *msg = xasprintf("%s: deploy of v%d started%s%s", j->app, j->version, j->message ? ": " : "",
 			      j->message ? j->message : "");
@@ -1376,7 +1383,10 @@ static struct json *job_json(struct dp_job *j)
 {
 	struct json *o = json_object();
 	json_set_str(o, "app", j->app);
-	json_set_int(o, "version", j->version);
+	if (j->has_release)
+		json_set_int(o, "version", j->version);
+	else
+		json_set(o, "version", json_null());
 	json_set_int(o, "from", j->from);
 	json_set_str(o, "phase", phase_names[j->phase]);
 	json_set_str(o, "result", j->result);

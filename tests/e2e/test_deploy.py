@@ -504,6 +504,20 @@ def test_hostile_archives_are_refused_and_leave_nothing(daemon, tmp_path):
     # And a clean archive for the same app is accepted afterwards.
     status, doc = upload(daemon, "evil", good)
     assert status == 202 and doc["version"] >= 1, doc
+    first = doc["version"]
+    wait_deploy_done(daemon, "evil")
+    # A refused upload to a live app takes no version: its deploy says so,
+    # nothing is alerted about it, and the next release gets the next number.
+    status, doc = upload(daemon, "evil", b"this is not a tarball at all" * 10)
+    assert status == 400, doc
+    st = deploy_status(daemon, "evil")
+    assert st["result"] == "failed" and st["version"] is None, st
+    assert "before a release was made" in " ".join(n.get("message", "") for n in st.get("log", [])) or \
+        "cannot read the archive" in (st.get("reason") or ""), st
+    alerts = daemon.ok("GET", "/v1/alerts")
+    assert not [a for a in alerts.get("alerts", []) if a.get("name") == "DeployFailed"], alerts
+    status, doc = upload(daemon, "evil", good)
+    assert status == 202 and doc["version"] == first + 1, doc
     wait_deploy_done(daemon, "evil")
 
 
