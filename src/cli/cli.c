@@ -55,6 +55,23 @@ int cli__fail(struct cli *c, const char *fmt, ...)
 	return CLI_EXIT_FAILED;
 }
 
+int cli__empty_for_app(struct cli *c, const char *app, const char *note)
+{
+	if (app) {
+		/* Nothing for an app that does not exist is a typo, not silence:
+		 * cli__call prints the server's "app 'x' not found". */
+		char *path = cli__app_path(app, "");
+		struct cli_response res;
+		int rc = cli__call(c, "GET", path, NULL, &res);
+		free(path);
+		if (rc)
+			return rc;
+		cli__response_release(&res);
+	}
+	fprintf(c->err, "%s\n", note);
+	return CLI_EXIT_OK;
+}
+
 void cli__print_json(struct cli *c, const struct json *j, bool pretty)
 {
 	if (!pretty) {

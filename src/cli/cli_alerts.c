@@ -59,7 +59,7 @@ static const char *summary_of(const struct json *a)
 static void print_active(struct cli *c, const struct json *alerts)
 {
 	if (!json_size(alerts)) {
-		fprintf(c->out, "no active alerts\n");
+		fprintf(c->err, "no active alerts\n");
 		return;
 	}
 	static const char *const head[] = {"ALERT", "STATE", "SEVERITY", "SINCE", "SUBJECT", "SUMMARY"};
@@ -199,7 +199,7 @@ int cli__cmd_alerts_history(struct cli *c)
 	if (c->inv->json) {
 		cli__print_json(c, alerts, true);
 	} else if (!json_size(alerts)) {
-		fprintf(c->out, "no resolved alerts\n");
+		fprintf(c->err, "no resolved alerts\n");
 	} else {
 		static const char *const head[] = {"RESOLVED", "ALERT", "SEVERITY", "LASTED", "SUBJECT",
 						   "SUMMARY"};

@@ -706,7 +706,10 @@ static int cmd_events(struct cli *c)
 			cli__print_json(c, res.json, true);
 		else
 			print_events(c, json_get(res.json, "events"), first && quiet, &last);
+		bool none = first && !quiet && !json_size(json_get(res.json, "events"));
 		cli__response_release(&res);
+		if (none && !c->inv->json && (rc = cli__empty_for_app(c, app, "no events")))
+			return rc;
 		if (!follow || !follow_wait(c))
 			return CLI_EXIT_OK;
 	}

@@ -286,6 +286,10 @@ void cli__print_json(struct cli *c, const struct json *j, bool pretty);
 /* Prints "error: MSG" and the --help hint for the current command; returns
  * CLI_EXIT_USAGE. */
 int cli__usage_error(struct cli *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* After an empty answer about app (may be NULL): the app's own "not
+ * found" error and its exit code when it does not exist, else note on
+ * c->err and CLI_EXIT_OK. */
+int cli__empty_for_app(struct cli *c, const char *app, const char *note);
 /* Prints "error: MSG" on c->err; returns CLI_EXIT_FAILED. */
 int cli__fail(struct cli *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Prints help for one command, a group ("tokens") or everything. */

@@ -204,6 +204,8 @@ int cli__cmd_logs(struct cli *c)
 				const struct json *arr = json_get(res.json, "lines");
 				for (size_t k = json_size(arr); k-- > 0;)
 					print_line(&pr, json_at(arr, k));
+				if (!json_size(arr))
+					rc = cli__empty_for_app(c, app, "no log lines");
 			}
 			cli__response_release(&res);
 		}

@@ -1352,6 +1352,7 @@ int deploy_rollback(struct deploy *d, const char *app, int version, const struct
 	j->dir = xstrdup(r.dir);
 	j->auto_rollback = false;
 	j->is_rollback = true;
+	j->has_release = true; /* the release it goes back to */
 	rel_copy_release(&r);
 	note(j, "rollback from v%d to v%d requested", live, version);
 	j->phase = PH_ROLLING_OUT;

@@ -596,11 +596,6 @@ int supervisor_restart(struct supervisor *sv, const char *app, const char *proc,
 		*err = xasprintf("app '%s' has no instance '%s'", app, instance);
 		return -ENOENT;
 	}
-	if (!one && a->rollout) {
-		*err = xasprintf("app '%s' is rolling out (%s); restart it once that has finished "
-				 "('paasops deploy status %s')", app, a->rollout->phase[0] ? a->rollout->phase : "starting", app);
-		return -EBUSY;
-	}
 	char why[160];
 	snprintf(why, sizeof(why), "restart of %s requested", instance ? instance : proc ? proc : app);
 	sv_emit(sv, app, proc, instance, "restart", NULL, why, 0, -1, 0);
@@ -613,7 +608,9 @@ int supervisor_restart(struct supervisor *sv, const char *app, const char *proc,
 	/* Instances that serve or are about to are replaced one step at a
 	 * time by the rollout engine (new ones ready before old ones drain, as
 	 * the process type's deploy settings allow); the others serve nothing
-	 * and restart in place, which also ends a crash loop. */
+	 * and restart in place, which also ends a crash loop. A rollout in
+	 * progress takes the restart over: it replaces whatever was started
+	 * before it too. */
 	bool rolling = false;
 	for (size_t k = 0; k < a->n_procs; k++) {
 		struct sv_proc *p = a->procs[k];
@@ -640,7 +637,9 @@ int supervisor_restart(struct supervisor *sv, const char *app, const char *proc,
 		}
 		free(copy);
 	}
-	if (rolling)
+	if (rolling && a->rollout)
+		sv_rollout_kick(a);
+	else if (rolling)
 		sv_restart_begin(a);
 	return 0;
 }
