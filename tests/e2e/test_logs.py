@@ -692,3 +692,15 @@ def test_cli_manages_an_apps_log_drains(daemon):
     r = daemon.cli("drains", "remove", "hello", str(drains[0]["id"]))
     assert r.returncode == 0, r.stderr
     assert json.loads(daemon.cli("drains", "hello", "--json").stdout)["drains"] == []
+
+
+def test_cli_listings_of_an_unknown_app_say_so(daemon):
+    # Nothing for a name no app has is a typo, not an empty log.
+    for args in (("logs", "nosuch"), ("events", "nosuch")):
+        r = daemon.cli(*args)
+        assert r.returncode == 1 and "app 'nosuch' not found" in r.stderr, (args, r)
+        assert r.stdout == ""
+    # An app that exists but matches nothing: exit 0, nothing on stdout, a note on stderr.
+    daemon.apply(spec("quiet", {"web": QAPP}))
+    r = daemon.cli("logs", "quiet", "--grep", "no-such-word-anywhere")
+    assert r.returncode == 0 and r.stdout == "" and "no log lines" in r.stderr, r
