@@ -1,6 +1,6 @@
 /* hello: a small HTTP app for the paasops demo and tests. It listens on
  * $HOST:$PORT and answers:
- *   GET /           "hello from INSTANCE (pid N)"
+ *   GET /           "hello from INSTANCE (pid N)", then ": $GREETING" when set
  *   GET /healthz    "ok" (503 after GET /sick)
  *   GET /sick       makes /healthz fail from now on
  *   GET /crash      exits with status 3
@@ -91,7 +91,9 @@ int main(void)
 			reply(fd, 200, "slow\n");
 		} else {
 			char body[256];
-			snprintf(body, sizeof(body), "hello from %s (pid %d)\n", inst, (int)getpid());
+			const char *greeting = getenv("GREETING");
+			snprintf(body, sizeof(body), "hello from %s (pid %d)%s%s\n", inst, (int)getpid(),
+				 greeting && *greeting ? ": " : "", greeting && *greeting ? greeting : "");
 			reply(fd, 200, body);
 		}
 		close(fd);
