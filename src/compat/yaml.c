@@ -85,15 +85,26 @@ static void loader_fail_parser(struct loader *L)
 		else
 			loader_fail(L, line, col, "%s; the file must be UTF-8 text", problem);
 		break;
-	default:
+	default: {
+		/* The two usual causes of "cannot start any token", said plainly. */
+		const char *hint = "";
+		size_t at = p->problem_mark.index;
+		if (at < L->len && strstr(problem, "cannot start any token")) {
+			char ch = L->buf[at];
+			if (ch == '\t')
+				hint = "; YAML indents with spaces, not tabs";
+			else if (ch == '>' || ch == '<' || ch == '|' || ch == '%' || ch == '@' || ch == '`')
+				hint = "; quote a value that starts with this character (op: \">\")";
+		}
 		if (p->context)
 			loader_fail(L, mark_line(p->problem_mark), mark_col(p->problem_mark),
-				    "%s (%s at %d:%d)", problem, p->context,
-				    mark_line(p->context_mark), mark_col(p->context_mark));
+				    "%s (%s at %d:%d)%s", problem, p->context,
+				    mark_line(p->context_mark), mark_col(p->context_mark), hint);
 		else
-			loader_fail(L, mark_line(p->problem_mark), mark_col(p->problem_mark), "%s",
-				    problem);
+			loader_fail(L, mark_line(p->problem_mark), mark_col(p->problem_mark), "%s%s",
+				    problem, hint);
 		break;
+	}
 	}
 }
 

@@ -937,6 +937,23 @@ static void test_spec__refuses_binary_input_cleanly(void **state)
 	}
 }
 
+static void test_spec__yaml_errors_name_tabs_and_unquoted_operators(void **state)
+{
+	char *e = parse_err("app: t\nprocesses:\n\tweb:\n    command: x\n");
+	assert_non_null(strstr(e, "paasops.yaml:3:1:"));
+	assert_non_null(strstr(e, "not tabs"));
+	free(e);
+	e = parse_err("app: t\nprocesses:\n  web: {command: x}\n"
+		      "alerts:\n  - {name: A, metric: instances_ready, op: >, value: 1}\n");
+	assert_non_null(strstr(e, "quote a value"));
+	free(e);
+	/* Other syntax errors carry no such hint. */
+	e = parse_err("app: [t\n");
+	assert_null(strstr(e, "tabs"));
+	assert_null(strstr(e, "quote"));
+	free(e);
+}
+
 static void test_spec__survives_random_yaml_punctuation(void **state)
 {
 	static const char alphabet[] = "{}[]:,-&*!|>'\"#%@ \n\n  \tab1.";
@@ -1178,6 +1195,7 @@ int main(void)
 		cmocka_unit_test(test_spec__caps_the_number_of_errors_reported),
 		cmocka_unit_test(test_spec__parse_file_reads_names_and_refuses_big_files),
 		cmocka_unit_test(test_yaml__keeps_key_order_and_marks),
+		cmocka_unit_test(test_spec__yaml_errors_name_tabs_and_unquoted_operators),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
