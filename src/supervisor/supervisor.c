@@ -188,8 +188,15 @@ static struct sv_app *new_app(struct supervisor *sv, const char *name)
 	struct sv_app *a = xcalloc(1, sizeof(*a));
 	a->sv = sv;
 	a->name = xstrdup(name);
+	/* Kept in name order, the order they load in after a restart, so
+	 * listings do not change order when the daemon restarts. */
 	sv->apps = xgrow(sv->apps, sizeof(*sv->apps), sv->n_apps + 1, &sv->alloc_apps);
-	sv->apps[sv->n_apps++] = a;
+	size_t at = sv->n_apps;
+	while (at > 0 && strcmp(sv->apps[at - 1]->name, name) > 0)
+		at--;
+	memmove(sv->apps + at + 1, sv->apps + at, (sv->n_apps - at) * sizeof(*sv->apps));
+	sv->apps[at] = a;
+	sv->n_apps++;
 	return a;
 }
 

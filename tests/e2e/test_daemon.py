@@ -69,6 +69,20 @@ def test_sigkill_of_daemon_then_restart_restores_desired_state_without_orphans(t
         assert d.stop() == 0
 
 
+def test_apps_are_listed_by_name_before_and_after_a_restart(tmp_path):
+    d = Daemon(tmp_path).start()
+    try:
+        for name in ("zeta", "alpha", "mid"):
+            d.apply(hello_spec(app=name, instances=0))
+        names = lambda: [a["name"] for a in d.ok("GET", "/v1/apps")["apps"]]  # noqa: E731
+        assert names() == ["alpha", "mid", "zeta"]
+        assert d.stop() == 0
+        d.start()
+        assert names() == ["alpha", "mid", "zeta"]
+    finally:
+        assert d.stop() == 0
+
+
 def test_stopped_app_stays_stopped_after_restart(tmp_path):
     d = Daemon(tmp_path).start()
     d.apply(hello_spec(instances=1))
