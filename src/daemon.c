@@ -6,6 +6,7 @@
 #include "daemon.h"
 #include "alerts/alerts.h"
 #include "api/api.h"
+#include "autoscale/autoscale.h"
 #include "core/log.h"
 #include "core/paths.h"
 #include "core/timeutil.h"
@@ -58,6 +59,8 @@ struct daemon {
 	struct logs *logs;
 	struct alerts_config acfg;
 	struct alerts *alerts;
+	struct autoscale_config ascfg;
+	struct autoscale *autoscale;
 	uv_timer_t publish; /* coalesces routing changes into one publish */
 	struct api *api;
 	uv_signal_t sigterm, sigint;
@@ -98,7 +101,10 @@ static const char usage[] =
 	"                    --alert-secret-file F signs webhook deliveries\n"
 	"  --alert-interval D, --alert-keep-firing-for D, --alert-repeat-interval D\n"
 	"                    evaluation period, flap damping, reminders (1s, 30s, 4h)\n"
-	"  --alert-external-url URL  this daemon's address in notifications\n";
+	"  --alert-external-url URL  this daemon's address in notifications\n"
+	"  --autoscale-interval D  how often autoscaled process types are evaluated (default 10s)\n"
+	"  --autoscale-scale-down-delay D  how long a lower count must be wanted before\n"
+	"                    scaling down (default 5m)\n";
 
 static int parse_args(struct daemon *d, int argc, char **argv)
 {
@@ -139,6 +145,8 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 		{"alert-keep-firing-for", required_argument, NULL, 1306},
 		{"alert-repeat-interval", required_argument, NULL, 1307},
 		{"alert-external-url", required_argument, NULL, 1308},
+		{"autoscale-interval", required_argument, NULL, 1400},
+		{"autoscale-scale-down-delay", required_argument, NULL, 1401},
 		{"help", no_argument, NULL, 'h'},        {NULL, 0, NULL, 0},
 	};
 	static const char *const levels[] = {"debug", "info", "warn", "error"};
@@ -256,6 +264,18 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 				"alert-repeat-interval", "alert-external-url"};
 			char *err = NULL;
 			if (alerts_config_parse(&d->acfg, aflags[c - 1300], optarg, &err) < 0) {
+				fprintf(stderr, "paasops serve: %s\n", err);
+				free(err);
+				return -EINVAL;
+			}
+			break;
+		}
+		case 1400:
+		case 1401: {
+			static const char *const sflags[] = {"autoscale-interval",
+							     "autoscale-scale-down-delay"};
+			char *err = NULL;
+			if (autoscale_config_parse(&d->ascfg, sflags[c - 1400], optarg, &err) < 0) {
 				fprintf(stderr, "paasops serve: %s\n", err);
 				free(err);
 				return -EINVAL;
@@ -465,6 +485,7 @@ static void on_signal(uv_signal_t *s, int signum)
 	d->stopping = true;
 	log_info("received %s; stopping", strsignal(signum));
 	alerts_stop(d->alerts); /* stopping instances is not a reason to resolve alerts */
+	autoscale_stop(d->autoscale); /* stopping instances is not a reason to scale */
 	api_stop(d->api);
 	d->api = NULL;
 	supervisor_shutdown(d->sv, all_stopped, d);
@@ -483,6 +504,7 @@ int daemon_main(int argc, char **argv)
 	metrics_config_defaults(&d.mcfg);
 	alerts_config_defaults(&d.acfg);
 	logs_config_defaults(&d.lcfg);
+	autoscale_config_defaults(&d.ascfg);
 	int rc = 1;
 	int r = parse_args(&d, argc, argv);
 	if (r != 0) {
@@ -625,11 +647,19 @@ int daemon_main(int argc, char **argv)
 		goto out_loop;
 	}
 	alerts_start(d.alerts);
+	d.ascfg.loop = &d.loop;
+	d.ascfg.sv = d.sv;
+	d.ascfg.router = d.router;
+	d.ascfg.metrics = d.metrics;
+	d.ascfg.metrics_interval_ms = d.mcfg.interval_ms;
+	d.autoscale = autoscale_new(&d.ascfg);
+	autoscale_start(d.autoscale);
 	char *sock = xasprintf("%s/paasops.sock", d.data_dir);
 	struct api_config ac = {
 		.loop = &d.loop, .store = d.store, .sv = d.sv, .router = d.router, .socket_path = sock,
 		.deploy = d.deploy, .data_dir = d.data_dir,
 		.metrics = d.metrics, .metrics_public = d.metrics_public, .logs = d.logs, .alerts = d.alerts,
+		.autoscale = d.autoscale,
 		.tcp_addr = d.api_addr, .version = PAASOPS_VERSION,
 	};
 	d.api = api_start(&ac, &err);
@@ -655,6 +685,7 @@ out_loop:
 	 * router and the supervisor, so they stop before either goes. */
 	alerts_stop(d.alerts);
 	metrics_stop(d.metrics);
+	autoscale_stop(d.autoscale);
 	router_free(d.router);
 	d.router = NULL;
 	supervisor_free(d.sv);
@@ -663,6 +694,7 @@ out_loop:
 	logs_stop(d.logs);
 	uv_walk(&d.loop, walk_close, NULL);
 	uv_run(&d.loop, UV_RUN_DEFAULT);
+	autoscale_free(d.autoscale);
 	metrics_free(d.metrics);
 	logs_free(d.logs);
 	if (uv_loop_close(&d.loop) != 0)

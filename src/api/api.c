@@ -1047,6 +1047,7 @@ struct api *api_start(const struct api_config *cfg, char **err)
 	api->metrics_public = cfg->metrics_public;
 	api->logs = cfg->logs;
 	api->alerts = cfg->alerts;
+	api->autoscale = cfg->autoscale;
 	api->upload_dir = xasprintf("%s/uploads", cfg->data_dir);
 	api->socket_path = xstrdup(cfg->socket_path);
 

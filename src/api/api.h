@@ -14,6 +14,7 @@ struct deploy;
 struct metrics;
 struct logs;
 struct alerts;
+struct autoscale;
 struct api;
 
 struct api_config {
@@ -26,6 +27,7 @@ struct api_config {
 	bool metrics_public;     /* GET /metrics without a token (trusted networks only) */
 	struct logs *logs;       /* borrowed */
 	struct alerts *alerts;   /* borrowed; may be NULL */
+	struct autoscale *autoscale; /* borrowed; may be NULL */
 	const char *data_dir;  /* uploads go under DATA/uploads */
 	const char *socket_path;
 	const char *tcp_addr; /* "HOST:PORT" or NULL */

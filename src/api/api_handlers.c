@@ -2,6 +2,7 @@
  * its input completely before it changes anything, so a bad request leaves
  * the state as it was. */
 #include "api/api_internal.h"
+#include "autoscale/autoscale.h"
 #include "compat/json.h"
 #include "core/strbuf.h"
 #include "core/timeutil.h"
@@ -45,7 +46,10 @@ static struct json *filter_scope(struct api_req *req, struct json *arr, const ch
 void h_apps_list(struct api_req *req, struct api_resp *resp)
 {
 	resp->body = json_object();
-	json_set(resp->body, "apps", filter_scope(req, supervisor_apps_json(req->api->sv), "name"));
+	struct json *apps = supervisor_apps_json(req->api->sv);
+	for (struct json *a = json_first(apps); a; a = json_next(a))
+		autoscale_decorate(req->api->autoscale, a);
+	json_set(resp->body, "apps", filter_scope(req, apps, "name"));
 }
 
 /* Who made a release: the token's id, or "local" on the unix socket. */
@@ -139,6 +143,7 @@ void h_app_show(struct api_req *req, struct api_resp *resp)
 	if (!need_app(req, resp))
 		return;
 	resp->body = supervisor_app_json(req->api->sv, req->params[0], true);
+	autoscale_decorate(req->api->autoscale, resp->body);
 }
 
 void h_app_delete(struct api_req *req, struct api_resp *resp)

@@ -22,6 +22,7 @@ struct api {
 	struct metrics *metrics;
 	struct logs *logs;
 	struct alerts *alerts; /* may be NULL */
+	struct autoscale *autoscale; /* may be NULL */
 	bool metrics_public;
 	char *upload_dir;
 	char *version;

@@ -93,6 +93,18 @@ static void processes_text(const struct json *app, struct strbuf *sb)
 		int64_t n = 0;
 		jint(p, "instances", &n);
 		strbuf_addf(sb, "%s%s=%lld", sb->len ? " " : "", cli__jstr(p, "name", "?"), (long long)n);
+		const struct json *as = json_get(p, "autoscale");
+		int64_t lo = 0, hi = 0;
+		if (!as || !jint(as, "min", &lo) || !jint(as, "max", &hi))
+			continue;
+		/* "web=3(auto 1-3 inflight 2.5/2)": the range, then the value per
+		 * instance against the target ("-" before the first evaluation). */
+		const struct json *v = json_get(as, "current_value");
+		char val[32] = "-";
+		if (json_is_number(v))
+			snprintf(val, sizeof(val), "%.3g", json_num(v));
+		strbuf_addf(sb, "(auto %lld-%lld %s %s/%g)", (long long)lo, (long long)hi,
+			    cli__jstr(as, "metric", "?"), val, json_num(json_get(as, "target")));
 	}
 }
 

@@ -196,9 +196,11 @@ processes:
 
 
 @pytest.fixture
-def daemon(tmp_path):
+def daemon(tmp_path, request):
+    """A daemon per test; a test module may set DAEMON_FLAGS (a list of
+    `paasops serve` flags) to start it with them."""
     d = Daemon(tmp_path)
-    d.start()
+    d.start(extra=getattr(request.module, "DAEMON_FLAGS", ()))
     yield d
     if d.proc.poll() is None:
         d.instances()

@@ -1,0 +1,87 @@
+/* autoscale.h: the autoscaler, one controller per process type whose spec
+ * has an `autoscale` key.
+ *
+ * Every interval the autoscaler measures each such process type (requests
+ * per second, in-flight requests or p95 latency from the router; CPU or
+ * memory from the metrics history), works out how many instances would
+ * bring the value per instance to the target, and applies that count
+ * through supervisor_scale(), exactly as `paasops scale` would: the count is
+ * persisted and an event of type "autoscale" says why. It scales up at once
+ * and down only once the lower count has been wanted for the whole
+ * scale-down delay. Apps that are stopped or rolling out are left alone.
+ *
+ * Invariants: everything runs on the control loop; the autoscaler holds no
+ * pointer into the supervisor's tree between ticks (it keeps copies of the
+ * app and process names), so apps may come and go at any time. A manual
+ * scale is simply the next tick's current count. */
+#ifndef PAASOPS_AUTOSCALE_H
+#define PAASOPS_AUTOSCALE_H
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+struct supervisor;
+struct router;
+struct metrics;
+struct json;
+struct autoscale;
+
+struct autoscale_config {
+	uv_loop_t *loop;          /* borrowed */
+	struct supervisor *sv;    /* borrowed */
+	struct router *router;    /* borrowed; NULL when the router is off */
+	struct metrics *metrics;  /* borrowed; may be NULL (no cpu/memory, no gauges) */
+	int64_t interval_ms;      /* evaluation period; default 10 s */
+	int64_t scale_down_delay_ms; /* how long a lower count must be wanted; default 5 min */
+	int64_t metrics_interval_ms; /* the metrics sampling period (cpu/memory windows) */
+};
+
+/* Fills the documented defaults (10 s, 5 min, 1 s). */
+void autoscale_config_defaults(struct autoscale_config *cfg);
+/* Applies one `paasops serve` flag: "autoscale-interval" (a duration > 0)
+ * or "autoscale-scale-down-delay" (a duration ≥ 0). Returns 0, or -EINVAL
+ * with *err set (caller frees). */
+int autoscale_config_parse(struct autoscale_config *cfg, const char *flag, const char *value,
+			   char **err);
+
+/* Creates the autoscaler and registers its gauges with cfg->metrics.
+ * Caller frees with autoscale_free(). */
+struct autoscale *autoscale_new(const struct autoscale_config *cfg);
+/* Starts the timer: the first evaluation takes the baselines, the next one
+ * may scale. */
+void autoscale_start(struct autoscale *as);
+/* Stops evaluating and forgets the supervisor, router and metrics (they may
+ * be freed next). The timer is closed; run the loop before autoscale_free. */
+void autoscale_stop(struct autoscale *as);
+/* autoscale_free(NULL) does nothing. */
+void autoscale_free(struct autoscale *as);
+
+/* Adds an "autoscale" object ({min, max, metric, target, current_value,
+ * desired, last_scaled_at}) to every process of app (an object as
+ * supervisor_app_json() makes it) whose spec enables autoscaling. */
+void autoscale_decorate(struct autoscale *as, struct json *app);
+
+/* ------------------------------------------------------------------------ */
+/* The decision, a pure function                                            */
+
+/* Below this relative distance from the target nothing changes (the
+ * measurement is never exact, and every change costs a start or a drain). */
+#define AUTOSCALE_TOLERANCE 0.1
+
+/* The instance count wanted for a process type that has `current`
+ * instances wanted of which `ready` are ready, and measures `value` per
+ * ready instance against `target` (> 0): ceil(ready * value / target),
+ * clamped to [min, max]; current (clamped) when value is within
+ * AUTOSCALE_TOLERANCE of target. With no ready instance there is no value
+ * per instance: `value` is then the demand seen (say requests per second),
+ * and a process type scaled to zero wakes to max(1, min) on any demand;
+ * otherwise the count stays at current (clamped) until instances are ready. */
+int autoscale_desired(int current, int ready, double value, double target, int min, int max);
+
+/* The p-quantile (0..1) of a latency histogram: counts per bucket (not
+ * cumulative), n_bounds finite upper bounds then +Inf. Interpolates
+ * linearly inside the bucket; the +Inf bucket answers its lower bound.
+ * 0 when the histogram is empty. */
+double autoscale_quantile(const uint64_t *counts, const double *bounds, size_t n_bounds, double p);
+
+#endif

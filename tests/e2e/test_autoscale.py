@@ -1,0 +1,137 @@
+"""The autoscaler against the real daemon: a process type with `autoscale`
+in its spec is scaled up under load through the router, back down once the
+load has gone and the scale-down delay has passed, never outside [min, max],
+and not at all while its app is stopped. Every wait is a bounded wait for a
+condition; the daemon evaluates every second and scales down after 3 s."""
+from conftest import wait_for
+from router_helpers import Load, echo_spec, wait_routed
+
+DAEMON_FLAGS = ["--autoscale-interval", "1s", "--autoscale-scale-down-delay", "3s"]
+
+
+def autoscaled(app, host, autoscale, instances=1):
+    return echo_spec(app, instances=instances, routes=f"[{{host: {host}}}]",
+                     extra=f"    autoscale: {autoscale}\n")
+
+
+def web(daemon, app):
+    """The app's web process as GET /v1/apps/NAME shows it."""
+    doc = daemon.ok("GET", f"/v1/apps/{app}")
+    return [p for p in doc["processes"] if p["name"] == "web"][0]
+
+
+def autoscale_events(daemon, app):
+    return [e for e in daemon.events(app) if e["type"] == "autoscale"]
+
+
+def wait_count(daemon, app, n, timeout):
+    """Waits until web wants n instances and all n are ready."""
+    return wait_for(lambda: (lambda p: p if p["instances"] == n and p["ready"] == n else None)(
+        web(daemon, app)), timeout=timeout, what=f"{app} web at {n} ready instances")
+
+
+def test_inflight_load_scales_up_to_max_then_back_to_min(daemon):
+    daemon.apply(autoscaled("busy", "busy.test", "{min: 1, max: 3, metric: inflight, target: 2}"))
+    daemon.wait_ready("busy", 1)
+    wait_routed(daemon, "busy.test")
+    status = web(daemon, "busy")["autoscale"]
+    assert (status["min"], status["max"], status["metric"], status["target"]) == (1, 3, "inflight", 2)
+
+    # ~8 requests always in flight, each 400 ms: 8 per instance at 1 instance.
+    with Load(daemon, "busy.test", threads=8, path="/slow?ms=400") as load:
+        wait_count(daemon, "busy", 3, timeout=60)
+        # The new instances take traffic too, and nothing failed meanwhile.
+        wait_for(lambda: len(load.by_instance) == 3, timeout=30, what="all 3 instances to answer")
+    assert not load.failures, load.failures[:5]
+    ups = autoscale_events(daemon, "busy")
+    assert ups, daemon.events("busy")
+    assert ups[0]["reason"].startswith("web 1 -> "), ups[0]
+    assert "inflight" in ups[0]["reason"] and "above target 2" in ups[0]["reason"], ups[0]
+    status = web(daemon, "busy")["autoscale"]
+    assert status["last_scaled_at"], status
+
+    # Idle: after the delay it steps down to min, and no lower.
+    wait_count(daemon, "busy", 1, timeout=60)
+    down = autoscale_events(daemon, "busy")[-1]
+    assert " -> 1: " in down["reason"], down  # perhaps by way of 2, as the load drained
+    assert "below target" in down["reason"], down
+    wait_for(lambda: (lambda a: a if a["desired"] == 1 and a["current_value"] == 0 else None)(
+        web(daemon, "busy")["autoscale"]), timeout=20, what="an idle evaluation wanting min")
+    assert web(daemon, "busy")["instances"] == 1
+
+    # The CLI shows the range, the metric and the target beside the count.
+    out = daemon.cli("apps")
+    assert out.returncode == 0, out.stderr
+    assert "web=1(auto 1-3 inflight 0/2)" in out.stdout, out.stdout
+
+
+def test_rps_load_scales_up_and_is_exposed_on_metrics(daemon):
+    daemon.apply(autoscaled("rate", "rate.test", "{min: 1, max: 2, metric: rps, target: 5}"))
+    daemon.wait_ready("rate", 1)
+    wait_routed(daemon, "rate.test")
+    with Load(daemon, "rate.test", threads=2) as load:
+        wait_count(daemon, "rate", 2, timeout=60)
+    assert not load.failures, load.failures[:5]
+    up = autoscale_events(daemon, "rate")[0]
+    assert up["reason"].startswith("web 1 -> 2: rps "), up
+    assert "/instance above target 5" in up["reason"], up
+    status, text = daemon.request("GET", "/metrics")
+    text = text.decode() if isinstance(text, bytes) else str(text)
+    assert status == 200
+    assert 'paasops_autoscale_desired_instances{app="rate",process="web"}' in text, text[:2000]
+    assert 'paasops_autoscale_value{app="rate",process="web",metric="rps"}' in text, text[:2000]
+
+
+def test_min_is_respected_and_a_manual_scale_is_the_new_starting_point(daemon):
+    # Started below min: the first evaluation brings it up to min.
+    daemon.apply(autoscaled("floor", "floor.test", "{min: 2, max: 4, metric: inflight, target: 5}"))
+    wait_count(daemon, "floor", 2, timeout=60)
+    ev = autoscale_events(daemon, "floor")
+    assert ev and ev[0]["reason"] == "web 1 -> 2: below min 2", ev
+    # Scaled by hand above what is needed: allowed; it comes back to min
+    # after the delay, never lower.
+    daemon.ok("POST", "/v1/apps/floor/scale", {"processes": {"web": 4}})
+    wait_count(daemon, "floor", 4, timeout=60)
+    wait_count(daemon, "floor", 2, timeout=60)
+    assert autoscale_events(daemon, "floor")[-1]["reason"].startswith("web 4 -> 2: inflight 0/instance below target 5")
+    wait_for(lambda: web(daemon, "floor")["autoscale"]["desired"] == 2, timeout=20,
+             what="desired to stay at min")
+    assert web(daemon, "floor")["instances"] == 2
+
+
+def test_a_stopped_app_is_not_scaled(daemon):
+    # Parked: applied without autoscale, stopped, then given an autoscale
+    # whose min it is below.
+    daemon.apply(echo_spec("parked", instances=1, routes="[{host: parked.test}]"))
+    daemon.wait_ready("parked", 1)
+    daemon.ok("POST", "/v1/apps/parked/stop", {})
+    wait_for(lambda: web(daemon, "parked")["running"] == 0, timeout=30, what="parked to stop")
+    daemon.apply(autoscaled("parked", "parked.test", "{min: 2, max: 3, metric: inflight, target: 2}"))
+    wait_for(lambda: not daemon.ok("GET", "/v1/apps/parked")["rolling_out"], timeout=30,
+             what="the apply of a stopped app to finish")
+    # A running app evaluated in the same ticks gets scaled to its min ...
+    daemon.apply(autoscaled("live", "live.test", "{min: 2, max: 3, metric: inflight, target: 2}"))
+    wait_count(daemon, "live", 2, timeout=60)
+    # ... and one tick later, the stopped one still is not.
+    seen = len(daemon.events("live"))
+    daemon.ok("POST", "/v1/apps/live/scale", {"processes": {"web": 1}})
+    wait_count(daemon, "live", 2, timeout=60)
+    assert len(daemon.events("live")) > seen
+    p = web(daemon, "parked")
+    assert p["instances"] == 1 and p["running"] == 0, p
+    assert not autoscale_events(daemon, "parked"), daemon.events("parked")
+
+
+def test_cpu_and_memory_are_read_from_the_instances_samples(daemon):
+    daemon.apply(autoscaled("cores", "cores.test", "{min: 1, max: 2, metric: cpu, target: 0.9}"))
+    daemon.apply(autoscaled("bytes", "bytes.test", "{min: 1, max: 2, metric: memory, target: 4294967296}"))
+    daemon.wait_ready("cores", 1)
+    daemon.wait_ready("bytes", 1)
+    # An idle echo server: a little CPU, some MB resident; neither is scaled.
+    cores = wait_for(lambda: (lambda a: a if a["current_value"] is not None else None)(
+        web(daemon, "cores")["autoscale"]), timeout=30, what="a cpu value")
+    assert 0 <= cores["current_value"] < 0.9 and cores["desired"] == 1, cores
+    mem = wait_for(lambda: (lambda a: a if a["current_value"] is not None else None)(
+        web(daemon, "bytes")["autoscale"]), timeout=30, what="a memory value")
+    assert 1 << 20 < mem["current_value"] < 1 << 30 and mem["desired"] == 1, mem
+    assert mem["metric"] == "memory" and mem["target"] == 4 << 30, mem
