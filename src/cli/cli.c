@@ -55,19 +55,23 @@ int cli__fail(struct cli *c, const char *fmt, ...)
 	return CLI_EXIT_FAILED;
 }
 
+int cli__app_exists(struct cli *c, const char *app)
+{
+	char *path = cli__app_path(app, "");
+	struct cli_response res;
+	int rc = cli__call(c, "GET", path, NULL, &res);
+	free(path);
+	if (rc == CLI_EXIT_OK)
+		cli__response_release(&res);
+	return rc;
+}
+
 int cli__empty_for_app(struct cli *c, const char *app, const char *note)
 {
-	if (app) {
-		/* Nothing for an app that does not exist is a typo, not silence:
-		 * cli__call prints the server's "app 'x' not found". */
-		char *path = cli__app_path(app, "");
-		struct cli_response res;
-		int rc = cli__call(c, "GET", path, NULL, &res);
-		free(path);
-		if (rc)
-			return rc;
-		cli__response_release(&res);
-	}
+	/* Nothing for an app that does not exist is a typo, not silence. */
+	int rc = app ? cli__app_exists(c, app) : CLI_EXIT_OK;
+	if (rc)
+		return rc;
 	fprintf(c->err, "%s\n", note);
 	return CLI_EXIT_OK;
 }

@@ -286,6 +286,9 @@ void cli__print_json(struct cli *c, const struct json *j, bool pretty);
 /* Prints "error: MSG" and the --help hint for the current command; returns
  * CLI_EXIT_USAGE. */
 int cli__usage_error(struct cli *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* CLI_EXIT_OK when app exists; otherwise the server's "app 'x' not
+ * found" is printed and its exit code returned. */
+int cli__app_exists(struct cli *c, const char *app);
 /* After an empty answer about app (may be NULL): the app's own "not
  * found" error and its exit code when it does not exist, else note on
  * c->err and CLI_EXIT_OK. */

@@ -179,15 +179,10 @@ int cli__cmd_metrics(struct cli *c)
 		return cli__usage_error(c, "invalid --since '%s' (a duration of at least 10s, like 15m or 1h)",
 					since_s);
 	/* The app must exist: a clear 404 instead of an empty summary. */
-	char *enc = http_url_encode(app);
-	char *path = xasprintf("/v1/apps/%s", enc);
-	free(enc);
-	struct cli_response res;
-	int rc = cli__call(c, "GET", path, NULL, &res);
-	free(path);
+	int rc = cli__app_exists(c, app);
 	if (rc)
 		return rc;
-	cli__response_release(&res);
+	struct cli_response res;
 
 	int64_t step = since / SPARK_POINTS;
 	step = step < 1000 ? 1000 : (step + 999) / 1000 * 1000;
