@@ -119,7 +119,9 @@ int cli__resolve_server(struct cli *c)
 	if (c->have_addr)
 		return CLI_EXIT_OK;
 	const char *s = c->inv->server, *from = "--server";
-	if (!s || !*s) {
+	if (s && !*s)
+		return cli__usage_error(c, "--server is empty: give unix:/path/to.sock or http://HOST:PORT");
+	if (!s) {
 		s = getenv("PAASOPS_SERVER");
 		from = "PAASOPS_SERVER";
 	}

@@ -816,6 +816,12 @@ static void test_cli_run__bad_server_address_is_a_usage_error(void **state)
 	assert_int_equal(r.rc, 2);
 	assert_contains(r.err, "(from PAASOPS_SERVER)\n");
 	run_free(&r);
+	/* An empty --server is a mistake, not a reason to use PAASOPS_SERVER. */
+	setenv("PAASOPS_SERVER", "unix:/y/paasops.sock", 1);
+	r = RUN("--server", "", "apps");
+	assert_int_equal(r.rc, 2);
+	assert_contains(r.err, "error: --server is empty");
+	run_free(&r);
 	unsetenv("PAASOPS_SERVER");
 }
 
