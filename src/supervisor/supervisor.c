@@ -624,10 +624,8 @@ int supervisor_restart(struct supervisor *sv, const char *app, const char *proc,
 		if (p->removed || (only && p != only))
 			continue;
 		p->restart_gen++;
-		size_t n = p->n_insts;
-		struct sv_inst **copy = xmalloc((n ? n : 1) * sizeof(*copy));
-		if (n)
-			memcpy(copy, p->insts, n * sizeof(*copy));
+		size_t n;
+		struct sv_inst **copy = sv_snapshot_insts(p, &n);
 		for (size_t j = 0; j < n; j++) {
 			struct sv_inst *i = copy[j];
 			if (i->removing)

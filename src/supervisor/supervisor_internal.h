@@ -240,5 +240,8 @@ void sv_rollout_begin(struct sv_app *a, int from, int to, supervisor_rollout_cb 
 /* A rolling restart: instances of a gen below their process type's
  * restart_gen are replaced like those of an old release. */
 void sv_restart_begin(struct sv_app *a);
+/* A copy of p's instance list (caller frees), safe to walk while instances
+ * start, stop or leave. */
+struct sv_inst **sv_snapshot_insts(const struct sv_proc *p, size_t *n);
 
 #endif

@@ -98,7 +98,7 @@ static int lowest_free_index(const struct sv_proc *p)
 	}
 }
 
-static struct sv_inst **snapshot_insts(const struct sv_proc *p, size_t *n)
+struct sv_inst **sv_snapshot_insts(const struct sv_proc *p, size_t *n)
 {
 	*n = p->n_insts;
 	struct sv_inst **copy = xmalloc((*n ? *n : 1) * sizeof(*copy));
@@ -141,7 +141,7 @@ static void plain_reconcile(struct sv_proc *p)
 	bool run = !a->stopped && !a->destroying && !p->stopped && !p->removed && !a->sv->shutting_down;
 	int want = (p->removed || a->destroying) ? 0 : p->desired;
 	size_t n;
-	struct sv_inst **copy = snapshot_insts(p, &n);
+	struct sv_inst **copy = sv_snapshot_insts(p, &n);
 	/* Instances of another release are replaced (after a failed rollout
 	 * without rollback they stay until the next change). */
 	int kept = 0;
@@ -250,7 +250,7 @@ static bool step_proc(struct sv_app *a, struct sv_proc *p, char *why, size_t why
 	bool restart = a->rollout->restart;
 	int64_t min_healthy = a->rollout->from == 0 || restart ? 0 : d->min_healthy_ms;
 	size_t n;
-	struct sv_inst **copy = snapshot_insts(p, &n);
+	struct sv_inst **copy = sv_snapshot_insts(p, &n);
 	int news = 0, stable = 0, olds = 0, olds_ready = 0;
 	for (size_t k = 0; k < n; k++) {
 		struct sv_inst *i = copy[k];
