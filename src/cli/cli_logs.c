@@ -10,7 +10,9 @@
 #include "cli/cli_internal.h"
 #include "compat/http.h"
 #include "compat/json.h"
+#include "core/timeutil.h"
 #include "core/util.h"
+#include "logs/logs.h"
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -180,11 +182,25 @@ int cli__cmd_logs(struct cli *c)
 	static const char *const passthrough[][2] = {
 		{"since", "since"}, {"until", "until"}, {"grep", "q"}, {"level", "level"}, {"stream", "stream"},
 	};
+	/* The daemon would refuse a bad value with a 400; checking it here with
+	 * the same parser makes it a usage error (exit 2) like any bad flag. */
+	struct logs_filter check;
+	logs_filter_init(&check);
 	for (size_t k = 0; k < ARRAY_SIZE(passthrough); k++) {
 		const char *fv = cli__flag(c->inv, passthrough[k][0]);
-		if (fv)
-			cli__query_add(&path, passthrough[k][1], fv);
+		if (!fv)
+			continue;
+		char *err = NULL;
+		if (*fv && logs_filter_set(&check, passthrough[k][1], fv, time_wall_ms() * 1000000, &err) < 0) {
+			int rc = cli__usage_error(c, "%s", err);
+			free(err);
+			logs_filter_release(&check);
+			strbuf_release(&path);
+			return rc;
+		}
+		cli__query_add(&path, passthrough[k][1], fv);
 	}
+	logs_filter_release(&check);
 	const char *nc = getenv("NO_COLOR");
 	const char *term = getenv("TERM");
 	struct printer pr = {

@@ -209,8 +209,16 @@ def test_cli_logs_searches_and_follows(daemon):
         '{"level":"error","msg":"payment failed","user":"alice","code":42}', "ERROR disk almost full"]
     r = daemon.cli("logs", "cl", "--grep", "stderr", "--json")
     assert json.loads(r.stdout)["lines"][0]["stream"] == "stderr"
-    r = daemon.cli("logs", "cl", "--grep", "(")
-    assert r.returncode == 1 and "invalid query" in r.stderr
+    # A bad filter value is a usage error (exit 2), like any bad flag, with
+    # the same message the daemon gives; -f is no different.
+    for flag, bad, want in [("--grep", "(", "invalid query"),
+                            ("--since", "yesterday", "invalid since 'yesterday'"),
+                            ("--level", "loud", "invalid level 'loud'"),
+                            ("--stream", "stdin", "invalid stream 'stdin'"),
+                            ("--until", "soon", "invalid until 'soon'")]:
+        for follow in ([], ["-f"]):
+            r = daemon.cli("logs", "cl", flag, bad, *follow)
+            assert r.returncode == 2 and want in r.stderr and r.stdout == "", (flag, follow, r)
     # -f: the newest lines, then new ones, until interrupted.
     env = dict(os.environ, PAASOPS_SERVER=f"unix:{daemon.sock}")
     p = subprocess.Popen([BIN, "logs", "cl", "-f", "-n", "1", "--grep", "alpha"], stdout=subprocess.PIPE,
