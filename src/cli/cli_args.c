@@ -237,7 +237,11 @@ static int take_word(struct cli_invocation *inv, const struct cli_command *cmds,
 		return 0;
 	}
 	if (dashdash && !inv->group) {
-		*err = xasprintf("missing command before '%s'", word);
+		/* Words after "--" are arguments, never the command. */
+		if (is_group(cmds, n, word) || cmd_find(cmds, n, word))
+			*err = xasprintf("'--' must come after the command: paasops %s -- ARGS", word);
+		else
+			*err = xasprintf("missing command before '--' (found '%s' after it)", word);
 		return -EINVAL;
 	}
 	if (inv->group) {

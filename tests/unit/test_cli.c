@@ -430,6 +430,9 @@ static void test_cli_parse__reports_usage_errors_in_one_line(void **state)
 		{ARGV("tokens", "lst"), ARGC("tokens", "lst"),
 		 "unknown command 'tokens lst' (choose one of: create, list, revoke)"},
 		{ARGV("--json"), ARGC("--json"), "missing command"},
+		{ARGV("--", "apps"), ARGC("--", "apps"),
+		 "'--' must come after the command: paasops apps -- ARGS"},
+		{ARGV("--", "x"), ARGC("--", "x"), "missing command before '--' (found 'x' after it)"},
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
 		char *err = parse_err(cases[i].argc, cases[i].argv);
