@@ -541,6 +541,13 @@ int daemon_main(int argc, char **argv)
 		fprintf(stderr, "paasops serve: cannot create data dir '%s': %s\n", d.data_dir, strerror(-r));
 		goto out;
 	}
+	/* Print, hand to instances and bind the socket under one canonical
+	 * name: "/srv/./x/../paasops" is "/srv/paasops". */
+	char *canon = realpath(d.data_dir, NULL);
+	if (canon) {
+		free(d.data_dir);
+		d.data_dir = canon;
+	}
 	if (lock_data_dir(&d) < 0)
 		goto out;
 

@@ -40,6 +40,24 @@ def test_ports_in_use_are_refused_with_a_message_not_a_crash(daemon, tmp_path):
     assert daemon.request("GET", "/healthz")[0] == 200
 
 
+def test_data_dir_is_used_under_its_canonical_name(tmp_path):
+    # A relative --data with "." and ".." is printed, bound and handed on as
+    # one absolute, normalised path.
+    (tmp_path / "a").mkdir()
+    d = Daemon(tmp_path)
+    d.data = str(tmp_path / "var")
+    d.sock = os.path.join(d.data, "paasops.sock")
+    args = [BIN, "serve", "--data", "./a/.././var", "--http", "off", "--ports", f"{d.ports[0]}-{d.ports[1]}"]
+    with open(d.log_path, "ab") as log:
+        d.proc = subprocess.Popen(args, cwd=str(tmp_path), stdout=log, stderr=subprocess.STDOUT)
+    d.log = open(d.log_path, "ab")
+    try:
+        wait_for(d._healthy, timeout=10, what="daemon to answer /healthz")
+        assert f"serving data dir {d.data} on unix:{d.sock}" in d.read_log()
+    finally:
+        assert d.stop() == 0
+
+
 def test_sigterm_stops_instances_and_exits_zero(tmp_path):
     d = Daemon(tmp_path).start()
     d.apply(hello_spec())
