@@ -8,6 +8,7 @@
  * takes its baselines. */
 #include "autoscale/autoscale.h"
 #include "compat/json.h"
+#include "core/hist.h"
 #include "core/log.h"
 #include "core/strbuf.h"
 #include "core/timeutil.h"
@@ -125,25 +126,6 @@ int autoscale_desired(int current, int ready, double value, double target, int m
 	if (want < (double)min)
 		return min;
 	return (int)want;
-}
-
-double autoscale_quantile(const uint64_t *counts, const double *bounds, size_t n_bounds, double p)
-{
-	uint64_t total = 0;
-	for (size_t k = 0; k <= n_bounds; k++)
-		total += counts[k];
-	if (total == 0)
-		return 0;
-	double rank = p * (double)total, seen = 0;
-	for (size_t k = 0; k <= n_bounds; k++) {
-		double lo = k ? bounds[k - 1] : 0;
-		if (k == n_bounds)
-			return lo;
-		if (counts[k] && seen + (double)counts[k] >= rank)
-			return lo + (bounds[k] - lo) * ((rank - seen) / (double)counts[k]);
-		seen += (double)counts[k];
-	}
-	return n_bounds ? bounds[n_bounds - 1] : 0;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -377,7 +359,9 @@ static void evaluate(struct autoscale *as, struct as_ctl *c, int64_t now)
 		size_t nb;
 		const double *bounds = router_metrics_bounds(&nb);
 		have = have_delta;
-		value = have ? autoscale_quantile(dhist, bounds, nb, 0.95) : 0;
+		value = have ? hist_quantile_counts(0.95, bounds, dhist, nb) : 0;
+		if (isnan(value))
+			value = 0; /* no request in the window */
 		break;
 	}
 	case AS_CPU:

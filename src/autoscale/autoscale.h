@@ -78,10 +78,5 @@ void autoscale_decorate(struct autoscale *as, struct json *app);
  * otherwise the count stays at current (clamped) until instances are ready. */
 int autoscale_desired(int current, int ready, double value, double target, int min, int max);
 
-/* The p-quantile (0..1) of a latency histogram: counts per bucket (not
- * cumulative), n_bounds finite upper bounds then +Inf. Interpolates
- * linearly inside the bucket; the +Inf bucket answers its lower bound.
- * 0 when the histogram is empty. */
-double autoscale_quantile(const uint64_t *counts, const double *bounds, size_t n_bounds, double p);
 
 #endif

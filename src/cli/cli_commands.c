@@ -418,11 +418,11 @@ static void stats_row(struct cli_table *t, const char *name, const struct json *
 	cli__table_addf(t, "%lld", (long long)inflight);
 	const struct json *p50 = json_get(o, "p50_seconds"), *p99 = json_get(o, "p99_seconds");
 	if (json_is_number(p50))
-		cli__table_addf(t, "<=%gms", json_num(p50) * 1000);
+		cli__table_addf(t, "%.3gms", json_num(p50) * 1000);
 	else
 		cli__table_add(t, "-");
 	if (json_is_number(p99))
-		cli__table_addf(t, "<=%gms", json_num(p99) * 1000);
+		cli__table_addf(t, "%.3gms", json_num(p99) * 1000);
 	else
 		cli__table_add(t, "-");
 	cli__table_addf(t, "%lld", (long long)retries);

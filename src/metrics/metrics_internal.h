@@ -315,9 +315,6 @@ int mx_tsdb_load(struct mx_tsdb *db, const void *buf, size_t len, char **err);
 /* Runs q over db as of now_ms (which decides the tier). */
 int mx_query(const struct mx_tsdb *db, const struct metrics_query *q, int64_t now_ms,
 	     struct metrics_result *out, char **err);
-/* Prometheus' histogram_quantile over (upper bound, cumulative count)
- * pairs sorted by bound, the last bound +Inf. NaN when empty. */
-double mx_histogram_quantile(double q, const double *bounds, const double *cum, size_t n);
 
 /* ------------------------------------------------------------------------ */
 /* Samplers (metrics_sample.c)                                              */

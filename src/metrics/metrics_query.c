@@ -7,6 +7,7 @@
 #include "core/timeutil.h"
 #include "core/util.h"
 #include <errno.h>
+#include "core/hist.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,41 +16,6 @@
 
 /* ------------------------------------------------------------------------ */
 /* Functions over one window                                                */
-
-double mx_histogram_quantile(double q, const double *bounds, const double *cum, size_t n)
-{
-	if (n < 2 || !isinf(bounds[n - 1]) || isnan(q))
-		return NAN;
-	if (q < 0)
-		return -INFINITY;
-	if (q > 1)
-		return INFINITY;
-	double obs = cum[n - 1];
-	if (!(obs > 0))
-		return NAN;
-	double rank = q * obs;
-	size_t b = 0;
-	double prev = 0;
-	for (; b < n; b++) {
-		double c = cum[b] < prev ? prev : cum[b]; /* repair non-monotonic input */
-		if (c >= rank)
-			break;
-		prev = c;
-	}
-	if (b >= n - 1)
-		return bounds[n - 2];
-	if (b == 0 && bounds[0] <= 0)
-		return bounds[0];
-	double start = 0, end = bounds[b], count = cum[b] < prev ? prev : cum[b];
-	if (b > 0) {
-		start = bounds[b - 1];
-		count -= prev;
-		rank -= prev;
-	}
-	if (!(count > 0))
-		return start;
-	return start + (end - start) * (rank / count);
-}
 
 /* Increase of a counter over pts[lo..hi], a drop being a reset to 0. */
 static double increase(const struct metrics_point *p, size_t lo, size_t hi)
@@ -439,7 +405,7 @@ int mx_query(const struct mx_tsdb *db, const struct metrics_query *q, int64_t no
 			}
 			if (!any)
 				continue;
-			double v = mx_histogram_quantile(q->quantile, gr->bounds, cum, gr->n_bounds);
+			double v = hist_quantile(q->quantile, gr->bounds, cum, gr->n_bounds);
 			if (!isnan(v))
 				result_point(rs, &pa, q->start_ms + (int64_t)i * q->step_ms, v);
 		}

@@ -5,6 +5,7 @@
 #include "router/router_internal.h"
 #include "compat/crypto.h"
 #include "compat/json.h"
+#include "core/hist.h"
 #include "core/log.h"
 #include "core/util.h"
 #include <arpa/inet.h>
@@ -344,7 +345,7 @@ static void add_counters(struct json *o, struct router *r, struct rt_stats **lis
 			json_set_str(b, "le", "+Inf");
 		json_set_int(b, "count", (int64_t)cum);
 	}
-	/* p50/p95/p99 estimated from the buckets (upper bound of the bucket). */
+	/* p50/p95/p99 estimated from the buckets like the metrics' pNN(). */
 	static const struct {
 		const char *name;
 		double q;
@@ -354,14 +355,7 @@ static void add_counters(struct json *o, struct router *r, struct rt_stats **lis
 			json_set(o, qs[k].name, json_null());
 			continue;
 		}
-		uint64_t need = (uint64_t)((double)req * qs[k].q + 0.999), acc = 0;
-		int i = 0;
-		for (; i <= RT_HIST_BUCKETS; i++) {
-			acc += hist[i];
-			if (acc >= need)
-				break;
-		}
-		json_set_num(o, qs[k].name, i < RT_HIST_BUCKETS ? rt_hist_bounds[i] : rt_hist_bounds[RT_HIST_BUCKETS - 1]);
+		json_set_num(o, qs[k].name, hist_quantile_counts(qs[k].q, rt_hist_bounds, hist, RT_HIST_BUCKETS));
 	}
 }
 

@@ -327,3 +327,17 @@ def test_stats_count_status_classes_and_retries(daemon):
     assert total[6] == str(st["retries"])
     r = daemon.cli("stats", "bal", "--json")
     assert r.returncode == 0 and json.loads(r.stdout)["status"] == st["status"]
+    # p50/p99 are the metrics' estimate over the same histogram: linear
+    # within the bucket that holds the rank, the first bucket from 0.
+    st = settled_stats(daemon)
+    hist = st["latency_histogram"]
+    for q, key in ((0.5, "p50_seconds"), (0.99, "p99_seconds")):
+        rank, prev_le, prev_n = q * hist[-1]["count"], 0.0, 0
+        for b in hist:
+            if b["count"] >= rank:
+                break
+            prev_le, prev_n = b["le"], b["count"]
+        want = prev_le + (b["le"] - prev_le) * (rank - prev_n) / (b["count"] - prev_n)
+        assert abs(st[key] - want) < 1e-9, (key, st[key], want, hist)
+    p50 = [l for l in daemon.cli("stats", "bal").stdout.splitlines() if l.startswith("total")][0].split()[4]
+    assert p50 == f"{st['p50_seconds'] * 1000:.3g}ms"

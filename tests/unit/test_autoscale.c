@@ -1,6 +1,6 @@
 /* test_autoscale.c: the autoscaler's pure parts (src/autoscale): the
- * decision from current/ready/value/target/min/max, the latency quantile
- * it scales on with metric p95, and the parsing of its two daemon flags. */
+ * decision from current/ready/value/target/min/max and the parsing of
+ * its two daemon flags (the p95 it may scale on is core/hist's). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -83,20 +83,6 @@ static void test_autoscale__ignores_a_value_that_is_not_a_number(void **state)
 	assert_int_equal(autoscale_desired(3, 3, 100, 0, 1, 10), 3);
 }
 
-static void test_autoscale__quantile_interpolates_within_a_bucket(void **state)
-{
-	static const double bounds[] = {0.1, 0.2, 0.5};
-	/* 100 observations: 50 <= 0.1, 40 in (0.1, 0.2], 10 in (0.2, 0.5]. */
-	const uint64_t counts[] = {50, 40, 10, 0};
-	/* rank 95 is the 5th of 10 in the last bucket: 0.2 + 0.3 * 0.5. */
-	assert_float_equal(autoscale_quantile(counts, bounds, 3, 0.95), 0.35, 1e-9);
-	assert_float_equal(autoscale_quantile(counts, bounds, 3, 0.5), 0.1, 1e-9);
-	const uint64_t none[] = {0, 0, 0, 0};
-	assert_float_equal(autoscale_quantile(none, bounds, 3, 0.95), 0, 0);
-	/* Beyond the last finite bound the answer is that bound. */
-	const uint64_t slow[] = {0, 0, 0, 7};
-	assert_float_equal(autoscale_quantile(slow, bounds, 3, 0.95), 0.5, 1e-9);
-}
 
 static void test_autoscale__flags_take_durations(void **state)
 {
@@ -131,7 +117,6 @@ int main(void)
 		cmocka_unit_test(test_autoscale__wakes_from_zero_on_any_demand),
 		cmocka_unit_test(test_autoscale__waits_while_no_instance_is_ready),
 		cmocka_unit_test(test_autoscale__ignores_a_value_that_is_not_a_number),
-		cmocka_unit_test(test_autoscale__quantile_interpolates_within_a_bucket),
 		cmocka_unit_test(test_autoscale__flags_take_durations),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

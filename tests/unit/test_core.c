@@ -7,9 +7,11 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "core/hist.h"
 #include "core/strbuf.h"
 #include "core/timeutil.h"
 #include "core/util.h"
+#include <math.h>
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -581,6 +583,29 @@ static void test_time__clocks_move_forward(void **state)
 	assert_true(time_mono_ms() >= m);
 }
 
+/* ------------------------------------------------------------- hist */
+
+static void test_hist__quantile_of_counts_interpolates_within_a_bucket(void **state)
+{
+	(void)state;
+	static const double bounds[] = {0.1, 0.2, 0.5};
+	/* 100 observations: 50 <= 0.1, 40 in (0.1, 0.2], 10 in (0.2, 0.5]. */
+	const uint64_t counts[] = {50, 40, 10, 0};
+	/* rank 95 is the 5th of 10 in the last bucket: 0.2 + 0.3 * 0.5. */
+	assert_true(fabs(hist_quantile_counts(0.95, bounds, counts, 3) - 0.35) < 1e-9);
+	assert_true(fabs(hist_quantile_counts(0.5, bounds, counts, 3) - 0.1) < 1e-9);
+	/* Half of the first bucket, which starts at 0. */
+	assert_true(fabs(hist_quantile_counts(0.25, bounds, counts, 3) - 0.05) < 1e-9);
+	const uint64_t none[] = {0, 0, 0, 0};
+	assert_true(isnan(hist_quantile_counts(0.95, bounds, none, 3)));
+	/* Beyond the last finite bound the answer is that bound. */
+	const uint64_t slow[] = {0, 0, 0, 7};
+	assert_true(hist_quantile_counts(0.95, bounds, slow, 3) == 0.5);
+	/* The same histogram as cumulative counts gives the same answer. */
+	const double b4[] = {0.1, 0.2, 0.5, INFINITY}, cum[] = {50, 90, 100, 100};
+	assert_true(hist_quantile(0.95, b4, cum, 4) == hist_quantile_counts(0.95, bounds, counts, 3));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -619,6 +644,7 @@ int main(void)
 		cmocka_unit_test(test_time__format_iso_of_now_has_the_documented_shape),
 		cmocka_unit_test(test_time__format_iso_truncates_to_the_buffer),
 		cmocka_unit_test(test_time__clocks_move_forward),
+		cmocka_unit_test(test_hist__quantile_of_counts_interpolates_within_a_bucket),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

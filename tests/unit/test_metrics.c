@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include "compat/gzip.h"
+#include "core/hist.h"
 #include "core/strbuf.h"
 #include "core/util.h"
 #include "metrics/metrics_internal.h"
@@ -1040,13 +1041,13 @@ static void test_query__histogram_quantile_known_values(void **state)
 	/* Prometheus' examples: linear interpolation within the bucket. */
 	double bounds[] = {0.1, 0.25, 0.5, INFINITY};
 	double cum[] = {50, 90, 100, 100};
-	assert_true(fabs(mx_histogram_quantile(0.5, bounds, cum, 4) - 0.1) < 1e-12);
-	assert_true(fabs(mx_histogram_quantile(0.95, bounds, cum, 4) - 0.375) < 1e-12);
-	assert_true(fabs(mx_histogram_quantile(0.25, bounds, cum, 4) - 0.05) < 1e-12);
+	assert_true(fabs(hist_quantile(0.5, bounds, cum, 4) - 0.1) < 1e-12);
+	assert_true(fabs(hist_quantile(0.95, bounds, cum, 4) - 0.375) < 1e-12);
+	assert_true(fabs(hist_quantile(0.25, bounds, cum, 4) - 0.05) < 1e-12);
 	double tail[] = {0, 0, 0, 10}; /* all in +Inf: the highest finite bound */
-	assert_true(mx_histogram_quantile(0.5, bounds, tail, 4) == 0.5);
+	assert_true(hist_quantile(0.5, bounds, tail, 4) == 0.5);
 	double empty[] = {0, 0, 0, 0};
-	assert_true(isnan(mx_histogram_quantile(0.5, bounds, empty, 4)));
+	assert_true(isnan(hist_quantile(0.5, bounds, empty, 4)));
 
 	/* Through the store: 90 fast requests and 10 slow ones in one minute,
 	 * on top of older traffic outside the window. */
