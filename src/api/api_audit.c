@@ -37,8 +37,18 @@ void h_audit(struct api_req *req, struct api_resp *resp)
 
 void h_audit_verify(struct api_req *req, struct api_resp *resp)
 {
+	struct audit_anchor anchor;
+	char *a = api_query(req, "anchor"), *err = NULL;
+	if (a && audit_anchor_parse(a, &anchor, &err) < 0) {
+		api_error(resp, 400, "bad_request", err);
+		free(err);
+		free(a);
+		return;
+	}
 	struct audit_verdict v;
-	if (audit_verify(req->api->store, &v) < 0) {
+	int r = audit_verify_anchored(req->api->store, a ? &anchor : NULL, &v);
+	free(a);
+	if (r < 0) {
 		api_error(resp, 500, "internal", "cannot read the audit log");
 		return;
 	}

@@ -105,6 +105,7 @@ struct walk {
 	struct audit_verdict *v;
 	int64_t expect;                /* the seq the next entry must have */
 	char prev[CRYPTO_SHA256_HEX]; /* the hash the next entry must link to */
+	const struct audit_anchor *anchor; /* or NULL */
 };
 
 static void broken(struct walk *w, int64_t seq, char *reason)
@@ -146,21 +147,61 @@ static void check_entry(void *ctx, const struct store_audit *e)
 					       e->seq - 1));
 		return;
 	}
+	if (w->anchor && e->seq == w->anchor->seq && strcmp(e->hash, w->anchor->hash) != 0) {
+		broken(w, e->seq,
+		       xstrdup("anchor mismatch: the entry no longer carries the hash recorded for it"));
+		return;
+	}
 	strlcpy_s(w->prev, e->hash, sizeof(w->prev));
 	w->expect++;
 }
 
+int audit_anchor_parse(const char *s, struct audit_anchor *a, char **err)
+{
+	const char *colon = strchr(s, ':');
+	int64_t seq = 0;
+	const char *p = s;
+	for (; p < (colon ? colon : s) && *p >= '0' && *p <= '9' && seq < INT64_MAX / 10; p++)
+		seq = seq * 10 + (*p - '0');
+	size_t hlen = colon ? strlen(colon + 1) : 0;
+	bool hex = hlen == CRYPTO_SHA256_HEX - 1;
+	for (size_t k = 0; hex && k < hlen; k++)
+		hex = (colon[1 + k] >= '0' && colon[1 + k] <= '9') || (colon[1 + k] >= 'a' && colon[1 + k] <= 'f');
+	if (!colon || p != colon || seq < 1 || !hex) {
+		*err = xasprintf("invalid anchor '%s': want SEQ:HASH, an entry number and its 64 lowercase "
+				 "hex digits as 'audit verify' printed them",
+				 s);
+		return -EINVAL;
+	}
+	a->seq = seq;
+	memcpy(a->hash, colon + 1, hlen + 1);
+	return 0;
+}
+
 int audit_verify(struct store *st, struct audit_verdict *out)
+{
+	return audit_verify_anchored(st, NULL, out);
+}
+
+int audit_verify_anchored(struct store *st, const struct audit_anchor *anchor, struct audit_verdict *out)
 {
 	memset(out, 0, sizeof(*out));
 	out->ok = true;
-	struct walk w = {.v = out, .expect = 1};
+	struct walk w = {.v = out, .expect = 1, .anchor = anchor};
 	strlcpy_s(w.prev, AUDIT_GENESIS, sizeof(w.prev));
 	/* From the lowest seq there is: a row numbered 0 or less is an insertion too. */
 	int r = store_audit_each(st, NULL, INT64_MIN, -1, check_entry, &w);
 	if (r < 0) {
 		audit_verdict_release(out);
 		return r;
+	}
+	if (out->ok && anchor && out->entries < anchor->seq) {
+		/* A valid chain that is shorter than it once was: cut at the end. */
+		out->ok = false;
+		out->broken_at = out->entries + 1;
+		out->reason = xasprintf("the log ends at entry %" PRId64 ", before the anchor's entry %" PRId64
+					": entries were cut off the end",
+					out->entries, anchor->seq);
 	}
 	if (out->ok && out->entries)
 		strlcpy_s(out->head, w.prev, sizeof(out->head));

@@ -56,6 +56,18 @@ struct audit_verdict {
  * negative errno when the store cannot be read. Cutting entries off the end
  * is invisible here: compare head with one recorded earlier. */
 int audit_verify(struct store *st, struct audit_verdict *out);
+/* An entry's hash recorded earlier, somewhere the daemon's host cannot
+ * write: "SEQ:HASH" as `audit verify` prints the head. */
+struct audit_anchor {
+	int64_t seq;
+	char hash[CRYPTO_SHA256_HEX];
+};
+/* 0, or -EINVAL with *err (caller frees) when s is not SEQ:HASH. */
+int audit_anchor_parse(const char *s, struct audit_anchor *a, char **err);
+/* audit_verify, and also: entry anchor->seq exists and still carries
+ * anchor->hash, which catches what the chain alone cannot (the tail cut
+ * off, or every entry from an edit onwards rehashed). anchor may be NULL. */
+int audit_verify_anchored(struct store *st, const struct audit_anchor *anchor, struct audit_verdict *out);
 void audit_verdict_release(struct audit_verdict *v);
 
 /* The entries of app (NULL: all) with seq > after, at most the newest

@@ -2,7 +2,9 @@
  * `paasops audit verify` checks its hash chain (GET /v1/audit/verify);
  * both admin only. */
 #include "cli/cli_internal.h"
+#include "auth/audit.h"
 #include "compat/json.h"
+#include "core/strbuf.h"
 #include "core/util.h"
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +12,11 @@
 const struct cli_opt cli__audit_opts[] = {
 	{"app", 0, "APP", false, "only calls about this app"},
 	{"limit", 'n', "N", false, "show the newest N entries (default 100, max 10000)"},
+	{0},
+};
+
+const struct cli_opt cli__audit_verify_opts[] = {
+	{"anchor", 0, "SEQ:HASH", false, "also check that entry SEQ still has this hash (a head printed earlier)"},
 	{0},
 };
 
@@ -64,8 +71,24 @@ int cli__cmd_audit(struct cli *c)
 /* Exits 1 when the chain is broken, with --json too. */
 int cli__cmd_audit_verify(struct cli *c)
 {
+	const char *anchor = cli__flag(c->inv, "anchor");
+	struct strbuf path;
+	strbuf_init(&path, 0);
+	strbuf_adds(&path, "/v1/audit/verify");
+	if (anchor) {
+		struct audit_anchor a;
+		char *err = NULL;
+		if (audit_anchor_parse(anchor, &a, &err) < 0) {
+			int urc = cli__usage_error(c, "%s", err);
+			free(err);
+			strbuf_release(&path);
+			return urc;
+		}
+		cli__query_add(&path, "anchor", anchor);
+	}
 	struct cli_response res;
-	int rc = cli__call(c, "GET", "/v1/audit/verify", NULL, &res);
+	int rc = cli__call(c, "GET", path.buf, NULL, &res);
+	strbuf_release(&path);
 	if (rc)
 		return rc;
 	bool ok = json_true(json_get(res.json, "ok"));
@@ -74,9 +97,11 @@ int cli__cmd_audit_verify(struct cli *c)
 	json_get_int(json_get(res.json, "broken_at"), &at);
 	if (c->inv->json)
 		cli__print_json(c, res.json, true);
+	else if (ok && entries == 0)
+		fprintf(c->out, "audit log intact: 0 entries\n");
 	else if (ok)
-		fprintf(c->out, "audit log intact: %lld entries, head %s\n", (long long)entries,
-			cli__jstr(res.json, "head", "-"));
+		fprintf(c->out, "audit log intact: %lld entries, head %lld:%s%s\n", (long long)entries,
+			(long long)entries, cli__jstr(res.json, "head", "-"), anchor ? ", anchor matches" : "");
 	else
 		fprintf(c->err, "audit log BROKEN at entry %lld: %s\n", (long long)at,
 			cli__jstr(res.json, "reason", "no reason given"));

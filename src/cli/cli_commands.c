@@ -1128,12 +1128,16 @@ const struct cli_command cli_commands[] = {
 	 "examples:\n"
 	 "  paasops audit -n 20\n"
 	 "  paasops audit --app shop --json\n"},
-	{"audit verify", cli__cmd_audit_verify, "", "check the audit log's hash chain (admin)", NULL,
-	 0, 0,
+	{"audit verify", cli__cmd_audit_verify, "[--anchor SEQ:HASH]", "check the audit log's hash chain (admin)",
+	 cli__audit_verify_opts, 0, 0,
 	 "Walks the whole log and checks that every entry still hashes to what it says and\n"
-	 "links to the one before it. Prints the head hash and exits 0 when intact; names the\n"
-	 "first broken entry and exits 1 otherwise. Keep the head hash somewhere else: entries\n"
-	 "cut off the end are only noticed by comparing with a head recorded earlier.\n"},
+	 "links to the one before it. Prints the head as SEQ:HASH and exits 0 when intact;\n"
+	 "names the first broken entry and exits 1 otherwise. Keep the head somewhere the\n"
+	 "daemon's host cannot write and pass it back with --anchor: entries cut off the end,\n"
+	 "or rewritten with fresh hashes, are only noticed against a head recorded earlier.\n\n"
+	 "examples:\n"
+	 "  paasops audit verify\n"
+	 "  paasops audit verify --anchor 1042:5f0c2a...\n"},
 	{"metrics", cli__cmd_metrics, "APP [--since DURATION]",
 	 "summarise an app's metrics history with sparklines", cli__metrics_opts, 1, 1,
 	 "Requests per second, 5xx per second and error ratio, p50 and p95 latency, CPU\n"

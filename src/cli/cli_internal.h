@@ -313,6 +313,7 @@ void cli__table_print(struct cli *c, const struct cli_table *t);
 int cli__cmd_audit(struct cli *c);
 int cli__cmd_audit_verify(struct cli *c);
 extern const struct cli_opt cli__audit_opts[];
+extern const struct cli_opt cli__audit_verify_opts[];
 
 /* cli_drains.c */
 int cli__cmd_drains(struct cli *c);

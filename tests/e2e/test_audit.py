@@ -2,6 +2,7 @@
 who made it and what was answered (refused ones included), secrets never
 reach it, only admins read it, and `paasops audit verify` finds an entry
 edited in the database while the daemon was down."""
+import hashlib
 import json
 import os
 import re
@@ -133,7 +134,7 @@ def test_changes_are_recorded_in_order_and_secret_values_never(daemon):
     assert secret_value not in r.stdout
     assert json.loads(cli_ok(d, "--json", "audit", "-n", "2").stdout)["entries"] == entries[2:]
     r = cli_ok(d, "audit", "verify")
-    assert r.stdout.strip() == f"audit log intact: 4 entries, head {entries[-1]['hash']}"
+    assert r.stdout.strip() == f"audit log intact: 4 entries, head 4:{entries[-1]['hash']}"
 
 
 def test_refused_calls_are_recorded_and_gets_are_not(daemon):
@@ -247,7 +248,7 @@ def test_verify_finds_an_entry_edited_while_the_daemon_was_down(tmp_path):
     d.ok("POST", "/v1/apps/shop/scale", {"processes": {"web": 1}})
     r = cli_ok(d, "audit", "verify")
     head = audit(d)[-1]["hash"]
-    assert r.stdout.strip() == f"audit log intact: 5 entries, head {head}"
+    assert r.stdout.strip() == f"audit log intact: 5 entries, head 5:{head}"
     verdict = d.ok("GET", "/v1/audit/verify")
     assert verdict == {"ok": True, "entries": 5, "head": head}
     stop(d)
@@ -281,5 +282,79 @@ def test_verify_finds_an_entry_edited_while_the_daemon_was_down(tmp_path):
         assert status == 200 and doc["ok"] is False and doc["broken_at"] == 4, doc
         # The listing still shows what the database now says.
         assert audit(d)[3]["status"] == 200
+    finally:
+        stop(d)
+
+
+def rehash(con, seq):
+    """Gives entry seq and every later one fresh, valid hashes, as someone
+    with write access to the database could (doc/audit.md, the hash chain)."""
+    def net(v):
+        if v is None:
+            return b"~,"
+        b = str(v).encode()
+        return str(len(b)).encode() + b":" + b + b","
+    prev = con.execute("SELECT hash FROM audit WHERE seq = ?", (seq - 1,)).fetchone()[0]
+    rows = con.execute("SELECT seq, time, actor, role, method, path, app, status, remote, detail"
+                       " FROM audit WHERE seq >= ? ORDER BY seq", (seq,)).fetchall()
+    for row in rows:
+        h = hashlib.sha256(b"paasops-audit-1\n" + b"".join(net(v) for v in row) + net(prev)).hexdigest()
+        con.execute("UPDATE audit SET prev = ?, hash = ? WHERE seq = ?", (prev, h, row[0]))
+        prev = h
+
+
+def test_an_anchor_catches_a_cut_tail_and_a_rewritten_chain(tmp_path):
+    d = Daemon(tmp_path).start()
+    d.apply(spec("shop"))
+    for n in (2, 1, 3, 1):
+        d.ok("POST", "/v1/apps/shop/scale", {"processes": {"web": n}})
+    out = cli_ok(d, "audit", "verify").stdout.strip()
+    anchor = out.rsplit(" ", 1)[1]
+    assert anchor.startswith("5:"), out
+    # An anchor that holds is said to; one of a wrong shape is a usage error
+    # (exit 2) or a 400, with nothing checked.
+    assert cli_ok(d, "audit", "verify", "--anchor", anchor).stdout.strip() == f"{out}, anchor matches"
+    mid = f"3:{audit(d)[2]['hash']}"
+    assert cli_ok(d, "audit", "verify", "--anchor", mid).returncode == 0
+    for bad in ("5", "x:" + "0" * 64, "0:" + "0" * 64, "5:" + "0" * 63, "5:" + "A" * 64, ""):
+        r = d.cli("audit", "verify", "--anchor", bad)
+        assert r.returncode == 2 and "invalid anchor" in r.stderr, (bad, r.stderr)
+        status, doc = d.request("GET", "/v1/audit/verify?anchor=" + bad)
+        assert status == 400 and "invalid anchor" in doc["error"]["message"], (bad, doc)
+    stop(d)
+
+    # The last entry cut off: still a valid chain, but shorter than the anchor.
+    con = sqlite3.connect(db_path(d))
+    try:
+        con.execute("DROP TRIGGER audit_no_delete")
+        con.execute("DROP TRIGGER audit_no_update")
+        con.execute("DELETE FROM audit WHERE seq = 5")
+        con.commit()
+    finally:
+        con.close()
+    d.start()
+    try:
+        assert cli_ok(d, "audit", "verify").stdout.startswith("audit log intact: 4 entries")
+        r = d.cli("audit", "verify", "--anchor", anchor)
+        assert r.returncode == 1 and r.stderr.startswith("audit log BROKEN at entry 5: the log ends at entry 4"), r.stderr
+        status, doc = d.request("GET", "/v1/audit/verify?anchor=" + anchor)
+        assert status == 200 and doc["ok"] is False and doc["broken_at"] == 5, doc
+    finally:
+        stop(d)
+
+    # Entry 3 edited and the chain rehashed from there: every link holds, but
+    # entry 3 no longer has the hash recorded for it.
+    con = sqlite3.connect(db_path(d))
+    try:
+        con.execute("UPDATE audit SET status = 500 WHERE seq = 3")
+        rehash(con, 3)
+        con.commit()
+    finally:
+        con.close()
+    d.start()
+    try:
+        assert cli_ok(d, "audit", "verify").stdout.startswith("audit log intact: 4 entries")
+        r = d.cli("audit", "verify", "--anchor", mid)
+        assert r.returncode == 1 and r.stderr.startswith("audit log BROKEN at entry 3: anchor mismatch"), r.stderr
     finally:
         stop(d)
