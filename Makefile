@@ -4,26 +4,27 @@ PKGS    := libuv yaml-0.1 sqlite3 libcjson openssl libarchive zlib libcurl
 DEBS    := build-essential pkg-config libuv1-dev node-llhttp libyaml-dev libsqlite3-dev \
            libcjson-dev libssl-dev libarchive-dev libcmocka-dev python3-pytest curl procps supervisor \
            zlib1g-dev prometheus prometheus-alertmanager libcurl4-openssl-dev rsyslog \
-           rsyslog-openssl openssl
+           rsyslog-openssl openssl xxd
 LLHTTP_SRC := /usr/share/llhttp
 LLHTTP_INC := /usr/share/include/llhttp
 
 BUILD   ?= build
 SAN     ?=
-CFLAGS_BASE := -std=c17 -Wall -Wextra -Werror -Wno-unused-parameter -g -O2 \
-               -D_GNU_SOURCE -Isrc -I$(LLHTTP_INC) -include src/core/banned.h
-CFLAGS_PKG   = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LDLIBS_PKG   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -lpthread
 ifeq ($(SAN),1)
   SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
   BUILD := build-asan
 endif
+CFLAGS_BASE := -std=c17 -Wall -Wextra -Werror -Wno-unused-parameter -g -O2 \
+               -D_GNU_SOURCE -Isrc -I$(BUILD)/gen -I$(LLHTTP_INC) -include src/core/banned.h
+CFLAGS_PKG   = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LDLIBS_PKG   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -lpthread
 
 SRCS    := $(filter-out src/main.c,$(wildcard src/*.c src/*/*.c))
 OBJS    := $(SRCS:%.c=$(BUILD)/%.o)
 LLOBJS  := $(BUILD)/llhttp/llhttp.o $(BUILD)/llhttp/api.o $(BUILD)/llhttp/http.o
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+UI_ASSETS := $(sort $(wildcard src/ui/assets/*))
 
 # Installs those of the Debian packages $(1) that are missing; apt-get (and
 # its update) runs only then, so a machine that has everything stays quiet.
@@ -45,6 +46,15 @@ deps:
 $(BUILD)/%.o: %.c | deps
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_BASE) $(CFLAGS_PKG) $(SANFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
+
+# The dashboard's files go into the binary: xxd -i makes each a C array
+# (app.js -> app_js) in a header that src/ui/ui.c includes from BUILD/gen.
+%/gen/ui_assets.h: $(UI_ASSETS) | deps
+	@mkdir -p $(dir $@)
+	cd src/ui/assets && for f in $(notdir $(UI_ASSETS)); do xxd -i $$f || exit 1; done > $(abspath $@).tmp
+	sed -i -e 's/^unsigned char/static const unsigned char/' -e '/^unsigned int/d' $@.tmp
+	mv $@.tmp $@
+$(BUILD)/src/ui/ui.o: $(BUILD)/gen/ui_assets.h
 
 $(BUILD)/llhttp/%.o: $(LLHTTP_SRC)/%.c | deps
 	@mkdir -p $(dir $@)
@@ -108,7 +118,7 @@ FUZZ_DEBS    := clang libclang-rt-14-dev
 FUZZ_BUILD   := build-fuzz
 FUZZ_SAN     := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 FUZZ_CFLAGS   = -std=c17 -Wall -Wextra -Werror -Wno-unused-parameter -g -O1 -D_GNU_SOURCE -Isrc \
-                -I$(LLHTTP_INC) -include src/core/banned.h $(CFLAGS_PKG) $(FUZZ_SAN)
+                -I$(FUZZ_BUILD)/gen -I$(LLHTTP_INC) -include src/core/banned.h $(CFLAGS_PKG) $(FUZZ_SAN)
 FUZZ_TARGETS ?= $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_SRCS    := $(SRCS)
 FUZZ_OBJS    := $(FUZZ_SRCS:%.c=$(FUZZ_BUILD)/%.o) \
@@ -130,6 +140,8 @@ fuzz: deps
 $(FUZZ_BUILD)/src/%.o: src/%.c
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -MMD -MP -c $< -o $@
+
+$(FUZZ_BUILD)/src/ui/ui.o: $(FUZZ_BUILD)/gen/ui_assets.h
 
 $(FUZZ_BUILD)/llhttp/%.o: $(LLHTTP_SRC)/%.c
 	@mkdir -p $(dir $@)

@@ -79,6 +79,9 @@ static const struct route routes[] = {
 	{"DELETE", "/v1/tokens/:id", h_tokens_revoke, AUTH_MANAGE, SCOPE_NONE},
 	{"GET", "/v1/audit", h_audit, AUTH_MANAGE, SCOPE_NONE},
 	{"GET", "/v1/audit/verify", h_audit_verify, AUTH_MANAGE, SCOPE_NONE},
+	/* The dashboard's files: public, they hold no data. */
+	{"GET", "/ui", h_ui, AUTH_PUBLIC, SCOPE_NONE},
+	{"GET", "/ui/:file", h_ui, AUTH_PUBLIC, SCOPE_NONE},
 };
 
 struct api_conn {
@@ -407,19 +410,24 @@ static void conn_send(struct api_conn *c, int status, struct json *body, bool ke
 	}
 }
 
-/* Answers with a handler's raw (non-JSON) body, e.g. GET /metrics. */
+/* Answers with a handler's raw (non-JSON) body, e.g. GET /metrics. A 304
+ * has neither body nor length. */
 static void conn_send_raw(struct api_conn *c, const struct api_resp *resp, bool keep_alive,
 			  bool head)
 {
+	bool no_body = resp->status == 304;
 	struct strbuf sb;
-	strbuf_init(&sb, resp->raw_len + 256);
-	strbuf_addf(&sb, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s%s%s"
-			 "Vary: Accept, Accept-Encoding\r\nCache-Control: no-store\r\n%s\r\n",
-		    resp->status, http_reason(resp->status), resp->content_type, resp->raw_len,
-		    resp->content_encoding ? "Content-Encoding: " : "",
-		    resp->content_encoding ? resp->content_encoding : "",
-		    resp->content_encoding ? "\r\n" : "", keep_alive ? "" : "Connection: close\r\n");
-	if (!head)
+	strbuf_init(&sb, resp->raw_len + 512);
+	strbuf_addf(&sb, "HTTP/1.1 %d %s\r\n", resp->status, http_reason(resp->status));
+	if (!no_body)
+		strbuf_addf(&sb, "Content-Type: %s\r\nContent-Length: %zu\r\n", resp->content_type,
+			    resp->raw_len);
+	if (resp->content_encoding)
+		strbuf_addf(&sb, "Content-Encoding: %s\r\n", resp->content_encoding);
+	strbuf_addf(&sb, "Cache-Control: %s\r\n%s%s\r\n",
+		    resp->cache_control ? resp->cache_control : "no-store",
+		    resp->headers ? resp->headers : "", keep_alive ? "" : "Connection: close\r\n");
+	if (!head && !no_body)
 		strbuf_add(&sb, resp->raw, resp->raw_len);
 	struct api_write *w = xcalloc(1, sizeof(*w));
 	w->conn = c;
@@ -535,8 +543,10 @@ static void dispatch(struct api_conn *c, struct http_msg *m)
 		goto send;
 	}
 	size_t pl = strlen(req.path);
-	if (pl > 1 && req.path[pl - 1] == '/')
+	if (pl > 1 && req.path[pl - 1] == '/') {
 		req.path[pl - 1] = '\0';
+		req.trailing_slash = true;
+	}
 
 	bool path_known = false;
 	for (size_t k = 0; k < ARRAY_SIZE(routes); k++) {
@@ -647,7 +657,7 @@ send:
 	}
 	free(resp.audit_app);
 	free(resp.audit_detail);
-	if (resp.raw && resp.status == 200) {
+	if (resp.content_type && !resp.body) {
 		conn_send_raw(c, &resp, m->keep_alive && !api->stopping, strcmp(m->method, "HEAD") == 0);
 	} else {
 		if (!resp.body)
@@ -656,6 +666,7 @@ send:
 			  strcmp(m->method, "HEAD") == 0);
 	}
 	free(resp.raw);
+	free(resp.headers);
 	if (rt && strcmp(m->method, "GET") != 0 && strcmp(m->method, "HEAD") != 0)
 		log_info("api %s %s -> %d%s%s", m->method, req.path, resp.status,
 			 have_who && who.token_id ? " by " : "", have_who && who.token_id ? who.token_id : "");

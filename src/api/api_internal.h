@@ -41,6 +41,7 @@ struct api_req {
 	const char *method;
 	char *path;  /* decoded path, without the query */
 	char *query; /* raw query string, or NULL */
+	bool trailing_slash; /* the path ended in '/', which path no longer has */
 	const char *params[API_MAX_PARAMS]; /* ":name" segments in route order */
 	struct auth_principal *who;
 	struct json *body; /* parsed JSON body or NULL */
@@ -56,11 +57,15 @@ struct api_resp {
 	int status;
 	struct json *body; /* taken over by the server */
 	bool deferred;     /* answered later through api_pending_reply() */
-	/* A non-JSON answer (GET /metrics) instead of body: */
-	char *raw;                    /* taken over by the server */
+	/* A non-JSON answer (GET /metrics, the dashboard's files) instead of
+	 * body, with any status; it is sent when content_type is set and body
+	 * is not (an error after all). */
+	char *raw;                    /* taken over by the server; NULL: no body */
 	size_t raw_len;
 	const char *content_type;     /* static */
 	const char *content_encoding; /* static, or NULL */
+	const char *cache_control;    /* static, or NULL for "no-store" */
+	char *headers; /* more header lines, each ending in "\r\n", or NULL; taken over */
 	/* For the audit log, both taken over by the server and set before any
 	 * api_defer(): the app when it is not the path's (POST /v1/apps names it
 	 * in the spec), and a short summary of the change that holds names and
@@ -154,5 +159,7 @@ void h_tokens_revoke(struct api_req *, struct api_resp *);
 /* api_audit.c */
 void h_audit(struct api_req *, struct api_resp *);
 void h_audit_verify(struct api_req *, struct api_resp *);
+/* api_ui.c */
+void h_ui(struct api_req *, struct api_resp *);
 
 #endif

@@ -68,6 +68,7 @@ void h_metrics(struct api_req *req, struct api_resp *resp)
 		}
 	}
 	resp->raw = strbuf_detach(&text, &resp->raw_len);
+	resp->headers = xstrdup("Vary: Accept, Accept-Encoding\r\n");
 }
 
 /* ---- GET /v1/metrics ---- */

@@ -365,7 +365,8 @@ struct json *router_stats_json(struct router *r, const char *app)
 	uv_mutex_lock(&r->stats_lock);
 	size_t n = r->n_stats;
 	struct rt_stats **list = xmalloc((n ? n : 1) * sizeof(*list));
-	memcpy(list, r->stats, n * sizeof(*list));
+	if (n) /* r->stats is NULL until the first route is published */
+		memcpy(list, r->stats, n * sizeof(*list));
 	uv_mutex_unlock(&r->stats_lock);
 	struct rt_stats **mine = xmalloc((n ? n : 1) * sizeof(*mine));
 	size_t m = 0;

@@ -285,6 +285,16 @@ def backend_lines(daemon, text):
             if l["stream"] == "stdout" and l["line"] == text]
 
 
+def test_stats_of_an_app_without_routes_are_zero(daemon):
+    # The only app has no route, so the router has counted nothing at all.
+    daemon.apply(echo_spec("quiet", routes="[]"))
+    daemon.wait_ready("quiet", 1)
+    st = stats(daemon, "quiet")
+    assert st["requests"] == 0 and st["inflight"] == 0, st
+    assert st["routes"] == [] and st["processes"] == {}, st
+    assert set(st["status"].values()) == {0}, st
+
+
 def test_stats_count_status_classes_and_retries(daemon):
     deploy(daemon, 2)
     for path, n in (("/", 5), ("/status/404", 2), ("/status/302", 1), ("/status/500", 1)):
