@@ -528,8 +528,8 @@ static void check_crash_loops(const struct doctor_input *in, struct doctor_check
 		set(c, DOCTOR_FAIL,
 		    "read why with 'paasops logs APP' and 'paasops events', fix and deploy, then "
 		    "'paasops restart APP'",
-		    "%d instance%s in a crash loop, of %s", s.instances, s.instances == 1 ? "" : "s",
-		    names_text(&s.apps));
+		    "%d instance%s in a crash loop in app%s %s", s.instances, s.instances == 1 ? "" : "s",
+		    s.apps.n == 1 ? "" : "s", names_text(&s.apps));
 	else
 		set(c, DOCTOR_OK, "'paasops events' shows restarts as they happen",
 		    "no instance is in a crash loop");

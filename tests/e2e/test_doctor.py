@@ -223,7 +223,7 @@ processes:
     rc, checks, _ = report(d)
     assert rc == 1
     c = checks["crash-loops"]
-    assert c["status"] == "fail" and c["summary"] == "1 instance in a crash loop, of broken", c
+    assert c["status"] == "fail" and c["summary"] == "1 instance in a crash loop in app broken", c
 
     # The failed first deploy fires its own alert too; each is named.
     def firing():
