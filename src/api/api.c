@@ -79,6 +79,7 @@ static const struct route routes[] = {
 	{"DELETE", "/v1/tokens/:id", h_tokens_revoke, AUTH_MANAGE, SCOPE_NONE},
 	{"GET", "/v1/audit", h_audit, AUTH_MANAGE, SCOPE_NONE},
 	{"GET", "/v1/audit/verify", h_audit_verify, AUTH_MANAGE, SCOPE_NONE},
+	{"GET", "/v1/doctor", h_doctor, AUTH_MANAGE, SCOPE_NONE},
 	/* The dashboard's files: public, they hold no data. */
 	{"GET", "/ui", h_ui, AUTH_PUBLIC, SCOPE_NONE},
 	{"GET", "/ui/:file", h_ui, AUTH_PUBLIC, SCOPE_NONE},
@@ -350,6 +351,8 @@ static void conn_closed(uv_handle_t *h)
 		free(api->version);
 		free(api->socket_path);
 		free(api->upload_dir);
+		free(api->data_dir);
+		free(api->tcp_addr);
 		free(api);
 	}
 }
@@ -1041,6 +1044,8 @@ static void listener_closed(uv_handle_t *h)
 		free(api->version);
 		free(api->socket_path);
 		free(api->upload_dir);
+		free(api->data_dir);
+		free(api->tcp_addr);
 		free(api);
 	}
 }
@@ -1060,7 +1065,9 @@ struct api *api_start(const struct api_config *cfg, char **err)
 	api->alerts = cfg->alerts;
 	api->autoscale = cfg->autoscale;
 	api->upload_dir = xasprintf("%s/uploads", cfg->data_dir);
+	api->data_dir = xstrdup(cfg->data_dir);
 	api->socket_path = xstrdup(cfg->socket_path);
+	api->tcp_addr = cfg->tcp_addr ? xstrdup(cfg->tcp_addr) : NULL;
 
 	uv_pipe_init(api->loop, &api->unix_listener, 0);
 	api->unix_listener.data = api;

@@ -28,7 +28,7 @@ struct api_config {
 	struct logs *logs;       /* borrowed */
 	struct alerts *alerts;   /* borrowed; may be NULL */
 	struct autoscale *autoscale; /* borrowed; may be NULL */
-	const char *data_dir;  /* uploads go under DATA/uploads */
+	const char *data_dir;  /* uploads go under DATA/uploads; GET /v1/doctor checks its files */
 	const char *socket_path;
 	const char *tcp_addr; /* "HOST:PORT" or NULL */
 	const char *version;

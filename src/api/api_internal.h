@@ -25,8 +25,10 @@ struct api {
 	struct autoscale *autoscale; /* may be NULL */
 	bool metrics_public;
 	char *upload_dir;
+	char *data_dir;
 	char *version;
 	char *socket_path;
+	char *tcp_addr; /* --api HOST:PORT, or NULL */
 	uv_pipe_t unix_listener;
 	uv_tcp_t tcp_listener;
 	bool has_unix, has_tcp;
@@ -161,5 +163,7 @@ void h_audit(struct api_req *, struct api_resp *);
 void h_audit_verify(struct api_req *, struct api_resp *);
 /* api_ui.c */
 void h_ui(struct api_req *, struct api_resp *);
+/* api_doctor.c */
+void h_doctor(struct api_req *, struct api_resp *);
 
 #endif

@@ -1138,6 +1138,19 @@ const struct cli_command cli_commands[] = {
 	 "examples:\n"
 	 "  paasops audit verify\n"
 	 "  paasops audit verify --anchor 1042:5f0c2a...\n"},
+	{"doctor", cli__cmd_doctor, "", "check the installation's security and health (admin)", NULL,
+	 0, 0,
+	 "Runs the daemon's checks: file modes of the data dir, the secrets key and the API\n"
+	 "socket; where the TCP API and a public /metrics listen; admin tokens without expiry\n"
+	 "and expired ones; the audit log's hash chain; whether the daemon (and so every\n"
+	 "instance) runs as root; whether memory and CPU limits can be enforced; free disk;\n"
+	 "routed process types without a health check; crash loops; firing alerts. Prints\n"
+	 "STATUS (ok, warn, fail), CHECK and SUMMARY, then what to do for each check that is\n"
+	 "not ok. Exits 1 when any check fails (with --json too); warnings alone exit 0.\n"
+	 "Every check is described in doc/doctor.md.\n\n"
+	 "examples:\n"
+	 "  paasops doctor\n"
+	 "  paasops doctor --json\n"},
 	{"metrics", cli__cmd_metrics, "APP [--since DURATION]",
 	 "summarise an app's metrics history with sparklines", cli__metrics_opts, 1, 1,
 	 "Requests per second, 5xx per second and error ratio, p50 and p95 latency, CPU\n"

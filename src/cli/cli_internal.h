@@ -315,6 +315,9 @@ int cli__cmd_audit_verify(struct cli *c);
 extern const struct cli_opt cli__audit_opts[];
 extern const struct cli_opt cli__audit_verify_opts[];
 
+/* cli_doctor.c: doctor. */
+int cli__cmd_doctor(struct cli *c);
+
 /* cli_drains.c */
 int cli__cmd_drains(struct cli *c);
 int cli__cmd_drains_add(struct cli *c);

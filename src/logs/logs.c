@@ -1498,6 +1498,11 @@ static void metrics_update(struct logs *l)
 	}
 }
 
+int logs_min_free_pct(const struct logs *l)
+{
+	return l->cfg.min_free_pct;
+}
+
 struct json *logs_stats_json(struct logs *l)
 {
 	struct json *o = json_object();

@@ -54,6 +54,9 @@ void logs_config_defaults(struct logs_config *cfg);
  * with *err set (caller frees). */
 int logs_config_parse(struct logs_config *cfg, const char *flag, const char *value, char **err);
 
+/* The free-space floor in percent (--log-min-free): below it the store
+ * deletes its oldest lines. */
+int logs_min_free_pct(const struct logs *l);
 /* Opens DATA/logs.db and starts the writer. NULL + *err (caller frees). */
 struct logs *logs_new(const struct logs_config *cfg, char **err);
 /* Writes what is pending and stops the writer and the drains; queries in

@@ -1100,6 +1100,35 @@ void supervisor_each_spec(struct supervisor *sv, supervisor_spec_cb cb, void *ct
 	}
 }
 
+const char *supervisor_limits_how(const struct supervisor *sv, const char **why)
+{
+	const struct cgroup_sys *cs = &sv->cgroups;
+	if (cs->mode == CGROUP_NONE) {
+		*why = cs->why ? cs->why : "no cgroup hierarchy found";
+		return NULL;
+	}
+	/* Found at start, but an administrator may have changed the hierarchy
+	 * since: instances started from now on need to create groups here. */
+	if (access(cs->mem_root, W_OK) < 0 || access(cs->cpu_root, W_OK) < 0) {
+		*why = "the daemon's cgroups are no longer writable";
+		return NULL;
+	}
+	return cs->mode == CGROUP_V2 ? "cgroup v2" : "cgroup v1";
+}
+
+void supervisor_each_crashed(struct supervisor *sv, supervisor_crashed_cb cb, void *ctx)
+{
+	for (size_t k = 0; k < sv->n_apps; k++) {
+		struct sv_app *a = sv->apps[k];
+		for (size_t p = 0; p < a->n_procs; p++)
+			for (size_t n = 0; n < a->procs[p]->n_insts; n++) {
+				const struct sv_inst *i = a->procs[p]->insts[n];
+				if (i->state == SV_CRASHED)
+					cb(ctx, a->name, i->id, i->reason);
+			}
+	}
+}
+
 void supervisor_log_line(struct supervisor *sv, const char *app, const char *instance,
 			 enum supervisor_stream stream, const char *line)
 {

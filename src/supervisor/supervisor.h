@@ -154,6 +154,18 @@ typedef void (*supervisor_spec_cb)(void *ctx, const char *app, int release,
 				   const struct spec *spec);
 void supervisor_each_spec(struct supervisor *sv, supervisor_spec_cb cb, void *ctx);
 
+/* How instances' memory and CPU limits are enforced: "cgroup v2" or
+ * "cgroup v1" (static), or NULL with *why (borrowed, valid while sv lives)
+ * saying why they are not. Checks that the daemon's groups are still
+ * writable, not only what was found at start. */
+const char *supervisor_limits_how(const struct supervisor *sv, const char **why);
+/* Calls cb for every instance stopped in a crash loop (state crashed);
+ * strings are borrowed for the call. Instances run as the daemon's own
+ * user: the supervisor never changes uid. */
+typedef void (*supervisor_crashed_cb)(void *ctx, const char *app, const char *instance,
+				      const char *reason);
+void supervisor_each_crashed(struct supervisor *sv, supervisor_crashed_cb cb, void *ctx);
+
 /* Stops every instance (SIGTERM, SIGKILL after stop_timeout); calls done
  * once all have exited. Nothing restarts afterwards. */
 void supervisor_shutdown(struct supervisor *sv, supervisor_done_cb done, void *ctx);
