@@ -26,6 +26,7 @@ struct api {
 	bool metrics_public;
 	char *upload_dir;
 	char *version;
+	struct tls_ctx *tls; /* borrowed; NULL: TCP is plain HTTP */
 	char *socket_path;
 	uv_pipe_t unix_listener;
 	uv_tcp_t tcp_listener;
