@@ -262,7 +262,7 @@ void cli__print_help(FILE *f, const struct cli_command *cmd, const char *group)
 		return;
 	}
 	fprintf(f, "paasops: run and operate apps on your own servers\n\n"
-		   "usage: paasops [--server ADDR] [--token TOKEN] [--json] COMMAND [ARGS]\n\n"
+		   "usage: paasops [--server ADDR] [--token TOKEN] [--cacert FILE] [--json] COMMAND [ARGS]\n\n"
 		   "commands:\n"
 		   "  %-15s %s\n",
 		"serve", "run the daemon (see 'paasops serve --help')");
