@@ -342,9 +342,11 @@ static struct tls_stream *stream_new(SSL *ssl, BIO *rbio, BIO *wbio, uv_tcp_t *t
 	s->open_cb = open_cb;
 	s->data_cb = data_cb;
 	s->data = data;
+	void *was = tcp->data;
 	tcp->data = s;
 	int r = uv_read_start((uv_stream_t *)tcp, alloc_cb, read_cb);
 	if (r < 0) {
+		tcp->data = was; /* the caller's again, as it was */
 		SSL_free(ssl);
 		free(s);
 		return NULL;

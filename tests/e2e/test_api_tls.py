@@ -56,6 +56,15 @@ def certs(tmp_path_factory):
     return c
 
 
+def tls_daemon(tmp_path, *flags):
+    """A Daemon started with flags; its API and router ports differ (two
+    free_port() calls in a row may hand out the same one)."""
+    d = Daemon(tmp_path)
+    while d.api_port == d.http_port:
+        d.api_port = free_port()
+    return d.start(extra=list(flags))
+
+
 def make_token(d, role="admin", apps=None):
     body = {"role": role, **({"apps": apps} if apps else {})}
     status, doc = d.request("POST", "/v1/tokens", body)
@@ -75,8 +84,8 @@ processes:
 @pytest.fixture(scope="module")
 def tls(tmp_path_factory, certs):
     """A daemon whose TCP API speaks TLS, with app 'a' and an admin token."""
-    d = Daemon(tmp_path_factory.mktemp("api-tls"))
-    d.start(extra=["--api-tls-cert", certs["cert"], "--api-tls-key", certs["key"]])
+    d = tls_daemon(tmp_path_factory.mktemp("api-tls"), "--api-tls-cert", certs["cert"],
+                   "--api-tls-key", certs["key"])
     d.apply(SPEC.format(app="a"))
     d.token = make_token(d)
     d.url = f"https://127.0.0.1:{d.api_port}"
@@ -177,8 +186,8 @@ def test_a_missing_cacert_file_is_a_usage_error(tls, tmp_path):
 
 
 def test_cli_refuses_a_certificate_for_another_name(tmp_path, certs):
-    d = Daemon(tmp_path).start(extra=["--api-tls-cert", certs["other_cert"],
-                                      "--api-tls-key", certs["other_key"]])
+    d = tls_daemon(tmp_path, "--api-tls-cert", certs["other_cert"], "--api-tls-key",
+                   certs["other_key"])
     try:
         url = f"https://127.0.0.1:{d.api_port}"
         r = d.cli("apps", "--cacert", certs["ca"], server=url, token=make_token(d), env=cli_env())
@@ -287,7 +296,7 @@ def test_tls_flags_need_the_api_and_a_certificate(tmp_path, certs):
 
 
 def test_key_in_the_certificate_file(tmp_path, certs):
-    d = Daemon(tmp_path).start(extra=["--api-tls-cert", certs["combined"]])
+    d = tls_daemon(tmp_path, "--api-tls-cert", certs["combined"])
     try:
         assert https_get(d, "/healthz", certs["ca"])[0] == 200
     finally:
@@ -297,14 +306,15 @@ def test_key_in_the_certificate_file(tmp_path, certs):
 def test_plain_api_on_a_public_address_is_warned_about(tmp_path):
     d = Daemon(tmp_path, api=False)
     port = free_port()
+    while port == d.http_port:
+        port = free_port()
     d.start(extra=["--api", f"0.0.0.0:{port}"])
     try:
         assert "0.0.0.0:" + str(port) + " is not a loopback address" in d.read_log(), d.read_log()
     finally:
         assert d.stop() == 0, d.read_log()
     (tmp_path / "loopback").mkdir()
-    d2 = Daemon(tmp_path / "loopback")
-    d2.start()
+    d2 = tls_daemon(tmp_path / "loopback")
     try:
         assert "not a loopback address" not in d2.read_log()
     finally:
