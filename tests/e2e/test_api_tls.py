@@ -8,6 +8,7 @@ made with the `openssl` command once per test session."""
 import http.client
 import json
 import os
+import signal
 import socket
 import ssl
 import subprocess
@@ -152,6 +153,29 @@ def test_cli_streams_logs_over_https(tls, certs):
     r = tls.cli("logs", "a", "-n", "5", server=tls.url, token=tls.token,
                 env=cli_env(PAASOPS_CACERT=certs["ca"]))
     assert r.returncode == 0, r
+
+
+def test_cli_follows_logs_over_https_until_interrupted(tls, certs):
+    tls.apply("""app: ticker
+processes:
+  web:
+    command: sh -c 'while true; do echo tick; sleep 0.2; done'
+    instances: 1
+    stop_timeout: 5s
+""")
+    env = dict(os.environ, PAASOPS_SERVER=tls.url, PAASOPS_TOKEN=tls.token,
+               PAASOPS_CACERT=certs["ca"])
+    p = subprocess.Popen([BIN, "logs", "ticker", "-f", "-n", "1"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        # Lines keep coming over the one chunked answer, through TLS (the
+        # app's own lines follow the release's build line).
+        lines = [p.stdout.readline() for _ in range(5)]
+        assert sum(line.rstrip().endswith(": tick") for line in lines) >= 3, lines
+    finally:
+        p.send_signal(signal.SIGINT)
+        assert p.wait(10 * SLOW) == 0, p.stderr.read()
+        tls.ok("DELETE", "/v1/apps/ticker")
 
 
 def test_deploy_uploads_a_few_megabytes_over_https(tls, certs, tmp_path):
