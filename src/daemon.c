@@ -7,6 +7,7 @@
 #include "alerts/alerts.h"
 #include "api/api.h"
 #include "autoscale/autoscale.h"
+#include "compat/tls.h"
 #include "core/log.h"
 #include "core/paths.h"
 #include "core/timeutil.h"
@@ -36,6 +37,8 @@ struct daemon {
 	uv_loop_t loop;
 	char *data_dir;
 	char *api_addr;
+	char *api_tls_cert, *api_tls_key; /* PEM files; the key may be in the cert's */
+	struct tls_ctx *api_tls;          /* loaded before anything starts */
 	int port_min, port_max;
 	int lock_fd;
 	char *http_addr; /* NULL: router off */
@@ -74,7 +77,9 @@ static const char usage[] =
 	"  --data DIR        state, socket and lock (default /var/lib/paasops for root,\n"
 	"                    else $XDG_DATA_HOME/paasops or ~/.local/share/paasops)\n"
 	"  --api HOST:PORT   also serve the API on TCP; every call needs a bearer token;\n"
-	"                    the web dashboard is at http://HOST:PORT/ui/\n"
+	"                    the web dashboard is at http(s)://HOST:PORT/ui/\n"
+	"  --api-tls-cert FILE, --api-tls-key FILE  serve the TCP API only over TLS with this\n"
+	"                    certificate chain and key (PEM; the key may be in the cert file)\n"
 	"  --http HOST:PORT  the router's listener (default 127.0.0.1:8080; 0.0.0.0:80 in\n"
 	"                    production); 'off' runs no router\n"
 	"  --router-workers N  router threads (default: one per core)\n"
@@ -118,6 +123,8 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 		{"header-timeout", required_argument, NULL, 1001},
 		{"response-timeout", required_argument, NULL, 1002},
 		{"idle-timeout", required_argument, NULL, 1003},
+		{"api-tls-cert", required_argument, NULL, 1030},
+		{"api-tls-key", required_argument, NULL, 1031},
 		{"releases-kept", required_argument, NULL, 1020},
 		{"build-timeout", required_argument, NULL, 1021},
 		{"webhook", required_argument, NULL, 1010},
@@ -162,6 +169,14 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 		case 'a':
 			free(d->api_addr);
 			d->api_addr = xstrdup(optarg);
+			break;
+		case 1030:
+			free(d->api_tls_cert);
+			d->api_tls_cert = xstrdup(optarg);
+			break;
+		case 1031:
+			free(d->api_tls_key);
+			d->api_tls_key = xstrdup(optarg);
 			break;
 		case 'p': {
 			int a, b;
@@ -341,6 +356,15 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 		fprintf(stderr, "paasops serve: unexpected argument '%s'\n%s", argv[optind], usage);
 		return -EINVAL;
 	}
+	if (d->api_tls_key && !d->api_tls_cert) {
+		fprintf(stderr, "paasops serve: --api-tls-key needs --api-tls-cert\n");
+		return -EINVAL;
+	}
+	if (d->api_tls_cert && !d->api_addr) {
+		fprintf(stderr, "paasops serve: --api-tls-cert needs --api HOST:PORT (the unix socket "
+				"does not use TLS)\n");
+		return -EINVAL;
+	}
 	return 0;
 }
 
@@ -511,6 +535,8 @@ int daemon_main(int argc, char **argv)
 	if (r != 0) {
 		free(d.data_dir);
 		free(d.api_addr);
+		free(d.api_tls_cert);
+		free(d.api_tls_key);
 		free(d.http_addr);
 		free(d.hook_secret);
 		alerts_config_release(&d.acfg);
@@ -531,6 +557,17 @@ int daemon_main(int argc, char **argv)
 		}
 	}
 	signal(SIGPIPE, SIG_IGN);
+	char *err = NULL;
+	/* Before anything starts: a bad certificate stops the daemon with
+	 * nothing to undo. */
+	if (d.api_tls_cert) {
+		d.api_tls = tls_server_ctx_new(d.api_tls_cert, d.api_tls_key, &err);
+		if (!d.api_tls) {
+			fprintf(stderr, "paasops serve: %s\n", err);
+			free(err);
+			goto out;
+		}
+	}
 	/* Every instance costs a few descriptors (pipes, health checks, pooled
 	 * connections): take all the kernel allows this user. */
 	struct rlimit nofile;
@@ -552,7 +589,6 @@ int daemon_main(int argc, char **argv)
 	if (lock_data_dir(&d) < 0)
 		goto out;
 
-	char *err = NULL;
 	char *db = xasprintf("%s/state.db", d.data_dir);
 	d.store = store_open(db, &err);
 	free(db);
@@ -668,7 +704,7 @@ int daemon_main(int argc, char **argv)
 		.deploy = d.deploy, .data_dir = d.data_dir,
 		.metrics = d.metrics, .metrics_public = d.metrics_public, .logs = d.logs, .alerts = d.alerts,
 		.autoscale = d.autoscale,
-		.tcp_addr = d.api_addr, .version = PAASOPS_VERSION,
+		.tcp_addr = d.api_addr, .tls = d.api_tls, .version = PAASOPS_VERSION,
 	};
 	d.api = api_start(&ac, &err);
 	if (!d.api) {
@@ -684,7 +720,8 @@ int daemon_main(int argc, char **argv)
 	uv_signal_start(&d.sigterm, on_signal, SIGTERM);
 	uv_signal_start(&d.sigint, on_signal, SIGINT);
 	log_info("paasops %s serving data dir %s on unix:%s%s%s", PAASOPS_VERSION, d.data_dir, sock,
-		 d.api_addr ? " and http://" : "", d.api_addr ? d.api_addr : "");
+		 !d.api_addr ? "" : d.api_tls ? " and https://" : " and http://",
+		 d.api_addr ? d.api_addr : "");
 	free(sock);
 	uv_run(&d.loop, UV_RUN_DEFAULT);
 	rc = 0;
@@ -711,8 +748,11 @@ out:
 	store_close(d.store);
 	if (d.lock_fd >= 0)
 		close(d.lock_fd);
+	tls_ctx_free(d.api_tls);
 	free(d.data_dir);
 	free(d.api_addr);
+	free(d.api_tls_cert);
+	free(d.api_tls_key);
 	free(d.http_addr);
 	free(d.hook_secret);
 	alerts_config_release(&d.acfg);

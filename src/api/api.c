@@ -5,6 +5,7 @@
 #include "api/api_internal.h"
 #include "auth/audit.h"
 #include "compat/json.h"
+#include "compat/tls.h"
 #include "core/log.h"
 #include "core/paths.h"
 #include "core/strbuf.h"
@@ -15,11 +16,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #define API_IDLE_MS 60000
+/* A TLS client has as long to finish its handshake as the router gives a
+ * client for its request headers, so a silent connection does not linger. */
+#define API_HANDSHAKE_MS 10000
 #define API_AUDIT_DETAIL_MAX 512 /* bytes of an audit entry's detail */
 
 enum scope {
@@ -93,6 +99,9 @@ struct api_conn {
 		uv_tcp_t tcp;
 	} h;
 	uv_timer_t idle;
+	/* On the TLS listener the session owns the TCP handle and h is unused:
+	 * reading and writing go through conn_write() and conn_read_*(). */
+	struct tls_stream *tls;
 	bool is_unix;
 	char remote[64]; /* the peer's address for the audit log, "unix" on the socket */
 	bool closing;
@@ -313,9 +322,9 @@ static void audit_finish(struct api_audit *a, int status)
 
 /* ---- connections ---- */
 
-static void conn_closed(uv_handle_t *h)
+/* Frees c once its handle (or TLS session) and its timer are closed. */
+static void conn_release(struct api_conn *c)
 {
-	struct api_conn *c = h->data;
 	if (--c->open > 0)
 		return;
 	struct api *api = c->api;
@@ -357,24 +366,85 @@ static void conn_closed(uv_handle_t *h)
 	}
 }
 
+static void conn_closed(uv_handle_t *h)
+{
+	conn_release(h->data);
+}
+
+static void conn_tls_closed(void *data)
+{
+	conn_release(data);
+}
+
 static void conn_close(struct api_conn *c)
 {
 	if (c->closing)
 		return;
 	c->closing = true;
-	uv_close((uv_handle_t *)&c->h.stream, conn_closed);
+	if (c->tls)
+		tls_stream_close(c->tls, conn_tls_closed);
+	else
+		uv_close((uv_handle_t *)&c->h.stream, conn_closed);
 	uv_close((uv_handle_t *)&c->idle, conn_closed);
 }
 
-static void write_done(uv_write_t *req, int status)
+static void conn_idle(uv_timer_t *t)
 {
-	struct api_write *w = req->data;
+	conn_close(t->data);
+}
+
+static void write_finished(struct api_write *w, int status)
+{
 	struct api_conn *c = w->conn;
 	free(w->data);
 	free(w);
 	c->pending_writes--;
 	if ((status < 0 || c->close_after_write) && c->pending_writes == 0)
 		conn_close(c);
+}
+
+static void write_done(uv_write_t *req, int status)
+{
+	write_finished(req->data, status);
+}
+
+static void tls_write_done(struct tls_stream *s, int status, void *arg)
+{
+	write_finished(arg, status);
+}
+
+/* The one way out to the peer: sends w->data (len bytes), in clear or
+ * through the connection's TLS session, and takes w over. A write that
+ * cannot even start closes the connection. */
+static int conn_write(struct api_conn *c, struct api_write *w, size_t len)
+{
+	w->conn = c;
+	w->req.data = w;
+	uv_buf_t b = uv_buf_init(w->data, (unsigned)len);
+	c->pending_writes++;
+	int r = c->tls ? tls_stream_write(c->tls, &b, 1, tls_write_done, w)
+		       : uv_write(&w->req, &c->h.stream, &b, 1, write_done);
+	if (r < 0) {
+		free(w->data);
+		free(w);
+		c->pending_writes--;
+		conn_close(c);
+	}
+	return r;
+}
+
+static void conn_read_stop(struct api_conn *c)
+{
+	if (c->tls)
+		tls_stream_read_stop(c->tls);
+	else
+		uv_read_stop(&c->h.stream);
+}
+
+static size_t conn_write_queue_size(const struct api_conn *c)
+{
+	return c->tls ? tls_stream_write_queue_size(c->tls)
+		      : uv_stream_get_write_queue_size(&c->h.stream);
 }
 
 /* Answers with body as JSON. An answer to HEAD carries the headers the GET
@@ -395,22 +465,12 @@ static void conn_send(struct api_conn *c, int status, struct json *body, bool ke
 		strbuf_addf(&sb, "%s\n", text);
 	free(text);
 	struct api_write *w = xcalloc(1, sizeof(*w));
-	w->conn = c;
-	w->req.data = w;
 	size_t len;
 	w->data = strbuf_detach(&sb, &len);
 	strbuf_release(&sb);
-	uv_buf_t b = uv_buf_init(w->data, (unsigned)len);
-	c->pending_writes++;
 	if (!keep_alive)
 		c->close_after_write = true;
-	int r = uv_write(&w->req, &c->h.stream, &b, 1, write_done);
-	if (r < 0) {
-		free(w->data);
-		free(w);
-		c->pending_writes--;
-		conn_close(c);
-	}
+	conn_write(c, w, len);
 }
 
 /* Answers with a handler's raw (non-JSON) body, e.g. GET /metrics. A 304
@@ -433,20 +493,11 @@ static void conn_send_raw(struct api_conn *c, const struct api_resp *resp, bool 
 	if (!head && !no_body)
 		strbuf_add(&sb, resp->raw, resp->raw_len);
 	struct api_write *w = xcalloc(1, sizeof(*w));
-	w->conn = c;
-	w->req.data = w;
 	size_t len;
 	w->data = strbuf_detach(&sb, &len);
-	uv_buf_t b = uv_buf_init(w->data, (unsigned)len);
-	c->pending_writes++;
 	if (!keep_alive)
 		c->close_after_write = true;
-	if (uv_write(&w->req, &c->h.stream, &b, 1, write_done) < 0) {
-		free(w->data);
-		free(w);
-		c->pending_writes--;
-		conn_close(c);
-	}
+	conn_write(c, w, len);
 }
 
 static void send_error(struct api_conn *c, int status, const char *code, const char *msg, bool keep)
@@ -688,9 +739,9 @@ static void conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 	buf->len = sizeof(c->rbuf);
 }
 
-static void conn_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+/* What the peer sent, in clear: n bytes at base, or n < 0 at its end. */
+static void conn_input(struct api_conn *c, ssize_t n, const char *base)
 {
-	struct api_conn *c = s->data;
 	if (n < 0) {
 		if (!c->pending)
 			conn_close(c);
@@ -700,10 +751,39 @@ static void conn_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 		return; /* while streaming, input is ignored; EOF ends the stream */
 	uv_timer_again(&c->idle);
 	if (c->pending) {
-		strbuf_add(&c->stash, buf->base, (size_t)n);
+		strbuf_add(&c->stash, base, (size_t)n);
 		return;
 	}
-	conn_feed(c, buf->base, (size_t)n);
+	conn_feed(c, base, (size_t)n);
+}
+
+static void conn_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+	conn_input(s->data, n, buf->base);
+}
+
+static void conn_tls_data(struct tls_stream *s, ssize_t n, const char *buf, void *data)
+{
+	conn_input(data, n, buf);
+}
+
+static void conn_tls_open(struct tls_stream *s, int status, const char *why, void *data)
+{
+	struct api_conn *c = data;
+	if (status < 0) {
+		log_debug("api: TLS handshake with %s failed: %s", c->remote, why);
+		conn_close(c);
+		return;
+	}
+	uv_timer_start(&c->idle, conn_idle, API_IDLE_MS, API_IDLE_MS);
+}
+
+static void conn_read_start(struct api_conn *c)
+{
+	if (c->tls)
+		tls_stream_read_start(c->tls);
+	else
+		uv_read_start(&c->h.stream, conn_alloc, conn_read);
 }
 
 static void conn_feed(struct api_conn *c, const char *p, size_t left)
@@ -721,7 +801,7 @@ static void conn_feed(struct api_conn *c, const char *p, size_t left)
 			if (c->pending && left) {
 				/* Pipelined after a deferred request: wait for its answer. */
 				strbuf_add(&c->stash, p, left);
-				uv_read_stop(&c->h.stream);
+				conn_read_stop(c);
 			}
 			continue;
 		}
@@ -752,7 +832,7 @@ static void conn_feed(struct api_conn *c, const char *p, size_t left)
 			c->head_audit = NULL;
 		}
 		send_error(c, status, code, msg, false);
-		uv_read_stop(&c->h.stream);
+		conn_read_stop(c);
 		return;
 	}
 }
@@ -784,7 +864,7 @@ void api_pending_reply(struct api_pending *p, int status, struct json *body)
 		c->pending = NULL;
 		conn_send(c, status, body, p->keep_alive && !c->api->stopping, false);
 		if (!c->closing && !c->close_after_write) {
-			uv_read_start(&c->h.stream, conn_alloc, conn_read);
+			conn_read_start(c);
 			if (c->stash.len) {
 				struct strbuf rest = c->stash;
 				strbuf_init(&c->stash, 0);
@@ -816,18 +896,9 @@ struct api_stream *api_stream_begin(struct api_req *req, struct api_resp *resp,
 			 "Cache-Control: no-store\r\nX-Accel-Buffering: no\r\nConnection: close\r\n\r\n",
 		    content_type);
 	struct api_write *w = xcalloc(1, sizeof(*w));
-	w->conn = c;
-	w->req.data = w;
 	size_t len;
 	w->data = strbuf_detach(&sb, &len);
-	uv_buf_t b = uv_buf_init(w->data, (unsigned)len);
-	c->pending_writes++;
-	if (uv_write(&w->req, &c->h.stream, &b, 1, write_done) < 0) {
-		free(w->data);
-		free(w);
-		c->pending_writes--;
-		conn_close(c);
-	}
+	conn_write(c, w, len);
 	return st;
 }
 
@@ -838,25 +909,14 @@ int api_stream_write(struct api_stream *st, const char *data, size_t len)
 		return -EPIPE;
 	if (len == 0)
 		return 0;
-	if (uv_stream_get_write_queue_size(&c->h.stream) > API_STREAM_QUEUE_MAX)
+	if (conn_write_queue_size(c) > API_STREAM_QUEUE_MAX)
 		return -ENOBUFS;
 	struct api_write *w = xcalloc(1, sizeof(*w));
-	w->conn = c;
-	w->req.data = w;
 	w->data = xmalloc(len + 32);
 	int hl = snprintf(w->data, 32, "%zx\r\n", len);
 	memcpy(w->data + hl, data, len);
 	memcpy(w->data + hl + len, "\r\n", 2);
-	uv_buf_t b = uv_buf_init(w->data, (unsigned)((size_t)hl + len + 2));
-	c->pending_writes++;
-	if (uv_write(&w->req, &c->h.stream, &b, 1, write_done) < 0) {
-		free(w->data);
-		free(w);
-		c->pending_writes--;
-		conn_close(c);
-		return -EPIPE;
-	}
-	return 0;
+	return conn_write(c, w, (size_t)hl + len + 2) < 0 ? -EPIPE : 0;
 }
 
 void api_stream_end(struct api_stream *st)
@@ -867,18 +927,9 @@ void api_stream_end(struct api_stream *st)
 	if (c->closing)
 		return;
 	struct api_write *w = xcalloc(1, sizeof(*w));
-	w->conn = c;
-	w->req.data = w;
 	w->data = xstrdup("0\r\n\r\n");
-	uv_buf_t b = uv_buf_init(w->data, 5);
-	c->pending_writes++;
 	c->close_after_write = true;
-	if (uv_write(&w->req, &c->h.stream, &b, 1, write_done) < 0) {
-		free(w->data);
-		free(w);
-		c->pending_writes--;
-		conn_close(c);
-	}
+	conn_write(c, w, 5);
 }
 
 /* ---- uploads: a release archive goes to a file as it arrives ---- */
@@ -967,20 +1018,45 @@ static int conn_head(void *ctx, struct http_msg *m)
 }
 
 /* The peer's address, without its port, for the audit log. */
-static void conn_remote(struct api_conn *c)
+static void conn_remote(struct api_conn *c, const uv_tcp_t *tcp)
 {
 	strlcpy_s(c->remote, c->is_unix ? "unix" : "?", sizeof(c->remote));
 	if (c->is_unix)
 		return;
 	struct sockaddr_storage ss;
 	int len = sizeof(ss);
-	if (uv_tcp_getpeername(&c->h.tcp, (struct sockaddr *)&ss, &len) == 0)
+	if (uv_tcp_getpeername(tcp, (struct sockaddr *)&ss, &len) == 0)
 		uv_ip_name((struct sockaddr *)&ss, c->remote, sizeof(c->remote));
 }
 
-static void conn_idle(uv_timer_t *t)
+/* A TLS connection's TCP handle, closed before a session took it over. */
+static void conn_tcp_closed(uv_handle_t *h)
 {
-	conn_close(t->data);
+	struct api_conn *c = h->data;
+	free(h);
+	conn_release(c);
+}
+
+/* Hands an accepted TLS connection to a session; false when it is closed
+ * instead. The handshake has API_HANDSHAKE_MS to finish. */
+static bool conn_start_tls(struct api_conn *c, uv_stream_t *server)
+{
+	struct api *api = c->api;
+	uv_tcp_t *tcp = xmalloc(sizeof(*tcp));
+	uv_tcp_init(api->loop, tcp);
+	tcp->data = c;
+	if (uv_accept(server, (uv_stream_t *)tcp) == 0) {
+		conn_remote(c, tcp);
+		c->tls = tls_stream_server(api->tls, tcp, conn_tls_open, conn_tls_data, c);
+	}
+	if (!c->tls) {
+		c->closing = true;
+		uv_close((uv_handle_t *)tcp, conn_tcp_closed);
+		uv_close((uv_handle_t *)&c->idle, conn_closed);
+		return false;
+	}
+	uv_timer_start(&c->idle, conn_idle, API_HANDSHAKE_MS, API_IDLE_MS);
+	return true;
 }
 
 static void on_connection(uv_stream_t *server, int status)
@@ -991,11 +1067,6 @@ static void on_connection(uv_stream_t *server, int status)
 	struct api_conn *c = xcalloc(1, sizeof(*c));
 	c->api = api;
 	c->is_unix = server == (uv_stream_t *)&api->unix_listener;
-	if (c->is_unix)
-		uv_pipe_init(api->loop, &c->h.pipe, 0);
-	else
-		uv_tcp_init(api->loop, &c->h.tcp);
-	c->h.stream.data = c;
 	uv_timer_init(api->loop, &c->idle);
 	c->idle.data = c;
 	c->open = 2;
@@ -1008,11 +1079,20 @@ static void on_connection(uv_stream_t *server, int status)
 	c->upload_fd = -1;
 	strbuf_init(&c->stash, 0);
 	http_parser_on_head(c->parser, conn_head, c);
+	if (!c->is_unix && api->tls) {
+		conn_start_tls(c, server);
+		return;
+	}
+	if (c->is_unix)
+		uv_pipe_init(api->loop, &c->h.pipe, 0);
+	else
+		uv_tcp_init(api->loop, &c->h.tcp);
+	c->h.stream.data = c;
 	if (uv_accept(server, &c->h.stream) < 0) {
 		conn_close(c);
 		return;
 	}
-	conn_remote(c);
+	conn_remote(c, &c->h.tcp);
 	if (c->is_unix && !peer_allowed(c)) {
 		send_error(c, 403, "forbidden", "only the daemon's user or root may use this socket", false);
 		return;
@@ -1035,6 +1115,15 @@ static int parse_hostport(const char *s, char *host, size_t hlen, int *port)
 	host[colon - s] = '\0';
 	*port = (int)p;
 	return 0;
+}
+
+static bool is_loopback(const struct sockaddr *sa)
+{
+	if (sa->sa_family == AF_INET)
+		return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
+	const struct in6_addr *a6 = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+	return IN6_IS_ADDR_LOOPBACK(a6) ||
+	       (IN6_IS_ADDR_V4MAPPED(a6) && a6->s6_addr[12] == 127);
 }
 
 static void listener_closed(uv_handle_t *h)
@@ -1066,6 +1155,7 @@ struct api *api_start(const struct api_config *cfg, char **err)
 	api->autoscale = cfg->autoscale;
 	api->upload_dir = xasprintf("%s/uploads", cfg->data_dir);
 	api->data_dir = xstrdup(cfg->data_dir);
+	api->tls = cfg->tls;
 	api->socket_path = xstrdup(cfg->socket_path);
 	api->tcp_addr = cfg->tcp_addr ? xstrdup(cfg->tcp_addr) : NULL;
 
@@ -1109,6 +1199,10 @@ struct api *api_start(const struct api_config *cfg, char **err)
 			*err = xasprintf("cannot listen on '%s': %s", cfg->tcp_addr, uv_strerror(r));
 			goto fail;
 		}
+		if (!api->tls && !is_loopback((struct sockaddr *)&ss))
+			log_warn("api: %s is not a loopback address and the API there is plain HTTP: "
+				 "tokens cross the network in clear (see --api-tls-cert)",
+				 cfg->tcp_addr);
 	}
 	return api;
 fail:

@@ -1,5 +1,6 @@
 /* api.h: the HTTP/1.1 JSON API under /v1, on a unix socket (peer must be
- * the daemon's own user or root) and optionally on TCP (bearer tokens).
+ * the daemon's own user or root) and optionally on TCP (bearer tokens),
+ * in clear or, with a TLS context, only over TLS.
  * The route table in api.c maps method + path to a handler and the action
  * the permission table in auth decides on. */
 #ifndef PAASOPS_API_H
@@ -15,6 +16,7 @@ struct metrics;
 struct logs;
 struct alerts;
 struct autoscale;
+struct tls_ctx;
 struct api;
 
 struct api_config {
@@ -31,6 +33,9 @@ struct api_config {
 	const char *data_dir;  /* uploads go under DATA/uploads; GET /v1/doctor checks its files */
 	const char *socket_path;
 	const char *tcp_addr; /* "HOST:PORT" or NULL */
+	/* Borrowed, outlives the api; NULL: plain HTTP on tcp_addr. With it,
+	 * the TCP listener speaks only TLS. */
+	struct tls_ctx *tls;
 	const char *version;
 };
 

@@ -14,9 +14,7 @@ void h_doctor(struct api_req *req, struct api_resp *resp)
 		.data_dir = api->data_dir,
 		.socket_path = api->socket_path,
 		.tcp_addr = api->tcp_addr,
-		/* The TCP API has no TLS of its own yet; once it does, its
-		 * listener says so here. */
-		.tcp_tls = false,
+		.tcp_tls = api->tls != NULL,
 		.metrics_public = api->metrics_public,
 		.log_min_free_pct = logs_min_free_pct(api->logs),
 		.store = api->store,

@@ -27,6 +27,7 @@ struct api {
 	char *upload_dir;
 	char *data_dir;
 	char *version;
+	struct tls_ctx *tls; /* borrowed; NULL: TCP is plain HTTP */
 	char *socket_path;
 	char *tcp_addr; /* --api HOST:PORT, or NULL */
 	uv_pipe_t unix_listener;

@@ -8,6 +8,7 @@
 #include "cli/cli_internal.h"
 #include "compat/http.h"
 #include "compat/json.h"
+#include "compat/tls.h"
 #include "core/util.h"
 #include <ctype.h>
 #include <errno.h>
@@ -114,13 +115,38 @@ static void print_server_error(struct cli *c, const struct cli_response *res)
 /* ------------------------------------------------------------------------ */
 /* Talking to the daemon                                                    */
 
+/* The TLS context for an https:// server: the system's CAs, or only the
+ * one in --cacert / PAASOPS_CACERT. */
+static int load_tls(struct cli *c)
+{
+	const char *ca = c->inv->cacert, *from = "--cacert";
+	if (ca && !*ca)
+		return cli__usage_error(c, "--cacert is empty: give a PEM file");
+	if (!ca) {
+		ca = getenv("PAASOPS_CACERT");
+		from = "PAASOPS_CACERT";
+		if (ca && !*ca)
+			ca = NULL;
+	}
+	struct tls_config cfg = {.ca_file = ca};
+	char *err = NULL;
+	c->tls = tls_client_ctx_new(&cfg, &err);
+	if (!c->tls) {
+		int r = ca ? cli__usage_error(c, "%s (from %s)", err, from) : cli__usage_error(c, "%s", err);
+		free(err);
+		return r;
+	}
+	c->client.tls = c->tls;
+	return CLI_EXIT_OK;
+}
+
 int cli__resolve_server(struct cli *c)
 {
 	if (c->have_addr)
 		return CLI_EXIT_OK;
 	const char *s = c->inv->server, *from = "--server";
 	if (s && !*s)
-		return cli__usage_error(c, "--server is empty: give unix:/path/to.sock or http://HOST:PORT");
+		return cli__usage_error(c, "--server is empty: give unix:/path/to.sock or http(s)://HOST:PORT");
 	if (!s) {
 		s = getenv("PAASOPS_SERVER");
 		from = "PAASOPS_SERVER";
@@ -147,6 +173,8 @@ int cli__resolve_server(struct cli *c)
 	}
 	c->have_addr = true;
 	c->client.addr = &c->addr;
+	if (c->addr.tls)
+		return load_tls(c);
 	return CLI_EXIT_OK;
 }
 
@@ -234,7 +262,7 @@ void cli__print_help(FILE *f, const struct cli_command *cmd, const char *group)
 		return;
 	}
 	fprintf(f, "paasops: run and operate apps on your own servers\n\n"
-		   "usage: paasops [--server ADDR] [--token TOKEN] [--json] COMMAND [ARGS]\n\n"
+		   "usage: paasops [--server ADDR] [--token TOKEN] [--cacert FILE] [--json] COMMAND [ARGS]\n\n"
 		   "commands:\n"
 		   "  %-15s %s\n",
 		"serve", "run the daemon (see 'paasops serve --help')");
@@ -245,6 +273,8 @@ void cli__print_help(FILE *f, const struct cli_command *cmd, const char *group)
 		   "  PAASOPS_SERVER  daemon address when --server is not given (default: the\n"
 		   "                  socket in the data dir, e.g. ~/.local/share/paasops/paasops.sock)\n"
 		   "  PAASOPS_TOKEN   bearer token when --token is not given\n"
+		   "  PAASOPS_CACERT  CA file for https:// servers when --cacert is not given\n"
+		   "                  (default: the system's CA store)\n"
 		   "\nexit codes:\n"
 		   "  0  success\n"
 		   "  1  the operation failed (the server reported an error, an invalid spec)\n"
@@ -308,6 +338,7 @@ int cli__run(int argc, char **argv, FILE *in, FILE *out, FILE *err, bool in_tty)
 	fflush(err);
 	if (c.have_addr)
 		cli__addr_release(&c.addr);
+	tls_ctx_free(c.tls);
 	free(c.token);
 	cli__invocation_release(&inv);
 	return rc;

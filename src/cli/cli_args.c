@@ -9,8 +9,9 @@
 #include <string.h>
 
 const struct cli_opt cli_global_opts[] = {
-	{"server", 0, "ADDR", false, "daemon address: unix:/path/to.sock or http://HOST:PORT"},
+	{"server", 0, "ADDR", false, "daemon address: unix:/path/to.sock or http(s)://HOST:PORT"},
 	{"token", 0, "TOKEN", false, "bearer token for the API"},
+	{"cacert", 0, "FILE", false, "trust the CA (or self-signed certificate) in FILE for https"},
 	{"json", 0, NULL, false, "print the server's JSON instead of tables"},
 	{"help", 'h', NULL, false, "show help for paasops or a command"},
 	{NULL, 0, NULL, false, NULL},
@@ -61,6 +62,8 @@ static void record(struct cli_invocation *inv, const struct cli_opt *opt, const 
 			inv->server = value;
 		else if (str_eq(opt->name, "token"))
 			inv->token = value;
+		else if (str_eq(opt->name, "cacert"))
+			inv->cacert = value;
 		else if (str_eq(opt->name, "json"))
 			inv->json = true;
 		else

@@ -1,10 +1,12 @@
 /* cli_client.c: the CLI's HTTP client. One request per connection
- * (Connection: close) over a unix or TCP socket, blocking I/O guarded by
- * poll() so that connecting and every wait for data time out, and the answer
- * parsed by the llhttp adapter. Also parses --server addresses. */
+ * (Connection: close) over a unix or TCP socket, or TLS over TCP for
+ * https:// (through compat/tls, which waits with our poll()), blocking I/O
+ * guarded by poll() so that connecting and every wait for data time out, and
+ * the answer parsed by the llhttp adapter. Also parses --server addresses. */
 #include "cli/cli_internal.h"
 #include "compat/http.h"
 #include "compat/json.h"
+#include "compat/tls.h"
 #include "core/timeutil.h"
 #include "core/util.h"
 #include <errno.h>
@@ -38,7 +40,7 @@ static int parse_port(const char *s, size_t len, char **out)
 }
 
 /* "host", "host:port", "[v6]", "[v6]:port"; port_required for the bare
- * HOST:PORT form. */
+ * HOST:PORT form. a->tls picks the scheme and the default port. */
 static int parse_hostport(const char *s, bool port_required, struct cli_addr *a, char **err)
 {
 	const char *host = s, *host_end, *rest;
@@ -61,7 +63,7 @@ static int parse_hostport(const char *s, bool port_required, struct cli_addr *a,
 		return -EINVAL;
 	}
 	if (*rest == '\0' && !port_required) {
-		a->port = xstrdup("80");
+		a->port = xstrdup(a->tls ? "443" : "80");
 	} else if (*rest != ':' || parse_port(rest + 1, strlen(rest + 1), &a->port) < 0) {
 		*err = xasprintf("invalid server address '%s': expected HOST:PORT with a port "
 				 "from 1 to 65535",
@@ -70,8 +72,9 @@ static int parse_hostport(const char *s, bool port_required, struct cli_addr *a,
 	}
 	a->host = xstrndup(host, (size_t)(host_end - host));
 	a->kind = CLI_ADDR_TCP;
-	a->display = strchr(a->host, ':') ? xasprintf("http://[%s]:%s", a->host, a->port)
-					  : xasprintf("http://%s:%s", a->host, a->port);
+	const char *scheme = a->tls ? "https" : "http";
+	a->display = strchr(a->host, ':') ? xasprintf("%s://[%s]:%s", scheme, a->host, a->port)
+					  : xasprintf("%s://%s:%s", scheme, a->host, a->port);
 	return 0;
 }
 
@@ -101,8 +104,9 @@ int cli__addr_parse(const char *s, struct cli_addr *out, char **err)
 		return 0;
 	}
 
-	if (str_starts_with(s, "http://")) {
-		char *hp = xstrdup(s + 7);
+	if (str_starts_with(s, "http://") || str_starts_with(s, "https://")) {
+		out->tls = str_starts_with(s, "https://");
+		char *hp = xstrdup(s + (out->tls ? 8 : 7));
 		size_t len = strlen(hp);
 		if (len && hp[len - 1] == '/')
 			hp[--len] = '\0';
@@ -118,7 +122,7 @@ int cli__addr_parse(const char *s, struct cli_addr *out, char **err)
 	}
 	if (strstr(s, "://")) {
 		*err = xasprintf("invalid server address '%s': use unix:/path/to.sock or "
-				 "http://HOST:PORT",
+				 "http(s)://HOST:PORT",
 				 s);
 		return -EINVAL;
 	}
@@ -128,7 +132,7 @@ int cli__addr_parse(const char *s, struct cli_addr *out, char **err)
 			cli__addr_release(out);
 		return r;
 	}
-	*err = xasprintf("invalid server address '%s': use unix:/path/to.sock or http://HOST:PORT",
+	*err = xasprintf("invalid server address '%s': use unix:/path/to.sock or http(s)://HOST:PORT",
 			 s);
 	return -EINVAL;
 }
@@ -197,6 +201,11 @@ static int wait_fd(const struct cli_client *c, int fd, short events)
 		if (c->stop && *c->stop)
 			return -EINTR;
 	}
+}
+
+static int tls_wait(void *arg, int fd, bool for_write)
+{
+	return wait_fd(arg, fd, for_write ? POLLOUT : POLLIN);
 }
 
 static int set_nonblocking(int fd, bool on)
@@ -279,8 +288,67 @@ static int connect_tcp(const struct cli_client *c, int *out, char **err)
 	return r;
 }
 
-static int send_all(const struct cli_client *c, int fd, const char *buf, size_t len)
+/* A connection to the daemon: a socket, with a TLS session over https. */
+struct cli_conn {
+	int fd;
+	struct tls_conn *tls; /* NULL in clear */
+};
+
+/* Connects, and over https runs the TLS handshake, which verifies that
+ * the certificate chains to a trusted CA and names the host. */
+static int conn_open(const struct cli_client *c, struct cli_conn *cn, char **err)
 {
+	cn->fd = -1;
+	cn->tls = NULL;
+	int r = c->addr->kind == CLI_ADDR_UNIX ? connect_unix(c, &cn->fd) : connect_tcp(c, &cn->fd, err);
+	if (r < 0 || !c->addr->tls)
+		return r;
+	char *why = NULL;
+	r = c->tls ? tls_conn_client(c->tls, cn->fd, c->addr->host, tls_wait, (void *)c, &cn->tls, &why)
+		   : -ENOPROTOOPT;
+	if (r < 0) {
+		close(cn->fd);
+		cn->fd = -1;
+		if (why)
+			*err = xasprintf("cannot reach paasops at %s: %s", c->addr->display, why);
+		free(why);
+	}
+	return r;
+}
+
+static void conn_close(struct cli_conn *cn)
+{
+	tls_conn_free(cn->tls);
+	cn->tls = NULL;
+	if (cn->fd >= 0)
+		close(cn->fd);
+	cn->fd = -1;
+}
+
+/* Reads what is there (waiting for it): n > 0, 0 at EOF, or a negative
+ * errno (-EPROTO with *detail set when a TLS record is broken). */
+static ssize_t conn_recv(const struct cli_client *c, struct cli_conn *cn, char *buf, size_t len,
+			 char **detail)
+{
+	if (cn->tls)
+		return tls_conn_read(cn->tls, buf, len, tls_wait, (void *)c, detail);
+	for (;;) {
+		int r = wait_fd(c, cn->fd, POLLIN);
+		if (r < 0)
+			return r;
+		ssize_t n = recv(cn->fd, buf, len, 0);
+		if (n >= 0)
+			return n;
+		if (errno != EINTR && errno != EAGAIN)
+			return -errno;
+	}
+}
+
+static int send_all(const struct cli_client *c, struct cli_conn *cn, const char *buf, size_t len)
+{
+	if (cn->tls)
+		return tls_conn_write(cn->tls, buf, len, tls_wait, (void *)c);
+	int fd = cn->fd;
 	while (len) {
 		int r = wait_fd(c, fd, POLLOUT);
 		if (r < 0)
@@ -299,20 +367,15 @@ static int send_all(const struct cli_client *c, int fd, const char *buf, size_t 
 
 /* Reads until the parser has a whole answer. *got_any tells a connection
  * closed before any byte from one closed mid-answer. */
-static int read_response(const struct cli_client *c, int fd, struct http_parser *p,
+static int read_response(const struct cli_client *c, struct cli_conn *cn, struct http_parser *p,
 			 bool *got_any, char **perr)
 {
 	char buf[65536];
 	for (;;) {
-		int r = wait_fd(c, fd, POLLIN);
-		if (r < 0)
-			return r;
-		ssize_t n = recv(fd, buf, sizeof(buf), 0);
-		if (n < 0) {
-			if (errno == EINTR || errno == EAGAIN)
-				continue;
-			return -errno;
-		}
+		int r;
+		ssize_t n = conn_recv(c, cn, buf, sizeof(buf), perr);
+		if (n < 0)
+			return (int)n;
 		if (n == 0) {
 			r = http_parser_finish(p);
 			if (r == HTTP_FEED_COMPLETE)
@@ -392,7 +455,8 @@ static char *describe(const struct cli_client *c, int rc, const char *detail)
 
 /* Streams len bytes of fd in chunks; a file that shrinks while being sent
  * is an error, since the Content-Length already promised its size. */
-static int send_file(const struct cli_client *c, int sock, int fd, uint64_t len, char **err)
+static int send_file(const struct cli_client *c, struct cli_conn *sock, int fd, uint64_t len,
+		     char **err)
 {
 	char buf[65536];
 	while (len) {
@@ -417,20 +481,20 @@ static int send_file(const struct cli_client *c, int sock, int fd, uint64_t len,
 static int exchange(const struct cli_client *c, const char *head, size_t head_len, int file_fd,
 		    uint64_t file_len, struct cli_response *res, char **err)
 {
-	int fd = -1;
+	struct cli_conn cn;
 	char *detail = NULL;
 	*err = NULL;
-	int r = c->addr->kind == CLI_ADDR_UNIX ? connect_unix(c, &fd) : connect_tcp(c, &fd, err);
+	int r = conn_open(c, &cn, err);
 	if (r < 0) {
 		if (r != -EINTR && !*err)
 			*err = describe(c, r, NULL);
 		return r;
 	}
-	int send_rc = send_all(c, fd, head, head_len);
+	int send_rc = send_all(c, &cn, head, head_len);
 	if (send_rc == 0 && file_fd >= 0) {
-		send_rc = send_file(c, fd, file_fd, file_len, err);
+		send_rc = send_file(c, &cn, file_fd, file_len, err);
 		if (send_rc == -EIO) {
-			close(fd);
+			conn_close(&cn);
 			return send_rc;
 		}
 	}
@@ -441,12 +505,12 @@ static int exchange(const struct cli_client *c, const char *head, size_t head_le
 						CLI_MAX_RESPONSE_BODY);
 	bool got_any = false;
 	if (send_rc == 0 || send_rc == -EPIPE || send_rc == -ECONNRESET)
-		r = read_response(c, fd, p, &got_any, &detail);
+		r = read_response(c, &cn, p, &got_any, &detail);
 	else
 		r = send_rc;
 	if (r < 0 && !got_any && send_rc < 0)
 		r = send_rc;
-	close(fd);
+	conn_close(&cn);
 
 	if (r < 0) {
 		if (r != -EINTR)
@@ -487,17 +551,17 @@ int cli__client_stream(const struct cli_client *c, const char *path, cli_body_cb
 	struct strbuf req;
 	strbuf_init(&req, 256);
 	cli__request_format(&req, c, "GET", path, NULL, 0);
-	int fd = -1;
+	struct cli_conn cn;
 	char *detail = NULL;
 	*err = NULL;
-	int r = c->addr->kind == CLI_ADDR_UNIX ? connect_unix(c, &fd) : connect_tcp(c, &fd, err);
+	int r = conn_open(c, &cn, err);
 	if (r < 0) {
 		strbuf_release(&req);
 		if (r != -EINTR && !*err)
 			*err = describe(c, r, NULL);
 		return r;
 	}
-	r = send_all(c, fd, req.buf, req.len);
+	r = send_all(c, &cn, req.buf, req.len);
 	strbuf_release(&req);
 	struct http_parser *p = http_parser_new(HTTP_KIND_RESPONSE, CLI_MAX_RESPONSE_HEAD,
 						CLI_MAX_RESPONSE_BODY);
@@ -508,8 +572,8 @@ int cli__client_stream(const struct cli_client *c, const char *path, cli_body_cb
 	patient.timeout_ms = INT32_MAX;
 	bool got_any = false;
 	if (r == 0)
-		r = read_response(&patient, fd, p, &got_any, &detail);
-	close(fd);
+		r = read_response(&patient, &cn, p, &got_any, &detail);
+	conn_close(&cn);
 	if (r < 0) {
 		if (r != -EINTR)
 			*err = describe(c, r, detail);

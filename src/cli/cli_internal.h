@@ -44,11 +44,13 @@ struct cli_addr {
 	char *path;    /* unix: socket path */
 	char *host;    /* tcp: host name or address, IPv6 without brackets */
 	char *port;    /* tcp: decimal port */
-	char *display; /* canonical form for messages: "unix:/p" or "http://h:p" */
+	bool tls;      /* tcp: https:// */
+	char *display; /* canonical form for messages: "unix:/p", "http(s)://h:p" */
 };
 
-/* Parses "unix:/path/to.sock", "/path/to.sock", "http://HOST[:PORT][/]" or
- * "HOST:PORT" (IPv6 hosts in brackets). Returns 0 or -EINVAL with *err set
+/* Parses "unix:/path/to.sock", "/path/to.sock", "http://HOST[:PORT][/]",
+ * "https://HOST[:PORT][/]" (port 443 by default) or "HOST:PORT" (IPv6 hosts
+ * in brackets). Returns 0 or -EINVAL with *err set
  * (caller frees). On success the caller releases out with cli__addr_release. */
 int cli__addr_parse(const char *s, struct cli_addr *out, char **err);
 void cli__addr_release(struct cli_addr *a);
@@ -56,8 +58,11 @@ void cli__addr_release(struct cli_addr *a);
 /* ------------------------------------------------------------------------ */
 /* HTTP client (cli_client.c)                                               */
 
+struct tls_ctx;
+
 struct cli_client {
 	const struct cli_addr *addr; /* borrowed */
+	struct tls_ctx *tls;         /* borrowed; set when addr->tls */
 	const char *token;           /* borrowed; NULL: no Authorization header */
 	int timeout_ms;
 	/* Borrowed, may be NULL. A system call interrupted by a signal is
@@ -152,6 +157,7 @@ struct cli_invocation {
 	struct cli_optval *vals; /* command flags in order of appearance */
 	size_t n_vals, alloc_vals;
 	const char *server, *token; /* global flags; NULL when not given */
+	const char *cacert;         /* --cacert; NULL when not given */
 	bool json, help;
 };
 
@@ -219,6 +225,7 @@ struct cli {
 	struct cli_addr addr;
 	bool have_addr;
 	struct cli_client client;
+	struct tls_ctx *tls; /* for an https:// server; owned */
 	char *token; /* owned copy of --token / PAASOPS_TOKEN, or NULL */
 };
 

@@ -1,9 +1,13 @@
-/* tls.c: OpenSSL client sessions over libuv TCP handles.
+/* tls.c: OpenSSL sessions over libuv TCP handles (client and server), and
+ * the CLI's blocking client sessions over a socket.
  *
  * The SSL object never touches the socket: bytes read from TCP go into
  * rbio, and whatever OpenSSL wants to send (handshake records, encrypted
  * data, alerts) is taken from wbio and written with uv_write. So the loop
- * never blocks and OpenSSL needs no knowledge of libuv. */
+ * never blocks and OpenSSL needs no knowledge of libuv. The blocking
+ * sessions use the same two memory BIOs with send()/recv(), so a peer that
+ * went away is an EPIPE and never a SIGPIPE, and every wait is the
+ * caller's. */
 #include "compat/tls.h"
 #include "core/util.h"
 #include <arpa/inet.h>
@@ -11,10 +15,13 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 struct tls_ctx {
@@ -112,6 +119,68 @@ fail:
 	return NULL;
 }
 
+/* Messages for the server's files name them in quotes: they end up as the
+ * one line a failed start prints. */
+static char *server_file_error(const char *what, const char *path)
+{
+	unsigned long e = ERR_peek_last_error();
+	const char *why = e ? ERR_reason_error_string(e) : NULL;
+	ERR_clear_error();
+	return xasprintf("cannot use TLS %s '%s': %s", what, path, why ? why : "not usable");
+}
+
+struct tls_ctx *tls_server_ctx_new(const char *cert_file, const char *key_file, char **err)
+{
+	const char *key = key_file ? key_file : cert_file;
+	if (access(cert_file, R_OK) < 0) {
+		*err = xasprintf("cannot read TLS certificate '%s': %s", cert_file, strerror(errno));
+		return NULL;
+	}
+	if (access(key, R_OK) < 0) {
+		*err = xasprintf("cannot read TLS key '%s': %s", key, strerror(errno));
+		return NULL;
+	}
+	SSL_CTX *c = SSL_CTX_new(TLS_server_method());
+	if (!c) {
+		*err = openssl_error("TLS", "context");
+		return NULL;
+	}
+	SSL_CTX_set_min_proto_version(c, TLS1_2_VERSION);
+	SSL_CTX_set_mode(c, SSL_MODE_RELEASE_BUFFERS);
+	/* Renegotiation is a way to make the server work hard for free. */
+	SSL_CTX_set_options(c, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+	ERR_clear_error();
+	if (SSL_CTX_use_certificate_chain_file(c, cert_file) != 1) {
+		*err = server_file_error("certificate", cert_file);
+		goto fail;
+	}
+	if (SSL_CTX_use_PrivateKey_file(c, key, SSL_FILETYPE_PEM) != 1) {
+		/* OpenSSL calls a key that is not the certificate's a "values
+		 * mismatch" here; say it plainly. */
+		unsigned long e = ERR_peek_last_error();
+		if (ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH ||
+		    ERR_GET_REASON(e) == X509_R_KEY_TYPE_MISMATCH) {
+			ERR_clear_error();
+			*err = xasprintf("TLS key '%s' does not match the certificate '%s'", key,
+					 cert_file);
+		} else {
+			*err = server_file_error("key", key);
+		}
+		goto fail;
+	}
+	if (SSL_CTX_check_private_key(c) != 1) {
+		ERR_clear_error();
+		*err = xasprintf("TLS key '%s' does not match the certificate '%s'", key, cert_file);
+		goto fail;
+	}
+	struct tls_ctx *ctx = xcalloc(1, sizeof(*ctx));
+	ctx->ssl = c;
+	return ctx;
+fail:
+	SSL_CTX_free(c);
+	return NULL;
+}
+
 void tls_ctx_free(struct tls_ctx *ctx)
 {
 	if (!ctx)
@@ -171,9 +240,9 @@ static void fail(struct tls_stream *s, int status, const char *why)
 }
 
 /* Why the handshake or a record failed, in words. */
-static void reason(struct tls_stream *s, char *out, size_t n)
+static void reason(SSL *ssl, char *out, size_t n)
 {
-	long v = SSL_get_verify_result(s->ssl);
+	long v = SSL_get_verify_result(ssl);
 	unsigned long e = ERR_peek_last_error();
 	if (v != X509_V_OK)
 		snprintf(out, n, "certificate verify failed: %s", X509_verify_cert_error_string(v));
@@ -192,7 +261,7 @@ static bool handshake(struct tls_stream *s)
 	int e = r == 1 ? SSL_ERROR_NONE : SSL_get_error(s->ssl, r);
 	char why[256];
 	if (e != SSL_ERROR_NONE && e != SSL_ERROR_WANT_READ)
-		reason(s, why, sizeof(why));
+		reason(s->ssl, why, sizeof(why));
 	/* Also sends the alert that tells the peer why we give up. */
 	int fr = flush(s, NULL, NULL);
 	if (e != SSL_ERROR_NONE && e != SSL_ERROR_WANT_READ) {
@@ -247,7 +316,7 @@ static void read_cb(uv_stream_t *stream, ssize_t n, const uv_buf_t *buf)
 			fail(s, UV_EOF, "the peer closed the TLS session");
 		} else {
 			char why[256];
-			reason(s, why, sizeof(why));
+			reason(s->ssl, why, sizeof(why));
 			fail(s, UV_EPROTO, why);
 		}
 		return;
@@ -258,6 +327,31 @@ static void read_cb(uv_stream_t *stream, ssize_t n, const uv_buf_t *buf)
 		if (r < 0)
 			fail(s, r, uv_strerror(r));
 	}
+}
+
+/* Wraps ssl (which owns both BIOs) and starts reading tcp; NULL when
+ * reading cannot start, with ssl freed and tcp left to the caller. */
+static struct tls_stream *stream_new(SSL *ssl, BIO *rbio, BIO *wbio, uv_tcp_t *tcp,
+				     tls_open_cb open_cb, tls_data_cb data_cb, void *data)
+{
+	struct tls_stream *s = xcalloc(1, sizeof(*s));
+	s->tcp = tcp;
+	s->ssl = ssl;
+	s->rbio = rbio;
+	s->wbio = wbio;
+	s->open_cb = open_cb;
+	s->data_cb = data_cb;
+	s->data = data;
+	void *was = tcp->data;
+	tcp->data = s;
+	int r = uv_read_start((uv_stream_t *)tcp, alloc_cb, read_cb);
+	if (r < 0) {
+		tcp->data = was; /* the caller's again, as it was */
+		SSL_free(ssl);
+		free(s);
+		return NULL;
+	}
+	return s;
 }
 
 struct tls_stream *tls_stream_client(struct tls_ctx *ctx, uv_tcp_t *tcp, const char *host,
@@ -282,23 +376,48 @@ struct tls_stream *tls_stream_client(struct tls_ctx *ctx, uv_tcp_t *tcp, const c
 		ERR_clear_error();
 		return NULL;
 	}
-	struct tls_stream *s = xcalloc(1, sizeof(*s));
-	s->tcp = tcp;
-	s->ssl = ssl;
-	s->rbio = rbio;
-	s->wbio = wbio;
-	s->open_cb = open_cb;
-	s->data_cb = data_cb;
-	s->data = data;
-	tcp->data = s;
-	int r = uv_read_start((uv_stream_t *)tcp, alloc_cb, read_cb);
-	if (r < 0) {
-		SSL_free(ssl);
-		free(s);
+	struct tls_stream *s = stream_new(ssl, rbio, wbio, tcp, open_cb, data_cb, data);
+	if (!s)
 		return NULL;
-	}
 	handshake(s); /* sends the ClientHello; a failure reaches open_cb */
 	return s;
+}
+
+struct tls_stream *tls_stream_server(struct tls_ctx *ctx, uv_tcp_t *tcp, tls_open_cb open_cb,
+				     tls_data_cb data_cb, void *data)
+{
+	SSL *ssl = SSL_new(ctx->ssl);
+	BIO *rbio = BIO_new(BIO_s_mem()), *wbio = BIO_new(BIO_s_mem());
+	if (!ssl || !rbio || !wbio) {
+		SSL_free(ssl);
+		BIO_free(rbio);
+		BIO_free(wbio);
+		ERR_clear_error();
+		return NULL;
+	}
+	SSL_set_bio(ssl, rbio, wbio);
+	SSL_set_accept_state(ssl);
+	/* The ClientHello starts the handshake from read_cb. */
+	return stream_new(ssl, rbio, wbio, tcp, open_cb, data_cb, data);
+}
+
+int tls_stream_read_stop(struct tls_stream *s)
+{
+	if (s->failed || s->closing)
+		return UV_ENOTCONN;
+	return uv_read_stop((uv_stream_t *)s->tcp);
+}
+
+int tls_stream_read_start(struct tls_stream *s)
+{
+	if (s->failed || s->closing)
+		return UV_ENOTCONN;
+	return uv_read_start((uv_stream_t *)s->tcp, alloc_cb, read_cb);
+}
+
+size_t tls_stream_write_queue_size(const struct tls_stream *s)
+{
+	return uv_stream_get_write_queue_size((const uv_stream_t *)s->tcp);
 }
 
 int tls_stream_write(struct tls_stream *s, const uv_buf_t *bufs, unsigned n, tls_write_cb cb,
@@ -342,4 +461,184 @@ void tls_stream_close(struct tls_stream *s, tls_close_cb close_cb)
 		flush(s, NULL, NULL);
 	}
 	uv_close((uv_handle_t *)s->tcp, tcp_closed);
+}
+
+/* ---- blocking client sessions ---- */
+
+struct tls_conn {
+	int fd;
+	SSL *ssl;
+	BIO *rbio, *wbio; /* owned by ssl */
+};
+
+/* Sends what OpenSSL has produced. */
+static int conn_flush(struct tls_conn *t, tls_wait_cb wait, void *arg)
+{
+	char buf[16384];
+	while (BIO_ctrl_pending(t->wbio) > 0) {
+		int n = BIO_read(t->wbio, buf, (int)sizeof(buf));
+		if (n <= 0)
+			return -EIO;
+		const char *p = buf;
+		size_t left = (size_t)n;
+		while (left) {
+			ssize_t w = send(t->fd, p, left, MSG_NOSIGNAL);
+			if (w < 0 && errno == EINTR)
+				continue;
+			if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+				int r = wait(arg, t->fd, true);
+				if (r < 0)
+					return r;
+				continue;
+			}
+			if (w < 0)
+				return -errno;
+			p += w;
+			left -= (size_t)w;
+		}
+	}
+	return 0;
+}
+
+/* Feeds the next bytes from the peer to OpenSSL: 1, 0 at EOF, or a
+ * negative errno. */
+static int conn_fill(struct tls_conn *t, tls_wait_cb wait, void *arg)
+{
+	char buf[16384];
+	for (;;) {
+		ssize_t n = recv(t->fd, buf, sizeof(buf), 0);
+		if (n > 0)
+			return BIO_write(t->rbio, buf, (int)n) == (int)n ? 1 : -ENOMEM;
+		if (n == 0)
+			return 0;
+		if (errno == EINTR)
+			continue;
+		if (errno != EAGAIN && errno != EWOULDBLOCK)
+			return -errno;
+		int r = wait(arg, t->fd, false);
+		if (r < 0)
+			return r;
+	}
+}
+
+void tls_conn_free(struct tls_conn *t)
+{
+	if (!t)
+		return;
+	SSL_free(t->ssl);
+	free(t);
+}
+
+int tls_conn_client(struct tls_ctx *ctx, int fd, const char *host, tls_wait_cb wait, void *arg,
+		    struct tls_conn **out, char **err)
+{
+	*out = NULL;
+	int fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+		return -errno;
+	SSL *ssl = SSL_new(ctx->ssl);
+	BIO *rbio = BIO_new(BIO_s_mem()), *wbio = BIO_new(BIO_s_mem());
+	if (!ssl || !rbio || !wbio) {
+		SSL_free(ssl);
+		BIO_free(rbio);
+		BIO_free(wbio);
+		ERR_clear_error();
+		return -ENOMEM;
+	}
+	SSL_set_bio(ssl, rbio, wbio);
+	SSL_set_connect_state(ssl);
+	unsigned char addr[16];
+	bool ip = inet_pton(AF_INET, host, addr) == 1 || inet_pton(AF_INET6, host, addr) == 1;
+	int ok = ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host)
+		    : SSL_set_tlsext_host_name(ssl, host) == 1 && SSL_set1_host(ssl, host) == 1;
+	if (!ok) {
+		SSL_free(ssl);
+		ERR_clear_error();
+		*err = xasprintf("invalid TLS server name '%s'", host);
+		return -ECONNABORTED;
+	}
+	struct tls_conn *t = xcalloc(1, sizeof(*t));
+	t->fd = fd;
+	t->ssl = ssl;
+	t->rbio = rbio;
+	t->wbio = wbio;
+	for (;;) {
+		ERR_clear_error();
+		int r = SSL_do_handshake(ssl);
+		int e = r == 1 ? SSL_ERROR_NONE : SSL_get_error(ssl, r);
+		char why[256] = "";
+		if (e != SSL_ERROR_NONE && e != SSL_ERROR_WANT_READ)
+			reason(ssl, why, sizeof(why));
+		/* Also sends the alert that tells the server why we give up. */
+		int fr = conn_flush(t, wait, arg);
+		if (e != SSL_ERROR_NONE && e != SSL_ERROR_WANT_READ) {
+			*err = xstrdup(why);
+			r = -ECONNABORTED;
+		} else if (fr < 0) {
+			r = fr;
+		} else if (e == SSL_ERROR_NONE) {
+			*out = t;
+			return 0;
+		} else {
+			r = conn_fill(t, wait, arg);
+			if (r > 0)
+				continue;
+			if (r == 0)
+				r = -ECONNRESET;
+		}
+		tls_conn_free(t);
+		return r;
+	}
+}
+
+int tls_conn_write(struct tls_conn *t, const void *buf, size_t len, tls_wait_cb wait, void *arg)
+{
+	const char *p = buf;
+	while (len) {
+		int n = len > INT_MAX ? INT_MAX : (int)len;
+		ERR_clear_error();
+		/* Memory BIOs take everything: no partial writes, no retries. */
+		int r = SSL_write(t->ssl, p, n);
+		if (r <= 0) {
+			ERR_clear_error();
+			return -EPROTO;
+		}
+		int fr = conn_flush(t, wait, arg);
+		if (fr < 0)
+			return fr;
+		p += r;
+		len -= (size_t)r;
+	}
+	return 0;
+}
+
+ssize_t tls_conn_read(struct tls_conn *t, void *buf, size_t len, tls_wait_cb wait, void *arg,
+		      char **err)
+{
+	int n = len > INT_MAX ? INT_MAX : (int)len;
+	for (;;) {
+		ERR_clear_error();
+		int r = SSL_read(t->ssl, buf, n);
+		if (r > 0)
+			return r;
+		int e = SSL_get_error(t->ssl, r);
+		if (e == SSL_ERROR_ZERO_RETURN)
+			return 0;
+		if (e != SSL_ERROR_WANT_READ) {
+			char why[256];
+			reason(t->ssl, why, sizeof(why));
+			if (err)
+				*err = xstrdup(why);
+			return -EPROTO;
+		}
+		/* Reading may make OpenSSL answer (key updates). */
+		int fr = conn_flush(t, wait, arg);
+		if (fr < 0)
+			return fr;
+		/* A socket closed without close_notify ends the session too: the
+		 * HTTP framing above tells a whole answer from a cut one. */
+		fr = conn_fill(t, wait, arg);
+		if (fr <= 0)
+			return fr;
+	}
 }

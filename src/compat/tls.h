@@ -1,6 +1,8 @@
-/* tls.h: the one adapter to OpenSSL's TLS: a client session over a
- * connected libuv TCP handle, driven through memory BIOs so it never
- * blocks the loop.
+/* tls.h: the one adapter to OpenSSL's TLS. Sessions over a connected
+ * libuv TCP handle (client or server), driven through memory BIOs so they
+ * never block the loop; and a blocking client session over a connected
+ * socket for the CLI, whose every wait goes through a callback so the
+ * caller keeps its timeouts.
  *
  * Callbacks: open_cb once when the handshake ends (status 0, or a
  * negative value with a reason); data_cb for each run of plaintext read,
@@ -10,6 +12,7 @@
  * only write callbacks and close_cb run. */
 #ifndef PAASOPS_TLS_H
 #define PAASOPS_TLS_H
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 #include <uv.h>
@@ -26,6 +29,11 @@ struct tls_config {
 /* A client context that verifies the peer's certificate and name (TLS
  * 1.2 or later). NULL with *err set (caller frees) when a file is bad. */
 struct tls_ctx *tls_client_ctx_new(const struct tls_config *cfg, char **err);
+/* A server context with the certificate chain in cert_file and its key in
+ * key_file (PEM; NULL: in cert_file), TLS 1.2 or later with OpenSSL's
+ * default ciphers. NULL with *err naming the file (caller frees) when a
+ * file is missing, unreadable, not PEM, or the key does not match. */
+struct tls_ctx *tls_server_ctx_new(const char *cert_file, const char *key_file, char **err);
 void tls_ctx_free(struct tls_ctx *ctx);
 
 typedef void (*tls_open_cb)(struct tls_stream *s, int status, const char *why, void *data);
@@ -40,11 +48,49 @@ typedef void (*tls_close_cb)(void *data);
  * the caller's still. */
 struct tls_stream *tls_stream_client(struct tls_ctx *ctx, uv_tcp_t *tcp, const char *host,
 				     tls_open_cb open_cb, tls_data_cb data_cb, void *data);
+/* Waits for a client's handshake on tcp (accepted, from malloc; owned by
+ * the stream as for tls_stream_client). open_cb reports the handshake's
+ * end; a peer that never completes it is the caller's to time out. NULL
+ * when the session could not be set up: tcp is then the caller's still. */
+struct tls_stream *tls_stream_server(struct tls_ctx *ctx, uv_tcp_t *tcp, tls_open_cb open_cb,
+				     tls_data_cb data_cb, void *data);
+/* Stops and resumes reading from the peer (back-pressure); plaintext
+ * already decrypted has been handed to data_cb. 0 or a libuv error. */
+int tls_stream_read_stop(struct tls_stream *s);
+int tls_stream_read_start(struct tls_stream *s);
+/* Encrypted bytes queued on TCP and not yet taken by the kernel. */
+size_t tls_stream_write_queue_size(const struct tls_stream *s);
 /* Encrypts bufs and writes them; cb runs when TCP took the bytes.
  * 0, or a negative libuv error (cb is then not called). */
 int tls_stream_write(struct tls_stream *s, const uv_buf_t *bufs, unsigned n, tls_write_cb cb,
 		     void *arg);
 /* Closes the TCP handle and frees the stream; close_cb(data) runs last. */
 void tls_stream_close(struct tls_stream *s, tls_close_cb close_cb);
+
+/* ---- blocking client sessions ---- */
+
+struct tls_conn;
+
+/* Waits until fd is readable (for_write false) or writable: 0, or a
+ * negative errno (-ETIMEDOUT, -EINTR) that ends the call that waited. */
+typedef int (*tls_wait_cb)(void *arg, int fd, bool for_write);
+
+/* Runs the client handshake on fd (connected; made non-blocking here and
+ * left open, the caller closes it after tls_conn_free), verifying the
+ * certificate chain and that it names host (a DNS name or an IP address).
+ * 0 with *out set, or a negative errno: the wait's, -ECONNRESET when the
+ * peer closed first, -ECONNABORTED when TLS failed, with *err saying why
+ * ("certificate verify failed: ...") (caller frees). */
+int tls_conn_client(struct tls_ctx *ctx, int fd, const char *host, tls_wait_cb wait, void *arg,
+		    struct tls_conn **out, char **err);
+/* Sends all of buf: 0 or a negative errno. */
+int tls_conn_write(struct tls_conn *t, const void *buf, size_t len, tls_wait_cb wait, void *arg);
+/* Reads up to len bytes of plaintext: how many, 0 at the end of the
+ * session (close_notify or the peer closed the socket), or a negative
+ * errno (-EPROTO for a broken record, with *err set when err is not NULL). */
+ssize_t tls_conn_read(struct tls_conn *t, void *buf, size_t len, tls_wait_cb wait, void *arg,
+		      char **err);
+/* Ends the session (without closing fd); NULL does nothing. */
+void tls_conn_free(struct tls_conn *t);
 
 #endif

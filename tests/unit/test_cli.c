@@ -304,6 +304,9 @@ static void test_cli_addr__parses_http_forms(void **state)
 		{"http://[::1]:9000", "::1", "9000", "http://[::1]:9000"},
 		{"localhost:7070", "localhost", "7070", "http://localhost:7070"},
 		{"[::1]:1", "::1", "1", "http://[::1]:1"},
+		{"https://127.0.0.1:7443", "127.0.0.1", "7443", "https://127.0.0.1:7443"},
+		{"https://paas.example.com/", "paas.example.com", "443", "https://paas.example.com:443"},
+		{"https://[::1]:9443", "::1", "9443", "https://[::1]:9443"},
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
 		struct cli_addr a;
@@ -314,6 +317,7 @@ static void test_cli_addr__parses_http_forms(void **state)
 		assert_string_equal(a.host, cases[i].host);
 		assert_string_equal(a.port, cases[i].port);
 		assert_string_equal(a.display, cases[i].display);
+		assert_int_equal(a.tls, strncmp(cases[i].in, "https://", 8) == 0);
 		cli__addr_release(&a);
 	}
 }
@@ -326,8 +330,9 @@ static void test_cli_addr__rejects_bad_addresses(void **state)
 	} cases[] = {
 		{"", "empty server address"},
 		{"unix:", "invalid server address 'unix:': missing socket path"},
-		{"https://x:1", "use unix:/path/to.sock or http://HOST:PORT"},
-		{"ftp://x", "use unix:/path/to.sock or http://HOST:PORT"},
+		{"https://x:0", "port from 1 to 65535"},
+		{"https://x/v1", "a path is not allowed"},
+		{"ftp://x", "use unix:/path/to.sock or http(s)://HOST:PORT"},
 		{"paasops", "invalid server address 'paasops': use unix:/path/to.sock"},
 		{"http://h:0", "port from 1 to 65535"},
 		{"http://h:65536", "port from 1 to 65535"},
@@ -814,7 +819,7 @@ static void test_cli_run__unreachable_daemon_exits_3(void **state)
 static void test_cli_run__bad_server_address_is_a_usage_error(void **state)
 {
 	(void)state;
-	setenv("PAASOPS_SERVER", "https://x:1", 1);
+	setenv("PAASOPS_SERVER", "ftp://x:1", 1);
 	struct run r = RUN("apps");
 	assert_int_equal(r.rc, 2);
 	assert_contains(r.err, "(from PAASOPS_SERVER)\n");

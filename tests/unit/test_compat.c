@@ -12,6 +12,7 @@
 #include "compat/http.h"
 #include "compat/http_stream.h"
 #include "compat/json.h"
+#include "compat/tls.h"
 #include "core/strbuf.h"
 #include "core/util.h"
 #include <errno.h>
@@ -19,6 +20,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 /* ------------------------------------------------------------- helpers */
 
@@ -993,6 +996,96 @@ static void test_crypto__seal_round_trips_and_detects_tampering(void **state)
 	free(b);
 }
 
+/* -------------------------------------------------------------- tls */
+
+/* A file holding text, in a fresh directory; caller removes both. */
+static char *write_temp(char *dir, const char *name, const char *text)
+{
+	assert_non_null(mkdtemp(dir));
+	char *path = xasprintf("%s/%s", dir, name);
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+	return path;
+}
+
+static void test_tls__server_ctx_names_a_missing_certificate(void **state)
+{
+	char *err = NULL;
+	assert_null(tls_server_ctx_new("/nonexistent/cert.pem", NULL, &err));
+	assert_string_equal(err, "cannot read TLS certificate '/nonexistent/cert.pem': "
+				 "No such file or directory");
+	free(err);
+}
+
+static void test_tls__server_ctx_names_a_missing_key(void **state)
+{
+	char dir[] = "/tmp/paasops-test-tls-XXXXXX";
+	char *cert = write_temp(dir, "cert.pem", "not a certificate\n");
+	char *err = NULL;
+	assert_null(tls_server_ctx_new(cert, "/nonexistent/key.pem", &err));
+	assert_string_equal(err, "cannot read TLS key '/nonexistent/key.pem': No such file or directory");
+	free(err);
+	unlink(cert);
+	rmdir(dir);
+	free(cert);
+}
+
+static void test_tls__server_ctx_names_a_file_that_is_not_pem(void **state)
+{
+	char dir[] = "/tmp/paasops-test-tls-XXXXXX";
+	char *cert = write_temp(dir, "cert.pem", "not a certificate\n");
+	char *err = NULL;
+	/* The key "in the certificate file" is that file too. */
+	assert_null(tls_server_ctx_new(cert, NULL, &err));
+	char *want = xasprintf("cannot use TLS certificate '%s': ", cert);
+	assert_non_null(strstr(err, want));
+	free(want);
+	free(err);
+	unlink(cert);
+	rmdir(dir);
+	free(cert);
+}
+
+static int wait_never(void *arg, int fd, bool for_write)
+{
+	return 0; /* the socketpair already holds what there is to read */
+}
+
+/* A blocking client facing peer bytes that are no TLS: a TLS error with a
+ * reason, not a hang; facing a closed peer: -ECONNRESET. */
+static void test_tls__blocking_client_fails_cleanly_on_a_peer_that_is_not_tls(void **state)
+{
+	struct tls_config cfg = {0};
+	char *err = NULL;
+	struct tls_ctx *ctx = tls_client_ctx_new(&cfg, &err);
+	assert_non_null(ctx);
+	int sv[2];
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	const char *reply = "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n";
+	assert_int_equal(write(sv[1], reply, strlen(reply)), (ssize_t)strlen(reply));
+	struct tls_conn *t = NULL;
+	assert_int_equal(tls_conn_client(ctx, sv[0], "localhost", wait_never, NULL, &t, &err),
+			 -ECONNABORTED);
+	assert_null(t);
+	assert_non_null(err);
+	assert_true(strncmp(err, "TLS: ", 5) == 0);
+	free(err);
+	err = NULL;
+	close(sv[0]);
+	close(sv[1]);
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	close(sv[1]);
+	int r = tls_conn_client(ctx, sv[0], "127.0.0.1", wait_never, NULL, &t, &err);
+	assert_true(r == -ECONNRESET || r == -EPIPE);
+	assert_null(t);
+	assert_null(err);
+	close(sv[0]);
+	tls_ctx_free(ctx);
+}
+
 /* ------------------------------------------------------ http_stream */
 
 /* What the stream callbacks saw: a copy of each head's headers. */
@@ -1162,6 +1255,10 @@ static void test_http_stream__refuses_a_head_over_the_limit(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_tls__server_ctx_names_a_missing_certificate),
+		cmocka_unit_test(test_tls__server_ctx_names_a_missing_key),
+		cmocka_unit_test(test_tls__server_ctx_names_a_file_that_is_not_pem),
+		cmocka_unit_test(test_tls__blocking_client_fails_cleanly_on_a_peer_that_is_not_tls),
 		cmocka_unit_test(test_json__parses_every_kind_of_value),
 		cmocka_unit_test(test_json__getters_answer_null_for_the_wrong_kind),
 		cmocka_unit_test(test_json__refuses_invalid_input_with_a_byte_offset),
