@@ -119,6 +119,12 @@ def test_start_up_line_names_the_https_address(tls):
     assert f"and https://127.0.0.1:{tls.api_port}" in tls.read_log(), tls.read_log()
 
 
+def test_the_dashboard_is_served_over_tls(tls, certs):
+    status, body = https_get(tls, "/ui/", certs["ca"])
+    assert status == 200 and b"<html" in body.lower()
+    assert https_get(tls, "/v1/apps", certs["ca"])[0] == 401
+
+
 def test_curl_with_the_ca_lists_apps(tls, certs):
     for host in ("127.0.0.1", "localhost"):
         r = subprocess.run(["curl", "-sS", "--fail-with-body", "--cacert", certs["ca"],
