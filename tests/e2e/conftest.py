@@ -68,6 +68,8 @@ class Daemon:
         self.sock = os.path.join(self.data, "paasops.sock")
         self.api_port = free_port() if api else None
         self.http_port = free_port()
+        while self.http_port == self.api_port:  # two free ports in a row may be one
+            self.http_port = free_port()
         base = random.randrange(30000, 59000, 200)
         self.ports = (base, base + 199)
         self.proc = None
