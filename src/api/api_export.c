@@ -29,12 +29,17 @@ static bool export_src_load(struct api_req *req, struct api_resp *resp, struct e
 {
 	const char *app = req->params[0];
 	memset(s, 0, sizeof(*s));
-	if (!supervisor_has_app(req->api->sv, app)) {
-		api_error(resp, 404, "not_found", "app '%s' not found", app);
-		return false;
-	}
-	s->rel = deploy_live_release_json(req->api->deploy, app);
+	s->rel = supervisor_has_app(req->api->sv, app) ? deploy_live_release_json(req->api->deploy, app)
+						       : NULL;
 	if (!s->rel) {
+		/* An app whose first deploy failed has releases but nothing live. */
+		struct json *rels = deploy_releases_json(req->api->deploy, app);
+		bool any = json_size(rels) > 0;
+		json_free(rels);
+		if (!any) {
+			api_error(resp, 404, "not_found", "app '%s' not found", app);
+			return false;
+		}
 		api_error(resp, 409, "conflict",
 			  "app '%s' has no live release to export: deploy it first", app);
 		return false;

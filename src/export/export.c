@@ -315,8 +315,8 @@ static void untranslated(const struct export_release *r, const struct spec_proce
 {
 	const struct spec_deploy *d = &p->deploy;
 	if (str_eq(d->strategy, "canary"))
-		note_add(notes, "canary rollout (%d canaries%s): a RollingUpdate is used", d->canary,
-			 d->auto_promote ? "" : ", manual promote");
+		note_add(notes, "canary rollout (%d canary instance%s%s): a RollingUpdate is used",
+			 d->canary, d->canary == 1 ? "" : "s", d->auto_promote ? "" : ", promoted by hand");
 	if (d->auto_rollback)
 		note_add(notes, "automatic rollback on a failed or regressing rollout: use kubectl rollout undo");
 	if (p->restart != SPEC_RESTART_ALWAYS)

@@ -270,4 +270,6 @@ def test_app_without_a_live_release_is_refused(daemon, tmp_path):
     assert daemon.cli("deploy", str(d), "--wait").returncode == 1
     r = daemon.cli("export", "kubernetes", "broken")
     assert r.returncode == 1 and r.stdout == "", r
-    assert re.search(r"app 'broken' (has no live release to export|not found)", r.stderr), r.stderr
+    assert "error: app 'broken' has no live release to export: deploy it first" in r.stderr, r.stderr
+    status, doc = daemon.request("GET", "/v1/apps/broken/export/dockerfile")
+    assert status == 409 and doc["error"]["code"] == "conflict"
