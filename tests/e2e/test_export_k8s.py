@@ -258,6 +258,18 @@ def test_bad_input_is_refused(shop, tmp_path):
     assert shop.request("GET", "/v1/apps/shop/export/dockerfile?image=")[0] == 400
     r = shop.cli("export", "kubernetes", "shop", "-o", str(tmp_path / "no" / "such" / "dir"))
     assert r.returncode == 1 and "cannot write" in r.stderr
+    r = shop.cli("export", "kubernetes", "shop", "--dockerfile", "--namespace", "prod")
+    assert r.returncode == 2 and "--namespace has no meaning with --dockerfile" in r.stderr
+
+
+def test_export_needs_read_access_to_the_app(shop):
+    def token(*args):
+        return cli_ok(shop, "tokens", "create", *args).stdout.strip()
+    viewer, other = token("--role", "viewer", "--app", "shop"), token("--role", "viewer", "--app", "blog")
+    for path in ("/v1/apps/shop/export/kubernetes", "/v1/apps/shop/export/dockerfile"):
+        assert shop.request("GET", path, token=viewer, tcp=True)[0] == 200
+        assert shop.request("GET", path, token=other, tcp=True)[0] == 403
+        assert shop.request("GET", path, tcp=True)[0] == 401
 
 
 def test_app_without_a_live_release_is_refused(daemon, tmp_path):
