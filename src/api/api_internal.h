@@ -159,6 +159,9 @@ void h_metrics_query(struct api_req *, struct api_resp *);
 void h_tokens_create(struct api_req *, struct api_resp *);
 void h_tokens_list(struct api_req *, struct api_resp *);
 void h_tokens_revoke(struct api_req *, struct api_resp *);
+/* api_export.c */
+void h_export_kubernetes(struct api_req *, struct api_resp *);
+void h_export_dockerfile(struct api_req *, struct api_resp *);
 /* api_audit.c */
 void h_audit(struct api_req *, struct api_resp *);
 void h_audit_verify(struct api_req *, struct api_resp *);

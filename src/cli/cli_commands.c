@@ -1176,6 +1176,19 @@ const struct cli_command cli_commands[] = {
 	 "daemon. Needs no daemon.\n\n"
 	 "examples:\n"
 	 "  paasops export grafana -o paasops-dashboard.json\n"},
+	{"export kubernetes", cli__cmd_export_kubernetes,
+	 "APP [--image IMAGE] [--namespace NS] [--dockerfile] [-o FILE]",
+	 "write Kubernetes manifests for an app's live release", cli__export_kubernetes_opts, 1, 1,
+	 "A multi-document YAML stream (a List with --json): a Deployment per process type,\n"
+	 "a HorizontalPodAutoscaler for cpu/memory autoscaling, a Service per routed process\n"
+	 "type, an Ingress for the routes, and a Secret with empty values to fill in when\n"
+	 "the app has secret config vars. The image (default APP:vN) is yours to build and\n"
+	 "push: --dockerfile prints a Dockerfile for it. What does not translate is listed\n"
+	 "in each Deployment's paasops.io/not-translated annotation and in doc/export.md.\n\n"
+	 "examples:\n"
+	 "  paasops export kubernetes shop --image registry.example.com/shop:v12 -o shop.yaml\n"
+	 "  paasops export kubernetes shop --namespace shop --json\n"
+	 "  paasops export kubernetes shop --dockerfile -o Dockerfile\n"},
 	{"version", cmd_version, "", "print the client's and the server's versions", NULL, 0, 0,
 	 ""},
 	{"help", cmd_help, "[COMMAND]", "show help", NULL, 0, 2, ""},

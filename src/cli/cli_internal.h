@@ -244,6 +244,19 @@ int cli__cmd_export_grafana(struct cli *c);
 extern const struct cli_opt cli__metrics_opts[], cli__top_opts[], cli__export_grafana_opts[];
 extern const size_t cli_n_commands;
 
+/* cli_export.c: export kubernetes, and the YAML writer it uses. */
+int cli__cmd_export_kubernetes(struct cli *c);
+extern const struct cli_opt cli__export_kubernetes_opts[];
+/* Appends s as a YAML double-quoted scalar in JSON syntax (also valid
+ * JSON); characters YAML does not allow raw are escaped as \uXXXX. */
+void cli__yaml_quote(struct strbuf *out, const char *s);
+/* Appends each element of the array items as one YAML document ("---"
+ * first), block style, every string quoted by cli__yaml_quote. */
+void cli__yaml_documents(struct strbuf *out, const struct json *items);
+/* Writes text to file, or to c->out when file is NULL or "-". Returns
+ * CLI_EXIT_OK, or prints "cannot write" and returns CLI_EXIT_FAILED. */
+int cli__write_output(struct cli *c, const char *file, const char *text);
+
 /* cli_logs.c: logs. */
 int cli__cmd_logs(struct cli *c);
 extern const struct cli_opt cli__logs_opts[];

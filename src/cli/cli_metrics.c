@@ -849,25 +849,13 @@ int cli__cmd_export_grafana(struct cli *c)
 {
 	const char *file = cli__flag(c->inv, "output");
 	struct json *d = grafana_dashboard();
-	char *text = json_print(d, true);
+	char *json = json_print(d, true);
 	json_free(d);
-	int rc = CLI_EXIT_OK;
-	if (!file || !strcmp(file, "-")) {
-		fprintf(c->out, "%s\n", text);
-	} else {
-		FILE *f = fopen(file, "we");
-		bool ok = f && fprintf(f, "%s\n", text) >= 0;
-		int e = errno;
-		if (f && fclose(f) != 0 && ok) {
-			ok = false;
-			e = errno;
-		}
-		if (!ok) {
-			rc = cli__fail(c, "cannot write '%s': %s", file, strerror(e));
-		} else {
-			fprintf(c->err, "wrote a Grafana dashboard to '%s' (import it with Dashboards > New > Import)\n", file);
-		}
-	}
+	char *text = xasprintf("%s\n", json);
+	free(json);
+	int rc = cli__write_output(c, file, text);
+	if (rc == CLI_EXIT_OK && file && strcmp(file, "-") != 0)
+		fprintf(c->err, "wrote a Grafana dashboard to '%s' (import it with Dashboards > New > Import)\n", file);
 	free(text);
 	return rc;
 }

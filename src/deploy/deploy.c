@@ -1291,6 +1291,40 @@ struct json *deploy_config_json(struct deploy *d, const char *app)
 	return o;
 }
 
+static void live_release_json(void *ctx, const struct store_release *r)
+{
+	struct json *o = json_object();
+	json_set_int(o, "version", r->version);
+	json_set_str(o, "spec_yaml", r->spec_yaml);
+	json_set_str(o, "filename", r->filename ? r->filename : "paasops.yaml");
+	json_set_str(o, "dir", r->dir);
+	struct json *cfg = json_parse(r->config ? r->config : "{}", strlen(r->config ? r->config : "{}"), NULL);
+	struct json *sec = r->secrets ? json_parse(r->secrets, strlen(r->secrets), NULL) : NULL;
+	struct json *plain = json_set(o, "config", json_object());
+	struct json *names = json_set(o, "secrets", json_array());
+	for (struct json *e = json_first(cfg); e; e = json_next(e)) {
+		bool secret = false;
+		for (struct json *n = json_first(sec); n; n = json_next(n))
+			secret = secret || str_eq(json_str(n), json_key(e));
+		if (secret)
+			json_append(names, json_string(json_key(e)));
+		else
+			json_set_str(plain, json_key(e), json_str(e));
+	}
+	json_free(cfg);
+	json_free(sec);
+	*(struct json **)ctx = o;
+}
+
+struct json *deploy_live_release_json(struct deploy *d, const char *app)
+{
+	int live = live_version(d, app);
+	struct json *o = NULL;
+	if (live)
+		store_release_get(d->cfg.store, app, live, live_release_json, &o);
+	return o;
+}
+
 struct prev_find {
 	int below;
 	int found;

@@ -76,6 +76,12 @@ int deploy_config_change(struct deploy *d, const char *app, const struct json *s
 			 const struct deploy_who *who, struct json **out, char **err);
 /* The app's config with secrets masked; NULL for an unknown app. */
 struct json *deploy_config_json(struct deploy *d, const char *app);
+/* The live release of app, for exporting it to another platform:
+ * {"version", "spec_yaml", "filename", "dir", "config": {NAME: value},
+ * "secrets": [NAME, ...]}. Secret vars are named in "secrets" and left out
+ * of "config": their values never leave the daemon. NULL when the app has
+ * no live release. Caller frees. */
+struct json *deploy_live_release_json(struct deploy *d, const char *app);
 /* Rolls back to version (0: the release before the live one). */
 int deploy_rollback(struct deploy *d, const char *app, int version, const struct deploy_who *who,
 		    struct json **out, char **err);

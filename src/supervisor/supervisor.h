@@ -147,6 +147,12 @@ void supervisor_log_line(struct supervisor *sv, const char *app, const char *ins
 void supervisor_note(struct supervisor *sv, const char *app, const char *type,
 		     const char *reason);
 
+/* The line an instance of a process with this command runs under
+ * `/bin/sh -c`: a simple command (no shell syntax, not a builtin) gets an
+ * `exec ` in front so that it replaces the shell and signals and the exit
+ * status are the app's own; anything else is kept as written. Caller frees. */
+char *supervisor_command_line(const char *command);
+
 typedef void (*supervisor_done_cb)(void *ctx);
 /* Calls cb for every app with its target release's number and spec
  * (borrowed for the call). */

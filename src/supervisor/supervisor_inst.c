@@ -600,10 +600,7 @@ static const char *const builtins[] = {
 	"getopts", "hash", "jobs", "fg", "bg", "command", "type", "times", "source",
 };
 
-/* The shell command line for an instance: a simple command (no shell
- * syntax, not a builtin) is exec'd so that it replaces the shell and
- * signals and exit status are the app's own. Caller frees. */
-static char *command_line(const char *command)
+char *supervisor_command_line(const char *command)
 {
 	if (strpbrk(command, ";&|<>()$`\\\"'*?[]#~=%{}\n"))
 		return xstrdup(command);
@@ -659,7 +656,7 @@ void sv_inst_start(struct sv_inst *i, const char *reason)
 
 	/* A simple command replaces the shell, so that signals and the exit
 	 * status are the app's own. */
-	char *cmd = command_line(i->sp->command);
+	char *cmd = supervisor_command_line(i->sp->command);
 	char *args[] = {"/bin/sh", "-c", cmd, NULL};
 	char **env = build_env(i);
 	uv_stdio_container_t stdio[3] = {

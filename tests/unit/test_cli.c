@@ -208,6 +208,62 @@ static int setup(void **state)
 
 /* ------------------------------------------------------------- scale args */
 
+static void test_cli_yaml__quotes_strings_as_json_that_yaml_reads_alike(void **state)
+{
+	static const struct {
+		const char *in, *out;
+	} cases[] = {
+		{"plain", "\"plain\""},
+		{"a: b # c", "\"a: b # c\""},
+		{"say \"hi\" \\ 'x'", "\"say \\\"hi\\\" \\\\ 'x'\""},
+		{"l1\nl2\tt\r", "\"l1\\nl2\\tt\\r\""},
+		{"\x01\x1f\x7f", "\"\\u0001\\u001f\\u007f\""},
+		{"caf\xc3\xa9 \xe2\x82\xac", "\"caf\xc3\xa9 \xe2\x82\xac\""}, /* printable UTF-8 stays */
+		{"\xc2\x85\xc2\x9f\xef\xbb\xbf", "\"\\u0085\\u009f\\ufeff\""}, /* C1 controls and BOM */
+		{"", "\"\""},
+	};
+	for (size_t k = 0; k < ARRAY_SIZE(cases); k++) {
+		struct strbuf sb;
+		strbuf_init(&sb, 0);
+		cli__yaml_quote(&sb, cases[k].in);
+		assert_string_equal(sb.buf, cases[k].out);
+		/* The same text is a JSON string holding the input. */
+		char *err = NULL;
+		struct json *j = json_parse(sb.buf, sb.len, &err);
+		assert_non_null(j);
+		assert_string_equal(json_str(j), cases[k].in);
+		json_free(j);
+		strbuf_release(&sb);
+	}
+}
+
+static void test_cli_yaml__writes_block_documents(void **state)
+{
+	const char *in = "[{\"kind\":\"A\",\"n\":3,\"ok\":true,\"none\":null,\"e\":{},\"l\":[],"
+			 "\"list\":[\"x\",{\"k\":1,\"m\":[[1]]}]},{\"kind\":\"B\"}]";
+	struct json *items = json_parse(in, strlen(in), NULL);
+	assert_non_null(items);
+	struct strbuf sb;
+	strbuf_init(&sb, 0);
+	cli__yaml_documents(&sb, items);
+	assert_string_equal(sb.buf, "---\n"
+				    "\"kind\": \"A\"\n"
+				    "\"n\": 3\n"
+				    "\"ok\": true\n"
+				    "\"none\": null\n"
+				    "\"e\": {}\n"
+				    "\"l\": []\n"
+				    "\"list\":\n"
+				    "- \"x\"\n"
+				    "- \"k\": 1\n"
+				    "  \"m\":\n"
+				    "  - - 1\n"
+				    "---\n"
+				    "\"kind\": \"B\"\n");
+	strbuf_release(&sb);
+	json_free(items);
+}
+
 static void test_cli_scale__builds_processes_body(void **state)
 {
 	(void)state;
@@ -1605,6 +1661,8 @@ int main(void)
 		cmocka_unit_test(test_cli_ignore__reads_patterns_skipping_comments_and_blanks),
 		cmocka_unit_test(test_cli_ignore__refuses_negation_naming_the_line),
 		cmocka_unit_test(test_cli_config_set__builds_set_and_secret),
+		cmocka_unit_test(test_cli_yaml__quotes_strings_as_json_that_yaml_reads_alike),
+		cmocka_unit_test(test_cli_yaml__writes_block_documents),
 		cmocka_unit_test(test_cli_config_set__rejects_bad_arguments),
 		cmocka_unit_test(test_cli_parse__a_command_that_is_also_a_group),
 		cmocka_unit_test(test_cli_client__streams_a_file_body_with_its_length),
