@@ -38,10 +38,14 @@ def d(tmp_path_factory):
     dm = Daemon(tmp_path_factory.mktemp("usage"))
     dm.start(extra=["--metrics-interval", "100ms", "--price-cpu-hour", str(PRICE_CPU),
                     "--price-memory-gb-hour", str(PRICE_MEM), "--price-currency", "EUR"])
-    dm.apply(BUSY)
-    dm.apply(IDLE)
-    dm.wait_ready("busy", 1, timeout=20)
-    dm.wait_ready("idle", 1, timeout=20)
+    try:
+        dm.apply(BUSY)
+        dm.apply(IDLE)
+        dm.wait_ready("busy", 1, timeout=20)
+        dm.wait_ready("idle", 1, timeout=20)
+    except BaseException:
+        dm.stop()  # a failed set-up leaves no daemon behind
+        raise
     yield dm
     if dm.proc.poll() is None:
         dm.instances()
