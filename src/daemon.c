@@ -96,6 +96,8 @@ static const char usage[] =
 	"  --metrics-retention L  metrics history tiers (default 1h,10s:1d,5m:30d)\n"
 	"  --metrics-memory SIZE  memory budget of the metrics history (default 256M)\n"
 	"  --metrics-public  serve GET /metrics on TCP without a token (trusted networks only)\n"
+	"  --price-cpu-hour AMOUNT, --price-memory-gb-hour AMOUNT, --price-currency CUR\n"
+	"                    prices for the cost in usage reports (doc/usage.md)\n"
 	"  --log-retention D  keep log lines this long (default 7d)\n"
 	"  --log-max-size SIZE, --log-app-max-size SIZE  log storage in all and per app\n"
 	"                    (defaults 1G and 256M); --log-min-free PCT (default 5)\n"
@@ -134,6 +136,9 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 		{"metrics-interval", required_argument, NULL, 1101},
 		{"metrics-retention", required_argument, NULL, 1102},
 		{"metrics-memory", required_argument, NULL, 1103},
+		{"price-cpu-hour", required_argument, NULL, 1104},
+		{"price-memory-gb-hour", required_argument, NULL, 1105},
+		{"price-currency", required_argument, NULL, 1106},
 		{"log-retention", required_argument, NULL, 1200},
 		{"log-max-size", required_argument, NULL, 1201},
 		{"log-app-max-size", required_argument, NULL, 1202},
@@ -240,9 +245,13 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 			break;
 		case 1101:
 		case 1102:
-		case 1103: {
+		case 1103:
+		case 1104:
+		case 1105:
+		case 1106: {
 			static const char *const mflags[] = {"metrics-interval", "metrics-retention",
-							     "metrics-memory"};
+							     "metrics-memory", "price-cpu-hour",
+							     "price-memory-gb-hour", "price-currency"};
 			char *err = NULL;
 			if (metrics_config_parse(&d->mcfg, mflags[c - 1101], optarg, &err) < 0) {
 				fprintf(stderr, "paasops serve: %s\n", err);

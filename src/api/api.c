@@ -82,6 +82,7 @@ static const struct route routes[] = {
 	{"DELETE", "/v1/apps/:app/log-drains/:id", h_log_drains_remove, AUTH_WRITE, SCOPE_PATH},
 	{"GET", "/v1/metrics", h_metrics_status, AUTH_READ, SCOPE_NONE},
 	{"GET", "/v1/metrics/query", h_metrics_query, AUTH_READ, SCOPE_NONE},
+	{"GET", "/v1/usage", h_usage, AUTH_READ, SCOPE_NONE}, /* app= checked by the handler */
 	{"POST", "/v1/tokens", h_tokens_create, AUTH_MANAGE, SCOPE_NONE},
 	{"GET", "/v1/tokens", h_tokens_list, AUTH_MANAGE, SCOPE_NONE},
 	{"DELETE", "/v1/tokens/:id", h_tokens_revoke, AUTH_MANAGE, SCOPE_NONE},

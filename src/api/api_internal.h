@@ -156,6 +156,7 @@ void h_log_drains_remove(struct api_req *, struct api_resp *);
 void h_metrics(struct api_req *, struct api_resp *);
 void h_metrics_status(struct api_req *, struct api_resp *);
 void h_metrics_query(struct api_req *, struct api_resp *);
+void h_usage(struct api_req *, struct api_resp *);
 void h_tokens_create(struct api_req *, struct api_resp *);
 void h_tokens_list(struct api_req *, struct api_resp *);
 void h_tokens_revoke(struct api_req *, struct api_resp *);

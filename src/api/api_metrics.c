@@ -1,14 +1,16 @@
 /* api_metrics.c: the metrics endpoints of doc/api.md and doc/metrics.md:
  * GET /metrics (Prometheus text 0.0.4 or OpenMetrics 1.0 by Accept, gzip by
  * Accept-Encoding), GET /v1/metrics (families and the history's state) and
- * GET /v1/metrics/query (functions over the history). A token scoped to
- * some apps sees only series labelled with those apps. */
+ * GET /v1/metrics/query (functions over the history), and GET /v1/usage
+ * (usage, forecast and cost per app, doc/usage.md). A token scoped to some
+ * apps sees only series labelled with those apps. */
 #include "api/api_internal.h"
 #include "compat/gzip.h"
 #include "compat/json.h"
 #include "core/timeutil.h"
 #include "core/util.h"
 #include "metrics/metrics.h"
+#include "supervisor/supervisor.h"
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -308,4 +310,140 @@ out:
 	free(step);
 	free(window);
 	free(by);
+}
+
+/* ---- GET /v1/usage ---- */
+
+#define API_USAGE_MAX_MS (3650LL * 86400 * 1000)
+
+/* A number, or null where there is none (NaN: no prices, no forecast). */
+static void set_num_or_null(struct json *o, const char *key, double v)
+{
+	if (isfinite(v))
+		json_set_num(o, key, v);
+	else
+		json_set(o, key, json_null());
+}
+
+static void set_time(struct json *o, const char *key, int64_t ms)
+{
+	char ts[40];
+	time_format_iso(ms, ts, sizeof(ts));
+	json_set_str(o, key, ts);
+}
+
+static void forecast_json(struct json *o, const char *key, const struct metrics_forecast *f)
+{
+	if (!f->ok) {
+		json_set(o, key, json_null());
+		return;
+	}
+	struct json *j = json_set(o, key, json_object());
+	json_set_num(j, "current", f->current);
+	json_set_num(j, "projected", f->projected);
+	json_set_num(j, "slope_per_day", f->slope_per_day);
+	json_set_int(j, "points", (int64_t)f->points);
+}
+
+/* A duration parameter (def when absent) within (0, 10 years]. */
+static int usage_span(struct api_req *req, struct api_resp *resp, const char *name, int64_t def,
+		      int64_t *out)
+{
+	char *v = api_query(req, name);
+	*out = def;
+	int rc = 0;
+	if (v && (duration_parse(v, out) < 0 || *out <= 0 || *out > API_USAGE_MAX_MS)) {
+		api_error(resp, 400, "bad_request", "invalid '%s' '%s' (a duration like 30d, 12h)", name, v);
+		rc = -EINVAL;
+	}
+	free(v);
+	return rc;
+}
+
+void h_usage(struct api_req *req, struct api_resp *resp)
+{
+	int64_t since, forecast;
+	if (usage_span(req, resp, "since", 30 * 86400000LL, &since) < 0 ||
+	    usage_span(req, resp, "forecast", 30 * 86400000LL, &forecast) < 0)
+		return;
+	char *app = api_query(req, "app");
+	struct json *list = NULL;
+	const char **names = NULL;
+	size_t n = 0;
+	if (app) {
+		if (req->who && !auth_allows(req->who, AUTH_READ, app)) {
+			api_error(resp, 403, "forbidden", "this token may not read app '%s'", app);
+			goto out;
+		}
+		if (!supervisor_has_app(req->api->sv, app)) {
+			api_error(resp, 404, "not_found", "app '%s' not found", app);
+			goto out;
+		}
+		names = xmalloc(sizeof(*names));
+		names[n++] = app;
+	} else {
+		list = supervisor_apps_json(req->api->sv);
+		names = xcalloc(json_size(list) + 1, sizeof(*names));
+		for (struct json *a = json_first(list); a; a = json_next(a)) {
+			const char *name = json_get_str(a, "name");
+			if (name && (!scoped(req) || auth_allows(req->who, AUTH_READ, name)))
+				names[n++] = name;
+		}
+	}
+	struct metrics_usage u;
+	char *err = NULL;
+	if (metrics_usage_get(req->api->metrics, names, n, since, forecast, &u, &err) < 0) {
+		api_error(resp, 500, "internal", "%s", err);
+		free(err);
+		goto out;
+	}
+	resp->body = json_object();
+	set_time(resp->body, "from", u.from_ms);
+	set_time(resp->body, "covered_from", u.covered_from_ms);
+	set_time(resp->body, "to", u.to_ms);
+	json_set_num(resp->body, "covered_seconds", (double)(u.to_ms - u.covered_from_ms) / 1000.0);
+	json_set_num(resp->body, "resolution_seconds", (double)u.res_ms / 1000.0);
+	json_set_num(resp->body, "forecast_days", (double)u.forecast_ms / 86400000.0);
+	json_set_str(resp->body, "forecast_period", u.period_ms >= 86400000 ? "day" : "hour");
+	if (u.prices.set) {
+		struct json *p = json_set(resp->body, "prices", json_object());
+		json_set_num(p, "cpu_hour", u.prices.cpu_hour);
+		json_set_num(p, "memory_gb_hour", u.prices.memory_gb_hour);
+		if (u.prices.currency[0])
+			json_set_str(p, "currency", u.prices.currency);
+		else
+			json_set(p, "currency", json_null());
+	} else {
+		json_set(resp->body, "prices", json_null());
+	}
+	struct json *arr = json_set(resp->body, "apps", json_array());
+	for (size_t k = 0; k < u.n_apps; k++) {
+		const struct metrics_usage_app *a = &u.apps[k];
+		struct json *o = json_append(arr, json_object());
+		json_set_str(o, "app", a->app);
+		json_set_num(o, "cpu_core_hours", a->cpu_core_hours);
+		json_set_num(o, "cpu_avg_cores", a->cpu_avg_cores);
+		json_set_num(o, "cpu_peak_cores", a->cpu_peak_cores);
+		json_set_num(o, "memory_gib_hours", a->memory_gib_hours);
+		json_set_num(o, "memory_avg_bytes", a->memory_avg_bytes);
+		json_set_num(o, "memory_peak_bytes", a->memory_peak_bytes);
+		json_set_num(o, "instance_hours", a->instance_hours);
+		json_set_num(o, "requests", a->requests);
+		json_set_num(o, "requests_5xx", a->requests_5xx);
+		set_num_or_null(o, "error_ratio", a->requests > 0 ? a->requests_5xx / a->requests : NAN);
+		json_set_num(o, "bytes_sent", a->bytes_sent);
+		set_num_or_null(o, "cost", a->cost);
+		struct json *f = json_set(o, "forecast", json_object());
+		forecast_json(f, "cpu_cores", &a->cpu);
+		forecast_json(f, "memory_bytes", &a->memory);
+		set_num_or_null(f, "cost", a->forecast_cost);
+	}
+	struct json *t = json_set(resp->body, "total", json_object());
+	set_num_or_null(t, "cost", u.cost);
+	set_num_or_null(t, "forecast_cost", u.forecast_cost);
+	metrics_usage_release(&u);
+out:
+	free(names);
+	json_free(list);
+	free(app);
 }

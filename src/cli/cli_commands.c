@@ -1160,6 +1160,16 @@ const struct cli_command cli_commands[] = {
 	 "examples:\n"
 	 "  paasops metrics shop\n"
 	 "  paasops metrics shop --since 24h\n"},
+	{"usage", cli__cmd_usage, "[APP] [--since DURATION] [--forecast DURATION]",
+	 "report usage, forecast and cost per app", cli__usage_opts, 0, 1,
+	 "Per app over the last 30 days (or --since, clamped to the history the daemon\n"
+	 "holds): CPU core-hours, average and peak cores, memory GiB-hours, average and peak\n"
+	 "memory, requests, 5xx ratio and cost (with the daemon's --price-* flags); then a\n"
+	 "linear trend of daily (hourly with less than 3 days of history) CPU and memory,\n"
+	 "projected --forecast ahead (default 30d). See doc/usage.md.\n\n"
+	 "examples:\n"
+	 "  paasops usage\n"
+	 "  paasops usage shop --since 7d --forecast 90d\n"},
 	{"top", cli__cmd_top, "[--once] [--sort cpu|mem|rps]",
 	 "live view of apps and instances, refreshed every second", cli__top_opts, 0, 0,
 	 "Apps with state, ready instances, CPU, memory, requests per second, 5xx ratio and\n"

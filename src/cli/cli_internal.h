@@ -242,6 +242,10 @@ int cli__cmd_metrics(struct cli *c);
 int cli__cmd_top(struct cli *c);
 int cli__cmd_export_grafana(struct cli *c);
 extern const struct cli_opt cli__metrics_opts[], cli__top_opts[], cli__export_grafana_opts[];
+
+/* cli_usage.c */
+int cli__cmd_usage(struct cli *c);
+extern const struct cli_opt cli__usage_opts[];
 extern const size_t cli_n_commands;
 
 /* cli_export.c: export kubernetes, and the YAML writer it uses. */

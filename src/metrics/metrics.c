@@ -18,6 +18,7 @@
 #ifdef __GLIBC__
 #include <malloc.h>
 #endif
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -134,6 +135,29 @@ int metrics_config_parse(struct metrics_config *cfg, const char *flag, const cha
 			return -EINVAL;
 		}
 		cfg->memory_budget = v;
+		return 0;
+	}
+	if (!strcmp(flag, "price-cpu-hour") || !strcmp(flag, "price-memory-gb-hour")) {
+		char *end;
+		double d = strtod(value, &end);
+		if (end == value || *end || !isfinite(d) || d < 0 || d > 1e9) {
+			*err = xasprintf("invalid --%s '%s' (an amount like 0.025)", flag, value);
+			return -EINVAL;
+		}
+		*(flag[6] == 'c' ? &cfg->prices.cpu_hour : &cfg->prices.memory_gb_hour) = d;
+		cfg->prices.set = true;
+		return 0;
+	}
+	if (!strcmp(flag, "price-currency")) {
+		size_t n = strlen(value);
+		bool ok = n > 0 && n < sizeof(cfg->prices.currency);
+		for (size_t k = 0; ok && k < n; k++)
+			ok = value[k] > ' ' && value[k] < 0x7f && value[k] != '"' && value[k] != '\\';
+		if (!ok) {
+			*err = xasprintf("invalid --price-currency '%s' (up to 7 characters, like EUR)", value);
+			return -EINVAL;
+		}
+		memcpy(cfg->prices.currency, value, n + 1);
 		return 0;
 	}
 	*err = xasprintf("unknown metrics option '%s'", flag);
@@ -566,6 +590,11 @@ int metrics_eval(struct metrics *m, const char *expr, int64_t at_ms, struct metr
 	return r;
 }
 
+int64_t metrics_history_oldest(struct metrics *m)
+{
+	return mx_tsdb_oldest(m->db);
+}
+
 void metrics_status_get(struct metrics *m, struct metrics_status *st)
 {
 	memset(st, 0, sizeof(*st));
@@ -579,6 +608,7 @@ void metrics_status_get(struct metrics *m, struct metrics_status *st)
 	st->interval_ms = m->cfg.interval_ms;
 	memcpy(st->tiers, m->cfg.tiers, sizeof(st->tiers));
 	st->n_tiers = m->cfg.n_tiers;
+	st->prices = m->cfg.prices;
 }
 
 void metrics_families_each(struct metrics *m, metrics_family_cb cb, void *ctx)

@@ -54,6 +54,14 @@ struct metrics_tier {
 	int64_t res_ms, retention_ms;
 };
 
+/* What resources cost, for usage reports (doc/usage.md): per core-hour of
+ * CPU and per GiB-hour of resident memory, in currency (may be empty). */
+struct metrics_prices {
+	bool set; /* a price flag was given */
+	double cpu_hour, memory_gb_hour;
+	char currency[8];
+};
+
 struct metrics_config {
 	uv_loop_t *loop;        /* borrowed */
 	struct supervisor *sv;  /* borrowed; may be NULL (no instance metrics) */
@@ -65,6 +73,7 @@ struct metrics_config {
 	size_t n_tiers;
 	int64_t memory_budget;    /* bytes the history may use */
 	int64_t save_interval_ms; /* how often the history is written to disk */
+	struct metrics_prices prices;
 };
 
 /* Fills the documented defaults: 1 s samples; 1 h at 1 s, 1 d at 10 s,
@@ -72,7 +81,9 @@ struct metrics_config {
 void metrics_config_defaults(struct metrics_config *cfg);
 /* Applies one `paasops serve` flag: "metrics-interval" (a duration),
  * "metrics-retention" ("1h,10s:1d,5m:30d": tier 0's retention, then
- * RES:RETENTION for each coarser tier) or "metrics-memory" (a size).
+ * RES:RETENTION for each coarser tier), "metrics-memory" (a size),
+ * "price-cpu-hour", "price-memory-gb-hour" (amounts >= 0) or
+ * "price-currency" (up to 7 printable characters, like EUR).
  * Returns 0, or -EINVAL with *err set (caller frees). */
 int metrics_config_parse(struct metrics_config *cfg, const char *flag, const char *value,
 			 char **err);
@@ -238,11 +249,79 @@ struct metrics_status {
 	int64_t interval_ms;
 	struct metrics_tier tiers[METRICS_MAX_TIERS];
 	size_t n_tiers;
+	struct metrics_prices prices;
 };
 void metrics_status_get(struct metrics *m, struct metrics_status *st);
+/* Wall ms of the oldest point the history holds (any series, any tier);
+ * 0 while it is empty. Reads every series: not for a hot path. */
+int64_t metrics_history_oldest(struct metrics *m);
 /* Calls cb for every registered family (name, type, help, label names). */
 typedef void (*metrics_family_cb)(void *ctx, const char *name, enum metrics_type type,
 				  const char *help, const char *const *labels, size_t n_labels);
 void metrics_families_each(struct metrics *m, metrics_family_cb cb, void *ctx);
+
+/* ------------------------------------------------------------------------ */
+/* Usage, forecasts and cost (metrics_usage.c, doc/usage.md)                */
+
+/* A least-squares straight line y = intercept + slope * x through n points. */
+struct metrics_trend {
+	double intercept, slope;
+	size_t n;
+};
+/* Fits the line; -EINVAL (no trend) with fewer than 3 points or when every
+ * x is the same. */
+int metrics_trend_fit(const double *x, const double *y, size_t n, struct metrics_trend *out);
+/* Increase of a counter over its points (oldest first), a drop being a
+ * reset to 0 (the new value is the increase). from_zero: the series began
+ * inside the window, so its first value counts as an increase too. */
+double metrics_counter_increase(const struct metrics_point *p, size_t n, bool from_zero);
+/* Integral over time (value x seconds) of a gauge's points: each point
+ * stands for the time since the previous point of the series, at most
+ * 2 x res_ms (a gap means the series was absent), and a first point for
+ * res_ms. With every value 1 it is the time the series existed. */
+double metrics_gauge_integral(const struct metrics_point *p, size_t n, int64_t res_ms);
+/* core_hours x cpu_hour + gib_hours x memory_gb_hour. */
+double metrics_cost(const struct metrics_prices *pr, double core_hours, double gib_hours);
+
+/* A linear trend of one resource, from per-period averages. */
+struct metrics_forecast {
+	bool ok;          /* false: fewer than 3 periods, no trend */
+	size_t points;    /* periods used */
+	double current;   /* the trend's value now */
+	double projected; /* its value forecast_ms from now, never below 0 */
+	double slope_per_day;
+	double mean;      /* its average over the next forecast_ms, never below 0 */
+};
+
+struct metrics_usage_app {
+	char *app; /* owned */
+	double cpu_core_hours, cpu_avg_cores, cpu_peak_cores;
+	double memory_gib_hours, memory_avg_bytes, memory_peak_bytes;
+	double instance_hours;
+	double requests, requests_5xx, bytes_sent;
+	struct metrics_forecast cpu, memory; /* cores, bytes */
+	double cost, forecast_cost;          /* NAN without prices or a forecast */
+};
+
+struct metrics_usage {
+	int64_t from_ms;         /* asked for: now - since */
+	int64_t covered_from_ms; /* what the history really covers, >= from_ms */
+	int64_t to_ms;
+	int64_t forecast_ms;
+	int64_t period_ms;       /* of the forecast's averages: a day, or an hour */
+	int64_t res_ms;          /* resolution of the tier that answered */
+	struct metrics_prices prices;
+	struct metrics_usage_app *apps; /* owned, in the order asked */
+	size_t n_apps;
+	double cost, forecast_cost; /* totals; NAN without prices */
+};
+
+/* Usage of each of apps (n_apps names, borrowed) over the last since_ms,
+ * clamped to what the history holds, with a trend projected forecast_ms
+ * ahead. Returns 0 with *out filled (release it), or -EINVAL + *err. */
+int metrics_usage_get(struct metrics *m, const char *const *apps, size_t n_apps,
+		      int64_t since_ms, int64_t forecast_ms, struct metrics_usage *out,
+		      char **err);
+void metrics_usage_release(struct metrics_usage *u);
 
 #endif

@@ -1082,6 +1082,28 @@ void mx_tsdb_read(const struct mx_tsdb *db, const struct mx_tseries *s, size_t t
 		push_point(pts, n, alloc, acc->t, s->counter ? acc->v : tier_average(acc->v, acc->n));
 }
 
+int64_t mx_tsdb_oldest(const struct mx_tsdb *db)
+{
+	int64_t oldest = 0;
+	for (size_t k = 0; k < db->n; k++) {
+		const struct mx_tseries *s = db->all[k];
+		for (size_t t = 0; t < db->n_tiers; t++) {
+			const struct mx_tier_data *td = &s->tiers[t];
+			int64_t first = 0;
+			if (td->len) {
+				struct chunk_head h;
+				head_get(td->buf, &h);
+				first = h.t_first;
+			} else if (td->open.n) {
+				first = td->open.t_first;
+			}
+			if (first && (!oldest || first < oldest))
+				oldest = first;
+		}
+	}
+	return oldest;
+}
+
 /* ------------------------------------------------------------------------ */
 /* The history file                                                         */
 /*

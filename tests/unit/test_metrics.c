@@ -1180,6 +1180,95 @@ static void test_query__config_flags(void **state)
 	}
 }
 
+/* ------------------------------------------------------------------ usage */
+
+static void test_usage__trend_fits_known_points(void **state)
+{
+	/* y = 2 + 0.5 x exactly, then with symmetric noise that cancels out. */
+	const double x[] = {-4, -3, -2, -1, 0};
+	double y[5];
+	for (size_t k = 0; k < 5; k++)
+		y[k] = 2 + 0.5 * x[k];
+	struct metrics_trend t;
+	assert_int_equal(metrics_trend_fit(x, y, 5, &t), 0);
+	assert_float_equal(t.slope, 0.5, 1e-12);
+	assert_float_equal(t.intercept, 2, 1e-12);
+	assert_int_equal(t.n, 5);
+	const double xn[] = {0, 1, 2, 3};
+	const double yn[] = {1, 2, 2, 3}; /* least squares: slope 0.6, intercept 1.1 */
+	assert_int_equal(metrics_trend_fit(xn, yn, 4, &t), 0);
+	assert_float_equal(t.slope, 0.6, 1e-12);
+	assert_float_equal(t.intercept, 1.1, 1e-12);
+	/* Far from 0 (days since the epoch) the centred sums keep it exact. */
+	const double xf[] = {20000, 20001, 20002};
+	const double yf[] = {5, 4, 3};
+	assert_int_equal(metrics_trend_fit(xf, yf, 3, &t), 0);
+	assert_float_equal(t.slope, -1, 1e-9);
+}
+
+static void test_usage__fewer_than_three_points_is_no_trend(void **state)
+{
+	const double x[] = {0, 1, 2}, y[] = {1, 2, 3};
+	struct metrics_trend t;
+	assert_int_equal(metrics_trend_fit(x, y, 2, &t), -EINVAL);
+	assert_int_equal(metrics_trend_fit(x, y, 0, &t), -EINVAL);
+	const double same[] = {4, 4, 4};
+	assert_int_equal(metrics_trend_fit(same, y, 3, &t), -EINVAL);
+	assert_int_equal(metrics_trend_fit(x, y, 3, &t), 0);
+}
+
+static void test_usage__counter_increase_across_a_reset(void **state)
+{
+	/* 10 -> 15 -> 20, the daemon restarts (counter back to 3), then 7. */
+	const struct metrics_point p[] = {{1000, 10}, {2000, 15}, {3000, 20}, {4000, 3}, {5000, 7}};
+	assert_float_equal(metrics_counter_increase(p, 5, false), 5 + 5 + 3 + 4, 1e-12);
+	/* A series that began in the window counts its first value as well. */
+	assert_float_equal(metrics_counter_increase(p, 5, true), 10 + 17, 1e-12);
+	assert_float_equal(metrics_counter_increase(p, 1, false), 0, 0);
+	assert_float_equal(metrics_counter_increase(p, 0, true), 0, 0);
+}
+
+static void test_usage__gauge_integral_over_time(void **state)
+{
+	/* 1 s samples of 100 bytes: each stands for 1 s, the first one too. */
+	const struct metrics_point p[] = {{1000, 100}, {2000, 100}, {3000, 100}};
+	assert_float_equal(metrics_gauge_integral(p, 3, 1000), 300, 1e-9);
+	/* A gap of more than two samples: the series was gone meanwhile, so the
+	 * point after it stands for one sample only. */
+	const struct metrics_point g[] = {{1000, 2}, {2000, 2}, {60000, 4}, {62000, 4}};
+	assert_float_equal(metrics_gauge_integral(g, 4, 1000), 2 + 2 + 4 + 4 * 2, 1e-9);
+}
+
+static void test_usage__cost_is_hours_at_the_prices(void **state)
+{
+	struct metrics_prices pr = {.set = true, .cpu_hour = 0.04, .memory_gb_hour = 0.005};
+	assert_float_equal(metrics_cost(&pr, 10, 200), 0.4 + 1.0, 1e-12);
+	pr.memory_gb_hour = 0;
+	assert_float_equal(metrics_cost(&pr, 2.5, 1000), 0.1, 1e-12);
+
+	struct metrics_config c;
+	char *err = NULL;
+	metrics_config_defaults(&c);
+	assert_false(c.prices.set);
+	assert_int_equal(metrics_config_parse(&c, "price-cpu-hour", "0.025", &err), 0);
+	assert_int_equal(metrics_config_parse(&c, "price-memory-gb-hour", "0.003", &err), 0);
+	assert_int_equal(metrics_config_parse(&c, "price-currency", "EUR", &err), 0);
+	assert_true(c.prices.set);
+	assert_float_equal(c.prices.cpu_hour, 0.025, 0);
+	assert_float_equal(c.prices.memory_gb_hour, 0.003, 0);
+	assert_string_equal(c.prices.currency, "EUR");
+	static const char *const bad[][2] = {{"price-cpu-hour", "-1"}, {"price-cpu-hour", "x"},
+					     {"price-memory-gb-hour", "nan"}, {"price-memory-gb-hour", ""},
+					     {"price-currency", ""}, {"price-currency", "EURO DOLLAR"},
+					     {"price-currency", "12345678"}};
+	for (size_t k = 0; k < ARRAY_SIZE(bad); k++) {
+		if (metrics_config_parse(&c, bad[k][0], bad[k][1], &err) != -EINVAL)
+			fail_msg("--%s '%s' was accepted", bad[k][0], bad[k][1]);
+		assert_non_null(strstr(err, bad[k][0]));
+		free(err);
+	}
+}
+
 /* ------------------------------------------------------------------ gzip */
 
 static void test_gzip__round_trip(void **state)
@@ -1236,6 +1325,11 @@ int main(void)
 		cmocka_unit_test(test_query__old_ranges_come_from_coarser_tiers),
 		cmocka_unit_test(test_query__expressions_parse),
 		cmocka_unit_test(test_query__config_flags),
+		cmocka_unit_test(test_usage__trend_fits_known_points),
+		cmocka_unit_test(test_usage__fewer_than_three_points_is_no_trend),
+		cmocka_unit_test(test_usage__counter_increase_across_a_reset),
+		cmocka_unit_test(test_usage__gauge_integral_over_time),
+		cmocka_unit_test(test_usage__cost_is_hours_at_the_prices),
 		cmocka_unit_test(test_gzip__round_trip),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
