@@ -9,7 +9,6 @@
 #include "cli/cli_internal.h"
 #include "compat/json.h"
 #include "core/util.h"
-#include "export/export.h"
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
@@ -162,6 +161,30 @@ void cli__yaml_documents(struct strbuf *out, const struct json *items)
 /* ------------------------------------------------------------------------ */
 /* The command                                                              */
 
+/* Same rules as the daemon's (src/export/export.c), checked here so that a
+ * typo is a usage error before anything is asked. */
+static bool namespace_ok(const char *ns)
+{
+	size_t n = strlen(ns);
+	if (n == 0 || n > 63 || ns[0] == '-' || ns[n - 1] == '-')
+		return false;
+	for (size_t k = 0; k < n; k++)
+		if (!(islower((unsigned char)ns[k]) || isdigit((unsigned char)ns[k]) || ns[k] == '-'))
+			return false;
+	return true;
+}
+
+static bool image_ok(const char *image)
+{
+	size_t n = strlen(image);
+	if (n == 0 || n > 512)
+		return false;
+	for (size_t k = 0; k < n; k++)
+		if ((unsigned char)image[k] <= ' ' || image[k] == 0x7f)
+			return false;
+	return true;
+}
+
 int cli__write_output(struct cli *c, const char *file, const char *text)
 {
 	if (!file || !strcmp(file, "-")) {
@@ -185,10 +208,10 @@ int cli__cmd_export_kubernetes(struct cli *c)
 	const char *ns = cli__flag(c->inv, "namespace");
 	const char *file = cli__flag(c->inv, "output");
 	bool dockerfile = cli__flag(c->inv, "dockerfile") != NULL;
-	if (image && !export_image_ok(image))
+	if (image && !image_ok(image))
 		return cli__usage_error(c, "invalid --image '%s': it must be non-empty, at most 512 bytes, without spaces or control characters",
 					image);
-	if (ns && !export_namespace_ok(ns))
+	if (ns && !namespace_ok(ns))
 		return cli__usage_error(c, "invalid --namespace '%s': use 1-63 characters a-z, 0-9 and '-', starting and ending with a letter or digit",
 					ns);
 	if (dockerfile && ns)
