@@ -45,6 +45,15 @@ int cli__usage_error(struct cli *c, const char *fmt, ...)
 	return CLI_EXIT_USAGE;
 }
 
+int cli__exit_for_answer(struct cli *c, int status)
+{
+	if (status == 400 && c->query_is_usage) {
+		print_hint(c);
+		return CLI_EXIT_USAGE;
+	}
+	return cli__exit_for_status(status);
+}
+
 int cli__fail(struct cli *c, const char *fmt, ...)
 {
 	va_list ap;
@@ -201,6 +210,7 @@ int cli__call(struct cli *c, const char *method, const char *path, const struct 
 	rc = cli__exit_for_status(res->status);
 	if (rc != CLI_EXIT_OK) {
 		print_server_error(c, res);
+		rc = cli__exit_for_answer(c, res->status);
 	} else if (!json_is_object(res->json)) {
 		fprintf(c->err, "error: unexpected answer from paasops at %s (HTTP %d, not a JSON "
 				"object)\n",

@@ -116,6 +116,10 @@ void cli__request_format_head(struct strbuf *out, const struct cli_client *c, co
 /* Exit code for an HTTP status (2xx: 0, else 1) and for a negative errno
  * returned by cli__client_request (a bad answer: 1, else 3). */
 int cli__exit_for_status(int status);
+struct cli;
+/* cli__exit_for_status, but a 400 with c->query_is_usage prints the
+ * command's --help hint (after the server's message) and is a usage error. */
+int cli__exit_for_answer(struct cli *c, int status);
 int cli__exit_for_transport(int rc);
 
 /* ------------------------------------------------------------------------ */
@@ -227,6 +231,9 @@ struct cli {
 	struct cli_client client;
 	struct tls_ctx *tls; /* for an https:// server; owned */
 	char *token; /* owned copy of --token / PAASOPS_TOKEN, or NULL */
+	/* The command's flags travel as query parameters that the daemon
+	 * checks: its 400 is a bad flag value, a usage error (exit 2). */
+	bool query_is_usage;
 };
 
 extern const struct cli_command cli_commands[];

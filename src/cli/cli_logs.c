@@ -10,9 +10,7 @@
 #include "cli/cli_internal.h"
 #include "compat/http.h"
 #include "compat/json.h"
-#include "core/timeutil.h"
 #include "core/util.h"
-#include "logs/logs.h"
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -182,25 +180,14 @@ int cli__cmd_logs(struct cli *c)
 	static const char *const passthrough[][2] = {
 		{"since", "since"}, {"until", "until"}, {"grep", "q"}, {"level", "level"}, {"stream", "stream"},
 	};
-	/* The daemon would refuse a bad value with a 400; checking it here with
-	 * the same parser makes it a usage error (exit 2) like any bad flag. */
-	struct logs_filter check;
-	logs_filter_init(&check);
 	for (size_t k = 0; k < ARRAY_SIZE(passthrough); k++) {
 		const char *fv = cli__flag(c->inv, passthrough[k][0]);
-		if (!fv)
-			continue;
-		char *err = NULL;
-		if (*fv && logs_filter_set(&check, passthrough[k][1], fv, time_wall_ms() * 1000000, &err) < 0) {
-			int rc = cli__usage_error(c, "%s", err);
-			free(err);
-			logs_filter_release(&check);
-			strbuf_release(&path);
-			return rc;
-		}
-		cli__query_add(&path, passthrough[k][1], fv);
+		if (fv)
+			cli__query_add(&path, passthrough[k][1], fv);
 	}
-	logs_filter_release(&check);
+	/* The daemon checks the filter values (one parser for the API and
+	 * the CLI): its 400 is a bad flag, exit 2. */
+	c->query_is_usage = true;
 	const char *nc = getenv("NO_COLOR");
 	const char *term = getenv("TERM");
 	struct printer pr = {
@@ -244,7 +231,7 @@ int cli__cmd_logs(struct cli *c)
 			} else if (res.status != 200) {
 				const char *msg = json_get_str(json_get(res.json, "error"), "message");
 				fprintf(c->err, "error: %s\n", msg ? msg : "the daemon refused the stream");
-				rc = cli__exit_for_status(res.status);
+				rc = cli__exit_for_answer(c, res.status);
 			}
 			free(err);
 			if (r == 0)
