@@ -3,7 +3,6 @@
  * requests, errors, cost) and where its CPU and memory are heading. The
  * daemon computes everything (GET /v1/usage); this file only prints it. */
 #include "cli/cli_internal.h"
-#include "compat/http.h"
 #include "compat/json.h"
 #include "core/timeutil.h"
 #include "core/util.h"
@@ -74,11 +73,8 @@ int cli__cmd_usage(struct cli *c)
 	const char *keys[] = {"since", "forecast", "app"};
 	const char *vals[] = {since_s, forecast_s, app};
 	for (size_t k = 0; k < ARRAY_SIZE(keys); k++) {
-		if (!vals[k])
-			continue;
-		char *e = http_url_encode(vals[k]);
-		strbuf_addf(&path, "%c%s=%s", strchr(path.buf, '?') ? '&' : '?', keys[k], e);
-		free(e);
+		if (vals[k])
+			cli__query_add(&path, keys[k], vals[k]);
 	}
 	struct cli_response res;
 	int rc = cli__call(c, "GET", path.buf, NULL, &res);
