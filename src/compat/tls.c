@@ -354,18 +354,27 @@ static struct tls_stream *stream_new(SSL *ssl, BIO *rbio, BIO *wbio, uv_tcp_t *t
 	return s;
 }
 
-struct tls_stream *tls_stream_client(struct tls_ctx *ctx, uv_tcp_t *tcp, const char *host,
-				     tls_open_cb open_cb, tls_data_cb data_cb, void *data)
+/* A session over two memory BIOs (the caller moves the bytes), in client
+ * mode checking host (an IP address, or a name also sent as SNI) when host
+ * is set, else in server mode. NULL when OpenSSL refuses (no memory, a
+ * host it cannot take); the error queue is cleared. */
+static SSL *ssl_new_mem(struct tls_ctx *ctx, const char *host, BIO **rbio, BIO **wbio)
 {
 	SSL *ssl = SSL_new(ctx->ssl);
-	BIO *rbio = BIO_new(BIO_s_mem()), *wbio = BIO_new(BIO_s_mem());
-	if (!ssl || !rbio || !wbio) {
+	*rbio = BIO_new(BIO_s_mem());
+	*wbio = BIO_new(BIO_s_mem());
+	if (!ssl || !*rbio || !*wbio) {
 		SSL_free(ssl);
-		BIO_free(rbio);
-		BIO_free(wbio);
+		BIO_free(*rbio);
+		BIO_free(*wbio);
+		ERR_clear_error();
 		return NULL;
 	}
-	SSL_set_bio(ssl, rbio, wbio);
+	SSL_set_bio(ssl, *rbio, *wbio);
+	if (!host) {
+		SSL_set_accept_state(ssl);
+		return ssl;
+	}
 	SSL_set_connect_state(ssl);
 	unsigned char addr[16];
 	bool ip = inet_pton(AF_INET, host, addr) == 1 || inet_pton(AF_INET6, host, addr) == 1;
@@ -376,6 +385,16 @@ struct tls_stream *tls_stream_client(struct tls_ctx *ctx, uv_tcp_t *tcp, const c
 		ERR_clear_error();
 		return NULL;
 	}
+	return ssl;
+}
+
+struct tls_stream *tls_stream_client(struct tls_ctx *ctx, uv_tcp_t *tcp, const char *host,
+				     tls_open_cb open_cb, tls_data_cb data_cb, void *data)
+{
+	BIO *rbio, *wbio;
+	SSL *ssl = ssl_new_mem(ctx, host, &rbio, &wbio);
+	if (!ssl)
+		return NULL;
 	struct tls_stream *s = stream_new(ssl, rbio, wbio, tcp, open_cb, data_cb, data);
 	if (!s)
 		return NULL;
@@ -386,17 +405,10 @@ struct tls_stream *tls_stream_client(struct tls_ctx *ctx, uv_tcp_t *tcp, const c
 struct tls_stream *tls_stream_server(struct tls_ctx *ctx, uv_tcp_t *tcp, tls_open_cb open_cb,
 				     tls_data_cb data_cb, void *data)
 {
-	SSL *ssl = SSL_new(ctx->ssl);
-	BIO *rbio = BIO_new(BIO_s_mem()), *wbio = BIO_new(BIO_s_mem());
-	if (!ssl || !rbio || !wbio) {
-		SSL_free(ssl);
-		BIO_free(rbio);
-		BIO_free(wbio);
-		ERR_clear_error();
+	BIO *rbio, *wbio;
+	SSL *ssl = ssl_new_mem(ctx, NULL, &rbio, &wbio);
+	if (!ssl)
 		return NULL;
-	}
-	SSL_set_bio(ssl, rbio, wbio);
-	SSL_set_accept_state(ssl);
 	/* The ClientHello starts the handshake from read_cb. */
 	return stream_new(ssl, rbio, wbio, tcp, open_cb, data_cb, data);
 }
@@ -536,25 +548,10 @@ int tls_conn_client(struct tls_ctx *ctx, int fd, const char *host, tls_wait_cb w
 	int fl = fcntl(fd, F_GETFL);
 	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
 		return -errno;
-	SSL *ssl = SSL_new(ctx->ssl);
-	BIO *rbio = BIO_new(BIO_s_mem()), *wbio = BIO_new(BIO_s_mem());
-	if (!ssl || !rbio || !wbio) {
-		SSL_free(ssl);
-		BIO_free(rbio);
-		BIO_free(wbio);
-		ERR_clear_error();
-		return -ENOMEM;
-	}
-	SSL_set_bio(ssl, rbio, wbio);
-	SSL_set_connect_state(ssl);
-	unsigned char addr[16];
-	bool ip = inet_pton(AF_INET, host, addr) == 1 || inet_pton(AF_INET6, host, addr) == 1;
-	int ok = ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host)
-		    : SSL_set_tlsext_host_name(ssl, host) == 1 && SSL_set1_host(ssl, host) == 1;
-	if (!ok) {
-		SSL_free(ssl);
-		ERR_clear_error();
-		*err = xasprintf("invalid TLS server name '%s'", host);
+	BIO *rbio, *wbio;
+	SSL *ssl = ssl_new_mem(ctx, host, &rbio, &wbio);
+	if (!ssl) {
+		*err = xasprintf("cannot start a TLS session with '%s' (an invalid server name?)", host);
 		return -ECONNABORTED;
 	}
 	struct tls_conn *t = xcalloc(1, sizeof(*t));
