@@ -28,7 +28,7 @@ enum fam {
 	F_REPL_DESIRED, F_REPL_READY,
 	F_HTTP_REQ, F_HTTP_DUR, F_HTTP_INFLIGHT, F_HTTP_BYTES_IN, F_HTTP_BYTES_OUT,
 	F_HTTP_CONNECT_ERR, F_HTTP_RETRIES, F_HTTP_EJECT,
-	F_RT_WORKERS, F_RT_OPENED, F_RT_REUSED, F_RT_ACCESS_DROPPED,
+	F_RT_WORKERS, F_RT_OPENED, F_RT_REUSED, F_RT_ACCESS_DROPPED, F_RT_CONNS, F_RT_MOVED,
 	F_HOST_CPU, F_HOST_CPUS, F_HOST_MEM_TOTAL, F_HOST_MEM_AVAIL, F_HOST_LOAD1, F_HOST_LOAD5,
 	F_HOST_LOAD15, F_HOST_DISK_TOTAL, F_HOST_DISK_FREE, F_HOST_NET_RX, F_HOST_NET_TX,
 	F_PROC_CPU, F_PROC_RSS, F_PROC_FDS, F_PROC_START, F_LOOP_LAG, F_BUILD,
@@ -96,6 +96,10 @@ static const struct fam_def {
 	 "Requests sent on a pooled (kept-alive) instance connection."},
 	{F_RT_ACCESS_DROPPED, "paasops_router_access_log_dropped_total", METRICS_COUNTER, true, {NULL},
 	 "Access log lines dropped because the queue to the control loop was full."},
+	{F_RT_CONNS, "paasops_router_client_connections", METRICS_GAUGE, true, {"worker"},
+	 "Client connections open on each router worker."},
+	{F_RT_MOVED, "paasops_router_connections_moved_total", METRICS_COUNTER, true, {NULL},
+	 "Client connections one worker accepted and handed to a worker with fewer."},
 	{F_HOST_CPU, "paasops_host_cpu_seconds_total", METRICS_COUNTER, true, {"mode"},
 	 "CPU time of the host summed over its CPUs, by mode."},
 	{F_HOST_CPUS, "paasops_host_cpus", METRICS_GAUGE, true, {NULL}, "Online CPUs of the host."},
@@ -448,6 +452,13 @@ void mx_samplers_run(struct mx_samplers *s, struct supervisor *sv, struct router
 		set0(s, F_RT_OPENED, (double)g.backend_opened);
 		set0(s, F_RT_REUSED, (double)g.backend_reused);
 		set0(s, F_RT_ACCESS_DROPPED, (double)g.access_log_dropped);
+		set0(s, F_RT_MOVED, (double)g.connections_moved);
+		for (int k = 0; k < g.workers; k++) {
+			char idx[16];
+			snprintf(idx, sizeof(idx), "%d", k);
+			const char *v[1] = {idx};
+			set(s, F_RT_CONNS, v, (double)router_metrics_worker_connections(r, k));
+		}
 	}
 	sample_host(s, data_dir);
 	sample_self(s, loop_lag_s);

@@ -3,6 +3,7 @@
  * the access log hand-off to the control loop. The request path is in
  * router_proxy.c. */
 #include "router/router_internal.h"
+#include "router/router_metrics.h"
 #include "compat/crypto.h"
 #include "compat/json.h"
 #include "core/hist.h"
@@ -403,6 +404,13 @@ struct json *router_stats_json(struct router *r, const char *app)
 	json_set_int(rt, "backend_connections_opened", (int64_t)fresh);
 	json_set_int(rt, "backend_connections_reused", (int64_t)reused);
 	json_set_int(rt, "access_log_dropped", (int64_t)dropped);
+	struct router_metrics_global g;
+	router_metrics_global(r, &g);
+	json_set_int(rt, "client_connections", g.connections);
+	json_set_int(rt, "connections_moved", (int64_t)g.connections_moved);
+	struct json *per = json_set(rt, "client_connections_per_worker", json_array());
+	for (int w = 0; w < r->n_workers; w++)
+		json_append(per, json_int(router_metrics_worker_connections(r, w)));
 	free(mine);
 	free(list);
 	return out;
@@ -487,7 +495,12 @@ static void worker_wake(uv_async_t *a)
 	struct rt_worker *w = a->data;
 	struct router *r = w->r;
 	if (w->stopping) {
-		uv_close((uv_handle_t *)&w->listener, NULL);
+		uv_close((uv_handle_t *)&w->listen_poll, NULL);
+		uv_close((uv_handle_t *)&w->listen_pause, NULL);
+		uv_mutex_lock(&w->alock);
+		w->adopt_closed = true; /* no worker hands over from now on */
+		uv_mutex_unlock(&w->alock);
+		uv_close((uv_handle_t *)&w->adopt, NULL);
 		uv_close((uv_handle_t *)&w->wake, NULL);
 		uv_close((uv_handle_t *)&w->flusher, NULL);
 		uv_close((uv_handle_t *)&w->preflusher, NULL);
@@ -661,10 +674,15 @@ struct router *router_start(const struct router_config *cfg, char **err)
 		uv_prepare_init(&w->loop, &w->preflusher);
 		w->preflusher.data = w;
 		uv_prepare_start(&w->preflusher, worker_preflush);
-		uv_tcp_init(&w->loop, &w->listener);
-		w->listener.data = w;
-		uv_tcp_open(&w->listener, fds[k]);
-		uv_listen((uv_stream_t *)&w->listener, 1024, rt_proxy_accept);
+		uv_mutex_init(&w->alock);
+		uv_async_init(&w->loop, &w->adopt, rt_proxy_adopt_all);
+		w->adopt.data = w;
+		w->listen_fd = fds[k];
+		uv_poll_init_socket(&w->loop, &w->listen_poll, fds[k]);
+		w->listen_poll.data = w;
+		uv_poll_start(&w->listen_poll, UV_READABLE, rt_proxy_listen_ready);
+		uv_timer_init(&w->loop, &w->listen_pause);
+		w->listen_pause.data = w;
 		uv_thread_create(&w->thread, worker_main, w);
 	}
 	log_info("router listening on http://%s with %d worker%s", cfg->listen, r->n_workers,
@@ -675,10 +693,9 @@ struct router *router_start(const struct router_config *cfg, char **err)
 int router_port(const struct router *r)
 {
 	struct sockaddr_storage ss;
-	int len = sizeof(ss);
-	int rc = uv_tcp_getsockname(&r->workers[0].listener, (struct sockaddr *)&ss, &len);
-	if (rc < 0)
-		return rc;
+	socklen_t len = sizeof(ss);
+	if (getsockname(r->workers[0].listen_fd, (struct sockaddr *)&ss, &len) < 0)
+		return -errno;
 	if (ss.ss_family == AF_INET)
 		return ntohs(((struct sockaddr_in *)&ss)->sin_port);
 	return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
@@ -697,14 +714,20 @@ void router_free(struct router *r)
 		uv_thread_join(&w->thread);
 		uv_run(&w->loop, UV_RUN_DEFAULT);
 		uv_loop_close(&w->loop);
+		close(w->listen_fd);
+		for (size_t j = 0; j < w->n_handoffs; j++) /* handed over as it stopped */
+			close(w->handoffs[j].fd);
+		free(w->handoffs);
 		rt_proxy_worker_free(w);
 		rt_snapshot_unref(w->snap);
 		free(w->rbuf);
 	}
 	/* The workers are gone: their last lines are delivered now, not lost. */
 	access_drain(r);
-	for (int k = 0; k < r->n_workers; k++)
+	for (int k = 0; k < r->n_workers; k++) {
 		uv_mutex_destroy(&r->workers[k].qlock);
+		uv_mutex_destroy(&r->workers[k].alock);
+	}
 	r->access_async->data = NULL;
 	uv_close((uv_handle_t *)r->access_async, (uv_close_cb)free);
 	r->access_timer->data = NULL;

@@ -10,6 +10,7 @@
 #define PAASOPS_ROUTER_INTERNAL_H
 #include "router/router.h"
 #include <netinet/in.h>
+#include <sys/socket.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -120,7 +121,17 @@ struct rt_worker {
 	int index;
 	uv_thread_t thread;
 	uv_loop_t loop; /* loop.data is the worker */
-	uv_tcp_t listener;
+	int listen_fd;            /* the worker's SO_REUSEPORT listener */
+	uv_poll_t listen_poll;    /* accepts by hand: the fd may go to another worker */
+	uv_timer_t listen_pause;  /* out of descriptors: listening resumes after a pause */
+	int64_t accept_warned_ms; /* when the last accept failure was logged */
+	_Atomic int64_t n_clients; /* open client connections, read by the other workers */
+	_Atomic uint64_t moved_in; /* connections another worker accepted and handed over */
+	uv_async_t adopt;          /* wakes the worker for handed-over connections */
+	uv_mutex_t alock;          /* guards the three below */
+	struct rt_handoff *handoffs;
+	size_t n_handoffs, alloc_handoffs;
+	bool adopt_closed;         /* no more hand-overs: the worker is stopping */
 	char *rbuf; /* RT_READ_BUF bytes: every read of the worker lands here */
 	uv_async_t wake;
 	struct rt_snapshot *snap; /* the worker's own reference */
@@ -183,7 +194,16 @@ uint64_t rt_rand(struct rt_worker *w);
 void rt_backend_result(struct rt_backend *b, bool failed, struct rt_counters *c);
 
 /* router_proxy.c */
-void rt_proxy_accept(uv_stream_t *listener, int status);
+/* A connection accepted by one worker for another (or itself). */
+struct rt_handoff {
+	int fd;
+	struct sockaddr_storage peer;
+};
+/* The listener is readable: accepts what is queued, keeping each
+ * connection or handing it to the worker with the fewest. */
+void rt_proxy_listen_ready(uv_poll_t *p, int status, int events);
+/* Takes the connections handed over to w (its adopt handle fired). */
+void rt_proxy_adopt_all(uv_async_t *a);
 void rt_proxy_flush(struct rt_worker *w);
 void rt_worker_close_all(struct rt_worker *w);
 /* Frees what the worker keeps for reuse; after its loop has ended. */

@@ -76,5 +76,13 @@ void router_metrics_global(struct router *r, struct router_metrics_global *out)
 		out->backend_opened += RT_GET(r->workers[w].new_backend_conns);
 		out->backend_reused += RT_GET(r->workers[w].reused_backend_conns);
 		out->access_log_dropped += RT_GET(r->workers[w].access_dropped);
+		out->connections += router_metrics_worker_connections(r, w);
+		out->connections_moved += RT_GET(r->workers[w].moved_in);
 	}
+}
+
+int64_t router_metrics_worker_connections(struct router *r, int k)
+{
+	int64_t n = RT_GET(r->workers[k].n_clients);
+	return n > 0 ? n : 0; /* a hand-over in flight is counted before it lands */
 }

@@ -34,7 +34,11 @@ void router_metrics_each(struct router *r, router_metrics_proc_cb cb, void *ctx)
 struct router_metrics_global {
 	int workers;
 	uint64_t backend_opened, backend_reused, access_log_dropped;
+	int64_t connections;      /* client connections open now, all workers */
+	uint64_t connections_moved; /* accepted by one worker, served by another */
 };
+/* Client connections open now on worker k (0 <= k < workers). */
+int64_t router_metrics_worker_connections(struct router *r, int k);
 void router_metrics_global(struct router *r, struct router_metrics_global *out);
 
 #endif

@@ -9,6 +9,7 @@
  * upstream belongs to the worker's idle list. Every struct frees itself in
  * the close callback of its last handle. */
 #include "compat/http_stream.h"
+#include "core/log.h"
 #include "core/strbuf.h"
 #include "core/util.h"
 #include "router/router_internal.h"
@@ -20,6 +21,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #define OUT_HIGH_WATER (1024 * 1024) /* stop reading the other side above this */
 #define REPLAY_MAX (64 * 1024)       /* body bytes kept to retry a request */
@@ -237,6 +239,7 @@ static void client_closed(uv_handle_t *h)
 	if (--c->open > 0)
 		return;
 	struct rt_worker *w = c->w;
+	atomic_fetch_sub_explicit(&w->n_clients, 1, memory_order_relaxed);
 	if (c->prev)
 		c->prev->next = c->next;
 	else
@@ -1697,11 +1700,18 @@ static void client_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 	}
 }
 
-void rt_proxy_accept(uv_stream_t *listener, int status)
+/* ---- accepting and balancing connections over workers ---- */
+
+/* Connections accepted per wake-up of the listener, so that one busy
+ * listener cannot starve the requests of the connections already open. */
+#define ACCEPT_BATCH 64
+/* Out of file descriptors: how long the listener rests before accepting
+ * again (it is level-triggered and would otherwise spin). */
+#define ACCEPT_PAUSE_MS 100
+
+/* Starts serving the accepted connection fd on w. */
+static void client_adopt(struct rt_worker *w, int fd, const struct sockaddr_storage *peer)
 {
-	struct rt_worker *w = listener->data;
-	if (status < 0 || w->stopping)
-		return;
 	struct rt_client *c = xcalloc(1, sizeof(*c));
 	c->w = w;
 	uv_tcp_init(&w->loop, &c->tcp);
@@ -1714,23 +1724,128 @@ void rt_proxy_accept(uv_stream_t *listener, int status)
 	if (w->clients)
 		w->clients->prev = c;
 	w->clients = c;
-	if (uv_accept(listener, (uv_stream_t *)&c->tcp) < 0) {
+	if (uv_tcp_open(&c->tcp, fd) < 0) {
+		close(fd);
 		client_close(c);
 		return;
 	}
 	uv_tcp_nodelay(&c->tcp, 1);
-	struct sockaddr_storage ss;
-	int len = sizeof(ss);
 	strlcpy_s(c->ip, "-", sizeof(c->ip));
-	if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) {
-		if (ss.ss_family == AF_INET)
-			uv_ip4_name((struct sockaddr_in *)&ss, c->ip, sizeof(c->ip));
-		else
-			uv_ip6_name((struct sockaddr_in6 *)&ss, c->ip, sizeof(c->ip));
-	}
+	if (peer->ss_family == AF_INET)
+		uv_ip4_name((const struct sockaddr_in *)peer, c->ip, sizeof(c->ip));
+	else if (peer->ss_family == AF_INET6)
+		uv_ip6_name((const struct sockaddr_in6 *)peer, c->ip, sizeof(c->ip));
 	c->parser = http_stream_new(HTTP_KIND_REQUEST, (size_t)w->r->cfg.max_header_bytes, &req_cbs, c);
 	deadline_set(&c->timer, (uint64_t)w->r->cfg.header_timeout_ms);
 	client_resume(c);
+}
+
+/* The worker that takes a connection w accepted, its count already raised:
+ * w itself unless another worker has at least two connections fewer. The
+ * kernel spreads connections over the SO_REUSEPORT listeners by a hash of
+ * their addresses, which leaves one worker with noticeably more of a few
+ * dozen long-lived connections than another; moving them keeps the workers'
+ * loads, and so their latencies, even. */
+static struct rt_worker *worker_pick(struct rt_worker *w)
+{
+	struct router *r = w->r;
+	struct rt_worker *best = w;
+	int64_t mine = atomic_load_explicit(&w->n_clients, memory_order_relaxed);
+	int64_t least = mine;
+	for (int k = 0; k < r->n_workers; k++) {
+		int64_t n = atomic_load_explicit(&r->workers[k].n_clients, memory_order_relaxed);
+		if (n < least) {
+			least = n;
+			best = &r->workers[k];
+		}
+	}
+	if (least + 1 >= mine)
+		best = w;
+	atomic_fetch_add_explicit(&best->n_clients, 1, memory_order_relaxed);
+	return best;
+}
+
+/* Queues fd for worker to; false when it takes no more (it is stopping). */
+static bool handoff(struct rt_worker *to, int fd, const struct sockaddr_storage *peer)
+{
+	uv_mutex_lock(&to->alock);
+	bool ok = !to->adopt_closed;
+	if (ok) {
+		if (to->n_handoffs == to->alloc_handoffs) {
+			to->alloc_handoffs = to->alloc_handoffs ? 2 * to->alloc_handoffs : 16;
+			to->handoffs = xrealloc(to->handoffs, to->alloc_handoffs * sizeof(*to->handoffs));
+		}
+		to->handoffs[to->n_handoffs].fd = fd;
+		to->handoffs[to->n_handoffs].peer = *peer;
+		to->n_handoffs++;
+		uv_async_send(&to->adopt);
+	}
+	uv_mutex_unlock(&to->alock);
+	return ok;
+}
+
+static void listen_resume(uv_timer_t *t)
+{
+	struct rt_worker *w = t->data;
+	if (!w->stopping)
+		uv_poll_start(&w->listen_poll, UV_READABLE, rt_proxy_listen_ready);
+}
+
+void rt_proxy_listen_ready(uv_poll_t *p, int status, int events)
+{
+	struct rt_worker *w = p->data;
+	(void)events;
+	if (status < 0 || w->stopping)
+		return;
+	for (int k = 0; k < ACCEPT_BATCH; k++) {
+		struct sockaddr_storage peer;
+		socklen_t len = sizeof(peer);
+		int fd = accept4(w->listen_fd, (struct sockaddr *)&peer, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+				int64_t now = rt_now_ms();
+				if (now - w->accept_warned_ms >= 10000) {
+					w->accept_warned_ms = now;
+					log_warn("router: cannot accept a connection: %s; pausing the listener",
+						 strerror(errno));
+				}
+				uv_poll_stop(&w->listen_poll);
+				uv_timer_start(&w->listen_pause, listen_resume, ACCEPT_PAUSE_MS, 0);
+			}
+			return;
+		}
+		struct rt_worker *to = worker_pick(w);
+		if (to != w) {
+			if (handoff(to, fd, &peer))
+				continue;
+			atomic_fetch_sub_explicit(&to->n_clients, 1, memory_order_relaxed);
+			atomic_fetch_add_explicit(&w->n_clients, 1, memory_order_relaxed);
+		}
+		client_adopt(w, fd, &peer);
+	}
+}
+
+void rt_proxy_adopt_all(uv_async_t *a)
+{
+	struct rt_worker *w = a->data;
+	uv_mutex_lock(&w->alock);
+	struct rt_handoff *list = w->handoffs;
+	size_t n = w->n_handoffs;
+	w->handoffs = NULL;
+	w->n_handoffs = w->alloc_handoffs = 0;
+	uv_mutex_unlock(&w->alock);
+	for (size_t k = 0; k < n; k++) {
+		if (w->stopping) {
+			close(list[k].fd);
+			atomic_fetch_sub_explicit(&w->n_clients, 1, memory_order_relaxed);
+			continue;
+		}
+		atomic_fetch_add_explicit(&w->moved_in, 1, memory_order_relaxed);
+		client_adopt(w, list[k].fd, &list[k].peer);
+	}
+	free(list);
 }
 
 void rt_worker_close_all(struct rt_worker *w)

@@ -9,7 +9,8 @@ import threading
 import time
 
 from conftest import SLOW, wait_for
-from router_helpers import Load, conn, echo, echo_spec, get, request, router_log_lines, stats
+from router_helpers import (Load, conn, echo, echo_spec, get, header_values, request, router_log_lines,
+                            stats)
 
 HOST = "bal.test"
 
@@ -351,3 +352,49 @@ def test_stats_count_status_classes_and_retries(daemon):
         assert abs(st[key] - want) < 1e-9, (key, st[key], want, hist)
     p50 = [l for l in daemon.cli("stats", "bal").stdout.splitlines() if l.startswith("total")][0].split()[4]
     assert p50 == f"{st['p50_seconds'] * 1000:.3g}ms"
+
+
+def test_connections_are_spread_evenly_over_the_workers(daemon):
+    # The kernel hands each worker's SO_REUSEPORT listener the connections
+    # that hash to it: out of 60, four workers would get anything from ~8
+    # to ~22. A worker with two more than another hands a new one over.
+    daemon.stop()
+    daemon.start(extra=["--router-workers", "4"])
+    deploy(daemon, 1)
+    base = stats(daemon, "bal")["router"]
+    assert base["workers"] == 4
+    conns = []
+    try:
+        for _ in range(60):
+            c = conn(daemon)
+            status, _, body = request(c, "GET", "/", HOST)
+            assert status == 200, body
+            conns.append(c)
+        rt = stats(daemon, "bal")["router"]
+        per = rt["client_connections_per_worker"]
+        assert sum(per) == 60 and rt["client_connections"] == 60, rt
+        assert max(per) - min(per) <= 2, per
+        assert rt["connections_moved"] > base["connections_moved"], rt
+        # A connection served by another worker than the one that accepted
+        # it works like any other, keep-alive and all, with the right client.
+        for c in conns:
+            status, _, body = request(c, "GET", "/", HOST)
+            assert status == 200
+            assert header_values(json.loads(body), "X-Forwarded-For") == ["127.0.0.1"]
+        # The same counts on /metrics (sampled each second), one series per worker.
+        def sampled():
+            status, text = daemon.request("GET", "/metrics")
+            assert status == 200
+            text = text.decode() if isinstance(text, bytes) else str(text)
+            return {l.split()[0]: float(l.split()[1]) for l in text.splitlines()
+                    if l.startswith("paasops_router_client_connections{")}
+        series = wait_for(lambda: (lambda m: m if sum(m.values()) == 60 else None)(sampled()),
+                          what="the connection gauges to be sampled")
+        assert sorted(series) == [f'paasops_router_client_connections{{worker="{k}"}}' for k in range(4)]
+        assert max(series.values()) - min(series.values()) <= 2, series
+    finally:
+        for c in conns:
+            c.close()
+    # Closed connections leave the counts of the workers that served them.
+    wait_for(lambda: stats(daemon, "bal")["router"]["client_connections_per_worker"] == [0, 0, 0, 0],
+             what="every worker's connection count to drop to 0")
