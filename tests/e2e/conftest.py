@@ -77,14 +77,14 @@ class Daemon:
         self.seen_pids = set()
 
     # ---- process ----
-    def start(self, extra=(), wait=True):
+    def start(self, extra=(), wait=True, preexec_fn=None):
         args = [BIN, "serve", "--data", self.data, "--ports", f"{self.ports[0]}-{self.ports[1]}"]
         if self.api_port:
             args += ["--api", f"127.0.0.1:{self.api_port}"]
         args += ["--http", f"127.0.0.1:{self.http_port}"]
         args += list(extra)
         self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, preexec_fn=preexec_fn)
         if wait:
             wait_for(self._healthy, timeout=10, what="daemon to answer /healthz")
         return self

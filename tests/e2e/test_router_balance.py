@@ -398,3 +398,43 @@ def test_connections_are_spread_evenly_over_the_workers(daemon):
     # Closed connections leave the counts of the workers that served them.
     wait_for(lambda: stats(daemon, "bal")["router"]["client_connections_per_worker"] == [0, 0, 0, 0],
              what="every worker's connection count to drop to 0")
+
+
+def test_out_of_file_descriptors_the_router_pauses_and_recovers(daemon):
+    # With few descriptors left, connections beyond them wait in the
+    # listen backlog; the router says so in its log (once per worker), keeps its open
+    # connections working, and accepts again when descriptors come back.
+    import resource
+
+    def low_limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (160, 160))
+    daemon.stop()
+    daemon.start(preexec_fn=low_limit)
+    deploy(daemon, 1)
+    first = conn(daemon)
+    assert request(first, "GET", "/", HOST)[0] == 200
+    used = len(os.listdir(f"/proc/{daemon.proc.pid}/fd"))
+    socks = []
+    try:
+        import socket
+        for _ in range(160 - used + 40):
+            s = socket.create_connection(("127.0.0.1", daemon.http_port), timeout=5)
+            socks.append(s)
+        wait_for(lambda: "cannot accept a connection" in daemon.read_log(),
+                 what="the router to log that it cannot accept")
+        # Once per worker, not once per try (it tries again every 100 ms).
+        time.sleep(0.5)  # let several retries pass: none may log again
+        assert 1 <= daemon.read_log().count("cannot accept a connection") <= 64
+        # The connection opened before still works.
+        status, _, body = request(first, "GET", "/", HOST)
+        assert status == 200, body
+    finally:
+        for s in socks:
+            s.close()
+    first.close()
+    # Descriptors are back: new connections are accepted and served.
+    wait_for(lambda: get(daemon, "/", HOST)[0] == 200, what="the router to serve again")
+    workers = stats(daemon, "bal")["router"]["workers"]
+    assert daemon.read_log().count("cannot accept a connection") <= workers
+    wait_for(lambda: stats(daemon, "bal")["router"]["client_connections"] == 0,
+             what="every connection to be closed")
