@@ -67,6 +67,7 @@ static const struct route routes[] = {
 	{"POST", "/v1/apps/:app/config", h_config_change, AUTH_WRITE, SCOPE_PATH},
 	{"GET", "/v1/apps/:app/deploy", h_deploy_status, AUTH_READ, SCOPE_PATH},
 	{"POST", "/v1/apps/:app/deploy/promote", h_deploy_promote, AUTH_WRITE, SCOPE_PATH},
+	{"POST", "/v1/apps/:app/run", h_app_run, AUTH_WRITE, SCOPE_PATH},
 	{"GET", "/v1/apps/:app/export/kubernetes", h_export_kubernetes, AUTH_READ, SCOPE_PATH},
 	{"GET", "/v1/apps/:app/export/dockerfile", h_export_dockerfile, AUTH_READ, SCOPE_PATH},
 	{"GET", "/v1/instances", h_instances, AUTH_READ, SCOPE_NONE},

@@ -141,6 +141,8 @@ void h_config_change(struct api_req *, struct api_resp *);
 void h_deploy_status(struct api_req *, struct api_resp *);
 void h_deploy_promote(struct api_req *, struct api_resp *);
 void h_events(struct api_req *, struct api_resp *);
+/* api_run.c */
+void h_app_run(struct api_req *, struct api_resp *);
 /* api_alerts.c */
 void h_alerts(struct api_req *, struct api_resp *);
 void h_alerts_history(struct api_req *, struct api_resp *);

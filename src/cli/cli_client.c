@@ -545,12 +545,13 @@ static int stream_target_head(void *ctx, struct http_msg *m)
 	return 0;
 }
 
-int cli__client_stream(const struct cli_client *c, const char *path, cli_body_cb cb, void *ctx,
+int cli__client_stream(const struct cli_client *c, const char *method, const char *path,
+		       const char *body, size_t body_len, cli_body_cb cb, void *ctx,
 		       struct cli_response *res, char **err)
 {
 	struct strbuf req;
-	strbuf_init(&req, 256);
-	cli__request_format(&req, c, "GET", path, NULL, 0);
+	strbuf_init(&req, 256 + body_len);
+	cli__request_format(&req, c, method, path, body, body_len);
 	struct cli_conn cn;
 	char *detail = NULL;
 	*err = NULL;

@@ -92,14 +92,16 @@ void cli__request_format(struct strbuf *out, const struct cli_client *c, const c
 int cli__client_request(const struct cli_client *c, const char *method, const char *path,
 		       const char *body, size_t body_len, struct cli_response *res, char **err);
 void cli__response_release(struct cli_response *r);
-/* GETs path and, when the answer is 200, hands its body to cb as it comes
+/* Sends method + path (with a JSON body when body is not NULL) and, when
+ * the answer is 200, hands its body to cb as it comes
  * (chunked framing removed; cb returns non-zero to stop) until the server
  * ends it; waits for data without a deadline (c->stop ends it with
  * -EINTR). Any other answer is read whole into *res. Returns 0 with
  * res->status set, or a negative errno with *err set like
  * cli__client_request. */
 typedef int (*cli_body_cb)(void *ctx, const char *data, size_t len);
-int cli__client_stream(const struct cli_client *c, const char *path, cli_body_cb cb, void *ctx,
+int cli__client_stream(const struct cli_client *c, const char *method, const char *path,
+		       const char *body, size_t body_len, cli_body_cb cb, void *ctx,
 		       struct cli_response *res, char **err);
 /* Like cli__client_request, with the body streamed from a file in chunks
  * (never read whole into memory) and sent with its Content-Length.
@@ -345,6 +347,10 @@ int cli__cmd_audit(struct cli *c);
 int cli__cmd_audit_verify(struct cli *c);
 extern const struct cli_opt cli__audit_opts[];
 extern const struct cli_opt cli__audit_verify_opts[];
+
+/* cli_run.c: run. */
+int cli__cmd_run(struct cli *c);
+extern const struct cli_opt cli__run_opts[];
 
 /* cli_doctor.c: doctor. */
 int cli__cmd_doctor(struct cli *c);

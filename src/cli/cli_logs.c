@@ -26,7 +26,7 @@ const struct cli_opt cli__logs_opts[] = {
 	{"until", 0, "WHEN", false, "lines before then"},
 	{"grep", 'g', "QUERY", false, "words, \"phrases\", AND/OR/NOT, field:value (see doc/logs.md)"},
 	{"level", 'l', "LEVEL", false, "this level or worse: debug, info, warn, error, fatal"},
-	{"stream", 's', "STREAM", false, "stdout, stderr, router, build or release (comma-separated)"},
+	{"stream", 's', "STREAM", false, "stdout, stderr, router, build, release or run (comma-separated)"},
 	{0},
 };
 
@@ -51,7 +51,7 @@ static const char *stream_color(const char *stream)
 		return "\033[31m";
 	if (str_eq(stream, "router"))
 		return "\033[36m";
-	if (str_eq(stream, "build") || str_eq(stream, "release"))
+	if (str_eq(stream, "build") || str_eq(stream, "release") || str_eq(stream, "run"))
 		return "\033[35m";
 	return "\033[32m";
 }
@@ -222,7 +222,8 @@ int cli__cmd_logs(struct cli *c)
 			c->client.stop = &interrupted;
 			struct cli_response res = {0};
 			char *err = NULL;
-			int r = cli__client_stream(&c->client, path.buf, on_stream, &pr, &res, &err);
+			int r = cli__client_stream(&c->client, "GET", path.buf, NULL, 0, on_stream, &pr, &res,
+						   &err);
 			if (r == -EINTR || interrupted) {
 				rc = CLI_EXIT_OK;
 			} else if (r < 0) {

@@ -36,4 +36,8 @@ const char *str_suggest(const char *word, const char *const *candidates, size_t 
 /* Parses a decimal int64 in full; 0 or -EINVAL/-ERANGE. */
 int str_to_i64(const char *s, int64_t *out);
 
+/* Length of the valid UTF-8 sequence at s (n > 0 bytes left), or 0 when
+ * the bytes there are not one (or it is cut short by n). */
+size_t utf8_seq(const unsigned char *s, size_t n);
+
 #endif

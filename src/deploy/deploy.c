@@ -8,6 +8,7 @@
  * when a rollout succeeds, so a daemon killed mid-deploy comes back on the
  * old release with the interrupted one marked failed. */
 #include "deploy/deploy.h"
+#include "deploy/deploy_internal.h"
 #include "deploy/deploy_webhook.h"
 #include "compat/archive.h"
 #include "compat/crypto.h"
@@ -84,13 +85,6 @@ struct dp_job {
 	double err_rate, err_factor, lat_factor; /* regression thresholds */
 };
 
-struct deploy {
-	struct deploy_config cfg;
-	char *data_dir;
-	struct webhooks *hooks;
-	struct dp_job **jobs;
-	size_t n_jobs, alloc_jobs;
-};
 
 /* ---- jobs ---- */
 
@@ -257,14 +251,7 @@ static void phase(struct dp_job *j, enum dp_phase ph);
 
 /* ---- release records ---- */
 
-struct rel_copy {
-	bool found;
-	int version;
-	char *status, *yaml, *filename, *dir, *config, *secrets;
-	bool owns_dir;
-};
-
-static void copy_release(void *ctx, const struct store_release *r)
+void dp_copy_release(void *ctx, const struct store_release *r)
 {
 	struct rel_copy *c = ctx;
 	c->found = true;
@@ -278,7 +265,7 @@ static void copy_release(void *ctx, const struct store_release *r)
 	c->owns_dir = r->owns_dir;
 }
 
-static void rel_copy_release(struct rel_copy *c)
+void dp_rel_copy_release(struct rel_copy *c)
 {
 	free(c->status);
 	free(c->yaml);
@@ -290,7 +277,7 @@ static void rel_copy_release(struct rel_copy *c)
 }
 
 /* The app's live release version from the supervisor (0 when none). */
-static int live_version(struct deploy *d, const char *app)
+int dp_live_version(struct deploy *d, const char *app)
 {
 	struct json *st = supervisor_rollout_json(d->cfg.sv, app);
 	int64_t v = 0;
@@ -515,7 +502,7 @@ static int roll_to(struct dp_job *j, const struct rel_copy *r, char **err)
 static void start_rollback(struct dp_job *j, const char *why)
 {
 	struct rel_copy prev = {0};
-	store_release_get(j->d->cfg.store, j->app, j->from, copy_release, &prev);
+	store_release_get(j->d->cfg.store, j->app, j->from, dp_copy_release, &prev);
 	char *err = NULL;
 	/* The failure is recorded first: the rollback's rollout may end, and
 	 * on_rollout_done mark the release rolled back, before roll_to returns. */
@@ -532,7 +519,7 @@ static void start_rollback(struct dp_job *j, const char *why)
 		free(msg);
 		free(err);
 	}
-	rel_copy_release(&prev);
+	dp_rel_copy_release(&prev);
 }
 
 static void on_rollout_done(void *ctx, const char *app, int version, bool ok, const char *reason)
@@ -578,12 +565,12 @@ static void on_rollout_done(void *ctx, const char *app, int version, bool ok, co
 static void begin_rollout(struct dp_job *j)
 {
 	struct rel_copy r = {0};
-	store_release_get(j->d->cfg.store, j->app, j->version, copy_release, &r);
+	store_release_get(j->d->cfg.store, j->app, j->version, dp_copy_release, &r);
 	phase(j, PH_ROLLING_OUT);
 	set_status(j, j->version, "deploying", NULL);
 	char *err = NULL;
 	int rc = r.found ? roll_to(j, &r, &err) : -ENOENT;
-	rel_copy_release(&r);
+	dp_rel_copy_release(&r);
 	if (rc < 0) {
 		j->rollout_rc = rc;
 		set_status(j, j->version, "failed", err ? err : "release not found");
@@ -610,6 +597,55 @@ static void begin_rollout(struct dp_job *j)
 
 /* ---- build and release phases ---- */
 
+void dp_log_lines(struct supervisor *sv, const char *app, const char *instance, int stream,
+		  struct strbuf *b, bool flush)
+{
+	size_t start = 0;
+	for (;;) {
+		char *nl = memchr(b->buf + start, '\n', b->len - start);
+		size_t n = nl ? (size_t)(nl - (b->buf + start)) : b->len - start;
+		if (!nl && n < 10000 && !(flush && n))
+			break;
+		if (n > 10000) {
+			n = 10000;
+			nl = NULL;
+		}
+		char *line = xstrndup(b->buf + start, n);
+		supervisor_log_line(sv, app, instance, (enum supervisor_stream)stream, line);
+		free(line);
+		start += n + (nl ? 1 : 0);
+		if (start >= b->len)
+			break;
+	}
+	strbuf_consume(b, start);
+}
+
+size_t dp_release_env(struct deploy *d, const char *app, int version, char **envp, size_t cap)
+{
+	size_t ne = 0;
+	static const char *const passed[] = {"PATH", "HOME", "USER", "LANG", "TZ", "TMPDIR"};
+	for (size_t k = 0; k < ARRAY_SIZE(passed) && ne + 3 < cap; k++)
+		if (getenv(passed[k]))
+			envp[ne++] = xasprintf("%s=%s", passed[k], getenv(passed[k]));
+	struct rel_copy r = {0};
+	store_release_get(d->cfg.store, app, version, dp_copy_release, &r);
+	struct spec *spec = r.found ? spec_parse(r.yaml, strlen(r.yaml), r.filename, NULL) : NULL;
+	for (size_t k = 0; spec && k < spec->n_env && ne + 3 < cap; k++)
+		envp[ne++] = xasprintf("%s=%s", spec->env[k].key, spec->env[k].value);
+	struct json *cfg = r.found ? json_parse(r.config, strlen(r.config), NULL) : NULL;
+	for (struct json *e = json_first(cfg); e && ne + 3 < cap; e = json_next(e))
+		if (json_str(e))
+			envp[ne++] = xasprintf("%s=%s", json_key(e), json_str(e));
+	envp[ne++] = xasprintf("PAASOPS_APP=%s", app);
+	envp[ne++] = xasprintf("PAASOPS_RELEASE=v%d", version);
+	envp[ne] = NULL;
+	json_free(cfg);
+	spec_free(spec);
+	dp_rel_copy_release(&r);
+	return ne;
+}
+
+
 struct dp_proc {
 	struct dp_job *j;
 	uv_process_t proc;
@@ -635,25 +671,7 @@ static void proc_closed(uv_handle_t *h)
 
 static void proc_lines(struct dp_proc *p, int k, bool flush)
 {
-	struct strbuf *b = &p->partial[k];
-	size_t start = 0;
-	for (;;) {
-		char *nl = memchr(b->buf + start, '\n', b->len - start);
-		size_t n = nl ? (size_t)(nl - (b->buf + start)) : b->len - start;
-		if (!nl && n < 10000 && !(flush && n))
-			break;
-		if (n > 10000) {
-			n = 10000;
-			nl = NULL;
-		}
-		char *line = xstrndup(b->buf + start, n);
-		supervisor_log_line(p->j->d->cfg.sv, p->j->app, NULL, p->stream, line);
-		free(line);
-		start += n + (nl ? 1 : 0);
-		if (start >= b->len)
-			break;
-	}
-	strbuf_consume(b, start);
+	dp_log_lines(p->j->d->cfg.sv, p->j->app, NULL, p->stream, &p->partial[k], flush);
 }
 
 static void proc_alloc(uv_handle_t *h, size_t s, uv_buf_t *buf)
@@ -728,29 +746,8 @@ static void run_phase(struct dp_job *j, const char *what, const char *cmd, enum 
 	p->pipes[0].data = p->pipes[1].data = p->timeout.data = p->proc.data = p;
 	p->open = 3;
 	/* Environment: the daemon's basics, the spec's env and config vars. */
-	struct strbuf envs;
-	strbuf_init(&envs, 256);
 	char *envp[256];
-	size_t ne = 0;
-	static const char *const passed[] = {"PATH", "HOME", "USER", "LANG", "TZ", "TMPDIR"};
-	for (size_t k = 0; k < ARRAY_SIZE(passed) && ne < 200; k++)
-		if (getenv(passed[k]))
-			envp[ne++] = xasprintf("%s=%s", passed[k], getenv(passed[k]));
-	struct rel_copy r = {0};
-	store_release_get(d->cfg.store, j->app, j->version, copy_release, &r);
-	struct spec *spec = r.found ? spec_parse(r.yaml, strlen(r.yaml), r.filename, NULL) : NULL;
-	for (size_t k = 0; spec && k < spec->n_env && ne < 240; k++)
-		envp[ne++] = xasprintf("%s=%s", spec->env[k].key, spec->env[k].value);
-	struct json *cfg = r.found ? json_parse(r.config, strlen(r.config), NULL) : NULL;
-	for (struct json *e = json_first(cfg); e && ne < 250; e = json_next(e))
-		if (json_str(e))
-			envp[ne++] = xasprintf("%s=%s", json_key(e), json_str(e));
-	envp[ne++] = xasprintf("PAASOPS_APP=%s", j->app);
-	envp[ne++] = xasprintf("PAASOPS_RELEASE=v%d", j->version);
-	envp[ne] = NULL;
-	json_free(cfg);
-	spec_free(spec);
-	strbuf_release(&envs);
+	size_t ne = dp_release_env(d, j->app, j->version, envp, ARRAY_SIZE(envp));
 	char *args[] = {"/bin/sh", "-c", (char *)cmd, NULL};
 	uv_stdio_container_t stdio[3] = {
 		{.flags = UV_IGNORE},
@@ -765,7 +762,6 @@ static void run_phase(struct dp_job *j, const char *what, const char *cmd, enum 
 	int rc = uv_spawn(d->cfg.loop, &p->proc, &o);
 	for (size_t k = 0; k < ne; k++)
 		free(envp[k]);
-	rel_copy_release(&r);
 	if (rc < 0) {
 		uv_close((uv_handle_t *)&p->proc, NULL);
 		uv_close((uv_handle_t *)&p->pipes[0], proc_closed);
@@ -878,6 +874,7 @@ void deploy_free(struct deploy *d)
 {
 	if (!d)
 		return;
+	dp_runs_free(d);
 	for (size_t k = 0; k < d->n_jobs; k++)
 		job_free(d->jobs[k]);
 	free(d->jobs);
@@ -937,10 +934,10 @@ int deploy_apply(struct deploy *d, const char *yaml, const char *filename, const
 		free(app);
 		return -EIO;
 	}
-	int live = live_version(d, app);
+	int live = dp_live_version(d, app);
 	struct rel_copy cur = {0};
 	if (live)
-		store_release_get(d->cfg.store, app, live, copy_release, &cur);
+		store_release_get(d->cfg.store, app, live, dp_copy_release, &cur);
 	struct dp_job *j = job_new(d, app, who);
 	j->version = version;
 	j->from = live;
@@ -948,7 +945,7 @@ int deploy_apply(struct deploy *d, const char *yaml, const char *filename, const
 	j->filename = xstrdup(filename);
 	j->dir = xstrdup(dir);
 	int rc = create_release(j, cur.found ? cur.config : "{}", cur.found ? cur.secrets : "[]", false, NULL, err);
-	rel_copy_release(&cur);
+	dp_rel_copy_release(&cur);
 	if (rc < 0) {
 		job_finish(j, "failed", *err);
 		free(app);
@@ -1070,14 +1067,14 @@ static void extract_done(uv_work_t *w, int status)
 	}
 	j->dir = final;
 	j->filename = xstrdup(j->spec_name);
-	int live = live_version(j->d, j->app);
+	int live = dp_live_version(j->d, j->app);
 	j->from = live;
 	struct rel_copy cur = {0};
 	if (live)
-		store_release_get(j->d->cfg.store, j->app, live, copy_release, &cur);
+		store_release_get(j->d->cfg.store, j->app, live, dp_copy_release, &cur);
 	char *err = NULL;
 	int rc = create_release(j, cur.found ? cur.config : "{}", cur.found ? cur.secrets : "[]", true, j->sha, &err);
-	rel_copy_release(&cur);
+	dp_rel_copy_release(&cur);
 	if (rc < 0) {
 		reply_error(j, 400, err);
 		job_finish(j, "failed", err);
@@ -1163,7 +1160,7 @@ int deploy_config_change(struct deploy *d, const char *app, const struct json *s
 			 const struct json *secret, const struct json *unset,
 			 const struct deploy_who *who, struct json **out, char **err)
 {
-	int live = live_version(d, app);
+	int live = dp_live_version(d, app);
 	if (!supervisor_has_app(d->cfg.sv, app) || !live) {
 		*err = xasprintf("app '%s' not found", app);
 		return -ENOENT;
@@ -1208,7 +1205,7 @@ int deploy_config_change(struct deploy *d, const char *app, const struct json *s
 		return -EINVAL;
 	}
 	struct rel_copy cur = {0};
-	store_release_get(d->cfg.store, app, live, copy_release, &cur);
+	store_release_get(d->cfg.store, app, live, dp_copy_release, &cur);
 	if (!cur.found) {
 		*err = xasprintf("app '%s' has no live release", app);
 		return -ENOENT;
@@ -1224,7 +1221,7 @@ int deploy_config_change(struct deploy *d, const char *app, const struct json *s
 			*err = xasprintf("config var '%s' is not set", json_str(e));
 			json_free(cfg);
 			json_free(sec);
-			rel_copy_release(&cur);
+			dp_rel_copy_release(&cur);
 			return -ENOENT;
 		}
 	}
@@ -1259,7 +1256,7 @@ int deploy_config_change(struct deploy *d, const char *app, const struct json *s
 	j->skip_build = true;
 	if (!j->message)
 		j->message = xstrdup("config change");
-	rel_copy_release(&cur);
+	dp_rel_copy_release(&cur);
 	int rc = create_release(j, cfg_text, sec_text, false, NULL, err);
 	free(cfg_text);
 	free(sec_text);
@@ -1276,7 +1273,7 @@ int deploy_config_change(struct deploy *d, const char *app, const struct json *s
 
 struct json *deploy_config_json(struct deploy *d, const char *app)
 {
-	int live = live_version(d, app);
+	int live = dp_live_version(d, app);
 	if (!live)
 		return NULL;
 	struct json *r = deploy_release_json(d, app, live);
@@ -1318,7 +1315,7 @@ static void live_release_json(void *ctx, const struct store_release *r)
 
 struct json *deploy_live_release_json(struct deploy *d, const char *app)
 {
-	int live = live_version(d, app);
+	int live = dp_live_version(d, app);
 	struct json *o = NULL;
 	if (live)
 		store_release_get(d->cfg.store, app, live, live_release_json, &o);
@@ -1344,7 +1341,7 @@ static void find_prev(void *ctx, const struct store_release *r)
 int deploy_rollback(struct deploy *d, const char *app, int version, const struct deploy_who *who,
 		    struct json **out, char **err)
 {
-	int live = live_version(d, app);
+	int live = dp_live_version(d, app);
 	if (!supervisor_has_app(d->cfg.sv, app) || !live) {
 		*err = xasprintf("app '%s' not found", app);
 		return -ENOENT;
@@ -1367,7 +1364,7 @@ int deploy_rollback(struct deploy *d, const char *app, int version, const struct
 		return -EINVAL;
 	}
 	struct rel_copy r = {0};
-	store_release_get(d->cfg.store, app, version, copy_release, &r);
+	store_release_get(d->cfg.store, app, version, dp_copy_release, &r);
 	struct stat st;
 	if (!r.found) {
 		*err = xasprintf("app '%s' has no release v%d", app, version);
@@ -1375,7 +1372,7 @@ int deploy_rollback(struct deploy *d, const char *app, int version, const struct
 	}
 	if (stat(r.dir, &st) < 0) {
 		*err = xasprintf("the artifact of v%d was removed (only the newest releases keep theirs)", version);
-		rel_copy_release(&r);
+		dp_rel_copy_release(&r);
 		return -EEXIST;
 	}
 	struct dp_job *j = job_new(d, app, who);
@@ -1387,13 +1384,13 @@ int deploy_rollback(struct deploy *d, const char *app, int version, const struct
 	j->auto_rollback = false;
 	j->is_rollback = true;
 	j->has_release = true; /* the release it goes back to */
-	rel_copy_release(&r);
+	dp_rel_copy_release(&r);
 	note(j, "rollback from v%d to v%d requested", live, version);
 	j->phase = PH_ROLLING_OUT;
 	struct rel_copy again = {0};
-	store_release_get(d->cfg.store, app, version, copy_release, &again);
+	store_release_get(d->cfg.store, app, version, dp_copy_release, &again);
 	int rc = roll_to(j, &again, err);
-	rel_copy_release(&again);
+	dp_rel_copy_release(&again);
 	if (rc < 0) {
 		job_finish(j, "failed", *err);
 		return rc;
@@ -1459,7 +1456,7 @@ struct json *deploy_status_json(struct deploy *d, const char *app)
 		return NULL;
 	struct json *o = json_object();
 	json_set_str(o, "app", app);
-	json_set_int(o, "version", live_version(d, app));
+	json_set_int(o, "version", dp_live_version(d, app));
 	json_set_str(o, "phase", "done");
 	json_set_str(o, "result", "succeeded");
 	return o;

@@ -94,4 +94,44 @@ struct json *deploy_status_json(struct deploy *d, const char *app);
 /* Webhook delivery counters; caller frees. */
 struct json *deploy_webhooks_json(struct deploy *d);
 
+
+/* ---- one-off runs (paasops run) ---- */
+
+/* At most this many one-off runs at once, over all apps. */
+#define DEPLOY_MAX_RUNS 32
+/* The longest a run may last, and the default. */
+#define DEPLOY_RUN_TIMEOUT_MAX_MS (24LL * 3600 * 1000)
+#define DEPLOY_RUN_TIMEOUT_DEFAULT_MS (3600LL * 1000)
+
+struct deploy_run;
+struct deploy_run_cbs {
+	/* Output as it comes: fd 1 (stdout) or 2 (stderr); data borrowed. */
+	void (*output)(void *ctx, int fd, const char *data, size_t len);
+	/* Once, after the process exited and all its output was delivered:
+	 * the exit status (-1 when a signal ended it), the signal, and why it
+	 * was stopped ("timed out after 1h", or NULL). */
+	void (*exit)(void *ctx, int status, int sig, const char *why);
+};
+/* Runs command once under /bin/sh -c, in the directory of app's live
+ * release with that release's environment (as its release phase gets it),
+ * stdin from /dev/null, in its own process group. Its output goes to cbs
+ * and, line by line, to the app's log (stream "run"); events say when it
+ * started and how it ended. timeout_ms (> 0) kills the group after that
+ * long. Returns 0 and the run in *out, or -ENOENT (no such app), -ESRCH
+ * (no live release), -EAGAIN (DEPLOY_MAX_RUNS running), or a spawn error,
+ * each with *err (caller frees). */
+int deploy_run_start(struct deploy *d, const char *app, const char *command, int64_t timeout_ms,
+		     const struct deploy_run_cbs *cbs, void *ctx, struct deploy_run **out, char **err);
+/* "APP.run.N", the pid, and the release version of a run that is alive
+ * (a run must not be used after its exit callback or a cancel). */
+const char *deploy_run_id(const struct deploy_run *r);
+int deploy_run_pid(const struct deploy_run *r);
+int deploy_run_release(const struct deploy_run *r);
+/* Stops reading the run's output while its reader catches up (the
+ * process then blocks on a full pipe), or reads again. */
+void deploy_run_pause(struct deploy_run *r, bool pause);
+/* Whoever asked is gone: the process group is killed and no callback is
+ * called any more; the run cleans up after itself. */
+void deploy_run_cancel(struct deploy_run *r);
+
 #endif

@@ -439,7 +439,7 @@ static struct src *src_get(struct logs *l, const char *app, const char *process,
 			   const char *instance, int release, int stream)
 {
 	char key[512];
-	char kind = stream == 2 ? 'r' : stream >= 3 ? 'b' : instance ? 'i' : 'a';
+	char kind = stream == 2 ? 'r' : stream == 5 ? 'u' : stream >= 3 ? 'b' : instance ? 'i' : 'a';
 	int kl = snprintf(key, sizeof(key), "%c%s%c%s", kind, app, 0, kind == 'i' ? instance : "");
 	if (kl < 0 || (size_t)kl >= sizeof(key))
 		kl = (int)sizeof(key) - 1;
@@ -1537,7 +1537,8 @@ struct json *logs_stats_json(struct logs *l)
 			struct json *so = json_append(srcs, json_object());
 			json_set_str(so, "app", s->app);
 			json_set_str(so, "instance", s->instance);
-			json_set_str(so, "stream", s->key[0] == 'r' ? "router" : s->key[0] == 'b' ? "build" : "output");
+			json_set_str(so, "stream", s->key[0] == 'r' ? "router" : s->key[0] == 'b' ? "build"
+						  : s->key[0] == 'u' ? "run" : "output");
 			json_set_int(so, "lines", (int64_t)s->lines);
 			json_set_int(so, "dropped", (int64_t)s->dropped_total);
 		}

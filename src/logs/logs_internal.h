@@ -45,7 +45,7 @@ enum logs_level {
 	LOGS_NLEVELS
 };
 
-#define LOGS_NSTREAMS 5 /* stdout, stderr, router, build, release */
+#define LOGS_NSTREAMS 6 /* stdout, stderr, router, build, release, run */
 
 const char *logs_level_name(int level);   /* "" for NONE */
 const char *logs_stream_name(int stream); /* "stdout", ... */

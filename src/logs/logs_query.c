@@ -725,7 +725,7 @@ int logs_filter_set(struct logs_filter *f, const char *name, const char *value, 
 				mask |= 1u << s;
 		}
 		if (bad >= 0)
-			*err = xasprintf("invalid stream '%s' (stdout, stderr, router, build or release)", names[bad]);
+			*err = xasprintf("invalid stream '%s' (stdout, stderr, router, build, release or run)", names[bad]);
 		for (size_t k = 0; k < n; k++)
 			free(names[k]);
 		free(names);

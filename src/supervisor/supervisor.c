@@ -1022,8 +1022,8 @@ struct json *supervisor_logs_json(struct supervisor *sv, const char *app, const 
 		json_set_int(o, "seq", (int64_t)v[k].l->seq);
 		set_time(o, "time", v[k].l->time);
 		json_set_str(o, "instance", v[k].id);
-		static const char *const streams[] = {"stdout", "stderr", "router", "build", "release"};
-		json_set_str(o, "stream", streams[v[k].l->stream < 5 ? v[k].l->stream : 0]);
+		static const char *const streams[] = {"stdout", "stderr", "router", "build", "release", "run"};
+		json_set_str(o, "stream", streams[v[k].l->stream < 6 ? v[k].l->stream : 0]);
 		json_set_str(o, "line", v[k].l->text);
 	}
 	if (n)

@@ -137,7 +137,12 @@ typedef void (*supervisor_pool_cb)(void *ctx, const char *app, const struct spec
 				   const char *const *instances, const int *ports, size_t n);
 void supervisor_each_pool(struct supervisor *sv, supervisor_pool_cb cb, void *ctx);
 /* Streams of an app's log besides the instances' stdout and stderr. */
-enum supervisor_stream { SUPERVISOR_STREAM_ROUTER = 2, SUPERVISOR_STREAM_BUILD = 3, SUPERVISOR_STREAM_RELEASE = 4 };
+enum supervisor_stream {
+	SUPERVISOR_STREAM_ROUTER = 2,
+	SUPERVISOR_STREAM_BUILD = 3,
+	SUPERVISOR_STREAM_RELEASE = 4,
+	SUPERVISOR_STREAM_RUN = 5, /* one-off runs (paasops run) */
+};
 /* Adds a line (access log, build output) to an instance's log, or the
  * app's when instance is NULL or gone. */
 void supervisor_log_line(struct supervisor *sv, const char *app, const char *instance,

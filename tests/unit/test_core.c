@@ -94,6 +94,21 @@ static void test_util__xgrow_reaches_the_needed_size_and_keeps_contents(void **s
 	free(arr);
 }
 
+static void test_util__utf8_seq_takes_valid_sequences_only(void **state)
+{
+	(void)state;
+	const unsigned char *u = (const unsigned char *)"a\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80";
+	assert_int_equal(utf8_seq(u, 10), 1);
+	assert_int_equal(utf8_seq(u + 1, 9), 2);
+	assert_int_equal(utf8_seq(u + 3, 7), 3);
+	assert_int_equal(utf8_seq(u + 6, 4), 4);
+	assert_int_equal(utf8_seq(u + 6, 3), 0); /* cut short */
+	assert_int_equal(utf8_seq((const unsigned char *)"\xff", 1), 0);
+	assert_int_equal(utf8_seq((const unsigned char *)"\xc0\xaf", 2), 0);     /* overlong */
+	assert_int_equal(utf8_seq((const unsigned char *)"\xed\xa0\x80", 3), 0); /* surrogate */
+	assert_int_equal(utf8_seq((const unsigned char *)"\xc3\x41", 2), 0);     /* no continuation */
+}
+
 static void test_util__string_predicates(void **state)
 {
 	assert_true(str_starts_with("pso_abc", "pso_"));
@@ -612,6 +627,7 @@ int main(void)
 		cmocka_unit_test(test_util__xasprintf_formats_into_a_new_string),
 		cmocka_unit_test(test_util__xgrow_reaches_the_needed_size_and_keeps_contents),
 		cmocka_unit_test(test_util__string_predicates),
+		cmocka_unit_test(test_util__utf8_seq_takes_valid_sequences_only),
 		cmocka_unit_test(test_util__edit_distance_counts_insertions_deletions_substitutions),
 		cmocka_unit_test(test_util__suggest_returns_a_close_candidate_or_null),
 		cmocka_unit_test(test_util__str_to_i64_parses_whole_decimal_numbers),

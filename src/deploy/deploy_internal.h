@@ -1,0 +1,53 @@
+/* deploy_internal.h: what the deploy pipeline (deploy.c) and one-off runs
+ * (deploy_run.c) share. Control loop only. */
+#ifndef PAASOPS_DEPLOY_INTERNAL_H
+#define PAASOPS_DEPLOY_INTERNAL_H
+#include "deploy/deploy.h"
+#include <stdbool.h>
+#include <stddef.h>
+
+struct dp_job;
+struct deploy_run;
+struct store_release;
+struct strbuf;
+
+struct deploy {
+	struct deploy_config cfg;
+	char *data_dir;
+	struct webhooks *hooks;
+	struct dp_job **jobs;
+	size_t n_jobs, alloc_jobs;
+	struct deploy_run *runs; /* one-off runs whose process is alive */
+	int n_runs, run_seq;
+};
+
+/* A copy of one release record (store_release_get's callback fills it);
+ * dp_rel_copy_release() frees what it holds. */
+struct rel_copy {
+	bool found;
+	int version;
+	char *status, *yaml, *filename, *dir, *config, *secrets;
+	bool owns_dir;
+};
+void dp_copy_release(void *ctx, const struct store_release *r);
+void dp_rel_copy_release(struct rel_copy *c);
+
+/* The app's live release version from the supervisor (0 when none). */
+int dp_live_version(struct deploy *d, const char *app);
+
+/* The environment a release's commands run with: PATH, HOME, USER, LANG,
+ * TZ and TMPDIR from the daemon, the spec's top-level env, the config vars,
+ * PAASOPS_APP and PAASOPS_RELEASE. Fills envp (cap entries, the last
+ * NULL) with strings the caller frees; returns how many. */
+size_t dp_release_env(struct deploy *d, const char *app, int version, char **envp, size_t cap);
+
+/* Adds the complete lines in b (and with flush, the rest) to the app's
+ * log under stream, splitting lines longer than 10,000 bytes; consumes
+ * what it logged. */
+void dp_log_lines(struct supervisor *sv, const char *app, const char *instance, int stream,
+		  struct strbuf *b, bool flush);
+
+/* deploy_run.c: kills every run (the daemon is stopping). */
+void dp_runs_free(struct deploy *d);
+
+#endif

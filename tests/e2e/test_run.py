@@ -1,0 +1,195 @@
+"""One-off runs: `paasops run APP -- COMMAND` and POST /v1/apps/NAME/run run a
+command once in the app's live release with its environment, stream its
+stdout and stderr back as they come, hand back its exit status, and kill it
+on --timeout, on Ctrl-C and when the daemon stops."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+
+from conftest import BIN, SLOW, pid_alive, wait_for
+
+
+def spec(app="job", command="sleep 1000"):
+    return f"""app: {app}
+env: {{SPEC_VAR: from-spec}}
+processes:
+  web:
+    command: {command}
+    instances: 1
+    stop_timeout: 2s
+"""
+
+
+def setup_app(d, app="job"):
+    d.apply(spec(app))
+    d.wait_ready(app, 1)
+
+
+def run_cli(d, *args, **kw):
+    return d.cli("run", *args, **kw)
+
+
+def api_run(d, body, read_delay=0.0):
+    """POSTs a run on the unix socket; returns (status, [lines]) with the
+    NDJSON lines parsed. read_delay: seconds to wait before reading at all."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(60 * SLOW)
+    s.connect(d.sock)
+    data = json.dumps(body).encode()
+    s.sendall(b"POST /v1/apps/job/run HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+              b"Content-Length: " + str(len(data)).encode() + b"\r\n\r\n" + data)
+    if read_delay:
+        time.sleep(read_delay)
+    f = s.makefile("rb")
+    status = int(f.readline().split()[1])
+    headers = {}
+    while True:
+        line = f.readline().strip()
+        if not line:
+            break
+        k, v = line.decode().split(":", 1)
+        headers[k.lower()] = v.strip()
+    if headers.get("transfer-encoding") != "chunked":
+        body = f.read(int(headers.get("content-length", 0)))
+        s.close()
+        return status, json.loads(body)
+    raw = b""
+    while True:
+        n = int(f.readline().strip(), 16)
+        if n == 0:
+            break
+        raw += f.read(n)
+        f.readline()
+    s.close()
+    return status, [json.loads(l) for l in raw.decode().splitlines() if l]
+
+
+def test_run_streams_both_outputs_with_the_release_environment_and_exit_status(daemon):
+    setup_app(daemon)
+    r = daemon.cli("config", "set", "job", "PLAIN=visible", "--wait")
+    assert r.returncode == 0, r.stderr
+    r = daemon.cli("config", "set", "job", "TOKEN=s3cr3t", "--secret", "--wait")
+    assert r.returncode == 0, r.stderr
+    wait_for(lambda: daemon.ok("GET", "/v1/apps/job")["release"] == 3, what="release v3 to be live")
+    r = run_cli(daemon, "job", 'echo "$SPEC_VAR $PLAIN $TOKEN $PAASOPS_APP $PAASOPS_RELEASE"; '
+                'pwd; echo oops >&2; exit 7')
+    assert r.returncode == 7, r.stderr
+    assert r.stdout == f"from-spec visible s3cr3t job v3\n{daemon.tmp}\n"
+    assert r.stderr == "oops\n"
+    # Several words reach the command one for one, quotes and all.
+    r = run_cli(daemon, "job", "--", "printf", "[%s]", "a b", "it's", "$HOME", "")
+    assert (r.returncode, r.stdout) == (0, "[a b][it's][$HOME][]"), r.stderr
+    # The output is in the app's log under stream "run", and events tell the story.
+    lines = daemon.ok("GET", "/v1/apps/job/logs?lines=100")["lines"]
+    assert "oops" in [l["line"] for l in lines if l["stream"] == "run"]
+    wait_for(lambda: "oops" in daemon.cli("logs", "job", "--stream", "run").stdout,
+             what="the run's output in the log store")
+    msgs = [e["reason"] for e in daemon.events("job") if e["type"] == "run"]
+    assert any("exited with status 7" in m for m in msgs), msgs
+
+
+def test_the_api_answers_ndjson_and_holds_a_slow_reader_without_loss(daemon):
+    setup_app(daemon)
+    status, lines = api_run(daemon, {"command": "echo hi; echo there >&2"})
+    assert status == 200
+    assert set(lines[0]) == {"run", "release", "pid"} and lines[0]["run"].startswith("job.run.")
+    out = "".join(l["data"] for l in lines if l.get("stream") == "stdout")
+    err = "".join(l["data"] for l in lines if l.get("stream") == "stderr")
+    assert (out, err, lines[-1]) == ("hi\n", "there\n", {"exit_status": 0})
+    # 12 MB while the client reads nothing for a while: the daemon queues
+    # up to its limit, then holds the command up; not a byte is lost.
+    status, lines = api_run(daemon, {"command": "head -c 12000000 /dev/zero | tr '\\0' x"}, read_delay=1.5)
+    assert status == 200
+    assert sum(len(l["data"]) for l in lines if "data" in l) == 12_000_000
+    assert lines[-1] == {"exit_status": 0}
+
+
+def test_output_is_utf8_text_even_when_a_read_cuts_a_character(daemon):
+    setup_app(daemon)
+    status, lines = api_run(daemon, {"command": "printf '\\303'; sleep 0.3; printf '\\251 \\377\\n'"})
+    assert status == 200
+    assert "".join(l["data"] for l in lines if "data" in l) == "\u00e9 \ufffd\n"
+
+
+def test_timeout_and_ctrl_c_kill_the_command(daemon, tmp_path):
+    setup_app(daemon)
+    r = run_cli(daemon, "job", "--timeout", "1s", "--", "sleep", "30")
+    assert r.returncode == 128 + 9
+    assert "timed out after 1s" in r.stderr
+    # Ctrl-C: the CLI stops and the daemon kills the whole process group.
+    pidfile = tmp_path / "pid"
+    e = dict(os.environ, PAASOPS_SERVER=f"unix:{daemon.sock}")
+    cli = subprocess.Popen([BIN, "run", "job", f"echo $$ > {pidfile}; sleep 300 & wait"], env=e,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), what="the command to start")
+    pid = int(pidfile.read_text())
+    cli.send_signal(signal.SIGINT)
+    out, err = cli.communicate(timeout=10 * SLOW)
+    assert cli.returncode == 130, err
+    wait_for(lambda: not pid_alive(pid), what="the command to be killed")
+    wait_for(lambda: [e for e in daemon.events("job") if e["type"] == "run" and "signal 9" in e["reason"]],
+             what="an event saying the run was killed")
+    # Nothing of it is left: no live process of that group.
+    wait_for(lambda: not [p for p in os.listdir("/proc")
+                          if p.isdigit() and _pgid(int(p)) == pid and pid_alive(int(p))],
+             what="every process of the run's group to be gone")
+
+
+def _pgid(pid):
+    try:
+        return os.getpgid(pid)
+    except OSError:
+        return None
+
+
+def test_a_stopping_daemon_kills_its_runs(daemon, tmp_path):
+    setup_app(daemon)
+    pidfile = tmp_path / "pid"
+    e = dict(os.environ, PAASOPS_SERVER=f"unix:{daemon.sock}")
+    cli = subprocess.Popen([BIN, "run", "job", f"echo $$ > {pidfile}; exec sleep 300"], env=e,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), what="the command to start")
+    pid = int(pidfile.read_text())
+    assert daemon.stop() == 0
+    wait_for(lambda: not pid_alive(pid), what="the run to be killed with the daemon")
+    cli.communicate(timeout=10 * SLOW)
+    assert cli.returncode != 0
+
+
+def test_bad_runs_are_refused_and_change_nothing(daemon):
+    setup_app(daemon)
+    r = run_cli(daemon, "nope", "true")
+    assert r.returncode == 1 and "app 'nope' not found" in r.stderr
+    r = run_cli(daemon, "job", "--timeout", "forever", "true")
+    assert r.returncode == 2 and "'timeout' must be a duration" in r.stderr
+    r = run_cli(daemon, "job", "--timeout", "25h", "true")
+    assert r.returncode == 2
+    r = run_cli(daemon, "job")
+    assert r.returncode == 2 and "missing arguments" in r.stderr
+    for body, want in [({}, "'command' must be a non-empty string"),
+                       ({"command": ""}, "'command' must be a non-empty string"),
+                       ({"command": 3}, "'command' must be a non-empty string"),
+                       ({"command": "true", "tty": True}, "unknown field 'tty'"),
+                       ({"command": "true", "timeout": 5}, "'timeout' must be a duration")]:
+        status, doc = daemon.request("POST", "/v1/apps/job/run", body)
+        assert status == 400 and want in doc["error"]["message"], (body, doc)
+    assert not [e for e in daemon.events("job") if e["type"] == "run"]
+
+
+def test_runs_need_a_deployer_and_the_audit_log_names_the_run_not_the_command(daemon):
+    setup_app(daemon)
+    status, viewer = daemon.request("POST", "/v1/tokens", {"role": "viewer"})
+    assert status == 201
+    status, doc = daemon.request("POST", "/v1/apps/job/run", {"command": "true"}, tcp=True,
+                                 token=viewer["token"])
+    assert status == 403, doc
+    r = run_cli(daemon, "job", "echo the-secret-command-text")
+    assert r.returncode == 0
+    entries = daemon.ok("GET", "/v1/audit")["entries"]
+    runs = [e for e in entries if e["path"] == "/v1/apps/job/run"]
+    assert [e["status"] for e in runs] == [403, 200]
+    assert runs[1]["detail"].startswith("job.run.")
+    assert "the-secret-command-text" not in json.dumps(entries)
