@@ -409,16 +409,24 @@ static int lock_data_dir(struct daemon *d)
 
 /* ---- the router's view of the supervisor ---- */
 
+struct pool_ctx {
+	struct router_table *t;
+	struct supervisor *sv;
+};
+
 static void add_pool(void *ctx, const char *app, const struct spec_process *sp,
 		     const char *const *instances, const int *ports, size_t n)
 {
-	struct router_table *t = ctx;
+	struct pool_ctx *pc = ctx;
+	struct router_table *t = pc->t;
 	if (sp->n_routes == 0)
 		return;
 	enum router_balance b = sp->balance == SPEC_BALANCE_ROUND_ROBIN ? ROUTER_ROUND_ROBIN
 				: sp->balance == SPEC_BALANCE_HASH       ? ROUTER_HASH
 									 : ROUTER_P2C;
 	int pool = router_table_pool(t, app, sp->name, b, sp->hash_on);
+	if (supervisor_app_maintenance(pc->sv, app))
+		router_table_maintenance(t, pool);
 	for (size_t k = 0; k < n; k++)
 		router_table_backend(t, pool, instances[k], ports[k]);
 	for (size_t k = 0; k < sp->n_routes; k++)
@@ -431,7 +439,8 @@ static void publish_now(uv_timer_t *t)
 	if (!d->router)
 		return;
 	struct router_table *table = router_table_new();
-	supervisor_each_pool(d->sv, add_pool, table);
+	struct pool_ctx pc = {table, d->sv};
+	supervisor_each_pool(d->sv, add_pool, &pc);
 	router_publish(d->router, table);
 }
 

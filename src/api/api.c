@@ -57,6 +57,7 @@ static const struct route routes[] = {
 	{"POST", "/v1/apps/:app/restart", h_app_restart, AUTH_WRITE, SCOPE_PATH},
 	{"POST", "/v1/apps/:app/stop", h_app_stop, AUTH_WRITE, SCOPE_PATH},
 	{"POST", "/v1/apps/:app/start", h_app_start, AUTH_WRITE, SCOPE_PATH},
+	{"POST", "/v1/apps/:app/maintenance", h_app_maintenance, AUTH_WRITE, SCOPE_PATH},
 	{"GET", "/v1/apps/:app/logs", h_app_logs, AUTH_READ, SCOPE_PATH},
 	{"GET", "/v1/apps/:app/stats", h_app_stats, AUTH_READ, SCOPE_PATH},
 	{"POST", "/v1/apps/:app/releases", h_releases_upload, AUTH_WRITE, SCOPE_PATH},

@@ -292,6 +292,32 @@ void h_app_start(struct api_req *req, struct api_resp *resp)
 	stop_start(req, resp, false);
 }
 
+void h_app_maintenance(struct api_req *req, struct api_resp *resp)
+{
+	if (!api_body_object(req, resp, false))
+		return;
+	const struct json *on = json_get(req->body, "enabled");
+	for (struct json *m = json_first(req->body); m; m = json_next(m)) {
+		if (!str_eq(json_key(m), "enabled")) {
+			api_error(resp, 400, "invalid", "unknown field '%s' (enabled)", json_key(m));
+			return;
+		}
+	}
+	if (!json_is_bool(on)) {
+		api_error(resp, 400, "invalid", "'enabled' must be true or false");
+		return;
+	}
+	char *err = NULL;
+	int r = supervisor_set_maintenance(req->api->sv, req->params[0], json_true(on), &err);
+	if (r < 0) {
+		api_error_errno(resp, r, err);
+		free(err);
+		return;
+	}
+	resp->audit_detail = xstrdup(json_true(on) ? "on" : "off");
+	resp->body = supervisor_app_json(req->api->sv, req->params[0], false);
+}
+
 void h_app_logs(struct api_req *req, struct api_resp *resp)
 {
 	int64_t lines, after;

@@ -130,6 +130,7 @@ void h_app_scale(struct api_req *, struct api_resp *);
 void h_app_restart(struct api_req *, struct api_resp *);
 void h_app_stop(struct api_req *, struct api_resp *);
 void h_app_start(struct api_req *, struct api_resp *);
+void h_app_maintenance(struct api_req *, struct api_resp *);
 void h_app_logs(struct api_req *, struct api_resp *);
 void h_app_stats(struct api_req *, struct api_resp *);
 void h_releases_upload(struct api_req *, struct api_resp *);

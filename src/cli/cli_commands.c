@@ -274,12 +274,14 @@ static int cmd_apply(struct cli *c)
 /* ------------------------------------------------------------------------ */
 /* apps, ps                                                                 */
 
-/* One word for an app: stopped, idle (scaled to 0), running (every wanted
- * instance ready) or degraded. */
+/* One word for an app: stopped, maintenance, idle (scaled to 0), running
+ * (every wanted instance ready) or degraded. */
 static const char *app_state(const struct json *app, int64_t ready, int64_t want)
 {
 	if (json_true(json_get(app, "stopped")))
 		return "stopped";
+	if (json_true(json_get(app, "maintenance")))
+		return "maintenance";
 	if (want == 0)
 		return "idle";
 	return ready >= want ? "running" : "degraded";
@@ -561,6 +563,40 @@ static int cmd_stop(struct cli *c)
 static int cmd_start(struct cli *c)
 {
 	return stop_or_start(c, "start", "started");
+}
+
+/* `maintenance APP [on|off]`: shows or sets the app's maintenance mode. */
+static int cmd_maintenance(struct cli *c)
+{
+	const char *app = c->inv->pos[0];
+	const char *want = c->inv->n_pos > 1 ? c->inv->pos[1] : NULL;
+	if (want && !str_eq(want, "on") && !str_eq(want, "off"))
+		return cli__usage_error(c, "invalid argument '%s': expected on or off", want);
+	struct cli_response res;
+	int rc;
+	if (want) {
+		struct json *body = json_object();
+		json_set_bool(body, "enabled", str_eq(want, "on"));
+		char *path = cli__app_path(app, "/maintenance");
+		rc = cli__call(c, "POST", path, body, &res);
+		free(path);
+		json_free(body);
+	} else {
+		char *path = cli__app_path(app, "");
+		rc = cli__call(c, "GET", path, NULL, &res);
+		free(path);
+	}
+	if (rc)
+		return rc;
+	bool on = json_true(json_get(res.json, "maintenance"));
+	if (c->inv->json)
+		cli__print_json(c, res.json, true);
+	else if (on)
+		fprintf(c->out, "app '%s' is in maintenance: the router answers 503\n", app);
+	else
+		fprintf(c->out, "app '%s' is not in maintenance\n", app);
+	cli__response_release(&res);
+	return CLI_EXIT_OK;
 }
 
 /* Asks on the terminal; anything but y/yes declines. */
@@ -1022,7 +1058,7 @@ const struct cli_command cli_commands[] = {
 	{"apps", cmd_apps, "", "list apps", NULL, 0, 0,
 	 "Shows each app's process types with their instance counts, how many instances\n"
 	 "are ready out of those wanted, and a state: running, degraded (some wanted\n"
-	 "instances are not ready), idle (scaled to zero) or stopped.\n"},
+	 "instances are not ready), idle (scaled to zero), maintenance or stopped.\n"},
 	{"ps", cmd_ps, "[APP]", "list instances, of one app or of all", NULL, 0, 1,
 	 "examples:\n"
 	 "  paasops ps\n"
@@ -1049,6 +1085,16 @@ const struct cli_command cli_commands[] = {
 	{"stop", cmd_stop, "APP [PROCESS]", "stop an app or one process type", NULL, 1, 2,
 	 "The app and its instance counts are kept; nothing runs until 'paasops start'.\n"},
 	{"start", cmd_start, "APP [PROCESS]", "start what 'stop' stopped", NULL, 1, 2, ""},
+	{"maintenance", cmd_maintenance, "APP [on|off]", "show or set an app's maintenance mode", NULL,
+	 1, 2,
+	 "In maintenance, the router answers every request for the app with '503 app is down\n"
+	 "for maintenance' and Retry-After: 120, while its instances keep running: deploys,\n"
+	 "scaling and 'paasops run' (a migration, say) work as usual. It lasts until 'off',\n"
+	 "across daemon restarts and deploys. Without on or off, says which it is.\n\n"
+	 "examples:\n"
+	 "  paasops maintenance shop on\n"
+	 "  paasops run shop -- ./manage.py migrate\n"
+	 "  paasops maintenance shop off\n"},
 	{"destroy", cmd_destroy, "APP [--yes]", "stop an app's instances and forget the app",
 	 destroy_opts, 1, 1,
 	 "Asks for confirmation on the terminal; without a terminal, --yes is required.\n"},

@@ -126,6 +126,11 @@ int router_table_pool(struct router_table *t, const char *app, const char *proce
 	return (int)s->n_pools++;
 }
 
+void router_table_maintenance(struct router_table *t, int pool)
+{
+	((struct rt_snapshot *)t)->pools[pool].maintenance = true;
+}
+
 void router_table_backend(struct router_table *t, int pool, const char *instance, int port)
 {
 	struct rt_snapshot *s = (struct rt_snapshot *)t;

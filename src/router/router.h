@@ -50,6 +50,8 @@ void router_table_free(struct router_table *t);
 int router_table_pool(struct router_table *t, const char *app, const char *process,
 		      enum router_balance balance, const char *hash_on);
 void router_table_backend(struct router_table *t, int pool, const char *instance, int port);
+/* The pool's app is in maintenance: its requests get 503 with Retry-After. */
+void router_table_maintenance(struct router_table *t, int pool);
 /* host: exact ("shop.example.com"), wildcard ("*.example.com") or NULL for
  * any host; path: prefix starting with '/'. max_body: bytes, 0 = default. */
 void router_table_route(struct router_table *t, const char *host, const char *path, int pool,

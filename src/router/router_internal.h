@@ -77,6 +77,7 @@ struct rt_pool {
 	size_t n_be, alloc_be;
 	atomic_uint rr;
 	struct rt_stats *stats; /* pool-level stats when no route matched it (unused) */
+	bool maintenance;       /* every request gets 503, Retry-After */
 };
 
 struct rt_route {

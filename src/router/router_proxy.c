@@ -27,6 +27,7 @@
 #define REPLAY_MAX (64 * 1024)       /* body bytes kept to retry a request */
 #define WRITE_NOW (256 * 1024)       /* output this large is not held for the loop turn's end */
 #define WRITE_DIRECT (16 * 1024)     /* body pieces this large are written from the read buffer */
+#define RT_MAINTENANCE_RETRY_AFTER "120" /* seconds, in a maintenance 503 */
 
 enum framing { FR_NONE, FR_LENGTH, FR_CHUNKED, FR_CLOSE };
 
@@ -98,6 +99,7 @@ struct rt_req {
 	bool replayable;
 	bool chunked_out;
 	bool is_head, upgrade, keep_alive;
+	bool retry_later; /* a local 503 that says when to come back (maintenance) */
 	int minor;
 	bool req_done;      /* the client sent the whole request */
 	bool resp_started;  /* the client got a response head */
@@ -424,8 +426,10 @@ static void local_response(struct rt_client *c, struct rt_req *r, int status, co
 		n = (int)sizeof(body) - 1;
 	strbuf_addf(&c->out,
 		    "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n"
-		    "X-Request-Id: %s\r\nConnection: %s\r\n\r\n",
-		    status, http_reason(status), n, id, close ? "close" : "keep-alive");
+		    "X-Request-Id: %s\r\n%sConnection: %s\r\n\r\n",
+		    status, http_reason(status), n, id,
+		    r && r->retry_later ? "Retry-After: " RT_MAINTENANCE_RETRY_AFTER "\r\n" : "",
+		    close ? "close" : "keep-alive");
 	if (!r || !r->is_head)
 		strbuf_add(&c->out, body, (size_t)n);
 	if (r) {
@@ -762,6 +766,12 @@ static int on_req_head(void *ctx, struct http_head *h)
 		r->status = 413;
 		r->local_msg = xasprintf("request body larger than %lld bytes", (long long)r->max_body);
 		return -1;
+	}
+	if (r->pool->maintenance) {
+		r->status = 503;
+		r->retry_later = true;
+		r->local_msg = xasprintf("app '%s' is down for maintenance", r->pool->app);
+		return h->content_length > 0 || h->chunked ? -1 : 0;
 	}
 	if (r->pool->n_be == 0) {
 		r->status = 503;

@@ -60,6 +60,8 @@ static const char *const migrations[] = {
 	" BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;"
 	"CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit"
 	" BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;",
+	/* 4: maintenance mode: the router answers 503 for the app. */
+	"ALTER TABLE apps ADD COLUMN maintenance INTEGER NOT NULL DEFAULT 0;",
 };
 
 #define EVENTS_KEPT 100000
@@ -272,11 +274,16 @@ int store_app_set_stopped(struct store *st, const char *name, bool stopped)
 	return run(st, prep(st, "UPDATE apps SET stopped = ?2 WHERE name = ?1", "sb", name, stopped));
 }
 
+int store_app_set_maintenance(struct store *st, const char *name, bool on)
+{
+	return run(st, prep(st, "UPDATE apps SET maintenance = ?2 WHERE name = ?1", "sb", name, on));
+}
+
 int store_apps_each(struct store *st, store_app_cb cb, void *ctx)
 {
 	sqlite3_stmt *s = prep(st,
-			       "SELECT name, spec_yaml, filename, dir, stopped, created_at, updated_at, release"
-			       " FROM apps ORDER BY name",
+			       "SELECT name, spec_yaml, filename, dir, stopped, created_at, updated_at, release,"
+			       " maintenance FROM apps ORDER BY name",
 			       NULL);
 	if (!s)
 		return -EIO;
@@ -291,6 +298,7 @@ int store_apps_each(struct store *st, store_app_cb cb, void *ctx)
 			.created_at = sqlite3_column_int64(s, 5),
 			.updated_at = sqlite3_column_int64(s, 6),
 			.release = sqlite3_column_int(s, 7),
+			.maintenance = sqlite3_column_int(s, 8) != 0,
 		};
 		cb(ctx, &a);
 	}

@@ -31,6 +31,7 @@ struct store_app {
 	bool stopped;
 	int64_t created_at, updated_at; /* wall ms */
 	int release; /* the release instances should run */
+	bool maintenance; /* read only: store_app_set_maintenance() sets it */
 };
 struct store_scale {
 	const char *app, *process;
@@ -42,6 +43,7 @@ int store_app_put(struct store *st, const struct store_app *app);
 int store_app_delete(struct store *st, const char *name);
 int store_app_set_release(struct store *st, const char *name, int release);
 int store_app_set_stopped(struct store *st, const char *name, bool stopped);
+int store_app_set_maintenance(struct store *st, const char *name, bool on);
 typedef void (*store_app_cb)(void *ctx, const struct store_app *app);
 int store_apps_each(struct store *st, store_app_cb cb, void *ctx);
 

@@ -349,6 +349,7 @@ static void load_app(void *ctx, const struct store_app *sa)
 	a->rel = rel;
 	a->live = rel->version;
 	a->stopped = sa->stopped;
+	a->maintenance = sa->maintenance;
 	a->created_at = sa->created_at;
 	a->updated_at = sa->updated_at;
 	for (size_t k = 0; k < rel->spec->n_procs; k++) {
@@ -649,6 +650,31 @@ int supervisor_restart(struct supervisor *sv, const char *app, const char *proc,
 	return 0;
 }
 
+int supervisor_set_maintenance(struct supervisor *sv, const char *app, bool on, char **err)
+{
+	struct sv_app *a = need_app(sv, app, err);
+	if (!a)
+		return -ENOENT;
+	if (a->maintenance == on)
+		return 0;
+	if (store_app_set_maintenance(sv->store, app, on) < 0) {
+		*err = xasprintf("cannot save app '%s': %s", app, store_errmsg(sv->store));
+		return -EIO;
+	}
+	a->maintenance = on;
+	sv_emit(sv, app, NULL, NULL, "maintenance", NULL,
+		on ? "maintenance on: the router answers 503" : "maintenance off: the router serves the app again",
+		0, -1, 0);
+	notify_changed(sv);
+	return 0;
+}
+
+bool supervisor_app_maintenance(const struct supervisor *sv, const char *app)
+{
+	const struct sv_app *a = find_app(sv, app);
+	return a && a->maintenance;
+}
+
 int supervisor_set_stopped(struct supervisor *sv, const char *app, const char *proc,
 			   bool stopped, char **err)
 {
@@ -769,6 +795,7 @@ static struct json *app_json(struct sv_app *a, bool detail)
 		json_set_int(o, "target_release", a->rel->version);
 	json_set_bool(o, "rolling_out", a->rollout != NULL);
 	json_set_bool(o, "stopped", a->stopped);
+	json_set_bool(o, "maintenance", a->maintenance);
 	set_time(o, "created_at", a->created_at);
 	set_time(o, "updated_at", a->updated_at);
 	struct json *procs = json_set(o, "processes", json_array());

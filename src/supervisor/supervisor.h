@@ -117,6 +117,11 @@ int supervisor_restart(struct supervisor *sv, const char *app, const char *proc,
 /* Stops or starts an app or one of its process types, keeping counts. */
 int supervisor_set_stopped(struct supervisor *sv, const char *app, const char *proc,
 			   bool stopped, char **err);
+/* Maintenance mode: the router answers the app's requests with 503 while
+ * its instances keep running (one-off runs work as before). Persisted;
+ * an event says who turned it which way. Setting it as it is is a no-op. */
+int supervisor_set_maintenance(struct supervisor *sv, const char *app, bool on, char **err);
+bool supervisor_app_maintenance(const struct supervisor *sv, const char *app);
 /* Stops all instances and forgets the app. */
 int supervisor_destroy(struct supervisor *sv, const char *app, char **err);
 

@@ -168,6 +168,7 @@ struct sv_app {
 	uv_timer_t *t_rollout;  /* heap: steps the rollout */
 	bool promoted, auto_promote; /* canary */
 	bool stopped;
+	bool maintenance; /* the router answers 503 for it */
 	bool destroying;
 	int64_t created_at, updated_at;
 	struct sv_ring ring; /* router lines not tied to an instance */
