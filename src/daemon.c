@@ -7,6 +7,7 @@
 #include "alerts/alerts.h"
 #include "api/api.h"
 #include "autoscale/autoscale.h"
+#include "compat/json.h"
 #include "compat/tls.h"
 #include "core/log.h"
 #include "core/paths.h"
@@ -407,6 +408,51 @@ static int lock_data_dir(struct daemon *d)
 	return 0;
 }
 
+/* ---- a data dir restored from a backup ---- */
+
+/* `paasops restore` leaves the backup's BACKUP.json in the data dir. Its
+ * releases' code was unpacked under the data dir it was taken from: when
+ * that was elsewhere, the records are moved to this one. The file is then
+ * removed, so that this happens once. */
+static int adopt_restored(struct daemon *d)
+{
+	char *path = xasprintf("%s/BACKUP.json", d->data_dir);
+	FILE *f = fopen(path, "re");
+	if (!f) {
+		free(path);
+		return 0;
+	}
+	char buf[65536];
+	size_t n = fread(buf, 1, sizeof(buf), f);
+	fclose(f);
+	struct json *m = json_parse(buf, n, NULL);
+	const char *from = json_get_str(m, "data_dir");
+	/* The processes it records are the backed-up daemon's, maybe still
+	 * running on this machine: never this daemon's to stop. */
+	int rc = store_procs_clear(d->store);
+	if (rc < 0)
+		fprintf(stderr, "paasops serve: cannot adopt the restored data dir: %s\n",
+			store_errmsg(d->store));
+	if (rc == 0 && from && strcmp(from, d->data_dir) != 0) {
+		char *err = NULL;
+		rc = store_relocate(d->store, from, d->data_dir, &err);
+		if (rc < 0) {
+			fprintf(stderr, "paasops serve: cannot adopt the restored data dir: %s\n", err);
+			free(err);
+		} else {
+			log_info("restored data dir: releases moved from %s to %s", from, d->data_dir);
+		}
+	}
+	if (rc == 0) {
+		log_info("started on a data dir restored from the backup of %s",
+			 json_get_str(m, "created_at") ? json_get_str(m, "created_at") : "?");
+		unlink(path);
+	}
+	json_free(m);
+	free(path);
+	return rc;
+}
+
 /* ---- the router's view of the supervisor ---- */
 
 struct pool_ctx {
@@ -615,6 +661,8 @@ int daemon_main(int argc, char **argv)
 		free(err);
 		goto out;
 	}
+	if (adopt_restored(&d) < 0)
+		goto out;
 	uv_loop_init(&d.loop);
 	uv_timer_init(&d.loop, &d.publish);
 	d.publish.data = &d;

@@ -91,6 +91,7 @@ static const struct route routes[] = {
 	{"GET", "/v1/audit", h_audit, AUTH_MANAGE, SCOPE_NONE},
 	{"GET", "/v1/audit/verify", h_audit_verify, AUTH_MANAGE, SCOPE_NONE},
 	{"GET", "/v1/doctor", h_doctor, AUTH_MANAGE, SCOPE_NONE},
+	{"POST", "/v1/backup", h_backup, AUTH_MANAGE, SCOPE_NONE},
 	/* The dashboard's files: public, they hold no data. */
 	{"GET", "/ui", h_ui, AUTH_PUBLIC, SCOPE_NONE},
 	{"GET", "/ui/:file", h_ui, AUTH_PUBLIC, SCOPE_NONE},
@@ -856,6 +857,7 @@ struct api_pending *api_defer(struct api_req *req, struct api_resp *resp)
 		audit_take(p->audit, resp);
 	c->pending = p;
 	resp->deferred = true;
+	uv_timer_stop(&c->idle); /* the answer is being worked on: no idle deadline */
 	return p;
 }
 
@@ -869,6 +871,7 @@ void api_pending_reply(struct api_pending *p, int status, struct json *body)
 		c->pending = NULL;
 		conn_send(c, status, body, p->keep_alive && !c->api->stopping, false);
 		if (!c->closing && !c->close_after_write) {
+			uv_timer_start(&c->idle, conn_idle, API_IDLE_MS, API_IDLE_MS);
 			conn_read_start(c);
 			if (c->stash.len) {
 				struct strbuf rest = c->stash;
@@ -884,16 +887,14 @@ void api_pending_reply(struct api_pending *p, int status, struct json *body)
 
 /* ---- streamed answers ---- */
 
-struct api_stream *api_stream_begin(struct api_req *req, struct api_resp *resp,
-				    const char *content_type, api_stream_closed_cb closed, void *ctx)
+static struct api_stream *stream_open(struct api_conn *c, const char *content_type,
+				      api_stream_closed_cb closed, void *ctx)
 {
-	struct api_conn *c = req->conn;
 	struct api_stream *st = xcalloc(1, sizeof(*st));
 	st->conn = c;
 	st->closed = closed;
 	st->ctx = ctx;
 	c->stream = st;
-	resp->deferred = true;
 	uv_timer_stop(&c->idle); /* a tail may be quiet for long */
 	struct strbuf sb;
 	strbuf_init(&sb, 256);
@@ -905,6 +906,28 @@ struct api_stream *api_stream_begin(struct api_req *req, struct api_resp *resp,
 	w->data = strbuf_detach(&sb, &len);
 	conn_write(c, w, len);
 	return st;
+}
+
+struct api_stream *api_stream_begin(struct api_req *req, struct api_resp *resp,
+				    const char *content_type, api_stream_closed_cb closed, void *ctx)
+{
+	resp->deferred = true;
+	return stream_open(req->conn, content_type, closed, ctx);
+}
+
+struct api_stream *api_pending_stream(struct api_pending *p, const char *content_type,
+				      api_stream_closed_cb closed, void *ctx)
+{
+	struct api_conn *c = p->conn;
+	if (p->audit)
+		audit_finish(p->audit, 200);
+	free(p);
+	if (!c)
+		return NULL;
+	c->pending = NULL;
+	if (c->closing)
+		return NULL;
+	return stream_open(c, content_type, closed, ctx);
 }
 
 int api_stream_write(struct api_stream *st, const char *data, size_t len)
@@ -935,6 +958,14 @@ void api_stream_end(struct api_stream *st)
 	w->data = xstrdup("0\r\n\r\n");
 	c->close_after_write = true;
 	conn_write(c, w, 5);
+}
+
+void api_stream_abort(struct api_stream *st)
+{
+	struct api_conn *c = st->conn;
+	st->closed = NULL;
+	if (c && !c->closing)
+		conn_close(c);
 }
 
 /* ---- uploads: a release archive goes to a file as it arrives ---- */

@@ -97,8 +97,15 @@ struct api_stream;
 typedef void (*api_stream_closed_cb)(void *ctx);
 struct api_stream *api_stream_begin(struct api_req *req, struct api_resp *resp,
 				    const char *content_type, api_stream_closed_cb closed, void *ctx);
+/* A deferred request answered with a stream after all (the same 200 head);
+ * NULL when the client has gone meanwhile. Takes p over either way. */
+struct api_stream *api_pending_stream(struct api_pending *p, const char *content_type,
+				      api_stream_closed_cb closed, void *ctx);
 int api_stream_write(struct api_stream *s, const char *data, size_t len);
 void api_stream_end(struct api_stream *s);
+/* Ends a stream without its last chunk, so that the client knows the
+ * answer is incomplete; closed is not called. */
+void api_stream_abort(struct api_stream *s);
 
 typedef void (*api_handler_cb)(struct api_req *req, struct api_resp *resp);
 
@@ -142,6 +149,8 @@ void h_config_change(struct api_req *, struct api_resp *);
 void h_deploy_status(struct api_req *, struct api_resp *);
 void h_deploy_promote(struct api_req *, struct api_resp *);
 void h_events(struct api_req *, struct api_resp *);
+/* api_backup.c */
+void h_backup(struct api_req *, struct api_resp *);
 /* api_run.c */
 void h_app_run(struct api_req *, struct api_resp *);
 /* api_alerts.c */

@@ -1198,6 +1198,26 @@ const struct cli_command cli_commands[] = {
 	 "examples:\n"
 	 "  paasops audit verify\n"
 	 "  paasops audit verify --anchor 1042:5f0c2a...\n"},
+	{"backup", cli__cmd_backup, "-o FILE [--logs] [--metrics]",
+	 "save a consistent copy of the daemon's data (admin)", cli__backup_opts, 0, 0,
+	 "The running daemon snapshots its state database (apps, releases, config and\n"
+	 "secrets, tokens, events, the audit log) while it keeps working, and sends a\n"
+	 "gzipped tar with it, the secrets key, the alert state and the unpacked release\n"
+	 "code; --logs and --metrics add the log store and the metrics history. The file\n"
+	 "holds the key that decrypts the secrets: keep it as safe as the server. FILE is\n"
+	 "written as FILE.part and renamed once complete. Restore with 'paasops restore'.\n\n"
+	 "examples:\n"
+	 "  paasops backup -o /backups/paasops-$(date +%F).tar.gz\n"
+	 "  paasops backup --logs -o - | ssh backup@vault 'cat > paasops.tar.gz'\n"},
+	{"restore", cli__cmd_restore, "FILE DIR", "unpack a backup into a new data dir (offline)",
+	 NULL, 2, 2,
+	 "Unpacks a file made by 'paasops backup' into DIR, which must be new or empty,\n"
+	 "and checks that it is one. Needs no daemon: start one on it with 'paasops serve\n"
+	 "--data DIR' (stop the old one first if it uses the same ports). Releases made by\n"
+	 "'apply -f' from a directory on the server are not in the backup: that directory\n"
+	 "must exist on the new server too.\n\n"
+	 "examples:\n"
+	 "  paasops restore /backups/paasops-2026-11-30.tar.gz /var/lib/paasops\n"},
 	{"doctor", cli__cmd_doctor, "", "check the installation's security and health (admin)", NULL,
 	 0, 0,
 	 "Runs the daemon's checks: file modes of the data dir, the secrets key and the API\n"

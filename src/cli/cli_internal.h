@@ -348,6 +348,11 @@ int cli__cmd_audit_verify(struct cli *c);
 extern const struct cli_opt cli__audit_opts[];
 extern const struct cli_opt cli__audit_verify_opts[];
 
+/* cli_backup.c: backup, restore. */
+int cli__cmd_backup(struct cli *c);
+int cli__cmd_restore(struct cli *c);
+extern const struct cli_opt cli__backup_opts[];
+
 /* cli_run.c: run. */
 int cli__cmd_run(struct cli *c);
 extern const struct cli_opt cli__run_opts[];

@@ -155,6 +155,7 @@ out:
 struct pack {
 	struct archive *a;
 	const char *root;
+	const char *prefix; /* names in the archive start with it ("" or "dir/") */
 	const char *const *ignore;
 	char **err;
 };
@@ -199,7 +200,9 @@ static int pack_dir(struct pack *pk, const char *rel)
 			continue;
 		}
 		struct archive_entry *e = archive_entry_new();
-		archive_entry_set_pathname(e, crel);
+		char *name = xasprintf("%s%s", pk->prefix, crel);
+		archive_entry_set_pathname(e, name);
+		free(name);
 		archive_entry_copy_stat(e, &st);
 		if (S_ISLNK(st.st_mode)) {
 			char target[4096];
@@ -237,6 +240,12 @@ static int pack_dir(struct pack *pk, const char *rel)
 
 int archive_pack_dir(const char *dir, const char *const *ignore, const char *out_path, char **err)
 {
+	struct archive_root root = {dir, NULL, ignore};
+	return archive_pack_roots(&root, 1, out_path, err);
+}
+
+int archive_pack_roots(const struct archive_root *roots, size_t n, const char *out_path, char **err)
+{
 	struct archive *a = archive_write_new();
 	archive_write_add_filter_gzip(a);
 	archive_write_set_format_pax_restricted(a);
@@ -245,8 +254,23 @@ int archive_pack_dir(const char *dir, const char *const *ignore, const char *out
 		archive_write_free(a);
 		return -EIO;
 	}
-	struct pack pk = {a, dir, ignore, err};
-	int rc = pack_dir(&pk, "");
+	int rc = 0;
+	for (size_t k = 0; rc == 0 && k < n; k++) {
+		const char *as = roots[k].as;
+		char *prefix = as && *as ? xasprintf("%s/", as) : xstrdup("");
+		struct stat st;
+		if (*prefix && stat(roots[k].dir, &st) == 0) {
+			/* The directory itself, so that it comes back with its mode. */
+			struct archive_entry *e = archive_entry_new();
+			archive_entry_set_pathname(e, as);
+			archive_entry_copy_stat(e, &st);
+			archive_write_header(a, e);
+			archive_entry_free(e);
+		}
+		struct pack pk = {a, roots[k].dir, prefix, roots[k].ignore, err};
+		rc = pack_dir(&pk, "");
+		free(prefix);
+	}
 	if (archive_write_close(a) != ARCHIVE_OK && rc == 0) {
 		*err = xasprintf("cannot finish '%s': %s", out_path, archive_error_string(a));
 		rc = -EIO;

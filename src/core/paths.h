@@ -11,6 +11,9 @@ int paths_mkdir_p(const char *dir, unsigned mode);
 
 /* Removes a directory tree (never following symlinks); 0 or -errno. */
 int paths_remove_tree(const char *dir);
+/* Copies the regular file src to dst (created with mode, which must not
+ * exist), fsync'd. 0 or -errno. */
+int paths_copy_file(const char *src, const char *dst, unsigned mode);
 /* Free bytes for an unprivileged user on the file system holding path, or -1. */
 long long paths_free_bytes(const char *path);
 

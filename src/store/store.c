@@ -706,3 +706,50 @@ int store_audit_last(struct store *st, int64_t *seq, char *hash, size_t hash_siz
 		return 0;
 	return rc == SQLITE_DONE ? -ENOENT : fail(st, rc);
 }
+
+int store_snapshot(const char *db_path, const char *out_path, char **err)
+{
+	sqlite3 *db = NULL;
+	int rc = sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY, NULL);
+	sqlite3_stmt *s = NULL;
+	if (rc == SQLITE_OK) {
+		sqlite3_busy_timeout(db, 10000);
+		rc = sqlite3_prepare_v2(db, "VACUUM INTO ?", -1, &s, NULL);
+	}
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_text(s, 1, out_path, -1, SQLITE_TRANSIENT);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(s) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(db);
+	if (rc != SQLITE_OK)
+		*err = xasprintf("cannot copy '%s': %s", db_path, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+	sqlite3_finalize(s);
+	sqlite3_close(db);
+	return rc == SQLITE_OK ? 0 : -EIO;
+}
+
+int store_relocate(struct store *st, const char *from, const char *to, char **err)
+{
+	/* dir = to || what follows from, for every dir under from/ (the
+	 * prefix test by substr: LIKE would read '_' and '%' in a path). */
+	static const char *const tables[] = {"apps", "releases"};
+	int r = store_begin(st);
+	for (size_t k = 0; r == 0 && k < ARRAY_SIZE(tables); k++) {
+		char *sql = xasprintf("UPDATE %s SET dir = ?2 || substr(dir, length(?1) + 1)"
+				      " WHERE substr(dir, 1, length(?1) + 1) = ?1 || '/'",
+				      tables[k]);
+		r = run(st, prep(st, sql, "ss", from, to));
+		free(sql);
+	}
+	if (r == 0)
+		r = store_commit(st);
+	if (r < 0) {
+		*err = xasprintf("cannot update release directories: %s", sqlite3_errmsg(st->db));
+		store_rollback(st);
+	}
+	return r;
+}
+
+int store_procs_clear(struct store *st)
+{
+	return run(st, prep(st, "DELETE FROM procs", NULL));
+}

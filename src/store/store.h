@@ -15,6 +15,15 @@ struct store;
 
 /* Opens (creating and migrating) the database at path. NULL + *err on error. */
 struct store *store_open(const char *path, char **err);
+/* Writes a consistent copy of the SQLite database at db_path to out_path
+ * (which must not exist) through a connection of its own, so that it may
+ * run on any thread while the daemon keeps writing. 0, or -EIO with *err
+ * (caller frees). */
+int store_snapshot(const char *db_path, const char *out_path, char **err);
+/* The data dir moved from `from` to `to` (a restored backup): apps and
+ * releases whose directory is under from/ now name the same place under
+ * to/. 0 or -EIO with *err. */
+int store_relocate(struct store *st, const char *from, const char *to, char **err);
 void store_close(struct store *st);
 int store_begin(struct store *st);
 int store_commit(struct store *st);
@@ -64,6 +73,9 @@ int store_proc_put(struct store *st, const struct store_proc *p);
 int store_proc_delete(struct store *st, int pid);
 typedef void (*store_proc_cb)(void *ctx, const struct store_proc *p);
 int store_procs_each(struct store *st, store_proc_cb cb, void *ctx);
+/* Forgets every process record (a restored backup's belong to the daemon
+ * that made it, which may still be running them). */
+int store_procs_clear(struct store *st);
 
 /* ---- events ---- */
 struct store_event {
