@@ -1131,7 +1131,7 @@ const struct cli_command cli_commands[] = {
 	 "       [--level LEVEL] [--stream STREAM]",
 	 "show and search an app's logs", cli__logs_opts, 1, 1,
 	 "Lines are printed oldest first as TIME INSTANCE: LINE (INSTANCE[stderr],\n"
-	 "[router], [build], [release] for the other streams), coloured on a terminal.\n"
+	 "[router], [build], [release], [run] for the other streams), coloured on a terminal.\n"
 	 "With -f, the newest N and then every new line until Ctrl-C; -n 0 -f prints\n"
 	 "only new lines. --grep takes words, \"phrases\", AND/OR/NOT and field:value.\n\n"
 	 "examples:\n"
