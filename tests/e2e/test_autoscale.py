@@ -1,12 +1,18 @@
 """The autoscaler against the real daemon: a process type with `autoscale`
 in its spec is scaled up under load through the router, back down once the
-load has gone and the scale-down delay has passed, never outside [min, max],
-and not at all while its app is stopped. Every wait is a bounded wait for a
-condition; the daemon evaluates every second and scales down after 3 s."""
-from conftest import wait_for
-from router_helpers import Load, echo_spec, wait_routed
+load has gone and the scale-down delay has passed, never outside
+[min, max], and not at all while its app is stopped; a process type scaled
+to zero wakes on a request. Every wait is a bounded wait for a condition; the daemon
+evaluates every second (the default) over a 4 s stable window and scales
+down after 3 s."""
+import datetime
+import re
+import time
 
-DAEMON_FLAGS = ["--autoscale-interval", "1s", "--autoscale-scale-down-delay", "3s"]
+from conftest import wait_for
+from router_helpers import Load, echo_spec, get, wait_routed
+
+DAEMON_FLAGS = ["--autoscale-stable-window", "4s", "--autoscale-scale-down-delay", "3s"]
 
 
 def autoscaled(app, host, autoscale, instances=1):
@@ -22,6 +28,31 @@ def web(daemon, app):
 
 def autoscale_events(daemon, app):
     return [e for e in daemon.events(app) if e["type"] == "autoscale"]
+
+
+SCALE = re.compile(r"^web \d+ -> \d+: ")
+
+
+def scale_events(daemon, app):
+    """The autoscale events that changed the count."""
+    return [e for e in autoscale_events(daemon, app) if SCALE.match(e["reason"])]
+
+
+def event_time(e):
+    """An event's time as epoch seconds."""
+    return datetime.datetime.strptime(e["time"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+        tzinfo=datetime.timezone.utc).timestamp()
+
+
+def iso_time(s):
+    return datetime.datetime.strptime(s, "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+        tzinfo=datetime.timezone.utc).timestamp()
+
+
+def metrics_text(daemon):
+    status, text = daemon.request("GET", "/metrics")
+    assert status == 200
+    return text.decode() if isinstance(text, bytes) else str(text)
 
 
 def wait_count(daemon, app, n, timeout):
@@ -43,7 +74,7 @@ def test_inflight_load_scales_up_to_max_then_back_to_min(daemon):
         # The new instances take traffic too, and nothing failed meanwhile.
         wait_for(lambda: len(load.by_instance) == 3, timeout=30, what="all 3 instances to answer")
     assert not load.failures, load.failures[:5]
-    ups = autoscale_events(daemon, "busy")
+    ups = scale_events(daemon, "busy")
     assert ups, daemon.events("busy")
     assert ups[0]["reason"].startswith("web 1 -> "), ups[0]
     assert "inflight" in ups[0]["reason"] and "above target 2" in ups[0]["reason"], ups[0]
@@ -52,7 +83,7 @@ def test_inflight_load_scales_up_to_max_then_back_to_min(daemon):
 
     # Idle: after the delay it steps down to min, and no lower.
     wait_count(daemon, "busy", 1, timeout=60)
-    down = autoscale_events(daemon, "busy")[-1]
+    down = scale_events(daemon, "busy")[-1]
     assert " -> 1: " in down["reason"], down  # perhaps by way of 2, as the load drained
     assert "below target" in down["reason"], down
     wait_for(lambda: (lambda a: a if a["desired"] == 1 and a["current_value"] == 0 else None)(
@@ -72,7 +103,7 @@ def test_rps_load_scales_up_and_is_exposed_on_metrics(daemon):
     with Load(daemon, "rate.test", threads=2) as load:
         wait_count(daemon, "rate", 2, timeout=60)
     assert not load.failures, load.failures[:5]
-    up = autoscale_events(daemon, "rate")[0]
+    up = scale_events(daemon, "rate")[0]
     assert up["reason"].startswith("web 1 -> 2: rps "), up
     assert "/instance above target 5" in up["reason"], up
     status, text = daemon.request("GET", "/metrics")
@@ -93,7 +124,7 @@ def test_min_is_respected_and_a_manual_scale_is_the_new_starting_point(daemon):
     daemon.ok("POST", "/v1/apps/floor/scale", {"processes": {"web": 4}})
     wait_count(daemon, "floor", 4, timeout=60)
     wait_count(daemon, "floor", 2, timeout=60)
-    assert autoscale_events(daemon, "floor")[-1]["reason"].startswith("web 4 -> 2: inflight 0/instance below target 5")
+    assert scale_events(daemon, "floor")[-1]["reason"].startswith("web 4 -> 2: inflight 0/instance below target 5")
     wait_for(lambda: web(daemon, "floor")["autoscale"]["desired"] == 2, timeout=20,
              what="desired to stay at min")
     assert web(daemon, "floor")["instances"] == 2
@@ -135,3 +166,39 @@ def test_cpu_and_memory_are_read_from_the_instances_samples(daemon):
         web(daemon, "bytes")["autoscale"]), timeout=30, what="a memory value")
     assert 1 << 20 < mem["current_value"] < 1 << 30 and mem["desired"] == 1, mem
     assert mem["metric"] == "memory" and mem["target"] == 4 << 30, mem
+
+
+def test_p95_above_the_target_scales_up(daemon):
+    daemon.apply(autoscaled("lat", "lat.test", "{min: 1, max: 2, metric: p95, target: 0.1}"))
+    daemon.wait_ready("lat", 1)
+    wait_routed(daemon, "lat.test")
+    # Every request takes 300 ms: a p95 of 3x the 100 ms target.
+    with Load(daemon, "lat.test", threads=2, path="/slow?ms=300") as load:
+        wait_count(daemon, "lat", 2, timeout=30)
+    assert not load.failures, load.failures[:5]
+    up = scale_events(daemon, "lat")[0]
+    assert up["reason"].startswith("web 1 -> 2: p95 "), up
+    assert "/instance above target 0.1" in up["reason"], up
+    value = float(up["reason"].split("p95 ")[1].split("/")[0])
+    assert 0.25 <= value <= 1, up
+    assert 'paasops_autoscale_value{app="lat",process="web",metric="p95"}' in metrics_text(daemon)
+
+
+def test_a_process_type_scaled_to_zero_wakes_on_a_request(daemon):
+    daemon.apply(autoscaled("nap", "nap.test", "{min: 0, max: 2, metric: rps, target: 50}",
+                            instances=0))
+    wait_for(lambda: web(daemon, "nap")["autoscale"]["desired"] is None, timeout=5,
+             what="the autoscaler to know nap")
+    assert web(daemon, "nap")["instances"] == 0
+    # Nothing is ready: the router answers 503 at once; the request counts
+    # as demand, and the next evaluation starts an instance.
+    status, _, body = get(daemon, "/", "nap.test")
+    assert status == 503, (status, body)
+    assert b"no ready instance" in body, body
+    wait_count(daemon, "nap", 1, timeout=15)
+    wake = scale_events(daemon, "nap")[0]
+    assert re.match(r"web 0 -> 1: \d+ requests while scaled to zero$", wake["reason"]), wake
+    assert wait_routed(daemon, "nap.test")["instance"].startswith("nap.web.")
+    # Idle again: back to zero after the scale-down delay.
+    wait_count(daemon, "nap", 0, timeout=30)
+    assert scale_events(daemon, "nap")[-1]["reason"].startswith("web 1 -> 0: rps 0/instance below")

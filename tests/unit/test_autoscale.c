@@ -1,6 +1,6 @@
 /* test_autoscale.c: the autoscaler's pure parts (src/autoscale): the
  * decision from current/ready/value/target/min/max and the parsing of
- * its two daemon flags (the p95 it may scale on is core/hist's). */
+ * its daemon flags (the p95 it may scale on is core/hist's). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -83,14 +83,25 @@ static void test_autoscale__ignores_a_value_that_is_not_a_number(void **state)
 	assert_int_equal(autoscale_desired(3, 3, 100, 0, 1, 10), 3);
 }
 
-
 static void test_autoscale__flags_take_durations(void **state)
 {
 	struct autoscale_config cfg;
 	char *err = NULL;
 	autoscale_config_defaults(&cfg);
-	assert_int_equal(cfg.interval_ms, 10000);
+	assert_int_equal(cfg.interval_ms, 1000);
+	assert_int_equal(cfg.stable_window_ms, 60000);
 	assert_int_equal(cfg.scale_down_delay_ms, 300000);
+	assert_int_equal(autoscale_config_parse(&cfg, "autoscale-stable-window", "6s", &err), 0);
+	assert_int_equal(cfg.stable_window_ms, 6000);
+	assert_int_equal(autoscale_config_parse(&cfg, "autoscale-stable-window", "0", &err), -EINVAL);
+	assert_non_null(err);
+	free(err);
+	err = NULL;
+	assert_int_equal(autoscale_config_parse(&cfg, "autoscale-window", "1s", &err), -EINVAL);
+	assert_non_null(err);
+	free(err);
+	err = NULL;
+	assert_int_equal(cfg.stable_window_ms, 6000);
 	assert_int_equal(autoscale_config_parse(&cfg, "autoscale-interval", "500ms", &err), 0);
 	assert_int_equal(cfg.interval_ms, 500);
 	assert_int_equal(autoscale_config_parse(&cfg, "autoscale-scale-down-delay", "0", &err), 0);
