@@ -111,7 +111,8 @@ static const char usage[] =
 	"                    evaluation period, flap damping, reminders (1s, 30s, 4h)\n"
 	"  --alert-external-url URL  this daemon's address in notifications\n"
 	"  --autoscale-interval D  how often autoscaled process types are evaluated (default 1s)\n"
-	"  --autoscale-stable-window D  what the autoscaler averages over (default 60s)\n"
+	"  --autoscale-stable-window D  what the autoscaler averages over (default 60s; a tenth\n"
+	"                    of it is the panic window)\n"
 	"  --autoscale-scale-down-delay D  how long a lower count must be wanted before\n"
 	"                    scaling down (default 5m)\n";
 

@@ -3,7 +3,7 @@
  *
  * A tick lists the process types to evaluate from the supervisor's specs
  * only when those changed, then for each one takes a sample into its ring,
- * measures the stable window from the ring, decides and, when
+ * measures the stable and panic windows from the ring, decides and, when
  * the count changes, scales. Counters (requests, the latency histogram) are
  * kept cumulative in the ring, so a window's rate or p95 is the difference
  * between its newest sample and the one at its start, over the time that
@@ -64,14 +64,17 @@ struct as_ctl {
 	int last_ready;
 	int64_t ready_since; /* monotonic ms since which `ready` has been last_ready */
 	/* status */
-	bool have_value;
-	double value;              /* per ready instance, in the metric's unit */
+	bool have_value, have_panic_value;
+	double value, panic_value; /* per ready instance, in the metric's unit */
 	int desired;               /* -1 until decided once */
 	int64_t last_scaled_wall;  /* 0: never */
 	/* scale-down window: a lower count wanted since down_since */
 	struct as_time down_since; /* wall 0: no window open */
 	int down_to;               /* highest count wanted during the window */
 	int down_from;             /* the current count the window was opened for */
+	/* panic, on the monotonic clock; the wall times for status */
+	struct autoscale_panic panic;
+	int64_t panic_wall, calm_wall;
 };
 
 struct autoscale {
@@ -82,7 +85,7 @@ struct autoscale {
 	uint64_t spec_gen; /* the supervisor's generation at the last listing */
 	struct as_ctl **ctls;
 	size_t n_ctls, alloc_ctls;
-	struct metrics_family *g_desired, *g_value;
+	struct metrics_family *g_desired, *g_value, *g_panic;
 };
 
 /* ------------------------------------------------------------------------ */
@@ -159,6 +162,45 @@ int autoscale_desired(int current, int ready, double value, double target, int m
 	return (int)want;
 }
 
+struct autoscale_panic autoscale_panic_next(struct autoscale_panic p, int ready, double value,
+					    double target, int64_t now, int64_t stable_window_ms)
+{
+	if (ready <= 0 || !(target > 0) || !isfinite(value))
+		return p;
+	bool over = value >= AUTOSCALE_PANIC_THRESHOLD * target;
+	if (!p.active) {
+		if (over)
+			p = (struct autoscale_panic){.active = true, .since = now};
+		return p;
+	}
+	if (over) {
+		p.calm = false;
+		return p;
+	}
+	if (!p.calm) {
+		p.calm = true;
+		p.calm_since = now;
+	}
+	if (now - p.calm_since >= stable_window_ms)
+		p = (struct autoscale_panic){0};
+	return p;
+}
+
+int autoscale_desired_in_panic(int current, int ready, double stable_value, double panic_value,
+			       double target, int min, int max)
+{
+	if (max < min)
+		max = min;
+	int want = clamp(current, min, max);
+	int s = autoscale_desired(current, ready, stable_value, target, min, max);
+	int p = autoscale_desired(current, ready, panic_value, target, min, max);
+	if (s > want)
+		want = s;
+	if (p > want)
+		want = p;
+	return want;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Controllers                                                              */
 
@@ -192,12 +234,20 @@ static int64_t stable_window(const struct autoscale *as)
 							      : as->cfg.interval_ms;
 }
 
+/* A tenth of the stable window, but never less than one interval. */
+static int64_t panic_window(const struct autoscale *as)
+{
+	int64_t w = stable_window(as) / 10;
+	return w > as->cfg.interval_ms ? w : as->cfg.interval_ms;
+}
+
 /* Forgets what was measured: the spec asks another question. */
 static void ctl_reset(struct as_ctl *c)
 {
 	c->n = c->head = 0;
-	c->have_value = false;
+	c->have_value = c->have_panic_value = false;
 	c->down_since = (struct as_time){0};
+	c->panic = (struct autoscale_panic){0};
 }
 
 static struct as_sample *ring_push(struct as_ctl *c);
@@ -258,6 +308,8 @@ static void zero_gauges(struct autoscale *as, const struct as_ctl *c)
 	const char *const l[] = {c->app, c->proc};
 	if (as->g_desired)
 		metrics_set(metrics_series_get(as->g_desired, l), 0);
+	if (as->g_panic)
+		metrics_set(metrics_series_get(as->g_panic, l), 0);
 }
 
 /* Lists the autoscaled process types again when the specs changed since
@@ -460,6 +512,8 @@ static void set_gauges(struct autoscale *as, const struct as_ctl *c)
 		metrics_set(metrics_series_get(as->g_value, (const char *const[]){
 							   c->app, c->proc, metric_names[c->metric]}),
 			    c->value);
+	if (as->g_panic)
+		metrics_set(metrics_series_get(as->g_panic, l), c->panic.active ? 1 : 0);
 }
 
 static void note(struct autoscale *as, struct as_ctl *c, const char *reason)
@@ -483,6 +537,37 @@ static void scale_to(struct autoscale *as, struct as_ctl *c, int from, int to, c
 	note(as, c, reason);
 	c->last_scaled_wall = time_wall_ms();
 	c->down_since = (struct as_time){0};
+}
+
+/* Moves the panic state on with this evaluation's panic-window value and
+ * records the start and the end of a panic as events. */
+static void step_panic(struct autoscale *as, struct as_ctl *c, int64_t now, int ready)
+{
+	struct autoscale_panic was = c->panic;
+	c->panic = autoscale_panic_next(was, ready, c->panic_value, c->target, now,
+					stable_window(as));
+	if (c->panic.calm && !was.calm)
+		c->calm_wall = time_wall_ms() - (now - c->panic.calm_since);
+	if (c->panic.active == was.active)
+		return;
+	char v[40], t[40], pw[32], sw[32], reason[400];
+	format_value(c->metric, c->panic_value, v, sizeof(v));
+	format_value(c->metric, c->target, t, sizeof(t));
+	duration_format(panic_window(as), pw, sizeof(pw));
+	duration_format(stable_window(as), sw, sizeof(sw));
+	if (c->panic.active) {
+		c->panic_wall = time_wall_ms();
+		c->down_since = (struct as_time){0};
+		snprintf(reason, sizeof(reason),
+			 "%s entered panic: %s %s/instance over %s is at least %gx target %s",
+			 c->proc, metric_names[c->metric], v, pw, AUTOSCALE_PANIC_THRESHOLD, t);
+	} else {
+		c->panic_wall = c->calm_wall = 0;
+		snprintf(reason, sizeof(reason),
+			 "%s left panic: %s over %s stayed below %gx target %s for %s", c->proc,
+			 metric_names[c->metric], pw, AUTOSCALE_PANIC_THRESHOLD, t, sw);
+	}
+	note(as, c, reason);
 }
 
 static void evaluate(struct autoscale *as, struct as_ctl *c, int64_t now)
@@ -528,23 +613,38 @@ static void evaluate(struct autoscale *as, struct as_ctl *c, int64_t now)
 	 * keep asking for more. */
 	int64_t from = c->metric == AS_P95 ? c->ready_since : INT64_MIN;
 	int64_t iv = as->cfg.interval_ms;
-	double sv = 0;
+	double sv = 0, pv = 0;
 	if (!window_value(c, now, stable_window(as), iv, from, ready, &sv)) {
 		return;
 	}
 	c->have_value = true;
 	c->value = sv;
+	c->have_panic_value = window_value(c, now, panic_window(as), iv, from, ready, &pv);
+	c->panic_value = c->have_panic_value ? pv : sv;
+	if (c->have_panic_value)
+		step_panic(as, c, now, ready);
 
-	int want = autoscale_desired(current, ready, sv, c->target, c->min, c->max);
+	int want_stable = autoscale_desired(current, ready, sv, c->target, c->min, c->max);
+	int want = c->panic.active ? autoscale_desired_in_panic(current, ready, sv, c->panic_value,
+								 c->target, c->min, c->max)
+				   : want_stable;
 	c->desired = want;
 	set_gauges(as, c);
 
 	char v[40], t[40], why[200];
 	format_value(c->metric, c->target, t, sizeof(t));
 	if (want > current) {
-		format_value(c->metric, sv, v, sizeof(v));
-		if (current < c->min && want == c->min)
+		bool by_panic = c->panic.active &&
+				autoscale_desired(current, ready, c->panic_value, c->target, c->min,
+						  c->max) >= want_stable;
+		format_value(c->metric, by_panic ? c->panic_value : sv, v, sizeof(v));
+		char pw[32];
+		duration_format(panic_window(as), pw, sizeof(pw));
+		if (current < c->min && want == c->min && !by_panic)
 			snprintf(why, sizeof(why), "below min %d", c->min);
+		else if (by_panic)
+			snprintf(why, sizeof(why), "%s %s/instance above target %s (panic, over %s)",
+				 metric_names[c->metric], v, t, pw);
 		else
 			snprintf(why, sizeof(why), "%s %s/instance above target %s",
 				 metric_names[c->metric], v, t);
@@ -607,6 +707,10 @@ struct autoscale *autoscale_new(const struct autoscale_config *cfg)
 			"The autoscaled metric per ready instance over the stable window at the last "
 			"evaluation, in its unit.",
 			METRICS_GAUGE, vl, 3, NULL, 0, false);
+		as->g_panic = metrics_family_add(
+			reg, "paasops_autoscale_panic",
+			"1 while the autoscaler is in panic mode for the process type, else 0.",
+			METRICS_GAUGE, pl, 2, NULL, 0, false);
 	}
 	return as;
 }
@@ -625,7 +729,7 @@ void autoscale_stop(struct autoscale *as)
 	as->cfg.sv = NULL;
 	as->cfg.router = NULL;
 	as->cfg.metrics = NULL;
-	as->g_desired = as->g_value = NULL;
+	as->g_desired = as->g_value = as->g_panic = NULL;
 	uv_timer_stop(&as->timer);
 	if (!uv_is_closing((uv_handle_t *)&as->timer))
 		uv_close((uv_handle_t *)&as->timer, NULL);
@@ -677,11 +781,17 @@ void autoscale_decorate(struct autoscale *as, struct json *app)
 			json_set_num(o, "current_value", c->value);
 		else
 			json_set(o, "current_value", json_null());
+		if (c->have_value)
+			json_set_num(o, "panic_value", c->panic_value);
+		else
+			json_set(o, "panic_value", json_null());
 		if (c->desired >= 0)
 			json_set_int(o, "desired", c->desired);
 		else
 			json_set(o, "desired", json_null());
 		set_time(o, "last_scaled_at", c->last_scaled_wall);
+		json_set_bool(o, "panic", c->panic.active);
+		set_time(o, "panic_since", c->panic.active ? c->panic_wall : 0);
 		set_time(o, "scale_down_since", c->down_since.wall);
 		if (c->down_since.wall)
 			json_set_int(o, "scale_down_to", c->down_to);

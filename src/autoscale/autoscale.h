@@ -9,7 +9,11 @@
  * through supervisor_scale(), exactly as `paasops scale` would: the count
  * is persisted and an event of type "autoscale" says why. It scales up at
  * once and down only once the lower count has been wanted for the whole
- * scale-down delay. Apps that are stopped or rolling out are left alone.
+ * scale-down delay. When the value over the panic window (a tenth of the
+ * stable window) reaches AUTOSCALE_PANIC_THRESHOLD times the target it
+ * panics: it scales up at once to what that short window asks for and
+ * never down, until the short window has stayed below the threshold for a
+ * whole stable window. Apps that are stopped or rolling out are left alone.
  *
  * Invariants: everything runs on the control loop; the autoscaler holds no
  * pointer into the supervisor's tree between ticks (it keeps copies of the
@@ -60,7 +64,8 @@ void autoscale_stop(struct autoscale *as);
 void autoscale_free(struct autoscale *as);
 
 /* Adds an "autoscale" object ({min, max, metric, target, current_value,
- * desired, last_scaled_at, scale_down_since, scale_down_to}) to every process of app (an object as
+ * panic_value, desired, last_scaled_at, panic, panic_since,
+ * scale_down_since, scale_down_to}) to every process of app (an object as
  * supervisor_app_json() makes it) whose spec enables autoscaling. */
 void autoscale_decorate(struct autoscale *as, struct json *app);
 
@@ -80,6 +85,33 @@ void autoscale_decorate(struct autoscale *as, struct json *app);
  * and a process type scaled to zero wakes to max(1, min) on any demand;
  * otherwise the count stays at current (clamped) until instances are ready. */
 int autoscale_desired(int current, int ready, double value, double target, int min, int max);
+
+/* The value per ready instance over the panic window, at or above this
+ * many times the target, starts a panic. */
+#define AUTOSCALE_PANIC_THRESHOLD 2.0
+
+/* Panic state of one controller; times are in any one clock's ms. */
+struct autoscale_panic {
+	bool active;
+	int64_t since;      /* when it started, if active */
+	bool calm;          /* active, and below the threshold since calm_since */
+	int64_t calm_since;
+};
+
+/* The panic state after an evaluation at `now` that measured `value` per
+ * ready instance (of `ready`, > 0) over the panic window: a value at or
+ * above AUTOSCALE_PANIC_THRESHOLD × target starts a panic (or keeps it
+ * from calming); a panic ends once the value has stayed below that for
+ * stable_window_ms. A value that is not a number, or no ready instance,
+ * changes nothing. */
+struct autoscale_panic autoscale_panic_next(struct autoscale_panic p, int ready, double value,
+					    double target, int64_t now, int64_t stable_window_ms);
+
+/* The instance count wanted while panicking: the higher of what the
+ * stable and the panic values ask for (autoscale_desired of each), and
+ * never below the current count (clamped to [min, max]). */
+int autoscale_desired_in_panic(int current, int ready, double stable_value, double panic_value,
+			       double target, int min, int max);
 
 
 #endif

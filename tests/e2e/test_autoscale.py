@@ -1,10 +1,11 @@
 """The autoscaler against the real daemon: a process type with `autoscale`
-in its spec is scaled up under load through the router, back down once the
-load has gone and the scale-down delay has passed, never outside
+in its spec is scaled up under load through the router (at once, in panic,
+when a burst reaches twice the target), back down once the load has gone,
+the panic has calmed and the scale-down delay has passed, never outside
 [min, max], and not at all while its app is stopped; a process type scaled
 to zero wakes on a request. Every wait is a bounded wait for a condition; the daemon
-evaluates every second (the default) over a 4 s stable window and scales
-down after 3 s."""
+evaluates every second (the default) over a 4 s stable window (so a 1 s
+panic window) and scales down after 3 s."""
 import datetime
 import re
 import time
@@ -34,8 +35,13 @@ SCALE = re.compile(r"^web \d+ -> \d+: ")
 
 
 def scale_events(daemon, app):
-    """The autoscale events that changed the count."""
+    """The autoscale events that changed the count (not the panic ones)."""
     return [e for e in autoscale_events(daemon, app) if SCALE.match(e["reason"])]
+
+
+def panic_events(daemon, app):
+    return [e for e in autoscale_events(daemon, app) if " panic" in e["reason"]
+            and not SCALE.match(e["reason"])]
 
 
 def event_time(e):
@@ -166,6 +172,52 @@ def test_cpu_and_memory_are_read_from_the_instances_samples(daemon):
         web(daemon, "bytes")["autoscale"]), timeout=30, what="a memory value")
     assert 1 << 20 < mem["current_value"] < 1 << 30 and mem["desired"] == 1, mem
     assert mem["metric"] == "memory" and mem["target"] == 4 << 30, mem
+
+
+def test_a_burst_at_twice_the_target_panics_scales_up_at_once_and_holds_until_calm(daemon):
+    daemon.apply(autoscaled("burst", "burst.test", "{min: 1, max: 4, metric: inflight, target: 2}"))
+    daemon.wait_ready("burst", 1)
+    wait_routed(daemon, "burst.test")
+    assert web(daemon, "burst")["autoscale"]["panic"] is False
+
+    # 8 in flight against 2 at 1 instance: 4x the target over the 1 s panic
+    # window. Panic asks for 8 / 2 = 4 instances at once.
+    with Load(daemon, "burst.test", threads=8, path="/slow?ms=400") as load:
+        began = time.time()
+        entered = wait_for(lambda: panic_events(daemon, "burst"), timeout=5,
+                           what="the autoscaler to enter panic")[0]
+        assert entered["reason"].startswith("web entered panic: inflight "), entered
+        assert "over 1s is at least 2x target 2" in entered["reason"], entered
+        up = wait_for(lambda: scale_events(daemon, "burst"), timeout=5, what="a scale-up")[0]
+        assert up["reason"].startswith("web 1 -> 4: inflight "), up
+        assert "(panic, over 1s)" in up["reason"], up
+        assert event_time(up) - began < 5, (up, began)
+        status = web(daemon, "burst")["autoscale"]
+        assert status["panic"] is True and status["panic_since"], status
+        assert abs(iso_time(status["panic_since"]) - event_time(entered)) < 1, (status, entered)
+        assert 'paasops_autoscale_panic{app="burst",process="web"} 1' in metrics_text(daemon)
+        out = daemon.cli("apps")
+        assert out.returncode == 0, out.stderr
+        assert re.search(r"web=4\(auto 1-4 inflight [0-9.]+/2 panic\)", out.stdout), out.stdout
+        wait_count(daemon, "burst", 4, timeout=30)
+        wait_for(lambda: len(load.by_instance) == 4, timeout=30, what="all 4 instances to answer")
+    assert not load.failures, load.failures[:5]
+
+    # Idle now: the count holds for as long as the panic lasts (a whole 4 s
+    # stable window below the threshold), whatever the windows want.
+    def calm():
+        p = web(daemon, "burst")
+        assert p["instances"] == 4, p
+        return not p["autoscale"]["panic"]
+    wait_for(calm, timeout=30, interval=0.2, what="the panic to end")
+    left = panic_events(daemon, "burst")[-1]
+    assert left["reason"] == "web left panic: inflight over 1s stayed below 2x target 2 for 4s", left
+    assert 'paasops_autoscale_panic{app="burst",process="web"} 0' in metrics_text(daemon)
+    # Then the ordinary way down: after the scale-down delay, to min.
+    wait_count(daemon, "burst", 1, timeout=30)
+    down = scale_events(daemon, "burst")[-1]
+    assert down["reason"].startswith("web 4 -> 1: inflight 0/instance below target 2 for 3s"), down
+    assert down["id"] > left["id"] and event_time(down) - event_time(left) >= 3, (left, down)
 
 
 def test_p95_above_the_target_scales_up(daemon):
