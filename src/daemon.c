@@ -709,6 +709,7 @@ int daemon_main(int argc, char **argv)
 	d.ascfg.sv = d.sv;
 	d.ascfg.router = d.router;
 	d.ascfg.metrics = d.metrics;
+	d.ascfg.store = d.store;
 	d.ascfg.metrics_interval_ms = d.mcfg.interval_ms;
 	d.autoscale = autoscale_new(&d.ascfg);
 	autoscale_start(d.autoscale);

@@ -19,6 +19,7 @@
 #include "metrics/metrics.h"
 #include "router/router_metrics.h"
 #include "spec/spec.h"
+#include "store/store.h"
 #include "supervisor/supervisor.h"
 #include <errno.h>
 #include <stddef.h>
@@ -50,6 +51,12 @@ struct as_time {
 	int64_t mono, wall;
 };
 
+/* What the store holds for a controller, to write only on a change. */
+struct as_saved {
+	int64_t last_scaled, down_since, panic_since, calm_since; /* wall ms, 0: none */
+	int down_from, down_to;
+};
+
 /* One autoscaled process type. */
 struct as_ctl {
 	char *app, *proc;
@@ -72,9 +79,10 @@ struct as_ctl {
 	struct as_time down_since; /* wall 0: no window open */
 	int down_to;               /* highest count wanted during the window */
 	int down_from;             /* the current count the window was opened for */
-	/* panic, on the monotonic clock; the wall times for status */
+	/* panic, on the monotonic clock; the wall times for status and store */
 	struct autoscale_panic panic;
 	int64_t panic_wall, calm_wall;
+	struct as_saved saved;
 };
 
 struct autoscale {
@@ -85,6 +93,9 @@ struct autoscale {
 	uint64_t spec_gen; /* the supervisor's generation at the last listing */
 	struct as_ctl **ctls;
 	size_t n_ctls, alloc_ctls;
+	/* rows read from the store at start, until the first listing adopts them */
+	struct store_autoscale *rows;
+	size_t n_rows, alloc_rows;
 	struct metrics_family *g_desired, *g_value, *g_panic;
 };
 
@@ -241,6 +252,70 @@ static int64_t panic_window(const struct autoscale *as)
 	return w > as->cfg.interval_ms ? w : as->cfg.interval_ms;
 }
 
+/* The monotonic time of a wall time read back from the store. */
+static struct as_time time_from_wall(int64_t wall)
+{
+	return (struct as_time){.mono = time_mono_ms() - (time_wall_ms() - wall), .wall = wall};
+}
+
+/* Takes over the state an earlier run stored for c, if any. */
+static void ctl_adopt(struct autoscale *as, struct as_ctl *c)
+{
+	for (size_t k = 0; k < as->n_rows; k++) {
+		struct store_autoscale *r = &as->rows[k];
+		if (!r->app || strcmp(r->app, c->app) || strcmp(r->process, c->proc))
+			continue;
+		c->last_scaled_wall = r->last_scaled_at;
+		if (r->down_since) {
+			c->down_since = time_from_wall(r->down_since);
+			c->down_from = r->down_from;
+			c->down_to = r->down_to;
+		}
+		if (r->panic_since) {
+			c->panic.active = true;
+			c->panic.since = time_from_wall(r->panic_since).mono;
+			c->panic_wall = r->panic_since;
+			if (r->calm_since) {
+				c->panic.calm = true;
+				c->panic.calm_since = time_from_wall(r->calm_since).mono;
+				c->calm_wall = r->calm_since;
+			}
+		}
+		c->saved = (struct as_saved){r->last_scaled_at, r->down_since, r->panic_since,
+					     r->calm_since, r->down_from, r->down_to};
+		free((char *)r->app);
+		free((char *)r->process);
+		r->app = r->process = NULL;
+		return;
+	}
+}
+
+/* Writes c's state to the store when it differs from what is there. */
+static void ctl_save(struct autoscale *as, struct as_ctl *c)
+{
+	struct as_saved now = {
+		.last_scaled = c->last_scaled_wall,
+		.down_since = c->down_since.wall,
+		.down_from = c->down_since.wall ? c->down_from : 0,
+		.down_to = c->down_since.wall ? c->down_to : 0,
+		.panic_since = c->panic.active ? c->panic_wall : 0,
+		.calm_since = c->panic.active && c->panic.calm ? c->calm_wall : 0,
+	};
+	if (!memcmp(&now, &c->saved, sizeof(now)) || !as->cfg.store)
+		return;
+	struct store_autoscale row = {
+		.app = c->app, .process = c->proc, .last_scaled_at = now.last_scaled,
+		.down_since = now.down_since, .down_from = now.down_from, .down_to = now.down_to,
+		.panic_since = now.panic_since, .calm_since = now.calm_since,
+	};
+	if (store_autoscale_put(as->cfg.store, &row) < 0) {
+		log_warn("autoscale: cannot save the state of '%s.%s': %s", c->app, c->proc,
+			 store_errmsg(as->cfg.store));
+		return;
+	}
+	c->saved = now;
+}
+
 /* Forgets what was measured: the spec asks another question. */
 static void ctl_reset(struct as_ctl *c)
 {
@@ -289,6 +364,7 @@ static void on_spec(void *ctx, const char *app, int release, const struct spec *
 			c->ring = xcalloc(c->cap, sizeof(*c->ring));
 			c->metric = m;
 			c->target = sp->autoscale.target;
+			ctl_adopt(as, c);
 			ctl_baseline(as, c);
 			as->ctls = xgrow(as->ctls, sizeof(*as->ctls), as->n_ctls + 1, &as->alloc_ctls);
 			as->ctls[as->n_ctls++] = c;
@@ -313,8 +389,8 @@ static void zero_gauges(struct autoscale *as, const struct as_ctl *c)
 }
 
 /* Lists the autoscaled process types again when the specs changed since
- * the last listing: new ones get a controller, and the controllers of
- * those that no longer autoscale go. */
+ * the last listing: new ones get a controller, and the controllers (and
+ * stored state) of those that no longer autoscale go. */
 static void refresh(struct autoscale *as)
 {
 	if (!as->cfg.sv)
@@ -333,9 +409,24 @@ static void refresh(struct autoscale *as)
 			continue;
 		}
 		zero_gauges(as, c);
+		if (as->cfg.store)
+			store_autoscale_delete(as->cfg.store, c->app, c->proc);
 		ctl_free(c);
 	}
 	as->n_ctls = keep;
+	if (!as->listed) {
+		/* Rows no controller took belong to process types that are gone. */
+		for (size_t k = 0; k < as->n_rows; k++) {
+			struct store_autoscale *r = &as->rows[k];
+			if (r->app && as->cfg.store)
+				store_autoscale_delete(as->cfg.store, r->app, r->process);
+			free((char *)r->app);
+			free((char *)r->process);
+		}
+		free(as->rows);
+		as->rows = NULL;
+		as->n_rows = as->alloc_rows = 0;
+	}
 	as->listed = true;
 	as->spec_gen = gen;
 }
@@ -583,6 +674,7 @@ static void evaluate(struct autoscale *as, struct as_ctl *c, int64_t now)
 	sample(as, c, now, ready);
 	if (ps.hold) {
 		c->down_since = (struct as_time){0};
+		ctl_save(as, c);
 		return;
 	}
 	if (c->down_since.wall && current != c->down_from)
@@ -605,6 +697,7 @@ static void evaluate(struct autoscale *as, struct as_ctl *c, int64_t now)
 				scale_to(as, c, 0, to, why);
 			}
 		}
+		ctl_save(as, c);
 		return; /* starting, or asleep: nothing to measure per instance */
 	}
 
@@ -615,6 +708,7 @@ static void evaluate(struct autoscale *as, struct as_ctl *c, int64_t now)
 	int64_t iv = as->cfg.interval_ms;
 	double sv = 0, pv = 0;
 	if (!window_value(c, now, stable_window(as), iv, from, ready, &sv)) {
+		ctl_save(as, c);
 		return;
 	}
 	c->have_value = true;
@@ -670,6 +764,7 @@ static void evaluate(struct autoscale *as, struct as_ctl *c, int64_t now)
 			scale_to(as, c, current, c->down_to, why);
 		}
 	}
+	ctl_save(as, c);
 }
 
 static void on_tick(uv_timer_t *t)
@@ -683,6 +778,19 @@ static void on_tick(uv_timer_t *t)
 	int64_t now = time_mono_ms();
 	for (size_t k = 0; k < as->n_ctls; k++)
 		evaluate(as, as->ctls[k], now);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Start-up state                                                           */
+
+static void on_row(void *ctx, const struct store_autoscale *r)
+{
+	struct autoscale *as = ctx;
+	as->rows = xgrow(as->rows, sizeof(*as->rows), as->n_rows + 1, &as->alloc_rows);
+	struct store_autoscale *copy = &as->rows[as->n_rows++];
+	*copy = *r;
+	copy->app = xstrdup(r->app);
+	copy->process = xstrdup(r->process);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -718,6 +826,8 @@ struct autoscale *autoscale_new(const struct autoscale_config *cfg)
 void autoscale_start(struct autoscale *as)
 {
 	as->started = true;
+	if (as->cfg.store && store_autoscale_each(as->cfg.store, on_row, as) < 0)
+		log_warn("autoscale: cannot read the saved state: %s", store_errmsg(as->cfg.store));
 	uv_timer_start(&as->timer, on_tick, as->cfg.interval_ms, as->cfg.interval_ms);
 }
 
@@ -730,6 +840,7 @@ void autoscale_stop(struct autoscale *as)
 	as->cfg.router = NULL;
 	as->cfg.metrics = NULL;
 	as->g_desired = as->g_value = as->g_panic = NULL;
+	as->cfg.store = NULL;
 	uv_timer_stop(&as->timer);
 	if (!uv_is_closing((uv_handle_t *)&as->timer))
 		uv_close((uv_handle_t *)&as->timer, NULL);
@@ -742,6 +853,11 @@ void autoscale_free(struct autoscale *as)
 	for (size_t k = 0; k < as->n_ctls; k++)
 		ctl_free(as->ctls[k]);
 	free(as->ctls);
+	for (size_t k = 0; k < as->n_rows; k++) {
+		free((char *)as->rows[k].app);
+		free((char *)as->rows[k].process);
+	}
+	free(as->rows);
 	free(as);
 }
 

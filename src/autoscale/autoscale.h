@@ -18,8 +18,10 @@
  * Invariants: everything runs on the control loop; the autoscaler holds no
  * pointer into the supervisor's tree between ticks (it keeps copies of the
  * app and process names), so apps may come and go at any time. A manual
- * scale is simply the next tick's current count. A tick costs in
- * proportion to the autoscaled process types only. */
+ * scale is simply the next tick's current count. What a restart must not
+ * forget (the last scale, a pending scale-down and its clock, panic) is
+ * written to the store when it changes, and read back at start. A tick
+ * costs in proportion to the autoscaled process types only. */
 #ifndef PAASOPS_AUTOSCALE_H
 #define PAASOPS_AUTOSCALE_H
 #include <stdbool.h>
@@ -27,6 +29,7 @@
 #include <uv.h>
 
 struct supervisor;
+struct store;
 struct router;
 struct metrics;
 struct json;
@@ -37,6 +40,7 @@ struct autoscale_config {
 	struct supervisor *sv;    /* borrowed */
 	struct router *router;    /* borrowed; NULL when the router is off */
 	struct metrics *metrics;  /* borrowed; may be NULL (no cpu/memory, no gauges) */
+	struct store *store;      /* borrowed; may be NULL (state is not kept across restarts) */
 	int64_t interval_ms;      /* evaluation period; default 1 s */
 	int64_t stable_window_ms; /* what a decision averages over; default 60 s */
 	int64_t scale_down_delay_ms; /* how long a lower count must be wanted; default 5 min */

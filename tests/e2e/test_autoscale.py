@@ -3,14 +3,19 @@ in its spec is scaled up under load through the router (at once, in panic,
 when a burst reaches twice the target), back down once the load has gone,
 the panic has calmed and the scale-down delay has passed, never outside
 [min, max], and not at all while its app is stopped; a process type scaled
-to zero wakes on a request. Every wait is a bounded wait for a condition; the daemon
+to zero wakes on a request; a pending scale-down and the last scale survive
+a daemon restart. Every wait is a bounded wait for a condition; the daemon
 evaluates every second (the default) over a 4 s stable window (so a 1 s
 panic window) and scales down after 3 s."""
 import datetime
+import os
 import re
+import sqlite3
 import time
 
-from conftest import SLOW, wait_for
+import pytest
+
+from conftest import SLOW, Daemon, wait_for
 from router_helpers import Load, echo_spec, get, wait_routed
 
 DAEMON_FLAGS = ["--autoscale-stable-window", "4s", "--autoscale-scale-down-delay", "3s"]
@@ -254,3 +259,68 @@ def test_a_process_type_scaled_to_zero_wakes_on_a_request(daemon):
     # Idle again: back to zero after the scale-down delay.
     wait_count(daemon, "nap", 0, timeout=30)
     assert scale_events(daemon, "nap")[-1]["reason"].startswith("web 1 -> 0: rps 0/instance below")
+
+
+@pytest.fixture
+def slow_down_daemon(tmp_path):
+    """A daemon whose scale-down delay (12 s) leaves time to restart it
+    while a scale-down is pending; stopped at the end like `daemon`."""
+    d = Daemon(tmp_path)
+    d.flags = ["--autoscale-stable-window", "2s", "--autoscale-scale-down-delay", "12s"]
+    d.start(extra=d.flags)
+    yield d
+    if d.proc.poll() is None:
+        d.instances()
+        assert d.stop() == 0, d.read_log()
+
+
+def autoscale_rows(d):
+    db = sqlite3.connect(f"file:{os.path.join(d.data, 'state.db')}?mode=ro", uri=True)
+    try:
+        return db.execute("SELECT app, process FROM autoscale ORDER BY app, process").fetchall()
+    finally:
+        db.close()
+
+
+def test_a_pending_scale_down_keeps_its_clock_across_a_daemon_restart(slow_down_daemon):
+    d = slow_down_daemon
+    d.apply(autoscaled("keep", "keep.test", "{min: 2, max: 3, metric: inflight, target: 5}"))
+    wait_count(d, "keep", 2, timeout=30)  # brought up to min: the autoscaler's own scale
+    last = web(d, "keep")["autoscale"]["last_scaled_at"]
+    assert last, web(d, "keep")
+    # Scaled by hand above need: a scale-down to 2 is pending from then on.
+    d.ok("POST", "/v1/apps/keep/scale", {"processes": {"web": 3}})
+    wait_count(d, "keep", 3, timeout=30)
+    pending = wait_for(lambda: (lambda a: a if a["scale_down_since"] else None)(
+        web(d, "keep")["autoscale"]), timeout=10, what="a pending scale-down")
+    assert pending["scale_down_to"] == 2, pending
+    since = iso_time(pending["scale_down_since"])
+    # Well into the delay, and still pending.
+    wait_for(lambda: time.time() - since >= 5, timeout=10, what="5 s into the delay")
+    assert web(d, "keep")["autoscale"]["scale_down_since"] == pending["scale_down_since"]
+    assert web(d, "keep")["instances"] == 3
+
+    assert d.stop() == 0, d.read_log()
+    d.start(extra=d.flags)
+    status = web(d, "keep")["autoscale"]
+    assert status["last_scaled_at"] == last, status
+    assert status["scale_down_since"] == pending["scale_down_since"], status
+    assert status["scale_down_to"] == 2, status
+    # It fires on the original clock: not before 12 s from `since`, and long
+    # before 12 s from the restart would have.
+    wait_count(d, "keep", 2, timeout=30)
+    down = scale_events(d, "keep")[-1]
+    assert down["reason"].startswith("web 3 -> 2: inflight 0/instance below target 5 for 12s"), down
+    assert since + 12 <= event_time(down) < since + 15, (since, down)
+    assert web(d, "keep")["autoscale"]["scale_down_since"] is None
+
+    # The saved state goes with the autoscale key, and with the app.
+    d.apply(autoscaled("gone", "gone.test", "{min: 2, max: 3, metric: inflight, target: 5}"))
+    wait_for(lambda: ("gone", "web") in autoscale_rows(d), timeout=10, what="a row for gone")
+    assert ("keep", "web") in autoscale_rows(d)
+    d.apply(echo_spec("keep", instances=2, routes="[{host: keep.test}]"))
+    wait_for(lambda: ("keep", "web") not in autoscale_rows(d), timeout=10,
+             what="keep's row to go with its autoscale key")
+    d.ok("DELETE", "/v1/apps/gone")
+    wait_for(lambda: ("gone", "web") not in autoscale_rows(d), timeout=10,
+             what="gone's row to go with the app")
