@@ -111,7 +111,9 @@ static const char usage[] =
 	"  --alert-interval D, --alert-keep-firing-for D, --alert-repeat-interval D\n"
 	"                    evaluation period, flap damping, reminders (1s, 30s, 4h)\n"
 	"  --alert-external-url URL  this daemon's address in notifications\n"
-	"  --autoscale-interval D  how often autoscaled process types are evaluated (default 10s)\n"
+	"  --autoscale-interval D  how often autoscaled process types are evaluated (default 1s)\n"
+	"  --autoscale-stable-window D  what the autoscaler averages over (default 60s; a tenth\n"
+	"                    of it is the panic window)\n"
 	"  --autoscale-scale-down-delay D  how long a lower count must be wanted before\n"
 	"                    scaling down (default 5m)\n";
 
@@ -161,6 +163,7 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 		{"alert-external-url", required_argument, NULL, 1308},
 		{"autoscale-interval", required_argument, NULL, 1400},
 		{"autoscale-scale-down-delay", required_argument, NULL, 1401},
+		{"autoscale-stable-window", required_argument, NULL, 1402},
 		{"help", no_argument, NULL, 'h'},        {NULL, 0, NULL, 0},
 	};
 	static const char *const levels[] = {"debug", "info", "warn", "error"};
@@ -297,9 +300,11 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 			break;
 		}
 		case 1400:
-		case 1401: {
+		case 1401:
+		case 1402: {
 			static const char *const sflags[] = {"autoscale-interval",
-							     "autoscale-scale-down-delay"};
+							     "autoscale-scale-down-delay",
+							     "autoscale-stable-window"};
 			char *err = NULL;
 			if (autoscale_config_parse(&d->ascfg, sflags[c - 1400], optarg, &err) < 0) {
 				fprintf(stderr, "paasops serve: %s\n", err);
@@ -761,6 +766,7 @@ int daemon_main(int argc, char **argv)
 	d.ascfg.sv = d.sv;
 	d.ascfg.router = d.router;
 	d.ascfg.metrics = d.metrics;
+	d.ascfg.store = d.store;
 	d.ascfg.metrics_interval_ms = d.mcfg.interval_ms;
 	d.autoscale = autoscale_new(&d.ascfg);
 	autoscale_start(d.autoscale);

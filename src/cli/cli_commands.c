@@ -98,13 +98,15 @@ static void processes_text(const struct json *app, struct strbuf *sb)
 		if (!as || !jint(as, "min", &lo) || !jint(as, "max", &hi))
 			continue;
 		/* "web=3(auto 1-3 inflight 2.5/2)": the range, then the value per
-		 * instance against the target ("-" before the first evaluation). */
+		 * instance against the target ("-" before the first evaluation),
+		 * and " panic" while the autoscaler panics. */
 		const struct json *v = json_get(as, "current_value");
 		char val[32] = "-";
 		if (json_is_number(v))
 			snprintf(val, sizeof(val), "%.3g", json_num(v));
-		strbuf_addf(sb, "(auto %lld-%lld %s %s/%g)", (long long)lo, (long long)hi,
-			    cli__jstr(as, "metric", "?"), val, json_num(json_get(as, "target")));
+		strbuf_addf(sb, "(auto %lld-%lld %s %s/%g%s)", (long long)lo, (long long)hi,
+			    cli__jstr(as, "metric", "?"), val, json_num(json_get(as, "target")),
+			    json_true(json_get(as, "panic")) ? " panic" : "");
 	}
 }
 

@@ -66,6 +66,33 @@ void router_metrics_each(struct router *r, router_metrics_proc_cb cb, void *ctx)
 	free(list);
 }
 
+bool router_metrics_get(struct router *r, const char *app, const char *process,
+			struct router_metrics_proc *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->app = app;
+	out->process = process;
+	if (!r)
+		return false;
+	uv_mutex_lock(&r->stats_lock);
+	size_t n = r->n_stats;
+	struct rt_stats **list = r->stats;
+	uv_mutex_unlock(&r->stats_lock);
+	/* Only the control loop (this thread) grows the list, so it cannot
+	 * move while it is walked here. */
+	bool found = false;
+	for (size_t k = 0; k < n; k++) {
+		if (strcmp(list[k]->app, app) || strcmp(list[k]->process, process))
+			continue;
+		for (int w = 0; w < r->n_workers; w++)
+			add_worker(out, &list[k]->w[w]);
+		found = true;
+	}
+	if (out->inflight < 0)
+		out->inflight = 0;
+	return found;
+}
+
 void router_metrics_global(struct router *r, struct router_metrics_global *out)
 {
 	memset(out, 0, sizeof(*out));

@@ -4,6 +4,7 @@
  * started (counters in the Prometheus sense). Call on the control loop. */
 #ifndef PAASOPS_ROUTER_METRICS_H
 #define PAASOPS_ROUTER_METRICS_H
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -30,6 +31,12 @@ typedef void (*router_metrics_proc_cb)(void *ctx, const struct router_metrics_pr
 /* Calls cb once per (app, process) the router has seen traffic rules for,
  * in a stable order. */
 void router_metrics_each(struct router *r, router_metrics_proc_cb cb, void *ctx);
+
+/* One process type's totals, as router_metrics_each would report them,
+ * without walking the others' order; false (and zeros) when the router has
+ * no traffic rules for it. app and process are borrowed into out. */
+bool router_metrics_get(struct router *r, const char *app, const char *process,
+			struct router_metrics_proc *out);
 
 struct router_metrics_global {
 	int workers;

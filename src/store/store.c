@@ -62,6 +62,13 @@ static const char *const migrations[] = {
 	" BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;",
 	/* 4: maintenance mode: the router answers 503 for the app. */
 	"ALTER TABLE apps ADD COLUMN maintenance INTEGER NOT NULL DEFAULT 0;",
+	/* 5: what the autoscaler must not forget across a restart. Times are
+	 * wall ms, 0 for none. */
+	"CREATE TABLE autoscale(app TEXT NOT NULL, process TEXT NOT NULL,"
+	" last_scaled_at INTEGER NOT NULL DEFAULT 0, down_since INTEGER NOT NULL DEFAULT 0,"
+	" down_from INTEGER NOT NULL DEFAULT 0, down_to INTEGER NOT NULL DEFAULT 0,"
+	" panic_since INTEGER NOT NULL DEFAULT 0, calm_since INTEGER NOT NULL DEFAULT 0,"
+	" PRIMARY KEY(app, process));",
 };
 
 #define EVENTS_KEPT 100000
@@ -258,6 +265,8 @@ int store_app_delete(struct store *st, const char *name)
 {
 	int r = run(st, prep(st, "DELETE FROM scale WHERE app = ?", "s", name));
 	if (r == 0)
+		r = store_autoscale_delete(st, name, NULL);
+	if (r == 0)
 		r = run(st, prep(st, "DELETE FROM releases WHERE app = ?", "s", name));
 	if (r == 0)
 		r = run(st, prep(st, "DELETE FROM apps WHERE name = ?", "s", name));
@@ -342,6 +351,54 @@ int store_scale_prune(struct store *st, const char *app, const char *const *keep
 	}
 	free(gone);
 	return r;
+}
+
+/* ---- autoscale ---- */
+
+int store_autoscale_put(struct store *st, const struct store_autoscale *a)
+{
+	return run(st, prep(st,
+			    "INSERT INTO autoscale(app, process, last_scaled_at, down_since, down_from,"
+			    " down_to, panic_since, calm_since) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+			    " ON CONFLICT(app, process) DO UPDATE SET last_scaled_at = ?3,"
+			    " down_since = ?4, down_from = ?5, down_to = ?6, panic_since = ?7,"
+			    " calm_since = ?8",
+			    "ssIIiiII", a->app, a->process, a->last_scaled_at, a->down_since,
+			    a->down_from, a->down_to, a->panic_since, a->calm_since));
+}
+
+int store_autoscale_delete(struct store *st, const char *app, const char *process)
+{
+	if (!process)
+		return run(st, prep(st, "DELETE FROM autoscale WHERE app = ?", "s", app));
+	return run(st, prep(st, "DELETE FROM autoscale WHERE app = ? AND process = ?", "ss", app,
+			    process));
+}
+
+int store_autoscale_each(struct store *st, store_autoscale_cb cb, void *ctx)
+{
+	sqlite3_stmt *s = prep(st,
+			       "SELECT app, process, last_scaled_at, down_since, down_from, down_to,"
+			       " panic_since, calm_since FROM autoscale ORDER BY app, process",
+			       NULL);
+	if (!s)
+		return -EIO;
+	int rc;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		struct store_autoscale a = {
+			.app = col_text(s, 0),
+			.process = col_text(s, 1),
+			.last_scaled_at = sqlite3_column_int64(s, 2),
+			.down_since = sqlite3_column_int64(s, 3),
+			.down_from = sqlite3_column_int(s, 4),
+			.down_to = sqlite3_column_int(s, 5),
+			.panic_since = sqlite3_column_int64(s, 6),
+			.calm_since = sqlite3_column_int64(s, 7),
+		};
+		cb(ctx, &a);
+	}
+	sqlite3_finalize(s);
+	return rc == SQLITE_DONE ? 0 : fail(st, rc);
 }
 
 int store_scale_each(struct store *st, const char *app, store_scale_cb cb, void *ctx)

@@ -49,6 +49,7 @@ struct store_scale {
 	bool stopped;
 };
 int store_app_put(struct store *st, const struct store_app *app);
+/* Removes the app with its scale and autoscale rows and its releases. */
 int store_app_delete(struct store *st, const char *name);
 int store_app_set_release(struct store *st, const char *name, int release);
 int store_app_set_stopped(struct store *st, const char *name, bool stopped);
@@ -61,6 +62,27 @@ int store_scale_put(struct store *st, const struct store_scale *sc);
 int store_scale_prune(struct store *st, const char *app, const char *const *keep, int n);
 typedef void (*store_scale_cb)(void *ctx, const struct store_scale *sc);
 int store_scale_each(struct store *st, const char *app, store_scale_cb cb, void *ctx);
+
+/* ---- autoscaler state that outlives a restart, per process type ---- */
+struct store_autoscale {
+	const char *app, *process;
+	int64_t last_scaled_at; /* wall ms; 0: never */
+	/* A lower count wanted since down_since (0: none), opened when the count
+	 * was down_from; down_to is the highest count wanted since. */
+	int64_t down_since;
+	int down_from, down_to;
+	/* In panic since panic_since (0: not panicking); calm since calm_since
+	 * (0: the panic threshold is still reached). */
+	int64_t panic_since, calm_since;
+};
+/* Inserts or replaces the row of (app, process). */
+int store_autoscale_put(struct store *st, const struct store_autoscale *a);
+/* Removes the row of (app, process), or every row of app when process is
+ * NULL; removing what is not there is not an error. */
+int store_autoscale_delete(struct store *st, const char *app, const char *process);
+typedef void (*store_autoscale_cb)(void *ctx, const struct store_autoscale *a);
+/* Every row, in app and process order. */
+int store_autoscale_each(struct store *st, store_autoscale_cb cb, void *ctx);
 
 /* ---- processes started by this data dir, for cleanup after a crash ---- */
 struct store_proc {

@@ -22,10 +22,20 @@
 
 /* ---- lookups ---- */
 
+/* Apps are kept in name order (see new_app), so a binary search finds the
+ * first of that name; a destroyed app may still sit beside its successor. */
 static struct sv_app *find_app(const struct supervisor *sv, const char *name)
 {
-	for (size_t k = 0; k < sv->n_apps; k++)
-		if (!sv->apps[k]->destroying && strcmp(sv->apps[k]->name, name) == 0)
+	size_t lo = 0, hi = sv->n_apps;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (strcmp(sv->apps[mid]->name, name) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	for (size_t k = lo; k < sv->n_apps && strcmp(sv->apps[k]->name, name) == 0; k++)
+		if (!sv->apps[k]->destroying)
 			return sv->apps[k];
 	return NULL;
 }
@@ -347,6 +357,7 @@ static void load_app(void *ctx, const struct store_app *sa)
 	}
 	struct sv_app *a = new_app(lc->sv, sa->name);
 	a->rel = rel;
+	lc->sv->spec_gen++;
 	a->live = rel->version;
 	a->stopped = sa->stopped;
 	a->maintenance = sa->maintenance;
@@ -499,6 +510,7 @@ int supervisor_rollout(struct supervisor *sv, const struct supervisor_release *r
 	sv_release_unref(a->rel);
 	a->rel = rel;
 	a->updated_at = now;
+	sv->spec_gen++;
 	/* Process types gone from the spec stop and leave; their instances
 	 * keep their own release while they stop. */
 	for (size_t k = 0; k < a->n_procs; k++) {
@@ -750,6 +762,7 @@ int supervisor_destroy(struct supervisor *sv, const char *app, char **err)
 	}
 	sv_emit(sv, app, NULL, NULL, "destroy", NULL, "app destroyed", 0, -1, 0);
 	a->destroying = true;
+	sv->spec_gen++;
 	notify_changed(sv);
 	sv_app_reconcile(a);
 	/* An app with no slots at all goes on the next loop turn. */
@@ -1116,6 +1129,26 @@ void supervisor_each_pool(struct supervisor *sv, supervisor_pool_cb cb, void *ct
 	}
 	free(ids);
 	free(ports);
+}
+
+uint64_t supervisor_spec_generation(const struct supervisor *sv)
+{
+	return sv->spec_gen;
+}
+
+int supervisor_proc_state(const struct supervisor *sv, const char *app, const char *proc,
+			  struct supervisor_proc_state *out)
+{
+	struct sv_app *a = find_app(sv, app);
+	struct sv_proc *p = a ? find_proc(a, proc) : NULL;
+	if (!p)
+		return -ENOENT;
+	out->instances = p->desired;
+	out->ready = 0;
+	for (size_t j = 0; j < p->n_insts; j++)
+		out->ready += p->insts[j]->state == SV_READY;
+	out->hold = a->stopped || a->rollout != NULL || p->stopped;
+	return 0;
 }
 
 void supervisor_each_spec(struct supervisor *sv, supervisor_spec_cb cb, void *ctx)

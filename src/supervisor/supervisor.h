@@ -169,6 +169,20 @@ typedef void (*supervisor_done_cb)(void *ctx);
 typedef void (*supervisor_spec_cb)(void *ctx, const char *app, int release,
 				   const struct spec *spec);
 void supervisor_each_spec(struct supervisor *sv, supervisor_spec_cb cb, void *ctx);
+/* A number that changes whenever what supervisor_each_spec would report
+ * may have changed (an app loaded, applied or destroyed), so that a
+ * reader can skip walking every app while it stays the same. */
+uint64_t supervisor_spec_generation(const struct supervisor *sv);
+
+/* One process type's counts, without building its JSON. */
+struct supervisor_proc_state {
+	int instances; /* wanted */
+	int ready;
+	bool hold;     /* the app or the process type is stopped, or the app rolling out */
+};
+/* Fills out for app's process proc; -ENOENT when either is unknown. */
+int supervisor_proc_state(const struct supervisor *sv, const char *app, const char *proc,
+			  struct supervisor_proc_state *out);
 
 /* How instances' memory and CPU limits are enforced: "cgroup v2" or
  * "cgroup v1" (static), or NULL with *why (borrowed, valid while sv lives)

@@ -205,6 +205,7 @@ struct supervisor {
 	uint8_t *port_used;
 	struct sv_app **apps;
 	size_t n_apps, alloc_apps;
+	uint64_t spec_gen; /* bumped whenever an app's target spec changes or the app goes */
 	uint64_t log_seq;
 	int alive; /* running processes */
 	bool shutting_down;

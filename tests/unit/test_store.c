@@ -296,6 +296,53 @@ static void test_store__app_delete_removes_its_scale_rows(void **state)
 	assert_int_equal(store_app_delete(f->st, "web"), 0);
 }
 
+/* ------------------------------------------------------------ autoscale */
+
+static void on_autoscale(void *ctx, const struct store_autoscale *a)
+{
+	struct rows *r = ctx;
+	assert_true(r->n < ARRAY_SIZE(r->line));
+	r->line[r->n++] = xasprintf("%s.%s|%lld|%lld|%d|%d|%lld|%lld", a->app, a->process,
+				    (long long)a->last_scaled_at, (long long)a->down_since,
+				    a->down_from, a->down_to, (long long)a->panic_since,
+				    (long long)a->calm_since);
+}
+
+static void test_store__autoscale_rows_upsert_survive_reopen_and_go_with_their_app(void **state)
+{
+	struct fixture *f = *state;
+	put_app(f->st, "web", 1);
+	put_app(f->st, "api", 1);
+	struct store_autoscale a = {.app = "web", .process = "web", .last_scaled_at = 1000,
+				    .down_since = 2000, .down_from = 4, .down_to = 2};
+	assert_int_equal(store_autoscale_put(f->st, &a), 0);
+	a.down_since = 0;
+	a.panic_since = 3000;
+	a.calm_since = 3500;
+	assert_int_equal(store_autoscale_put(f->st, &a), 0); /* the same row, replaced */
+	a.process = "worker";
+	assert_int_equal(store_autoscale_put(f->st, &a), 0);
+	a.app = "api";
+	a.process = "web";
+	assert_int_equal(store_autoscale_put(f->st, &a), 0);
+	reopen(f);
+	struct rows r = {0};
+	assert_int_equal(store_autoscale_each(f->st, on_autoscale, &r), 0);
+	assert_int_equal(r.n, 3);
+	assert_string_equal(r.line[0], "api.web|1000|0|4|2|3000|3500");
+	assert_string_equal(r.line[1], "web.web|1000|0|4|2|3000|3500");
+	assert_string_equal(r.line[2], "web.worker|1000|0|4|2|3000|3500");
+	rows_free(&r);
+	/* One process type, then a whole app. */
+	assert_int_equal(store_autoscale_delete(f->st, "web", "worker"), 0);
+	assert_int_equal(store_app_delete(f->st, "api"), 0);
+	assert_int_equal(store_autoscale_each(f->st, on_autoscale, &r), 0);
+	assert_int_equal(r.n, 1);
+	assert_string_equal(r.line[0], "web.web|1000|0|4|2|3000|3500");
+	rows_free(&r);
+	assert_int_equal(store_autoscale_delete(f->st, "nope", NULL), 0);
+}
+
 /* ------------------------------------------------------------ scale */
 
 static void test_store__scale_put_upserts_per_app_and_process(void **state)
@@ -607,6 +654,7 @@ int main(void)
 		T(test_store__apps_put_each_in_name_order),
 		T(test_store__app_put_upserts_and_keeps_created_at),
 		T(test_store__app_delete_removes_its_scale_rows),
+		T(test_store__autoscale_rows_upsert_survive_reopen_and_go_with_their_app),
 		T(test_store__scale_put_upserts_per_app_and_process),
 		T(test_store__scale_prune_keeps_only_the_named_processes),
 		T(test_store__procs_put_each_delete),

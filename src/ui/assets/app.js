@@ -124,6 +124,7 @@
     let s = `${p.name}: ${a.min}–${a.max} on ${a.metric} (target ${a.target})`;
     if (a.current_value !== null) s += `, now ${round(a.current_value)}`;
     if (a.desired !== null) s += `, wants ${a.desired}`;
+    if (a.panic) s += ', in panic';
     return h('div', null, s);
   }
 
