@@ -7,6 +7,7 @@
 #include "compat/json.h"
 #include "compat/tls.h"
 #include "core/log.h"
+#include "core/netaddr.h"
 #include "core/paths.h"
 #include "core/strbuf.h"
 #include "core/timeutil.h"
@@ -1120,15 +1121,6 @@ static int parse_hostport(const char *s, char *host, size_t hlen, int *port)
 	return 0;
 }
 
-static bool is_loopback(const struct sockaddr *sa)
-{
-	if (sa->sa_family == AF_INET)
-		return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
-	const struct in6_addr *a6 = &((const struct sockaddr_in6 *)sa)->sin6_addr;
-	return IN6_IS_ADDR_LOOPBACK(a6) ||
-	       (IN6_IS_ADDR_V4MAPPED(a6) && a6->s6_addr[12] == 127);
-}
-
 static void listener_closed(uv_handle_t *h)
 {
 	struct api *api = h->data;
@@ -1202,7 +1194,7 @@ struct api *api_start(const struct api_config *cfg, char **err)
 			*err = xasprintf("cannot listen on '%s': %s", cfg->tcp_addr, uv_strerror(r));
 			goto fail;
 		}
-		if (!api->tls && !is_loopback((struct sockaddr *)&ss))
+		if (!api->tls && !netaddr_is_loopback(cfg->tcp_addr))
 			log_warn("api: %s is not a loopback address and the API there is plain HTTP: "
 				 "tokens cross the network in clear (see --api-tls-cert)",
 				 cfg->tcp_addr);

@@ -13,12 +13,12 @@
 #include "alerts/alerts.h"
 #include "auth/audit.h"
 #include "compat/json.h"
+#include "core/netaddr.h"
 #include "core/strbuf.h"
 #include "core/util.h"
 #include "spec/spec.h"
 #include "store/store.h"
 #include "supervisor/supervisor.h"
-#include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
 #include <pwd.h>
@@ -40,33 +40,6 @@ const char *doctor_status_name(enum doctor_status s)
 }
 
 /* ---- the pure rules ---- */
-
-bool doctor_addr_is_loopback(const char *hostport)
-{
-	if (!hostport)
-		return false;
-	const char *colon = strrchr(hostport, ':');
-	if (!colon)
-		return false;
-	size_t len = (size_t)(colon - hostport);
-	const char *host = hostport;
-	if (len >= 2 && host[0] == '[' && host[len - 1] == ']') {
-		host++;
-		len -= 2;
-	}
-	char buf[INET6_ADDRSTRLEN];
-	if (len == 0 || len >= sizeof(buf))
-		return false;
-	memcpy(buf, host, len);
-	buf[len] = '\0';
-	struct in_addr a4;
-	struct in6_addr a6;
-	if (inet_pton(AF_INET, buf, &a4) == 1)
-		return (ntohl(a4.s_addr) >> 24) == 127;
-	if (inet_pton(AF_INET6, buf, &a6) == 1)
-		return memcmp(&a6, &in6addr_loopback, sizeof(a6)) == 0;
-	return false;
-}
 
 enum doctor_status doctor_disk_status(double free_pct, int min_free_pct)
 {
@@ -256,7 +229,7 @@ static void check_api_exposure(const struct doctor_input *in, struct doctor_chec
 	if (!in->tcp_addr)
 		set(c, DOCTOR_OK, "serve TCP (--api) only where remote clients need it",
 		    "the API listens on its unix socket only");
-	else if (doctor_addr_is_loopback(in->tcp_addr))
+	else if (netaddr_is_loopback(in->tcp_addr))
 		set(c, DOCTOR_OK, "keep --api on loopback unless remote clients need it",
 		    "the TCP API listens on %s, loopback only", in->tcp_addr);
 	else if (in->tcp_tls)
@@ -279,7 +252,7 @@ static void check_metrics_exposure(const struct doctor_input *in, struct doctor_
 	else if (!in->tcp_addr)
 		set(c, DOCTOR_OK, "drop --metrics-public: it has no effect without --api",
 		    "--metrics-public is set but there is no TCP API");
-	else if (doctor_addr_is_loopback(in->tcp_addr))
+	else if (netaddr_is_loopback(in->tcp_addr))
 		set(c, DOCTOR_OK, "keep --api on loopback while --metrics-public is set",
 		    "GET /metrics is public on %s, loopback only", in->tcp_addr);
 	else

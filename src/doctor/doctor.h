@@ -60,9 +60,6 @@ const char *doctor_status_name(enum doctor_status s);
 
 /* ---- the pure rules, exposed for tests ---- */
 
-/* Whether "HOST:PORT" (IPv6 in brackets or bare) names a loopback address:
- * 127.0.0.0/8 or ::1. Wildcards (0.0.0.0, ::) and anything else are not. */
-bool doctor_addr_is_loopback(const char *hostport);
 /* Free space against the log store's floor: fail below min_free_pct (the
  * store is already deleting logs), warn below twice it, ok otherwise.
  * min_free_pct 0 (no floor): fail only when nothing is free. */
