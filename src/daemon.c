@@ -6,6 +6,7 @@
 #include "daemon.h"
 #include "alerts/alerts.h"
 #include "api/api.h"
+#include "auth/audit.h"
 #include "autoscale/autoscale.h"
 #include "compat/tls.h"
 #include "core/log.h"
@@ -602,6 +603,12 @@ int daemon_main(int argc, char **argv)
 	d.store = store_open(db, &err);
 	free(db);
 	if (!d.store) {
+		fprintf(stderr, "paasops serve: %s\n", err);
+		free(err);
+		goto out;
+	}
+	/* Before the API: keyed chaining must be in place for the first entry. */
+	if (audit_prepare(d.store, &err) < 0) {
 		fprintf(stderr, "paasops serve: %s\n", err);
 		free(err);
 		goto out;

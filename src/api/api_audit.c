@@ -35,12 +35,38 @@ void h_audit(struct api_req *req, struct api_resp *resp)
 	json_set(resp->body, "entries", entries);
 }
 
+/* The verdict as GET /v1/audit/verify answers it (doc/api.md). */
+static struct json *verdict_json(const struct audit_verdict *v)
+{
+	struct json *o = json_object();
+	json_set_bool(o, "ok", v->ok);
+	json_set_int(o, "entries", v->entries);
+	if (v->broken) {
+		json_set_int(o, "broken_at", v->broken_at);
+	} else {
+		json_set_str(o, "head", v->entries ? v->head : NULL);
+	}
+	if (v->reason)
+		json_set_str(o, "reason", v->reason);
+	if (v->keyed_from)
+		json_set_int(o, "keyed_from", v->keyed_from);
+	else
+		json_set(o, "keyed_from", json_null());
+	if (v->unchecked) {
+		struct json *u = json_set(o, "unchecked", json_object());
+		json_set_int(u, "entries", v->unchecked);
+		json_set_int(u, "from", v->unchecked_from);
+		json_set_int(u, "to", v->unchecked_to);
+	}
+	return o;
+}
+
 void h_audit_verify(struct api_req *req, struct api_resp *resp)
 {
 	struct audit_anchor anchor;
 	char *a = api_query(req, "anchor"), *err = NULL;
 	if (a && audit_anchor_parse(a, &anchor, &err) < 0) {
-		api_error(resp, 400, "bad_request", err);
+		api_error(resp, 400, "bad_request", "%s", err);
 		free(err);
 		free(a);
 		return;
@@ -52,14 +78,6 @@ void h_audit_verify(struct api_req *req, struct api_resp *resp)
 		api_error(resp, 500, "internal", "cannot read the audit log");
 		return;
 	}
-	resp->body = json_object();
-	json_set_bool(resp->body, "ok", v.ok);
-	json_set_int(resp->body, "entries", v.entries);
-	if (v.ok) {
-		json_set_str(resp->body, "head", v.entries ? v.head : NULL);
-	} else {
-		json_set_int(resp->body, "broken_at", v.broken_at);
-		json_set_str(resp->body, "reason", v.reason);
-	}
+	resp->body = verdict_json(&v);
 	audit_verdict_release(&v);
 }

@@ -1,10 +1,15 @@
 /* audit.h: the tamper-evident audit log. Every call that changes something
  * (or tried to) is appended as one entry: who, what, on which app, with
- * what outcome. Entries are numbered 1, 2, 3, ... and each carries the
- * SHA-256 of its own fields and of the previous entry's hash, so editing,
- * removing or inserting an entry anywhere but at the end breaks the chain
- * from that entry on. Request bodies and secret values are never part of an
- * entry; callers keep detail to names and counts.
+ * what outcome. Entries are numbered 1, 2, 3, ... and each carries a hash
+ * of its own fields and of the previous entry's hash, so editing, removing
+ * or inserting an entry anywhere but at the end breaks the chain from that
+ * entry on. The hash is an HMAC-SHA256 under a key derived from the data
+ * dir's secret key, so whoever can write the database but not read that
+ * key cannot rehash the chain after an edit; entries written before keyed
+ * chaining existed keep their plain SHA-256 (the table audit_keys says
+ * from which entry on, and with which key). Request bodies and secret
+ * values are never part of an entry; callers keep detail to names and
+ * counts.
  *
  * All functions run on the control loop thread, like the store. */
 #ifndef PAASOPS_AUDIT_H
@@ -31,30 +36,64 @@ struct audit_call {
 
 /* The prev of entry 1. */
 #define AUDIT_GENESIS "0000000000000000000000000000000000000000000000000000000000000000"
+/* What the audit key is derived for (HKDF info) from the secret key. */
+#define AUDIT_KEY_PURPOSE "paasops audit chain v1"
+#define AUDIT_KEY_ID_HEX 17 /* 16 hex digits + NUL */
 
-/* Appends call as the next entry, stamped with the wall clock. 0, or a
- * negative errno with *err set (caller frees). */
+/* The key entries are chained with, derived from st's secret key, and its
+ * id: the first 16 hex digits of HMAC-SHA256(key, "paasops-audit-key-id"),
+ * which names the key without giving it away. */
+struct audit_key {
+	unsigned char key[CRYPTO_KEY_BYTES];
+	char id[AUDIT_KEY_ID_HEX];
+};
+void audit_key_of(const struct store *st, struct audit_key *out);
+
+/* Makes sure the entries recorded from now on are chained with st's key:
+ * on a database that has no keyed entry yet it records that keyed
+ * chaining starts with the next entry, and after the secret key changed
+ * that the next entries use the new one. When the records of earlier keys
+ * are gone (emptied outside paasops) it adds none: the log stays reported
+ * as broken. Run at start-up; audit_record runs it too. 0, or a negative
+ * errno with *err set (caller frees). */
+int audit_prepare(struct store *st, char **err);
+
+/* Appends call as the next entry, stamped with the wall clock and chained
+ * with st's key. 0, or a negative errno with *err set (caller frees). */
 int audit_record(struct store *st, const struct audit_call *call, char **err);
 
-/* The hash an entry must carry: over its seq, time, fields and prev (see
- * audit.c for the exact bytes); e->hash is not read. */
+/* The plain SHA-256 an entry from before keyed chaining must carry: over
+ * its seq, time, fields and prev (see audit.c for the exact bytes); e->hash
+ * is not read. */
 void audit_hash(const struct store_audit *e, char out[CRYPTO_SHA256_HEX]);
+/* The HMAC-SHA256 under key that a keyed entry must carry, over the same
+ * fields (another version line). */
+void audit_hash_keyed(const struct audit_key *key, const struct store_audit *e,
+		      char out[CRYPTO_SHA256_HEX]);
 
-/* What audit_verify found. */
+/* What audit_verify found. ok is the only "all is well": a log that is not
+ * broken but has entries this key cannot check is not ok either. */
 struct audit_verdict {
 	bool ok;
+	bool broken;       /* an entry or a keying record is not as written */
 	int64_t entries;   /* rows in the log */
-	int64_t broken_at; /* ok false: the first seq that is not as it should be */
-	char *reason;      /* ok false: why, one line; owned */
-	char head[CRYPTO_SHA256_HEX]; /* ok: the newest entry's hash ("" when empty) */
+	int64_t broken_at; /* broken: the first seq that is not as it should be */
+	char *reason;      /* not ok: why, one line (the breakage first); owned */
+	int64_t keyed_from; /* the first entry chained with a key; 0: no keying record */
+	/* Entries chained with a key other than st's (secret.key replaced
+	 * since): their links are followed, their hashes cannot be checked. */
+	int64_t unchecked, unchecked_from, unchecked_to;
+	char head[CRYPTO_SHA256_HEX]; /* not broken: the newest entry's hash ("" when empty) */
 };
 
 /* Walks the whole log from entry 1 and checks every link: entries numbered
  * without gaps from 1, each prev equal to the previous entry's hash (the
- * genesis value for entry 1) and each hash equal to audit_hash of the
- * entry. 0 with *out filled (release with audit_verdict_release), or a
- * negative errno when the store cannot be read. Cutting entries off the end
- * is invisible here: compare head with one recorded earlier. */
+ * genesis value for entry 1), each hash equal to audit_hash (before
+ * keyed_from) or audit_hash_keyed (from it on) of the entry, and the
+ * keying records intact. 0 with *out filled (release with
+ * audit_verdict_release), or a negative errno when the store cannot be
+ * read. Cutting entries off the end is invisible here: compare head with
+ * one recorded earlier. */
 int audit_verify(struct store *st, struct audit_verdict *out);
 /* An entry's hash recorded earlier, somewhere the daemon's host cannot
  * write: "SEQ:HASH" as `audit verify` prints the head. */

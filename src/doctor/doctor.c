@@ -352,7 +352,15 @@ static void check_audit(const struct doctor_input *in, struct doctor_check *c)
 		set(c, DOCTOR_FAIL, "check the state database", "cannot read the audit log");
 		return;
 	}
-	if (!v.ok)
+	if (!v.broken && !v.ok)
+		set(c, DOCTOR_WARN,
+		    "put back the secret.key that chained them (from the backup taken with state.db) to "
+		    "check them; entries recorded from now on are checked with the present key",
+		    "the audit log's %lld entries link up, but %lld of them (%lld to %lld) were chained with "
+		    "another secret key and cannot be checked with this one",
+		    (long long)v.entries, (long long)v.unchecked, (long long)v.unchecked_from,
+		    (long long)v.unchecked_to);
+	else if (!v.ok)
 		set(c, DOCTOR_FAIL,
 		    "the state database was changed outside paasops: compare it with a backup and with "
 		    "audit heads recorded earlier ('paasops audit verify')",

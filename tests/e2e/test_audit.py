@@ -1,8 +1,11 @@
 """The audit log end to end: every call that is not a GET is recorded with
 who made it and what was answered (refused ones included), secrets never
-reach it, only admins read it, and `paasops audit verify` finds an entry
-edited in the database while the daemon was down."""
+reach it, only admins read it, the chain recomputes as doc/audit.md says
+(keyed with the data dir's secret key), `paasops audit verify` finds an
+entry edited in the database while the daemon was down (rehashed or not),
+and tells entries of another key from tampered ones."""
 import hashlib
+import hmac
 import json
 import os
 import re
@@ -250,7 +253,8 @@ def test_verify_finds_an_entry_edited_while_the_daemon_was_down(tmp_path):
     head = audit(d)[-1]["hash"]
     assert r.stdout.strip() == f"audit log intact: 5 entries, head 5:{head}"
     verdict = d.ok("GET", "/v1/audit/verify")
-    assert verdict == {"ok": True, "entries": 5, "head": head}
+    assert verdict["ok"] is True and verdict["entries"] == 5 and verdict["head"] == head, verdict
+    assert verdict["keyed_from"] == 1, verdict
     stop(d)
 
     con = sqlite3.connect(db_path(d))
@@ -286,21 +290,228 @@ def test_verify_finds_an_entry_edited_while_the_daemon_was_down(tmp_path):
         stop(d)
 
 
-def rehash(con, seq):
-    """Gives entry seq and every later one fresh, valid hashes, as someone
-    with write access to the database could (doc/audit.md, the hash chain)."""
-    def net(v):
-        if v is None:
-            return b"~,"
-        b = str(v).encode()
-        return str(len(b)).encode() + b":" + b + b","
-    prev = con.execute("SELECT hash FROM audit WHERE seq = ?", (seq - 1,)).fetchone()[0]
-    rows = con.execute("SELECT seq, time, actor, role, method, path, app, status, remote, detail"
-                       " FROM audit WHERE seq >= ? ORDER BY seq", (seq,)).fetchall()
+# ---- the chain as doc/audit.md describes it ----
+
+def net(v):
+    if v is None:
+        return b"~,"
+    b = str(v).encode()
+    return str(len(b)).encode() + b":" + b + b","
+
+
+def audit_key(d):
+    """K: HKDF-SHA256 of DATA/secret.key, no salt, info "paasops audit chain v1"."""
+    with open(os.path.join(d.data, "secret.key"), "rb") as f:
+        ikm = f.read()
+    prk = hmac.new(b"\0" * 32, ikm, hashlib.sha256).digest()
+    return hmac.new(prk, b"paasops audit chain v1\x01", hashlib.sha256).digest()
+
+
+def key_id(key):
+    return hmac.new(key, b"paasops-audit-key-id", hashlib.sha256).hexdigest()[:16]
+
+
+FIELDS = "seq, time, actor, role, method, path, app, status, remote, detail"
+
+
+def entry_hash(fields, prev, key=None):
+    """fields: the row's FIELDS; key None: the plain rule of entries from
+    before keyed chaining."""
+    body = b"".join(net(v) for v in fields) + net(prev)
+    if key is None:
+        return hashlib.sha256(b"paasops-audit-1\n" + body).hexdigest()
+    return hmac.new(key, b"paasops-audit-2\n" + body, hashlib.sha256).hexdigest()
+
+
+def keys_mac(key, from_seq, keyed_from, kid):
+    return hmac.new(key, b"paasops-audit-keys-1\n" + net(from_seq) + net(keyed_from) + net(kid),
+                    hashlib.sha256).hexdigest()
+
+
+def rehash(con, seq, key=None):
+    """Gives entry seq and every later one fresh hashes that link up, as
+    someone with write access to the database could: with plain SHA-256
+    (key None), or with a key (the right one only if they could read it)."""
+    before = con.execute("SELECT hash FROM audit WHERE seq = ?", (seq - 1,)).fetchone()
+    prev = before[0] if before else "0" * 64
+    rows = con.execute(f"SELECT {FIELDS} FROM audit WHERE seq >= ? ORDER BY seq", (seq,)).fetchall()
     for row in rows:
-        h = hashlib.sha256(b"paasops-audit-1\n" + b"".join(net(v) for v in row) + net(prev)).hexdigest()
+        h = entry_hash(row, prev, key)
         con.execute("UPDATE audit SET prev = ?, hash = ? WHERE seq = ?", (prev, h, row[0]))
         prev = h
+
+
+def unlock(con):
+    for t in ("audit_no_update", "audit_no_delete"):
+        con.execute(f"DROP TRIGGER IF EXISTS {t}")
+
+
+def edit_db(d, fn):
+    """Runs fn(con) on the daemon's database and commits."""
+    con = sqlite3.connect(db_path(d))
+    try:
+        fn(con)
+        con.commit()
+    finally:
+        con.close()
+
+
+def test_chain_recomputes_from_the_doc_with_the_data_dirs_key(daemon):
+    d = daemon
+    d.apply(spec("shop"))
+    d.ok("POST", "/v1/apps/shop/scale", {"processes": {"web": 2}})
+    d.request("POST", "/v1/apps/shop/config", {"set": {"NOTE": "x"}})  # 202, or 409 while deploying
+    assert d.request("POST", "/v1/apps/nope/stop")[0] == 404
+    d.ok("POST", "/v1/tokens", {"role": "viewer", "name": "d\u00e9j\u00e0 vu"})
+    key = audit_key(d)
+    con = sqlite3.connect(f"file:{db_path(d)}?mode=ro", uri=True)
+    try:
+        rows = con.execute(f"SELECT {FIELDS}, prev, hash FROM audit ORDER BY seq").fetchall()
+        keys = con.execute("SELECT from_seq, keyed_from, key_id, mac FROM audit_keys ORDER BY id").fetchall()
+    finally:
+        con.close()
+    assert len(rows) >= 5
+    # A new data dir: keyed from entry 1, with this data dir's key.
+    assert keys == [(1, 1, key_id(key), keys_mac(key, 1, 1, key_id(key)))]
+    prev = "0" * 64
+    for row in rows:
+        assert row[10] == prev, row
+        assert row[11] == entry_hash(row[:10], prev, key), row
+        assert row[11] != entry_hash(row[:10], prev), row
+        prev = row[11]
+    verdict = d.ok("GET", "/v1/audit/verify")
+    assert verdict["ok"] is True and verdict["head"] == prev and verdict["keyed_from"] == 1, verdict
+
+
+def test_a_rewrite_without_the_key_is_found_at_the_first_rewritten_entry(tmp_path):
+    d = Daemon(tmp_path).start()
+    d.apply(spec("shop"))
+    for n in (2, 1, 3, 1):
+        d.ok("POST", "/v1/apps/shop/scale", {"processes": {"web": n}})
+    assert cli_ok(d, "audit", "verify").stdout.startswith("audit log intact: 5 entries")
+    stop(d)
+    original = audit_key(d)
+    wrong = secrets.token_bytes(32)
+    for how, key in (("plain SHA-256", None), ("a wrong key", wrong), ("the right key", original)):
+        def rewrite(con):
+            unlock(con)
+            con.execute("UPDATE audit SET status = 500 WHERE seq = 3")
+            rehash(con, 3, key)
+        edit_db(d, rewrite)
+        d.start()
+        try:
+            r = d.cli("audit", "verify")
+            if key is original:
+                # Only the key tells a rewrite from the real thing.
+                assert r.returncode == 0 and r.stdout.startswith("audit log intact: 5 entries"), (how, r.stderr)
+            else:
+                assert r.returncode == 1, (how, r.stdout)
+                assert r.stderr.startswith("audit log BROKEN at entry 3: hash mismatch"), (how, r.stderr)
+                status, doc = d.request("GET", "/v1/audit/verify")
+                assert status == 200 and doc["ok"] is False and doc["broken_at"] == 3, (how, doc)
+        finally:
+            stop(d)
+
+
+def test_a_log_from_before_keyed_chaining_verifies_and_is_keyed_after(tmp_path):
+    d = Daemon(tmp_path).start()
+    d.apply(spec("shop"))
+    for n in (2, 1, 3):
+        d.ok("POST", "/v1/apps/shop/scale", {"processes": {"web": n}})
+    stop(d)
+
+    # What an older paasops left: schema 3, no audit_keys, plain hashes.
+    def downgrade(con):
+        unlock(con)
+        con.execute("DROP TABLE audit_keys")
+        con.execute("PRAGMA user_version = 3")
+        rehash(con, 1)
+    edit_db(d, downgrade)
+
+    d.start()
+    try:
+        assert "entries from 5 on are chained with a key" in d.read_log()
+        d.ok("POST", "/v1/apps/shop/scale", {"processes": {"web": 1}})
+        verdict = d.ok("GET", "/v1/audit/verify")
+        assert verdict["ok"] is True and verdict["entries"] == 5 and verdict["keyed_from"] == 5, verdict
+        key = audit_key(d)
+        con = sqlite3.connect(f"file:{db_path(d)}?mode=ro", uri=True)
+        try:
+            rows = con.execute(f"SELECT {FIELDS}, prev, hash FROM audit ORDER BY seq").fetchall()
+        finally:
+            con.close()
+        for row in rows:
+            want = entry_hash(row[:10], row[10], key if row[0] >= 5 else None)
+            assert row[11] == want, row
+    finally:
+        stop(d)
+
+    # An old entry edited and rehashed the plain way is still found: the
+    # first keyed entry links to the old hash.
+    def edit_old(con):
+        unlock(con)
+        con.execute("UPDATE audit SET status = 201 WHERE seq = 2")
+        prev = con.execute("SELECT hash FROM audit WHERE seq = 1").fetchone()[0]
+        for seq in (2, 3, 4):
+            row = con.execute(f"SELECT {FIELDS} FROM audit WHERE seq = ?", (seq,)).fetchone()
+            h = entry_hash(row, prev)
+            con.execute("UPDATE audit SET prev = ?, hash = ? WHERE seq = ?", (prev, h, seq))
+            prev = h
+    edit_db(d, edit_old)
+    d.start()
+    try:
+        r = d.cli("audit", "verify")
+        assert r.returncode == 1
+        assert r.stderr.startswith("audit log BROKEN at entry 5: prev link mismatch"), r.stderr
+    finally:
+        stop(d)
+
+
+def test_a_replaced_secret_key_leaves_entries_unchecked_not_tampered(tmp_path):
+    d = Daemon(tmp_path).start()
+    d.apply(spec("shop"))
+    for n in (2, 1):
+        d.ok("POST", "/v1/apps/shop/scale", {"processes": {"web": n}})
+    old_id = key_id(audit_key(d))
+    stop(d)
+    key_path = os.path.join(d.data, "secret.key")
+    with open(key_path, "rb") as f:
+        original = f.read()
+    with open(key_path, "wb") as f:
+        f.write(secrets.token_bytes(32))
+    new_id = key_id(audit_key(d))
+
+    d.start()
+    try:
+        assert "secret.key is not the key that chained the latest entries" in d.read_log()
+        r = d.cli("audit", "verify")
+        assert r.returncode == 1 and r.stdout == "", r.stdout
+        assert r.stderr.startswith("audit log cannot be checked from entry 1 with this daemon's key: "
+                                   "entries 1 to 3 were chained with another secret key"), r.stderr
+        assert old_id in r.stderr and new_id in r.stderr and "BROKEN" not in r.stderr, r.stderr
+        doc = json.loads(d.cli("--json", "audit", "verify").stdout)
+        assert doc["ok"] is False and "broken_at" not in doc, doc
+        assert doc["unchecked"] == {"entries": 3, "from": 1, "to": 3}, doc
+        # What is recorded from now on is chained with the new key and checked.
+        d.ok("POST", "/v1/apps/shop/scale", {"processes": {"web": 2}})
+        doc = d.ok("GET", "/v1/audit/verify")
+        assert doc["entries"] == 4 and doc["unchecked"] == {"entries": 3, "from": 1, "to": 3}, doc
+        doctor = d.ok("GET", "/v1/doctor")
+        check = next(c for c in doctor["checks"] if c["id"] == "audit-chain")
+        assert check["status"] == "warn" and "another secret key" in check["summary"], check
+    finally:
+        stop(d)
+
+    # The old key back: its entries check again, the interim key's do not.
+    with open(key_path, "wb") as f:
+        f.write(original)
+    d.start()
+    try:
+        doc = d.ok("GET", "/v1/audit/verify")
+        assert doc["ok"] is False and doc["unchecked"] == {"entries": 1, "from": 4, "to": 4}, doc
+        assert new_id in doc["reason"], doc
+    finally:
+        stop(d)
 
 
 def test_an_anchor_catches_a_cut_tail_and_a_rewritten_chain(tmp_path):
@@ -342,12 +553,13 @@ def test_an_anchor_catches_a_cut_tail_and_a_rewritten_chain(tmp_path):
     finally:
         stop(d)
 
-    # Entry 3 edited and the chain rehashed from there: every link holds, but
-    # entry 3 no longer has the hash recorded for it.
+    # Entry 3 edited and the chain rehashed from there by someone who could
+    # read the key: every link holds, but entry 3 no longer has the hash
+    # recorded for it.
     con = sqlite3.connect(db_path(d))
     try:
         con.execute("UPDATE audit SET status = 500 WHERE seq = 3")
-        rehash(con, 3)
+        rehash(con, 3, audit_key(d))
         con.commit()
     finally:
         con.close()
