@@ -67,6 +67,7 @@ struct daemon {
 	struct autoscale *autoscale;
 	uv_timer_t publish; /* coalesces routing changes into one publish */
 	struct api *api;
+	struct audit *audit; /* the audit log's verifier */
 	uv_signal_t sigterm, sigint;
 	bool stopping;
 };
@@ -523,6 +524,7 @@ static void on_signal(uv_signal_t *s, int signum)
 	autoscale_stop(d->autoscale); /* stopping instances is not a reason to scale */
 	api_stop(d->api);
 	d->api = NULL;
+	audit_stop(d->audit); /* a verify running would hold the loop open */
 	supervisor_shutdown(d->sv, all_stopped, d);
 }
 
@@ -608,7 +610,8 @@ int daemon_main(int argc, char **argv)
 		goto out;
 	}
 	/* Before the API: keyed chaining must be in place for the first entry. */
-	if (audit_prepare(d.store, &err) < 0) {
+	d.audit = audit_new(&d.loop, d.store, &err);
+	if (!d.audit) {
 		fprintf(stderr, "paasops serve: %s\n", err);
 		free(err);
 		goto out;
@@ -719,7 +722,7 @@ int daemon_main(int argc, char **argv)
 		.loop = &d.loop, .store = d.store, .sv = d.sv, .router = d.router, .socket_path = sock,
 		.deploy = d.deploy, .data_dir = d.data_dir,
 		.metrics = d.metrics, .metrics_public = d.metrics_public, .logs = d.logs, .alerts = d.alerts,
-		.autoscale = d.autoscale,
+		.autoscale = d.autoscale, .audit = d.audit,
 		.tcp_addr = d.api_addr, .tls = d.api_tls, .version = PAASOPS_VERSION,
 	};
 	d.api = api_start(&ac, &err);
@@ -761,6 +764,7 @@ out_loop:
 	if (uv_loop_close(&d.loop) != 0)
 		log_warn("event loop closed with handles open");
 out:
+	audit_free(d.audit);
 	store_close(d.store);
 	if (d.lock_fd >= 0)
 		close(d.lock_fd);

@@ -258,7 +258,7 @@ static void audit_set_who(struct api_audit *a, const struct auth_principal *who)
 }
 
 /* who may be NULL (not authenticated), and app. */
-static struct api_audit *audit_new(struct api_conn *c, const char *method, const char *path,
+static struct api_audit *call_audit_new(struct api_conn *c, const char *method, const char *path,
 				   const char *app, const struct auth_principal *who)
 {
 	struct api_audit *a = xcalloc(1, sizeof(*a));
@@ -271,7 +271,7 @@ static struct api_audit *audit_new(struct api_conn *c, const char *method, const
 	return a;
 }
 
-static void audit_free(struct api_audit *a)
+static void call_audit_free(struct api_audit *a)
 {
 	if (!a)
 		return;
@@ -321,7 +321,7 @@ static void audit_finish(struct api_audit *a, int status)
 		log_error("audit: %s %s -> %d not recorded: %s", a->method, a->path, status, err);
 		free(err);
 	}
-	audit_free(a);
+	call_audit_free(a);
 }
 
 /* ---- connections ---- */
@@ -357,7 +357,7 @@ static void conn_release(struct api_conn *c)
 	}
 	free(c->early_code);
 	free(c->early_msg);
-	audit_free(c->head_audit); /* no answer went out */
+	call_audit_free(c->head_audit); /* no answer went out */
 	strbuf_release(&c->stash);
 	free(c);
 	if (--api->open == 0 && api->stopping) {
@@ -586,7 +586,7 @@ static void dispatch(struct api_conn *c, struct http_msg *m)
 	char scratch[1024];
 
 	/* The whole request arrived: dispatch records its own entry. */
-	audit_free(c->head_audit);
+	call_audit_free(c->head_audit);
 	c->head_audit = NULL;
 
 	/* Split the target into path and query, and decode the path. */
@@ -626,7 +626,7 @@ static void dispatch(struct api_conn *c, struct http_msg *m)
 	}
 	/* Every call that may change something is recorded, whatever its outcome. */
 	if (strcmp(rt->method, "GET") != 0)
-		req.audit = audit_new(c, m->method, req.path, rt->scope == SCOPE_PATH ? req.params[0] : NULL,
+		req.audit = call_audit_new(c, m->method, req.path, rt->scope == SCOPE_PATH ? req.params[0] : NULL,
 				      NULL);
 
 	/* Who is calling. */
@@ -980,21 +980,21 @@ static int conn_head(void *ctx, struct http_msg *m)
 	}
 	struct api *api = c->api;
 	struct auth_principal who;
-	audit_free(c->head_audit);
+	call_audit_free(c->head_audit);
 	c->head_audit = NULL;
 	if (c->is_unix) {
 		auth_principal_local(&who);
 	} else {
 		char *err = NULL;
 		if (auth_authenticate(api->store, http_msg_header(m, "Authorization"), &who, &err) < 0) {
-			c->head_audit = audit_new(c, m->method, path, params[0], NULL);
+			c->head_audit = call_audit_new(c, m->method, path, params[0], NULL);
 			free(path);
 			early(c, 401, "unauthorized", err);
 			free(err);
 			return -1;
 		}
 	}
-	c->head_audit = audit_new(c, m->method, path, params[0], &who);
+	c->head_audit = call_audit_new(c, m->method, path, params[0], &who);
 	free(path);
 	bool ok = auth_allows(&who, AUTH_WRITE, params[0]);
 	auth_principal_release(&who);
@@ -1148,6 +1148,7 @@ struct api *api_start(const struct api_config *cfg, char **err)
 	api->logs = cfg->logs;
 	api->alerts = cfg->alerts;
 	api->autoscale = cfg->autoscale;
+	api->audit = cfg->audit;
 	api->upload_dir = xasprintf("%s/uploads", cfg->data_dir);
 	api->data_dir = xstrdup(cfg->data_dir);
 	api->tls = cfg->tls;

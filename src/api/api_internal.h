@@ -23,6 +23,7 @@ struct api {
 	struct logs *logs;
 	struct alerts *alerts; /* may be NULL */
 	struct autoscale *autoscale; /* may be NULL */
+	struct audit *audit;
 	bool metrics_public;
 	char *upload_dir;
 	char *data_dir;

@@ -8,6 +8,7 @@
 #include "store/store.h"
 #include <errno.h>
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -264,10 +265,13 @@ struct walk {
 	int64_t expect;                /* the seq the next entry must have */
 	char prev[CRYPTO_SHA256_HEX]; /* the hash the next entry must link to */
 	const struct audit_anchor *anchor;  /* or NULL */
+	const struct audit_anchor *last;    /* the last intact walk's head, or NULL */
 	const struct audit_key *key;
 	const struct keyrows *ks;
 	size_t era;                    /* ks->r[era] covers the current entry */
 	char *foreign_id;              /* the first other key met; owned */
+	const atomic_bool *cancel;     /* or NULL */
+	bool cancelled;
 };
 
 static void broken(struct walk *w, int64_t seq, char *reason)
@@ -337,10 +341,21 @@ static void unchecked(struct walk *w, const struct store_audit *e, const char *k
 	v->unchecked_to = e->seq;
 }
 
+static void check_anchor(struct walk *w, const struct audit_anchor *a, const struct store_audit *e,
+			 const char *what)
+{
+	if (a && e->seq == a->seq && strcmp(e->hash, a->hash) != 0)
+		broken(w, e->seq, xasprintf("anchor mismatch: the entry no longer carries the hash %s", what));
+}
+
 static void check_entry(void *ctx, const struct store_audit *e)
 {
 	struct walk *w = ctx;
 	w->v->entries++;
+	if (w->cancel && atomic_load_explicit(w->cancel, memory_order_relaxed)) {
+		w->cancelled = true;
+		return;
+	}
 	if (w->v->broken)
 		return; /* only counting from here */
 	if (w->v->entries == 1) {
@@ -383,11 +398,11 @@ static void check_entry(void *ctx, const struct store_audit *e)
 					       e->seq - 1));
 		return;
 	}
-	if (w->anchor && e->seq == w->anchor->seq && strcmp(e->hash, w->anchor->hash) != 0) {
-		broken(w, e->seq,
-		       xstrdup("anchor mismatch: the entry no longer carries the hash recorded for it"));
+	check_anchor(w, w->anchor, e, "recorded for it");
+	if (!w->v->broken)
+		check_anchor(w, w->last, e, "it had when this daemon last verified the log");
+	if (w->v->broken)
 		return;
-	}
 	strlcpy_s(w->prev, e->hash, sizeof(w->prev));
 	w->expect++;
 }
@@ -414,14 +429,19 @@ int audit_anchor_parse(const char *s, struct audit_anchor *a, char **err)
 	return 0;
 }
 
-int audit_verify_anchored(struct store *st, const struct audit_anchor *anchor, struct audit_verdict *out)
+/* The whole walk, on whichever thread calls it: last is the remembered
+ * head of an earlier intact walk (or NULL), cancel a flag that ends it
+ * early (or NULL): then -ECANCELED. */
+static int walk_log(struct store *st, const struct audit_anchor *anchor, const struct audit_anchor *last,
+		    const atomic_bool *cancel, struct audit_verdict *out)
 {
 	memset(out, 0, sizeof(*out));
 	out->ok = true;
 	struct audit_key key;
 	audit_key_of(st, &key);
 	struct keyrows ks = {0};
-	struct walk w = {.v = out, .expect = 1, .anchor = anchor, .key = &key, .ks = &ks};
+	struct walk w = {.v = out, .expect = 1, .anchor = anchor, .last = last, .key = &key, .ks = &ks,
+			 .cancel = cancel};
 	strlcpy_s(w.prev, AUDIT_GENESIS, sizeof(w.prev));
 	/* One snapshot for the keying records and the entries. */
 	int r = store_begin_read(st);
@@ -434,17 +454,26 @@ int audit_verify_anchored(struct store *st, const struct audit_anchor *anchor, s
 	}
 	explicit_bzero(&key.key, sizeof(key.key));
 	keyrows_release(&ks);
+	if (r == 0 && w.cancelled)
+		r = -ECANCELED;
 	if (r < 0) {
 		free(w.foreign_id);
 		audit_verdict_release(out);
 		return r;
 	}
-	if (!out->broken && anchor && out->entries < anchor->seq)
+	const struct audit_anchor *ends[] = {anchor, last};
+	for (size_t i = 0; i < ARRAY_SIZE(ends) && !out->broken; i++) {
+		if (!ends[i] || out->entries >= ends[i]->seq)
+			continue;
 		/* A valid chain that is shorter than it once was: cut at the end. */
 		broken(&w, out->entries + 1,
-		       xasprintf("the log ends at entry %" PRId64 ", before the anchor's entry %" PRId64
-				 ": entries were cut off the end",
-				 out->entries, anchor->seq));
+		       i == 0 ? xasprintf("the log ends at entry %" PRId64 ", before the anchor's entry %" PRId64
+					  ": entries were cut off the end",
+					  out->entries, ends[i]->seq)
+			      : xasprintf("the log ends at entry %" PRId64 ", before entry %" PRId64
+					  " that this daemon's last verify found: entries were cut off the end",
+					  out->entries, ends[i]->seq));
+	}
 	if (out->unchecked) {
 		out->ok = false;
 		if (!out->reason) {
@@ -469,7 +498,12 @@ int audit_verify_anchored(struct store *st, const struct audit_anchor *anchor, s
 
 int audit_verify(struct store *st, struct audit_verdict *out)
 {
-	return audit_verify_anchored(st, NULL, out);
+	return walk_log(st, NULL, NULL, NULL, out);
+}
+
+int audit_verify_anchored(struct store *st, const struct audit_anchor *anchor, struct audit_verdict *out)
+{
+	return walk_log(st, anchor, NULL, NULL, out);
 }
 
 void audit_verdict_release(struct audit_verdict *v)
@@ -477,6 +511,170 @@ void audit_verdict_release(struct audit_verdict *v)
 	free(v->reason);
 	memset(v, 0, sizeof(*v));
 }
+
+/* ---- verifying off the control loop ---- */
+
+struct verify_waiter {
+	audit_verify_cb cb;
+	void *ctx;
+	struct verify_waiter *next;
+};
+
+/* One walk on the thread pool. The worker touches only the fields above
+ * the line; the loop thread the rest, and nothing while the walk runs
+ * except waiters. */
+struct verify_job {
+	uv_work_t work;
+	struct audit *a;
+	struct store *st; /* the daemon's, for store_open_reader's path and key */
+	bool has_anchor, has_last;
+	struct audit_anchor anchor, last;
+	const atomic_bool *cancel;
+	int status;
+	struct audit_verdict v;
+	/* ---- */
+	int64_t started_ms; /* monotonic */
+	struct audit_last last_before;
+	struct verify_waiter *waiters, **tail;
+};
+
+struct audit {
+	uv_loop_t *loop;
+	struct store *st;
+	struct verify_job *job; /* the walk running, or NULL */
+	atomic_bool cancel;
+	struct audit_last last;
+};
+
+struct audit *audit_new(uv_loop_t *loop, struct store *st, char **err)
+{
+	if (audit_prepare(st, err) < 0)
+		return NULL;
+	struct audit *a = xcalloc(1, sizeof(*a));
+	a->loop = loop;
+	a->st = st;
+	atomic_init(&a->cancel, false);
+	return a;
+}
+
+static void verify_work(uv_work_t *w)
+{
+	struct verify_job *j = w->data;
+	char *err = NULL;
+	struct store *reader = store_open_reader(j->st, &err);
+	if (!reader) {
+		log_error("audit: %s", err);
+		free(err);
+		j->status = -EIO;
+		return;
+	}
+	j->status = walk_log(reader, j->has_anchor ? &j->anchor : NULL, j->has_last ? &j->last : NULL,
+			     j->cancel, &j->v);
+	store_close(reader);
+}
+
+static void verify_done(uv_work_t *w, int status)
+{
+	struct verify_job *j = w->data;
+	struct audit *a = j->a;
+	a->job = NULL;
+	if (status < 0 && j->status == 0) {
+		audit_verdict_release(&j->v);
+		j->status = status == UV_ECANCELED ? -ECANCELED : -EIO;
+	}
+	int64_t took = time_mono_ms() - j->started_ms;
+	if (j->status < 0)
+		log_info("audit: verify ended after %" PRId64 " ms: %s", took, strerror(-j->status));
+	else
+		log_info("audit: verify of %" PRId64 " entries took %" PRId64 " ms: %s", j->v.entries, took,
+			 j->v.ok ? "intact" : j->v.broken ? "broken" : "entries of another key");
+	if (j->status == 0 && !j->v.broken) {
+		a->last.entries = j->v.entries;
+		strlcpy_s(a->last.head, j->v.head, sizeof(a->last.head));
+		a->last.at_ms = time_wall_ms();
+	}
+	for (struct verify_waiter *wt = j->waiters, *next; wt; wt = next) {
+		next = wt->next;
+		wt->cb(wt->ctx, j->status, j->status == 0 ? &j->v : NULL, &j->last_before);
+		free(wt);
+	}
+	if (j->status == 0)
+		audit_verdict_release(&j->v);
+	free(j);
+}
+
+static bool same_anchor(const struct verify_job *j, const struct audit_anchor *anchor)
+{
+	if (!anchor || !j->has_anchor)
+		return !anchor && !j->has_anchor;
+	return anchor->seq == j->anchor.seq && strcmp(anchor->hash, j->anchor.hash) == 0;
+}
+
+bool audit_verify_busy(const struct audit *a, const struct audit_anchor *anchor)
+{
+	return a->job && !same_anchor(a->job, anchor);
+}
+
+int audit_verify_start(struct audit *a, const struct audit_anchor *anchor, audit_verify_cb cb, void *ctx)
+{
+	if (atomic_load(&a->cancel))
+		return -ECANCELED;
+	struct verify_job *j = a->job;
+	if (j && !same_anchor(j, anchor))
+		return -EBUSY;
+	struct verify_waiter *wt = xcalloc(1, sizeof(*wt));
+	wt->cb = cb;
+	wt->ctx = ctx;
+	if (j) {
+		*j->tail = wt;
+		j->tail = &wt->next;
+		return 1;
+	}
+	j = xcalloc(1, sizeof(*j));
+	j->a = a;
+	j->st = a->st;
+	j->cancel = &a->cancel;
+	j->work.data = j;
+	if (anchor) {
+		j->has_anchor = true;
+		j->anchor = *anchor;
+	}
+	j->last_before = a->last;
+	if (a->last.entries) {
+		j->has_last = true;
+		j->last.seq = a->last.entries;
+		strlcpy_s(j->last.hash, a->last.head, sizeof(j->last.hash));
+	}
+	j->waiters = wt;
+	j->tail = &wt->next;
+	int r = uv_queue_work(a->loop, &j->work, verify_work, verify_done);
+	if (r < 0) {
+		free(wt);
+		free(j);
+		return r;
+	}
+	a->job = j;
+	j->started_ms = time_mono_ms();
+	log_info("audit: verify started on a worker thread");
+	return 0;
+}
+
+void audit_stop(struct audit *a)
+{
+	if (a)
+		atomic_store(&a->cancel, true);
+}
+
+void audit_free(struct audit *a)
+{
+	if (!a)
+		return;
+	/* The loop ran every callback: no walk is left. */
+	if (a->job)
+		abort();
+	free(a);
+}
+
 /* ---- listing ---- */
 
 static void list_entry(void *ctx, const struct store_audit *e)

@@ -11,12 +11,14 @@
  * values are never part of an entry; callers keep detail to names and
  * counts.
  *
- * All functions run on the control loop thread, like the store. */
+ * All functions run on the control loop thread, like the store, except
+ * the walk that audit_verify_start runs on the thread pool. */
 #ifndef PAASOPS_AUDIT_H
 #define PAASOPS_AUDIT_H
 #include "compat/crypto.h"
 #include <stdbool.h>
 #include <stdint.h>
+#include <uv.h>
 
 struct store;
 struct store_audit;
@@ -93,7 +95,8 @@ struct audit_verdict {
  * keying records intact. 0 with *out filled (release with
  * audit_verdict_release), or a negative errno when the store cannot be
  * read. Cutting entries off the end is invisible here: compare head with
- * one recorded earlier. */
+ * one recorded earlier. Runs on the calling thread, as long as the log is:
+ * the daemon uses audit_verify_start. */
 int audit_verify(struct store *st, struct audit_verdict *out);
 /* An entry's hash recorded earlier, somewhere the daemon's host cannot
  * write: "SEQ:HASH" as `audit verify` prints the head. */
@@ -108,6 +111,38 @@ int audit_anchor_parse(const char *s, struct audit_anchor *a, char **err);
  * off, or every entry from an edit onwards rehashed). anchor may be NULL. */
 int audit_verify_anchored(struct store *st, const struct audit_anchor *anchor, struct audit_verdict *out);
 void audit_verdict_release(struct audit_verdict *v);
+
+/* ---- verifying off the control loop ----
+ * struct audit runs one walk at a time on the libuv thread pool, over its
+ * own read-only connection, so the loop keeps serving meanwhile; and it
+ * remembers the newest entry the last walk found intact, which the next
+ * walk checks like an anchor. */
+struct audit;
+/* Runs audit_prepare. st is borrowed and must outlive the audit. NULL +
+ * *err on error. */
+struct audit *audit_new(uv_loop_t *loop, struct store *st, char **err);
+/* The remembered end of the last walk that found the log unbroken. */
+struct audit_last {
+	int64_t entries;              /* 0: no walk yet */
+	char head[CRYPTO_SHA256_HEX];
+	int64_t at_ms;                /* wall clock when that walk ended */
+};
+/* Called on the loop thread when the walk ends: status 0 with v (borrowed
+ * for the call), or a negative errno (-ECANCELED after audit_stop) and v
+ * NULL. last is what was remembered before this walk (entries 0: none). */
+typedef void (*audit_verify_cb)(void *ctx, int status, const struct audit_verdict *v,
+				const struct audit_last *last);
+/* Starts a walk with anchor (NULL: none; copied) and calls cb when it ends.
+ * While one runs, a request with the same anchor joins it (1) and is
+ * answered with its result; one with another anchor is refused (-EBUSY,
+ * cb never called). 0 when started. */
+int audit_verify_start(struct audit *a, const struct audit_anchor *anchor, audit_verify_cb cb, void *ctx);
+/* Whether audit_verify_start with anchor would be refused with -EBUSY. */
+bool audit_verify_busy(const struct audit *a, const struct audit_anchor *anchor);
+/* Makes a running walk end soon; its callbacks still come, with -ECANCELED. */
+void audit_stop(struct audit *a);
+/* After the loop ran its last callback. NULL does nothing. */
+void audit_free(struct audit *a);
 
 /* The entries of app (NULL: all) with seq > after, at most the newest
  * limit, oldest first, as a JSON array of {seq, time, actor, role, method,

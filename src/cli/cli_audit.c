@@ -84,16 +84,20 @@ int cli__cmd_audit_verify(struct cli *c)
 	if (rc)
 		return rc;
 	bool ok = json_true(json_get(res.json, "ok"));
-	int64_t entries = 0, at = 0, from = 0;
+	int64_t entries = 0, at = 0, fresh = 0, from = 0;
 	json_get_int(json_get(res.json, "entries"), &entries);
 	bool broken = json_get_int(json_get(res.json, "broken_at"), &at) == 0;
+	bool has_fresh = json_get_int(json_get(res.json, "new_entries"), &fresh) == 0;
 	json_get_int(json_get(json_get(res.json, "unchecked"), "from"), &from);
+	char since[64] = "";
+	if (has_fresh)
+		snprintf(since, sizeof(since), ", %lld new since the last verify", (long long)fresh);
 	if (c->inv->json)
 		cli__print_json(c, res.json, true);
 	else if (ok && entries == 0)
 		fprintf(c->out, "audit log intact: 0 entries\n");
 	else if (ok)
-		fprintf(c->out, "audit log intact: %lld entries, head %lld:%s%s\n", (long long)entries,
+		fprintf(c->out, "audit log intact: %lld entries%s, head %lld:%s%s\n", (long long)entries, since,
 			(long long)entries, cli__jstr(res.json, "head", "-"), anchor ? ", anchor matches" : "");
 	else if (broken)
 		fprintf(c->err, "audit log BROKEN at entry %lld: %s\n", (long long)at,

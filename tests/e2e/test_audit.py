@@ -3,7 +3,8 @@ who made it and what was answered (refused ones included), secrets never
 reach it, only admins read it, the chain recomputes as doc/audit.md says
 (keyed with the data dir's secret key), `paasops audit verify` finds an
 entry edited in the database while the daemon was down (rehashed or not),
-and tells entries of another key from tampered ones."""
+tells entries of another key from tampered ones, and walks the log without
+holding up the daemon."""
 import hashlib
 import hmac
 import json
@@ -11,6 +12,8 @@ import os
 import re
 import secrets
 import sqlite3
+import threading
+import time
 
 import pytest
 
@@ -254,7 +257,7 @@ def test_verify_finds_an_entry_edited_while_the_daemon_was_down(tmp_path):
     assert r.stdout.strip() == f"audit log intact: 5 entries, head 5:{head}"
     verdict = d.ok("GET", "/v1/audit/verify")
     assert verdict["ok"] is True and verdict["entries"] == 5 and verdict["head"] == head, verdict
-    assert verdict["keyed_from"] == 1, verdict
+    assert verdict["keyed_from"] == 1 and verdict["new_entries"] == 0, verdict
     stop(d)
 
     con = sqlite3.connect(db_path(d))
@@ -514,6 +517,107 @@ def test_a_replaced_secret_key_leaves_entries_unchecked_not_tampered(tmp_path):
         stop(d)
 
 
+def test_the_next_verify_checks_the_head_the_last_one_found(daemon):
+    d = daemon
+    d.apply(spec("shop"))
+    for n in (2, 1, 3):
+        d.ok("POST", "/v1/apps/shop/scale", {"processes": {"web": n}})
+    first = d.ok("GET", "/v1/audit/verify")
+    assert first["ok"] and first["entries"] == 4 and "last_verify" not in first, first
+    d.ok("POST", "/v1/apps/shop/scale", {"processes": {"web": 1}})
+    d.ok("POST", "/v1/apps/shop/scale", {"processes": {"web": 2}})
+    r = cli_ok(d, "audit", "verify")
+    head = audit(d)[-1]["hash"]
+    assert r.stdout.strip() == f"audit log intact: 6 entries, 2 new since the last verify, head 6:{head}"
+    doc = d.ok("GET", "/v1/audit/verify")
+    assert doc["new_entries"] == 0 and doc["last_verify"]["entries"] == 6, doc
+    assert doc["last_verify"]["head"] == head, doc
+
+    # The two newest cut off while the daemon runs (with the triggers
+    # dropped): a valid, shorter chain, but not the one verified before.
+    def cut(con):
+        unlock(con)
+        con.execute("DELETE FROM audit WHERE seq >= 5")
+    edit_db(d, cut)
+    r = d.cli("audit", "verify")
+    assert r.returncode == 1
+    assert r.stderr.startswith("audit log BROKEN at entry 5: the log ends at entry 4, before entry 6 "
+                               "that this daemon's last verify found"), r.stderr
+
+
+# ---- verifying without holding up the daemon ----
+
+def build_log(d, n):
+    """Appends n correctly chained, keyed entries straight to the database
+    of a stopped daemon, much faster than n API calls."""
+    key = audit_key(d)
+    con = sqlite3.connect(db_path(d))
+    try:
+        seq, prev = con.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+        now = int(time.time() * 1000)
+        batch = []
+        for i in range(n):
+            seq += 1
+            fields = (seq, now + i, "local", "admin", "POST", "/v1/apps/shop/scale", "shop", 200,
+                      "unix", f"web={i % 7 + 1}")
+            h = entry_hash(fields, prev, key)
+            batch.append(fields + (prev, h))
+            prev = h
+        con.executemany("INSERT INTO audit(seq, time, actor, role, method, path, app, status, remote,"
+                        " detail, prev, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", batch)
+        con.commit()
+    finally:
+        con.close()
+    return seq, prev
+
+
+def test_verify_runs_beside_the_api_and_one_at_a_time(tmp_path):
+    d = Daemon(tmp_path).start()
+    d.apply(spec("shop"))
+    first_hash = audit(d)[0]["hash"]
+    stop(d)
+    total, head = build_log(d, 300000)
+    d.start()
+    try:
+        results = {}
+
+        def walk(name, query=""):
+            results[name] = d.request("GET", "/v1/audit/verify" + query)
+            results[name + "_done"] = time.monotonic()
+
+        main = threading.Thread(target=walk, args=("main",))
+        main.start()
+        wait_for(lambda: "audit: verify started" in d.read_log(), timeout=10, interval=0.005,
+                 what="the verify to start")
+        # A verify with another anchor is refused while the first runs.
+        other = f"?anchor=1:{first_hash}"
+        status, doc = d.request("GET", "/v1/audit/verify" + other)
+        assert "main" not in results, "the verify ended before the test saw it run: make the log longer"
+        assert status == 409, (status, doc)
+        assert doc["error"]["code"] == "conflict" and "another anchor" in doc["error"]["message"], doc
+        # Meanwhile the daemon answers the API, and a second verify like
+        # the first joins it.
+        joined = threading.Thread(target=walk, args=("joined",))
+        joined.start()
+        assert d.request("GET", "/healthz")[0] == 200
+        assert d.ok("GET", "/v1/apps")["apps"][0]["name"] == "shop"
+        d.ok("POST", "/v1/apps/shop/scale", {"processes": {"web": 2}})
+        answered = time.monotonic()
+        assert d.request("GET", "/v1/audit/verify" + other)[0] == 409  # still running
+        main.join(timeout=300)
+        joined.join(timeout=300)
+        assert results["main_done"] > answered and results["joined_done"] > answered
+        status, doc = results["main"]
+        assert status == 200 and doc["ok"] is True, doc
+        # The walk saw the log as it was when it began.
+        assert doc["entries"] == total and doc["head"] == head, doc
+        assert results["joined"] == results["main"]
+        after = d.ok("GET", "/v1/audit/verify" + other)
+        assert after["ok"] and after["entries"] == total + 1 and after["new_entries"] == 1, after
+    finally:
+        stop(d)
+
+
 def test_an_anchor_catches_a_cut_tail_and_a_rewritten_chain(tmp_path):
     d = Daemon(tmp_path).start()
     d.apply(spec("shop"))
@@ -524,7 +628,8 @@ def test_an_anchor_catches_a_cut_tail_and_a_rewritten_chain(tmp_path):
     assert anchor.startswith("5:"), out
     # An anchor that holds is said to; one of a wrong shape is a usage error
     # (exit 2) or a 400, with nothing checked.
-    assert cli_ok(d, "audit", "verify", "--anchor", anchor).stdout.strip() == f"{out}, anchor matches"
+    assert (cli_ok(d, "audit", "verify", "--anchor", anchor).stdout.strip()
+            == f"audit log intact: 5 entries, 0 new since the last verify, head {anchor}, anchor matches")
     mid = f"3:{audit(d)[2]['hash']}"
     assert cli_ok(d, "audit", "verify", "--anchor", mid).returncode == 0
     for bad in ("5", "x:" + "0" * 64, "0:" + "0" * 64, "5:" + "0" * 63, "5:" + "A" * 64, ""):

@@ -1158,6 +1158,72 @@ static void test_audit__entries_of_another_key_are_unchecked_not_called_tampered
 	free(dir);
 }
 
+struct verify_result {
+	int calls, status;
+	bool ok;
+	int64_t entries, last_entries;
+	char *reason;
+};
+
+static void verified(void *ctx, int status, const struct audit_verdict *v, const struct audit_last *last)
+{
+	struct verify_result *r = ctx;
+	r->calls++;
+	r->status = status;
+	if (v) {
+		r->ok = v->ok;
+		r->entries = v->entries;
+		free(r->reason);
+		r->reason = v->reason ? xstrdup(v->reason) : NULL;
+	}
+	r->last_entries = last->entries;
+}
+
+static void test_audit__one_walk_at_a_time_off_the_loop_and_joined(void **state)
+{
+	struct fixture *f = *state;
+	record_five(f->st);
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	char *err = NULL;
+	struct audit *a = audit_new(&loop, f->st, &err);
+	assert_non_null(a);
+	struct verify_result r1 = {0}, r2 = {0}, r3 = {0};
+	struct audit_anchor anchor = {.seq = 2};
+	struct entries es = all_entries(f->st);
+	strlcpy_s(anchor.hash, es.e[1].hash, sizeof(anchor.hash));
+	assert_int_equal(audit_verify_start(a, NULL, verified, &r1), 0);
+	assert_int_equal(audit_verify_start(a, NULL, verified, &r2), 1);
+	assert_int_equal(audit_verify_start(a, &anchor, verified, &r3), -EBUSY);
+	assert_int_equal(r1.calls + r2.calls, 0); /* answered from the loop only */
+	uv_run(&loop, UV_RUN_DEFAULT);
+	assert_int_equal(r1.calls, 1);
+	assert_int_equal(r2.calls, 1);
+	assert_int_equal(r3.calls, 0);
+	assert_true(r1.ok && r2.ok);
+	assert_int_equal(r1.entries, 5);
+	assert_int_equal(r1.last_entries, 0);
+
+	/* The next walk knows where the last one ended. */
+	record(f->st, "local", "POST", "/v1/apps/shop/stop", "shop", 200, NULL);
+	assert_int_equal(audit_verify_start(a, &anchor, verified, &r3), 0);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	assert_int_equal(r3.calls, 1);
+	assert_true(r3.ok);
+	assert_int_equal(r3.entries, 6);
+	assert_int_equal(r3.last_entries, 5);
+
+	/* After audit_stop nothing new starts. */
+	audit_stop(a);
+	assert_int_equal(audit_verify_start(a, NULL, verified, &r1), -ECANCELED);
+	audit_free(a);
+	assert_int_equal(uv_loop_close(&loop), 0);
+	free(r1.reason);
+	free(r2.reason);
+	free(r3.reason);
+	entries_free(&es);
+}
+
 static bool same_hash(const struct store_audit *a, const struct store_audit *b)
 {
 	char h1[CRYPTO_SHA256_HEX], h2[CRYPTO_SHA256_HEX];
@@ -1274,6 +1340,7 @@ int main(void)
 		T(test_audit__rehash_without_the_key_is_found_at_the_first_rewritten_entry),
 		T(test_audit__keying_records_cannot_be_moved_or_removed),
 		T(test_audit__entries_of_another_key_are_unchecked_not_called_tampered),
+		T(test_audit__one_walk_at_a_time_off_the_loop_and_joined),
 		cmocka_unit_test(test_audit__hash_tells_field_boundaries_and_null_apart),
 		T(test_audit__listing_filters_and_keeps_the_newest),
 	};
