@@ -161,8 +161,10 @@ static int prepare(struct store *st, const struct audit_key *key, enum prepared 
 	if (r < 0 && r != -ENOENT)
 		return r;
 	struct keyrows ks = {0};
-	if ((r = store_audit_keys_each(st, keyrow_collect, &ks)) < 0)
+	if ((r = store_audit_keys_each(st, keyrow_collect, &ks)) < 0) {
+		keyrows_release(&ks);
 		return r;
+	}
 	struct store_audit_key row = {.from_seq = last + 1, .key_id = key->id};
 	if (ks.n == 0) {
 		/* Only a database that had no keying records when it was opened
@@ -290,11 +292,10 @@ static void check_keyrows(struct walk *w, int64_t first_seq)
 	const struct keyrows *ks = w->ks;
 	if (ks->n == 0) {
 		broken(w, first_seq,
-			       xstrdup("the record of which entries are chained with a key (table audit_keys) is "
-				       "gone: it was emptied outside paasops"));
+		       xstrdup("the record of which entries are chained with a key (table audit_keys) is "
+			       "gone: it was emptied outside paasops"));
 		return;
 	}
-	w->v->keyed_from = ks->r[0].keyed_from;
 	for (size_t i = 0; i < ks->n; i++) {
 		const struct keyrow *k = &ks->r[i];
 		if (k->keyed_from != ks->r[0].keyed_from || (i == 0 && k->from_seq != k->keyed_from) ||
@@ -447,6 +448,8 @@ static int walk_log(struct store *st, const struct audit_anchor *anchor, const s
 	int r = store_begin_read(st);
 	if (r == 0) {
 		r = store_audit_keys_each(st, keyrow_collect, &ks);
+		if (ks.n)
+			out->keyed_from = ks.r[0].keyed_from;
 		/* From the lowest seq there is: a row numbered 0 or less is an insertion too. */
 		if (r == 0)
 			r = store_audit_each(st, NULL, INT64_MIN, -1, check_entry, &w);
