@@ -618,6 +618,33 @@ def test_verify_runs_beside_the_api_and_one_at_a_time(tmp_path):
         stop(d)
 
 
+def test_a_verify_under_way_does_not_hold_up_shutdown(tmp_path):
+    d = Daemon(tmp_path).start()
+    d.apply(spec("shop"))
+    stop(d)
+    build_log(d, 300000)
+    d.start()
+    answers = []
+
+    def walk():
+        try:
+            answers.append(d.request("GET", "/v1/audit/verify"))
+        except OSError as e:  # the connection closed as the daemon stops
+            answers.append(e)
+
+    t = threading.Thread(target=walk)
+    t.start()
+    wait_for(lambda: "audit: verify started" in d.read_log(), timeout=10, interval=0.005,
+             what="the verify to start")
+    assert d.stop() == 0, d.read_log()
+    t.join(timeout=30)
+    log = d.read_log()
+    # The walk was cut short, not waited for.
+    assert "audit: verify ended after" in log and "canceled" in log, log
+    assert "audit: verify of" not in log, log
+    assert len(answers) == 1 and (isinstance(answers[0], OSError) or answers[0][0] == 503), answers
+
+
 def test_an_anchor_catches_a_cut_tail_and_a_rewritten_chain(tmp_path):
     d = Daemon(tmp_path).start()
     d.apply(spec("shop"))
