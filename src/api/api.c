@@ -858,6 +858,11 @@ struct api_pending *api_defer(struct api_req *req, struct api_resp *resp)
 	return p;
 }
 
+bool api_pending_gone(const struct api_pending *p)
+{
+	return !p->conn;
+}
+
 void api_pending_reply(struct api_pending *p, int status, struct json *body)
 {
 	struct api_conn *c = p->conn;

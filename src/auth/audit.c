@@ -662,6 +662,11 @@ int audit_verify_start(struct audit *a, const struct audit_anchor *anchor, audit
 	return 0;
 }
 
+int audit_verify_join(struct audit *a, audit_verify_cb cb, void *ctx)
+{
+	return audit_verify_start(a, a->job && a->job->has_anchor ? &a->job->anchor : NULL, cb, ctx);
+}
+
 void audit_stop(struct audit *a)
 {
 	if (a)

@@ -137,6 +137,11 @@ typedef void (*audit_verify_cb)(void *ctx, int status, const struct audit_verdic
  * answered with its result; one with another anchor is refused (-EBUSY,
  * cb never called). 0 when started. */
 int audit_verify_start(struct audit *a, const struct audit_anchor *anchor, audit_verify_cb cb, void *ctx);
+/* Like audit_verify_start without an anchor, but joins the walk running
+ * whatever its anchor (its verdict then includes that anchor's check): for
+ * callers that want the log's state, not a particular anchor's. 0 or 1
+ * like audit_verify_start, or a negative errno. */
+int audit_verify_join(struct audit *a, audit_verify_cb cb, void *ctx);
 /* Whether audit_verify_start with anchor would be refused with -EBUSY. */
 bool audit_verify_busy(const struct audit *a, const struct audit_anchor *anchor);
 /* Makes a running walk end soon; its callbacks still come, with -ECANCELED. */

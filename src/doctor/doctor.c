@@ -345,36 +345,46 @@ static void check_expired_tokens(const struct doctor_input *in, struct doctor_ch
 
 /* ---- the audit log ---- */
 
-static void check_audit(const struct doctor_input *in, struct doctor_check *c)
+/* audit-chain from a walk's verdict. */
+static void judge_audit(const struct audit_verdict *v, struct doctor_check *c)
 {
-	struct audit_verdict v;
-	if (audit_verify(in->store, &v) < 0) {
-		set(c, DOCTOR_FAIL, "check the state database", "cannot read the audit log");
-		return;
-	}
-	if (!v.broken && !v.ok)
+	if (!v->broken && !v->ok)
 		set(c, DOCTOR_WARN,
 		    "put back the secret.key that chained them (from the backup taken with state.db) to "
 		    "check them; entries recorded from now on are checked with the present key",
 		    "the audit log's %lld entries link up, but %lld of them (%lld to %lld) were chained with "
 		    "another secret key and cannot be checked with this one",
-		    (long long)v.entries, (long long)v.unchecked, (long long)v.unchecked_from,
-		    (long long)v.unchecked_to);
-	else if (!v.ok)
+		    (long long)v->entries, (long long)v->unchecked, (long long)v->unchecked_from,
+		    (long long)v->unchecked_to);
+	else if (!v->ok)
 		set(c, DOCTOR_FAIL,
 		    "the state database was changed outside paasops: compare it with a backup and with "
 		    "audit heads recorded earlier ('paasops audit verify')",
-		    "the audit log is broken at entry %lld of %lld: %s", (long long)v.broken_at,
-		    (long long)v.entries, v.reason ? v.reason : "not as recorded");
-	else if (v.entries)
+		    "the audit log is broken at entry %lld of %lld: %s", (long long)v->broken_at,
+		    (long long)v->entries, v->reason ? v->reason : "not as recorded");
+	else if (v->entries)
 		set(c, DOCTOR_OK,
 		    "record the head hash elsewhere: entries cut off the end are noticed only by "
 		    "comparing heads",
-		    "the audit log's %lld entries chain correctly (head %.12s)", (long long)v.entries,
-		    v.head);
+		    "the audit log's %lld entries chain correctly (head %.12s)", (long long)v->entries,
+		    v->head);
 	else
 		set(c, DOCTOR_OK, "changes made through the API will be recorded here",
 		    "the audit log is empty");
+}
+
+static void check_audit(const struct doctor_input *in, struct doctor_check *c)
+{
+	if (in->audit) {
+		judge_audit(in->audit, c);
+		return;
+	}
+	struct audit_verdict v;
+	if (audit_verify(in->store, &v) < 0) {
+		set(c, DOCTOR_FAIL, "check the state database", "cannot read the audit log");
+		return;
+	}
+	judge_audit(&v, c);
 	audit_verdict_release(&v);
 }
 

@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 struct store;
+struct audit_verdict;
 struct supervisor;
 struct alerts;
 struct json;
@@ -29,6 +30,9 @@ struct doctor_input {
 	bool metrics_public;     /* --metrics-public */
 	int log_min_free_pct;    /* --log-min-free: below this the log store deletes old lines */
 	struct store *store;
+	/* The audit log as a walk found it just before (the daemon walks it
+	 * off the control loop), or NULL: audit-chain walks it here. */
+	const struct audit_verdict *audit;
 	struct supervisor *sv;
 	struct alerts *alerts; /* NULL: no alert engine */
 	int64_t now_ms;        /* wall clock, for token expiry */

@@ -596,9 +596,14 @@ def test_verify_runs_beside_the_api_and_one_at_a_time(tmp_path):
         assert status == 409, (status, doc)
         assert doc["error"]["code"] == "conflict" and "another anchor" in doc["error"]["message"], doc
         # Meanwhile the daemon answers the API, and a second verify like
-        # the first joins it.
+        # the first joins it, as does doctor's audit check.
         joined = threading.Thread(target=walk, args=("joined",))
         joined.start()
+
+        def doctor():
+            results["doctor"] = d.request("GET", "/v1/doctor")
+        doc_thread = threading.Thread(target=doctor)
+        doc_thread.start()
         assert d.request("GET", "/healthz")[0] == 200
         assert d.ok("GET", "/v1/apps")["apps"][0]["name"] == "shop"
         d.ok("POST", "/v1/apps/shop/scale", {"processes": {"web": 2}})
@@ -606,12 +611,16 @@ def test_verify_runs_beside_the_api_and_one_at_a_time(tmp_path):
         assert d.request("GET", "/v1/audit/verify" + other)[0] == 409  # still running
         main.join(timeout=300)
         joined.join(timeout=300)
+        doc_thread.join(timeout=300)
         assert results["main_done"] > answered and results["joined_done"] > answered
         status, doc = results["main"]
         assert status == 200 and doc["ok"] is True, doc
         # The walk saw the log as it was when it began.
         assert doc["entries"] == total and doc["head"] == head, doc
         assert results["joined"] == results["main"]
+        status, report = results["doctor"]
+        check = next(c for c in report["checks"] if c["id"] == "audit-chain")
+        assert check["status"] == "ok" and f"{total} entries" in check["summary"], check
         after = d.ok("GET", "/v1/audit/verify" + other)
         assert after["ok"] and after["entries"] == total + 1 and after["new_entries"] == 1, after
     finally:
