@@ -6,6 +6,7 @@
 #include "daemon.h"
 #include "alerts/alerts.h"
 #include "api/api.h"
+#include "auth/audit.h"
 #include "autoscale/autoscale.h"
 #include "compat/json.h"
 #include "compat/tls.h"
@@ -67,6 +68,7 @@ struct daemon {
 	struct autoscale *autoscale;
 	uv_timer_t publish; /* coalesces routing changes into one publish */
 	struct api *api;
+	struct audit *audit; /* the audit log's verifier */
 	uv_signal_t sigterm, sigint;
 	bool stopping;
 };
@@ -582,6 +584,7 @@ static void on_signal(uv_signal_t *s, int signum)
 	autoscale_stop(d->autoscale); /* stopping instances is not a reason to scale */
 	api_stop(d->api);
 	d->api = NULL;
+	audit_stop(d->audit); /* a verify running would hold the loop open */
 	supervisor_shutdown(d->sv, all_stopped, d);
 }
 
@@ -668,6 +671,13 @@ int daemon_main(int argc, char **argv)
 	}
 	if (adopt_restored(&d) < 0)
 		goto out;
+	/* Before the API: keyed chaining must be in place for the first entry. */
+	d.audit = audit_new(&d.loop, d.store, &err);
+	if (!d.audit) {
+		fprintf(stderr, "paasops serve: %s\n", err);
+		free(err);
+		goto out;
+	}
 	uv_loop_init(&d.loop);
 	uv_timer_init(&d.loop, &d.publish);
 	d.publish.data = &d;
@@ -775,7 +785,7 @@ int daemon_main(int argc, char **argv)
 		.loop = &d.loop, .store = d.store, .sv = d.sv, .router = d.router, .socket_path = sock,
 		.deploy = d.deploy, .data_dir = d.data_dir,
 		.metrics = d.metrics, .metrics_public = d.metrics_public, .logs = d.logs, .alerts = d.alerts,
-		.autoscale = d.autoscale,
+		.autoscale = d.autoscale, .audit = d.audit,
 		.tcp_addr = d.api_addr, .tls = d.api_tls, .version = PAASOPS_VERSION,
 	};
 	d.api = api_start(&ac, &err);
@@ -817,6 +827,7 @@ out_loop:
 	if (uv_loop_close(&d.loop) != 0)
 		log_warn("event loop closed with handles open");
 out:
+	audit_free(d.audit);
 	store_close(d.store);
 	if (d.lock_fd >= 0)
 		close(d.lock_fd);

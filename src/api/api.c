@@ -7,6 +7,7 @@
 #include "compat/json.h"
 #include "compat/tls.h"
 #include "core/log.h"
+#include "core/netaddr.h"
 #include "core/paths.h"
 #include "core/strbuf.h"
 #include "core/timeutil.h"
@@ -260,7 +261,7 @@ static void audit_set_who(struct api_audit *a, const struct auth_principal *who)
 }
 
 /* who may be NULL (not authenticated), and app. */
-static struct api_audit *audit_new(struct api_conn *c, const char *method, const char *path,
+static struct api_audit *call_audit_new(struct api_conn *c, const char *method, const char *path,
 				   const char *app, const struct auth_principal *who)
 {
 	struct api_audit *a = xcalloc(1, sizeof(*a));
@@ -273,7 +274,7 @@ static struct api_audit *audit_new(struct api_conn *c, const char *method, const
 	return a;
 }
 
-static void audit_free(struct api_audit *a)
+static void call_audit_free(struct api_audit *a)
 {
 	if (!a)
 		return;
@@ -323,7 +324,7 @@ static void audit_finish(struct api_audit *a, int status)
 		log_error("audit: %s %s -> %d not recorded: %s", a->method, a->path, status, err);
 		free(err);
 	}
-	audit_free(a);
+	call_audit_free(a);
 }
 
 /* ---- connections ---- */
@@ -359,7 +360,7 @@ static void conn_release(struct api_conn *c)
 	}
 	free(c->early_code);
 	free(c->early_msg);
-	audit_free(c->head_audit); /* no answer went out */
+	call_audit_free(c->head_audit); /* no answer went out */
 	strbuf_release(&c->stash);
 	free(c);
 	if (--api->open == 0 && api->stopping) {
@@ -588,7 +589,7 @@ static void dispatch(struct api_conn *c, struct http_msg *m)
 	char scratch[1024];
 
 	/* The whole request arrived: dispatch records its own entry. */
-	audit_free(c->head_audit);
+	call_audit_free(c->head_audit);
 	c->head_audit = NULL;
 
 	/* Split the target into path and query, and decode the path. */
@@ -628,7 +629,7 @@ static void dispatch(struct api_conn *c, struct http_msg *m)
 	}
 	/* Every call that may change something is recorded, whatever its outcome. */
 	if (strcmp(rt->method, "GET") != 0)
-		req.audit = audit_new(c, m->method, req.path, rt->scope == SCOPE_PATH ? req.params[0] : NULL,
+		req.audit = call_audit_new(c, m->method, req.path, rt->scope == SCOPE_PATH ? req.params[0] : NULL,
 				      NULL);
 
 	/* Who is calling. */
@@ -861,6 +862,11 @@ struct api_pending *api_defer(struct api_req *req, struct api_resp *resp)
 	return p;
 }
 
+bool api_pending_gone(const struct api_pending *p)
+{
+	return !p->conn;
+}
+
 void api_pending_reply(struct api_pending *p, int status, struct json *body)
 {
 	struct api_conn *c = p->conn;
@@ -1012,21 +1018,21 @@ static int conn_head(void *ctx, struct http_msg *m)
 	}
 	struct api *api = c->api;
 	struct auth_principal who;
-	audit_free(c->head_audit);
+	call_audit_free(c->head_audit);
 	c->head_audit = NULL;
 	if (c->is_unix) {
 		auth_principal_local(&who);
 	} else {
 		char *err = NULL;
 		if (auth_authenticate(api->store, http_msg_header(m, "Authorization"), &who, &err) < 0) {
-			c->head_audit = audit_new(c, m->method, path, params[0], NULL);
+			c->head_audit = call_audit_new(c, m->method, path, params[0], NULL);
 			free(path);
 			early(c, 401, "unauthorized", err);
 			free(err);
 			return -1;
 		}
 	}
-	c->head_audit = audit_new(c, m->method, path, params[0], &who);
+	c->head_audit = call_audit_new(c, m->method, path, params[0], &who);
 	free(path);
 	bool ok = auth_allows(&who, AUTH_WRITE, params[0]);
 	auth_principal_release(&who);
@@ -1153,15 +1159,6 @@ static int parse_hostport(const char *s, char *host, size_t hlen, int *port)
 	return 0;
 }
 
-static bool is_loopback(const struct sockaddr *sa)
-{
-	if (sa->sa_family == AF_INET)
-		return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
-	const struct in6_addr *a6 = &((const struct sockaddr_in6 *)sa)->sin6_addr;
-	return IN6_IS_ADDR_LOOPBACK(a6) ||
-	       (IN6_IS_ADDR_V4MAPPED(a6) && a6->s6_addr[12] == 127);
-}
-
 static void listener_closed(uv_handle_t *h)
 {
 	struct api *api = h->data;
@@ -1189,6 +1186,7 @@ struct api *api_start(const struct api_config *cfg, char **err)
 	api->logs = cfg->logs;
 	api->alerts = cfg->alerts;
 	api->autoscale = cfg->autoscale;
+	api->audit = cfg->audit;
 	api->upload_dir = xasprintf("%s/uploads", cfg->data_dir);
 	api->data_dir = xstrdup(cfg->data_dir);
 	api->tls = cfg->tls;
@@ -1235,7 +1233,7 @@ struct api *api_start(const struct api_config *cfg, char **err)
 			*err = xasprintf("cannot listen on '%s': %s", cfg->tcp_addr, uv_strerror(r));
 			goto fail;
 		}
-		if (!api->tls && !is_loopback((struct sockaddr *)&ss))
+		if (!api->tls && !netaddr_is_loopback(cfg->tcp_addr))
 			log_warn("api: %s is not a loopback address and the API there is plain HTTP: "
 				 "tokens cross the network in clear (see --api-tls-cert)",
 				 cfg->tcp_addr);

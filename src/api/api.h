@@ -16,6 +16,7 @@ struct metrics;
 struct logs;
 struct alerts;
 struct autoscale;
+struct audit;
 struct tls_ctx;
 struct api;
 
@@ -30,6 +31,7 @@ struct api_config {
 	struct logs *logs;       /* borrowed */
 	struct alerts *alerts;   /* borrowed; may be NULL */
 	struct autoscale *autoscale; /* borrowed; may be NULL */
+	struct audit *audit;     /* borrowed; runs GET /v1/audit/verify off the loop */
 	const char *data_dir;  /* uploads go under DATA/uploads; GET /v1/doctor checks its files */
 	const char *socket_path;
 	const char *tcp_addr; /* "HOST:PORT" or NULL */

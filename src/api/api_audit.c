@@ -4,6 +4,7 @@
 #include "api/api_internal.h"
 #include "auth/audit.h"
 #include "compat/json.h"
+#include "core/timeutil.h"
 #include "core/util.h"
 #include "spec/spec.h"
 #include <errno.h>
@@ -35,31 +36,83 @@ void h_audit(struct api_req *req, struct api_resp *resp)
 	json_set(resp->body, "entries", entries);
 }
 
+/* The verdict as GET /v1/audit/verify answers it (doc/api.md). */
+static struct json *verdict_json(const struct audit_verdict *v, const struct audit_last *last)
+{
+	struct json *o = json_object();
+	json_set_bool(o, "ok", v->ok);
+	json_set_int(o, "entries", v->entries);
+	if (v->broken) {
+		json_set_int(o, "broken_at", v->broken_at);
+	} else {
+		json_set_str(o, "head", v->entries ? v->head : NULL);
+	}
+	if (v->reason)
+		json_set_str(o, "reason", v->reason);
+	if (v->keyed_from)
+		json_set_int(o, "keyed_from", v->keyed_from);
+	else
+		json_set(o, "keyed_from", json_null());
+	if (v->unchecked) {
+		struct json *u = json_set(o, "unchecked", json_object());
+		json_set_int(u, "entries", v->unchecked);
+		json_set_int(u, "from", v->unchecked_from);
+		json_set_int(u, "to", v->unchecked_to);
+	}
+	if (last && last->entries) {
+		struct json *l = json_set(o, "last_verify", json_object());
+		char ts[40];
+		time_format_iso(last->at_ms, ts, sizeof(ts));
+		json_set_str(l, "time", ts);
+		json_set_int(l, "entries", last->entries);
+		json_set_str(l, "head", last->head);
+		if (!v->broken && v->entries >= last->entries)
+			json_set_int(o, "new_entries", v->entries - last->entries);
+	}
+	return o;
+}
+
+static void verify_answered(void *ctx, int status, const struct audit_verdict *v,
+			    const struct audit_last *last)
+{
+	struct api_pending *p = ctx;
+	if (status < 0) {
+		struct api_resp r = {0};
+		if (status == -ECANCELED)
+			api_error(&r, 503, "unavailable", "the audit verify was stopped: the daemon is shutting down");
+		else
+			api_error(&r, 500, "internal", "cannot read the audit log");
+		api_pending_reply(p, r.status, r.body);
+		return;
+	}
+	api_pending_reply(p, 200, verdict_json(v, last));
+}
+
+/* On the thread pool, one walk at a time: a request with the anchor of the
+ * walk running (or none, like it) joins it; one with another anchor is
+ * answered 409 at once. */
 void h_audit_verify(struct api_req *req, struct api_resp *resp)
 {
 	struct audit_anchor anchor;
 	char *a = api_query(req, "anchor"), *err = NULL;
 	if (a && audit_anchor_parse(a, &anchor, &err) < 0) {
-		api_error(resp, 400, "bad_request", err);
+		api_error(resp, 400, "bad_request", "%s", err);
 		free(err);
 		free(a);
 		return;
 	}
-	struct audit_verdict v;
-	int r = audit_verify_anchored(req->api->store, a ? &anchor : NULL, &v);
+	const struct audit_anchor *anchored = a ? &anchor : NULL;
 	free(a);
-	if (r < 0) {
-		api_error(resp, 500, "internal", "cannot read the audit log");
+	struct audit *au = req->api->audit;
+	if (audit_verify_busy(au, anchored)) {
+		api_error(resp, 409, "conflict",
+			  "an audit verify with another anchor is running; try again when it has finished "
+			  "(a request with the same anchor, or without one when the running one has none, "
+			  "joins it)");
 		return;
 	}
-	resp->body = json_object();
-	json_set_bool(resp->body, "ok", v.ok);
-	json_set_int(resp->body, "entries", v.entries);
-	if (v.ok) {
-		json_set_str(resp->body, "head", v.entries ? v.head : NULL);
-	} else {
-		json_set_int(resp->body, "broken_at", v.broken_at);
-		json_set_str(resp->body, "reason", v.reason);
-	}
-	audit_verdict_release(&v);
+	struct api_pending *p = api_defer(req, resp);
+	int r = audit_verify_start(au, anchored, verify_answered, p);
+	if (r < 0)
+		verify_answered(p, r, NULL, NULL);
 }

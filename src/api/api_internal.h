@@ -23,6 +23,7 @@ struct api {
 	struct logs *logs;
 	struct alerts *alerts; /* may be NULL */
 	struct autoscale *autoscale; /* may be NULL */
+	struct audit *audit;
 	bool metrics_public;
 	char *upload_dir;
 	char *data_dir;
@@ -83,6 +84,9 @@ struct api_resp {
 struct api_pending;
 struct api_pending *api_defer(struct api_req *req, struct api_resp *resp);
 void api_pending_reply(struct api_pending *p, int status, struct json *body);
+/* Whether the client of p has left (the API may be stopping, too): then
+ * the reply is dropped, and the struct api must not be touched. */
+bool api_pending_gone(const struct api_pending *p);
 
 /* Streaming an answer (GET /v1/logs/stream): api_stream_begin() from a
  * handler sends a 200 head with chunked encoding; each api_stream_write()

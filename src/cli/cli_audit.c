@@ -67,7 +67,8 @@ int cli__cmd_audit(struct cli *c)
 	return CLI_EXIT_OK;
 }
 
-/* Exits 1 when the chain is broken, with --json too. */
+/* Exits 1 when the chain is broken or cannot be checked with the daemon's
+ * key, with --json too. */
 int cli__cmd_audit_verify(struct cli *c)
 {
 	const char *anchor = cli__flag(c->inv, "anchor");
@@ -83,19 +84,27 @@ int cli__cmd_audit_verify(struct cli *c)
 	if (rc)
 		return rc;
 	bool ok = json_true(json_get(res.json, "ok"));
-	int64_t entries = 0, at = 0;
+	int64_t entries = 0, at = 0, fresh = 0, from = 0;
 	json_get_int(json_get(res.json, "entries"), &entries);
-	json_get_int(json_get(res.json, "broken_at"), &at);
+	bool broken = json_get_int(json_get(res.json, "broken_at"), &at) == 0;
+	bool has_fresh = json_get_int(json_get(res.json, "new_entries"), &fresh) == 0;
+	json_get_int(json_get(json_get(res.json, "unchecked"), "from"), &from);
+	char since[64] = "";
+	if (has_fresh)
+		snprintf(since, sizeof(since), ", %lld new since the last verify", (long long)fresh);
 	if (c->inv->json)
 		cli__print_json(c, res.json, true);
 	else if (ok && entries == 0)
 		fprintf(c->out, "audit log intact: 0 entries\n");
 	else if (ok)
-		fprintf(c->out, "audit log intact: %lld entries, head %lld:%s%s\n", (long long)entries,
+		fprintf(c->out, "audit log intact: %lld entries%s, head %lld:%s%s\n", (long long)entries, since,
 			(long long)entries, cli__jstr(res.json, "head", "-"), anchor ? ", anchor matches" : "");
-	else
+	else if (broken)
 		fprintf(c->err, "audit log BROKEN at entry %lld: %s\n", (long long)at,
 			cli__jstr(res.json, "reason", "no reason given"));
+	else
+		fprintf(c->err, "audit log cannot be checked from entry %lld with this daemon's key: %s\n",
+			(long long)from, cli__jstr(res.json, "reason", "no reason given"));
 	cli__response_release(&res);
 	return ok ? CLI_EXIT_OK : CLI_EXIT_FAILED;
 }

@@ -2,9 +2,11 @@
 #include "compat/crypto.h"
 #include "core/util.h"
 #include <errno.h>
+#include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <openssl/kdf.h>
 #include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +39,23 @@ void crypto_hmac_sha256_hex(const void *key, size_t key_len, const void *data, s
 		out[2 * i + 1] = hex[md[i] & 15];
 	}
 	out[64] = '\0';
+}
+
+void crypto_hkdf_sha256(const void *ikm, size_t ikm_len, const char *info, void *out, size_t out_len)
+{
+	EVP_KDF *kdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
+	EVP_KDF_CTX *ctx = kdf ? EVP_KDF_CTX_new(kdf) : NULL;
+	OSSL_PARAM params[] = {
+		OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)"SHA256", 0),
+		OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *)ikm, ikm_len),
+		OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, (void *)info, strlen(info)),
+		OSSL_PARAM_construct_end(),
+	};
+	/* Fails only on a broken OpenSSL install or an absurd out_len. */
+	if (!ctx || EVP_KDF_derive(ctx, out, out_len, params) <= 0)
+		abort();
+	EVP_KDF_CTX_free(ctx);
+	EVP_KDF_free(kdf);
 }
 
 int crypto_sha256_file(const char *path, char out[CRYPTO_SHA256_HEX])

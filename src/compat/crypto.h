@@ -14,6 +14,12 @@ void crypto_hmac_sha256_hex(const void *key, size_t key_len, const void *data, s
 			    char out[CRYPTO_SHA256_HEX]);
 #define CRYPTO_KEY_BYTES 32
 
+/* HKDF-SHA256 (RFC 5869) without a salt (the RFC's default: 32 zero
+ * bytes): derives out_len bytes from the key material ikm for the purpose
+ * named by info, so that one secret yields independent keys for unrelated
+ * uses. out_len is at most 255 * 32. */
+void crypto_hkdf_sha256(const void *ikm, size_t ikm_len, const char *info, void *out, size_t out_len);
+
 /* AES-256-GCM: encrypts text under key into "v1:" + base64url(nonce ||
  * ciphertext || tag); caller frees. */
 char *crypto_seal(const unsigned char key[CRYPTO_KEY_BYTES], const char *text);

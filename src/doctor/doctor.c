@@ -13,12 +13,12 @@
 #include "alerts/alerts.h"
 #include "auth/audit.h"
 #include "compat/json.h"
+#include "core/netaddr.h"
 #include "core/strbuf.h"
 #include "core/util.h"
 #include "spec/spec.h"
 #include "store/store.h"
 #include "supervisor/supervisor.h"
-#include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
 #include <pwd.h>
@@ -40,33 +40,6 @@ const char *doctor_status_name(enum doctor_status s)
 }
 
 /* ---- the pure rules ---- */
-
-bool doctor_addr_is_loopback(const char *hostport)
-{
-	if (!hostport)
-		return false;
-	const char *colon = strrchr(hostport, ':');
-	if (!colon)
-		return false;
-	size_t len = (size_t)(colon - hostport);
-	const char *host = hostport;
-	if (len >= 2 && host[0] == '[' && host[len - 1] == ']') {
-		host++;
-		len -= 2;
-	}
-	char buf[INET6_ADDRSTRLEN];
-	if (len == 0 || len >= sizeof(buf))
-		return false;
-	memcpy(buf, host, len);
-	buf[len] = '\0';
-	struct in_addr a4;
-	struct in6_addr a6;
-	if (inet_pton(AF_INET, buf, &a4) == 1)
-		return (ntohl(a4.s_addr) >> 24) == 127;
-	if (inet_pton(AF_INET6, buf, &a6) == 1)
-		return memcmp(&a6, &in6addr_loopback, sizeof(a6)) == 0;
-	return false;
-}
 
 enum doctor_status doctor_disk_status(double free_pct, int min_free_pct)
 {
@@ -256,7 +229,7 @@ static void check_api_exposure(const struct doctor_input *in, struct doctor_chec
 	if (!in->tcp_addr)
 		set(c, DOCTOR_OK, "serve TCP (--api) only where remote clients need it",
 		    "the API listens on its unix socket only");
-	else if (doctor_addr_is_loopback(in->tcp_addr))
+	else if (netaddr_is_loopback(in->tcp_addr))
 		set(c, DOCTOR_OK, "keep --api on loopback unless remote clients need it",
 		    "the TCP API listens on %s, loopback only", in->tcp_addr);
 	else if (in->tcp_tls)
@@ -279,7 +252,7 @@ static void check_metrics_exposure(const struct doctor_input *in, struct doctor_
 	else if (!in->tcp_addr)
 		set(c, DOCTOR_OK, "drop --metrics-public: it has no effect without --api",
 		    "--metrics-public is set but there is no TCP API");
-	else if (doctor_addr_is_loopback(in->tcp_addr))
+	else if (netaddr_is_loopback(in->tcp_addr))
 		set(c, DOCTOR_OK, "keep --api on loopback while --metrics-public is set",
 		    "GET /metrics is public on %s, loopback only", in->tcp_addr);
 	else
@@ -372,28 +345,46 @@ static void check_expired_tokens(const struct doctor_input *in, struct doctor_ch
 
 /* ---- the audit log ---- */
 
+/* audit-chain from a walk's verdict. */
+static void judge_audit(const struct audit_verdict *v, struct doctor_check *c)
+{
+	if (!v->broken && !v->ok)
+		set(c, DOCTOR_WARN,
+		    "put back the secret.key that chained them (from the backup taken with state.db) to "
+		    "check them; entries recorded from now on are checked with the present key",
+		    "the audit log's %lld entries link up, but %lld of them (%lld to %lld) were chained with "
+		    "another secret key and cannot be checked with this one",
+		    (long long)v->entries, (long long)v->unchecked, (long long)v->unchecked_from,
+		    (long long)v->unchecked_to);
+	else if (!v->ok)
+		set(c, DOCTOR_FAIL,
+		    "the state database was changed outside paasops: compare it with a backup and with "
+		    "audit heads recorded earlier ('paasops audit verify')",
+		    "the audit log is broken at entry %lld of %lld: %s", (long long)v->broken_at,
+		    (long long)v->entries, v->reason ? v->reason : "not as recorded");
+	else if (v->entries)
+		set(c, DOCTOR_OK,
+		    "record the head hash elsewhere: entries cut off the end are noticed only by "
+		    "comparing heads",
+		    "the audit log's %lld entries chain correctly (head %.12s)", (long long)v->entries,
+		    v->head);
+	else
+		set(c, DOCTOR_OK, "changes made through the API will be recorded here",
+		    "the audit log is empty");
+}
+
 static void check_audit(const struct doctor_input *in, struct doctor_check *c)
 {
+	if (in->audit) {
+		judge_audit(in->audit, c);
+		return;
+	}
 	struct audit_verdict v;
 	if (audit_verify(in->store, &v) < 0) {
 		set(c, DOCTOR_FAIL, "check the state database", "cannot read the audit log");
 		return;
 	}
-	if (!v.ok)
-		set(c, DOCTOR_FAIL,
-		    "the state database was changed outside paasops: compare it with a backup and with "
-		    "audit heads recorded earlier ('paasops audit verify')",
-		    "the audit log is broken at entry %lld of %lld: %s", (long long)v.broken_at,
-		    (long long)v.entries, v.reason ? v.reason : "not as recorded");
-	else if (v.entries)
-		set(c, DOCTOR_OK,
-		    "record the head hash elsewhere: entries cut off the end are noticed only by "
-		    "comparing heads",
-		    "the audit log's %lld entries chain correctly (head %.12s)", (long long)v.entries,
-		    v.head);
-	else
-		set(c, DOCTOR_OK, "changes made through the API will be recorded here",
-		    "the audit log is empty");
+	judge_audit(&v, c);
 	audit_verdict_release(&v);
 }
 

@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 struct store;
+struct audit_verdict;
 struct supervisor;
 struct alerts;
 struct json;
@@ -29,6 +30,9 @@ struct doctor_input {
 	bool metrics_public;     /* --metrics-public */
 	int log_min_free_pct;    /* --log-min-free: below this the log store deletes old lines */
 	struct store *store;
+	/* The audit log as a walk found it just before (the daemon walks it
+	 * off the control loop), or NULL: audit-chain walks it here. */
+	const struct audit_verdict *audit;
 	struct supervisor *sv;
 	struct alerts *alerts; /* NULL: no alert engine */
 	int64_t now_ms;        /* wall clock, for token expiry */
@@ -60,9 +64,6 @@ const char *doctor_status_name(enum doctor_status s);
 
 /* ---- the pure rules, exposed for tests ---- */
 
-/* Whether "HOST:PORT" (IPv6 in brackets or bare) names a loopback address:
- * 127.0.0.0/8 or ::1. Wildcards (0.0.0.0, ::) and anything else are not. */
-bool doctor_addr_is_loopback(const char *hostport);
 /* Free space against the log store's floor: fail below min_free_pct (the
  * store is already deleting logs), warn below twice it, ok otherwise.
  * min_free_pct 0 (no floor): fail only when nothing is free. */

@@ -16,7 +16,9 @@
 
 struct store {
 	sqlite3 *db;
+	char *path;
 	int64_t events_added;
+	int opened_version; /* PRAGMA user_version before migrating */
 	unsigned char key[CRYPTO_KEY_BYTES]; /* seals secret config values */
 };
 
@@ -69,6 +71,15 @@ static const char *const migrations[] = {
 	" down_from INTEGER NOT NULL DEFAULT 0, down_to INTEGER NOT NULL DEFAULT 0,"
 	" panic_since INTEGER NOT NULL DEFAULT 0, calm_since INTEGER NOT NULL DEFAULT 0,"
 	" PRIMARY KEY(app, process));",
+	/* 6: which audit entries are chained with a key, and with which. Rows
+	 * are written by auth/audit.c, which also MACs them; append-only like
+	 * the log itself. */
+	"CREATE TABLE audit_keys(id INTEGER PRIMARY KEY, from_seq INTEGER NOT NULL,"
+	" keyed_from INTEGER NOT NULL, key_id TEXT NOT NULL, mac TEXT NOT NULL);"
+	"CREATE TRIGGER audit_keys_no_update BEFORE UPDATE ON audit_keys"
+	" BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;"
+	"CREATE TRIGGER audit_keys_no_delete BEFORE DELETE ON audit_keys"
+	" BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;",
 };
 
 #define EVENTS_KEPT 100000
@@ -98,6 +109,7 @@ static int migrate(struct store *st, char **err)
 		goto fail;
 	int version = sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int(s, 0) : 0;
 	sqlite3_finalize(s);
+	st->opened_version = version;
 	if (version > (int)ARRAY_SIZE(migrations)) {
 		*err = xasprintf("database schema version %d is newer than this paasops (%zu)",
 				 version, ARRAY_SIZE(migrations));
@@ -166,6 +178,7 @@ static int load_key(struct store *st, const char *db_path, char **err)
 struct store *store_open(const char *path, char **err)
 {
 	struct store *st = xcalloc(1, sizeof(*st));
+	st->path = xstrdup(path);
 	int rc = sqlite3_open_v2(path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
 	if (rc != SQLITE_OK) {
 		*err = xasprintf("cannot open database '%s': %s", path,
@@ -186,15 +199,42 @@ struct store *store_open(const char *path, char **err)
 	return st;
 }
 
+struct store *store_open_reader(const struct store *like, char **err)
+{
+	struct store *st = xcalloc(1, sizeof(*st));
+	st->path = xstrdup(like->path);
+	st->opened_version = like->opened_version;
+	memcpy(st->key, like->key, sizeof(st->key));
+	int rc = sqlite3_open_v2(st->path, &st->db, SQLITE_OPEN_READONLY, NULL);
+	if (rc != SQLITE_OK) {
+		*err = xasprintf("cannot open database '%s' for reading: %s", st->path,
+				 st->db ? sqlite3_errmsg(st->db) : sqlite3_errstr(rc));
+		store_close(st);
+		return NULL;
+	}
+	sqlite3_busy_timeout(st->db, 5000);
+	return st;
+}
+
 void store_close(struct store *st)
 {
 	if (!st)
 		return;
 	sqlite3_close_v2(st->db);
+	explicit_bzero(st->key, sizeof(st->key));
+	free(st->path);
 	free(st);
 }
 
+int store_opened_version(const struct store *st) { return st->opened_version; }
+
+void store_key_derive(const struct store *st, const char *purpose, unsigned char out[CRYPTO_KEY_BYTES])
+{
+	crypto_hkdf_sha256(st->key, sizeof(st->key), purpose, out, CRYPTO_KEY_BYTES);
+}
+
 int store_begin(struct store *st) { return exec(st, "BEGIN IMMEDIATE"); }
+int store_begin_read(struct store *st) { return exec(st, "BEGIN DEFERRED"); }
 int store_commit(struct store *st) { return exec(st, "COMMIT"); }
 void store_rollback(struct store *st) { exec(st, "ROLLBACK"); }
 const char *store_errmsg(struct store *st) { return sqlite3_errmsg(st->db); }
@@ -742,6 +782,32 @@ int store_audit_each(struct store *st, const char *app, int64_t after, int64_t l
 			.hash = col_text(s, 11),
 		};
 		cb(ctx, &e);
+	}
+	sqlite3_finalize(s);
+	return rc == SQLITE_DONE ? 0 : fail(st, rc);
+}
+
+int store_audit_key_add(struct store *st, const struct store_audit_key *k)
+{
+	return run(st, prep(st, "INSERT INTO audit_keys(from_seq, keyed_from, key_id, mac) VALUES(?, ?, ?, ?)",
+			    "IIss", k->from_seq, k->keyed_from, k->key_id, k->mac));
+}
+
+int store_audit_keys_each(struct store *st, store_audit_key_cb cb, void *ctx)
+{
+	sqlite3_stmt *s = prep(st, "SELECT from_seq, keyed_from, key_id, mac FROM audit_keys ORDER BY id",
+			       NULL);
+	if (!s)
+		return -EIO;
+	int rc;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		struct store_audit_key k = {
+			.from_seq = sqlite3_column_int64(s, 0),
+			.keyed_from = sqlite3_column_int64(s, 1),
+			.key_id = col_text(s, 2),
+			.mac = col_text(s, 3),
+		};
+		cb(ctx, &k);
 	}
 	sqlite3_finalize(s);
 	return rc == SQLITE_DONE ? 0 : fail(st, rc);

@@ -3,12 +3,15 @@
  * processes the daemon started (for cleanup after a crash), events,
  * tokens and the audit log. Schema changes go through numbered migrations in store.c.
  *
- * All functions run on the control loop thread. Strings passed in are
- * borrowed; strings handed to callbacks are valid only during the call. */
+ * All functions run on the control loop thread, except on a store opened
+ * with store_open_reader, which belongs to the one thread that uses it.
+ * Strings passed in are borrowed; strings handed to callbacks are valid
+ * only during the call. */
 #ifndef PAASOPS_STORE_H
 #define PAASOPS_STORE_H
 #include <stdbool.h>
 #include <stddef.h>
+#include "compat/crypto.h"
 #include <stdint.h>
 
 struct store;
@@ -24,8 +27,25 @@ int store_snapshot(const char *db_path, const char *out_path, char **err);
  * releases whose directory is under from/ now name the same place under
  * to/. 0 or -EIO with *err. */
 int store_relocate(struct store *st, const char *from, const char *to, char **err);
+/* A second, read-only connection to like's database, for walking large
+ * tables on another thread while like keeps writing (WAL lets one reader
+ * run beside the writer). Only like's path and key are read, both fixed at
+ * store_open, so this may be called on any thread; the result is used
+ * only by the thread that opened it. NULL + *err on error; caller frees
+ * with store_close. */
+struct store *store_open_reader(const struct store *like, char **err);
 void store_close(struct store *st);
+/* The schema version the database had when store_open found it (0: a new
+ * database); migrations ran from there. */
+#define STORE_SCHEMA_AUDIT_KEYS 6 /* the first version with the audit_keys table */
+int store_opened_version(const struct store *st);
+/* A key for one purpose, derived (HKDF-SHA256, info = purpose) from the
+ * data dir's secret key, which itself never leaves the store. */
+void store_key_derive(const struct store *st, const char *purpose, unsigned char out[CRYPTO_KEY_BYTES]);
 int store_begin(struct store *st);
+/* A read transaction: every query until store_commit sees the same
+ * snapshot of the database. */
+int store_begin_read(struct store *st);
 int store_commit(struct store *st);
 void store_rollback(struct store *st);
 /* Message of the last failed call (borrowed). */
@@ -179,6 +199,19 @@ typedef void (*store_audit_cb)(void *ctx, const struct store_audit *e);
  * newest), every row when limit < 0. */
 int store_audit_each(struct store *st, const char *app, int64_t after, int64_t limit,
 		     store_audit_cb cb, void *ctx);
+/* Which entries are chained with a key: each row starts a run of entries
+ * (from_seq on, up to the next row's from_seq) chained with the key named
+ * key_id; a later row with the same from_seq replaces an earlier one.
+ * Append-only like the log; what mac covers is auth/audit.c's concern. */
+struct store_audit_key {
+	int64_t from_seq;
+	int64_t keyed_from; /* the first keyed entry of the whole log */
+	const char *key_id, *mac;
+};
+int store_audit_key_add(struct store *st, const struct store_audit_key *k);
+typedef void (*store_audit_key_cb)(void *ctx, const struct store_audit_key *k);
+/* In the order they were added. */
+int store_audit_keys_each(struct store *st, store_audit_key_cb cb, void *ctx);
 /* The newest row's seq and hash (copied into hash, hash_size bytes at
  * most); -ENOENT when the log is empty. */
 int store_audit_last(struct store *st, int64_t *seq, char *hash, size_t hash_size);

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -66,9 +67,14 @@ static int teardown(void **state)
 			free(p);
 		}
 	}
-	char *key = xasprintf("%s/secret.key", f->dir);
-	unlink(key);
-	free(key);
+	static const char *const others[] = {"other/state.db", "other/state.db-wal", "other/state.db-shm",
+					     "other/secret.key", "other", "secret.key"};
+	for (size_t n = 0; n < ARRAY_SIZE(others); n++) {
+		char *p = xasprintf("%s/%s", f->dir, others[n]);
+		if (unlink(p) < 0)
+			rmdir(p);
+		free(p);
+	}
 	rmdir(f->dir);
 	free(f->path);
 	free(f);
@@ -732,6 +738,21 @@ static struct store *open_copy(struct fixture *f)
 	return st;
 }
 
+/* The key f's store chains with, for tampering helpers that rehash as the
+ * key's holder could. */
+static struct audit_key f_key;
+
+static void copy_key_row(void *ctx, const struct store_audit_key *k)
+{
+	assert_int_equal(store_audit_key_add(ctx, k), 0);
+}
+
+/* Copies the keying records of from into to. */
+static void copy_keys(struct store *from, struct store *to)
+{
+	assert_int_equal(store_audit_keys_each(from, copy_key_row, to), 0);
+}
+
 /* Changes one entry of a copy. */
 typedef void (*tamper_fn)(struct entry *e);
 
@@ -742,6 +763,8 @@ static void verify_tampered_copy(struct fixture *f, int64_t seq, tamper_fn tampe
 {
 	struct entries es = all_entries(f->st);
 	struct store *copy = open_copy(f);
+	copy_keys(f->st, copy);
+	audit_key_of(f->st, &f_key);
 	for (size_t i = 0; i < es.n; i++) {
 		if (es.e[i].seq == seq) {
 			if (!tamper)
@@ -784,14 +807,19 @@ static void test_audit__chain_of_records_verifies(void **state)
 	record_five(f->st);
 	struct entries es = all_entries(f->st);
 	assert_int_equal(es.n, 5);
+	struct audit_key key;
+	audit_key_of(f->st, &key);
 	for (size_t i = 0; i < es.n; i++) {
 		assert_int_equal(es.e[i].seq, (int64_t)i + 1);
 		assert_string_equal(es.e[i].prev, i ? es.e[i - 1].hash : AUDIT_GENESIS);
 		assert_int_equal(strlen(es.e[i].hash), 64);
 		struct store_audit row = as_row(&es.e[i]);
 		char h[CRYPTO_SHA256_HEX];
-		audit_hash(&row, h);
+		audit_hash_keyed(&key, &row, h);
 		assert_string_equal(h, es.e[i].hash);
+		/* Keyed: the plain hash of the same entry is another. */
+		audit_hash(&row, h);
+		assert_string_not_equal(h, es.e[i].hash);
 	}
 	assert_null(es.e[0].detail);
 	assert_string_equal(es.e[2].detail, "set DATABASE_URL (secret)");
@@ -802,6 +830,8 @@ static void test_audit__chain_of_records_verifies(void **state)
 	assert_true(v.ok);
 	assert_int_equal(v.entries, 5);
 	assert_null(v.reason);
+	assert_int_equal(v.keyed_from, 1);
+	assert_int_equal(v.unchecked, 0);
 	assert_string_equal(v.head, es.e[4].hash);
 	audit_verdict_release(&v);
 
@@ -860,7 +890,7 @@ static void t_status_rehashed(struct entry *e)
 	e->status = 200;
 	struct store_audit row = as_row(e);
 	char h[CRYPTO_SHA256_HEX];
-	audit_hash(&row, h);
+	audit_hash_keyed(&f_key, &row, h);
 	swap_str(&e->hash, h);
 }
 
@@ -906,6 +936,9 @@ static void test_audit__inserted_entries_are_found(void **state)
 
 	/* A forged entry 3 that links properly, the old 3..5 moved up by one. */
 	struct store *copy = open_copy(f);
+	copy_keys(f->st, copy);
+	struct audit_key key;
+	audit_key_of(f->st, &key);
 	for (size_t i = 0; i < 2; i++) {
 		struct store_audit row = as_row(&es.e[i]);
 		assert_int_equal(store_audit_add(copy, &row), 0);
@@ -915,7 +948,7 @@ static void test_audit__inserted_entries_are_found(void **state)
 	forged.detail = "nothing to see";
 	forged.prev = es.e[1].hash;
 	char h[CRYPTO_SHA256_HEX];
-	audit_hash(&forged, h);
+	audit_hash_keyed(&key, &forged, h);
 	forged.hash = h;
 	assert_int_equal(store_audit_add(copy, &forged), 0);
 	for (size_t i = 2; i < es.n; i++) {
@@ -932,6 +965,7 @@ static void test_audit__inserted_entries_are_found(void **state)
 
 	/* A row numbered before the first one. */
 	copy = open_copy(f);
+	copy_keys(f->st, copy);
 	struct store_audit early = as_row(&es.e[0]);
 	early.seq = 0;
 	assert_int_equal(store_audit_add(copy, &early), 0);
@@ -939,6 +973,254 @@ static void test_audit__inserted_entries_are_found(void **state)
 	assert_broken(&v, 0, "out of sequence");
 	audit_verdict_release(&v);
 	store_close(copy);
+	entries_free(&es);
+}
+
+/* The chain rewritten from entry 3 on, 3 edited, by someone without the
+ * key: with plain SHA-256 as before keyed chaining, or with another key. */
+static void rewrite_from_3(struct fixture *f, const struct audit_key *with, struct audit_verdict *v)
+{
+	struct entries es = all_entries(f->st);
+	struct store *copy = open_copy(f);
+	copy_keys(f->st, copy);
+	char prev[CRYPTO_SHA256_HEX];
+	for (size_t i = 0; i < es.n; i++) {
+		if (es.e[i].seq >= 3) {
+			if (es.e[i].seq == 3)
+				es.e[i].status = 200;
+			swap_str(&es.e[i].prev, prev);
+			struct store_audit row = as_row(&es.e[i]);
+			char h[CRYPTO_SHA256_HEX];
+			if (with)
+				audit_hash_keyed(with, &row, h);
+			else
+				audit_hash(&row, h);
+			swap_str(&es.e[i].hash, h);
+		}
+		strlcpy_s(prev, es.e[i].hash, sizeof(prev));
+		struct store_audit row = as_row(&es.e[i]);
+		assert_int_equal(store_audit_add(copy, &row), 0);
+	}
+	assert_int_equal(audit_verify(copy, v), 0);
+	store_close(copy);
+	entries_free(&es);
+}
+
+static void test_audit__rehash_without_the_key_is_found_at_the_first_rewritten_entry(void **state)
+{
+	struct fixture *f = *state;
+	record_five(f->st);
+	struct audit_verdict v;
+	rewrite_from_3(f, NULL, &v);
+	assert_broken(&v, 3, "hash mismatch");
+	assert_true(v.broken);
+	audit_verdict_release(&v);
+
+	struct audit_key wrong;
+	memset(&wrong, 0x5a, sizeof(wrong));
+	rewrite_from_3(f, &wrong, &v);
+	assert_broken(&v, 3, "hash mismatch");
+	audit_verdict_release(&v);
+
+	/* With the key it would pass: the check is the key, nothing else. */
+	struct audit_key key;
+	audit_key_of(f->st, &key);
+	rewrite_from_3(f, &key, &v);
+	assert_true(v.ok);
+	audit_verdict_release(&v);
+}
+
+static void plant_key_row(void *ctx, const struct store_audit_key *k)
+{
+	struct store_audit_key *out = ctx;
+	*out = *k;
+	out->key_id = xstrdup(k->key_id);
+	out->mac = xstrdup(k->mac);
+}
+
+static void test_audit__keying_records_cannot_be_moved_or_removed(void **state)
+{
+	struct fixture *f = *state;
+	record_five(f->st);
+	struct store_audit_key k;
+	assert_int_equal(store_audit_keys_each(f->st, plant_key_row, &k), 0);
+	assert_int_equal(k.from_seq, 1);
+	assert_int_equal(k.keyed_from, 1);
+	assert_int_equal(strlen(k.key_id), 16);
+	struct entries es = all_entries(f->st);
+
+	/* Keyed chaining said to start after the log (so every entry would be
+	 * checked the plain way), with the old MAC: refused. Then no record. */
+	for (int variant = 0; variant < 2; variant++) {
+		struct store *copy = open_copy(f);
+		if (variant == 0) {
+			struct store_audit_key moved = k;
+			moved.from_seq = moved.keyed_from = 6;
+			assert_int_equal(store_audit_key_add(copy, &moved), 0);
+		}
+		for (size_t i = 0; i < es.n; i++) {
+			struct store_audit row = as_row(&es.e[i]);
+			assert_int_equal(store_audit_add(copy, &row), 0);
+		}
+		struct audit_verdict v;
+		assert_int_equal(audit_verify(copy, &v), 0);
+		if (variant == 0)
+			assert_broken(&v, 6, "does not match its MAC");
+		else
+			assert_broken(&v, 1, "audit_keys");
+		audit_verdict_release(&v);
+		store_close(copy);
+	}
+	entries_free(&es);
+	free((char *)k.key_id);
+	free((char *)k.mac);
+}
+
+static void test_audit__entries_of_another_key_are_unchecked_not_called_tampered(void **state)
+{
+	struct fixture *f = *state;
+	record_five(f->st);
+	/* The same log under a data dir whose secret.key is another. */
+	char *dir = xasprintf("%s/other", f->dir);
+	assert_int_equal(mkdir(dir, 0700), 0);
+	char *path = xasprintf("%s/state.db", dir);
+	char *err = NULL;
+	struct store *other = store_open(path, &err);
+	assert_non_null(other);
+	copy_keys(f->st, other);
+	struct entries es = all_entries(f->st);
+	for (size_t i = 0; i < es.n; i++) {
+		struct store_audit row = as_row(&es.e[i]);
+		assert_int_equal(store_audit_add(other, &row), 0);
+	}
+	struct audit_key mine, theirs;
+	audit_key_of(f->st, &mine);
+	audit_key_of(other, &theirs);
+	assert_string_not_equal(mine.id, theirs.id);
+
+	struct audit_verdict v;
+	assert_int_equal(audit_verify(other, &v), 0);
+	assert_false(v.ok);
+	assert_false(v.broken);
+	assert_int_equal(v.unchecked, 5);
+	assert_int_equal(v.unchecked_from, 1);
+	assert_int_equal(v.unchecked_to, 5);
+	assert_non_null(strstr(v.reason, "entries 1 to 5 were chained with another secret key"));
+	assert_non_null(strstr(v.reason, mine.id));
+	assert_non_null(strstr(v.reason, theirs.id));
+	assert_string_equal(v.head, es.e[4].hash);
+	audit_verdict_release(&v);
+
+	/* New entries are chained with the new key and checked; the old ones
+	 * stay unchecked, and a broken link among them is still found. */
+	record(other, "local", "POST", "/v1/apps/shop/stop", "shop", 200, NULL);
+	assert_int_equal(audit_verify(other, &v), 0);
+	assert_false(v.ok);
+	assert_false(v.broken);
+	assert_int_equal(v.entries, 6);
+	assert_int_equal(v.unchecked, 5);
+	audit_verdict_release(&v);
+	/* Back with the original key: entries 1-5 check, 6 does not. */
+	store_close(other);
+	entries_free(&es);
+	es = (struct entries){0};
+	other = store_open(path, &err);
+	struct entries all = all_entries(other);
+	struct store *copy = open_copy(f);
+	copy_keys(other, copy);
+	for (size_t i = 0; i < all.n; i++) {
+		struct store_audit row = as_row(&all.e[i]);
+		assert_int_equal(store_audit_add(copy, &row), 0);
+	}
+	assert_int_equal(audit_verify(copy, &v), 0);
+	assert_false(v.ok);
+	assert_false(v.broken);
+	assert_int_equal(v.unchecked, 1);
+	assert_int_equal(v.unchecked_from, 6);
+	audit_verdict_release(&v);
+	/* An edit among the entries this key checks is still found. */
+	store_close(copy);
+	copy = open_copy(f);
+	copy_keys(other, copy);
+	for (size_t i = 0; i < all.n; i++) {
+		struct store_audit row = as_row(&all.e[i]);
+		if (row.seq == 4)
+			row.hash = AUDIT_GENESIS;
+		assert_int_equal(store_audit_add(copy, &row), 0);
+	}
+	assert_int_equal(audit_verify(copy, &v), 0);
+	assert_broken(&v, 4, "hash mismatch");
+	audit_verdict_release(&v);
+	store_close(copy);
+	store_close(other);
+	entries_free(&all);
+	free(path);
+	free(dir);
+}
+
+struct verify_result {
+	int calls, status;
+	bool ok;
+	int64_t entries, last_entries;
+	char *reason;
+};
+
+static void verified(void *ctx, int status, const struct audit_verdict *v, const struct audit_last *last)
+{
+	struct verify_result *r = ctx;
+	r->calls++;
+	r->status = status;
+	if (v) {
+		r->ok = v->ok;
+		r->entries = v->entries;
+		free(r->reason);
+		r->reason = v->reason ? xstrdup(v->reason) : NULL;
+	}
+	r->last_entries = last->entries;
+}
+
+static void test_audit__one_walk_at_a_time_off_the_loop_and_joined(void **state)
+{
+	struct fixture *f = *state;
+	record_five(f->st);
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	char *err = NULL;
+	struct audit *a = audit_new(&loop, f->st, &err);
+	assert_non_null(a);
+	struct verify_result r1 = {0}, r2 = {0}, r3 = {0};
+	struct audit_anchor anchor = {.seq = 2};
+	struct entries es = all_entries(f->st);
+	strlcpy_s(anchor.hash, es.e[1].hash, sizeof(anchor.hash));
+	assert_int_equal(audit_verify_start(a, NULL, verified, &r1), 0);
+	assert_int_equal(audit_verify_start(a, NULL, verified, &r2), 1);
+	assert_int_equal(audit_verify_start(a, &anchor, verified, &r3), -EBUSY);
+	assert_int_equal(r1.calls + r2.calls, 0); /* answered from the loop only */
+	uv_run(&loop, UV_RUN_DEFAULT);
+	assert_int_equal(r1.calls, 1);
+	assert_int_equal(r2.calls, 1);
+	assert_int_equal(r3.calls, 0);
+	assert_true(r1.ok && r2.ok);
+	assert_int_equal(r1.entries, 5);
+	assert_int_equal(r1.last_entries, 0);
+
+	/* The next walk knows where the last one ended. */
+	record(f->st, "local", "POST", "/v1/apps/shop/stop", "shop", 200, NULL);
+	assert_int_equal(audit_verify_start(a, &anchor, verified, &r3), 0);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	assert_int_equal(r3.calls, 1);
+	assert_true(r3.ok);
+	assert_int_equal(r3.entries, 6);
+	assert_int_equal(r3.last_entries, 5);
+
+	/* After audit_stop nothing new starts. */
+	audit_stop(a);
+	assert_int_equal(audit_verify_start(a, NULL, verified, &r1), -ECANCELED);
+	audit_free(a);
+	assert_int_equal(uv_loop_close(&loop), 0);
+	free(r1.reason);
+	free(r2.reason);
+	free(r3.reason);
 	entries_free(&es);
 }
 
@@ -1055,6 +1337,10 @@ int main(void)
 		T(test_audit__edited_and_rehashed_entry_breaks_the_next_link),
 		T(test_audit__removed_entry_is_found_at_its_seq),
 		T(test_audit__inserted_entries_are_found),
+		T(test_audit__rehash_without_the_key_is_found_at_the_first_rewritten_entry),
+		T(test_audit__keying_records_cannot_be_moved_or_removed),
+		T(test_audit__entries_of_another_key_are_unchecked_not_called_tampered),
+		T(test_audit__one_walk_at_a_time_off_the_loop_and_joined),
 		cmocka_unit_test(test_audit__hash_tells_field_boundaries_and_null_apart),
 		T(test_audit__listing_filters_and_keeps_the_newest),
 	};

@@ -968,6 +968,25 @@ static void test_crypto__random_fills_and_differs(void **state)
 	assert_int_equal(crypto_random(a, 0), 0);
 }
 
+static void test_crypto__hkdf_matches_rfc5869_and_separates_purposes(void **state)
+{
+	/* RFC 5869, test case 3: SHA-256, no salt, no info. */
+	unsigned char ikm[22], okm[42];
+	memset(ikm, 0x0b, sizeof(ikm));
+	crypto_hkdf_sha256(ikm, sizeof(ikm), "", okm, sizeof(okm));
+	char *hex = crypto_hex(okm, sizeof(okm));
+	assert_string_equal(hex, "8da4e775a563c18f715f802a063c5a31b8a11f5c5ee1879ec3454e5f3c738d2d"
+				 "9d201395faa4b61a96c8");
+	free(hex);
+	/* Another purpose, another key; the same purpose, the same key. */
+	unsigned char a[32], b[32], c[32];
+	crypto_hkdf_sha256(ikm, sizeof(ikm), "purpose a", a, sizeof(a));
+	crypto_hkdf_sha256(ikm, sizeof(ikm), "purpose b", b, sizeof(b));
+	crypto_hkdf_sha256(ikm, sizeof(ikm), "purpose a", c, sizeof(c));
+	assert_memory_not_equal(a, b, sizeof(a));
+	assert_memory_equal(a, c, sizeof(a));
+}
+
 static void test_crypto__seal_round_trips_and_detects_tampering(void **state)
 {
 	unsigned char key[CRYPTO_KEY_BYTES], other[CRYPTO_KEY_BYTES];
@@ -1307,6 +1326,7 @@ int main(void)
 		cmocka_unit_test(test_crypto__equal_compares_whole_buffers),
 		cmocka_unit_test(test_crypto__random_fills_and_differs),
 		cmocka_unit_test(test_crypto__seal_round_trips_and_detects_tampering),
+		cmocka_unit_test(test_crypto__hkdf_matches_rfc5869_and_separates_purposes),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

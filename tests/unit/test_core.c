@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include "core/hist.h"
+#include "core/netaddr.h"
 #include "core/strbuf.h"
 #include "core/timeutil.h"
 #include "core/util.h"
@@ -621,6 +622,29 @@ static void test_hist__quantile_of_counts_interpolates_within_a_bucket(void **st
 	assert_true(hist_quantile(0.95, b4, cum, 4) == hist_quantile_counts(0.95, bounds, counts, 3));
 }
 
+/* ---- netaddr ---- */
+
+static void test_netaddr__loopback_is_127_slash_8_ipv6_one_and_mapped_127(void **state)
+{
+	static const char *const loopback[] = {
+		"127.0.0.1:7070", "127.1.2.3:1", "127.255.255.255:80", "[::1]:7070",
+		"[0:0:0:0:0:0:0:1]:80", "[::ffff:127.0.0.1]:80", "[::ffff:127.9.8.7]:80",
+	};
+	static const char *const not_loopback[] = {
+		"0.0.0.0:7070", "[::]:7070", "10.0.0.5:80", "128.0.0.1:80", "126.255.255.255:80",
+		"192.168.1.1:80", "[::2]:80", "[fe80::1]:80", "[::ffff:10.0.0.1]:80",
+		"[::ffff:0.0.0.0]:80", "[::127.0.0.1]:80",
+		"localhost:80", "localhost.localdomain:80", /* names: not trusted */
+		"127.0.0.1", "::1", ":80", "[]:80", "[::1:80", "127.0.0.1.5:80", "", NULL,
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(loopback); i++)
+		if (!netaddr_is_loopback(loopback[i]))
+			fail_msg("'%s' should be loopback", loopback[i]);
+	for (size_t i = 0; i < ARRAY_SIZE(not_loopback); i++)
+		if (netaddr_is_loopback(not_loopback[i]))
+			fail_msg("'%s' should not be loopback", not_loopback[i] ? not_loopback[i] : "(null)");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -628,6 +652,7 @@ int main(void)
 		cmocka_unit_test(test_util__xgrow_reaches_the_needed_size_and_keeps_contents),
 		cmocka_unit_test(test_util__string_predicates),
 		cmocka_unit_test(test_util__utf8_seq_takes_valid_sequences_only),
+		cmocka_unit_test(test_netaddr__loopback_is_127_slash_8_ipv6_one_and_mapped_127),
 		cmocka_unit_test(test_util__edit_distance_counts_insertions_deletions_substitutions),
 		cmocka_unit_test(test_util__suggest_returns_a_close_candidate_or_null),
 		cmocka_unit_test(test_util__str_to_i64_parses_whole_decimal_numbers),

@@ -1,7 +1,7 @@
-/* test_doctor.c: the posture report's rules (src/doctor): which addresses
- * are loopback, the disk thresholds against --log-min-free, what file modes
- * mean, and the checks that need only a data dir and a store (file modes,
- * tokens, the audit chain) run against a fresh temporary data dir. The
+/* test_doctor.c: the posture report's rules (src/doctor): the disk
+ * thresholds against --log-min-free, what file modes mean, and the checks
+ * that need only a data dir and a store (file modes, tokens, the audit
+ * chain) run against a fresh temporary data dir. The
  * checks that read the supervisor and alerts are proven end to end in
  * tests/e2e/test_doctor.py. */
 #include <stdarg.h>
@@ -97,21 +97,6 @@ static void plant_token(struct store *st, const char *id, const char *role, int6
 }
 
 /* ------------------------------------------------------------- pure rules */
-
-static void test_doctor__loopback_is_127_slash_8_and_ipv6_one_only(void **state)
-{
-	assert_true(doctor_addr_is_loopback("127.0.0.1:7070"));
-	assert_true(doctor_addr_is_loopback("127.1.2.3:1"));
-	assert_true(doctor_addr_is_loopback("[::1]:7070"));
-	assert_false(doctor_addr_is_loopback("0.0.0.0:7070"));
-	assert_false(doctor_addr_is_loopback("[::]:7070"));
-	assert_false(doctor_addr_is_loopback("10.0.0.5:80"));
-	assert_false(doctor_addr_is_loopback("128.0.0.1:80"));
-	assert_false(doctor_addr_is_loopback("localhost:80")); /* not an address: not trusted */
-	assert_false(doctor_addr_is_loopback("127.0.0.1"));
-	assert_false(doctor_addr_is_loopback(":80"));
-	assert_false(doctor_addr_is_loopback(NULL));
-}
 
 static void test_doctor__disk_fails_below_the_floor_and_warns_below_twice_it(void **state)
 {
@@ -308,7 +293,6 @@ static void test_doctor__report_json_counts_every_status(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_doctor__loopback_is_127_slash_8_and_ipv6_one_only),
 		cmocka_unit_test(test_doctor__disk_fails_below_the_floor_and_warns_below_twice_it),
 		cmocka_unit_test(test_doctor__writable_by_others_fails_and_readable_warns_when_private),
 		cmocka_unit_test(test_doctor__report_json_counts_every_status),

@@ -644,6 +644,77 @@ static void test_store__commit_keeps_changes_across_reopen(void **state)
 	free(names);
 }
 
+static void count_audit(void *ctx, const struct store_audit *e)
+{
+	(*(int *)ctx)++;
+}
+
+static void count_keys(void *ctx, const struct store_audit_key *k)
+{
+	(*(int *)ctx)++;
+}
+
+static int add_audit(struct store *st, int64_t seq)
+{
+	struct store_audit e = {.seq = seq, .time = 1, .actor = "local", .role = "admin",
+				.method = "POST", .path = "/v1/apps", .status = 201, .remote = "unix",
+				.prev = "p", .hash = "h"};
+	return store_audit_add(st, &e);
+}
+
+static void test_store__reader_sees_a_snapshot_beside_the_writer_and_cannot_write(void **state)
+{
+	struct fixture *f = *state;
+	assert_int_equal(store_opened_version(f->st), 0); /* a new database */
+	assert_int_equal(add_audit(f->st, 1), 0);
+	char *err = NULL;
+	struct store *r = store_open_reader(f->st, &err);
+	assert_non_null(r);
+	assert_int_equal(store_begin_read(r), 0);
+	int n = 0;
+	assert_int_equal(store_audit_each(r, NULL, 0, -1, count_audit, &n), 0);
+	assert_int_equal(n, 1);
+	/* The writer goes on; the reader's transaction keeps its snapshot. */
+	assert_int_equal(add_audit(f->st, 2), 0);
+	n = 0;
+	assert_int_equal(store_audit_each(r, NULL, 0, -1, count_audit, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(store_commit(r), 0);
+	n = 0;
+	assert_int_equal(store_audit_each(r, NULL, 0, -1, count_audit, &n), 0);
+	assert_int_equal(n, 2);
+	assert_int_not_equal(add_audit(r, 3), 0);
+	/* Keys derive the same on both, differently per purpose. */
+	unsigned char a[CRYPTO_KEY_BYTES], b[CRYPTO_KEY_BYTES], c[CRYPTO_KEY_BYTES];
+	store_key_derive(f->st, "one", a);
+	store_key_derive(r, "one", b);
+	store_key_derive(f->st, "two", c);
+	assert_memory_equal(a, b, sizeof(a));
+	assert_memory_not_equal(a, c, sizeof(a));
+	store_close(r);
+
+	/* Reopened, the database was already at the newest version. */
+	store_close(f->st);
+	f->st = store_open(f->path, &err);
+	assert_non_null(f->st);
+	assert_true(store_opened_version(f->st) > 0);
+}
+
+static void test_store__audit_keys_list_in_the_order_added(void **state)
+{
+	struct fixture *f = *state;
+	struct store_audit_key k = {.from_seq = 1, .keyed_from = 1, .key_id = "k1", .mac = "m1"};
+	assert_int_equal(store_audit_key_add(f->st, &k), 0);
+	k.from_seq = 5;
+	k.key_id = "k2";
+	assert_int_equal(store_audit_key_add(f->st, &k), 0);
+	k.key_id = "k3"; /* the same from_seq again: kept, in order */
+	assert_int_equal(store_audit_key_add(f->st, &k), 0);
+	int n = 0;
+	assert_int_equal(store_audit_keys_each(f->st, count_keys, &n), 0);
+	assert_int_equal(n, 3);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -667,6 +738,8 @@ int main(void)
 		T(test_store__token_revoke_and_touch),
 		T(test_store__rollback_leaves_no_change),
 		T(test_store__commit_keeps_changes_across_reopen),
+		T(test_store__reader_sees_a_snapshot_beside_the_writer_and_cannot_write),
+		T(test_store__audit_keys_list_in_the_order_added),
 	};
 #undef T
 	return cmocka_run_group_tests(tests, NULL, NULL);
