@@ -423,10 +423,13 @@ def test_a_log_from_before_keyed_chaining_verifies_and_is_keyed_after(tmp_path):
         d.ok("POST", "/v1/apps/shop/scale", {"processes": {"web": n}})
     stop(d)
 
-    # What an older paasops left: schema 3, no audit_keys, plain hashes.
+    # What an older paasops left: schema 3 (no maintenance column, no
+    # autoscale or audit_keys table), plain hashes.
     def downgrade(con):
         unlock(con)
         con.execute("DROP TABLE audit_keys")
+        con.execute("DROP TABLE autoscale")
+        con.execute("ALTER TABLE apps DROP COLUMN maintenance")
         con.execute("PRAGMA user_version = 3")
         rehash(con, 1)
     edit_db(d, downgrade)
