@@ -43,6 +43,10 @@ struct daemon {
 	int port_min, port_max;
 	int lock_fd;
 	char *http_addr; /* NULL: router off */
+	char *https_addr; /* the router's HTTPS listener, or NULL */
+	char *tls_certs[64], *tls_keys[64]; /* its pairs, in order */
+	size_t n_tls_certs, n_tls_keys;
+	struct tls_ctx *router_tls; /* loaded before anything starts */
 	int router_workers;
 	double access_sample;
 	int64_t timeouts[4]; /* connect, header, response, idle; 0 = default */
@@ -83,6 +87,10 @@ static const char usage[] =
 	"                    certificate chain and key (PEM; the key may be in the cert file)\n"
 	"  --http HOST:PORT  the router's listener (default 127.0.0.1:8080; 0.0.0.0:80 in\n"
 	"                    production); 'off' runs no router\n"
+	"  --https HOST:PORT  also terminate HTTPS there (0.0.0.0:443 in production)\n"
+	"  --tls-cert FILE --tls-key FILE  a certificate chain and its key for --https (PEM);\n"
+	"                    repeat the pair for more sites: SNI picks by name, the first\n"
+	"                    is the default. SIGHUP reads every certificate again\n"
 	"  --router-workers N  router threads (default: one per core)\n"
 	"  --access-log-sample F  fraction of requests in the access log (default 1)\n"
 	"  --connect-timeout D, --header-timeout D, --response-timeout D, --idle-timeout D\n"
@@ -117,6 +125,19 @@ static const char usage[] =
 	"  --autoscale-scale-down-delay D  how long a lower count must be wanted before\n"
 	"                    scaling down (default 5m)\n";
 
+static void daemon_tls_release(struct daemon *d)
+{
+	tls_ctx_free(d->router_tls);
+	d->router_tls = NULL;
+	free(d->https_addr);
+	d->https_addr = NULL;
+	for (size_t k = 0; k < d->n_tls_certs; k++)
+		free(d->tls_certs[k]);
+	for (size_t k = 0; k < d->n_tls_keys; k++)
+		free(d->tls_keys[k]);
+	d->n_tls_certs = d->n_tls_keys = 0;
+}
+
 static int parse_args(struct daemon *d, int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -130,6 +151,9 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 		{"idle-timeout", required_argument, NULL, 1003},
 		{"api-tls-cert", required_argument, NULL, 1030},
 		{"api-tls-key", required_argument, NULL, 1031},
+		{"https", required_argument, NULL, 1032},
+		{"tls-cert", required_argument, NULL, 1033},
+		{"tls-key", required_argument, NULL, 1034},
 		{"releases-kept", required_argument, NULL, 1020},
 		{"build-timeout", required_argument, NULL, 1021},
 		{"webhook", required_argument, NULL, 1010},
@@ -187,6 +211,22 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 			free(d->api_tls_key);
 			d->api_tls_key = xstrdup(optarg);
 			break;
+		case 1032:
+			free(d->https_addr);
+			d->https_addr = xstrdup(optarg);
+			break;
+		case 1033:
+		case 1034: {
+			char **list = c == 1033 ? d->tls_certs : d->tls_keys;
+			size_t *n = c == 1033 ? &d->n_tls_certs : &d->n_tls_keys;
+			if (*n == ARRAY_SIZE(d->tls_certs)) {
+				fprintf(stderr, "paasops serve: at most %zu --tls-cert/--tls-key pairs\n",
+					ARRAY_SIZE(d->tls_certs));
+				return -EINVAL;
+			}
+			list[(*n)++] = xstrdup(optarg);
+			break;
+		}
 		case 'p': {
 			int a, b;
 			char extra;
@@ -373,6 +413,29 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 	}
 	if (d->api_tls_key && !d->api_tls_cert) {
 		fprintf(stderr, "paasops serve: --api-tls-key needs --api-tls-cert\n");
+		return -EINVAL;
+	}
+	if (d->n_tls_certs != d->n_tls_keys) {
+		bool cert = d->n_tls_certs > d->n_tls_keys;
+		size_t k = cert ? d->n_tls_keys : d->n_tls_certs;
+		if (cert)
+			fprintf(stderr, "paasops serve: --tls-cert '%s' needs a --tls-key after it\n",
+				d->tls_certs[k]);
+		else
+			fprintf(stderr, "paasops serve: --tls-key '%s' needs a --tls-cert before it\n",
+				d->tls_keys[k]);
+		return -EINVAL;
+	}
+	if (d->https_addr && !d->n_tls_certs) {
+		fprintf(stderr, "paasops serve: --https needs a certificate: --tls-cert FILE --tls-key FILE\n");
+		return -EINVAL;
+	}
+	if (d->n_tls_certs && !d->https_addr) {
+		fprintf(stderr, "paasops serve: --tls-cert needs --https HOST:PORT\n");
+		return -EINVAL;
+	}
+	if (d->https_addr && !d->http_addr) {
+		fprintf(stderr, "paasops serve: --https needs the router (--http is off)\n");
 		return -EINVAL;
 	}
 	if (d->api_tls_cert && !d->api_addr) {
@@ -608,6 +671,7 @@ int daemon_main(int argc, char **argv)
 		free(d.api_tls_key);
 		free(d.http_addr);
 		free(d.hook_secret);
+		daemon_tls_release(&d);
 		alerts_config_release(&d.acfg);
 		return r > 0 ? 0 : 2;
 	}
@@ -632,6 +696,17 @@ int daemon_main(int argc, char **argv)
 	if (d.api_tls_cert) {
 		d.api_tls = tls_server_ctx_new(d.api_tls_cert, d.api_tls_key, &err);
 		if (!d.api_tls) {
+			fprintf(stderr, "paasops serve: %s\n", err);
+			free(err);
+			goto out;
+		}
+	}
+	if (d.https_addr) {
+		struct tls_pair pairs[ARRAY_SIZE(d.tls_certs)];
+		for (size_t k = 0; k < d.n_tls_certs; k++)
+			pairs[k] = (struct tls_pair){d.tls_certs[k], d.tls_keys[k]};
+		d.router_tls = tls_server_ctx_new_pairs(pairs, d.n_tls_certs, &err);
+		if (!d.router_tls) {
 			fprintf(stderr, "paasops serve: %s\n", err);
 			free(err);
 			goto out;
@@ -676,6 +751,8 @@ int daemon_main(int argc, char **argv)
 		router_config_defaults(&rc);
 		rc.loop = &d.loop;
 		rc.listen = d.http_addr;
+		rc.https_listen = d.https_addr;
+		rc.tls = d.router_tls;
 		rc.workers = d.router_workers;
 		rc.access_sample = d.access_sample;
 		rc.access_cb = on_access;
@@ -821,6 +898,7 @@ out:
 	if (d.lock_fd >= 0)
 		close(d.lock_fd);
 	tls_ctx_free(d.api_tls);
+	daemon_tls_release(&d);
 	free(d.data_dir);
 	free(d.api_addr);
 	free(d.api_tls_cert);
