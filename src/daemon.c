@@ -2,7 +2,8 @@
  * start-up and shutdown order:
  *   lock the data dir → open the store → stop leftovers of a crashed run →
  *   load desired state and start instances → listen for the API → run.
- *   SIGTERM/SIGINT: stop the API, stop instances gracefully, exit 0. */
+ *   SIGTERM/SIGINT: stop the API, stop instances gracefully, exit 0.
+ *   SIGHUP: read the TLS certificates and keys again (router and API). */
 #include "daemon.h"
 #include "alerts/alerts.h"
 #include "api/api.h"
@@ -71,7 +72,7 @@ struct daemon {
 	struct autoscale *autoscale;
 	uv_timer_t publish; /* coalesces routing changes into one publish */
 	struct api *api;
-	uv_signal_t sigterm, sigint;
+	uv_signal_t sigterm, sigint, sighup;
 	bool stopping;
 };
 
@@ -625,6 +626,7 @@ static void all_stopped(void *ctx)
 	log_info("all instances stopped; exiting");
 	uv_close((uv_handle_t *)&d->sigterm, NULL);
 	uv_close((uv_handle_t *)&d->sigint, NULL);
+	uv_close((uv_handle_t *)&d->sighup, NULL);
 	uv_close((uv_handle_t *)&d->publish, NULL);
 	metrics_stop(d->metrics); /* before the router goes */
 	router_free(d->router);
@@ -646,6 +648,33 @@ static void on_signal(uv_signal_t *s, int signum)
 	api_stop(d->api);
 	d->api = NULL;
 	supervisor_shutdown(d->sv, all_stopped, d);
+}
+
+/* SIGHUP: every certificate and key is read again from its file. New
+ * handshakes use them, connections already open keep theirs, and a file
+ * that fails leaves its pair as it was. */
+static void on_sighup(uv_signal_t *s, int signum)
+{
+	struct daemon *d = s->data;
+	struct {
+		struct tls_ctx *ctx;
+		const char *what;
+	} all[] = {{d->router_tls, "router"}, {d->api_tls, "api"}};
+	int reloaded = 0;
+	for (size_t k = 0; k < ARRAY_SIZE(all); k++) {
+		if (!all[k].ctx)
+			continue;
+		char *err = NULL;
+		if (tls_server_ctx_reload(all[k].ctx, &err) < 0) {
+			log_error("%s: keeping the previous TLS certificate: %s", all[k].what, err);
+			free(err);
+		} else {
+			log_info("%s: TLS certificates reloaded", all[k].what);
+		}
+		reloaded++;
+	}
+	if (!reloaded)
+		log_info("received SIGHUP: no TLS certificates to reload");
 }
 
 static void walk_close(uv_handle_t *h, void *arg)
@@ -868,6 +897,9 @@ int daemon_main(int argc, char **argv)
 	d.sigterm.data = d.sigint.data = &d;
 	uv_signal_start(&d.sigterm, on_signal, SIGTERM);
 	uv_signal_start(&d.sigint, on_signal, SIGINT);
+	uv_signal_init(&d.loop, &d.sighup);
+	d.sighup.data = &d;
+	uv_signal_start(&d.sighup, on_sighup, SIGHUP);
 	log_info("paasops %s serving data dir %s on unix:%s%s%s", PAASOPS_VERSION, d.data_dir, sock,
 		 !d.api_addr ? "" : d.api_tls ? " and https://" : " and http://",
 		 d.api_addr ? d.api_addr : "");
