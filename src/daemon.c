@@ -544,8 +544,12 @@ static void add_pool(void *ctx, const char *app, const struct spec_process *sp,
 		router_table_maintenance(t, pool);
 	for (size_t k = 0; k < n; k++)
 		router_table_backend(t, pool, instances[k], ports[k]);
-	for (size_t k = 0; k < sp->n_routes; k++)
-		router_table_route(t, sp->routes[k].host, sp->routes[k].path, pool, sp->routes[k].max_body);
+	for (size_t k = 0; k < sp->n_routes; k++) {
+		const struct spec_route *rt = &sp->routes[k];
+		int idx = router_table_route(t, rt->host, rt->path, pool, rt->max_body);
+		if (rt->https_redirect)
+			router_table_route_https_redirect(t, idx);
+	}
 }
 
 static void publish_now(uv_timer_t *t)
