@@ -304,6 +304,50 @@ def test_websocket_tunnel_over_tls(router, pki):
     s.close()
 
 
+def test_a_client_that_half_closes_after_its_request_still_gets_the_answer(router, pki):
+    """TCP half-close after a whole request, as on the plain listener: the
+    TLS session may not read any more, but its answer still goes out."""
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = client_ctx(pki).wrap_bio(inc, out, server_hostname="shop.test")
+    s = socket.create_connection(("127.0.0.1", router.https_port), timeout=10 * SLOW)
+
+    def pump():
+        if out.pending:
+            s.sendall(out.read())
+        data = s.recv(65536)
+        if data:
+            inc.write(data)
+        else:
+            inc.write_eof()
+        return data
+
+    while True:
+        try:
+            obj.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            pump()
+    obj.write(b"GET /half HTTP/1.1\r\nHost: shop.test\r\n\r\n")
+    s.sendall(out.read())
+    s.shutdown(socket.SHUT_WR)
+    got = b""
+    while True:
+        try:
+            chunk = obj.read(65536)
+        except ssl.SSLWantReadError:
+            if not pump():
+                break
+            continue
+        except (ssl.SSLEOFError, ssl.SSLZeroReturnError):
+            break
+        if not chunk:
+            break
+        got += chunk
+    s.close()
+    assert got.startswith(b"HTTP/1.1 200 OK\r\n"), got[:300]
+    assert b'"path": "/half"' in got or b'"path":"/half"' in got, got[-300:]
+
+
 def test_error_pages_and_limits_apply_over_tls(router, pki):
     status, headers, body = https_get(router, pki, "/x", host="default.test")
     assert status == 200
