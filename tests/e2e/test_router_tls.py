@@ -376,6 +376,49 @@ def test_the_access_log_and_stats_count_tls_requests(router, pki):
     wait_for(lambda: len(logged()) >= 3, what="access log lines for HTTPS requests")
 
 
+def test_tls_connections_are_spread_over_the_workers_and_counted(tmp_path, pki):
+    """HTTPS connections go through the same hand-over as plain ones: the
+    worker that takes one runs its handshake, and every connection, failed
+    handshakes included, leaves the counts when it closes."""
+    d = https_daemon(tmp_path, ["--router-workers", "4", *pairs(pki, "shop")])
+    conns = []
+    try:
+        d.apply(echo_spec("echo", routes="[{host: shop.test}]"))
+        d.wait_ready("echo", 1)
+        wait_routed(d, "shop.test")
+        base = d.ok("GET", "/v1/apps/echo/stats")["router"]
+        for _ in range(40):
+            s = tls_connect(d, pki, "shop.test")
+            conns.append((s, RawReader(s)))
+            s.sendall(b"GET /spread HTTP/1.1\r\nHost: shop.test\r\n\r\n")
+            assert conns[-1][1].read_response().status == 200
+        rt = d.ok("GET", "/v1/apps/echo/stats")["router"]
+        per = rt["client_connections_per_worker"]
+        assert sum(per) == 40 and max(per) - min(per) <= 2, per
+        assert rt["connections_moved"] > base["connections_moved"], rt
+        for s, rd in conns:
+            s.sendall(b"GET /again HTTP/1.1\r\nHost: shop.test\r\n\r\n")
+            r = rd.read_response()
+            assert r.status == 200 and header_values(json.loads(r.body), "X-Forwarded-Proto") == ["https"]
+        for _ in range(5):  # failed handshakes
+            with socket.create_connection(("127.0.0.1", d.https_port), timeout=5 * SLOW) as raw:
+                raw.sendall(b"GET / HTTP/1.1\r\n\r\n")
+                try:
+                    while raw.recv(65536):
+                        pass
+                except ConnectionResetError:
+                    pass
+    finally:
+        for s, _ in conns:
+            s.close()
+    try:
+        wait_for(lambda: d.ok("GET", "/v1/apps/echo/stats")["router"]["client_connections_per_worker"] == [0] * 4,
+                 what="every worker's connection count to drop to 0")
+        assert d.ok("GET", "/v1/apps/echo/stats")["router"]["tls_handshake_failures"] >= 5
+    finally:
+        stop_daemon(d)
+
+
 # ---------------------------------------------------------------- hostile clients
 
 def test_plaintext_to_the_https_port_is_closed_and_counted(router, pki):
