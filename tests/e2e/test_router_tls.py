@@ -442,6 +442,13 @@ def test_plaintext_to_the_https_port_is_closed_and_counted(router, pki):
              what="the failed handshake to be counted")
     wait_for(lambda: (metric(router, "paasops_router_tls_handshake_failures_total") or 0) > before,
              what="the metric to count the failed handshake")
+    status, text = router.request("GET", "/metrics")
+    body = text if isinstance(text, bytes) else str(text).encode()
+    assert b"# TYPE paasops_router_tls_handshake_failures_total counter\n" in body
+    promtool = shutil.which("promtool")
+    if promtool:
+        r = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True, timeout=60)
+        assert r.returncode == 0 and not r.stdout.strip() and not r.stderr.strip(), r
 
 
 def test_a_slow_handshake_is_closed_at_the_header_timeout(router, pki):
