@@ -2,7 +2,8 @@
  * start-up and shutdown order:
  *   lock the data dir → open the store → stop leftovers of a crashed run →
  *   load desired state and start instances → listen for the API → run.
- *   SIGTERM/SIGINT: stop the API, stop instances gracefully, exit 0. */
+ *   SIGTERM/SIGINT: stop the API, stop instances gracefully, exit 0.
+ *   SIGHUP: read the TLS certificates and keys again (router and API). */
 #include "daemon.h"
 #include "alerts/alerts.h"
 #include "api/api.h"
@@ -44,6 +45,10 @@ struct daemon {
 	int port_min, port_max;
 	int lock_fd;
 	char *http_addr; /* NULL: router off */
+	char *https_addr; /* the router's HTTPS listener, or NULL */
+	char *tls_certs[64], *tls_keys[64]; /* its pairs, in order */
+	size_t n_tls_certs, n_tls_keys;
+	struct tls_ctx *router_tls; /* loaded before anything starts */
 	int router_workers;
 	double access_sample;
 	int64_t timeouts[4]; /* connect, header, response, idle; 0 = default */
@@ -69,7 +74,7 @@ struct daemon {
 	uv_timer_t publish; /* coalesces routing changes into one publish */
 	struct api *api;
 	struct audit *audit; /* the audit log's verifier */
-	uv_signal_t sigterm, sigint;
+	uv_signal_t sigterm, sigint, sighup;
 	bool stopping;
 };
 
@@ -85,6 +90,10 @@ static const char usage[] =
 	"                    certificate chain and key (PEM; the key may be in the cert file)\n"
 	"  --http HOST:PORT  the router's listener (default 127.0.0.1:8080; 0.0.0.0:80 in\n"
 	"                    production); 'off' runs no router\n"
+	"  --https HOST:PORT  also terminate HTTPS there (0.0.0.0:443 in production)\n"
+	"  --tls-cert FILE --tls-key FILE  a certificate chain and its key for --https (PEM);\n"
+	"                    repeat the pair for more sites: SNI picks by name, the first\n"
+	"                    is the default. SIGHUP reads every certificate again\n"
 	"  --router-workers N  router threads (default: one per core)\n"
 	"  --access-log-sample F  fraction of requests in the access log (default 1)\n"
 	"  --connect-timeout D, --header-timeout D, --response-timeout D, --idle-timeout D\n"
@@ -119,6 +128,19 @@ static const char usage[] =
 	"  --autoscale-scale-down-delay D  how long a lower count must be wanted before\n"
 	"                    scaling down (default 5m)\n";
 
+static void daemon_tls_release(struct daemon *d)
+{
+	tls_ctx_free(d->router_tls);
+	d->router_tls = NULL;
+	free(d->https_addr);
+	d->https_addr = NULL;
+	for (size_t k = 0; k < d->n_tls_certs; k++)
+		free(d->tls_certs[k]);
+	for (size_t k = 0; k < d->n_tls_keys; k++)
+		free(d->tls_keys[k]);
+	d->n_tls_certs = d->n_tls_keys = 0;
+}
+
 static int parse_args(struct daemon *d, int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -132,6 +154,9 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 		{"idle-timeout", required_argument, NULL, 1003},
 		{"api-tls-cert", required_argument, NULL, 1030},
 		{"api-tls-key", required_argument, NULL, 1031},
+		{"https", required_argument, NULL, 1032},
+		{"tls-cert", required_argument, NULL, 1033},
+		{"tls-key", required_argument, NULL, 1034},
 		{"releases-kept", required_argument, NULL, 1020},
 		{"build-timeout", required_argument, NULL, 1021},
 		{"webhook", required_argument, NULL, 1010},
@@ -189,6 +214,22 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 			free(d->api_tls_key);
 			d->api_tls_key = xstrdup(optarg);
 			break;
+		case 1032:
+			free(d->https_addr);
+			d->https_addr = xstrdup(optarg);
+			break;
+		case 1033:
+		case 1034: {
+			char **list = c == 1033 ? d->tls_certs : d->tls_keys;
+			size_t *n = c == 1033 ? &d->n_tls_certs : &d->n_tls_keys;
+			if (*n == ARRAY_SIZE(d->tls_certs)) {
+				fprintf(stderr, "paasops serve: at most %zu --tls-cert/--tls-key pairs\n",
+					ARRAY_SIZE(d->tls_certs));
+				return -EINVAL;
+			}
+			list[(*n)++] = xstrdup(optarg);
+			break;
+		}
 		case 'p': {
 			int a, b;
 			char extra;
@@ -377,6 +418,29 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 		fprintf(stderr, "paasops serve: --api-tls-key needs --api-tls-cert\n");
 		return -EINVAL;
 	}
+	if (d->n_tls_certs != d->n_tls_keys) {
+		bool cert = d->n_tls_certs > d->n_tls_keys;
+		size_t k = cert ? d->n_tls_keys : d->n_tls_certs;
+		if (cert)
+			fprintf(stderr, "paasops serve: --tls-cert '%s' needs a --tls-key after it\n",
+				d->tls_certs[k]);
+		else
+			fprintf(stderr, "paasops serve: --tls-key '%s' needs a --tls-cert before it\n",
+				d->tls_keys[k]);
+		return -EINVAL;
+	}
+	if (d->https_addr && !d->n_tls_certs) {
+		fprintf(stderr, "paasops serve: --https needs a certificate: --tls-cert FILE --tls-key FILE\n");
+		return -EINVAL;
+	}
+	if (d->n_tls_certs && !d->https_addr) {
+		fprintf(stderr, "paasops serve: --tls-cert needs --https HOST:PORT\n");
+		return -EINVAL;
+	}
+	if (d->https_addr && !d->http_addr) {
+		fprintf(stderr, "paasops serve: --https needs the router (--http is off)\n");
+		return -EINVAL;
+	}
 	if (d->api_tls_cert && !d->api_addr) {
 		fprintf(stderr, "paasops serve: --api-tls-cert needs --api HOST:PORT (the unix socket "
 				"does not use TLS)\n");
@@ -482,8 +546,12 @@ static void add_pool(void *ctx, const char *app, const struct spec_process *sp,
 		router_table_maintenance(t, pool);
 	for (size_t k = 0; k < n; k++)
 		router_table_backend(t, pool, instances[k], ports[k]);
-	for (size_t k = 0; k < sp->n_routes; k++)
-		router_table_route(t, sp->routes[k].host, sp->routes[k].path, pool, sp->routes[k].max_body);
+	for (size_t k = 0; k < sp->n_routes; k++) {
+		const struct spec_route *rt = &sp->routes[k];
+		int idx = router_table_route(t, rt->host, rt->path, pool, rt->max_body);
+		if (rt->https_redirect)
+			router_table_route_https_redirect(t, idx);
+	}
 }
 
 static void publish_now(uv_timer_t *t)
@@ -564,6 +632,7 @@ static void all_stopped(void *ctx)
 	log_info("all instances stopped; exiting");
 	uv_close((uv_handle_t *)&d->sigterm, NULL);
 	uv_close((uv_handle_t *)&d->sigint, NULL);
+	uv_close((uv_handle_t *)&d->sighup, NULL);
 	uv_close((uv_handle_t *)&d->publish, NULL);
 	metrics_stop(d->metrics); /* before the router goes */
 	router_free(d->router);
@@ -586,6 +655,33 @@ static void on_signal(uv_signal_t *s, int signum)
 	d->api = NULL;
 	audit_stop(d->audit); /* a verify running would hold the loop open */
 	supervisor_shutdown(d->sv, all_stopped, d);
+}
+
+/* SIGHUP: every certificate and key is read again from its file. New
+ * handshakes use them, connections already open keep theirs, and a file
+ * that fails leaves its pair as it was. */
+static void on_sighup(uv_signal_t *s, int signum)
+{
+	struct daemon *d = s->data;
+	struct {
+		struct tls_ctx *ctx;
+		const char *what;
+	} all[] = {{d->router_tls, "router"}, {d->api_tls, "api"}};
+	int reloaded = 0;
+	for (size_t k = 0; k < ARRAY_SIZE(all); k++) {
+		if (!all[k].ctx)
+			continue;
+		char *err = NULL;
+		if (tls_server_ctx_reload(all[k].ctx, &err) < 0) {
+			log_error("%s: keeping the previous TLS certificate: %s", all[k].what, err);
+			free(err);
+		} else {
+			log_info("%s: TLS certificates reloaded", all[k].what);
+		}
+		reloaded++;
+	}
+	if (!reloaded)
+		log_info("received SIGHUP: no TLS certificates to reload");
 }
 
 static void walk_close(uv_handle_t *h, void *arg)
@@ -611,6 +707,7 @@ int daemon_main(int argc, char **argv)
 		free(d.api_tls_key);
 		free(d.http_addr);
 		free(d.hook_secret);
+		daemon_tls_release(&d);
 		alerts_config_release(&d.acfg);
 		return r > 0 ? 0 : 2;
 	}
@@ -635,6 +732,17 @@ int daemon_main(int argc, char **argv)
 	if (d.api_tls_cert) {
 		d.api_tls = tls_server_ctx_new(d.api_tls_cert, d.api_tls_key, &err);
 		if (!d.api_tls) {
+			fprintf(stderr, "paasops serve: %s\n", err);
+			free(err);
+			goto out;
+		}
+	}
+	if (d.https_addr) {
+		struct tls_pair pairs[ARRAY_SIZE(d.tls_certs)];
+		for (size_t k = 0; k < d.n_tls_certs; k++)
+			pairs[k] = (struct tls_pair){d.tls_certs[k], d.tls_keys[k]};
+		d.router_tls = tls_server_ctx_new_pairs(pairs, d.n_tls_certs, &err);
+		if (!d.router_tls) {
 			fprintf(stderr, "paasops serve: %s\n", err);
 			free(err);
 			goto out;
@@ -686,6 +794,8 @@ int daemon_main(int argc, char **argv)
 		router_config_defaults(&rc);
 		rc.loop = &d.loop;
 		rc.listen = d.http_addr;
+		rc.https_listen = d.https_addr;
+		rc.tls = d.router_tls;
 		rc.workers = d.router_workers;
 		rc.access_sample = d.access_sample;
 		rc.access_cb = on_access;
@@ -801,6 +911,9 @@ int daemon_main(int argc, char **argv)
 	d.sigterm.data = d.sigint.data = &d;
 	uv_signal_start(&d.sigterm, on_signal, SIGTERM);
 	uv_signal_start(&d.sigint, on_signal, SIGINT);
+	uv_signal_init(&d.loop, &d.sighup);
+	d.sighup.data = &d;
+	uv_signal_start(&d.sighup, on_sighup, SIGHUP);
 	log_info("paasops %s serving data dir %s on unix:%s%s%s", PAASOPS_VERSION, d.data_dir, sock,
 		 !d.api_addr ? "" : d.api_tls ? " and https://" : " and http://",
 		 d.api_addr ? d.api_addr : "");
@@ -832,6 +945,7 @@ out:
 	if (d.lock_fd >= 0)
 		close(d.lock_fd);
 	tls_ctx_free(d.api_tls);
+	daemon_tls_release(&d);
 	free(d.data_dir);
 	free(d.api_addr);
 	free(d.api_tls_cert);

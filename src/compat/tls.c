@@ -9,13 +9,17 @@
  * went away is an EPIPE and never a SIGPIPE, and every wait is the
  * caller's. */
 #include "compat/tls.h"
+#include "core/strbuf.h"
 #include "core/util.h"
 #include <arpa/inet.h>
+#include <assert.h>
 #include <errno.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <limits.h>
+#include <stdatomic.h>
+#include <strings.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,8 +28,32 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-struct tls_ctx {
+/* One certificate and key as loaded: the context that serves them and the
+ * DNS names the certificate holds, lowercased ("*.example.com" for a
+ * wildcard). */
+struct tls_cert {
 	SSL_CTX *ssl;
+	char **names;
+	size_t n_names;
+};
+
+/* The pairs a server serves right now, the first the default. Immutable
+ * once published; each session in progress holds a reference, so a
+ * reload never pulls a certificate from under a handshake. */
+struct tls_certs {
+	atomic_int refs;
+	size_t n;
+	struct tls_cert cert[];
+};
+
+struct tls_ctx {
+	SSL_CTX *ssl; /* client contexts */
+	/* Server contexts: the files, read again on reload, and what they
+	 * held the last time they could be read. */
+	char **cert_files, **key_files;
+	size_t n_pairs;
+	uv_mutex_t lock; /* guards certs */
+	struct tls_certs *certs;
 };
 
 struct tls_stream {
@@ -33,7 +61,9 @@ struct tls_stream {
 	SSL *ssl;
 	BIO *rbio; /* network → OpenSSL */
 	BIO *wbio; /* OpenSSL → network */
+	struct tls_certs *certs; /* server sessions: the pairs they chose from */
 	bool open, failed, closing;
+	bool eof; /* the peer ended its side; writing still works */
 	tls_open_cb open_cb;
 	tls_data_cb data_cb;
 	tls_close_cb close_cb;
@@ -129,7 +159,131 @@ static char *server_file_error(const char *what, const char *path)
 	return xasprintf("cannot use TLS %s '%s': %s", what, path, why ? why : "not usable");
 }
 
-struct tls_ctx *tls_server_ctx_new(const char *cert_file, const char *key_file, char **err)
+bool tls_name_match(const char *pattern, const char *host)
+{
+	if (pattern[0] == '*' && pattern[1] == '.' && pattern[2]) {
+		/* A wildcard stands for exactly one whole label (RFC 6125 6.4.3). */
+		const char *dot = strchr(host, '.');
+		return dot && dot != host && strcasecmp(dot + 1, pattern + 2) == 0;
+	}
+	return strcasecmp(pattern, host) == 0;
+}
+
+static void cert_add_name(struct tls_cert *tc, const char *name, size_t len)
+{
+	if (len == 0 || len > 253 || memchr(name, '\0', len))
+		return; /* an embedded NUL is an attack, not a name */
+	char *n = xstrndup(name, len);
+	for (char *p = n; *p; p++)
+		if (*p >= 'A' && *p <= 'Z')
+			*p = (char)(*p - 'A' + 'a');
+	if (len > 1 && n[len - 1] == '.')
+		n[len - 1] = '\0';
+	tc->names = xrealloc(tc->names, (tc->n_names + 1) * sizeof(*tc->names));
+	tc->names[tc->n_names++] = n;
+}
+
+/* The DNS names of the context's certificate: its subjectAltName entries,
+ * or its common name when it has none. */
+static void cert_read_names(struct tls_cert *tc)
+{
+	X509 *x = SSL_CTX_get0_certificate(tc->ssl);
+	if (!x)
+		return;
+	GENERAL_NAMES *gens = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+	for (int i = 0; gens && i < sk_GENERAL_NAME_num(gens); i++) {
+		const GENERAL_NAME *g = sk_GENERAL_NAME_value(gens, i);
+		if (g->type == GEN_DNS)
+			cert_add_name(tc, (const char *)ASN1_STRING_get0_data(g->d.dNSName),
+				      (size_t)ASN1_STRING_length(g->d.dNSName));
+	}
+	GENERAL_NAMES_free(gens);
+	if (tc->n_names)
+		return;
+	X509_NAME *subject = X509_get_subject_name(x);
+	int at = subject ? X509_NAME_get_index_by_NID(subject, NID_commonName, -1) : -1;
+	if (at >= 0) {
+		ASN1_STRING *cn = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subject, at));
+		cert_add_name(tc, (const char *)ASN1_STRING_get0_data(cn), (size_t)ASN1_STRING_length(cn));
+	}
+	ERR_clear_error();
+}
+
+static void certs_unref(struct tls_certs *cs)
+{
+	if (!cs || atomic_fetch_sub_explicit(&cs->refs, 1, memory_order_acq_rel) != 1)
+		return;
+	for (size_t k = 0; k < cs->n; k++) {
+		SSL_CTX_free(cs->cert[k].ssl);
+		for (size_t j = 0; j < cs->cert[k].n_names; j++)
+			free(cs->cert[k].names[j]);
+		free(cs->cert[k].names);
+	}
+	free(cs);
+}
+
+/* The pairs to serve a new session with; release with certs_unref(). */
+static struct tls_certs *certs_acquire(struct tls_ctx *ctx)
+{
+	uv_mutex_lock(&ctx->lock);
+	struct tls_certs *cs = ctx->certs;
+	atomic_fetch_add_explicit(&cs->refs, 1, memory_order_relaxed);
+	uv_mutex_unlock(&ctx->lock);
+	return cs;
+}
+
+/* SNI: the first pair with the requested name exactly, else the first
+ * whose wildcard covers it, else the default (the first pair). */
+static int servername_cb(SSL *ssl, int *alert, void *arg)
+{
+	struct tls_certs *cs = SSL_get_app_data(ssl);
+	const char *sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+	if (!cs || cs->n < 2 || !sni)
+		return SSL_TLSEXT_ERR_OK;
+	char host[256];
+	size_t len = strlen(sni);
+	if (len == 0 || len >= sizeof(host))
+		return SSL_TLSEXT_ERR_OK;
+	memcpy(host, sni, len + 1);
+	if (host[len - 1] == '.')
+		host[len - 1] = '\0';
+	for (int wild = 0; wild < 2; wild++) {
+		for (size_t k = 0; k < cs->n; k++) {
+			const struct tls_cert *tc = &cs->cert[k];
+			for (size_t j = 0; j < tc->n_names; j++) {
+				if ((tc->names[j][0] == '*') != wild || !tls_name_match(tc->names[j], host))
+					continue;
+				if (k > 0)
+					SSL_set_SSL_CTX(ssl, tc->ssl);
+				return SSL_TLSEXT_ERR_OK;
+			}
+		}
+	}
+	return SSL_TLSEXT_ERR_OK;
+}
+
+/* ALPN: HTTP/1.1 is all there is; a client that offers only other
+ * protocols gets no ALPN answer rather than a failed handshake. */
+static int alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+		   const unsigned char *in, unsigned int inlen, void *arg)
+{
+	static const unsigned char ours[] = "\x08http/1.1";
+	unsigned char *sel = NULL;
+	unsigned char sel_len = 0;
+	if (SSL_select_next_proto(&sel, &sel_len, ours, sizeof(ours) - 1, in, inlen) !=
+	    OPENSSL_NPN_NEGOTIATED)
+		return SSL_TLSEXT_ERR_NOACK;
+	*out = sel;
+	*outlen = sel_len;
+	return SSL_TLSEXT_ERR_OK;
+}
+
+/* Forward-secret AEAD suites only for TLS 1.2 (TLS 1.3 has nothing else). */
+#define SERVER_CIPHERS "ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL:!eNULL"
+
+/* A context serving one certificate chain and key; NULL with *err naming
+ * the file (caller frees). */
+static SSL_CTX *server_ssl_new(const char *cert_file, const char *key_file, char **err)
 {
 	const char *key = key_file ? key_file : cert_file;
 	if (access(cert_file, R_OK) < 0) {
@@ -149,6 +303,9 @@ struct tls_ctx *tls_server_ctx_new(const char *cert_file, const char *key_file, 
 	SSL_CTX_set_mode(c, SSL_MODE_RELEASE_BUFFERS);
 	/* Renegotiation is a way to make the server work hard for free. */
 	SSL_CTX_set_options(c, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+	SSL_CTX_set_cipher_list(c, SERVER_CIPHERS);
+	SSL_CTX_set_tlsext_servername_callback(c, servername_cb);
+	SSL_CTX_set_alpn_select_cb(c, alpn_cb, NULL);
 	ERR_clear_error();
 	if (SSL_CTX_use_certificate_chain_file(c, cert_file) != 1) {
 		*err = server_file_error("certificate", cert_file);
@@ -173,12 +330,94 @@ struct tls_ctx *tls_server_ctx_new(const char *cert_file, const char *key_file, 
 		*err = xasprintf("TLS key '%s' does not match the certificate '%s'", key, cert_file);
 		goto fail;
 	}
-	struct tls_ctx *ctx = xcalloc(1, sizeof(*ctx));
-	ctx->ssl = c;
-	return ctx;
+	return c;
 fail:
 	SSL_CTX_free(c);
 	return NULL;
+}
+
+/* Loads every pair of ctx's files into a new set. A pair that fails keeps
+ * what it had in prev (when there is a prev) and its message is added to
+ * *errs. NULL only without prev, on the first failure. */
+static struct tls_certs *certs_load(struct tls_ctx *ctx, const struct tls_certs *prev,
+				    struct strbuf *errs)
+{
+	struct tls_certs *cs = xcalloc(1, sizeof(*cs) + ctx->n_pairs * sizeof(cs->cert[0]));
+	atomic_init(&cs->refs, 1);
+	for (size_t k = 0; k < ctx->n_pairs; k++) {
+		char *err = NULL;
+		struct tls_cert *tc = &cs->cert[k];
+		tc->ssl = server_ssl_new(ctx->cert_files[k], ctx->key_files[k], &err);
+		if (tc->ssl) {
+			cert_read_names(tc);
+			cs->n++;
+			continue;
+		}
+		strbuf_addf(errs, "%s%s", errs->len ? "; " : "", err);
+		free(err);
+		if (!prev) {
+			certs_unref(cs);
+			return NULL;
+		}
+		const struct tls_cert *old = &prev->cert[k];
+		SSL_CTX_up_ref(old->ssl);
+		tc->ssl = old->ssl;
+		for (size_t j = 0; j < old->n_names; j++)
+			cert_add_name(tc, old->names[j], strlen(old->names[j]));
+		cs->n++;
+	}
+	return cs;
+}
+
+struct tls_ctx *tls_server_ctx_new_pairs(const struct tls_pair *pairs, size_t n, char **err)
+{
+	assert(n > 0);
+	struct tls_ctx *ctx = xcalloc(1, sizeof(*ctx));
+	ctx->cert_files = xcalloc(n, sizeof(char *));
+	ctx->key_files = xcalloc(n, sizeof(char *));
+	ctx->n_pairs = n;
+	for (size_t k = 0; k < n; k++) {
+		ctx->cert_files[k] = xstrdup(pairs[k].cert_file);
+		ctx->key_files[k] = pairs[k].key_file ? xstrdup(pairs[k].key_file) : NULL;
+	}
+	uv_mutex_init(&ctx->lock);
+	struct strbuf errs;
+	strbuf_init(&errs, 0);
+	ctx->certs = certs_load(ctx, NULL, &errs);
+	if (!ctx->certs) {
+		*err = strbuf_detach(&errs, NULL);
+		tls_ctx_free(ctx);
+		return NULL;
+	}
+	strbuf_release(&errs);
+	return ctx;
+}
+
+struct tls_ctx *tls_server_ctx_new(const char *cert_file, const char *key_file, char **err)
+{
+	struct tls_pair p = {cert_file, key_file};
+	return tls_server_ctx_new_pairs(&p, 1, err);
+}
+
+int tls_server_ctx_reload(struct tls_ctx *ctx, char **err)
+{
+	if (!ctx->n_pairs)
+		return -EINVAL;
+	struct tls_certs *old = certs_acquire(ctx);
+	struct strbuf errs;
+	strbuf_init(&errs, 0);
+	struct tls_certs *cs = certs_load(ctx, old, &errs);
+	uv_mutex_lock(&ctx->lock);
+	ctx->certs = cs;
+	uv_mutex_unlock(&ctx->lock);
+	certs_unref(old); /* ours */
+	certs_unref(old); /* the context's */
+	if (!errs.len) {
+		strbuf_release(&errs);
+		return 0;
+	}
+	*err = strbuf_detach(&errs, NULL);
+	return -EINVAL;
 }
 
 void tls_ctx_free(struct tls_ctx *ctx)
@@ -186,6 +425,16 @@ void tls_ctx_free(struct tls_ctx *ctx)
 	if (!ctx)
 		return;
 	SSL_CTX_free(ctx->ssl);
+	if (ctx->n_pairs) {
+		certs_unref(ctx->certs);
+		for (size_t k = 0; k < ctx->n_pairs; k++) {
+			free(ctx->cert_files[k]);
+			free(ctx->key_files[k]);
+		}
+		free(ctx->cert_files);
+		free(ctx->key_files);
+		uv_mutex_destroy(&ctx->lock);
+	}
 	free(ctx);
 }
 
@@ -285,11 +534,25 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 	*buf = uv_buf_init(s->rbuf, sizeof(s->rbuf));
 }
 
+/* The peer ended its side of an open session (close_notify, or its
+ * socket half closed): no more reading, but an answer may still go out,
+ * as it would on a plain connection half closed after a request. */
+static void peer_done(struct tls_stream *s)
+{
+	s->eof = true;
+	uv_read_stop((uv_stream_t *)s->tcp);
+	s->data_cb(s, UV_EOF, NULL, s->data);
+}
+
 static void read_cb(uv_stream_t *stream, ssize_t n, const uv_buf_t *buf)
 {
 	struct tls_stream *s = stream->data;
-	if (s->closing || s->failed)
+	if (s->closing || s->failed || s->eof)
 		return;
+	if (n == UV_EOF && s->open) {
+		peer_done(s);
+		return;
+	}
 	if (n < 0) {
 		fail(s, (int)n, n == UV_EOF ? "the peer closed the connection" : uv_strerror((int)n));
 		return;
@@ -302,7 +565,7 @@ static void read_cb(uv_stream_t *stream, ssize_t n, const uv_buf_t *buf)
 	}
 	if (!s->open && (!handshake(s) || !s->open))
 		return;
-	while (!s->closing && !s->failed) {
+	while (!s->closing && !s->failed && !s->eof) {
 		ERR_clear_error();
 		int r = SSL_read(s->ssl, s->plain, (int)sizeof(s->plain));
 		if (r > 0) {
@@ -313,7 +576,7 @@ static void read_cb(uv_stream_t *stream, ssize_t n, const uv_buf_t *buf)
 		if (e == SSL_ERROR_WANT_READ)
 			break;
 		if (e == SSL_ERROR_ZERO_RETURN) {
-			fail(s, UV_EOF, "the peer closed the TLS session");
+			peer_done(s);
 		} else {
 			char why[256];
 			reason(s->ssl, why, sizeof(why));
@@ -322,7 +585,7 @@ static void read_cb(uv_stream_t *stream, ssize_t n, const uv_buf_t *buf)
 		return;
 	}
 	/* Reading may make OpenSSL answer (key updates, tickets). */
-	if (!s->closing && !s->failed) {
+	if (!s->closing && !s->failed && !s->eof) {
 		int r = flush(s, NULL, NULL);
 		if (r < 0)
 			fail(s, r, uv_strerror(r));
@@ -358,9 +621,9 @@ static struct tls_stream *stream_new(SSL *ssl, BIO *rbio, BIO *wbio, uv_tcp_t *t
  * mode checking host (an IP address, or a name also sent as SNI) when host
  * is set, else in server mode. NULL when OpenSSL refuses (no memory, a
  * host it cannot take); the error queue is cleared. */
-static SSL *ssl_new_mem(struct tls_ctx *ctx, const char *host, BIO **rbio, BIO **wbio)
+static SSL *ssl_new_mem(SSL_CTX *ctx, const char *host, BIO **rbio, BIO **wbio)
 {
-	SSL *ssl = SSL_new(ctx->ssl);
+	SSL *ssl = SSL_new(ctx);
 	*rbio = BIO_new(BIO_s_mem());
 	*wbio = BIO_new(BIO_s_mem());
 	if (!ssl || !*rbio || !*wbio) {
@@ -392,7 +655,7 @@ struct tls_stream *tls_stream_client(struct tls_ctx *ctx, uv_tcp_t *tcp, const c
 				     tls_open_cb open_cb, tls_data_cb data_cb, void *data)
 {
 	BIO *rbio, *wbio;
-	SSL *ssl = ssl_new_mem(ctx, host, &rbio, &wbio);
+	SSL *ssl = ssl_new_mem(ctx->ssl, host, &rbio, &wbio);
 	if (!ssl)
 		return NULL;
 	struct tls_stream *s = stream_new(ssl, rbio, wbio, tcp, open_cb, data_cb, data);
@@ -406,17 +669,30 @@ struct tls_stream *tls_stream_server(struct tls_ctx *ctx, uv_tcp_t *tcp, tls_ope
 				     tls_data_cb data_cb, void *data)
 {
 	BIO *rbio, *wbio;
-	SSL *ssl = ssl_new_mem(ctx, NULL, &rbio, &wbio);
-	if (!ssl)
+	struct tls_certs *cs = certs_acquire(ctx);
+	SSL *ssl = ssl_new_mem(cs->cert[0].ssl, NULL, &rbio, &wbio);
+	if (!ssl) {
+		certs_unref(cs);
 		return NULL;
+	}
+	/* For servername_cb, which picks among these pairs. */
+	SSL_set_app_data(ssl, cs);
 	/* The ClientHello starts the handshake from read_cb. */
-	return stream_new(ssl, rbio, wbio, tcp, open_cb, data_cb, data);
+	struct tls_stream *s = stream_new(ssl, rbio, wbio, tcp, open_cb, data_cb, data);
+	if (!s) {
+		certs_unref(cs);
+		return NULL;
+	}
+	s->certs = cs;
+	return s;
 }
 
 int tls_stream_read_stop(struct tls_stream *s)
 {
 	if (s->failed || s->closing)
 		return UV_ENOTCONN;
+	if (s->eof)
+		return 0;
 	return uv_read_stop((uv_stream_t *)s->tcp);
 }
 
@@ -424,6 +700,8 @@ int tls_stream_read_start(struct tls_stream *s)
 {
 	if (s->failed || s->closing)
 		return UV_ENOTCONN;
+	if (s->eof)
+		return UV_EOF;
 	return uv_read_start((uv_stream_t *)s->tcp, alloc_cb, read_cb);
 }
 
@@ -453,6 +731,7 @@ static void tcp_closed(uv_handle_t *h)
 {
 	struct tls_stream *s = h->data;
 	SSL_free(s->ssl);
+	certs_unref(s->certs);
 	free(s->tcp);
 	if (s->close_cb)
 		s->close_cb(s->data);
@@ -549,7 +828,7 @@ int tls_conn_client(struct tls_ctx *ctx, int fd, const char *host, tls_wait_cb w
 	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
 		return -errno;
 	BIO *rbio, *wbio;
-	SSL *ssl = ssl_new_mem(ctx, host, &rbio, &wbio);
+	SSL *ssl = ssl_new_mem(ctx->ssl, host, &rbio, &wbio);
 	if (!ssl) {
 		*err = xasprintf("cannot start a TLS session with '%s' (an invalid server name?)", host);
 		return -ECONNABORTED;

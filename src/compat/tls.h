@@ -6,7 +6,8 @@
  *
  * Callbacks: open_cb once when the handshake ends (status 0, or a
  * negative value with a reason); data_cb for each run of plaintext read,
- * and once with n < 0 when the peer closed or the session failed; a write
+ * and once with n < 0 when the peer closed or the session failed (after
+ * UV_EOF, the peer's end of an open session, writing still works); a write
  * callback exactly once per tls_stream_write that returned 0, with
  * UV_ECANCELED when the stream was closed first. After tls_stream_close
  * only write callbacks and close_cb run. */
@@ -30,11 +31,34 @@ struct tls_config {
  * 1.2 or later). NULL with *err set (caller frees) when a file is bad. */
 struct tls_ctx *tls_client_ctx_new(const struct tls_config *cfg, char **err);
 /* A server context with the certificate chain in cert_file and its key in
- * key_file (PEM; NULL: in cert_file), TLS 1.2 or later with OpenSSL's
- * default ciphers. NULL with *err naming the file (caller frees) when a
- * file is missing, unreadable, not PEM, or the key does not match. */
+ * key_file (PEM; NULL: in cert_file): TLS 1.2 or later, forward-secret
+ * AEAD ciphers only for TLS 1.2, ALPN "http/1.1" (and nothing else). NULL
+ * with *err naming the file (caller frees) when a file is missing,
+ * unreadable, not PEM, or the key does not match. */
 struct tls_ctx *tls_server_ctx_new(const char *cert_file, const char *key_file, char **err);
+
+struct tls_pair {
+	const char *cert_file; /* PEM chain */
+	const char *key_file;  /* its key (PEM); NULL: in cert_file */
+};
+/* A server context for several pairs (n >= 1, copied): SNI picks the
+ * first pair whose certificate names the requested host exactly, else the
+ * first whose wildcard covers it, else the first pair, which is also the
+ * answer to a client that sends no name. A certificate's names are its
+ * subjectAltName DNS entries, or its common name when it has none.
+ * Errors as for tls_server_ctx_new, for the first pair that fails. */
+struct tls_ctx *tls_server_ctx_new_pairs(const struct tls_pair *pairs, size_t n, char **err);
+/* Reads a server context's files again. Handshakes that start after the
+ * call use what was read; sessions already started keep theirs. A pair
+ * whose files fail keeps its previous certificate and key: -EINVAL then,
+ * with *err naming each such file (caller frees). Any one thread may
+ * reload while others start sessions. */
+int tls_server_ctx_reload(struct tls_ctx *ctx, char **err);
 void tls_ctx_free(struct tls_ctx *ctx);
+
+/* Whether a certificate name (exact, or "*.example.com" standing for one
+ * whole label) covers host; both compared without regard to case. */
+bool tls_name_match(const char *pattern, const char *host);
 
 typedef void (*tls_open_cb)(struct tls_stream *s, int status, const char *why, void *data);
 typedef void (*tls_data_cb)(struct tls_stream *s, ssize_t n, const char *buf, void *data);

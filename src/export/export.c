@@ -331,6 +331,12 @@ static void untranslated(const struct export_release *r, const struct spec_proce
 			note_add(notes, "max_body of routes (set your ingress controller's body limit)");
 			break;
 		}
+	for (size_t k = 0; k < p->n_routes; k++)
+		if (p->routes[k].https_redirect) {
+			note_add(notes, "https: redirect of routes (enable your ingress controller's "
+					"HTTPS redirect, e.g. ssl-redirect, and give the Ingress a TLS secret)");
+			break;
+		}
 	if (p->autoscale.enabled && p->autoscale.min == 0)
 		note_add(notes, "autoscale min 0 (scale to zero): minReplicas is 1");
 	if (r->spec->release)

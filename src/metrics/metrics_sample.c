@@ -29,6 +29,7 @@ enum fam {
 	F_HTTP_REQ, F_HTTP_DUR, F_HTTP_INFLIGHT, F_HTTP_BYTES_IN, F_HTTP_BYTES_OUT,
 	F_HTTP_CONNECT_ERR, F_HTTP_RETRIES, F_HTTP_EJECT,
 	F_RT_WORKERS, F_RT_OPENED, F_RT_REUSED, F_RT_ACCESS_DROPPED, F_RT_CONNS, F_RT_MOVED,
+	F_RT_TLS_FAILED,
 	F_HOST_CPU, F_HOST_CPUS, F_HOST_MEM_TOTAL, F_HOST_MEM_AVAIL, F_HOST_LOAD1, F_HOST_LOAD5,
 	F_HOST_LOAD15, F_HOST_DISK_TOTAL, F_HOST_DISK_FREE, F_HOST_NET_RX, F_HOST_NET_TX,
 	F_PROC_CPU, F_PROC_RSS, F_PROC_FDS, F_PROC_START, F_LOOP_LAG, F_BUILD,
@@ -100,6 +101,8 @@ static const struct fam_def {
 	 "Client connections open on each router worker."},
 	{F_RT_MOVED, "paasops_router_connections_moved_total", METRICS_COUNTER, true, {NULL},
 	 "Client connections one worker accepted and handed to a worker with fewer."},
+	{F_RT_TLS_FAILED, "paasops_router_tls_handshake_failures_total", METRICS_COUNTER, true, {NULL},
+	 "TLS handshakes on the router's HTTPS listener that failed or did not finish in time."},
 	{F_HOST_CPU, "paasops_host_cpu_seconds_total", METRICS_COUNTER, true, {"mode"},
 	 "CPU time of the host summed over its CPUs, by mode."},
 	{F_HOST_CPUS, "paasops_host_cpus", METRICS_GAUGE, true, {NULL}, "Online CPUs of the host."},
@@ -459,6 +462,8 @@ void mx_samplers_run(struct mx_samplers *s, struct supervisor *sv, struct router
 			const char *v[1] = {idx};
 			set(s, F_RT_CONNS, v, (double)router_metrics_worker_connections(r, k));
 		}
+		if (g.https)
+			set0(s, F_RT_TLS_FAILED, (double)g.tls_handshake_failures);
 	}
 	sample_host(s, data_dir);
 	sample_self(s, loop_lag_s);

@@ -138,8 +138,8 @@ void router_table_backend(struct router_table *t, int pool, const char *instance
 	s->pending[s->n_pending++] = (struct rt_pending){pool, xstrdup(instance), port};
 }
 
-void router_table_route(struct router_table *t, const char *host, const char *path, int pool,
-			int64_t max_body)
+int router_table_route(struct router_table *t, const char *host, const char *path, int pool,
+		       int64_t max_body)
 {
 	struct rt_snapshot *s = (struct rt_snapshot *)t;
 	s->routes = xgrow(s->routes, sizeof(*s->routes), s->n_routes + 1, &s->alloc_routes);
@@ -151,6 +151,13 @@ void router_table_route(struct router_table *t, const char *host, const char *pa
 	rt->path_len = strlen(rt->path);
 	rt->pool = pool;
 	rt->max_body = max_body > 0 ? max_body : RT_DEFAULT_MAX_BODY;
+	return (int)(s->n_routes - 1);
+}
+
+void router_table_route_https_redirect(struct router_table *t, int route)
+{
+	struct rt_snapshot *s = (struct rt_snapshot *)t;
+	s->routes[route].https_redirect = true;
 }
 
 /* Most specific first: exact host, then wildcards (longest first), then
@@ -416,6 +423,7 @@ struct json *router_stats_json(struct router *r, const char *app)
 	struct json *per = json_set(rt, "client_connections_per_worker", json_array());
 	for (int w = 0; w < r->n_workers; w++)
 		json_append(per, json_int(router_metrics_worker_connections(r, w)));
+	json_set_int(rt, "tls_handshake_failures", (int64_t)router_tls_handshake_failures(r));
 	free(mine);
 	free(list);
 	return out;
@@ -501,6 +509,8 @@ static void worker_wake(uv_async_t *a)
 	struct router *r = w->r;
 	if (w->stopping) {
 		uv_close((uv_handle_t *)&w->listen_poll, NULL);
+		if (r->https_listen)
+			uv_close((uv_handle_t *)&w->tls_listen_poll, NULL);
 		uv_close((uv_handle_t *)&w->listen_pause, NULL);
 		uv_mutex_lock(&w->alock);
 		w->adopt_closed = true; /* no worker hands over from now on */
@@ -542,15 +552,17 @@ static void worker_main(void *arg)
 	uv_run(&w->loop, UV_RUN_DEFAULT);
 }
 
-/* probe: check first that no other process listens on the address. */
-static int listen_socket(const char *addr, struct sockaddr_storage *ss, bool probe, char **err)
+/* probe: check first that no other process listens on the address. flag
+ * names the option the address came from in messages. */
+static int listen_socket(const char *addr, const char *flag, struct sockaddr_storage *ss, bool probe,
+			 char **err)
 {
 	char host[256];
 	const char *colon = strrchr(addr, ':');
 	int64_t port;
 	if (!colon || colon == addr || (size_t)(colon - addr) >= sizeof(host) ||
 	    str_to_i64(colon + 1, &port) < 0 || port < 0 || port > 65535) {
-		*err = xasprintf("invalid --http address '%s' (want HOST:PORT)", addr);
+		*err = xasprintf("invalid %s address '%s' (want HOST:PORT)", flag, addr);
 		return -EINVAL;
 	}
 	memcpy(host, addr, (size_t)(colon - addr));
@@ -563,7 +575,7 @@ static int listen_socket(const char *addr, struct sockaddr_storage *ss, bool pro
 			h++;
 		}
 		if (uv_ip6_addr(h, (int)port, (struct sockaddr_in6 *)ss) < 0) {
-			*err = xasprintf("invalid --http address '%s' (want an IP address and port)", addr);
+			*err = xasprintf("invalid %s address '%s' (want an IP address and port)", flag, addr);
 			return -EINVAL;
 		}
 	}
@@ -604,26 +616,12 @@ static int listen_socket(const char *addr, struct sockaddr_storage *ss, bool pro
 	return fd;
 }
 
-struct router *router_start(const struct router_config *cfg, char **err)
+/* n listening sockets on addr sharing its port (SO_REUSEPORT), one per
+ * worker, into fds; 0, or a negative errno with *err set and nothing open. */
+static int listen_all(const char *listen, const char *flag, int n, int *fds, char **err)
 {
-	struct router *r = xcalloc(1, sizeof(*r));
-	r->loop = cfg->loop;
-	r->cfg = *cfg;
-	r->listen = xstrdup(cfg->listen);
-	r->cfg.listen = r->listen;
-	r->n_workers = cfg->workers > 0 ? cfg->workers : (int)sysconf(_SC_NPROCESSORS_ONLN);
-	if (r->n_workers < 1)
-		r->n_workers = 1;
-	if (r->n_workers > 64)
-		r->n_workers = 64;
-	uv_mutex_init(&r->lock);
-	uv_mutex_init(&r->stats_lock);
-	crypto_random(&r->access_seed, sizeof(r->access_seed));
-	r->workers = xcalloc((size_t)r->n_workers, sizeof(*r->workers));
 	struct sockaddr_storage ss;
-	int fds[64];
-	int nfd = 0;
-	for (int k = 0; k < r->n_workers; k++) {
+	for (int k = 0; k < n; k++) {
 		char *addr = NULL;
 		if (k > 0) {
 			char host[INET6_ADDRSTRLEN + 2] = "";
@@ -640,19 +638,45 @@ struct router *router_start(const struct router_config *cfg, char **err)
 				addr = xasprintf("[%s]:%d", host, port);
 			}
 		}
-		int fd = listen_socket(addr ? addr : cfg->listen, &ss, k == 0, err);
+		int fd = listen_socket(addr ? addr : listen, flag, &ss, k == 0, err);
 		free(addr);
 		if (fd < 0) {
-			for (int j = 0; j < nfd; j++)
+			for (int j = 0; j < k; j++)
 				close(fds[j]);
-			free(r->workers);
-			free(r->listen);
-			uv_mutex_destroy(&r->lock);
-			uv_mutex_destroy(&r->stats_lock);
-			free(r);
-			return NULL;
+			return fd;
 		}
-		fds[nfd++] = fd;
+		fds[k] = fd;
+	}
+	return 0;
+}
+
+struct router *router_start(const struct router_config *cfg, char **err)
+{
+	struct router *r = xcalloc(1, sizeof(*r));
+	r->loop = cfg->loop;
+	r->cfg = *cfg;
+	r->listen = xstrdup(cfg->listen);
+	r->cfg.listen = r->listen;
+	r->n_workers = cfg->workers > 0 ? cfg->workers : (int)sysconf(_SC_NPROCESSORS_ONLN);
+	if (r->n_workers < 1)
+		r->n_workers = 1;
+	if (r->n_workers > 64)
+		r->n_workers = 64;
+	uv_mutex_init(&r->lock);
+	uv_mutex_init(&r->stats_lock);
+	crypto_random(&r->access_seed, sizeof(r->access_seed));
+	r->workers = xcalloc((size_t)r->n_workers, sizeof(*r->workers));
+	int fds[64], tls_fds[64];
+	if (listen_all(cfg->listen, "--http", r->n_workers, fds, err) < 0)
+		goto fail;
+	if (cfg->https_listen) {
+		if (listen_all(cfg->https_listen, "--https", r->n_workers, tls_fds, err) < 0) {
+			for (int j = 0; j < r->n_workers; j++)
+				close(fds[j]);
+			goto fail;
+		}
+		r->https_listen = xstrdup(cfg->https_listen);
+		r->cfg.https_listen = r->https_listen;
 	}
 	r->access_async = xcalloc(1, sizeof(*r->access_async));
 	uv_async_init(r->loop, r->access_async, access_kicked);
@@ -686,13 +710,34 @@ struct router *router_start(const struct router_config *cfg, char **err)
 		uv_poll_init_socket(&w->loop, &w->listen_poll, fds[k]);
 		w->listen_poll.data = w;
 		uv_poll_start(&w->listen_poll, UV_READABLE, rt_proxy_listen_ready);
+		w->tls_listen_fd = -1;
+		if (r->https_listen) {
+			w->tls_listen_fd = tls_fds[k];
+			uv_poll_init_socket(&w->loop, &w->tls_listen_poll, tls_fds[k]);
+			w->tls_listen_poll.data = w;
+			uv_poll_start(&w->tls_listen_poll, UV_READABLE, rt_proxy_listen_ready);
+		}
 		uv_timer_init(&w->loop, &w->listen_pause);
 		w->listen_pause.data = w;
-		uv_thread_create(&w->thread, worker_main, w);
 	}
-	log_info("router listening on http://%s with %d worker%s", cfg->listen, r->n_workers,
-		 r->n_workers == 1 ? "" : "s");
+	/* Redirects name the HTTPS port; the workers start once it is known. */
+	r->https_port = r->https_listen ? router_https_port(r) : 0;
+	for (int k = 0; k < r->n_workers; k++)
+		uv_thread_create(&r->workers[k].thread, worker_main, &r->workers[k]);
+	if (r->https_listen)
+		log_info("router listening on http://%s and https://%s with %d worker%s", cfg->listen,
+			 cfg->https_listen, r->n_workers, r->n_workers == 1 ? "" : "s");
+	else
+		log_info("router listening on http://%s with %d worker%s", cfg->listen, r->n_workers,
+			 r->n_workers == 1 ? "" : "s");
 	return r;
+fail:
+	free(r->workers);
+	free(r->listen);
+	uv_mutex_destroy(&r->lock);
+	uv_mutex_destroy(&r->stats_lock);
+	free(r);
+	return NULL;
 }
 
 int router_port(const struct router *r)
@@ -704,6 +749,27 @@ int router_port(const struct router *r)
 	if (ss.ss_family == AF_INET)
 		return ntohs(((struct sockaddr_in *)&ss)->sin_port);
 	return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+}
+
+int router_https_port(const struct router *r)
+{
+	if (!r->https_listen)
+		return -ENOENT;
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	if (getsockname(r->workers[0].tls_listen_fd, (struct sockaddr *)&ss, &len) < 0)
+		return -errno;
+	if (ss.ss_family == AF_INET)
+		return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+	return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+}
+
+uint64_t router_tls_handshake_failures(struct router *r)
+{
+	uint64_t n = 0;
+	for (int w = 0; w < r->n_workers; w++)
+		n += RT_GET(r->workers[w].tls_handshake_failures);
+	return n;
 }
 
 void router_free(struct router *r)
@@ -720,6 +786,8 @@ void router_free(struct router *r)
 		uv_run(&w->loop, UV_RUN_DEFAULT);
 		uv_loop_close(&w->loop);
 		close(w->listen_fd);
+		if (w->tls_listen_fd >= 0)
+			close(w->tls_listen_fd);
 		for (size_t j = 0; j < w->n_handoffs; j++) /* handed over as it stopped */
 			close(w->handoffs[j].fd);
 		free(w->handoffs);
@@ -751,6 +819,7 @@ void router_free(struct router *r)
 	free(r->stats);
 	free(r->workers);
 	free(r->listen);
+	free(r->https_listen);
 	uv_mutex_destroy(&r->lock);
 	uv_mutex_destroy(&r->stats_lock);
 	free(r);

@@ -13,6 +13,7 @@
 
 struct json;
 struct router;
+struct tls_ctx;
 struct router_table;
 
 enum router_balance { ROUTER_P2C, ROUTER_ROUND_ROBIN, ROUTER_HASH };
@@ -24,6 +25,8 @@ typedef void (*router_access_cb)(void *ctx, const char *app, const char *instanc
 struct router_config {
 	uv_loop_t *loop;    /* the control loop; borrowed */
 	const char *listen; /* "HOST:PORT" */
+	const char *https_listen; /* "HOST:PORT" for HTTPS, or NULL */
+	struct tls_ctx *tls; /* its certificates; borrowed, outlives the router */
 	int workers;        /* 0: one per core */
 	int64_t connect_timeout_ms, header_timeout_ms, response_timeout_ms, idle_timeout_ms;
 	int64_t max_header_bytes;
@@ -41,6 +44,11 @@ void router_free(struct router *r);
 /* The TCP port the router listens on: the one it was given, or the one the
  * kernel chose for a "HOST:0" listen address; a negative errno on failure. */
 int router_port(const struct router *r);
+/* Likewise for the HTTPS listener; -ENOENT when there is none. */
+int router_https_port(const struct router *r);
+/* TLS handshakes on the HTTPS listener that failed or did not finish in
+ * the header timeout, summed over workers. */
+uint64_t router_tls_handshake_failures(struct router *r);
 
 /* ---- what to route ---- */
 struct router_table *router_table_new(void);
@@ -53,9 +61,13 @@ void router_table_backend(struct router_table *t, int pool, const char *instance
 /* The pool's app is in maintenance: its requests get 503 with Retry-After. */
 void router_table_maintenance(struct router_table *t, int pool);
 /* host: exact ("shop.example.com"), wildcard ("*.example.com") or NULL for
- * any host; path: prefix starting with '/'. max_body: bytes, 0 = default. */
-void router_table_route(struct router_table *t, const char *host, const char *path, int pool,
-			int64_t max_body);
+ * any host; path: prefix starting with '/'. max_body: bytes, 0 = default.
+ * Returns the route's index. */
+int router_table_route(struct router_table *t, const char *host, const char *path, int pool,
+		       int64_t max_body);
+/* Route `route` answers requests on the plain listener with a 308 to the
+ * same URL over HTTPS. */
+void router_table_route_https_redirect(struct router_table *t, int route);
 /* Swaps the table in (takes ownership). */
 void router_publish(struct router *r, struct router_table *t);
 

@@ -87,6 +87,7 @@ struct rt_route {
 	size_t path_len;
 	int pool;
 	int64_t max_body;
+	bool https_redirect; /* plain requests get a 308 to the HTTPS listener */
 	struct rt_stats *stats;
 };
 
@@ -124,6 +125,8 @@ struct rt_worker {
 	uv_loop_t loop; /* loop.data is the worker */
 	int listen_fd;            /* the worker's SO_REUSEPORT listener */
 	uv_poll_t listen_poll;    /* accepts by hand: the fd may go to another worker */
+	int tls_listen_fd;        /* the HTTPS listener, when the router has one */
+	uv_poll_t tls_listen_poll;
 	uv_timer_t listen_pause;  /* out of descriptors: listening resumes after a pause */
 	int64_t accept_warned_ms; /* when the last accept failure was logged */
 	_Atomic int64_t n_clients; /* open client connections, read by the other workers */
@@ -155,12 +158,15 @@ struct rt_worker {
 	int64_t ts_sec;     /* the second ts_prefix shows */
 	char ts_prefix[64]; /* "2026-11-29T23:18:42." for access log lines */
 	_Atomic uint64_t new_backend_conns, reused_backend_conns;
+	_Atomic uint64_t tls_handshake_failures;
 };
 
 struct router {
 	uv_loop_t *loop;
 	struct router_config cfg;
 	char *listen;
+	char *https_listen; /* NULL: no HTTPS listener */
+	int https_port;     /* its port once bound (redirects name it) */
 	struct rt_worker *workers;
 	int n_workers;
 	uv_mutex_t lock; /* guards current */
@@ -198,10 +204,11 @@ void rt_backend_result(struct rt_backend *b, bool failed, struct rt_counters *c)
 /* A connection accepted by one worker for another (or itself). */
 struct rt_handoff {
 	int fd;
+	bool tls; /* from the HTTPS listener */
 	struct sockaddr_storage peer;
 };
-/* The listener is readable: accepts what is queued, keeping each
- * connection or handing it to the worker with the fewest. */
+/* A listener (plain or HTTPS) is readable: accepts what is queued, keeping
+ * each connection or handing it to the worker with the fewest. */
 void rt_proxy_listen_ready(uv_poll_t *p, int status, int events);
 /* Takes the connections handed over to w (its adopt handle fired). */
 void rt_proxy_adopt_all(uv_async_t *a);

@@ -106,6 +106,8 @@ void router_metrics_global(struct router *r, struct router_metrics_global *out)
 		out->connections += router_metrics_worker_connections(r, w);
 		out->connections_moved += RT_GET(r->workers[w].moved_in);
 	}
+	out->https = r->https_listen != NULL;
+	out->tls_handshake_failures = router_tls_handshake_failures(r);
 }
 
 int64_t router_metrics_worker_connections(struct router *r, int k)

@@ -43,6 +43,8 @@ struct router_metrics_global {
 	uint64_t backend_opened, backend_reused, access_log_dropped;
 	int64_t connections;      /* client connections open now, all workers */
 	uint64_t connections_moved; /* accepted by one worker, served by another */
+	bool https;                      /* an HTTPS listener runs */
+	uint64_t tls_handshake_failures; /* on it */
 };
 /* Client connections open now on worker k (0 <= k < workers). */
 int64_t router_metrics_worker_connections(struct router *r, int k);

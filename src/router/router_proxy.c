@@ -4,11 +4,17 @@
  * ready instance, and streamed both ways through a pooled keep-alive backend
  * connection with backpressure. Upgrades become a raw tunnel.
  *
+ * A client accepted on the HTTPS listener talks through a TLS session
+ * (c->tls) that owns its socket; a plain client has c->tls NULL and uses
+ * c->tcp. The few places that read, write or close a client branch on
+ * that pointer, so plain connections keep their syscalls and buffers.
+ *
  * Lifetimes: a client owns its current request; a request points at its
  * upstream and the upstream back at the request while attached. A pooled
  * upstream belongs to the worker's idle list. Every struct frees itself in
  * the close callback of its last handle. */
 #include "compat/http_stream.h"
+#include "compat/tls.h"
 #include "core/log.h"
 #include "core/strbuf.h"
 #include "core/util.h"
@@ -48,7 +54,8 @@ struct rt_req;
 
 struct rt_client {
 	struct rt_worker *w;
-	uv_tcp_t tcp;
+	uv_tcp_t tcp;            /* plain clients only */
+	struct tls_stream *tls;  /* HTTPS clients: owns their socket; NULL for plain */
 	struct deadline timer;
 	int open;
 	struct http_stream *parser;
@@ -57,6 +64,7 @@ struct rt_client {
 	struct rt_req *req;
 	char ip[INET6_ADDRSTRLEN];
 	bool closing, reading, close_after, tunnel, parse_error;
+	bool tls_open; /* the handshake finished */
 	bool pending_full; /* reading stopped for the size of pending */
 	bool dirty;     /* on the worker's list of output to write this turn */
 	size_t writing; /* bytes in flight in uv_write */
@@ -111,6 +119,7 @@ struct rt_req {
 	int status;
 	const char *local_error; /* answered by the router, not an instance */
 	char *local_msg;
+	char *location; /* a local redirect's target */
 	enum framing fr_client;
 	int64_t body_in, max_body;
 	int64_t bytes_out;
@@ -235,9 +244,8 @@ static int write_out(uv_stream_t *s, struct strbuf *sb, void *owner, bool to_cli
 
 /* ---- clients ---- */
 
-static void client_closed(uv_handle_t *h)
+static void client_release(struct rt_client *c)
 {
-	struct rt_client *c = h->data;
 	if (--c->open > 0)
 		return;
 	struct rt_worker *w = c->w;
@@ -254,6 +262,16 @@ static void client_closed(uv_handle_t *h)
 	free(c);
 }
 
+static void client_closed(uv_handle_t *h)
+{
+	client_release(h->data);
+}
+
+static void client_tls_closed(void *data)
+{
+	client_release(data);
+}
+
 static void req_free(struct rt_req *r)
 {
 	if (!r)
@@ -267,6 +285,7 @@ static void req_free(struct rt_req *r)
 	rt_backend_unref(r->be);
 	rt_snapshot_unref(r->snap);
 	free(r->local_msg);
+	free(r->location);
 	free(r->hash_key);
 	/* Kept for the next request with its buffers, unless they grew big. */
 	struct rt_worker *w = r->c->w;
@@ -338,16 +357,17 @@ static void client_close(struct rt_client *c)
 		c->req = NULL;
 		req_free(r);
 	}
-	uv_close((uv_handle_t *)&c->tcp, client_closed);
+	if (c->tls)
+		tls_stream_close(c->tls, client_tls_closed);
+	else
+		uv_close((uv_handle_t *)&c->tcp, client_closed);
 	uv_close((uv_handle_t *)&c->timer.timer, client_closed);
 }
 
-static void client_write_done(uv_write_t *wr, int status)
+/* len bytes of c's output were taken by the socket (or failed). */
+static void client_written(struct rt_client *c, size_t len, int status)
 {
-	struct wbuf *b = wr->data;
-	struct rt_client *c = b->owner;
-	c->writing -= b->len;
-	free(b);
+	c->writing -= len;
 	if (c->closing)
 		return;
 	if (status < 0) {
@@ -363,13 +383,62 @@ static void client_write_done(uv_write_t *wr, int status)
 		upstream_resume(c->req->up);
 }
 
+static void client_write_done(uv_write_t *wr, int status)
+{
+	struct wbuf *b = wr->data;
+	struct rt_client *c = b->owner;
+	size_t len = b->len;
+	free(b);
+	client_written(c, len, status);
+}
+
+/* ---- TLS clients ---- */
+
+/* One write through a client's TLS session: who and how many bytes. */
+struct tls_piece {
+	struct rt_client *c;
+	size_t len;
+};
+
+static void client_tls_written(struct tls_stream *s, int status, void *arg)
+{
+	struct tls_piece *p = arg;
+	struct rt_client *c = p->c;
+	size_t len = p->len;
+	free(p);
+	client_written(c, len, status);
+}
+
+/* Encrypts all of c->out and queues it on the socket; c->writing counts
+ * the plaintext until the socket took its records. 0 or a libuv error. */
+static int client_tls_write(struct rt_client *c)
+{
+	if (!c->tls_open)
+		return 0; /* nothing is answered before the handshake */
+	struct tls_piece *p = xmalloc(sizeof(*p));
+	p->c = c;
+	p->len = c->out.len;
+	uv_buf_t b = uv_buf_init(c->out.buf, (unsigned)c->out.len);
+	int r = tls_stream_write(c->tls, &b, 1, client_tls_written, p);
+	if (r < 0) {
+		free(p);
+		return r;
+	}
+	c->writing += p->len;
+	strbuf_reset(&c->out);
+	if (c->out.alloc > 256 * 1024)
+		strbuf_release(&c->out);
+	return 0;
+}
+
 /* Writes c->out now; a client that is to close after its answer closes
  * once all of it is written (here, or in client_write_done). */
 static void client_write(struct rt_client *c)
 {
 	if (c->closing)
 		return;
-	if (c->out.len && write_out((uv_stream_t *)&c->tcp, &c->out, c, true, &c->writing, true) < 0) {
+	if (c->out.len && (c->tls ? client_tls_write(c)
+				  : write_out((uv_stream_t *)&c->tcp, &c->out, c, true, &c->writing, true)) < 0) {
 		client_close(c);
 		return;
 	}
@@ -426,10 +495,13 @@ static void local_response(struct rt_client *c, struct rt_req *r, int status, co
 		n = (int)sizeof(body) - 1;
 	strbuf_addf(&c->out,
 		    "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n"
-		    "X-Request-Id: %s\r\n%sConnection: %s\r\n\r\n",
+		    "X-Request-Id: %s\r\n%sConnection: %s\r\n",
 		    status, http_reason(status), n, id,
 		    r && r->retry_later ? "Retry-After: " RT_MAINTENANCE_RETRY_AFTER "\r\n" : "",
 		    close ? "close" : "keep-alive");
+	if (r && r->location)
+		strbuf_addf(&c->out, "Location: %s\r\n", r->location);
+	strbuf_adds(&c->out, "\r\n");
 	if (!r || !r->is_head)
 		strbuf_add(&c->out, body, (size_t)n);
 	if (r) {
@@ -454,6 +526,12 @@ static void client_timeout(uv_timer_t *t)
 	struct rt_client *c = t->data;
 	if (c->closing)
 		return;
+	if (c->tls && !c->tls_open) {
+		/* The handshake did not finish within the header timeout. */
+		RT_ADD(c->w->tls_handshake_failures, 1);
+		client_close(c);
+		return;
+	}
 	if (c->req || http_stream_in_message(c->parser) || c->pending.len) {
 		if (!c->req || !c->req->resp_started) {
 			/* Slowloris: the head did not arrive in time. */
@@ -648,6 +726,21 @@ static const char *connection_extra(const struct http_head *h, struct strbuf *tm
 	return lists_other_headers(conn) ? conn : NULL;
 }
 
+/* A route that wants HTTPS answers plain requests with a 308 to the same
+ * host and target on the HTTPS listener (its port unless 443): 308 keeps
+ * the method and body, where 301 would let a client turn POST into GET. */
+static int redirect_to_https(struct rt_client *c, struct rt_req *r, const struct http_head *h)
+{
+	int port = c->w->r->https_port;
+	char p[16] = "";
+	if (port > 0 && port != 443)
+		snprintf(p, sizeof(p), ":%d", port);
+	r->location = xasprintf("https://%s%s%s", r->host, p, r->path);
+	r->status = 308;
+	r->local_msg = xasprintf("this site is served over HTTPS: %s", r->location);
+	return h->content_length > 0 || h->chunked ? -1 : 0;
+}
+
 static int on_req_head(void *ctx, struct http_head *h)
 {
 	struct rt_client *c = ctx;
@@ -762,6 +855,8 @@ static int on_req_head(void *ctx, struct http_head *h)
 	r->ctr = &r->route->stats->w[w->index];
 	RT_ADD(r->ctr->inflight, 1);
 	r->max_body = r->route->max_body;
+	if (r->route->https_redirect && !c->tls)
+		return redirect_to_https(c, r, h);
 	if (h->content_length > r->max_body) {
 		r->status = 413;
 		r->local_msg = xasprintf("request body larger than %lld bytes", (long long)r->max_body);
@@ -818,7 +913,7 @@ static int on_req_head(void *ctx, struct http_head *h)
 		}
 	}
 	strbuf_adds(o, c->ip);
-	strbuf_adds(o, "\r\nX-Forwarded-Proto: http\r\n");
+	strbuf_adds(o, c->tls ? "\r\nX-Forwarded-Proto: https\r\n" : "\r\nX-Forwarded-Proto: http\r\n");
 	add_header(o, "X-Forwarded-Host", host ? host : r->host);
 	add_header(o, "X-Request-Id", r->id);
 	strbuf_release(&tmp);
@@ -1251,7 +1346,7 @@ static int on_resp_head(void *ctx, struct http_head *h)
  * *data and *len are left at the part still to buffer. */
 static void write_direct(struct rt_client *c, const char **data, size_t *len)
 {
-	if (c->writing || c->closing)
+	if (c->writing || c->closing || c->tls)
 		return;
 	uv_buf_t b[2] = {uv_buf_init(c->out.buf, (unsigned)c->out.len),
 			 uv_buf_init((char *)*data, (unsigned)*len)};
@@ -1542,20 +1637,33 @@ static void req_finish(struct rt_req *r)
 
 static void client_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
 
+static void client_read_start(struct rt_client *c)
+{
+	if (c->tls)
+		tls_stream_read_start(c->tls);
+	else
+		uv_read_start((uv_stream_t *)&c->tcp, alloc_buf, client_read);
+}
+
 static void client_resume(struct rt_client *c)
 {
 	if (c->closing || c->reading)
 		return;
 	c->reading = true;
-	uv_read_start((uv_stream_t *)&c->tcp, alloc_buf, client_read);
+	client_read_start(c);
 	client_process(c);
 }
 
+/* A TLS session still hands over the rest of what it decrypted from the
+ * read in progress: client_input keeps it pending, a bounded amount. */
 static void client_pause(struct rt_client *c)
 {
 	if (c->reading) {
 		c->reading = false;
-		uv_read_stop((uv_stream_t *)&c->tcp);
+		if (c->tls)
+			tls_stream_read_stop(c->tls);
+		else
+			uv_read_stop((uv_stream_t *)&c->tcp);
 	}
 }
 
@@ -1571,7 +1679,7 @@ static void client_check_pending(struct rt_client *c)
 		c->pending_full = false;
 		if (!c->closing && !c->reading && !c->close_after) {
 			c->reading = true;
-			uv_read_start((uv_stream_t *)&c->tcp, alloc_buf, client_read);
+			client_read_start(c);
 		}
 	}
 }
@@ -1672,9 +1780,9 @@ static void client_process(struct rt_client *c)
 	client_check_pending(c);
 }
 
-static void client_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+/* n bytes read from c (plaintext for a TLS client), or n < 0 at its end. */
+static inline void client_input(struct rt_client *c, ssize_t n, const char *data)
 {
-	struct rt_client *c = s->data;
 	if (c->closing) {
 		return;
 	}
@@ -1694,20 +1802,25 @@ static void client_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 	}
 	if (c->tunnel) {
 		if (c->req && c->req->up)
-			tunnel_pipe(c, c->req->up, true, buf->base, (size_t)n);
+			tunnel_pipe(c, c->req->up, true, data, (size_t)n);
 		return;
 	}
 	if (c->pending.len) {
-		strbuf_add(&c->pending, buf->base, (size_t)n);
+		strbuf_add(&c->pending, data, (size_t)n);
 		client_process(c);
 		return;
 	}
 	/* Parsed where it was read; only what has to wait is kept. */
-	size_t used = client_parse(c, buf->base, (size_t)n);
+	size_t used = client_parse(c, data, (size_t)n);
 	if (used < (size_t)n && !c->closing) {
-		strbuf_add(&c->pending, buf->base + used, (size_t)n - used);
+		strbuf_add(&c->pending, data + used, (size_t)n - used);
 		client_check_pending(c);
 	}
+}
+
+static void client_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+	client_input(s->data, n, buf->base);
 }
 
 /* ---- accepting and balancing connections over workers ---- */
@@ -1750,6 +1863,66 @@ static void client_adopt(struct rt_worker *w, int fd, const struct sockaddr_stor
 	client_resume(c);
 }
 
+/* ---- clients of the HTTPS listener ---- */
+
+static void client_tls_open(struct tls_stream *s, int status, const char *why, void *data)
+{
+	struct rt_client *c = data;
+	if (status < 0) {
+		RT_ADD(c->w->tls_handshake_failures, 1);
+		client_close(c);
+		return;
+	}
+	c->tls_open = true;
+	/* The header timeout armed at adoption covers the handshake and the
+	 * first request's head together, as it covers the head alone on the
+	 * plain listener. */
+}
+
+static void client_tls_data(struct tls_stream *s, ssize_t n, const char *buf, void *data)
+{
+	client_input(data, n, buf);
+}
+
+/* Starts serving fd, accepted on the HTTPS listener, on w: a TLS session
+ * owns the socket (in its own heap handle) and hands plaintext to the
+ * same request path as a plain client's reads. */
+static void client_adopt_tls(struct rt_worker *w, int fd, const struct sockaddr_storage *peer)
+{
+	uv_tcp_t *tcp = xmalloc(sizeof(*tcp));
+	uv_tcp_init(&w->loop, tcp);
+	struct rt_client *c = xcalloc(1, sizeof(*c));
+	c->w = w;
+	deadline_init(&w->loop, &c->timer, c, client_timeout);
+	c->open = 2;
+	strbuf_init(&c->pending, 0);
+	strbuf_init(&c->out, 0);
+	c->next = w->clients;
+	if (w->clients)
+		w->clients->prev = c;
+	w->clients = c;
+	if (uv_tcp_open(tcp, fd) < 0)
+		close(fd);
+	else
+		c->tls = tls_stream_server(w->r->cfg.tls, tcp, client_tls_open, client_tls_data, c);
+	if (!c->tls) {
+		uv_close((uv_handle_t *)tcp, (uv_close_cb)free);
+		c->closing = true;
+		c->open = 1;
+		uv_close((uv_handle_t *)&c->timer.timer, client_closed);
+		return;
+	}
+	uv_tcp_nodelay(tcp, 1);
+	strlcpy_s(c->ip, "-", sizeof(c->ip));
+	if (peer->ss_family == AF_INET)
+		uv_ip4_name((const struct sockaddr_in *)peer, c->ip, sizeof(c->ip));
+	else if (peer->ss_family == AF_INET6)
+		uv_ip6_name((const struct sockaddr_in6 *)peer, c->ip, sizeof(c->ip));
+	c->reading = true; /* the session reads from the start */
+	c->parser = http_stream_new(HTTP_KIND_REQUEST, (size_t)w->r->cfg.max_header_bytes, &req_cbs, c);
+	deadline_set(&c->timer, (uint64_t)w->r->cfg.header_timeout_ms);
+}
+
 /* The worker that takes a connection w accepted, its count already raised:
  * w itself unless another worker has at least two connections fewer. The
  * kernel spreads connections over the SO_REUSEPORT listeners by a hash of
@@ -1776,7 +1949,7 @@ static struct rt_worker *worker_pick(struct rt_worker *w)
 }
 
 /* Queues fd for worker to; false when it takes no more (it is stopping). */
-static bool handoff(struct rt_worker *to, int fd, const struct sockaddr_storage *peer)
+static bool handoff(struct rt_worker *to, int fd, const struct sockaddr_storage *peer, bool tls)
 {
 	uv_mutex_lock(&to->alock);
 	bool ok = !to->adopt_closed;
@@ -1787,6 +1960,7 @@ static bool handoff(struct rt_worker *to, int fd, const struct sockaddr_storage 
 		}
 		to->handoffs[to->n_handoffs].fd = fd;
 		to->handoffs[to->n_handoffs].peer = *peer;
+		to->handoffs[to->n_handoffs].tls = tls;
 		to->n_handoffs++;
 		uv_async_send(&to->adopt);
 	}
@@ -1797,8 +1971,11 @@ static bool handoff(struct rt_worker *to, int fd, const struct sockaddr_storage 
 static void listen_resume(uv_timer_t *t)
 {
 	struct rt_worker *w = t->data;
-	if (!w->stopping)
-		uv_poll_start(&w->listen_poll, UV_READABLE, rt_proxy_listen_ready);
+	if (w->stopping)
+		return;
+	uv_poll_start(&w->listen_poll, UV_READABLE, rt_proxy_listen_ready);
+	if (w->tls_listen_fd >= 0)
+		uv_poll_start(&w->tls_listen_poll, UV_READABLE, rt_proxy_listen_ready);
 }
 
 void rt_proxy_listen_ready(uv_poll_t *p, int status, int events)
@@ -1807,10 +1984,12 @@ void rt_proxy_listen_ready(uv_poll_t *p, int status, int events)
 	(void)events;
 	if (status < 0 || w->stopping)
 		return;
+	bool tls = p == &w->tls_listen_poll;
+	int lfd = tls ? w->tls_listen_fd : w->listen_fd;
 	for (int k = 0; k < ACCEPT_BATCH; k++) {
 		struct sockaddr_storage peer;
 		socklen_t len = sizeof(peer);
-		int fd = accept4(w->listen_fd, (struct sockaddr *)&peer, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		int fd = accept4(lfd, (struct sockaddr *)&peer, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0) {
 			if (errno == EINTR || errno == ECONNABORTED)
 				continue;
@@ -1822,18 +2001,23 @@ void rt_proxy_listen_ready(uv_poll_t *p, int status, int events)
 						 strerror(errno));
 				}
 				uv_poll_stop(&w->listen_poll);
+				if (w->tls_listen_fd >= 0)
+					uv_poll_stop(&w->tls_listen_poll);
 				uv_timer_start(&w->listen_pause, listen_resume, ACCEPT_PAUSE_MS, 0);
 			}
 			return;
 		}
 		struct rt_worker *to = worker_pick(w);
 		if (to != w) {
-			if (handoff(to, fd, &peer))
+			if (handoff(to, fd, &peer, tls))
 				continue;
 			atomic_fetch_sub_explicit(&to->n_clients, 1, memory_order_relaxed);
 			atomic_fetch_add_explicit(&w->n_clients, 1, memory_order_relaxed);
 		}
-		client_adopt(w, fd, &peer);
+		if (tls)
+			client_adopt_tls(w, fd, &peer);
+		else
+			client_adopt(w, fd, &peer);
 	}
 }
 
@@ -1853,7 +2037,10 @@ void rt_proxy_adopt_all(uv_async_t *a)
 			continue;
 		}
 		atomic_fetch_add_explicit(&w->moved_in, 1, memory_order_relaxed);
-		client_adopt(w, list[k].fd, &list[k].peer);
+		if (list[k].tls)
+			client_adopt_tls(w, list[k].fd, &list[k].peer);
+		else
+			client_adopt(w, list[k].fd, &list[k].peer);
 	}
 	free(list);
 }

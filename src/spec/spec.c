@@ -848,8 +848,9 @@ static void parse_resources(struct ctx *c, const struct yaml_pair *rf, const cha
 
 /* --------------------------------------------------------------- routes */
 
-static const char *const route_keys[] = {"host", "path", "max_body"};
-enum { RT_HOST, RT_PATH, RT_MAX_BODY, RT_N };
+static const char *const route_keys[] = {"host", "path", "max_body", "https"};
+enum { RT_HOST, RT_PATH, RT_MAX_BODY, RT_HTTPS, RT_N };
+static const char *const https_modes[] = {"allow", "redirect"};
 
 static void parse_routes(struct ctx *c, const struct yaml_pair *rf, const char *of,
 			 struct spec_process *p)
@@ -894,6 +895,9 @@ static void parse_routes(struct ctx *c, const struct yaml_pair *rf, const char *
 					 ctx_showv(c, f[RT_PATH]->value), where, why);
 		}
 		get_size(c, f[RT_MAX_BODY], where, 0, "0", &r->max_body);
+		const char *https;
+		if (get_choice(c, f[RT_HTTPS], where, https_modes, ARRAY_SIZE(https_modes), &https))
+			r->https_redirect = https == https_modes[1];
 		if (ctx_count(c) == errors_before)
 			c->route_at[c->n_route_at - 1] = item;
 	}
@@ -1570,6 +1574,7 @@ static struct json *process_to_json(const struct spec_process *p)
 		json_set_str(r, "host", p->routes[i].host);
 		json_set_str(r, "path", p->routes[i].path);
 		json_set_int(r, "max_body", p->routes[i].max_body);
+		json_set_str(r, "https", https_modes[p->routes[i].https_redirect]);
 	}
 	json_set_str(o, "balance", balances[p->balance]);
 	json_set_str(o, "hash_on", p->hash_on);

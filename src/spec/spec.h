@@ -43,6 +43,7 @@ struct spec_route {
 	char *host; /* exact "shop.example.com", wildcard "*.example.com", or NULL = any */
 	char *path; /* prefix, starts with '/'; default "/" */
 	int64_t max_body; /* request body limit in bytes; default 100M */
+	bool https_redirect; /* `https: redirect`: plain HTTP gets a 308 to HTTPS */
 };
 
 enum spec_balance { SPEC_BALANCE_P2C, SPEC_BALANCE_ROUND_ROBIN, SPEC_BALANCE_HASH };

@@ -1067,6 +1067,27 @@ static void test_tls__server_ctx_names_a_file_that_is_not_pem(void **state)
 	free(cert);
 }
 
+/* SNI picks a certificate by these rules: a wildcard is one whole
+ * label, never zero or two; case does not matter. */
+static void test_tls__name_match_takes_exact_names_and_one_label_wildcards(void **state)
+{
+	assert_true(tls_name_match("shop.example.com", "shop.example.com"));
+	assert_true(tls_name_match("shop.example.com", "SHOP.Example.COM"));
+	assert_false(tls_name_match("shop.example.com", "example.com"));
+	assert_false(tls_name_match("shop.example.com", "xshop.example.com"));
+	assert_true(tls_name_match("*.example.com", "a.example.com"));
+	assert_true(tls_name_match("*.example.com", "A-1.EXAMPLE.com"));
+	assert_false(tls_name_match("*.example.com", "example.com"));
+	assert_false(tls_name_match("*.example.com", "a.b.example.com"));
+	assert_false(tls_name_match("*.example.com", ".example.com"));
+	assert_false(tls_name_match("*.example.com", "a.example.org"));
+	assert_false(tls_name_match("*.example.com", "aexample.com"));
+	/* Only a leading "*." is a wildcard; anything else is a plain name. */
+	assert_false(tls_name_match("*", "example"));
+	assert_false(tls_name_match("f*.example.com", "foo.example.com"));
+	assert_true(tls_name_match("f*.example.com", "f*.example.com"));
+}
+
 static int wait_never(void *arg, int fd, bool for_write)
 {
 	return 0; /* the socketpair already holds what there is to read */
@@ -1277,6 +1298,7 @@ int main(void)
 		cmocka_unit_test(test_tls__server_ctx_names_a_missing_certificate),
 		cmocka_unit_test(test_tls__server_ctx_names_a_missing_key),
 		cmocka_unit_test(test_tls__server_ctx_names_a_file_that_is_not_pem),
+		cmocka_unit_test(test_tls__name_match_takes_exact_names_and_one_label_wildcards),
 		cmocka_unit_test(test_tls__blocking_client_fails_cleanly_on_a_peer_that_is_not_tls),
 		cmocka_unit_test(test_json__parses_every_kind_of_value),
 		cmocka_unit_test(test_json__getters_answer_null_for_the_wrong_kind),

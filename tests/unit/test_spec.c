@@ -667,6 +667,22 @@ static void test_spec__validates_routes(void **state)
 	spec_free(s);
 }
 
+static void test_spec__route_https_is_allow_or_redirect(void **state)
+{
+	struct spec *s = parse_ok(HEAD "    routes: [{host: a.example.com, https: redirect},\n"
+				       "             {host: b.example.com, https: allow}, {host: c.example.com}]\n");
+	assert_true(s->procs[0].routes[0].https_redirect);
+	assert_false(s->procs[0].routes[1].https_redirect);
+	assert_false(s->procs[0].routes[2].https_redirect);
+	spec_free(s);
+	expect_error(HEAD "    routes: [{host: a.example.com, https: redirekt}]\n",
+		     FILE_NAME ":5:43: 'https' in route 1 of process 'web' must be one of 'allow' or "
+			       "'redirect', found 'redirekt' (did you mean 'redirect'?)");
+	expect_error(HEAD "    routes: [{host: a.example.com, htps: redirect}]\n",
+		     FILE_NAME ":5:36: unknown key 'htps' in route 1 of process 'web' (did you mean "
+			       "'https'?)");
+}
+
 static void test_spec__validates_deploy_strategy(void **state)
 {
 	expect_error(HEAD "    deploy: {strategy: bluegreen}\n",
@@ -1177,6 +1193,7 @@ int main(void)
 		cmocka_unit_test(test_spec__validates_resources_cpu),
 		cmocka_unit_test(test_spec__validates_health_checks),
 		cmocka_unit_test(test_spec__validates_routes),
+		cmocka_unit_test(test_spec__route_https_is_allow_or_redirect),
 		cmocka_unit_test(test_spec__validates_deploy_strategy),
 		cmocka_unit_test(test_spec__validates_autoscale),
 		cmocka_unit_test(test_spec__validates_alerts),
