@@ -1832,14 +1832,13 @@ static void client_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
  * again (it is level-triggered and would otherwise spin). */
 #define ACCEPT_PAUSE_MS 100
 
-/* Starts serving the accepted connection fd on w. */
-static void client_adopt(struct rt_worker *w, int fd, const struct sockaddr_storage *peer)
+/* A client of w with its timer, on w's list; its socket is the caller's
+ * to set up. */
+static struct rt_client *client_new(struct rt_worker *w)
 {
 	struct rt_client *c = xcalloc(1, sizeof(*c));
 	c->w = w;
-	uv_tcp_init(&w->loop, &c->tcp);
 	deadline_init(&w->loop, &c->timer, c, client_timeout);
-	c->tcp.data = c;
 	c->open = 2;
 	strbuf_init(&c->pending, 0);
 	strbuf_init(&c->out, 0);
@@ -1847,19 +1846,35 @@ static void client_adopt(struct rt_worker *w, int fd, const struct sockaddr_stor
 	if (w->clients)
 		w->clients->prev = c;
 	w->clients = c;
+	return c;
+}
+
+/* The client's address for the forwarding headers and the access log,
+ * its parser, and the deadline for its first request's head. */
+static void client_begin(struct rt_client *c, const struct sockaddr_storage *peer)
+{
+	strlcpy_s(c->ip, "-", sizeof(c->ip));
+	if (peer->ss_family == AF_INET)
+		uv_ip4_name((const struct sockaddr_in *)peer, c->ip, sizeof(c->ip));
+	else if (peer->ss_family == AF_INET6)
+		uv_ip6_name((const struct sockaddr_in6 *)peer, c->ip, sizeof(c->ip));
+	c->parser = http_stream_new(HTTP_KIND_REQUEST, (size_t)c->w->r->cfg.max_header_bytes, &req_cbs, c);
+	deadline_set(&c->timer, (uint64_t)c->w->r->cfg.header_timeout_ms);
+}
+
+/* Starts serving the accepted connection fd on w. */
+static void client_adopt(struct rt_worker *w, int fd, const struct sockaddr_storage *peer)
+{
+	struct rt_client *c = client_new(w);
+	uv_tcp_init(&w->loop, &c->tcp);
+	c->tcp.data = c;
 	if (uv_tcp_open(&c->tcp, fd) < 0) {
 		close(fd);
 		client_close(c);
 		return;
 	}
 	uv_tcp_nodelay(&c->tcp, 1);
-	strlcpy_s(c->ip, "-", sizeof(c->ip));
-	if (peer->ss_family == AF_INET)
-		uv_ip4_name((const struct sockaddr_in *)peer, c->ip, sizeof(c->ip));
-	else if (peer->ss_family == AF_INET6)
-		uv_ip6_name((const struct sockaddr_in6 *)peer, c->ip, sizeof(c->ip));
-	c->parser = http_stream_new(HTTP_KIND_REQUEST, (size_t)w->r->cfg.max_header_bytes, &req_cbs, c);
-	deadline_set(&c->timer, (uint64_t)w->r->cfg.header_timeout_ms);
+	client_begin(c, peer);
 	client_resume(c);
 }
 
@@ -1891,16 +1906,7 @@ static void client_adopt_tls(struct rt_worker *w, int fd, const struct sockaddr_
 {
 	uv_tcp_t *tcp = xmalloc(sizeof(*tcp));
 	uv_tcp_init(&w->loop, tcp);
-	struct rt_client *c = xcalloc(1, sizeof(*c));
-	c->w = w;
-	deadline_init(&w->loop, &c->timer, c, client_timeout);
-	c->open = 2;
-	strbuf_init(&c->pending, 0);
-	strbuf_init(&c->out, 0);
-	c->next = w->clients;
-	if (w->clients)
-		w->clients->prev = c;
-	w->clients = c;
+	struct rt_client *c = client_new(w);
 	if (uv_tcp_open(tcp, fd) < 0)
 		close(fd);
 	else
@@ -1913,14 +1919,8 @@ static void client_adopt_tls(struct rt_worker *w, int fd, const struct sockaddr_
 		return;
 	}
 	uv_tcp_nodelay(tcp, 1);
-	strlcpy_s(c->ip, "-", sizeof(c->ip));
-	if (peer->ss_family == AF_INET)
-		uv_ip4_name((const struct sockaddr_in *)peer, c->ip, sizeof(c->ip));
-	else if (peer->ss_family == AF_INET6)
-		uv_ip6_name((const struct sockaddr_in6 *)peer, c->ip, sizeof(c->ip));
 	c->reading = true; /* the session reads from the start */
-	c->parser = http_stream_new(HTTP_KIND_REQUEST, (size_t)w->r->cfg.max_header_bytes, &req_cbs, c);
-	deadline_set(&c->timer, (uint64_t)w->r->cfg.header_timeout_ms);
+	client_begin(c, peer);
 }
 
 /* The worker that takes a connection w accepted, its count already raised:
