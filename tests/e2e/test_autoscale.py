@@ -222,7 +222,9 @@ def test_a_burst_at_twice_the_target_panics_scales_up_at_once_and_holds_until_ca
     wait_count(daemon, "burst", 1, timeout=30)
     down = scale_events(daemon, "burst")[-1]
     assert down["reason"].startswith("web 4 -> 1: inflight 0/instance below target 2 for 3s"), down
-    assert down["id"] > left["id"] and event_time(down) - event_time(left) >= 3, (left, down)
+    # The delay is counted from the tick that left panic, whose event is
+    # stamped a moment after the tick itself: allow that moment.
+    assert down["id"] > left["id"] and event_time(down) - event_time(left) >= 3 - 0.05, (left, down)
 
 
 def test_p95_above_the_target_scales_up(daemon):
