@@ -864,17 +864,6 @@ void autoscale_free(struct autoscale *as)
 /* ------------------------------------------------------------------------ */
 /* Status                                                                   */
 
-static void set_time(struct json *o, const char *key, int64_t wall_ms)
-{
-	if (!wall_ms) {
-		json_set(o, key, json_null());
-		return;
-	}
-	char ts[40];
-	time_format_iso(wall_ms, ts, sizeof(ts));
-	json_set_str(o, key, ts);
-}
-
 void autoscale_decorate(struct autoscale *as, struct json *app)
 {
 	if (!as || !app)
@@ -905,10 +894,10 @@ void autoscale_decorate(struct autoscale *as, struct json *app)
 			json_set_int(o, "desired", c->desired);
 		else
 			json_set(o, "desired", json_null());
-		set_time(o, "last_scaled_at", c->last_scaled_wall);
+		json_set_time(o, "last_scaled_at", c->last_scaled_wall);
 		json_set_bool(o, "panic", c->panic.active);
-		set_time(o, "panic_since", c->panic.active ? c->panic_wall : 0);
-		set_time(o, "scale_down_since", c->down_since.wall);
+		json_set_time(o, "panic_since", c->panic.active ? c->panic_wall : 0);
+		json_set_time(o, "scale_down_since", c->down_since.wall);
 		if (c->down_since.wall)
 			json_set_int(o, "scale_down_to", c->down_to);
 		else

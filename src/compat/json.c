@@ -1,5 +1,6 @@
 /* json.c: the cJSON adapter (see json.h). The opaque struct json is cJSON. */
 #include "compat/json.h"
+#include "core/timeutil.h"
 #include "core/util.h"
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -139,4 +140,15 @@ void json_remove(struct json *obj, const char *key)
 struct json *json_dup(const struct json *j)
 {
 	return J(oom_check(cJSON_Duplicate(C(j), 1)));
+}
+
+void json_set_time(struct json *obj, const char *key, int64_t wall_ms)
+{
+	if (!wall_ms) {
+		json_set(obj, key, json_null());
+		return;
+	}
+	char ts[40];
+	time_format_iso(wall_ms, ts, sizeof(ts));
+	json_set_str(obj, key, ts);
 }

@@ -34,6 +34,9 @@ void json_remove(struct json *obj, const char *key);
 struct json *json_dup(const struct json *j);
 /* Shorthands for json_set with a new scalar. str may be NULL (sets null). */
 void json_set_str(struct json *obj, const char *key, const char *str);
+/* Sets key to wall_ms (ms since the epoch) as an RFC 3339 UTC string, or
+ * to null when wall_ms is 0 (never). */
+void json_set_time(struct json *obj, const char *key, int64_t wall_ms);
 void json_set_int(struct json *obj, const char *key, int64_t v);
 void json_set_num(struct json *obj, const char *key, double v);
 void json_set_bool(struct json *obj, const char *key, bool v);

@@ -782,17 +782,6 @@ void supervisor_note(struct supervisor *sv, const char *app, const char *type, c
 
 /* ---- JSON views ---- */
 
-static void set_time(struct json *o, const char *key, int64_t wall_ms)
-{
-	if (!wall_ms) {
-		json_set(o, key, json_null());
-		return;
-	}
-	char ts[40];
-	time_format_iso(wall_ms, ts, sizeof(ts));
-	json_set_str(o, key, ts);
-}
-
 static const char *restart_name(enum spec_restart r)
 {
 	return r == SPEC_RESTART_NEVER ? "never" : r == SPEC_RESTART_ON_FAILURE ? "on-failure" : "always";
@@ -809,8 +798,8 @@ static struct json *app_json(struct sv_app *a, bool detail)
 	json_set_bool(o, "rolling_out", a->rollout != NULL);
 	json_set_bool(o, "stopped", a->stopped);
 	json_set_bool(o, "maintenance", a->maintenance);
-	set_time(o, "created_at", a->created_at);
-	set_time(o, "updated_at", a->updated_at);
+	json_set_time(o, "created_at", a->created_at);
+	json_set_time(o, "updated_at", a->updated_at);
 	struct json *procs = json_set(o, "processes", json_array());
 	for (size_t k = 0; k < a->n_procs; k++) {
 		struct sv_proc *p = a->procs[k];
@@ -914,7 +903,7 @@ static void inst_json(struct json *arr, struct sv_inst *i, const struct pg_usage
 	if (i->run) {
 		json_set_int(o, "pid", i->run->pid);
 		json_set_int(o, "port", i->port);
-		set_time(o, "started_at", i->started_wall);
+		json_set_time(o, "started_at", i->started_wall);
 		json_set_int(o, "uptime_ms", time_mono_ms() - i->started_mono);
 	} else {
 		json_set(o, "pid", json_null());
@@ -1060,7 +1049,7 @@ struct json *supervisor_logs_json(struct supervisor *sv, const char *app, const 
 	for (size_t k = from; k < n; k++) {
 		struct json *o = json_append(arr, json_object());
 		json_set_int(o, "seq", (int64_t)v[k].l->seq);
-		set_time(o, "time", v[k].l->time);
+		json_set_time(o, "time", v[k].l->time);
 		json_set_str(o, "instance", v[k].id);
 		static const char *const streams[] = {"stdout", "stderr", "router", "build", "release", "run"};
 		json_set_str(o, "stream", streams[v[k].l->stream < 6 ? v[k].l->stream : 0]);
