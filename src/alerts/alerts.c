@@ -1599,17 +1599,6 @@ void alerts_on_deploy(struct alerts *a, const char *app, int version, const char
 /* ------------------------------------------------------------------------ */
 /* Views                                                                    */
 
-static void set_time(struct json *o, const char *key, int64_t ms)
-{
-	if (!ms) {
-		json_set(o, key, json_null());
-		return;
-	}
-	char ts[40];
-	time_format_iso(ms, ts, sizeof(ts));
-	json_set_str(o, key, ts);
-}
-
 struct json *al_alert_json(const struct al_alert *x, const char *external_url)
 {
 	struct json *o = json_object();
@@ -1628,10 +1617,10 @@ struct json *al_alert_json(const struct al_alert *x, const char *external_url)
 		json_set_num(o, "value", x->value);
 	else
 		json_set(o, "value", json_null());
-	set_time(o, "active_at", x->active_at);
-	set_time(o, "fired_at", x->fired_at);
-	set_time(o, "resolved_at", x->resolved_at);
-	set_time(o, "clearing_since", x->state == AL_FIRING ? x->clear_since : 0);
+	json_set_time(o, "active_at", x->active_at);
+	json_set_time(o, "fired_at", x->fired_at);
+	json_set_time(o, "resolved_at", x->resolved_at);
+	json_set_time(o, "clearing_since", x->state == AL_FIRING ? x->clear_since : 0);
 	json_set_str(o, "rule", x->rule_key);
 	char fp[CRYPTO_SHA256_HEX];
 	crypto_sha256_hex(x->fp, strlen(x->fp), fp);
