@@ -779,6 +779,17 @@ static void conn_tls_open(struct tls_stream *s, int status, const char *why, voi
 	struct api_conn *c = data;
 	if (status < 0) {
 		log_debug("api: TLS handshake with %s failed: %s", c->remote, why);
+		if (status == TLS_EPLAINHTTP) {
+			static const char body[] =
+				"{\"error\":\"plain HTTP request sent to the HTTPS API; use https://\"}\n";
+			char head[256];
+			int n = snprintf(head, sizeof(head),
+					 "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"
+					 "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
+					 sizeof(body) - 1, body);
+			if (n > 0 && (size_t)n < sizeof(head))
+				tls_stream_write_clear(s, head, (size_t)n);
+		}
 		conn_close(c);
 		return;
 	}

@@ -64,6 +64,8 @@ struct tls_stream {
 	struct tls_certs *certs; /* server sessions: the pairs they chose from */
 	bool open, failed, closing;
 	bool eof; /* the peer ended its side; writing still works */
+	bool plain_http; /* the handshake failed on a plain HTTP request */
+	bool clear_pending; /* tls_stream_write_clear's bytes are on their way */
 	tls_open_cb open_cb;
 	tls_data_cb data_cb;
 	tls_close_cb close_cb;
@@ -509,12 +511,17 @@ static bool handshake(struct tls_stream *s)
 	int r = SSL_do_handshake(s->ssl);
 	int e = r == 1 ? SSL_ERROR_NONE : SSL_get_error(s->ssl, r);
 	char why[256];
-	if (e != SSL_ERROR_NONE && e != SSL_ERROR_WANT_READ)
+	if (e != SSL_ERROR_NONE && e != SSL_ERROR_WANT_READ) {
+		unsigned long first = ERR_peek_error();
+		s->plain_http = ERR_GET_LIB(first) == ERR_LIB_SSL &&
+				(ERR_GET_REASON(first) == SSL_R_HTTP_REQUEST ||
+				 ERR_GET_REASON(first) == SSL_R_HTTPS_PROXY_REQUEST);
 		reason(s->ssl, why, sizeof(why));
+	}
 	/* Also sends the alert that tells the peer why we give up. */
 	int fr = flush(s, NULL, NULL);
 	if (e != SSL_ERROR_NONE && e != SSL_ERROR_WANT_READ) {
-		fail(s, UV_EPROTO, why);
+		fail(s, s->plain_http ? TLS_EPLAINHTTP : UV_EPROTO, why);
 		return false;
 	}
 	if (fr < 0) {
@@ -727,6 +734,39 @@ int tls_stream_write(struct tls_stream *s, const uv_buf_t *bufs, unsigned n, tls
 	return flush(s, cb, arg);
 }
 
+static void tcp_closed(uv_handle_t *h);
+
+static void clear_written(uv_write_t *req, int status)
+{
+	struct tls_write *w = req->data;
+	struct tls_stream *s = w->s;
+	(void)status; /* the socket closes either way */
+	s->clear_pending = false;
+	if (s->closing)
+		uv_close((uv_handle_t *)s->tcp, tcp_closed);
+	free(w);
+}
+
+int tls_stream_write_clear(struct tls_stream *s, const void *buf, size_t len)
+{
+	if (!s->plain_http || !s->failed || s->closing || s->clear_pending)
+		return UV_EINVAL;
+	struct tls_write *w = xmalloc(sizeof(*w) + len);
+	w->s = s;
+	w->cb = NULL;
+	w->arg = NULL;
+	w->req.data = w;
+	memcpy(w->bytes, buf, len);
+	uv_buf_t b = uv_buf_init(w->bytes, (unsigned)len);
+	int r = uv_write(&w->req, (uv_stream_t *)s->tcp, &b, 1, clear_written);
+	if (r < 0) {
+		free(w);
+		return r;
+	}
+	s->clear_pending = true;
+	return 0;
+}
+
 static void tcp_closed(uv_handle_t *h)
 {
 	struct tls_stream *s = h->data;
@@ -751,6 +791,8 @@ void tls_stream_close(struct tls_stream *s, tls_close_cb close_cb)
 		ERR_clear_error();
 		flush(s, NULL, NULL);
 	}
+	if (s->clear_pending)
+		return; /* clear_written closes the socket once they are out */
 	uv_close((uv_handle_t *)s->tcp, tcp_closed);
 }
 

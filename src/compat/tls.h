@@ -60,6 +60,11 @@ void tls_ctx_free(struct tls_ctx *ctx);
  * whole label) covers host; both compared without regard to case. */
 bool tls_name_match(const char *pattern, const char *host);
 
+/* open_cb's status when a server session's peer spoke plain HTTP instead of
+ * TLS (its first bytes were an HTTP request line, as OpenSSL recognises
+ * them): it may be told so in clear with tls_stream_write_clear. */
+#define TLS_EPLAINHTTP UV_EPROTONOSUPPORT
+
 typedef void (*tls_open_cb)(struct tls_stream *s, int status, const char *why, void *data);
 typedef void (*tls_data_cb)(struct tls_stream *s, ssize_t n, const char *buf, void *data);
 typedef void (*tls_write_cb)(struct tls_stream *s, int status, void *arg);
@@ -88,6 +93,11 @@ size_t tls_stream_write_queue_size(const struct tls_stream *s);
  * 0, or a negative libuv error (cb is then not called). */
 int tls_stream_write(struct tls_stream *s, const uv_buf_t *bufs, unsigned n, tls_write_cb cb,
 		     void *arg);
+/* Writes len bytes unencrypted to a peer whose handshake failed with
+ * TLS_EPLAINHTTP (an answer in the protocol it spoke); tls_stream_close
+ * then lets them go out before it closes the socket. 0, or a libuv error
+ * (UV_EINVAL for a stream in any other state). */
+int tls_stream_write_clear(struct tls_stream *s, const void *buf, size_t len);
 /* Closes the TCP handle and frees the stream; close_cb(data) runs last. */
 void tls_stream_close(struct tls_stream *s, tls_close_cb close_cb);
 

@@ -1885,6 +1885,13 @@ static void client_tls_open(struct tls_stream *s, int status, const char *why, v
 	struct rt_client *c = data;
 	if (status < 0) {
 		RT_ADD(c->w->tls_handshake_failures, 1);
+		if (status == TLS_EPLAINHTTP) {
+			/* Told in its own protocol, as nginx and HAProxy do. */
+			local_response(c, NULL, 400, "plain HTTP request sent to the HTTPS port; use https://",
+				       true);
+			tls_stream_write_clear(s, c->out.buf, c->out.len);
+			c->out.len = 0;
+		}
 		client_close(c);
 		return;
 	}

@@ -1,7 +1,7 @@
 """The TCP API over TLS (`serve --api-tls-cert/--api-tls-key`): curl and the
 CLI (`--server https://...`, `--cacert`, PAASOPS_CACERT) get through with a
 trusted certificate for the right name and are refused otherwise; plain HTTP
-and silent clients on the TLS port are closed without hurting the daemon;
+on the TLS port gets a 400 in clear, silent clients are closed, neither hurts the daemon;
 an upload of a few MB streams through TLS; bad certificate files stop the
 start with a message that names them. Certificates come from a throwaway CA
 made with the `openssl` command once per test session."""
@@ -252,16 +252,24 @@ def read_until_closed(s, bound):
     return got, time.monotonic() - start
 
 
-def test_plain_http_to_the_tls_port_gets_no_answer_and_the_daemon_keeps_serving(tls, certs):
-    with socket.create_connection(("127.0.0.1", tls.api_port), timeout=10 * SLOW) as s:
-        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-        got, _ = read_until_closed(s, 10 * SLOW)
-    assert not got.startswith(b"HTTP/"), got
-    assert b"ok" not in got
-    # Plain curl gets nothing either.
+def test_plain_http_to_the_tls_port_gets_a_400_and_the_daemon_keeps_serving(tls, certs):
+    for method in (b"GET", b"POST", b"HEAD", b"PUT"):
+        with socket.create_connection(("127.0.0.1", tls.api_port), timeout=10 * SLOW) as s:
+            s.sendall(method + b" /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n")
+            got, _ = read_until_closed(s, 10 * SLOW)
+        head, _, body = got.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 400 Bad Request\r\n"), got
+        assert b"Connection: close" in head
+        assert json.loads(body) == {"error": "plain HTTP request sent to the HTTPS API; use https://"}
+    # curl says what it got, and the daemon is unharmed.
     r = subprocess.run(["curl", "-sS", f"http://127.0.0.1:{tls.api_port}/healthz"],
                        capture_output=True, text=True, timeout=30 * SLOW)
-    assert r.returncode != 0 and r.stdout == "", r
+    assert r.returncode == 0 and "use https://" in r.stdout, r
+    # Bytes that are neither TLS nor HTTP are closed without an answer.
+    with socket.create_connection(("127.0.0.1", tls.api_port), timeout=10 * SLOW) as s:
+        s.sendall(b"\x01\x02garbage\r\n\r\n")
+        got, _ = read_until_closed(s, 10 * SLOW)
+    assert not got.startswith(b"HTTP/"), got
     assert tls.proc.poll() is None
     assert https_get(tls, "/healthz", certs["ca"])[0] == 200
 

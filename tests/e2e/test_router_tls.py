@@ -3,8 +3,8 @@ SNI picks each site's certificate (exact names, one-label wildcards, the
 common name of a certificate without subjectAltName, the first pair as the
 default), everything the plain listener does works over TLS (routing,
 keep-alive, pipelining, chunked and large bodies, 100-continue, WebSocket),
-X-Forwarded-Proto says how the request came in, plaintext and slow
-handshakes are closed and counted, routes can redirect plain HTTP to HTTPS,
+X-Forwarded-Proto says how the request came in, plain HTTP on the HTTPS
+port gets a 400, plaintext and slow handshakes are counted and closed, routes can redirect plain HTTP to HTTPS,
 bad certificate files stop the start, and SIGHUP swaps certificates for new
 handshakes while open connections keep going. Certificates come from a
 throwaway CA made with the `openssl` command; clients verify them for real."""
@@ -421,7 +421,7 @@ def test_tls_connections_are_spread_over_the_workers_and_counted(tmp_path, pki):
 
 # ---------------------------------------------------------------- hostile clients
 
-def test_plaintext_to_the_https_port_is_closed_and_counted(router, pki):
+def test_plaintext_to_the_https_port_gets_a_400_and_is_counted(router, pki):
     before = router.ok("GET", "/v1/apps/echo/stats")["router"]["tls_handshake_failures"]
     s = socket.create_connection(("127.0.0.1", router.https_port), timeout=5 * SLOW)
     s.sendall(b"GET / HTTP/1.1\r\nHost: shop.test\r\n\r\n")
@@ -437,7 +437,28 @@ def test_plaintext_to_the_https_port_is_closed_and_counted(router, pki):
         data += chunk
         assert time.monotonic() - start < 5 * SLOW, "the connection stayed open"
     s.close()
-    assert not data.startswith(b"HTTP/1.1 200"), data
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 Bad Request\r\n"), data
+    assert b"\r\nConnection: close" in head and b"\r\nX-Request-Id: " in head, head
+    assert body.startswith(b"400 plain HTTP request sent to the HTTPS port; use https://\n"), body
+    assert b"request id: " in body
+    # curl over plain HTTP shows the same answer.
+    r = subprocess.run(["curl", "-sS", "-H", "Host: shop.test", f"http://127.0.0.1:{router.https_port}/"],
+                       capture_output=True, text=True, timeout=30 * SLOW)
+    assert r.returncode == 0 and r.stdout.startswith("400 plain HTTP request"), r
+    # Neither TLS nor HTTP: closed without an answer.
+    with socket.create_connection(("127.0.0.1", router.https_port), timeout=5 * SLOW) as raw:
+        raw.sendall(b"\x01\x02\x03 not a protocol\r\n\r\n")
+        got = b""
+        try:
+            while True:
+                chunk = raw.recv(65536)
+                if not chunk:
+                    break
+                got += chunk
+        except ConnectionResetError:
+            pass
+    assert not got.startswith(b"HTTP/"), got
     wait_for(lambda: router.ok("GET", "/v1/apps/echo/stats")["router"]["tls_handshake_failures"] > before,
              what="the failed handshake to be counted")
     wait_for(lambda: (metric(router, "paasops_router_tls_handshake_failures_total") or 0) > before,
