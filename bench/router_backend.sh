@@ -26,7 +26,7 @@ http {
     keepalive_requests 100000000;
     keepalive_timeout 300s;
     server {
-        listen 127.0.0.1:$PORT;
+        listen 127.0.0.1:$PORT reuseport;
         root $www;
     }
 }

@@ -22,6 +22,8 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1450,6 +1452,19 @@ static void resp_finished(struct rt_upstream *u, bool reusable)
 	client_process(c);
 }
 
+/* More of the answer is to come: acknowledge what arrived now rather than
+ * when the delayed-ACK timer runs out. A backend that holds back the short
+ * last segment of an answer until its first is acknowledged (Nagle) would
+ * otherwise stall for that timer (40 ms) on answers a little over one
+ * segment long. The kernel leaves quick-ack mode again by itself. */
+static void upstream_quickack(struct rt_upstream *u)
+{
+	uv_os_fd_t fd;
+	int one = 1;
+	if (uv_fileno((const uv_handle_t *)&u->tcp, &fd) == 0)
+		(void)setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
+}
+
 static void upstream_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
 	struct rt_upstream *u = s->data;
@@ -1540,6 +1555,7 @@ static void upstream_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 		upstream_failed(r, 502, rc == -EMSGSIZE ? "the instance sent response headers over 64 KiB" : "the instance sent a malformed response", true);
 		return;
 	}
+	upstream_quickack(u);
 	client_flush(c);
 	if (c->writing > OUT_HIGH_WATER)
 		uv_read_stop(s);
