@@ -1,6 +1,7 @@
 /* test_store.c: the SQLite store (src/store) on a database in a fresh
  * temporary directory per test: migrations, apps and their scale rows,
  * processes, events and tokens, and transactions. */
+#include <dirent.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -49,13 +50,19 @@ static int teardown(void **state)
 {
 	struct fixture *f = *state;
 	store_close(f->st);
-	static const char *const suffixes[] = {"", "-wal", "-shm", "-journal"};
-	for (size_t i = 0; i < ARRAY_SIZE(suffixes); i++) {
-		char *p = xasprintf("%s%s", f->path, suffixes[i]);
+	/* The database, its journal files and the key the store made. */
+	DIR *d = opendir(f->dir);
+	struct dirent *e;
+	while (d && (e = readdir(d))) {
+		if (e->d_name[0] == '.')
+			continue;
+		char *p = xasprintf("%s/%s", f->dir, e->d_name);
 		unlink(p);
 		free(p);
 	}
-	rmdir(f->dir);
+	if (d)
+		closedir(d);
+	assert_int_equal(rmdir(f->dir), 0);
 	free(f->path);
 	free(f);
 	return 0;
