@@ -13,6 +13,8 @@ struct http_stream {
 	enum http_kind kind;
 	size_t max_header, head_bytes;
 	bool too_big, aborted, bad_length, in_name, started, completed;
+	bool url_too_long; /* too_big came while the request target was read */
+	bool bad_name;     /* a header without a name */
 	bool head_done; /* the head was handed over: trailer fields are only counted */
 	/* The head's names and values, NUL-terminated one after the other, and
 	 * where each starts: one buffer reused for every message, written as
@@ -131,8 +133,10 @@ static int on_method(llhttp_t *ll, const char *at, size_t n)
 static int on_url(llhttp_t *ll, const char *at, size_t n)
 {
 	struct http_stream *s = S(ll);
-	if (count(s, n))
+	if (count(s, n)) {
+		s->url_too_long = true;
 		return -1;
+	}
 	strbuf_add(&s->head.url, at, n);
 	return 0;
 }
@@ -142,8 +146,8 @@ static int on_header_field(llhttp_t *ll, const char *at, size_t n)
 	struct http_stream *s = S(ll);
 	if (count(s, n))
 		return -1;
-	if (s->head_done)
-		return 0;
+	if (s->head_done || n == 0)
+		return 0; /* llhttp reports an empty name as an empty piece */
 	if (!s->in_name) {
 		s->in_name = true;
 		push_offset(s);
@@ -157,8 +161,11 @@ static int on_header_field_complete(llhttp_t *ll)
 	struct http_stream *s = S(ll);
 	if (s->head_done)
 		return 0;
-	if (!s->in_name)
-		push_offset(s); /* an empty name: llhttp refuses it, but stay paired */
+	if (!s->in_name) {
+		/* ": value", which llhttp lets through (RFC 9110 section 5.1) */
+		s->bad_name = true;
+		return -1;
+	}
 	s->in_name = false;
 	strbuf_addc(&s->arena, '\0');
 	push_offset(s);
@@ -178,8 +185,15 @@ static int on_header_value(llhttp_t *ll, const char *at, size_t n)
 static int on_header_value_complete(llhttp_t *ll)
 {
 	struct http_stream *s = S(ll);
-	if (!s->head_done)
-		strbuf_addc(&s->arena, '\0');
+	if (s->head_done)
+		return 0;
+	/* Whitespace after a value is not part of it (RFC 9112 section 5;
+	 * llhttp drops only the whitespace before it). */
+	size_t start = s->offs[s->n_offs - 1];
+	while (s->arena.len > start &&
+	       (s->arena.buf[s->arena.len - 1] == ' ' || s->arena.buf[s->arena.len - 1] == '\t'))
+		s->arena.len--;
+	strbuf_addc(&s->arena, '\0');
 	return 0;
 }
 
@@ -305,6 +319,10 @@ static int result(struct http_stream *s, llhttp_errno_t e, const char *data, siz
 		s->error = "Content-Length is too large";
 		return -EPROTO;
 	}
+	if (s->bad_name) {
+		s->error = "a header without a name";
+		return -EPROTO;
+	}
 	s->error = llhttp_get_error_reason(&s->ll);
 	if (!s->error)
 		s->error = llhttp_errno_name(e);
@@ -336,6 +354,11 @@ void http_stream_next(struct http_stream *s)
 	clear_head(s);
 	if (llhttp_get_errno(&s->ll) == HPE_PAUSED)
 		llhttp_resume(&s->ll);
+}
+
+bool http_stream_url_too_long(const struct http_stream *s)
+{
+	return s->too_big && s->url_too_long;
 }
 
 const char *http_stream_error(const struct http_stream *s)

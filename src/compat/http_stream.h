@@ -75,6 +75,8 @@ enum {
  * -EPROTO (malformed; http_stream_error() says why), -ECANCELED (a callback
  * aborted). */
 int http_stream_feed(struct http_stream *s, const char *data, size_t len, size_t *consumed);
+/* After -EMSGSIZE: true when the request target alone passed the limit. */
+bool http_stream_url_too_long(const struct http_stream *s);
 /* Signals EOF: completes a body delimited by close. Same returns. */
 int http_stream_finish(struct http_stream *s);
 /* After HTTP_STREAM_PAUSED: ready for the next message. */

@@ -455,6 +455,32 @@ static void written(uv_write_t *req, int status)
 	free(w);
 }
 
+/* Hands the socket as much of what OpenSSL produced as it takes without
+ * waiting, straight from the BIO's memory: true when it took it all. Only
+ * while nothing else is queued, which keeps the order. */
+static bool write_at_once(struct tls_stream *s)
+{
+	char *p;
+	long n = BIO_get_mem_data(s->wbio, &p);
+	if (n <= 0 || uv_stream_get_write_queue_size((uv_stream_t *)s->tcp) > 0)
+		return n == 0;
+	uv_buf_t b = uv_buf_init(p, (unsigned)n);
+	int w = uv_try_write((uv_stream_t *)s->tcp, &b, 1);
+	if (w == n) {
+		(void)BIO_reset(s->wbio);
+		return true;
+	}
+	/* The socket took only part: drop that part, queue the rest. */
+	char skip[4096];
+	for (int left = w > 0 ? w : 0; left > 0;) {
+		int k = BIO_read(s->wbio, skip, left < (int)sizeof(skip) ? left : (int)sizeof(skip));
+		if (k <= 0)
+			break;
+		left -= k;
+	}
+	return false;
+}
+
 /* Writes out what OpenSSL has produced; cb (may be NULL) runs when TCP
  * took it. */
 static int flush(struct tls_stream *s, tls_write_cb cb, void *arg)
@@ -717,8 +743,8 @@ size_t tls_stream_write_queue_size(const struct tls_stream *s)
 	return uv_stream_get_write_queue_size((const uv_stream_t *)s->tcp);
 }
 
-int tls_stream_write(struct tls_stream *s, const uv_buf_t *bufs, unsigned n, tls_write_cb cb,
-		     void *arg)
+/* Encrypts bufs into the write BIO. */
+static int encrypt(struct tls_stream *s, const uv_buf_t *bufs, unsigned n)
 {
 	if (!s->open || s->failed || s->closing)
 		return UV_ENOTCONN;
@@ -731,6 +757,24 @@ int tls_stream_write(struct tls_stream *s, const uv_buf_t *bufs, unsigned n, tls
 			return UV_EPROTO;
 		}
 	}
+	return 0;
+}
+
+int tls_stream_write(struct tls_stream *s, const uv_buf_t *bufs, unsigned n, tls_write_cb cb,
+		     void *arg)
+{
+	int r = encrypt(s, bufs, n);
+	return r < 0 ? r : flush(s, cb, arg);
+}
+
+int tls_stream_write_now(struct tls_stream *s, const uv_buf_t *bufs, unsigned n, tls_write_cb cb,
+			 void *arg)
+{
+	int r = encrypt(s, bufs, n);
+	if (r < 0)
+		return r;
+	if (write_at_once(s))
+		return 1;
 	return flush(s, cb, arg);
 }
 

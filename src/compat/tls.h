@@ -93,6 +93,11 @@ size_t tls_stream_write_queue_size(const struct tls_stream *s);
  * 0, or a negative libuv error (cb is then not called). */
 int tls_stream_write(struct tls_stream *s, const uv_buf_t *bufs, unsigned n, tls_write_cb cb,
 		     void *arg);
+/* Like tls_stream_write, but hands the records to the socket at once when
+ * nothing is queued before them: 1 when the socket took them all (cb is
+ * then not called), else as tls_stream_write. */
+int tls_stream_write_now(struct tls_stream *s, const uv_buf_t *bufs, unsigned n, tls_write_cb cb,
+			 void *arg);
 /* Writes len bytes unencrypted to a peer whose handshake failed with
  * TLS_EPLAINHTTP (an answer in the protocol it spoke); tls_stream_close
  * then lets them go out before it closes the socket. 0, or a libuv error

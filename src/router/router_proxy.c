@@ -137,6 +137,7 @@ static void client_resume(struct rt_client *c);
 static void upstream_close(struct rt_upstream *u);
 static void upstream_flush(struct rt_upstream *u);
 static void req_dispatch(struct rt_req *r);
+static void req_send_to(struct rt_req *r, struct rt_backend *be);
 static void req_finish(struct rt_req *r);
 static void client_process(struct rt_client *c);
 static void new_request_id(struct rt_worker *w, char out[static 33]);
@@ -421,12 +422,14 @@ static int client_tls_write(struct rt_client *c)
 	p->c = c;
 	p->len = c->out.len;
 	uv_buf_t b = uv_buf_init(c->out.buf, (unsigned)c->out.len);
-	int r = tls_stream_write(c->tls, &b, 1, client_tls_written, p);
-	if (r < 0) {
-		free(p);
+	int r = c->writing == 0 ? tls_stream_write_now(c->tls, &b, 1, client_tls_written, p)
+				: tls_stream_write(c->tls, &b, 1, client_tls_written, p);
+	if (r != 0)
+		free(p); /* an error, or all of it went out at once */
+	if (r < 0)
 		return r;
-	}
-	c->writing += p->len;
+	if (r == 0)
+		c->writing += p->len;
 	strbuf_reset(&c->out);
 	if (c->out.alloc > 256 * 1024)
 		strbuf_release(&c->out);
@@ -690,6 +693,36 @@ static bool has_bad_chars(const char *s)
 	return false;
 }
 
+/* A Host value (or an absolute-form target's authority) as RFC 9110
+ * section 7.2 allows it: uri-host [ ":" port ], the host a reg-name, an
+ * IPv4 address or a bracketed IPv6 literal; no user info, path or blanks. */
+static bool host_ok(const char *h, size_t len)
+{
+	size_t k = 0;
+	if (len && h[0] == '[') {
+		for (k = 1; k < len && h[k] != ']'; k++)
+			if (!isxdigit((unsigned char)h[k]) && h[k] != ':' && h[k] != '.')
+				return false;
+		if (k == len)
+			return false;
+		k++;
+	} else {
+		for (; k < len && h[k] != ':'; k++) {
+			unsigned char ch = (unsigned char)h[k];
+			if (!isalnum(ch) && !strchr("-._~%!$&'()*+,;=", ch))
+				return false;
+		}
+	}
+	if (k == len)
+		return true;
+	if (h[k] != ':')
+		return false;
+	for (k++; k < len; k++)
+		if (!isdigit((unsigned char)h[k]))
+			return false;
+	return true;
+}
+
 /* Extracts the value of cookie `name` from a Cookie header; caller frees. */
 static char *cookie_value(const char *cookies, const char *name)
 {
@@ -778,6 +811,13 @@ static int on_req_head(void *ctx, struct http_head *h)
 			break;
 		}
 	}
+	if (!r->local_error && h->major != 1) {
+		/* HTTP/2 and later are not spoken in this form; HTTP/0.9 never parses. */
+		r->status = 505;
+		r->keep_alive = false;
+		r->local_msg = xasprintf("HTTP/%d.%d is not supported; use HTTP/1.1", h->major, h->minor);
+		return h->content_length > 0 || h->chunked ? -1 : 0;
+	}
 	const char *url = h->url.buf;
 	const char *host = h->first[HH_HOST];
 	const char *te = h->first[HH_TRANSFER_ENCODING];
@@ -790,17 +830,26 @@ static int on_req_head(void *ctx, struct http_head *h)
 		r->local_error = "more than one Host header";
 	} else if (strcmp(h->method, "CONNECT") == 0) {
 		r->local_error = "CONNECT is not supported";
+	} else if (strchr(url, '#')) {
+		r->local_error = "malformed request target (a fragment)";
 	} else if (url[0] != '/' && !(url[0] == '*' && url[1] == '\0')) {
-		/* absolute-form: http://host/path */
-		const char *p = strstr(url, "://");
+		/* absolute-form: http://host/path; its authority is the host */
+		const char *p = NULL;
+		if (!strncasecmp(url, "http://", 7))
+			p = url + 7;
+		else if (!strncasecmp(url, "https://", 8))
+			p = url + 8;
 		if (!p) {
 			r->local_error = "malformed request target";
 		} else {
-			p += 3;
 			target_host = p;
 			target_host_len = strcspn(p, "/?");
 			url = p[target_host_len] ? p + target_host_len : "/";
+			if (!target_host_len || !host_ok(target_host, target_host_len))
+				r->local_error = "malformed host in the request target";
 		}
+	} else if (host && !host_ok(host, strlen(host))) {
+		r->local_error = "malformed Host header";
 	}
 	if (!r->local_error && !host && !target_host && h->minor >= 1)
 		r->local_error = "missing Host header";
@@ -818,6 +867,8 @@ static int on_req_head(void *ctx, struct http_head *h)
 		r->local_msg = xasprintf("Transfer-Encoding '%.100s' is not supported", te);
 		return -1;
 	}
+	const char *absolute = target_host;
+	size_t absolute_len = target_host_len;
 	/* Host (lowercased, without its port) and path, in one buffer. */
 	if (!target_host) {
 		target_host = host ? host : "";
@@ -827,6 +878,8 @@ static int on_req_head(void *ctx, struct http_head *h)
 	strbuf_add(nb, target_host, target_host_len);
 	size_t path_at = nb->len + 1;
 	strbuf_addc(nb, '\0');
+	if (url[0] == '?')
+		strbuf_addc(nb, '/'); /* http://host?q is /?q on host */
 	strbuf_adds(nb, url);
 	r->host = nb->buf;
 	r->path = nb->buf + path_at;
@@ -847,7 +900,8 @@ static int on_req_head(void *ctx, struct http_head *h)
 	if (hl > 1 && hp[hl - 1] == '.' && hp[0] != '[')
 		hp[hl - 1] = '\0';
 
-	r->route = rt_route_match(r->snap, r->host, r->path);
+	/* OPTIONS * asks about the server as a whole: the host's root route answers. */
+	r->route = rt_route_match(r->snap, r->host, strcmp(r->path, "*") ? r->path : "/");
 	if (!r->route) {
 		r->status = 404;
 		r->local_msg = xasprintf("no route for host '%s'", r->host);
@@ -895,15 +949,27 @@ static int on_req_head(void *ctx, struct http_head *h)
 	strbuf_addc(o, ' ');
 	strbuf_adds(o, r->path);
 	strbuf_adds(o, " HTTP/1.1\r\n");
+	/* An absolute-form target's authority replaces Host (RFC 9112
+	 * section 3.2.2): the app sees the host it was routed by. */
+	char *authority = absolute ? xstrndup(absolute, absolute_len) : NULL;
 	for (size_t k = 0; k < h->n_headers; k++) {
 		enum http_hdr id = h->ids[k];
 		if (id == HH_X_FORWARDED_PROTO || id == HH_X_FORWARDED_HOST || id == HH_X_REQUEST_ID ||
-		    id == HH_X_FORWARDED_FOR || is_hop(id, h->headers[k].name, conn_extra))
+		    id == HH_X_FORWARDED_FOR || (id == HH_HOST && authority) ||
+		    is_hop(id, h->headers[k].name, conn_extra))
+			continue;
+		/* An HTTP/1.0 client's 100-continue is ignored (RFC 9110
+		 * section 10.1.1): it could not take the interim answer. */
+		if (r->minor == 0 && !strcasecmp(h->headers[k].name, "Expect"))
 			continue;
 		add_header(o, h->headers[k].name, h->headers[k].value);
 	}
+	if (authority)
+		host = authority;
 	if (!host)
 		add_header(o, "Host", r->host);
+	else if (authority)
+		add_header(o, "Host", authority);
 	/* Every X-Forwarded-For line the client sent, as one list, then the client. */
 	strbuf_adds(o, "X-Forwarded-For: ");
 	if (h->count[HH_X_FORWARDED_FOR]) {
@@ -919,6 +985,7 @@ static int on_req_head(void *ctx, struct http_head *h)
 	add_header(o, "X-Forwarded-Host", host ? host : r->host);
 	add_header(o, "X-Request-Id", r->id);
 	strbuf_release(&tmp);
+	free(authority);
 	if (r->upgrade) {
 		strbuf_adds(o, "Connection: upgrade\r\n");
 		add_header(o, "Upgrade", upgrade);
@@ -1101,13 +1168,19 @@ static bool try_retry(struct rt_req *r)
 			  !strcmp(r->method, "DELETE") || !strcmp(r->method, "TRACE");
 	if (!idempotent && r->replay.len > 0)
 		return false;
+	/* With no other instance the first failure is the answer. */
+	struct rt_backend *be = rt_balance_pick(r->c->w, r->pool, r->hash_key, r->be);
+	if (!be)
+		return false;
 	RT_ADD(r->ctr->retries, 1);
-	req_dispatch(r);
+	req_send_to(r, be);
 	return true;
 }
 
-/* The upstream failed before a response head: retry, or answer 502/504. */
-static void upstream_failed(struct rt_req *r, int status, const char *why, bool backend_fault)
+/* The upstream failed before a response head: retry (only when may_retry:
+ * the instance cannot have acted on the request), or answer 502/503/504. */
+static void upstream_failed(struct rt_req *r, int status, const char *why, bool backend_fault,
+			    bool may_retry)
 {
 	struct rt_upstream *u = r->up;
 	if (u) {
@@ -1117,7 +1190,7 @@ static void upstream_failed(struct rt_req *r, int status, const char *why, bool 
 	}
 	if (backend_fault)
 		rt_backend_result(r->be, true, r->ctr);
-	if (try_retry(r))
+	if (may_retry && try_retry(r))
 		return;
 	struct rt_client *c = r->c;
 	if (r->resp_started) {
@@ -1144,7 +1217,7 @@ static void upstream_connected(uv_connect_t *cr, int status)
 			RT_ADD(r->ctr->connect_errors, 1);
 			char why[128];
 			snprintf(why, sizeof(why), "cannot connect to the instance: %s", uv_strerror(status));
-			upstream_failed(r, 502, why, true);
+			upstream_failed(r, 502, why, true, true);
 		} else {
 			upstream_close(u);
 		}
@@ -1205,8 +1278,7 @@ static void req_attach(struct rt_req *r)
 static void req_dispatch(struct rt_req *r)
 {
 	struct rt_worker *w = r->c->w;
-	struct rt_backend *avoid = r->be;
-	struct rt_backend *be = rt_balance_pick(w, r->pool, r->hash_key, r->attempts ? avoid : NULL);
+	struct rt_backend *be = rt_balance_pick(w, r->pool, r->hash_key, NULL);
 	if (!be) {
 		if (r->counted) {
 			atomic_fetch_sub_explicit(&r->be->inflight, 1, memory_order_relaxed);
@@ -1215,14 +1287,14 @@ static void req_dispatch(struct rt_req *r)
 		free(r->local_msg);
 		r->local_msg = xasprintf("no ready instance for app '%s'", r->pool->app);
 		r->status = 503;
-		if (r->attempts) {
-			struct rt_client *c = r->c;
-			local_response(c, r, 503, r->local_msg, true);
-			req_end(c, r);
-			client_flush(c);
-		}
 		return;
 	}
+	req_send_to(r, be);
+}
+
+/* Sends r to be (counted in its in-flight requests from now on). */
+static void req_send_to(struct rt_req *r, struct rt_backend *be)
+{
 	if (r->counted)
 		atomic_fetch_sub_explicit(&r->be->inflight, 1, memory_order_relaxed);
 	rt_backend_ref(be);
@@ -1265,11 +1337,11 @@ static void upstream_timeout(uv_timer_t *t)
 	}
 	if (!u->connected) {
 		RT_ADD(r->ctr->connect_errors, 1);
-		upstream_failed(r, 503, "timed out connecting to the instance", true);
+		upstream_failed(r, 503, "timed out connecting to the instance", true, true);
 		return;
 	}
-	r->attempts = 2; /* a slow instance is not retried */
-	upstream_failed(r, 504, "the instance did not answer in time", false);
+	/* A slow instance may still be working on it: not retried. */
+	upstream_failed(r, 504, "the instance did not answer in time", false, false);
 }
 
 /* Response callbacks. */
@@ -1285,6 +1357,8 @@ static int on_resp_head(void *ctx, struct http_head *h)
 	bool interim = st >= 100 && st < 200 && st != 101;
 	if (st == 101 && !r->upgrade)
 		return -1; /* an upgrade nobody asked for */
+	if (interim && r->minor == 0)
+		return 0; /* never to an HTTP/1.0 client (RFC 9110 section 15.2) */
 	struct strbuf tmp;
 	strbuf_init(&tmp, 0);
 	const char *conn_extra = connection_extra(h, &tmp);
@@ -1505,7 +1579,7 @@ static void upstream_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 		if (!r->resp_started && !u->got_bytes) {
 			/* Reset or closed before any response: a stale pooled
 			 * connection or a dying instance. */
-			upstream_failed(r, 502, n == UV_EOF ? "the instance closed the connection" : "the instance reset the connection", !u->reused);
+			upstream_failed(r, 502, n == UV_EOF ? "the instance closed the connection" : "the instance reset the connection", !u->reused, true);
 			return;
 		}
 		rc = http_stream_finish(u->parser);
@@ -1513,7 +1587,7 @@ static void upstream_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 			resp_finished(u, false);
 			return;
 		}
-		upstream_failed(r, 502, "the instance closed the connection mid-response", true);
+		upstream_failed(r, 502, "the instance closed the connection mid-response", true, false);
 		return;
 	}
 	u->got_bytes = true;
@@ -1552,7 +1626,8 @@ static void upstream_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 		}
 		if (rc == HTTP_STREAM_OK)
 			break;
-		upstream_failed(r, 502, rc == -EMSGSIZE ? "the instance sent response headers over 64 KiB" : "the instance sent a malformed response", true);
+		/* It answered: it has seen the request, which is not sent again. */
+		upstream_failed(r, 502, rc == -EMSGSIZE ? "the instance sent response headers over 64 KiB" : "the instance sent a malformed response", true, false);
 		return;
 	}
 	upstream_quickack(u);
@@ -1765,8 +1840,11 @@ static size_t client_parse(struct rt_client *c, const char *data, size_t len)
 		if (rc == -ECANCELED && r) {
 			answer_locally(c, r, true);
 		} else if (!r || !r->resp_started) {
-			int st = rc == -EMSGSIZE ? 431 : 400;
-			const char *msg = rc == -EMSGSIZE ? "request headers too large" : http_stream_error(c->parser);
+			bool long_url = rc == -EMSGSIZE && http_stream_url_too_long(c->parser);
+			int st = long_url ? 414 : rc == -EMSGSIZE ? 431 : 400;
+			const char *msg = long_url ? "request target too long"
+					  : rc == -EMSGSIZE ? "request headers too large"
+							    : http_stream_error(c->parser);
 			if (r) {
 				r->status = st;
 				free(r->local_msg);

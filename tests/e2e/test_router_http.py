@@ -31,7 +31,18 @@ def shared(tmp_path_factory):
     d.apply(echo_spec("echo", instances=1,
                       routes=f"[{{host: {HOST}}}, {{host: small.test, max_body: 1K}}]"))
     d.apply(echo_spec("empty", instances=0, routes="[{host: empty.test}]"))
+    d.apply(echo_spec("pair", instances=2, routes="[{host: pair.test}]"))
+    # Ready by its check, yet nothing listens: every connection is refused.
+    d.apply("""app: deaf
+processes:
+  web:
+    command: sleep 1000
+    health: {cmd: "true", interval: 1s}
+    routes: [{host: deaf.test}]
+""")
     d.wait_ready("echo", 1)
+    d.wait_ready("pair", 2)
+    d.wait_ready("deaf", 1)
     wait_routed(d, HOST)
     yield d
     stop_daemon(d)
@@ -44,8 +55,8 @@ def router(shared):
     assert_alive(shared, HOST)
 
 
-def backend_saw(d, needle):
-    lines = d.ok("GET", "/v1/apps/echo/logs?lines=10000")["lines"]
+def backend_saw(d, needle, app="echo"):
+    lines = d.ok("GET", f"/v1/apps/{app}/logs?lines=10000")["lines"]
     return [l["line"] for l in lines if l["stream"] == "stdout" and needle in l["line"]]
 
 
@@ -588,3 +599,129 @@ def test_slow_headers_get_408_and_a_silent_instance_gets_504(tmp_path):
         assert st["status"]["5xx"] >= 1
     finally:
         stop_daemon(d)
+
+
+# ---------------------------------------------------------------- strict requests and answers
+
+def test_a_malformed_answer_is_502_and_the_request_is_never_sent_twice(router):
+    """The instance answered, so it has seen the request: no retry, even
+    with another instance there, and the answer names the real fault."""
+    for host, app in (("pair.test", "pair"), (HOST, "echo")):
+        for method in (b"GET", b"POST", b"DELETE"):
+            path = f"/malformed-{method.decode()}-{time.monotonic_ns()}"
+            r, _ = raw_exchange(router, method + b" " + path.encode() + b" HTTP/1.1\r\nHost: " + host.encode() +
+                                b"\r\nContent-Length: 0\r\n\r\n")
+            assert r.status == 502 and b"the instance sent a malformed response" in r.body, r
+            marker = f"/after-{time.monotonic_ns()}"
+            assert get(router, marker, host)[0] == 200
+            wait_for(lambda: backend_saw(router, marker, app), what="the marker in the backend's log")
+            assert len(backend_saw(router, path, app)) == 1, backend_saw(router, path, app)
+
+
+def test_a_refused_connection_with_no_other_instance_says_so(router):
+    status, headers, body = get(router, "/", "deaf.test")
+    assert status == 502, (status, body)
+    assert b"cannot connect to the instance" in body and b"no ready instance" not in body, body
+    assert RID.match(headers["x-request-id"])
+
+
+def test_whitespace_around_header_values_is_not_part_of_them(router):
+    r, _ = raw_exchange(router, b"GET /ows HTTP/1.1\r\nHost: shop.test \t\r\nX-A:  a b \t \r\nX-Empty:   \r\n\r\n")
+    assert r.status == 200, r
+    doc = json.loads(r.body)
+    assert header_values(doc, "Host") == ["shop.test"]
+    assert header_values(doc, "X-Forwarded-Host") == ["shop.test"]
+    assert header_values(doc, "X-A") == ["a b"]
+    assert header_values(doc, "X-Empty") == [""]
+
+
+def test_an_absolute_form_target_names_the_host_the_app_sees(router):
+    r, _ = raw_exchange(router, b"GET http://Shop.Test/abs?x=1 HTTP/1.1\r\nHost: other.test\r\n\r\n")
+    assert r.status == 200, r
+    doc = json.loads(r.body)
+    assert doc["path"] == "/abs?x=1"
+    assert header_values(doc, "Host") == ["Shop.Test"]
+    assert header_values(doc, "X-Forwarded-Host") == ["Shop.Test"]
+    r, _ = raw_exchange(router, b"GET https://shop.test?q=1 HTTP/1.1\r\nHost: shop.test\r\n\r\n")
+    assert r.status == 200 and json.loads(r.body)["path"] == "/?q=1", r
+
+
+@pytest.mark.parametrize("data", [
+    b"POST /x HTTP/1.1\r\nHost: shop.test\r\n: 1\r\nContent-Length: 0\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: shop.test/evil\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: shop .test\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: user@shop.test\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: shop.test:80x\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: [::1\r\n\r\n",
+    b"GET /a#frag HTTP/1.1\r\nHost: shop.test\r\n\r\n",
+    b"GET ftp://shop.test/ HTTP/1.1\r\nHost: shop.test\r\n\r\n",
+    b"GET http://user@shop.test/ HTTP/1.1\r\nHost: shop.test\r\n\r\n",
+], ids=["empty-header-name", "host-path", "host-blank", "host-userinfo", "host-bad-port", "host-open-bracket",
+        "fragment", "ftp-target", "target-userinfo"])
+def test_invalid_requests_are_400(router, data):
+    r = assert_rejected(router, data, 400)
+    assert b"request id: " in r.body
+    if data.startswith(b"POST /x"):
+        assert r.body.startswith(b"400 a header without a name\n"), r.body
+    elif b"Host: " in data and data.startswith(b"GET / "):
+        assert r.body.startswith(b"400 malformed Host header\n"), r.body
+
+
+def test_hosts_of_every_valid_form_are_routed(router):
+    for host in (b"shop.test:8080", b"SHOP.test.", b"shop.test"):
+        r, _ = raw_exchange(router, b"GET /h HTTP/1.1\r\nHost: " + host + b"\r\n\r\n")
+        assert r.status == 200, (host, r)
+    # Literal addresses are valid hosts, answered by the default route (none here).
+    for host in (b"[::1]:80", b"127.0.0.1"):
+        r, _ = raw_exchange(router, b"GET /h HTTP/1.1\r\nHost: " + host + b"\r\n\r\n")
+        assert r.status == 404, (host, r)
+
+
+def test_http10_clients_get_no_interim_answers(router):
+    # 100-continue from an HTTP/1.0 client is ignored: the instance never sees it.
+    s = raw_connect(router)
+    s.sendall(b"POST /e10 HTTP/1.0\r\n" + H + b"Content-Length: 5\r\nExpect: 100-continue\r\n\r\nhello")
+    rd = RawReader(s)
+    version, status, headers, head = rd.read_head()
+    assert status == 200, head
+    s.close()
+    # An instance's 103 goes to HTTP/1.1 clients only.
+    s = raw_connect(router)
+    s.sendall(b"GET /early-hints HTTP/1.1\r\n" + H + b"\r\n")
+    rd = RawReader(s)
+    assert rd.read_head()[1] == 103
+    r = rd.read_response()
+    assert r.status == 200
+    s.close()
+    s = raw_connect(router)
+    s.sendall(b"GET /early-hints HTTP/1.0\r\n" + H + b"\r\n")
+    rd = RawReader(s)
+    version, status, headers, head = rd.read_head()
+    assert status == 200 and head.startswith(b"HTTP/1.0 200"), head
+    s.close()
+
+
+def test_http_versions_other_than_1_are_505(router):
+    r = assert_rejected(router, b"GET / HTTP/2.0\r\n" + H + b"\r\n", 505)
+    assert r.head.startswith(b"HTTP/1.1 505 HTTP Version Not Supported\r\n"), r.head
+    assert b"HTTP/2.0 is not supported" in r.body
+
+
+def test_a_request_target_over_the_limit_is_414(router):
+    r = assert_rejected(router, b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\n" + H + b"\r\n", 414)
+    assert r.head.startswith(b"HTTP/1.1 414 URI Too Long\r\n"), r.head
+
+
+def test_options_asterisk_goes_to_the_hosts_app(router):
+    r, _ = raw_exchange(router, b"OPTIONS * HTTP/1.1\r\n" + H + b"\r\n")
+    assert r.status == 200, r
+    assert json.loads(r.body)["path"] == "*"
+
+
+def test_reason_phrases_are_the_standard_ones(router):
+    r, _ = raw_exchange(router, b"GET /status/206 HTTP/1.1\r\n" + H + b"\r\n")
+    assert r.head.startswith(b"HTTP/1.1 206 Partial Content\r\n"), r.head
+    r, _ = raw_exchange(router, b"GET /status/599 HTTP/1.1\r\n" + H + b"\r\n")
+    assert r.head.startswith(b"HTTP/1.1 599 \r\n"), r.head
+    r = assert_rejected(router, b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: gzip\r\n\r\n", 501)
+    assert r.head.startswith(b"HTTP/1.1 501 Not Implemented\r\n"), r.head

@@ -176,6 +176,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.close_connection = True
             self.connection.close()
             return
+        if path.startswith("/malformed"):
+            # An answer no HTTP parser accepts (a four-digit status).
+            self.read_body()
+            self.wfile.write(b"HTTP/1.1 2000 OK\r\nContent-Length: 2\r\n\r\nok")
+            self.wfile.flush()
+            self.close_connection = True
+            return
+        if path == "/early-hints":
+            # An interim 103 before the echo.
+            self.wfile.write(b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n")
+            self.wfile.flush()
         if path.startswith("/status/"):
             self.read_body()
             status = int(path[len("/status/"):])
