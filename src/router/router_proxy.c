@@ -579,6 +579,26 @@ static const char *next_token(const char **p, size_t *len)
 	return s;
 }
 
+/* The transfer codings of a response other than chunked ("gzip" of
+ * "gzip, chunked"), comma-separated into out; false when there are none. */
+static bool other_codings(const struct http_head *h, struct strbuf *out)
+{
+	size_t n;
+	for (size_t k = 0; k < h->n_headers; k++) {
+		if (h->ids[k] != HH_TRANSFER_ENCODING)
+			continue;
+		const char *v = h->headers[k].value;
+		for (const char *t; (t = next_token(&v, &n));) {
+			if (n == 7 && !strncasecmp(t, "chunked", 7))
+				continue;
+			if (out->len)
+				strbuf_adds(out, ", ");
+			strbuf_add(out, t, n);
+		}
+	}
+	return out->len > 0;
+}
+
 /* Whether name is listed in a Connection header value. */
 static bool in_connection_list(const char *conn, const char *name)
 {
@@ -1359,6 +1379,16 @@ static int on_resp_head(void *ctx, struct http_head *h)
 		return -1; /* an upgrade nobody asked for */
 	if (interim && r->minor == 0)
 		return 0; /* never to an HTTP/1.0 client (RFC 9110 section 15.2) */
+	if (r->minor == 0 && h->count[HH_TRANSFER_ENCODING] && !r->is_head && st != 204 && st != 304) {
+		/* An HTTP/1.0 client takes no transfer coding: a gzip-coded
+		 * body could not be told from a plain one. */
+		struct strbuf codings;
+		strbuf_init(&codings, 0);
+		bool coded = other_codings(h, &codings);
+		strbuf_release(&codings);
+		if (coded)
+			return -1;
+	}
 	struct strbuf tmp;
 	strbuf_init(&tmp, 0);
 	const char *conn_extra = connection_extra(h, &tmp);
@@ -1400,7 +1430,18 @@ static int on_resp_head(void *ctx, struct http_head *h)
 		add_length(o, h->content_length);
 	} else if (r->minor >= 1) {
 		r->fr_client = FR_CHUNKED;
-		strbuf_adds(o, "Transfer-Encoding: chunked\r\n");
+		/* Codings the instance applied (gzip) stay named, before the
+		 * chunking the router applies. */
+		struct strbuf codings;
+		strbuf_init(&codings, 0);
+		if (h->count[HH_TRANSFER_ENCODING] && other_codings(h, &codings)) {
+			strbuf_adds(o, "Transfer-Encoding: ");
+			strbuf_add(o, codings.buf, codings.len);
+			strbuf_adds(o, ", chunked\r\n");
+		} else {
+			strbuf_adds(o, "Transfer-Encoding: chunked\r\n");
+		}
+		strbuf_release(&codings);
 	} else {
 		r->fr_client = FR_CLOSE;
 		c->close_after = true;

@@ -725,3 +725,13 @@ def test_reason_phrases_are_the_standard_ones(router):
     assert r.head.startswith(b"HTTP/1.1 599 \r\n"), r.head
     r = assert_rejected(router, b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: gzip\r\n\r\n", 501)
     assert r.head.startswith(b"HTTP/1.1 501 Not Implemented\r\n"), r.head
+
+
+def test_an_instances_transfer_coding_stays_named(router):
+    for path in (b"/coded", b"/coded?close=1"):
+        r, _ = raw_exchange(router, b"GET " + path + b" HTTP/1.1\r\n" + H + b"\r\n")
+        assert r.status == 200 and r.header("Transfer-Encoding") == "gzip, chunked", r
+        assert r.body == b"pretend-gzip-bytes"
+        # HTTP/1.0 has no transfer codings: a coded body is refused, not passed as plain.
+        r, _ = raw_exchange(router, b"GET " + path + b" HTTP/1.0\r\n" + H + b"\r\n")
+        assert r.status == 502, r

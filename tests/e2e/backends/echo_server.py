@@ -183,6 +183,19 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.flush()
             self.close_connection = True
             return
+        if path == "/coded":
+            # A body under a transfer coding other than chunked ("gzip"),
+            # chunked on top unless ?close=1 (then delimited by the close).
+            self.read_body()
+            data = b"pretend-gzip-bytes"
+            if q.get("close") == "1":
+                self.wfile.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nConnection: close\r\n\r\n" + data)
+                self.close_connection = True
+            else:
+                self.wfile.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n" +
+                                 b"%x\r\n" % len(data) + data + b"\r\n0\r\n\r\n")
+            self.wfile.flush()
+            return
         if path == "/early-hints":
             # An interim 103 before the echo.
             self.wfile.write(b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n")
