@@ -729,7 +729,7 @@ static bool host_ok(const char *h, size_t len)
 	} else {
 		for (; k < len && h[k] != ':'; k++) {
 			unsigned char ch = (unsigned char)h[k];
-			if (!isalnum(ch) && !strchr("-._~%!$&'()*+,;=", ch))
+			if (!isalnum(ch) && (!ch || !strchr("-._~%!$&'()*+,;=", ch)))
 				return false;
 		}
 	}
