@@ -118,6 +118,7 @@ struct rt_req {
 	bool backend_keep_alive;
 	bool finished;
 	int attempts;
+	bool new_conn; /* a retry: on a new backend connection, never a pooled one */
 	int status;
 	const char *local_error; /* answered by the router, not an instance */
 	char *local_msg;
@@ -1177,30 +1178,62 @@ static void upstream_timeout(uv_timer_t *t);
 static void upstream_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
 static void alloc_buf(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 
-/* Retry once on another instance when nothing of a response arrived and
- * the request can be replayed. Returns true when a retry started. */
-static bool try_retry(struct rt_req *r)
+/* How a request failed before any byte of a response, for try_retry. */
+enum retry_kind {
+	RETRY_NO,     /* the instance may have acted on it (it answered, or is slow) */
+	RETRY_UNSENT, /* no connection: the instance never saw a byte of it */
+	RETRY_LOST,   /* the connection reset or closed before any answer */
+	RETRY_STALE,  /* as RETRY_LOST, on a pooled connection the instance had let go */
+};
+
+/* The pool of the current routing snapshot serving the same app and
+ * process as r's (which is from the snapshot of when r began, and may
+ * still list instances stopped since); NULL when it is gone. */
+static struct rt_pool *current_pool(struct rt_req *r)
 {
-	if (r->attempts >= 2 || r->resp_started || !r->replayable || r->upgrade)
+	struct rt_snapshot *s = r->c->w->snap;
+	if (!s || s == r->snap)
+		return r->pool;
+	for (size_t k = 0; k < s->n_pools; k++)
+		if (!strcmp(s->pools[k].app, r->pool->app) && !strcmp(s->pools[k].process, r->pool->process))
+			return &s->pools[k];
+	return NULL;
+}
+
+/* Retries once, on a new connection, when the request can be replayed and
+ * sending it again cannot repeat its effect: any request whose connection
+ * failed, else an idempotent or bodyless one. Another instance is
+ * preferred; the same one is tried again only when a pooled connection
+ * went stale under the request. Returns true when a retry started. */
+static bool try_retry(struct rt_req *r, enum retry_kind kind)
+{
+	if (kind == RETRY_NO || r->attempts >= 2 || r->resp_started || !r->replayable || r->upgrade)
 		return false;
 	bool idempotent = !strcmp(r->method, "GET") || !strcmp(r->method, "HEAD") ||
 			  !strcmp(r->method, "OPTIONS") || !strcmp(r->method, "PUT") ||
 			  !strcmp(r->method, "DELETE") || !strcmp(r->method, "TRACE");
-	if (!idempotent && r->replay.len > 0)
+	if (kind != RETRY_UNSENT && !idempotent && r->replay.len > 0)
 		return false;
-	/* With no other instance the first failure is the answer. */
-	struct rt_backend *be = rt_balance_pick(r->c->w, r->pool, r->hash_key, r->be);
+	struct rt_pool *pool = current_pool(r);
+	struct rt_backend *be = pool ? rt_balance_pick(r->c->w, pool, r->hash_key, r->be) : NULL;
+	if (!be && kind == RETRY_STALE && pool) {
+		for (size_t k = 0; k < pool->n_be; k++)
+			if (pool->be[k] == r->be)
+				be = r->be; /* still routed: a new connection to it */
+	}
+	/* With no instance to try, the first failure is the answer. */
 	if (!be)
 		return false;
 	RT_ADD(r->ctr->retries, 1);
+	r->new_conn = true;
 	req_send_to(r, be);
 	return true;
 }
 
-/* The upstream failed before a response head: retry (only when may_retry:
- * the instance cannot have acted on the request), or answer 502/503/504. */
+/* The upstream failed before a response head: retry (see try_retry), or
+ * answer 502/503/504. */
 static void upstream_failed(struct rt_req *r, int status, const char *why, bool backend_fault,
-			    bool may_retry)
+			    enum retry_kind retry)
 {
 	struct rt_upstream *u = r->up;
 	if (u) {
@@ -1210,7 +1243,7 @@ static void upstream_failed(struct rt_req *r, int status, const char *why, bool 
 	}
 	if (backend_fault)
 		rt_backend_result(r->be, true, r->ctr);
-	if (may_retry && try_retry(r))
+	if (try_retry(r, retry))
 		return;
 	struct rt_client *c = r->c;
 	if (r->resp_started) {
@@ -1237,7 +1270,7 @@ static void upstream_connected(uv_connect_t *cr, int status)
 			RT_ADD(r->ctr->connect_errors, 1);
 			char why[128];
 			snprintf(why, sizeof(why), "cannot connect to the instance: %s", uv_strerror(status));
-			upstream_failed(r, 502, why, true, true);
+			upstream_failed(r, 502, why, true, RETRY_UNSENT);
 		} else {
 			upstream_close(u);
 		}
@@ -1261,7 +1294,7 @@ static void req_attach(struct rt_req *r)
 {
 	struct rt_worker *w = r->c->w;
 	struct rt_upstream *u = NULL;
-	for (struct rt_upstream *p = w->idle; p; p = p->next_idle) {
+	for (struct rt_upstream *p = r->new_conn ? NULL : w->idle; p; p = p->next_idle) {
 		if (p->be == r->be) {
 			u = p;
 			break;
@@ -1357,11 +1390,11 @@ static void upstream_timeout(uv_timer_t *t)
 	}
 	if (!u->connected) {
 		RT_ADD(r->ctr->connect_errors, 1);
-		upstream_failed(r, 503, "timed out connecting to the instance", true, true);
+		upstream_failed(r, 503, "timed out connecting to the instance", true, RETRY_UNSENT);
 		return;
 	}
 	/* A slow instance may still be working on it: not retried. */
-	upstream_failed(r, 504, "the instance did not answer in time", false, false);
+	upstream_failed(r, 504, "the instance did not answer in time", false, RETRY_NO);
 }
 
 /* Response callbacks. */
@@ -1620,7 +1653,8 @@ static void upstream_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 		if (!r->resp_started && !u->got_bytes) {
 			/* Reset or closed before any response: a stale pooled
 			 * connection or a dying instance. */
-			upstream_failed(r, 502, n == UV_EOF ? "the instance closed the connection" : "the instance reset the connection", !u->reused, true);
+			upstream_failed(r, 502, n == UV_EOF ? "the instance closed the connection" : "the instance reset the connection", !u->reused,
+					u->reused ? RETRY_STALE : RETRY_LOST);
 			return;
 		}
 		rc = http_stream_finish(u->parser);
@@ -1628,7 +1662,7 @@ static void upstream_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 			resp_finished(u, false);
 			return;
 		}
-		upstream_failed(r, 502, "the instance closed the connection mid-response", true, false);
+		upstream_failed(r, 502, "the instance closed the connection mid-response", true, RETRY_NO);
 		return;
 	}
 	u->got_bytes = true;
@@ -1668,7 +1702,7 @@ static void upstream_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 		if (rc == HTTP_STREAM_OK)
 			break;
 		/* It answered: it has seen the request, which is not sent again. */
-		upstream_failed(r, 502, rc == -EMSGSIZE ? "the instance sent response headers over 64 KiB" : "the instance sent a malformed response", true, false);
+		upstream_failed(r, 502, rc == -EMSGSIZE ? "the instance sent response headers over 64 KiB" : "the instance sent a malformed response", true, RETRY_NO);
 		return;
 	}
 	upstream_quickack(u);
@@ -1923,7 +1957,9 @@ static inline void client_input(struct rt_client *c, ssize_t n, const char *data
 	}
 	if (n < 0) {
 		struct rt_req *r = c->req;
-		if (c->tunnel || !r || !r->req_done) {
+		/* A reset (or any error) means the client is gone: its request
+		 * is abandoned (499) and the instance's connection closed. */
+		if (c->tunnel || !r || !r->req_done || n != UV_EOF) {
 			client_close(c);
 			return;
 		}

@@ -5,12 +5,14 @@ all."""
 import json
 import os
 import signal
+import socket
+import struct
 import threading
 import time
 
 from conftest import SLOW, wait_for
-from router_helpers import (Load, conn, echo, echo_spec, get, header_values, request, router_log_lines,
-                            stats)
+from router_helpers import (ECHO, PYTHON, Load, conn, echo, echo_spec, get, header_values, request,
+                            router_log_lines, stats)
 
 HOST = "bal.test"
 
@@ -438,3 +440,96 @@ def test_out_of_file_descriptors_the_router_pauses_and_recovers(daemon):
     assert daemon.read_log().count("cannot accept a connection") <= workers
     wait_for(lambda: stats(daemon, "bal")["router"]["client_connections"] == 0,
              what="every connection to be closed")
+
+
+def test_a_request_outliving_its_stopped_instance_is_retried_on_one_still_routed(daemon, tmp_path):
+    """A slow GET on an instance stopped under it (stop_timeout passes, the
+    instance exits) is retried on an instance of the current routing table,
+    never on one stopped since the request began."""
+    state = tmp_path / "state"
+    state.mkdir()
+    deploy(daemon, 3, balance="round-robin", state_dir=state, stop_timeout="1s")
+    results = []
+
+    def slow():
+        results.append(get(daemon, "/slow?ms=2500", HOST, timeout=30))
+
+    threads = [threading.Thread(target=slow) for _ in range(3)]
+    for t in threads:
+        t.start()
+    wait_for(lambda: stats(daemon, "bal")["inflight"] == 3, what="three slow requests in flight")
+    assert daemon.cli("scale", "bal", "web=1").returncode == 0
+    for t in threads:
+        t.join(timeout=30 * SLOW)
+    assert len(results) == 3
+    for status, _, body in results:
+        assert status == 200, body
+        assert json.loads(body)["instance"] == "bal.web.1"
+    # Two of them were cut by their instance's exit and retried.
+    assert len([l for l in (state / f"bal.web.{k}.events" for k in (2, 3)) if l.exists()]) == 2
+    assert settled_stats(daemon)["retries"] >= 2
+
+
+def test_a_post_whose_connection_is_refused_is_sent_to_another_instance(daemon, tmp_path):
+    """No byte reached the refusing instance, so even a POST with a body
+    goes to the other one, once."""
+    script = tmp_path / "half.sh"
+    script.write_text(f'#!/bin/sh\n[ "$PAASOPS_INSTANCE" = post.web.1 ] && exec sleep 1000\n'
+                      f'exec {PYTHON} {ECHO}\n')
+    script.chmod(0o755)
+    daemon.apply(f"""app: post
+processes:
+  web:
+    command: {script}
+    instances: 2
+    balance: round-robin
+    health: {{cmd: "true", interval: 1s}}
+    routes: [{{host: post.test}}]
+""")
+    daemon.wait_ready("post", 2)
+    for k in range(4):
+        status, _, body = get(daemon, f"/order-{k}", "post.test", method="POST", body=b"order=%d" % k)
+        assert status == 200, body
+        doc = json.loads(body)
+        assert doc["instance"] == "post.web.2" and doc["body"] == f"order={k}"
+    lines = [l["line"] for l in daemon.ok("GET", "/v1/apps/post/logs?lines=1000")["lines"]
+             if l["stream"] == "stdout" and l["line"].startswith("POST /order-")]
+    assert sorted(lines) == [f"POST /order-{k}" for k in range(4)]
+    st = stats(daemon, "post")
+    assert st["retries"] >= 2 and st["connect_errors"] >= 2, st
+
+
+def test_a_stale_pooled_connection_is_retried_on_a_new_one(daemon, tmp_path):
+    """An instance that drops a kept-alive connection just as a request
+    comes (its keep-alive timeout) costs the request nothing, even with no
+    other instance to go to."""
+    state = tmp_path / "state"
+    state.mkdir()
+    deploy(daemon, 1, state_dir=state)
+    for _ in range(5):
+        echo(daemon, "/warm", HOST)
+    before = settled_stats(daemon)["retries"]
+    (state / "bal.web.1.stale").write_text("")
+    try:
+        doc = echo(daemon, "/after-stale", HOST)
+        assert doc["instance"] == "bal.web.1"
+    finally:
+        (state / "bal.web.1.stale").unlink()
+    assert settled_stats(daemon)["retries"] == before + 1
+    assert len(backend_lines(daemon, "GET /after-stale")) == 1
+
+
+def test_a_client_that_resets_before_its_answer_is_logged_499(daemon):
+    deploy(daemon, 1)
+    before = settled_stats(daemon)
+    s = socket.create_connection(("127.0.0.1", daemon.http_port), timeout=10 * SLOW)
+    s.sendall(f"GET /slow?ms=2000 HTTP/1.1\r\nHost: {HOST}\r\nX-Request-Id: gone-1\r\n\r\n".encode())
+    wait_for(lambda: stats(daemon, "bal")["inflight"] == 1, what="the slow request in flight")
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()
+    line = wait_for(lambda: next((l for l in router_log_lines(daemon, "bal") if "request_id=gone-1" in l), None),
+                    what="the access log line")
+    assert " status=499 " in line, line
+    st = settled_stats(daemon)
+    assert st["status"]["4xx"] == before["status"]["4xx"] + 1
+    assert st["status"]["2xx"] == before["status"]["2xx"]

@@ -824,7 +824,12 @@ static void test_http__reason_phrases(void **state)
 	assert_string_equal(http_reason(200), "OK");
 	assert_string_equal(http_reason(404), "Not Found");
 	assert_string_equal(http_reason(413), "Content Too Large");
-	assert_string_equal(http_reason(599), "Unknown");
+	assert_string_equal(http_reason(206), "Partial Content");
+	assert_string_equal(http_reason(414), "URI Too Long");
+	assert_string_equal(http_reason(501), "Not Implemented");
+	assert_string_equal(http_reason(505), "HTTP Version Not Supported");
+	/* The phrase is optional: none for a code without one. */
+	assert_string_equal(http_reason(599), "");
 }
 
 static void test_http__url_decode_decodes_escapes(void **state)
@@ -1292,6 +1297,53 @@ static void test_http_stream__refuses_a_head_over_the_limit(void **state)
 	strbuf_release(&s.body);
 }
 
+static void test_http_stream__values_lose_trailing_whitespace(void **state)
+{
+	for (size_t step = 1; step <= 64; step += 63) {
+		struct seen s = {0};
+		strbuf_init(&s.body, 0);
+		struct http_stream *st = http_stream_new(HTTP_KIND_REQUEST, 4096, &seen_cbs, &s);
+		int rc = feed_steps(st, "GET / HTTP/1.1\r\nHost: a.test \t\r\nX-A:  a b  \r\nX-E:   \r\n\r\n", step);
+		assert_int_equal(rc, HTTP_STREAM_PAUSED);
+		assert_int_equal(s.heads, 1);
+		assert_string_equal(s.host, "a.test");
+		assert_string_equal(s.values[1], "a b");
+		assert_string_equal(s.values[2], "");
+		http_stream_free(st);
+		strbuf_release(&s.body);
+	}
+}
+
+static void test_http_stream__refuses_a_header_without_a_name(void **state)
+{
+	struct seen s = {0};
+	strbuf_init(&s.body, 0);
+	struct http_stream *st = http_stream_new(HTTP_KIND_REQUEST, 4096, &seen_cbs, &s);
+	int rc = feed_steps(st, "GET / HTTP/1.1\r\nHost: a\r\n: 1\r\n\r\n", 64);
+	assert_int_equal(rc, -EPROTO);
+	assert_string_equal(http_stream_error(st), "a header without a name");
+	assert_int_equal(s.heads, 0);
+	http_stream_free(st);
+	strbuf_release(&s.body);
+}
+
+static void test_http_stream__tells_a_long_target_from_long_headers(void **state)
+{
+	struct seen s = {0};
+	strbuf_init(&s.body, 0);
+	struct http_stream *st = http_stream_new(HTTP_KIND_REQUEST, 48, &seen_cbs, &s);
+	assert_int_equal(feed_steps(st, "GET /01234567890123456789012345678901234567890123456789 HTTP/1.1\r\n\r\n", 7),
+			 -EMSGSIZE);
+	assert_true(http_stream_url_too_long(st));
+	http_stream_free(st);
+	st = http_stream_new(HTTP_KIND_REQUEST, 48, &seen_cbs, &s);
+	assert_int_equal(feed_steps(st, "GET / HTTP/1.1\r\nX-Big: 01234567890123456789012345678901234567890123456789\r\n\r\n", 7),
+			 -EMSGSIZE);
+	assert_false(http_stream_url_too_long(st));
+	http_stream_free(st);
+	strbuf_release(&s.body);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1338,6 +1390,9 @@ int main(void)
 		cmocka_unit_test(test_http_stream__recognises_names_in_any_case),
 		cmocka_unit_test(test_http_stream__counts_repeated_headers_per_message),
 		cmocka_unit_test(test_http_stream__refuses_a_head_over_the_limit),
+		cmocka_unit_test(test_http_stream__values_lose_trailing_whitespace),
+		cmocka_unit_test(test_http_stream__refuses_a_header_without_a_name),
+		cmocka_unit_test(test_http_stream__tells_a_long_target_from_long_headers),
 		cmocka_unit_test(test_http__url_decode_decodes_escapes),
 		cmocka_unit_test(test_http__url_decode_handles_plus_by_request),
 		cmocka_unit_test(test_http__url_decode_refuses_bad_escapes),

@@ -142,6 +142,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.expect_continue = getattr(self, "expect_continue", False)
         self.chunked = False
         self.trailers = []
+        # With the state file "stale", a kept-alive connection is closed when
+        # its next request arrives, unanswered (a keep-alive timeout that
+        # fires just then); a new connection is served.
+        served = getattr(self, "served", 0)
+        self.served = served + 1
+        stale = state_file("stale")
+        if served and stale and os.path.exists(stale):
+            self.close_connection = True
+            return
         print(f"{self.command} {self.path}", flush=True)
         with lock:
             inflight += 1
