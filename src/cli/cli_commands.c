@@ -420,15 +420,16 @@ static void stats_row(struct cli_table *t, const char *name, const struct json *
 	cli__table_addf(t, "%lld", (long long)req);
 	cli__table_addf(t, "%lld/%lld/%lld/%lld", (long long)s2, (long long)s3, (long long)s4, (long long)s5);
 	cli__table_addf(t, "%lld", (long long)inflight);
-	const struct json *p50 = json_get(o, "p50_seconds"), *p99 = json_get(o, "p99_seconds");
-	if (json_is_number(p50))
-		cli__table_addf(t, "%.3gms", json_num(p50) * 1000);
-	else
-		cli__table_add(t, "-");
-	if (json_is_number(p99))
-		cli__table_addf(t, "%.3gms", json_num(p99) * 1000);
-	else
-		cli__table_add(t, "-");
+	const struct json *q[2] = {json_get(o, "p50_seconds"), json_get(o, "p99_seconds")};
+	for (int k = 0; k < 2; k++) {
+		double v = json_is_number(q[k]) ? json_num(q[k]) : -1;
+		if (v < 0)
+			cli__table_add(t, "-");
+		else if (v >= 1)
+			cli__table_addf(t, "%.3gs", v); /* 1.75s, not 1.75e+03ms */
+		else
+			cli__table_addf(t, "%.3gms", v * 1000);
+	}
 	cli__table_addf(t, "%lld", (long long)retries);
 	cli__table_addf(t, "%lld", (long long)cerr);
 }

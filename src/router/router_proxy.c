@@ -951,9 +951,12 @@ static int on_req_head(void *ctx, struct http_head *h)
 		return h->content_length > 0 || h->chunked ? -1 : 0;
 	}
 	if (r->pool->balance == ROUTER_HASH && r->pool->hash_name) {
-		if (r->pool->hash_cookie)
-			r->hash_key = cookie_value(h->first[HH_COOKIE], r->pool->hash_name);
-		else {
+		if (r->pool->hash_cookie) {
+			/* Clients may split their cookies over several headers. */
+			for (size_t k = 0; k < h->n_headers && !r->hash_key; k++)
+				if (h->ids[k] == HH_COOKIE)
+					r->hash_key = cookie_value(h->headers[k].value, r->pool->hash_name);
+		} else {
 			const char *v = http_head_get(h, r->pool->hash_name);
 			r->hash_key = v ? xstrdup(v) : NULL;
 		}
@@ -1393,8 +1396,10 @@ static void upstream_timeout(uv_timer_t *t)
 		upstream_failed(r, 503, "timed out connecting to the instance", true, RETRY_UNSENT);
 		return;
 	}
-	/* A slow instance may still be working on it: not retried. */
-	upstream_failed(r, 504, "the instance did not answer in time", false, RETRY_NO);
+	/* A slow instance may still be working on it: not retried, but
+	 * counted towards ejecting it, as a hung instance would keep
+	 * taking requests otherwise. */
+	upstream_failed(r, 504, "the instance did not answer in time", true, RETRY_NO);
 }
 
 /* Response callbacks. */

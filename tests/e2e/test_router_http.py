@@ -597,6 +597,16 @@ def test_slow_headers_get_408_and_a_silent_instance_gets_504(tmp_path):
         assert get(d, "/alive", HOST)[0] == 200
         st = d.ok("GET", "/v1/apps/echo/stats")
         assert st["status"]["5xx"] >= 1
+        # Timeouts count towards ejecting a hung instance, like 5xx
+        # answers: three in a row (the answer to /alive started over).
+        assert st["ejections"] == 0, st
+        slow = [threading.Thread(target=raw_exchange, args=(d, b"GET /slow?ms=20000 HTTP/1.1\r\n" + H + b"\r\n", 15))
+                for _ in range(3)]
+        for t in slow:
+            t.start()
+        for t in slow:
+            t.join(timeout=20 * SLOW)
+        assert d.ok("GET", "/v1/apps/echo/stats")["ejections"] == 1
     finally:
         stop_daemon(d)
 
