@@ -253,12 +253,15 @@ void router_publish(struct router *r, struct router_table *t)
 		r->known[w++] = b;
 	}
 	r->n_known = w;
+	for (size_t k = 0; k < r->n_stats; k++)
+		r->stats[k]->routed = false;
 	for (size_t k = 0; k < s->n_routes; k++) {
 		struct rt_route *rt = &s->routes[k];
 		struct rt_pool *p = &s->pools[rt->pool];
 		char key[600];
 		snprintf(key, sizeof(key), "%s%s", rt->host ? rt->host : "*", rt->path);
 		rt->stats = stats_for(r, p->app, p->process, key);
+		rt->stats->routed = true;
 	}
 	if (s->n_routes > 1)
 		qsort(s->routes, s->n_routes, sizeof(*s->routes), route_cmp);

@@ -51,6 +51,7 @@ struct rt_counters {
 struct rt_stats {
 	char *app, *process, *route;
 	struct rt_counters *w; /* [n_workers] */
+	bool routed; /* in the latest published table (control loop only) */
 };
 
 struct rt_backend {

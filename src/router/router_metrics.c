@@ -55,12 +55,19 @@ void router_metrics_each(struct router *r, router_metrics_proc_cb cb, void *ctx)
 	for (size_t k = 0; k < n;) {
 		struct router_metrics_proc p = {.app = list[k]->app, .process = list[k]->process};
 		size_t j = k;
-		for (; j < n && stats_cmp(&list[k], &list[j]) == 0; j++)
+		bool routed = false;
+		for (; j < n && stats_cmp(&list[k], &list[j]) == 0; j++) {
+			routed |= list[j]->routed;
 			for (int w = 0; w < r->n_workers; w++)
 				add_worker(&p, &list[j]->w[w]);
+		}
 		if (p.inflight < 0)
 			p.inflight = 0; /* workers' counts are read at slightly different times */
-		cb(ctx, &p);
+		/* A process no route leads to any more (its app destroyed, its
+		 * routes removed) has its series dropped once its last request
+		 * is done; they continue if it is routed again. */
+		if (routed || p.inflight > 0)
+			cb(ctx, &p);
 		k = j;
 	}
 	free(list);

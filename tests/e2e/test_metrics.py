@@ -462,3 +462,30 @@ def test_history_survives_a_daemon_restart(d):
     # New samples continue the same series after the gap.
     wait_for(lambda: query(d, **params)["series"][0]["points"][-1][0] > before[-1][0] + 0.5,
              timeout=10, what="new samples after the restart")
+
+
+def test_a_destroyed_apps_router_series_go_away(tmp_path):
+    dm = Daemon(tmp_path)
+    dm.start(extra=["--metrics-interval", "250ms"])
+    try:
+        for app, host in (("stay", "stay.test"), ("gone", "gone.test")):
+            dm.apply(spec(app, host, instances=1))
+            dm.wait_ready(app, 2, timeout=20)
+            wait_for(lambda: get(dm.http_port, host) == 200, timeout=10, what=f"{host} to be routed")
+        wait_for(lambda: 'paasops_http_requests_total{app="gone",process="web",code="2xx"} 1' in scrape(dm)[2].decode(),
+                 timeout=10, what="the router series of gone")
+        r = dm.cli("destroy", "gone", "--yes")
+        assert r.returncode == 0, r.stderr
+        wait_for(lambda: 'app="gone"' not in scrape(dm)[2].decode(), timeout=10,
+                 what="every series of the destroyed app to go")
+        # The other app's series stay and keep counting.
+        assert get(dm.http_port, "stay.test") == 200
+        wait_for(lambda: 'paasops_http_requests_total{app="stay",process="web",code="2xx"} 2' in scrape(dm)[2].decode(),
+                 timeout=10, what="stay's series to count on")
+        # Routed again, the app's series come back.
+        dm.apply(spec("gone", "gone.test", instances=1))
+        dm.wait_ready("gone", 2, timeout=20)
+        wait_for(lambda: 'paasops_http_requests_total{app="gone"' in scrape(dm)[2].decode(), timeout=10,
+                 what="the series of the app made again")
+    finally:
+        dm.stop()
