@@ -227,6 +227,16 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 					ARRAY_SIZE(d->tls_certs));
 				return -EINVAL;
 			}
+			/* Pairs in order: each key right after its certificate. */
+			if (c == 1033 && d->n_tls_certs > d->n_tls_keys) {
+				fprintf(stderr, "paasops serve: --tls-cert '%s' needs a --tls-key after it\n",
+					d->tls_certs[d->n_tls_certs - 1]);
+				return -EINVAL;
+			}
+			if (c == 1034 && d->n_tls_keys == d->n_tls_certs) {
+				fprintf(stderr, "paasops serve: --tls-key '%s' needs a --tls-cert before it\n", optarg);
+				return -EINVAL;
+			}
 			list[(*n)++] = xstrdup(optarg);
 			break;
 		}

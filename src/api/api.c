@@ -781,7 +781,8 @@ static void conn_tls_open(struct tls_stream *s, int status, const char *why, voi
 		log_debug("api: TLS handshake with %s failed: %s", c->remote, why);
 		if (status == TLS_EPLAINHTTP) {
 			static const char body[] =
-				"{\"error\":\"plain HTTP request sent to the HTTPS API; use https://\"}\n";
+				"{\"error\":{\"code\":\"plain_http\",\"message\":\"plain HTTP request sent to "
+				"the HTTPS API; use https://\"}}\n";
 			char head[256];
 			int n = snprintf(head, sizeof(head),
 					 "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"

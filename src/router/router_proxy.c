@@ -791,7 +791,8 @@ static int redirect_to_https(struct rt_client *c, struct rt_req *r, const struct
 	char p[16] = "";
 	if (port > 0 && port != 443)
 		snprintf(p, sizeof(p), ":%d", port);
-	r->location = xasprintf("https://%s%s%s", r->host, p, r->path);
+	/* OPTIONS * names no path: the site's root stands for it. */
+	r->location = xasprintf("https://%s%s%s", r->host, p, strcmp(r->path, "*") ? r->path : "/");
 	r->status = 308;
 	r->local_msg = xasprintf("this site is served over HTTPS: %s", r->location);
 	return h->content_length > 0 || h->chunked ? -1 : 0;

@@ -260,7 +260,8 @@ def test_plain_http_to_the_tls_port_gets_a_400_and_the_daemon_keeps_serving(tls,
         head, _, body = got.partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 400 Bad Request\r\n"), got
         assert b"Connection: close" in head
-        assert json.loads(body) == {"error": "plain HTTP request sent to the HTTPS API; use https://"}
+        assert json.loads(body) == {"error": {"code": "plain_http",
+                                              "message": "plain HTTP request sent to the HTTPS API; use https://"}}
     # curl says what it got, and the daemon is unharmed.
     r = subprocess.run(["curl", "-sS", f"http://127.0.0.1:{tls.api_port}/healthz"],
                        capture_output=True, text=True, timeout=30 * SLOW)

@@ -23,7 +23,8 @@ import time
 import pytest
 
 from conftest import BIN, SLOW, Daemon, free_port, wait_for
-from router_helpers import RawReader, echo_spec, get, header_values, pattern_bytes, stop_daemon, wait_routed
+from router_helpers import (RawReader, echo_spec, get, header_values, pattern_bytes, raw_exchange, stop_daemon,
+                            wait_routed)
 
 
 # ---------------------------------------------------------------- certificates
@@ -529,6 +530,9 @@ def test_a_redirect_route_answers_plain_http_with_308_to_https(router, pki):
     assert headers["location"] == f"https://secure.test:{router.https_port}/cart/add?item=3&n=1"
     status, headers, _ = get(router, "/", "Secure.Test:8080")
     assert status == 308 and headers["location"] == f"https://secure.test:{router.https_port}/"
+    # OPTIONS * names no path: it goes to the site's root.
+    r, _ = raw_exchange(router, b"OPTIONS * HTTP/1.1\r\nHost: secure.test\r\n\r\n")
+    assert r.status == 308 and r.header("Location") == f"https://secure.test:{router.https_port}/", r
     # Over HTTPS the same route is served (its certificate is the default one).
     c = http.client.HTTPSConnection("127.0.0.1", router.https_port, context=client_ctx(pki, verify=False),
                                     timeout=10 * SLOW)
@@ -583,6 +587,12 @@ def test_start_up_refuses_incomplete_tls_flags(tmp_path, pki):
     https = ["--https", f"127.0.0.1:{free_port()}"]
     rc, out = serve(tmp_path, *https, "--tls-cert", pki["shop"][0])
     assert rc == 2 and f"--tls-cert '{pki['shop'][0]}' needs a --tls-key" in out, out
+    # Each key comes right after its certificate.
+    rc, out = serve(tmp_path, *https, "--tls-cert", pki["shop"][0], "--tls-cert", pki["blog"][0],
+                    "--tls-key", pki["shop"][1], "--tls-key", pki["blog"][1])
+    assert rc == 2 and f"--tls-cert '{pki['shop'][0]}' needs a --tls-key after it" in out, out
+    rc, out = serve(tmp_path, *https, "--tls-key", pki["shop"][1], "--tls-cert", pki["shop"][0])
+    assert rc == 2 and f"--tls-key '{pki['shop'][1]}' needs a --tls-cert before it" in out, out
     rc, out = serve(tmp_path, *https)
     assert rc == 2 and "--https needs a certificate" in out, out
     rc, out = serve(tmp_path, *pairs(pki, "shop"))
