@@ -18,6 +18,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <limits.h>
+#include <sys/stat.h>
 #include <stdatomic.h>
 #include <strings.h>
 #include <stdbool.h>
@@ -84,23 +85,58 @@ struct tls_write {
 
 /* ---- contexts ---- */
 
+/* Why OpenSSL could not use a file, in words, and its error queue emptied.
+ * The last error is the most general ("PEM lib"); the cause is further up. */
+static const char *file_error_reason(const char *what, char *buf, size_t n)
+{
+	bool key = strcmp(what, "key") == 0;
+	const char *why = NULL;
+	unsigned long e;
+	while ((e = ERR_get_error()) != 0) {
+		if (why)
+			continue;
+		if (ERR_SYSTEM_ERROR(e)) {
+			snprintf(buf, n, "%s", strerror(ERR_GET_REASON(e)));
+			why = buf;
+		} else if (ERR_GET_LIB(e) == ERR_LIB_PEM && ERR_GET_REASON(e) == PEM_R_NO_START_LINE) {
+			snprintf(buf, n, "no PEM %s in it (no '-----BEGIN %s-----' line)",
+				 key ? "private key" : strcmp(what, "certificate") ? "data" : "certificate",
+				 key ? "PRIVATE KEY" : strcmp(what, "certificate") ? "..." : "CERTIFICATE");
+			why = buf;
+		} else if (ERR_GET_LIB(e) == ERR_LIB_PEM && ERR_GET_REASON(e) == PEM_R_BAD_END_LINE) {
+			why = "a PEM block in it has no matching '-----END ...-----' line";
+		} else if (ERR_GET_LIB(e) == ERR_LIB_OSSL_DECODER && ERR_GET_REASON(e) == ERR_R_UNSUPPORTED) {
+			why = key ? "no private key in it that OpenSSL can read" : "not in a form OpenSSL can read";
+		} else if (ERR_GET_REASON(e) != ERR_R_PEM_LIB && ERR_reason_error_string(e)) {
+			why = ERR_reason_error_string(e);
+		}
+	}
+	return why ? why : "not usable";
+}
+
 static char *openssl_error(const char *what, const char *path)
 {
-	char buf[256];
-	unsigned long e = ERR_peek_last_error();
-	const char *why = e ? ERR_reason_error_string(e) : NULL;
-	snprintf(buf, sizeof(buf), "%s %s: %s", what, path, why ? why : "not usable");
-	ERR_clear_error();
-	return xstrdup(buf);
+	char buf[160];
+	return xasprintf("%s %s: %s", what, path, file_error_reason(what, buf, sizeof(buf)));
+}
+
+/* 0 when path is a file this process may read, else why not (an errno). */
+static int unreadable(const char *path)
+{
+	struct stat st;
+	if (access(path, R_OK) < 0)
+		return errno;
+	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+		return EISDIR;
+	return 0;
 }
 
 static int readable(const char *what, const char *path, char **err)
 {
-	if (access(path, R_OK) == 0)
+	int e = unreadable(path);
+	if (!e)
 		return 0;
-	char buf[256];
-	snprintf(buf, sizeof(buf), "%s %s: %s", what, path, strerror(errno));
-	*err = xstrdup(buf);
+	*err = xasprintf("%s %s: %s", what, path, strerror(e));
 	return -1;
 }
 
@@ -155,10 +191,9 @@ fail:
  * one line a failed start prints. */
 static char *server_file_error(const char *what, const char *path)
 {
-	unsigned long e = ERR_peek_last_error();
-	const char *why = e ? ERR_reason_error_string(e) : NULL;
-	ERR_clear_error();
-	return xasprintf("cannot use TLS %s '%s': %s", what, path, why ? why : "not usable");
+	char buf[160];
+	return xasprintf("cannot use TLS %s '%s': %s", what, path,
+			 file_error_reason(what, buf, sizeof(buf)));
 }
 
 bool tls_name_match(const char *pattern, const char *host)
@@ -288,12 +323,13 @@ static int alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
 static SSL_CTX *server_ssl_new(const char *cert_file, const char *key_file, char **err)
 {
 	const char *key = key_file ? key_file : cert_file;
-	if (access(cert_file, R_OK) < 0) {
-		*err = xasprintf("cannot read TLS certificate '%s': %s", cert_file, strerror(errno));
+	int e;
+	if ((e = unreadable(cert_file)) != 0) {
+		*err = xasprintf("cannot read TLS certificate '%s': %s", cert_file, strerror(e));
 		return NULL;
 	}
-	if (access(key, R_OK) < 0) {
-		*err = xasprintf("cannot read TLS key '%s': %s", key, strerror(errno));
+	if ((e = unreadable(key)) != 0) {
+		*err = xasprintf("cannot read TLS key '%s': %s", key, strerror(e));
 		return NULL;
 	}
 	SSL_CTX *c = SSL_CTX_new(TLS_server_method());

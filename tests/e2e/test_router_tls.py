@@ -576,7 +576,18 @@ def test_start_up_refuses_bad_certificate_files_naming_them(tmp_path, pki):
     rc, out = serve(tmp_path, *https, "--tls-cert", missing, "--tls-key", pki["shop"][1])
     assert rc != 0 and f"cannot read TLS certificate '{missing}'" in out, out
     rc, out = serve(tmp_path, *https, "--tls-cert", pki["shop"][1], "--tls-key", pki["shop"][1])
-    assert rc != 0 and f"cannot use TLS certificate '{pki['shop'][1]}'" in out, out
+    assert rc != 0 and (f"cannot use TLS certificate '{pki['shop'][1]}': no PEM certificate in it "
+                        "(no '-----BEGIN CERTIFICATE-----' line)") in out, out
+    rc, out = serve(tmp_path, *https, "--tls-cert", str(tmp_path), "--tls-key", pki["shop"][1])
+    assert rc != 0 and f"cannot read TLS certificate '{tmp_path}': Is a directory" in out, out
+    rc, out = serve(tmp_path, *https, "--tls-cert", pki["shop"][0], "--tls-key", pki["shop"][0])
+    assert rc != 0 and (f"cannot use TLS key '{pki['shop'][0]}': no private key in it that "
+                        "OpenSSL can read") in out, out
+    cut = tmp_path / "cut.pem"
+    cut.write_text(open(pki["shop"][0]).read()[:200])
+    rc, out = serve(tmp_path, *https, "--tls-cert", str(cut), "--tls-key", pki["shop"][1])
+    assert rc != 0 and (f"cannot use TLS certificate '{cut}': a PEM block in it has no matching "
+                        "'-----END ...-----' line") in out, out
     # The second pair's key belongs to another certificate.
     rc, out = serve(tmp_path, *https, *pairs(pki, "default"), "--tls-cert", pki["shop"][0],
                     "--tls-key", pki["blog"][1])
