@@ -65,6 +65,7 @@ struct as_ctl {
 	enum as_metric metric;
 	int min, max;
 	double target;
+	double panic_threshold; /* x target over the panic window: panic */
 	/* the ring of samples, oldest first from head */
 	struct as_sample *ring;
 	size_t cap, n, head;
@@ -174,11 +175,12 @@ int autoscale_desired(int current, int ready, double value, double target, int m
 }
 
 struct autoscale_panic autoscale_panic_next(struct autoscale_panic p, int ready, double value,
-					    double target, int64_t now, int64_t stable_window_ms)
+					    double target, double threshold, int64_t now,
+					    int64_t stable_window_ms)
 {
 	if (ready <= 0 || !(target > 0) || !isfinite(value))
 		return p;
-	bool over = value >= AUTOSCALE_PANIC_THRESHOLD * target;
+	bool over = value >= threshold * target;
 	if (!p.active) {
 		if (over)
 			p = (struct autoscale_panic){.active = true, .since = now};
@@ -375,6 +377,7 @@ static void on_spec(void *ctx, const char *app, int release, const struct spec *
 		c->min = sp->autoscale.min;
 		c->max = sp->autoscale.max;
 		c->target = sp->autoscale.target;
+		c->panic_threshold = sp->autoscale.panic_threshold;
 		c->seen = true;
 	}
 }
@@ -635,8 +638,8 @@ static void scale_to(struct autoscale *as, struct as_ctl *c, int from, int to, c
 static void step_panic(struct autoscale *as, struct as_ctl *c, int64_t now, int ready)
 {
 	struct autoscale_panic was = c->panic;
-	c->panic = autoscale_panic_next(was, ready, c->panic_value, c->target, now,
-					stable_window(as));
+	c->panic = autoscale_panic_next(was, ready, c->panic_value, c->target, c->panic_threshold,
+					now, stable_window(as));
 	if (c->panic.calm && !was.calm)
 		c->calm_wall = time_wall_ms() - (now - c->panic.calm_since);
 	if (c->panic.active == was.active)
@@ -651,12 +654,12 @@ static void step_panic(struct autoscale *as, struct as_ctl *c, int64_t now, int 
 		c->down_since = (struct as_time){0};
 		snprintf(reason, sizeof(reason),
 			 "%s entered panic: %s %s/instance over %s is at least %gx target %s",
-			 c->proc, metric_names[c->metric], v, pw, AUTOSCALE_PANIC_THRESHOLD, t);
+			 c->proc, metric_names[c->metric], v, pw, c->panic_threshold, t);
 	} else {
 		c->panic_wall = c->calm_wall = 0;
 		snprintf(reason, sizeof(reason),
 			 "%s left panic: %s over %s stayed below %gx target %s for %s", c->proc,
-			 metric_names[c->metric], pw, AUTOSCALE_PANIC_THRESHOLD, t, sw);
+			 metric_names[c->metric], pw, c->panic_threshold, t, sw);
 	}
 	note(as, c, reason);
 }
@@ -882,6 +885,7 @@ void autoscale_decorate(struct autoscale *as, struct json *app)
 		json_set_int(o, "max", c->max);
 		json_set_str(o, "metric", metric_names[c->metric]);
 		json_set_num(o, "target", c->target);
+		json_set_num(o, "panic_threshold", c->panic_threshold);
 		if (c->have_value)
 			json_set_num(o, "current_value", c->value);
 		else

@@ -10,7 +10,7 @@
  * is persisted and an event of type "autoscale" says why. It scales up at
  * once and down only once the lower count has been wanted for the whole
  * scale-down delay. When the value over the panic window (a tenth of the
- * stable window) reaches AUTOSCALE_PANIC_THRESHOLD times the target it
+ * stable window) reaches the spec's panic_threshold (2) times the target it
  * panics: it scales up at once to what that short window asks for and
  * never down, until the short window has stayed below the threshold for a
  * whole stable window. Apps that are stopped or rolling out are left alone.
@@ -90,10 +90,6 @@ void autoscale_decorate(struct autoscale *as, struct json *app);
  * otherwise the count stays at current (clamped) until instances are ready. */
 int autoscale_desired(int current, int ready, double value, double target, int min, int max);
 
-/* The value per ready instance over the panic window, at or above this
- * many times the target, starts a panic. */
-#define AUTOSCALE_PANIC_THRESHOLD 2.0
-
 /* Panic state of one controller; times are in any one clock's ms. */
 struct autoscale_panic {
 	bool active;
@@ -104,12 +100,13 @@ struct autoscale_panic {
 
 /* The panic state after an evaluation at `now` that measured `value` per
  * ready instance (of `ready`, > 0) over the panic window: a value at or
- * above AUTOSCALE_PANIC_THRESHOLD × target starts a panic (or keeps it
+ * above threshold × target starts a panic (or keeps it
  * from calming); a panic ends once the value has stayed below that for
  * stable_window_ms. A value that is not a number, or no ready instance,
  * changes nothing. */
 struct autoscale_panic autoscale_panic_next(struct autoscale_panic p, int ready, double value,
-					    double target, int64_t now, int64_t stable_window_ms);
+					    double target, double threshold, int64_t now,
+					    int64_t stable_window_ms);
 
 /* The instance count wanted while panicking: the higher of what the
  * stable and the panic values ask for (autoscale_desired of each), and

@@ -420,10 +420,10 @@ static bool get_number(struct ctx *c, const struct yaml_pair *f, const char *whe
 		       bool min_open, double max, double *out)
 {
 	const char *what = "a number";
-	if (min_open && min == 0 && max == HUGE_VAL)
-		what = "a number greater than 0";
-	else if (min_open && min == 0)
-		what = ctx_fmt(c, "a number greater than 0 and at most %g", max);
+	if (min_open && max == HUGE_VAL)
+		what = ctx_fmt(c, "a number greater than %g", min);
+	else if (min_open)
+		what = ctx_fmt(c, "a number greater than %g and at most %g", min, max);
 	else if (max != HUGE_VAL)
 		what = ctx_fmt(c, "a number from %g to %g", min, max);
 	if (!f || !want_scalar(c, f, where, what))
@@ -1022,8 +1022,8 @@ static void parse_deploy(struct ctx *c, const struct yaml_pair *df, const char *
 
 /* ------------------------------------------------------------ autoscale */
 
-static const char *const autoscale_keys[] = {"min", "max", "metric", "target"};
-enum { A_MIN, A_MAX, A_METRIC, A_TARGET, A_N };
+static const char *const autoscale_keys[] = {"min", "max", "metric", "target", "panic_threshold"};
+enum { A_MIN, A_MAX, A_METRIC, A_TARGET, A_PANIC, A_N };
 static const char *const autoscale_metrics[] = {"rps", "cpu", "memory", "inflight", "p95"};
 
 static void parse_autoscale(struct ctx *c, const struct yaml_pair *af, const char *of,
@@ -1048,6 +1048,9 @@ static void parse_autoscale(struct ctx *c, const struct yaml_pair *af, const cha
 		       &metric))
 		a->metric = xstrdup(metric);
 	get_number(c, f[A_TARGET], where, 0, true, HUGE_VAL, &a->target);
+	a->panic_threshold = SPEC_PANIC_THRESHOLD;
+	if (f[A_PANIC])
+		get_number(c, f[A_PANIC], where, 1, true, 100, &a->panic_threshold);
 	if (min_ok && max_ok && a->min > a->max)
 		ctx_fail(c, f[A_MIN] ? f[A_MIN]->value : af->value,
 			 "'min' (%d)%s is greater than 'max' (%d)", a->min, where, a->max);
@@ -1599,6 +1602,7 @@ static struct json *process_to_json(const struct spec_process *p)
 		json_set_int(a, "max", p->autoscale.max);
 		json_set_str(a, "metric", p->autoscale.metric);
 		json_set_num(a, "target", p->autoscale.target);
+		json_set_num(a, "panic_threshold", p->autoscale.panic_threshold);
 	}
 	return o;
 }

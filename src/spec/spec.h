@@ -65,11 +65,14 @@ struct spec_deploy {
 	double max_latency_factor; /* default 2 */
 };
 
+#define SPEC_PANIC_THRESHOLD 2.0
+
 struct spec_autoscale {
 	bool enabled; /* false when the key is absent */
 	int min, max;
 	char *metric; /* "rps" | "cpu" | "memory" | "inflight" | "p95" */
 	double target;
+	double panic_threshold; /* > 1, default SPEC_PANIC_THRESHOLD: x target over the panic window */
 };
 
 struct spec_process {

@@ -227,6 +227,24 @@ def test_a_burst_at_twice_the_target_panics_scales_up_at_once_and_holds_until_ca
     assert down["id"] > left["id"] and event_time(down) - event_time(left) >= 3 - 0.05, (left, down)
 
 
+def test_panic_threshold_from_the_spec_raises_the_line(daemon):
+    daemon.apply(autoscaled("steady", "steady.test",
+                            "{min: 1, max: 4, metric: inflight, target: 2, panic_threshold: 5}"))
+    daemon.wait_ready("steady", 1)
+    wait_routed(daemon, "steady.test")
+    assert web(daemon, "steady")["autoscale"]["panic_threshold"] == 5
+    # 8 in flight against 2 at 1 instance: 4x the target, which panics at
+    # the default 2x (the test above) but not under 5x: the stable window
+    # scales it up instead.
+    with Load(daemon, "steady.test", threads=8, path="/slow?ms=400") as load:
+        up = wait_for(lambda: scale_events(daemon, "steady"), timeout=30, what="a scale-up")[0]
+        assert up["reason"].startswith("web 1 -> "), up
+        assert "panic" not in up["reason"], up
+        assert web(daemon, "steady")["autoscale"]["panic"] is False
+    assert not load.failures, load.failures[:5]
+    assert not panic_events(daemon, "steady"), autoscale_events(daemon, "steady")
+
+
 def test_p95_above_the_target_scales_up(daemon):
     daemon.apply(autoscaled("lat", "lat.test", "{min: 1, max: 2, metric: p95, target: 0.1}"))
     daemon.wait_ready("lat", 1)

@@ -84,7 +84,7 @@ static void test_autoscale__ignores_a_value_that_is_not_a_number(void **state)
 	assert_int_equal(autoscale_desired(3, 3, 100, 0, 1, 10), 3);
 }
 
-/* autoscale_panic_next(state, ready, value, target, now, stable_window) */
+/* autoscale_panic_next(state, ready, value, target, threshold, now, stable_window) */
 
 #define WINDOW 60000
 
@@ -92,43 +92,59 @@ static void test_autoscale__panics_at_twice_the_target(void **state)
 {
 	struct autoscale_panic p = {0};
 	/* Just under 2x: no panic. */
-	p = autoscale_panic_next(p, 2, 399, 200, 1000, WINDOW);
+	p = autoscale_panic_next(p, 2, 399, 200, 2, 1000, WINDOW);
 	assert_false(p.active);
 	/* At 2x it starts, and says when. */
-	p = autoscale_panic_next(p, 2, 400, 200, 2000, WINDOW);
+	p = autoscale_panic_next(p, 2, 400, 200, 2, 2000, WINDOW);
 	assert_true(p.active);
 	assert_int_equal(p.since, 2000);
 	assert_false(p.calm);
 	/* Staying over keeps the start. */
-	p = autoscale_panic_next(p, 2, 900, 200, 3000, WINDOW);
+	p = autoscale_panic_next(p, 2, 900, 200, 2, 3000, WINDOW);
 	assert_true(p.active);
 	assert_int_equal(p.since, 2000);
 }
 
+/* The spec's panic_threshold moves the line, both ways. */
+static void test_autoscale__panics_at_the_spec_threshold(void **state)
+{
+	struct autoscale_panic p = {0};
+	p = autoscale_panic_next(p, 2, 999, 200, 5, 1000, WINDOW);
+	assert_false(p.active);
+	p = autoscale_panic_next(p, 2, 1000, 200, 5, 2000, WINDOW);
+	assert_true(p.active);
+	/* Under 5x but over 2x: calming, not kept up. */
+	p = autoscale_panic_next(p, 2, 900, 200, 5, 3000, WINDOW);
+	assert_true(p.calm);
+	struct autoscale_panic q = autoscale_panic_next((struct autoscale_panic){0}, 2, 300, 200, 1.5,
+							1000, WINDOW);
+	assert_true(q.active);
+}
+
 static void test_autoscale__leaves_panic_after_a_whole_stable_window_below(void **state)
 {
-	struct autoscale_panic p = autoscale_panic_next((struct autoscale_panic){0}, 1, 10, 2, 0,
+	struct autoscale_panic p = autoscale_panic_next((struct autoscale_panic){0}, 1, 10, 2, 2, 0,
 							WINDOW);
 	assert_true(p.active);
 	/* Below from t=1000: still panicking for the whole window. */
-	p = autoscale_panic_next(p, 3, 1, 2, 1000, WINDOW);
+	p = autoscale_panic_next(p, 3, 1, 2, 2, 1000, WINDOW);
 	assert_true(p.active);
 	assert_true(p.calm);
 	assert_int_equal(p.calm_since, 1000);
-	p = autoscale_panic_next(p, 3, 0, 2, 1000 + WINDOW - 1, WINDOW);
+	p = autoscale_panic_next(p, 3, 0, 2, 2, 1000 + WINDOW - 1, WINDOW);
 	assert_true(p.active);
 	assert_int_equal(p.calm_since, 1000);
 	/* Over again: the calm starts over ... */
-	p = autoscale_panic_next(p, 3, 4, 2, 1000 + WINDOW, WINDOW);
+	p = autoscale_panic_next(p, 3, 4, 2, 2, 1000 + WINDOW, WINDOW);
 	assert_true(p.active);
 	assert_false(p.calm);
-	p = autoscale_panic_next(p, 3, 1, 2, 2000 + WINDOW, WINDOW);
+	p = autoscale_panic_next(p, 3, 1, 2, 2, 2000 + WINDOW, WINDOW);
 	assert_true(p.calm);
 	assert_int_equal(p.calm_since, 2000 + WINDOW);
-	p = autoscale_panic_next(p, 3, 1, 2, 2000 + 2 * WINDOW - 1, WINDOW);
+	p = autoscale_panic_next(p, 3, 1, 2, 2, 2000 + 2 * WINDOW - 1, WINDOW);
 	assert_true(p.active);
 	/* ... and a whole window below ends it. */
-	p = autoscale_panic_next(p, 3, 1, 2, 2000 + 2 * WINDOW, WINDOW);
+	p = autoscale_panic_next(p, 3, 1, 2, 2, 2000 + 2 * WINDOW, WINDOW);
 	assert_false(p.active);
 	assert_false(p.calm);
 }
@@ -136,16 +152,16 @@ static void test_autoscale__leaves_panic_after_a_whole_stable_window_below(void 
 static void test_autoscale__panic_needs_a_value_per_ready_instance(void **state)
 {
 	struct autoscale_panic p = {0};
-	p = autoscale_panic_next(p, 0, 1000, 2, 0, WINDOW);
+	p = autoscale_panic_next(p, 0, 1000, 2, 2, 0, WINDOW);
 	assert_false(p.active);
-	p = autoscale_panic_next(p, 1, NAN, 2, 0, WINDOW);
+	p = autoscale_panic_next(p, 1, NAN, 2, 2, 0, WINDOW);
 	assert_false(p.active);
-	p = autoscale_panic_next(p, 1, 1000, 0, 0, WINDOW);
+	p = autoscale_panic_next(p, 1, 1000, 0, 2, 0, WINDOW);
 	assert_false(p.active);
 	/* While panicking, no measure changes nothing either. */
-	p = autoscale_panic_next(p, 1, 5, 2, 0, WINDOW);
+	p = autoscale_panic_next(p, 1, 5, 2, 2, 0, WINDOW);
 	assert_true(p.active);
-	struct autoscale_panic q = autoscale_panic_next(p, 0, 0, 2, 2 * WINDOW, WINDOW);
+	struct autoscale_panic q = autoscale_panic_next(p, 0, 0, 2, 2, 2 * WINDOW, WINDOW);
 	assert_true(q.active);
 	assert_false(q.calm);
 }
@@ -221,6 +237,7 @@ int main(void)
 		cmocka_unit_test(test_autoscale__waits_while_no_instance_is_ready),
 		cmocka_unit_test(test_autoscale__ignores_a_value_that_is_not_a_number),
 		cmocka_unit_test(test_autoscale__panics_at_twice_the_target),
+		cmocka_unit_test(test_autoscale__panics_at_the_spec_threshold),
 		cmocka_unit_test(test_autoscale__leaves_panic_after_a_whole_stable_window_below),
 		cmocka_unit_test(test_autoscale__panic_needs_a_value_per_ready_instance),
 		cmocka_unit_test(test_autoscale__panic_scales_up_to_what_the_short_window_asks),

@@ -727,9 +727,19 @@ static void test_spec__validates_autoscale(void **state)
 			       ":5:16: missing required key 'metric' in 'autoscale' of process "
 			       "'web'\n" FILE_NAME
 			       ":5:16: missing required key 'target' in 'autoscale' of process 'web'");
+	expect_error(HEAD "    autoscale: {max: 3, metric: rps, target: 1, panic_threshold: 1}\n",
+		     FILE_NAME ":5:66: 'panic_threshold' in 'autoscale' of process 'web' must be a "
+			       "number greater than 1 and at most 100, found '1'");
+	expect_error(HEAD "    autoscale: {max: 3, metric: rps, target: 1, panic_threshold: 2x}\n",
+		     FILE_NAME ":5:66: 'panic_threshold' in 'autoscale' of process 'web' must be a "
+			       "number greater than 1 and at most 100, found '2x'");
 	struct spec *s = parse_ok(HEAD "    autoscale: {min: 0, max: 1, metric: p95, target: 0.25}\n");
 	assert_int_equal(s->procs[0].autoscale.min, 0);
 	assert_string_equal(s->procs[0].autoscale.metric, "p95");
+	assert_true(s->procs[0].autoscale.panic_threshold == 2);
+	spec_free(s);
+	s = parse_ok(HEAD "    autoscale: {max: 4, metric: rps, target: 10, panic_threshold: 3.5}\n");
+	assert_true(s->procs[0].autoscale.panic_threshold == 3.5);
 	spec_free(s);
 }
 
