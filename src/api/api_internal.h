@@ -157,6 +157,7 @@ void h_events(struct api_req *, struct api_resp *);
 void h_backup(struct api_req *, struct api_resp *);
 /* api_run.c */
 void h_app_run(struct api_req *, struct api_resp *);
+void h_run_input(struct api_req *, struct api_resp *);
 /* api_alerts.c */
 void h_alerts(struct api_req *, struct api_resp *);
 void h_alerts_history(struct api_req *, struct api_resp *);

@@ -179,17 +179,86 @@ static void client_gone(void *ctx)
 	sub_free(s);
 }
 
+#define TTY_MAX_SIDE 1000
+
+/* The "rows" and "cols" of o into *rows and *cols: both, from 1 to
+ * TTY_MAX_SIDE (required: they must be there; otherwise both or neither). */
+static bool tty_size(const struct json *o, struct api_resp *resp, int *rows, int *cols, bool required)
+{
+	const char *what = required ? "'tty'" : "the body";
+	if (!json_is_object(o)) {
+		api_error(resp, 400, "invalid", "%s must be an object with 'rows' and 'cols'", what);
+		return false;
+	}
+	struct json *r = json_get(o, "rows"), *c = json_get(o, "cols");
+	if (!required && !r && !c)
+		return true;
+	int64_t rv, cv;
+	if (!r || !c || json_get_int(r, &rv) < 0 || json_get_int(c, &cv) < 0 || rv < 1 ||
+	    rv > TTY_MAX_SIDE || cv < 1 || cv > TTY_MAX_SIDE) {
+		api_error(resp, 400, "invalid", "%s needs 'rows' and 'cols', each a whole number from 1 to %d",
+			  what, TTY_MAX_SIDE);
+		return false;
+	}
+	*rows = (int)rv;
+	*cols = (int)cv;
+	return true;
+}
+
+/* POST /v1/apps/NAME/runs/RUN/input: {"data": TEXT} typed into a run's
+ * terminal, and/or {"rows": R, "cols": C}, its new size. Part of the run,
+ * which the audit log records once: not recorded itself. */
+void h_run_input(struct api_req *req, struct api_resp *resp)
+{
+	if (!api_body_object(req, resp, false))
+		return;
+	for (struct json *m = json_first(req->body); m; m = json_next(m)) {
+		const char *k = json_key(m);
+		if (!str_eq(k, "data") && !str_eq(k, "rows") && !str_eq(k, "cols")) {
+			api_error(resp, 400, "invalid", "unknown field '%s' (data, rows, cols)", k);
+			return;
+		}
+	}
+	struct json *dj = json_get(req->body, "data");
+	const char *data = dj ? json_str(dj) : "";
+	if (!data) {
+		api_error(resp, 400, "invalid", "'data' must be a string");
+		return;
+	}
+	int rows = 0, cols = 0;
+	if (!tty_size(req->body, resp, &rows, &cols, false))
+		return;
+	struct deploy_run *r = deploy_run_find(req->api->deploy, req->params[0], req->params[1]);
+	if (!r) {
+		api_error(resp, 404, "not_found", "no run '%s' of app '%s' is going on", req->params[1],
+			  req->params[0]);
+		return;
+	}
+	int rc = deploy_run_input(r, data, strlen(data), rows, cols);
+	if (rc == -ENOTTY)
+		api_error(resp, 409, "conflict", "run '%s' has no terminal to type into", req->params[1]);
+	else if (rc == -ENOBUFS)
+		api_error(resp, 429, "too_much_input",
+			  "run '%s' has not read the last %d bytes typed into it yet", req->params[1],
+			  DEPLOY_RUN_INPUT_MAX);
+	else if (rc < 0)
+		api_error(resp, 409, "conflict", "run '%s' has ended", req->params[1]);
+	else
+		resp->body = json_object();
+}
+
 void h_app_run(struct api_req *req, struct api_resp *resp)
 {
 	if (!api_body_object(req, resp, false))
 		return;
-	static const char *const known[] = {"command", "timeout"};
+	static const char *const known[] = {"command", "timeout", "tty"};
 	for (struct json *m = json_first(req->body); m; m = json_next(m)) {
 		bool ok = false;
 		for (size_t k = 0; k < ARRAY_SIZE(known); k++)
 			ok = ok || str_eq(json_key(m), known[k]);
 		if (!ok) {
-			api_error(resp, 400, "invalid", "unknown field '%s' (command, timeout)", json_key(m));
+			api_error(resp, 400, "invalid", "unknown field '%s' (command, timeout, tty)",
+				  json_key(m));
 			return;
 		}
 	}
@@ -213,13 +282,29 @@ void h_app_run(struct api_req *req, struct api_resp *resp)
 			return;
 		}
 	}
+	struct deploy_run_tty tty = {0};
+	struct json *tt = json_get(req->body, "tty");
+	if (tt && !tty_size(tt, resp, &tty.rows, &tty.cols, true))
+		return;
+	if (tt) {
+		struct json *term = json_get(tt, "term");
+		tty.term = term ? json_str(term) : "xterm";
+		if (!tty.term || !*tty.term || strlen(tty.term) > 64 ||
+		    strspn(tty.term, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.+") !=
+			    strlen(tty.term)) {
+			api_error(resp, 400, "invalid",
+				  "'tty.term' must be a terminal type such as \"xterm-256color\"");
+			return;
+		}
+	}
 	struct run_sub *s = xcalloc(1, sizeof(*s));
 	strbuf_init(&s->tail[0], 0);
 	strbuf_init(&s->tail[1], 0);
 	strbuf_init(&s->held, 0);
 	static const struct deploy_run_cbs cbs = {run_output, run_exit};
 	char *err = NULL;
-	int rc = deploy_run_start(req->api->deploy, req->params[0], cmd, timeout, &cbs, s, &s->run, &err);
+	int rc = deploy_run_start(req->api->deploy, req->params[0], cmd, timeout, tt ? &tty : NULL, &cbs,
+				  s, &s->run, &err);
 	if (rc < 0) {
 		if (rc == -ENOENT)
 			api_error(resp, 404, "not_found", "%s", err);

@@ -2,19 +2,33 @@
  * one-off command in the app's live release (POST /v1/apps/NAME/run).
  * The command's stdout and stderr come back as they are written and go to
  * ours; its exit status becomes ours. Ctrl-C (or losing the connection)
- * has the daemon kill it. */
+ * has the daemon kill it.
+ *
+ * When our stdin and stdout are a terminal (or with --tty), the command
+ * gets a terminal of its own on the daemon's side: ours is put in raw
+ * mode, and a second thread sends what is typed (Ctrl-C included: it is
+ * the remote terminal's to turn into a signal) and each new window size
+ * to POST /v1/apps/NAME/runs/RUN/input, while this one prints what comes
+ * back. The terminal is restored however the run ends. */
 #include "cli/cli_internal.h"
 #include "compat/json.h"
 #include "core/strbuf.h"
 #include "core/util.h"
 #include <errno.h>
+#include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <termios.h>
+#include <unistd.h>
 
 const struct cli_opt cli__run_opts[] = {
 	{"timeout", 0, "DURATION", false, "kill the command after this long (default 1h, at most 24h)"},
+	{"tty", 't', NULL, false, "give the command a terminal (the default when ours is one)"},
+	{"no-tty", 'T', NULL, false, "no terminal, even when ours is one"},
 	{NULL, 0, NULL, false, NULL},
 };
 
@@ -26,8 +40,103 @@ static void on_sigint(int sig)
 	interrupted = 1;
 }
 
+/* The terminal's settings before raw mode, restored on the way out. */
+static struct termios saved_tty;
+static volatile sig_atomic_t tty_raw, resized;
+
+static void tty_restore(void)
+{
+	if (tty_raw) {
+		tcsetattr(STDIN_FILENO, TCSADRAIN, &saved_tty);
+		tty_raw = 0;
+	}
+}
+
+static void on_sigwinch(int sig)
+{
+	(void)sig;
+	resized = 1;
+}
+
+static void window_size(int *rows, int *cols)
+{
+	struct winsize ws = {0};
+	if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) < 0 || !ws.ws_row || !ws.ws_col)
+		ws = (struct winsize){.ws_row = 24, .ws_col = 80};
+	*rows = ws.ws_row;
+	*cols = ws.ws_col;
+}
+
+/* The typing side of a run with a terminal. */
+struct run_input {
+	struct cli_client client; /* a copy: this thread's requests are its own */
+	char *path;               /* POST .../runs/RUN/input, once the run is named */
+	pthread_mutex_t lock;
+	pthread_cond_t named;
+	bool stop;
+};
+
+static void input_post(struct run_input *in, const char *data, size_t len, bool size)
+{
+	struct json *b = json_object();
+	if (len) {
+		char *text = xmalloc(len + 1);
+		memcpy(text, data, len);
+		text[len] = '\0';
+		json_set_str(b, "data", text);
+		free(text);
+	}
+	if (size) {
+		int rows, cols;
+		window_size(&rows, &cols);
+		json_set_int(b, "rows", rows);
+		json_set_int(b, "cols", cols);
+	}
+	char *body = json_print(b, false);
+	json_free(b);
+	struct cli_response res = {0};
+	char *err = NULL;
+	/* The run's own answer says how it ended; a keystroke lost as it
+	 * ends is not worth a message of its own. */
+	if (cli__client_request(&in->client, "POST", in->path, body, strlen(body), &res, &err) == 0)
+		cli__response_release(&res);
+	free(err);
+	free(body);
+}
+
+static void *input_main(void *arg)
+{
+	struct run_input *in = arg;
+	pthread_mutex_lock(&in->lock);
+	while (!in->path && !in->stop)
+		pthread_cond_wait(&in->named, &in->lock);
+	bool stop = in->stop;
+	pthread_mutex_unlock(&in->lock);
+	char buf[4096];
+	while (!stop) {
+		struct pollfd p = {.fd = STDIN_FILENO, .events = POLLIN};
+		int n = poll(&p, 1, 200);
+		if (resized) {
+			resized = 0;
+			input_post(in, "", 0, true);
+		}
+		if (n > 0) {
+			ssize_t got = read(STDIN_FILENO, buf, sizeof(buf));
+			if (got <= 0)
+				break; /* our input ended (a terminal's Ctrl-D is a byte, sent) */
+			input_post(in, buf, (size_t)got, false);
+		}
+		pthread_mutex_lock(&in->lock);
+		stop = in->stop;
+		pthread_mutex_unlock(&in->lock);
+	}
+	return NULL;
+}
+
 struct run_out {
 	struct cli *c;
+	struct run_input *in; /* NULL without a terminal */
+	const char *app;
 	struct strbuf pending; /* an NDJSON line not complete yet */
 	bool ended;
 	int status; /* the exit code to give: the command's, 128+signal */
@@ -39,6 +148,16 @@ static int on_line(struct run_out *o, const char *text, size_t n)
 	struct json *l = json_parse(text, n, NULL);
 	if (!l)
 		return 0;
+	const char *run = json_get_str(l, "run");
+	if (run && o->in) {
+		char *tail = xasprintf("/runs/%s/input", run);
+		pthread_mutex_lock(&o->in->lock);
+		free(o->in->path);
+		o->in->path = cli__app_path(o->app, tail);
+		pthread_cond_signal(&o->in->named);
+		pthread_mutex_unlock(&o->in->lock);
+		free(tail);
+	}
 	if (o->c->inv->json) {
 		cli__print_json(o->c, l, false);
 	} else if (json_get(l, "data")) {
@@ -132,6 +251,21 @@ int cli__cmd_run(struct cli *c)
 	const char *timeout = cli__flag(c->inv, "timeout");
 	if (timeout)
 		json_set_str(body, "timeout", timeout);
+	bool tty = cli__flag(c->inv, "tty") ||
+		   (!cli__flag(c->inv, "no-tty") && !c->inv->json && isatty(STDIN_FILENO) &&
+		    isatty(STDOUT_FILENO));
+	if (tty) {
+		struct json *t = json_set(body, "tty", json_object());
+		int rows, cols;
+		window_size(&rows, &cols);
+		json_set_int(t, "rows", rows);
+		json_set_int(t, "cols", cols);
+		const char *term = getenv("TERM");
+		if (term && *term && strlen(term) <= 64 &&
+		    strspn(term, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.+") ==
+			    strlen(term))
+			json_set_str(t, "term", term);
+	}
 	char *text = json_print(body, false);
 	json_free(body);
 	char *path = cli__app_path(app, "/run");
@@ -146,11 +280,46 @@ int cli__cmd_run(struct cli *c)
 	sigaction(SIGINT, &sa, NULL);
 	interrupted = 0;
 	c->client.stop = &interrupted;
-	struct run_out o = {.c = c};
+	struct run_out o = {.c = c, .app = app};
 	strbuf_init(&o.pending, 0);
+	struct run_input in = {.client = c->client};
+	pthread_t typing;
+	bool typing_started = false;
+	if (tty) {
+		in.client.stop = NULL;
+		pthread_mutex_init(&in.lock, NULL);
+		pthread_cond_init(&in.named, NULL);
+		o.in = &in;
+		struct sigaction ws = {.sa_handler = on_sigwinch};
+		sigemptyset(&ws.sa_mask);
+		sigaction(SIGWINCH, &ws, NULL);
+		sigaction(SIGTERM, &sa, NULL);
+		sigaction(SIGHUP, &sa, NULL);
+		if (isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &saved_tty) == 0) {
+			struct termios raw = saved_tty;
+			cfmakeraw(&raw); /* the command's terminal does the line ends */
+			if (tcsetattr(STDIN_FILENO, TCSADRAIN, &raw) == 0) {
+				tty_raw = 1;
+				atexit(tty_restore);
+			}
+		}
+		typing_started = pthread_create(&typing, NULL, input_main, &in) == 0;
+	}
 	struct cli_response res = {0};
 	char *err = NULL;
 	int r = cli__client_stream(&c->client, "POST", path, text, strlen(text), on_body, &o, &res, &err);
+	if (tty) {
+		tty_restore();
+		pthread_mutex_lock(&in.lock);
+		in.stop = true;
+		pthread_cond_signal(&in.named);
+		pthread_mutex_unlock(&in.lock);
+		if (typing_started)
+			pthread_join(typing, NULL);
+		free(in.path);
+		pthread_mutex_destroy(&in.lock);
+		pthread_cond_destroy(&in.named);
+	}
 	if (r == -EINTR || interrupted) {
 		fprintf(c->err, "interrupted: the command was stopped\n");
 		rc = 130;

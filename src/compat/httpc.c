@@ -2,11 +2,13 @@
  * sockets to watch and when to time out; uv_poll and a uv_timer deliver
  * those events back with curl_multi_socket_action. */
 #include "compat/httpc.h"
+#include "core/proc.h"
 #include "core/util.h"
 #include <curl/curl.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 struct httpc_req;
 
@@ -142,6 +144,12 @@ static int timer_cb(CURLM *multi, long ms, void *userp)
 	return 0;
 }
 
+/* Connections are not inherited by the processes the daemon starts. */
+static curl_socket_t open_socket(void *ctx, curlsocktype purpose, struct curl_sockaddr *a)
+{
+	return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+}
+
 struct httpc *httpc_new(uv_loop_t *loop)
 {
 	static uv_once_t once = UV_ONCE_INIT;
@@ -151,6 +159,7 @@ struct httpc *httpc_new(uv_loop_t *loop)
 	c->multi = curl_multi_init();
 	if (!c->multi)
 		abort();
+	proc_cloexec_from(3); /* its wake-up socket pair is not */
 	c->timer = xcalloc(1, sizeof(*c->timer));
 	uv_timer_init(loop, c->timer);
 	c->timer->data = c;
@@ -197,6 +206,7 @@ int httpc_post(struct httpc *c, const char *url, const char *const *headers, con
 	curl_easy_setopt(r->easy, CURLOPT_HTTPHEADER, r->headers);
 	curl_easy_setopt(r->easy, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
 	curl_easy_setopt(r->easy, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(r->easy, CURLOPT_OPENSOCKETFUNCTION, open_socket);
 	curl_easy_setopt(r->easy, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(r->easy, CURLOPT_USERAGENT, "paasops");
 	curl_easy_setopt(r->easy, CURLOPT_ERRORBUFFER, r->errbuf);

@@ -1,7 +1,12 @@
 /* proc.c: facts about processes from /proc (see proc.h). */
 #include "core/proc.h"
+#include <dirent.h>
+#include <fcntl.h>
+#include <linux/close_range.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 uint64_t proc_start_ticks(int pid)
 {
@@ -20,4 +25,23 @@ uint64_t proc_start_ticks(int pid)
 			 &v) != 1)
 		return 0;
 	return v;
+}
+
+void proc_cloexec_from(int lowfd)
+{
+	if (close_range((unsigned)lowfd, ~0U, CLOSE_RANGE_CLOEXEC) == 0)
+		return;
+	DIR *d = opendir("/proc/self/fd"); /* kernels before 5.11 */
+	if (!d)
+		return;
+	int self = dirfd(d);
+	for (struct dirent *e; (e = readdir(d)) != NULL;) {
+		int fd = atoi(e->d_name);
+		if (e->d_name[0] < '0' || e->d_name[0] > '9' || fd < lowfd || fd == self)
+			continue;
+		int fl = fcntl(fd, F_GETFD);
+		if (fl >= 0 && !(fl & FD_CLOEXEC))
+			fcntl(fd, F_SETFD, fl | FD_CLOEXEC);
+	}
+	closedir(d);
 }

@@ -8,4 +8,9 @@
  * process does not exist. */
 uint64_t proc_start_ticks(int pid);
 
+/* Marks every descriptor from lowfd up close-on-exec, so that no process
+ * this one starts gets them: for descriptors opened by libraries that do
+ * not ask for it (libcurl's wake-up socket pair) and those inherited. */
+void proc_cloexec_from(int lowfd);
+
 #endif

@@ -112,16 +112,33 @@ struct deploy_run_cbs {
 	 * was stopped ("timed out after 1h", or NULL). */
 	void (*exit)(void *ctx, int status, int sig, const char *why);
 };
+/* A terminal for a run: its size and $TERM (NULL: "xterm"). */
+struct deploy_run_tty {
+	int rows, cols;
+	const char *term;
+};
 /* Runs command once under /bin/sh -c, in the directory of app's live
  * release with that release's environment (as its release phase gets it),
- * stdin from /dev/null, in its own process group. Its output goes to cbs
+ * stdin from /dev/null, in its own process group. With tty, the command
+ * gets a pseudo-terminal of that size instead, as stdin, stdout and stderr
+ * and as its session's controlling terminal (so that Ctrl-C typed into it
+ * reaches the program); its output is then all fd 1. Its output goes to cbs
  * and, line by line, to the app's log (stream "run"); events say when it
  * started and how it ended. timeout_ms (> 0) kills the group after that
  * long. Returns 0 and the run in *out, or -ENOENT (no such app), -ESRCH
  * (no live release), -EAGAIN (DEPLOY_MAX_RUNS running), or a spawn error,
  * each with *err (caller frees). */
 int deploy_run_start(struct deploy *d, const char *app, const char *command, int64_t timeout_ms,
-		     const struct deploy_run_cbs *cbs, void *ctx, struct deploy_run **out, char **err);
+		     const struct deploy_run_tty *tty, const struct deploy_run_cbs *cbs, void *ctx,
+		     struct deploy_run **out, char **err);
+/* The live run named id ("APP.run.N") of app, or NULL. */
+struct deploy_run *deploy_run_find(struct deploy *d, const char *app, const char *id);
+/* Typing into a run's terminal: len bytes of input, then, when rows > 0,
+ * a new size (the program gets SIGWINCH). -ENOTTY: the run has no
+ * terminal; -EPIPE: it has ended; -ENOBUFS: more than
+ * DEPLOY_RUN_INPUT_MAX bytes wait to be read by the program. */
+#define DEPLOY_RUN_INPUT_MAX (1 << 20)
+int deploy_run_input(struct deploy_run *r, const char *data, size_t len, int rows, int cols);
 /* "APP.run.N", the pid, and the release version of a run that is alive
  * (a run must not be used after its exit callback or a cancel). */
 const char *deploy_run_id(const struct deploy_run *r);

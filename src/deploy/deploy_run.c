@@ -18,10 +18,15 @@
 #include "store/store.h"
 #include "supervisor/supervisor.h"
 #include <errno.h>
+#include <fcntl.h>
+#include <pty.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#define SETSID_PATH "/usr/bin/setsid" /* util-linux, on every Debian system */
 
 struct deploy_run {
 	struct deploy *d; /* NULL once the daemon stops: nothing is told */
@@ -35,6 +40,8 @@ struct deploy_run {
 	int open;        /* handles not yet closed */
 	int pipes_open;  /* output pipes still read */
 	bool exited, timed_out, paused;
+	bool tty;             /* pipes[0] is the terminal's master side */
+	size_t input_pending; /* input bytes written but not taken by the terminal yet */
 	int64_t status, timeout_ms;
 	int sig;
 	struct deploy_run_cbs cbs;
@@ -54,6 +61,15 @@ int deploy_run_pid(const struct deploy_run *r)
 int deploy_run_release(const struct deploy_run *r)
 {
 	return r->version;
+}
+
+/* Kills the run's process group, and the process itself in case it has
+ * not made its group yet (a run with a terminal, just started). */
+static void run_kill(struct deploy_run *r)
+{
+	kill(-r->proc.pid, SIGKILL);
+	if (r->tty && !r->exited)
+		kill(r->proc.pid, SIGKILL);
 }
 
 static void run_unlink(struct deploy_run *r)
@@ -159,11 +175,24 @@ static void run_timeout(uv_timer_t *t)
 {
 	struct deploy_run *r = t->data;
 	r->timed_out = true;
-	kill(-r->proc.pid, SIGKILL);
+	run_kill(r);
+}
+
+/* A terminal for a run: *master for the daemon (close-on-exec), *slave
+ * for the command. */
+static int open_tty(const struct deploy_run_tty *tty, int *master, int *slave)
+{
+	struct winsize ws = {.ws_row = (unsigned short)tty->rows, .ws_col = (unsigned short)tty->cols};
+	if (openpty(master, slave, NULL, NULL, &ws) < 0)
+		return -errno;
+	fcntl(*master, F_SETFD, FD_CLOEXEC);
+	fcntl(*slave, F_SETFD, FD_CLOEXEC); /* the command gets it as 0, 1 and 2 */
+	return 0;
 }
 
 int deploy_run_start(struct deploy *d, const char *app, const char *command, int64_t timeout_ms,
-		     const struct deploy_run_cbs *cbs, void *ctx, struct deploy_run **out, char **err)
+		     const struct deploy_run_tty *tty, const struct deploy_run_cbs *cbs, void *ctx,
+		     struct deploy_run **out, char **err)
 {
 	if (!supervisor_has_app(d->cfg.sv, app)) {
 		*err = xasprintf("app '%s' not found", app);
@@ -182,7 +211,17 @@ int deploy_run_start(struct deploy *d, const char *app, const char *command, int
 		*err = xasprintf("%d one-off runs are going on already; try again when one ends", d->n_runs);
 		return -EAGAIN;
 	}
+	int master = -1, slave = -1;
+	if (tty) {
+		int e = open_tty(tty, &master, &slave);
+		if (e < 0) {
+			dp_rel_copy_release(&rel);
+			*err = xasprintf("cannot open a terminal for the command: %s", strerror(-e));
+			return e;
+		}
+	}
 	struct deploy_run *r = xcalloc(1, sizeof(*r));
+	r->tty = tty != NULL;
 	r->app = xstrdup(app);
 	r->version = version;
 	r->id = xasprintf("%s.run.%d", app, ++d->run_seq);
@@ -199,6 +238,8 @@ int deploy_run_start(struct deploy *d, const char *app, const char *command, int
 	char *envp[256];
 	size_t ne = dp_release_env(d, app, version, envp, ARRAY_SIZE(envp) - 1);
 	envp[ne++] = xasprintf("PAASOPS_RUN=%s", r->id);
+	if (tty)
+		envp[ne++] = xasprintf("TERM=%s", tty->term ? tty->term : "xterm");
 	envp[ne] = NULL;
 	char *args[] = {"/bin/sh", "-c", (char *)command, NULL};
 	uv_stdio_container_t stdio[3] = {
@@ -210,7 +251,30 @@ int deploy_run_start(struct deploy *d, const char *app, const char *command, int
 		.file = "/bin/sh", .args = args, .env = envp, .cwd = rel.dir,
 		.flags = UV_PROCESS_DETACHED, .exit_cb = run_exit, .stdio = stdio, .stdio_count = 3,
 	};
+	/* With a terminal, setsid(1) makes the command a session leader with
+	 * the terminal as its controlling one (libuv cannot): it is not a
+	 * group leader when it starts, so it execs in place and the pid stays
+	 * the command's, as does the process group that is killed at the end. */
+	char *tty_args[] = {"setsid", "--ctty", "/bin/sh", "-c", (char *)command, NULL};
+	if (tty) {
+		for (int k = 0; k < 3; k++)
+			stdio[k] = (uv_stdio_container_t){.flags = UV_INHERIT_FD, .data.fd = slave};
+		o.file = SETSID_PATH;
+		o.args = tty_args;
+		o.flags = 0;
+	}
 	int rc = uv_spawn(d->cfg.loop, &r->proc, &o);
+	if (tty)
+		close(slave);
+	if (tty && rc == 0) {
+		rc = uv_pipe_open(&r->pipes[0], master);
+		if (rc < 0)
+			kill(r->proc.pid, SIGKILL);
+		else
+			master = -1;
+	}
+	if (master >= 0)
+		close(master);
 	for (size_t k = 0; k < ne; k++)
 		free(envp[k]);
 	dp_rel_copy_release(&rel);
@@ -225,6 +289,10 @@ int deploy_run_start(struct deploy *d, const char *app, const char *command, int
 	}
 	r->open++;
 	r->pipes_open = 2;
+	if (tty) {
+		uv_close((uv_handle_t *)&r->pipes[1], run_closed);
+		r->pipes_open = 1;
+	}
 	r->d = d;
 	r->next = d->runs;
 	if (d->runs)
@@ -238,10 +306,70 @@ int deploy_run_start(struct deploy *d, const char *app, const char *command, int
 	supervisor_note(d->cfg.sv, app, "run", msg);
 	free(msg);
 	uv_read_start((uv_stream_t *)&r->pipes[0], run_alloc, run_read);
-	uv_read_start((uv_stream_t *)&r->pipes[1], run_alloc, run_read);
+	if (!tty)
+		uv_read_start((uv_stream_t *)&r->pipes[1], run_alloc, run_read);
 	if (timeout_ms > 0)
 		uv_timer_start(&r->timeout, run_timeout, (uint64_t)timeout_ms, 0);
 	*out = r;
+	return 0;
+}
+
+struct deploy_run *deploy_run_find(struct deploy *d, const char *app, const char *id)
+{
+	for (struct deploy_run *r = d->runs; r; r = r->next)
+		if (!r->exited && str_eq(r->app, app) && str_eq(r->id, id))
+			return r;
+	return NULL;
+}
+
+struct run_input {
+	uv_write_t req;
+	struct deploy_run *r;
+	size_t len;
+	char bytes[];
+};
+
+static void input_written(uv_write_t *w, int status)
+{
+	struct run_input *in = (struct run_input *)w;
+	in->r->input_pending -= in->len;
+	free(in);
+}
+
+int deploy_run_input(struct deploy_run *r, const char *data, size_t len, int rows, int cols)
+{
+	if (!r->tty)
+		return -ENOTTY;
+	uv_stream_t *s = (uv_stream_t *)&r->pipes[0];
+	if (r->exited || uv_is_closing((uv_handle_t *)s))
+		return -EPIPE;
+	if (r->input_pending + len > DEPLOY_RUN_INPUT_MAX)
+		return -ENOBUFS;
+	if (len) {
+		size_t done = 0;
+		if (!uv_stream_get_write_queue_size(s)) {
+			int n = uv_try_write(s, &(uv_buf_t){.base = (char *)data, .len = len}, 1);
+			done = n > 0 ? (size_t)n : 0;
+		}
+		if (done < len) {
+			struct run_input *in = xmalloc(sizeof(*in) + len - done);
+			in->r = r;
+			in->len = len - done;
+			memcpy(in->bytes, data + done, in->len);
+			uv_buf_t b = {.base = in->bytes, .len = in->len};
+			if (uv_write(&in->req, s, &b, 1, input_written) < 0) {
+				free(in);
+				return -EPIPE;
+			}
+			r->input_pending += in->len;
+		}
+	}
+	if (rows > 0 && cols > 0) {
+		struct winsize ws = {.ws_row = (unsigned short)rows, .ws_col = (unsigned short)cols};
+		uv_os_fd_t fd;
+		if (uv_fileno((uv_handle_t *)s, &fd) == 0)
+			ioctl(fd, TIOCSWINSZ, &ws);
+	}
 	return 0;
 }
 
@@ -265,7 +393,7 @@ void deploy_run_cancel(struct deploy_run *r)
 	r->ctx = NULL;
 	deploy_run_pause(r, false); /* whatever is left goes to the log */
 	if (!r->exited)
-		kill(-r->proc.pid, SIGKILL);
+		run_kill(r);
 }
 
 void dp_runs_free(struct deploy *d)
@@ -274,7 +402,7 @@ void dp_runs_free(struct deploy *d)
 		struct deploy_run *r = d->runs;
 		r->ctx = NULL;
 		if (!r->exited) {
-			kill(-r->proc.pid, SIGKILL);
+			run_kill(r);
 			store_proc_delete(d->cfg.store, r->proc.pid);
 		}
 		run_unlink(r);

@@ -2,11 +2,16 @@
 command once in the app's live release with its environment, stream its
 stdout and stderr back as they come, hand back its exit status, and kill it
 on --timeout, on Ctrl-C and when the daemon stops."""
+import fcntl
 import json
 import os
+import pty
+import select
 import signal
 import socket
+import struct
 import subprocess
+import termios
 import time
 
 from conftest import BIN, SLOW, pid_alive, wait_for
@@ -91,6 +96,16 @@ def test_run_streams_both_outputs_with_the_release_environment_and_exit_status(d
     assert any("exited with status 7" in m for m in msgs), msgs
 
 
+def test_the_command_inherits_no_descriptor_of_the_daemon(daemon):
+    setup_app(daemon)
+    # 0-2, and 3: the directory ls reads. Not the daemon's sockets (libcurl's
+    # wake-up pair was once inherited by every run and instance).
+    r = run_cli(daemon, "job", "ls /proc/self/fd")
+    assert r.returncode == 0 and r.stdout.split() == ["0", "1", "2", "3"], r.stdout
+    r = run_cli(daemon, "job", "--tty", "ls /proc/self/fd")
+    assert r.returncode == 0 and r.stdout.split() == ["0", "1", "2", "3"], r.stdout
+
+
 def test_the_api_answers_ndjson_and_holds_a_slow_reader_without_loss(daemon):
     setup_app(daemon)
     status, lines = api_run(daemon, {"command": "echo hi; echo there >&2"})
@@ -172,7 +187,12 @@ def test_bad_runs_are_refused_and_change_nothing(daemon):
     for body, want in [({}, "'command' must be a non-empty string"),
                        ({"command": ""}, "'command' must be a non-empty string"),
                        ({"command": 3}, "'command' must be a non-empty string"),
-                       ({"command": "true", "tty": True}, "unknown field 'tty'"),
+                       ({"command": "true", "tty": True}, "'tty' must be an object with 'rows' and 'cols'"),
+                       ({"command": "true", "tty": {"rows": 0, "cols": 80}}, "'tty' needs 'rows' and 'cols'"),
+                       ({"command": "true", "tty": {"rows": 24}}, "'tty' needs 'rows' and 'cols'"),
+                       ({"command": "true", "tty": {"rows": 24, "cols": 80, "term": "a b"}},
+                        "'tty.term' must be a terminal type"),
+                       ({"command": "true", "stdin": "x"}, "unknown field 'stdin'"),
                        ({"command": "true", "timeout": 5}, "'timeout' must be a duration")]:
         status, doc = daemon.request("POST", "/v1/apps/job/run", body)
         assert status == 400 and want in doc["error"]["message"], (body, doc)
@@ -193,3 +213,108 @@ def test_runs_need_a_deployer_and_the_audit_log_names_the_run_not_the_command(da
     assert [e["status"] for e in runs] == [403, 200]
     assert runs[1]["detail"].startswith("job.run.")
     assert "the-secret-command-text" not in json.dumps(entries)
+
+
+class Terminal:
+    """The CLI in a pseudo-terminal of our own, as a user at a terminal runs
+    it: what it prints is read from the master side, typing is written
+    there."""
+
+    def __init__(self, daemon, *args, rows=24, cols=80):
+        self.master, slave = pty.openpty()
+        self.resize(rows, cols, fd=slave)
+        e = dict(os.environ, PAASOPS_SERVER=f"unix:{daemon.sock}", TERM="xterm-256color")
+        self.proc = subprocess.Popen([BIN, *args], stdin=slave, stdout=slave, stderr=slave,
+                                     env=e, start_new_session=True)
+        os.close(slave)
+        self.seen = b""
+
+    def resize(self, rows, cols, fd=None):
+        fcntl.ioctl(self.master if fd is None else fd, termios.TIOCSWINSZ,
+                    struct.pack("HHHH", rows, cols, 0, 0))
+
+    def type(self, text):
+        os.write(self.master, text.encode())
+
+    def expect(self, what, timeout=20):
+        deadline = time.monotonic() + timeout * SLOW
+        while what.encode() not in self.seen:
+            left = deadline - time.monotonic()
+            assert left > 0, f"no {what!r} in {self.seen!r}"
+            r, _, _ = select.select([self.master], [], [], left)
+            if r:
+                try:
+                    chunk = os.read(self.master, 4096)
+                except OSError:
+                    chunk = b""
+                assert chunk, f"the terminal closed without {what!r}: {self.seen!r}"
+                self.seen += chunk
+
+    def wait(self, timeout=20):
+        rc = self.proc.wait(timeout=timeout * SLOW)
+        while True:  # what is left to read
+            r, _, _ = select.select([self.master], [], [], 0.2)
+            if not r:
+                break
+            try:
+                chunk = os.read(self.master, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            self.seen += chunk
+        os.close(self.master)
+        return rc
+
+
+def test_at_a_terminal_the_command_gets_one_and_what_is_typed(daemon):
+    setup_app(daemon)
+    t = Terminal(daemon, "run", "job", "--",
+                 "sh", "-c", 'tty; stty size; echo "term=$TERM"; read line; echo "got:$line"; exit 4',
+                 rows=33, cols=101)
+    t.expect("term=xterm-256color")
+    assert b"/dev/pts/" in t.seen, t.seen
+    assert b"33 101" in t.seen, t.seen
+    t.type("hello there\r")
+    t.expect("got:hello there")
+    assert t.wait() == 4, t.seen
+    # Typing was not recorded, one by one, in the audit log: the run was.
+    paths = [e["path"] for e in daemon.ok("GET", "/v1/audit")["entries"]]
+    assert "/v1/apps/job/run" in paths and not [p for p in paths if p.endswith("/input")], paths
+
+
+def test_ctrl_c_and_window_sizes_reach_the_command_at_a_terminal(daemon):
+    setup_app(daemon)
+    t = Terminal(daemon, "run", "job",
+                 "trap 'stty size' WINCH; trap 'echo caught-int; exit 3' INT; echo ready; "
+                 "while :; do sleep 0.1; done")
+    t.expect("ready")
+    # A new window size goes to the command's terminal, which signals it.
+    t.resize(40, 132)
+    os.kill(t.proc.pid, signal.SIGWINCH)
+    t.expect("40 132")
+    # Ctrl-C is typed, not a signal to the CLI: the command's terminal
+    # turns it into SIGINT for the command, which may catch it.
+    t.type("\x03")
+    t.expect("caught-int")
+    assert t.wait() == 3, (t.seen, [e["reason"] for e in daemon.events("job") if e["type"] == "run"])
+
+
+def test_typing_into_a_run_needs_one_with_a_terminal(daemon):
+    setup_app(daemon)
+    status, doc = daemon.request("POST", "/v1/apps/job/runs/job.run.99/input", {"data": "x"})
+    assert status == 404 and "no run 'job.run.99' of app 'job'" in doc["error"]["message"], doc
+    e = dict(os.environ, PAASOPS_SERVER=f"unix:{daemon.sock}")
+    cli = subprocess.Popen([BIN, "run", "job", "echo started; sleep 300"], env=e,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert cli.stdout.readline() == "started\n"
+    run = [r for r in daemon.events("job") if r["type"] == "run"][-1]["reason"].split()[2]
+    status, doc = daemon.request("POST", f"/v1/apps/job/runs/{run}/input", {"data": "x"})
+    assert status == 409 and "has no terminal" in doc["error"]["message"], doc
+    for body, want in [({"data": 5}, "'data' must be a string"),
+                       ({"rows": 5}, "the body needs 'rows' and 'cols'"),
+                       ({"keys": "x"}, "unknown field 'keys'")]:
+        status, doc = daemon.request("POST", f"/v1/apps/job/runs/{run}/input", body)
+        assert status == 400 and want in doc["error"]["message"], (body, doc)
+    cli.send_signal(signal.SIGINT)
+    cli.communicate(timeout=10 * SLOW)
