@@ -122,8 +122,13 @@ static void *input_main(void *arg)
 		}
 		if (n > 0) {
 			ssize_t got = read(STDIN_FILENO, buf, sizeof(buf));
-			if (got <= 0)
-				break; /* our input ended (a terminal's Ctrl-D is a byte, sent) */
+			if (got <= 0) {
+				/* Our input ended (a file or a pipe: a terminal's
+				 * Ctrl-D is a byte, sent as typed): the command's
+				 * terminal says so the way a typed Ctrl-D does. */
+				input_post(in, "\x04", 1, false);
+				break;
+			}
 			input_post(in, buf, (size_t)got, false);
 		}
 		pthread_mutex_lock(&in->lock);

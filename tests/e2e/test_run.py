@@ -283,6 +283,13 @@ def test_at_a_terminal_the_command_gets_one_and_what_is_typed(daemon):
     assert "/v1/apps/job/run" in paths and not [p for p in paths if p.endswith("/input")], paths
 
 
+def test_with_tty_and_piped_input_the_end_of_input_reaches_the_command(daemon):
+    setup_app(daemon)
+    r = run_cli(daemon, "job", "--tty", "read x; echo got:$x; cat; echo end", input="hello\nmore\n")
+    assert r.returncode == 0, r.stderr
+    assert "got:hello" in r.stdout and r.stdout.rstrip().endswith("end"), r.stdout
+
+
 def test_ctrl_c_and_window_sizes_reach_the_command_at_a_terminal(daemon):
     setup_app(daemon)
     t = Terminal(daemon, "run", "job",
