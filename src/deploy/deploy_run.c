@@ -236,7 +236,7 @@ int deploy_run_start(struct deploy *d, const char *app, const char *command, int
 	r->pipes[0].data = r->pipes[1].data = r->timeout.data = r->proc.data = r;
 	r->open = 3;
 	char *envp[256];
-	size_t ne = dp_release_env(d, app, version, envp, ARRAY_SIZE(envp) - 1);
+	size_t ne = dp_release_env(d, app, version, envp, ARRAY_SIZE(envp) - 2); /* + RUN, TERM */
 	envp[ne++] = xasprintf("PAASOPS_RUN=%s", r->id);
 	if (tty)
 		envp[ne++] = xasprintf("TERM=%s", tty->term ? tty->term : "xterm");
