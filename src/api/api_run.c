@@ -5,7 +5,7 @@
  * of output ({"stream":"stdout"|"stderr","data":TEXT}), and a last line
  * with how it ended ({"exit_status":N} or {"signal":N[,"error":WHY]}).
  * Output is text: a UTF-8 sequence cut by a read is held until the rest
- * comes, and bytes that are not UTF-8 become U+FFFD. A client that reads
+ * comes, and bytes that are not UTF-8 (and NUL) become U+FFFD. A client that reads
  * slower than the command writes holds the command up (its pipe fills);
  * nothing is dropped. A client that goes away has the command killed. */
 #include "api/api_internal.h"
@@ -101,14 +101,14 @@ static void sub_send(struct run_sub *s, struct json *line)
 }
 
 /* Appends the text of len bytes at data to out: valid UTF-8 as it is,
- * any other byte as U+FFFD. Returns how many bytes at the end were kept
+ * any other byte, and NUL (JSON text here cannot hold it), as U+FFFD. Returns how many bytes at the end were kept
  * back because a sequence starts there that may go on in the next read. */
 static size_t utf8_text(struct strbuf *out, const char *data, size_t len, bool final)
 {
 	const unsigned char *u = (const unsigned char *)data;
 	size_t k = 0;
 	while (k < len) {
-		size_t q = utf8_seq(u + k, len - k);
+		size_t q = u[k] ? utf8_seq(u + k, len - k) : 0;
 		if (q) {
 			strbuf_add(out, data + k, q);
 			k += q;

@@ -36,8 +36,7 @@ static volatile sig_atomic_t interrupted;
 
 static void on_sigint(int sig)
 {
-	(void)sig;
-	interrupted = 1;
+	interrupted = sig; /* SIGINT, or SIGTERM and SIGHUP with a terminal */
 }
 
 /* The terminal's settings before raw mode, restored on the way out. */
@@ -76,13 +75,27 @@ struct run_input {
 	bool stop;
 };
 
+static bool input_stopped(struct run_input *in)
+{
+	pthread_mutex_lock(&in->lock);
+	bool stop = in->stop;
+	pthread_mutex_unlock(&in->lock);
+	return stop;
+}
+
+/* Sends typed bytes and/or the window size. NUL cannot be sent (the API
+ * takes text); a command that has not read what came before holds the
+ * typing up (429) until it has. */
 static void input_post(struct run_input *in, const char *data, size_t len, bool size)
 {
 	struct json *b = json_object();
 	if (len) {
 		char *text = xmalloc(len + 1);
-		memcpy(text, data, len);
-		text[len] = '\0';
+		size_t n = 0;
+		for (size_t k = 0; k < len; k++)
+			if (data[k])
+				text[n++] = data[k];
+		text[n] = '\0';
 		json_set_str(b, "data", text);
 		free(text);
 	}
@@ -98,9 +111,18 @@ static void input_post(struct run_input *in, const char *data, size_t len, bool 
 	char *err = NULL;
 	/* The run's own answer says how it ended; a keystroke lost as it
 	 * ends is not worth a message of its own. */
-	if (cli__client_request(&in->client, "POST", in->path, body, strlen(body), &res, &err) == 0)
+	for (;;) {
+		int rc = cli__client_request(&in->client, "POST", in->path, body, strlen(body), &res, &err);
+		free(err);
+		err = NULL;
+		if (rc < 0)
+			break;
+		int status = res.status;
 		cli__response_release(&res);
-	free(err);
+		if (status != 429 || input_stopped(in))
+			break;
+		poll(NULL, 0, 50);
+	}
 	free(body);
 }
 
@@ -113,6 +135,7 @@ static void *input_main(void *arg)
 	bool stop = in->stop;
 	pthread_mutex_unlock(&in->lock);
 	char buf[4096];
+	char last = '\n'; /* the last byte sent */
 	while (!stop) {
 		struct pollfd p = {.fd = STDIN_FILENO, .events = POLLIN};
 		int n = poll(&p, 1, 200);
@@ -125,15 +148,16 @@ static void *input_main(void *arg)
 			if (got <= 0) {
 				/* Our input ended (a file or a pipe: a terminal's
 				 * Ctrl-D is a byte, sent as typed): the command's
-				 * terminal says so the way a typed Ctrl-D does. */
-				input_post(in, "\x04", 1, false);
+				 * terminal says so the way a typed Ctrl-D does, after
+				 * one more that hands over a last line without its
+				 * end. */
+				input_post(in, "\x04\x04", last == '\n' ? 1 : 2, false);
 				break;
 			}
+			last = buf[got - 1];
 			input_post(in, buf, (size_t)got, false);
 		}
-		pthread_mutex_lock(&in->lock);
-		stop = in->stop;
-		pthread_mutex_unlock(&in->lock);
+		stop = input_stopped(in);
 	}
 	return NULL;
 }
@@ -142,6 +166,7 @@ struct run_out {
 	struct cli *c;
 	struct run_input *in; /* NULL without a terminal */
 	const char *app;
+	bool named; /* the run's first line came */
 	struct strbuf pending; /* an NDJSON line not complete yet */
 	bool ended;
 	int status; /* the exit code to give: the command's, 128+signal */
@@ -154,6 +179,8 @@ static int on_line(struct run_out *o, const char *text, size_t n)
 	if (!l)
 		return 0;
 	const char *run = json_get_str(l, "run");
+	if (run)
+		o->named = true;
 	if (run && o->in) {
 		char *tail = xasprintf("/runs/%s/input", run);
 		pthread_mutex_lock(&o->in->lock);
@@ -302,7 +329,9 @@ int cli__cmd_run(struct cli *c)
 		sigaction(SIGHUP, &sa, NULL);
 		if (isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &saved_tty) == 0) {
 			struct termios raw = saved_tty;
-			cfmakeraw(&raw); /* the command's terminal does the line ends */
+			cfmakeraw(&raw); /* the command's terminal does the line ends, */
+			if (c->inv->json) /* but not those of our own NDJSON lines */
+				raw.c_oflag |= OPOST | ONLCR;
 			if (tcsetattr(STDIN_FILENO, TCSADRAIN, &raw) == 0) {
 				tty_raw = 1;
 				atexit(tty_restore);
@@ -327,7 +356,11 @@ int cli__cmd_run(struct cli *c)
 	}
 	if (r == -EINTR || interrupted) {
 		fprintf(c->err, "interrupted: the command was stopped\n");
-		rc = 130;
+		rc = 128 + (interrupted ? (int)interrupted : SIGINT);
+	} else if (r < 0 && o.named) {
+		/* The daemon went away in the middle (it stopped, say). */
+		fprintf(c->err, "error: the connection to the daemon ended before the command did\n");
+		rc = CLI_EXIT_UNREACHABLE;
 	} else if (r < 0) {
 		fprintf(c->err, "error: %s\n", err);
 		rc = cli__exit_for_transport(r);

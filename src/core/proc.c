@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <linux/close_range.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,4 +45,36 @@ void proc_cloexec_from(int lowfd)
 			fcntl(fd, F_SETFD, fl | FD_CLOEXEC);
 	}
 	closedir(d);
+}
+
+int proc_kill_session(int sid, int sig)
+{
+	int n = 0;
+	/* Twice: a process forked while the first pass read /proc is caught by
+	 * the second. */
+	for (int pass = 0; pass < 2; pass++) {
+		DIR *d = opendir("/proc");
+		if (!d)
+			return n;
+		for (struct dirent *e; (e = readdir(d)) != NULL;) {
+			int pid = atoi(e->d_name);
+			if (pid <= 0)
+				continue;
+			char path[64], buf[512];
+			snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+			FILE *f = fopen(path, "re");
+			if (!f)
+				continue;
+			size_t len = fread(buf, 1, sizeof(buf) - 1, f);
+			fclose(f);
+			buf[len] = '\0';
+			char *p = strrchr(buf, ')');
+			int session = 0;
+			if (p && sscanf(p + 2, "%*c %*d %*d %d", &session) == 1 && session == sid &&
+			    kill(pid, sig) == 0)
+				n++;
+		}
+		closedir(d);
+	}
+	return n;
 }

@@ -13,4 +13,9 @@ uint64_t proc_start_ticks(int pid);
  * not ask for it (libcurl's wake-up socket pair) and those inherited. */
 void proc_cloexec_from(int lowfd);
 
+/* Sends sig to every process of session sid (its leader may be gone):
+ * the jobs a shell started in process groups of their own included.
+ * Returns how many were signalled. */
+int proc_kill_session(int sid, int sig);
+
 #endif

@@ -27,6 +27,7 @@
 #include <string.h>
 
 #define SETSID_PATH "/usr/bin/setsid" /* util-linux, on every Debian system */
+#define RUN_DRAIN_MS 1000 /* a terminal's last output after its command exited */
 
 struct deploy_run {
 	struct deploy *d; /* NULL once the daemon stops: nothing is told */
@@ -70,6 +71,8 @@ static void run_kill(struct deploy_run *r)
 	kill(-r->proc.pid, SIGKILL);
 	if (r->tty && !r->exited)
 		kill(r->proc.pid, SIGKILL);
+	if (r->tty) /* a shell's jobs have process groups of their own */
+		proc_kill_session(r->proc.pid, SIGKILL);
 }
 
 static void run_unlink(struct deploy_run *r)
@@ -133,6 +136,20 @@ static void run_alloc(uv_handle_t *h, size_t size, uv_buf_t *buf)
 	buf->len = r->partial[k].alloc - r->partial[k].len - 1;
 }
 
+static void run_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
+
+/* A run with a terminal whose command has exited: what the terminal still
+ * holds has had its time to come out; whoever keeps it open (something
+ * that left the session) does not hold the run up. */
+static void run_drained(uv_timer_t *t)
+{
+	struct deploy_run *r = t->data;
+	if (r->paused) /* its reader is slow: what is left is not given up */
+		uv_timer_start(t, run_drained, RUN_DRAIN_MS, 0);
+	else if (!uv_is_closing((uv_handle_t *)&r->pipes[0]))
+		run_read((uv_stream_t *)&r->pipes[0], UV_EOF, &(uv_buf_t){0});
+}
+
 static void run_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
 	struct deploy_run *r = s->data;
@@ -161,13 +178,15 @@ static void run_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 static void run_exit(uv_process_t *h, int64_t status, int sig)
 {
 	struct deploy_run *r = h->data;
-	kill(-h->pid, SIGKILL); /* nothing of the run outlives it */
+	run_kill(r); /* nothing of the run outlives it */
 	if (r->d)
 		store_proc_delete(r->d->cfg.store, h->pid);
 	uv_timer_stop(&r->timeout);
 	r->exited = true;
 	r->status = status;
 	r->sig = sig;
+	if (r->tty && r->pipes_open)
+		uv_timer_start(&r->timeout, run_drained, RUN_DRAIN_MS, 0);
 	run_finish(r);
 }
 

@@ -6,6 +6,7 @@ import fcntl
 import json
 import os
 import pty
+import re
 import select
 import signal
 import socket
@@ -122,6 +123,12 @@ def test_the_api_answers_ndjson_and_holds_a_slow_reader_without_loss(daemon):
     assert lines[-1] == {"exit_status": 0}
 
 
+def test_a_nul_in_the_output_keeps_what_follows(daemon):
+    setup_app(daemon)
+    r = run_cli(daemon, "job", r"printf 'a\000b\n'")
+    assert r.returncode == 0 and r.stdout == "a\ufffdb\n", repr(r.stdout)
+
+
 def test_output_is_utf8_text_even_when_a_read_cuts_a_character(daemon):
     setup_app(daemon)
     status, lines = api_run(daemon, {"command": "printf '\\303'; sleep 0.3; printf '\\251 \\377\\n'"})
@@ -170,8 +177,9 @@ def test_a_stopping_daemon_kills_its_runs(daemon, tmp_path):
     pid = int(pidfile.read_text())
     assert daemon.stop() == 0
     wait_for(lambda: not pid_alive(pid), what="the run to be killed with the daemon")
-    cli.communicate(timeout=10 * SLOW)
-    assert cli.returncode != 0
+    _, err = cli.communicate(timeout=10 * SLOW)
+    assert cli.returncode == 3, err
+    assert "the connection to the daemon ended before the command did" in err, err
 
 
 def test_bad_runs_are_refused_and_change_nothing(daemon):
@@ -250,6 +258,16 @@ class Terminal:
                 assert chunk, f"the terminal closed without {what!r}: {self.seen!r}"
                 self.seen += chunk
 
+    def read_some(self):
+        """What the terminal has shown so far, after reading what is there."""
+        r, _, _ = select.select([self.master], [], [], 0.1)
+        if r:
+            try:
+                self.seen += os.read(self.master, 4096)
+            except OSError:
+                pass
+        return self.seen
+
     def wait(self, timeout=20):
         rc = self.proc.wait(timeout=timeout * SLOW)
         while True:  # what is left to read
@@ -288,6 +306,33 @@ def test_with_tty_and_piped_input_the_end_of_input_reaches_the_command(daemon):
     r = run_cli(daemon, "job", "--tty", "read x; echo got:$x; cat; echo end", input="hello\nmore\n")
     assert r.returncode == 0, r.stderr
     assert "got:hello" in r.stdout and r.stdout.rstrip().endswith("end"), r.stdout
+    # A last line without its end still ends the input.
+    r = run_cli(daemon, "job", "--tty", "cat; echo END", input="abc", timeout=20)
+    assert r.returncode == 0 and r.stdout.rstrip().endswith("END"), (r.stdout, r.stderr)
+
+
+def test_with_tty_more_input_than_the_command_reads_at_once_arrives_whole(daemon):
+    setup_app(daemon)
+    # 3 MB while the command sleeps: the daemon holds at most 1 MiB of it
+    # (429 beyond), and the CLI waits for the command to catch up.
+    data = ("x" * 99 + "\n") * 30000
+    r = run_cli(daemon, "job", "--tty", "stty -echo; sleep 2; head -c 3000000 | wc -c",
+                input=data, timeout=60)
+    assert r.returncode == 0, r.stderr
+    # (what the terminal echoed before stty turned echo off comes first)
+    assert re.search(r"(?<!\d)3000000\s*$", r.stdout), r.stdout[-200:]
+
+
+def test_leaving_a_shell_ends_the_run_and_its_background_jobs(daemon):
+    setup_app(daemon)
+    t = Terminal(daemon, "run", "job", "bash")
+    t.expect("# ")
+    t.type('sleep 1000 & echo "B""G=$!"\r')  # the echo of what is typed has no BG=
+    pid = int(wait_for(lambda: re.search(rb"BG=(\d+)", t.read_some()), what="the job's pid").group(1))
+    assert pid_alive(pid)
+    t.type("exit 5\r")
+    assert t.wait() == 5, t.seen
+    wait_for(lambda: not pid_alive(pid), what="the shell's background job to be killed")
 
 
 def test_ctrl_c_and_window_sizes_reach_the_command_at_a_terminal(daemon):
