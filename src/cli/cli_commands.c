@@ -1142,20 +1142,23 @@ const struct cli_command cli_commands[] = {
 	 "  paasops logs shop -f -p web --level warn\n"
 	 "  paasops logs shop --since 1h --grep 'timeout OR \"connection reset\"'\n"
 	 "  paasops logs shop --grep 'status:500 -path:/healthz' --json\n"},
-	{"run", cli__cmd_run, "APP [--timeout DURATION] -- COMMAND [ARGS...]",
+	{"run", cli__cmd_run, "APP [--timeout DURATION] [--tty|--no-tty] -- COMMAND [ARGS...]",
 	 "run a one-off command in an app's live release", cli__run_opts, 2, -1,
 	 "Runs COMMAND once with /bin/sh -c in the directory of the app's live release,\n"
 	 "with the environment its instances get (spec env, config vars and secrets), for\n"
-	 "migrations, maintenance tasks and checks. Its stdout and stderr are printed as\n"
-	 "they come and its exit status is paasops' own (128+N when signal N ended it).\n"
-	 "One word is run as written (shell syntax allowed); several are quoted so each\n"
-	 "reaches the command as given. Put '--' before a command with flags. stdin is\n"
-	 "empty (no terminal). Ctrl-C or a lost connection kills it; so does --timeout.\n"
-	 "Its output also goes to the app's log (stream run).\n\n"
+	 "migrations, maintenance tasks, checks, or a shell or console. Its output is\n"
+	 "printed as it comes and its exit status is paasops' own (128+N when signal N\n"
+	 "ended it). One word is run as written (shell syntax allowed); several are\n"
+	 "quoted so each reaches the command as given. Put '--' before a command with\n"
+	 "flags. From a terminal (or with --tty) the command gets a terminal of its own:\n"
+	 "what you type, Ctrl-C included, and window sizes go to it. Otherwise stdin is\n"
+	 "empty, and Ctrl-C or a lost connection kills it. --timeout always does. Its\n"
+	 "output also goes to the app's log (stream run).\n\n"
 	 "examples:\n"
 	 "  paasops run shop -- ./manage.py migrate --noinput\n"
 	 "  paasops run shop 'echo $DATABASE_URL | cut -d@ -f2'\n"
-	 "  paasops run shop --timeout 10m -- ./bin/reindex\n"},
+	 "  paasops run shop --timeout 10m -- ./bin/reindex\n"
+	 "  paasops run shop bash\n"},
 	{"tokens create", cmd_tokens_create,
 	 "--role ROLE [--app NAME]... [--expires DURATION] [--name NAME]",
 	 "create an API token (admin)", tokens_create_opts, 0, 0,
