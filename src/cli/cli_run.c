@@ -73,7 +73,37 @@ struct run_input {
 	pthread_mutex_t lock;
 	pthread_cond_t named;
 	bool stop;
+	pthread_t main;   /* the thread reading the run's answer */
+	bool escapes;     /* our stdin is a terminal: "~." at a line's start leaves */
+	bool line_start;  /* the last byte typed ended a line (or none was) */
+	bool tilde;       /* a '~' at a line's start, held back */
 };
+
+/* Typed bytes as they go to the command, with ssh's escape taken out: "~."
+ * at the start of a line leaves the run (the daemon then stops it), "~~"
+ * sends one '~'. Returns false when the user asked to leave. */
+static bool escape_filter(struct run_input *in, const char *buf, size_t n, struct strbuf *out)
+{
+	for (size_t k = 0; k < n; k++) {
+		char b = buf[k];
+		if (in->tilde) {
+			in->tilde = false;
+			if (b == '.')
+				return false;
+			strbuf_addc(out, '~');
+			if (b == '~') {
+				in->line_start = false;
+				continue;
+			}
+		} else if (in->line_start && b == '~') {
+			in->tilde = true;
+			continue;
+		}
+		strbuf_addc(out, b);
+		in->line_start = b == '\r' || b == '\n';
+	}
+	return true;
+}
 
 static bool input_stopped(struct run_input *in)
 {
@@ -155,7 +185,26 @@ static void *input_main(void *arg)
 				break;
 			}
 			last = buf[got - 1];
-			input_post(in, buf, (size_t)got, false);
+			if (!in->escapes) {
+				input_post(in, buf, (size_t)got, false);
+			} else {
+				struct strbuf typed;
+				strbuf_init(&typed, (size_t)got + 1);
+				bool stay = escape_filter(in, buf, (size_t)got, &typed);
+				if (typed.len)
+					input_post(in, typed.buf, typed.len, false);
+				strbuf_release(&typed);
+				if (!stay) {
+					/* As Ctrl-C is without a terminal: the answer's read
+					 * is interrupted and the connection closed (again,
+					 * until it is: the signal may come between reads). */
+					while (!input_stopped(in)) {
+						pthread_kill(in->main, SIGINT);
+						poll(NULL, 0, 100);
+					}
+					break;
+				}
+			}
 		}
 		stop = input_stopped(in);
 	}
@@ -337,6 +386,9 @@ int cli__cmd_run(struct cli *c)
 				atexit(tty_restore);
 			}
 		}
+		in.main = pthread_self();
+		in.escapes = tty_raw;
+		in.line_start = true;
 		typing_started = pthread_create(&typing, NULL, input_main, &in) == 0;
 	}
 	struct cli_response res = {0};

@@ -352,6 +352,23 @@ def test_ctrl_c_and_window_sizes_reach_the_command_at_a_terminal(daemon):
     assert t.wait() == 3, (t.seen, [e["reason"] for e in daemon.events("job") if e["type"] == "run"])
 
 
+def test_tilde_dot_at_a_line_start_leaves_a_run_that_ignores_ctrl_c(daemon, tmp_path):
+    setup_app(daemon)
+    pidfile = tmp_path / "pid"
+    t = Terminal(daemon, "run", "job", f"trap '' INT; echo $$ > {pidfile}; read x; echo got:$x; "
+                 "while :; do sleep 0.1; done")
+    wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), what="the command to start")
+    pid = int(pidfile.read_text())
+    # "~~" is one '~', a '~' inside a line is a '~'.
+    t.type("a~b\r")
+    t.expect("got:a~b")
+    t.type("\x03")  # ignored by the command
+    t.type("\r~.")
+    assert t.wait() == 130, t.seen
+    assert b"interrupted: the command was stopped" in t.seen, t.seen
+    wait_for(lambda: not pid_alive(pid), what="the run to be stopped")
+
+
 def test_typing_into_a_run_needs_one_with_a_terminal(daemon):
     setup_app(daemon)
     status, doc = daemon.request("POST", "/v1/apps/job/runs/job.run.99/input", {"data": "x"})
