@@ -159,6 +159,15 @@ static void input_post(struct run_input *in, const char *data, size_t len, bool 
 static void *input_main(void *arg)
 {
 	struct run_input *in = arg;
+	/* Signals are for the thread reading the answer: they must interrupt
+	 * its read. */
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGWINCH);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	pthread_mutex_lock(&in->lock);
 	while (!in->path && !in->stop)
 		pthread_cond_wait(&in->named, &in->lock);
