@@ -156,6 +156,17 @@ static void input_post(struct run_input *in, const char *data, size_t len, bool 
 	free(body);
 }
 
+/* Leaves the run as sig sent to us would: the answer's read is
+ * interrupted and the connection closed, so the daemon stops the command
+ * (sent again until it is: the signal may come between two reads). */
+static void leave(struct run_input *in, int sig)
+{
+	while (!input_stopped(in)) {
+		pthread_kill(in->main, sig);
+		poll(NULL, 0, 100);
+	}
+}
+
 static void *input_main(void *arg)
 {
 	struct run_input *in = arg;
@@ -184,6 +195,11 @@ static void *input_main(void *arg)
 		}
 		if (n > 0) {
 			ssize_t got = read(STDIN_FILENO, buf, sizeof(buf));
+			if (got <= 0 && in->escapes) {
+				/* Our terminal is gone: as if it had hung up on us. */
+				leave(in, SIGHUP);
+				break;
+			}
 			if (got <= 0) {
 				/* Our input ended (a file or a pipe: a terminal's
 				 * Ctrl-D is a byte, sent as typed): the command's
@@ -204,13 +220,7 @@ static void *input_main(void *arg)
 					input_post(in, typed.buf, typed.len, false);
 				strbuf_release(&typed);
 				if (!stay) {
-					/* As Ctrl-C is without a terminal: the answer's read
-					 * is interrupted and the connection closed (again,
-					 * until it is: the signal may come between reads). */
-					while (!input_stopped(in)) {
-						pthread_kill(in->main, SIGINT);
-						poll(NULL, 0, 100);
-					}
+					leave(in, SIGINT);
 					break;
 				}
 			}
@@ -418,6 +428,8 @@ int cli__cmd_run(struct cli *c)
 	if (r == -EINTR || interrupted) {
 		fprintf(c->err, "interrupted: the command was stopped\n");
 		rc = 128 + (interrupted ? (int)interrupted : SIGINT);
+	} else if (r < 0 && ferror(c->out)) {
+		rc = CLI_EXIT_FAILED; /* said on the way out: cannot write output */
 	} else if (r < 0 && o.named) {
 		/* The daemon went away in the middle (it stopped, say). */
 		fprintf(c->err, "error: the connection to the daemon ended before the command did\n");

@@ -369,6 +369,19 @@ def test_tilde_dot_at_a_line_start_leaves_a_run_that_ignores_ctrl_c(daemon, tmp_
     wait_for(lambda: not pid_alive(pid), what="the run to be stopped")
 
 
+def test_a_terminal_that_goes_away_ends_the_run(daemon, tmp_path):
+    setup_app(daemon)
+    pidfile = tmp_path / "pid"
+    t = Terminal(daemon, "run", "job", f"echo $$ > {pidfile}; while :; do sleep 1; done")
+    wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), what="the command to start")
+    pid = int(pidfile.read_text())
+    # The terminal is not the CLI's controlling one here: no SIGHUP, its
+    # input just ends.
+    os.close(t.master)
+    assert t.proc.wait(timeout=10 * SLOW) == 128 + signal.SIGHUP
+    wait_for(lambda: not pid_alive(pid), what="the run to be stopped")
+
+
 def test_typing_into_a_run_needs_one_with_a_terminal(daemon):
     setup_app(daemon)
     status, doc = daemon.request("POST", "/v1/apps/job/runs/job.run.99/input", {"data": "x"})
