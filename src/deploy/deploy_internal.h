@@ -19,6 +19,7 @@ struct deploy {
 	size_t n_jobs, alloc_jobs;
 	struct deploy_run *runs; /* one-off runs whose process is alive */
 	int n_runs, run_seq;
+	bool run_seq_known; /* run_seq goes on from the last run of earlier starts */
 };
 
 /* A copy of one release record (store_release_get's callback fills it);

@@ -243,6 +243,17 @@ int deploy_run_start(struct deploy *d, const char *app, const char *command, int
 	r->tty = tty != NULL;
 	r->app = xstrdup(app);
 	r->version = version;
+	if (!d->run_seq_known) {
+		/* Names go on from the last run an earlier start recorded, so
+		 * that events and logs never name two runs alike. */
+		char *last = NULL;
+		store_event_last_reason(d->cfg.store, "run", &last);
+		const char *n = last ? strstr(last, ".run.") : NULL;
+		if (n)
+			d->run_seq = atoi(n + 5);
+		free(last);
+		d->run_seq_known = true;
+	}
 	r->id = xasprintf("%s.run.%d", app, ++d->run_seq);
 	r->timeout_ms = timeout_ms;
 	r->cbs = *cbs;

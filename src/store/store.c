@@ -549,6 +549,20 @@ int store_events_each(struct store *st, const char *app, int64_t after, int limi
 	return rc == SQLITE_DONE ? 0 : fail(st, rc);
 }
 
+int store_event_last_reason(struct store *st, const char *type, char **reason)
+{
+	*reason = NULL;
+	sqlite3_stmt *s =
+		prep(st, "SELECT reason FROM events WHERE type = ? ORDER BY id DESC LIMIT 1", "s", type);
+	if (!s)
+		return -EIO;
+	int rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW && col_text(s, 0))
+		*reason = xstrdup(col_text(s, 0));
+	sqlite3_finalize(s);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : fail(st, rc);
+}
+
 /* ---- tokens ---- */
 
 int store_token_add(struct store *st, const struct store_token *t)

@@ -137,6 +137,9 @@ typedef void (*store_event_cb)(void *ctx, const struct store_event *ev);
 /* Oldest first; app may be NULL; only ids > after; at most limit (the newest). */
 int store_events_each(struct store *st, const char *app, int64_t after, int limit,
 		      store_event_cb cb, void *ctx);
+/* The reason of the newest event of this type, of any app, in *reason
+ * (caller frees; NULL when there is none). */
+int store_event_last_reason(struct store *st, const char *type, char **reason);
 
 /* ---- releases ---- */
 struct store_release {

@@ -182,6 +182,19 @@ def test_a_stopping_daemon_kills_its_runs(daemon, tmp_path):
     assert "the connection to the daemon ended before the command did" in err, err
 
 
+def test_run_names_go_on_across_daemon_restarts(daemon):
+    setup_app(daemon)
+    assert run_cli(daemon, "job", "true").returncode == 0
+    assert run_cli(daemon, "job", "true").returncode == 0
+    assert daemon.stop() == 0
+    daemon.start()
+    daemon.wait_ready("job", 1)
+    assert run_cli(daemon, "job", "true").returncode == 0
+    started = [e["reason"].split()[2] for e in daemon.events("job")
+               if e["type"] == "run" and "started" in e["reason"]]
+    assert started == ["job.run.1", "job.run.2", "job.run.3"], started
+
+
 def test_bad_runs_are_refused_and_change_nothing(daemon):
     setup_app(daemon)
     r = run_cli(daemon, "nope", "true")
