@@ -9,20 +9,26 @@
 #include <string.h>
 #include <unistd.h>
 
-uint64_t proc_start_ticks(int pid)
+const char *proc_stat_fields(int pid, char *buf, size_t n)
 {
-	char path[64], buf[1024];
+	char path[64];
 	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
 	FILE *f = fopen(path, "re");
 	if (!f)
-		return 0;
-	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+		return NULL;
+	size_t len = fread(buf, 1, n - 1, f);
 	fclose(f);
-	buf[n] = '\0';
-	/* The command name may hold spaces and parentheses: skip past the last ')'. */
-	char *p = strrchr(buf, ')');
+	buf[len] = '\0';
+	char *p = strrchr(buf, ')'); /* the last one ends the command name */
+	return p && p[1] == ' ' ? p + 2 : NULL;
+}
+
+uint64_t proc_start_ticks(int pid)
+{
+	char buf[1024];
+	const char *p = proc_stat_fields(pid, buf, sizeof(buf));
 	unsigned long long v = 0;
-	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d %llu",
+	if (!p || sscanf(p, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d %llu",
 			 &v) != 1)
 		return 0;
 	return v;
@@ -58,19 +64,10 @@ int proc_kill_session(int sid, int sig)
 			return n;
 		for (struct dirent *e; (e = readdir(d)) != NULL;) {
 			int pid = atoi(e->d_name);
-			if (pid <= 0)
-				continue;
-			char path[64], buf[512];
-			snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-			FILE *f = fopen(path, "re");
-			if (!f)
-				continue;
-			size_t len = fread(buf, 1, sizeof(buf) - 1, f);
-			fclose(f);
-			buf[len] = '\0';
-			char *p = strrchr(buf, ')');
+			char buf[512];
+			const char *p = pid > 0 ? proc_stat_fields(pid, buf, sizeof(buf)) : NULL;
 			int session = 0;
-			if (p && sscanf(p + 2, "%*c %*d %*d %d", &session) == 1 && session == sid &&
+			if (p && sscanf(p, "%*c %*d %*d %d", &session) == 1 && session == sid &&
 			    kill(pid, sig) == 0)
 				n++;
 		}

@@ -1,7 +1,13 @@
 /* proc.h: facts about processes from /proc. */
 #ifndef PAASOPS_PROC_H
 #define PAASOPS_PROC_H
+#include <stddef.h>
 #include <stdint.h>
+
+/* The fields of /proc/PID/stat from the state on (past the command name,
+ * which may hold spaces and parentheses), read into buf of n bytes; NULL
+ * when the process is gone. */
+const char *proc_stat_fields(int pid, char *buf, size_t n);
 
 /* Start time of pid in clock ticks since boot (/proc/PID/stat field 22),
  * which tells it from a later process that reuses the pid; 0 when the

@@ -862,21 +862,13 @@ static void scan_proc(struct usage_table *t)
 		return;
 	struct dirent *e;
 	while ((e = readdir(d))) {
-		if (e->d_name[0] < '0' || e->d_name[0] > '9')
-			continue;
-		char path[300], buf[1024];
-		snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
-		FILE *f = fopen(path, "re");
-		if (!f)
-			continue;
-		size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-		fclose(f);
-		buf[n] = '\0';
-		char *p = strrchr(buf, ')');
+		int pid = atoi(e->d_name);
+		char buf[1024];
+		const char *p = pid > 0 ? proc_stat_fields(pid, buf, sizeof(buf)) : NULL;
 		int pgrp;
 		unsigned long ut, st;
 		long rss;
-		if (!p || sscanf(p + 2, "%*c %*d %d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu %*d %*d %*d %*d %*d %*d %*u %*u %ld",
+		if (!p || sscanf(p, "%*c %*d %d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu %*d %*d %*d %*d %*d %*d %*u %*u %ld",
 				 &pgrp, &ut, &st, &rss) != 4)
 			continue;
 		for (size_t k = 0; k < t->n; k++) {
