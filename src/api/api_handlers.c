@@ -58,6 +58,16 @@ static const char *author_of(const struct api_req *req)
 	return req->who && req->who->token_id ? req->who->token_id : "local";
 }
 
+static struct deploy_who who_of(const struct api_req *req, const char *message)
+{
+	struct deploy_who who = {author_of(req), message, NULL, 0};
+	if (req->who) {
+		who.apps = req->who->apps;
+		who.n_apps = req->who->n_apps;
+	}
+	return who;
+}
+
 void h_apps_apply(struct api_req *req, struct api_resp *resp)
 {
 	if (!api_body_object(req, resp, false))
@@ -111,14 +121,14 @@ void h_apps_apply(struct api_req *req, struct api_resp *resp)
 		spec_free(spec);
 		return;
 	}
-	char *conflict = supervisor_route_conflict(req->api->sv, spec);
+	struct deploy_who who = who_of(req, json_get_str(req->body, "message"));
+	char *conflict = supervisor_route_conflict(req->api->sv, spec, who.apps, who.n_apps);
 	spec_free(spec);
 	if (conflict) {
 		api_error(resp, 409, "conflict", "%s", conflict);
 		free(conflict);
 		return;
 	}
-	struct deploy_who who = {author_of(req), json_get_str(req->body, "message")};
 	struct json *out = NULL;
 	int r = deploy_apply(req->api->deploy, yaml, filename, dir, &who, &out, &err);
 	if (r < 0) {
@@ -499,7 +509,7 @@ void h_releases_upload(struct api_req *req, struct api_resp *resp)
 	char *spec_name = api_query(req, "spec");
 	char *message = api_query(req, "message");
 	const char *sha = http_msg_header(req->msg, "X-Content-SHA256");
-	struct deploy_who who = {author_of(req), message};
+	struct deploy_who who = who_of(req, message);
 	struct api_pending *p = api_defer(req, resp);
 	req->upload_taken = true;
 	deploy_archive(req->api->deploy, req->params[0], req->upload_path, spec_name ? spec_name : "paasops.yaml",
@@ -560,7 +570,7 @@ void h_rollback(struct api_req *req, struct api_resp *resp)
 			return;
 		}
 	}
-	struct deploy_who who = {author_of(req), json_get_str(req->body, "message")};
+	struct deploy_who who = who_of(req, json_get_str(req->body, "message"));
 	char *err = NULL;
 	int r = deploy_rollback(req->api->deploy, req->params[0], v, &who, &resp->body, &err);
 	if (r < 0) {
@@ -605,7 +615,7 @@ void h_config_change(struct api_req *req, struct api_resp *resp)
 {
 	if (!api_body_object(req, resp, false))
 		return;
-	struct deploy_who who = {author_of(req), json_get_str(req->body, "message")};
+	struct deploy_who who = who_of(req, json_get_str(req->body, "message"));
 	char *err = NULL;
 	int r = deploy_config_change(req->api->deploy, req->params[0], json_get(req->body, "set"),
 				     json_get(req->body, "secret"), json_get(req->body, "unset"), &who,

@@ -65,6 +65,8 @@ struct dp_job {
 	int64_t started, finished;
 	char *yaml, *filename, *dir;
 	char *author, *message;
+	char **scope; /* the caller's apps, as in struct deploy_who */
+	size_t n_scope;
 	/* extraction */
 	uv_work_t work;
 	char *archive, *tmpdir, *spec_name, *sha_expected;
@@ -100,6 +102,9 @@ static void job_free(struct dp_job *j)
 	free(j->dir);
 	free(j->author);
 	free(j->message);
+	for (size_t k = 0; k < j->n_scope; k++)
+		free(j->scope[k]);
+	free(j->scope);
 	free(j->archive);
 	free(j->tmpdir);
 	free(j->spec_name);
@@ -141,6 +146,12 @@ static struct dp_job *job_new(struct deploy *d, const char *app, const struct de
 	j->started = time_wall_ms();
 	j->author = who && who->author ? xstrdup(who->author) : NULL;
 	j->message = who && who->message ? xstrdup(who->message) : NULL;
+	if (who && who->n_apps) {
+		j->scope = xcalloc(who->n_apps, sizeof(*j->scope));
+		for (size_t k = 0; k < who->n_apps; k++)
+			j->scope[k] = xstrdup(who->apps[k]);
+		j->n_scope = who->n_apps;
+	}
 	j->auto_rollback = true;
 	if (old) {
 		for (size_t k = 0; k < d->n_jobs; k++)
@@ -491,6 +502,7 @@ static int roll_to(struct dp_job *j, const struct rel_copy *r, char **err)
 	struct supervisor_release sr = {
 		.version = r->version, .spec = spec, .yaml = r->yaml, .filename = r->filename,
 		.dir = r->dir, .config = env, .n_config = k,
+		.scope = j->scope, .n_scope = j->n_scope,
 	};
 	bool created;
 	int rc = supervisor_rollout(j->d->cfg.sv, &sr, on_rollout_done, j, &created, err);

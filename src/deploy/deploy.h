@@ -52,6 +52,10 @@ void deploy_recover(struct deploy *d);
 struct deploy_who {
 	const char *author;
 	const char *message;
+	/* The apps the caller may change (n_apps 0: every app): a new route on
+	 * a host another app routes needs that app in it. */
+	char *const *apps;
+	size_t n_apps;
 };
 
 /* Called once when an asynchronous deploy step has an answer for the

@@ -387,12 +387,41 @@ int supervisor_load(struct supervisor *sv, char **err)
 /* ---- desired state changes ---- */
 
 
-char *supervisor_route_conflict(const struct supervisor *sv, const struct spec *spec)
+static bool routes_already(const struct sv_app *a, const struct spec_route *route)
 {
+	if (!a || !a->rel)
+		return false;
+	for (size_t j = 0; j < a->rel->spec->n_procs; j++) {
+		const struct spec_process *p = &a->rel->spec->procs[j];
+		for (size_t q = 0; q < p->n_routes; q++)
+			if (str_eq(p->routes[q].host, route->host) && !strcmp(p->routes[q].path, route->path))
+				return true;
+	}
+	return false;
+}
+
+static bool in_scope(char *const *scope, size_t n_scope, const char *app)
+{
+	if (!n_scope)
+		return true;
+	for (size_t k = 0; k < n_scope; k++)
+		if (!strcmp(scope[k], app))
+			return true;
+	return false;
+}
+
+char *supervisor_route_conflict(const struct supervisor *sv, const struct spec *spec,
+				char *const *scope, size_t n_scope)
+{
+	const struct sv_app *self = find_app(sv, spec->app);
 	for (size_t k = 0; k < spec->n_procs; k++) {
 		const struct spec_process *sp = &spec->procs[k];
 		for (size_t r = 0; r < sp->n_routes; r++) {
 			const struct spec_route *mine = &sp->routes[r];
+			/* Whoever may change only some apps may not give theirs a
+			 * new route on a host one of the others routes: a longer
+			 * path there would take that app's requests. */
+			bool guarded = n_scope && mine->host && !routes_already(self, mine);
 			for (size_t a = 0; a < sv->n_apps; a++) {
 				const struct sv_app *other = sv->apps[a];
 				if (other->destroying || !strcmp(other->name, spec->app))
@@ -406,6 +435,13 @@ char *supervisor_route_conflict(const struct supervisor *sv, const struct spec *
 									 "process '%s' of app '%s'",
 									 mine->host ? mine->host : "*", mine->path,
 									 sp->name, op->name, other->name);
+						if (guarded && str_eq(mine->host, theirs->host) &&
+						    !in_scope(scope, n_scope, other->name))
+							return xasprintf("route '%s%s' of process '%s' is on host '%s', which "
+									 "app '%s' routes: a new route there needs a token "
+									 "that may change '%s' too",
+									 mine->host, mine->path, sp->name, mine->host,
+									 other->name, other->name);
 					}
 				}
 			}
@@ -446,7 +482,7 @@ int supervisor_rollout(struct supervisor *sv, const struct supervisor_release *r
 		spec_free(spec);
 		return -ESHUTDOWN;
 	}
-	char *conflict = supervisor_route_conflict(sv, spec);
+	char *conflict = supervisor_route_conflict(sv, spec, r->scope, r->n_scope);
 	if (conflict) {
 		*err = conflict;
 		spec_free(spec);

@@ -77,6 +77,8 @@ struct supervisor_release {
 	const char *yaml, *filename, *dir;
 	const struct spec_env *config; /* copied */
 	size_t n_config;
+	char *const *scope; /* apps the caller may change; n_scope 0: every app */
+	size_t n_scope;
 };
 
 /* Called once when a rollout ends: ok, or why it failed. */
@@ -93,9 +95,12 @@ typedef void (*supervisor_rollout_cb)(void *ctx, const char *app, int version, b
  * rollout is already running. Takes ownership of rel->spec in every case. */
 int supervisor_rollout(struct supervisor *sv, const struct supervisor_release *rel,
 		       supervisor_rollout_cb done, void *ctx, bool *created, char **err);
-/* When another app already routes one of spec's host and path prefixes:
+/* When another app already routes one of spec's host and path prefixes,
+ * or when spec adds a route on a host another app routes and that app is
+ * not among the n_scope apps the caller may change (n_scope 0: every app):
  * a message saying which (caller frees); else NULL. */
-char *supervisor_route_conflict(const struct supervisor *sv, const struct spec *spec);
+char *supervisor_route_conflict(const struct supervisor *sv, const struct spec *spec,
+				char *const *scope, size_t n_scope);
 bool supervisor_shutting_down(const struct supervisor *sv);
 /* Fails the app's rollout (it calls done with ok=false). -ENOENT when none. */
 int supervisor_rollout_abort(struct supervisor *sv, const char *app, const char *reason);

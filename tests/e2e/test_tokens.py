@@ -262,6 +262,46 @@ def test_scoped_deployer_changes_its_own_app(daemon):
     assert (d.ok("GET", "/v1/apps/b"), [(i["id"], i["pid"]) for i in d.instances("b")]) == b_before
 
 
+def routed_spec(app, routes):
+    return spec(app) + f"    routes: {routes}\n"
+
+
+def test_scoped_deployer_may_not_route_another_apps_host(daemon):
+    """A longer path under another app's host would take its requests: a
+    token scoped to other apps may not add one, by apply or by upload."""
+    d = daemon
+    d.apply(routed_spec("b", "[{host: b.test}]"))
+    d.apply(routed_spec("a", "[{host: a.test}]"))
+    d.wait_ready("a", 1)
+    d.wait_ready("b", 1)
+    t = make_token(d, "deployer", ["a"])["token"]
+    before = snapshot(d)
+    for routes in ("[{host: a.test}, {host: b.test, path: /login}]", "[{host: b.test, path: /}]"):
+        status, doc = tcp(d, "POST", "/v1/apps", t, body={"spec": routed_spec("a", routes), "dir": str(d.tmp)})
+        msg = assert_error(status, doc, 409, "conflict")
+        assert "b.test" in msg and "'b'" in msg, msg
+    src = d.tmp / "a-src"
+    src.mkdir()
+    (src / "paasops.yaml").write_text(routed_spec("a", "[{host: a.test}, {host: b.test, path: /login}]"))
+    r = d.cli("--server", f"http://127.0.0.1:{d.api_port}", "deploy", str(src), "--wait", token=t)
+    assert r.returncode != 0 and "b.test" in r.stderr and "'b'" in r.stderr, (r.returncode, r.stdout, r.stderr)
+    assert snapshot(d)[0] == before[0]
+    # Its own host takes new paths; a token that may change both apps may
+    # share a host between them.
+    status, doc = tcp(d, "POST", "/v1/apps", t,
+                      body={"spec": routed_spec("a", "[{host: a.test}, {host: a.test, path: /x}]"), "dir": str(d.tmp)})
+    assert status == 200, doc
+    both = make_token(d, "deployer", ["a", "b"])["token"]
+    status, doc = tcp(d, "POST", "/v1/apps", both,
+                      body={"spec": routed_spec("a", "[{host: a.test}, {host: b.test, path: /login}]"), "dir": str(d.tmp)})
+    assert status == 200, doc
+    # Once the route is a's, a's own token may keep it (a config change or
+    # a re-apply does not claim it again).
+    status, doc = tcp(d, "POST", "/v1/apps", t,
+                      body={"spec": routed_spec("a", "[{host: a.test}, {host: b.test, path: /login}]"), "dir": str(d.tmp)})
+    assert status == 200, doc
+
+
 def test_scoped_deployer_destroys_its_stopped_app(daemon):
     d = daemon
     d.apply(spec("a"))
