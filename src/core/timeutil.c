@@ -32,16 +32,32 @@ void time_format_iso(int64_t wall_ms, char *buf, size_t size)
 		 (int)(wall_ms % 1000));
 }
 
-/* Splits "123unit" into a number and a unit suffix. */
+/* Splits "123unit" or "1.5unit" into a number and a unit suffix: decimal
+ * digits only (no sign, exponent, hex, or a dot without digits on both
+ * sides, all of which strtod would take). */
 static int split_number(const char *s, double *num, const char **unit)
 {
-	if (!s || !*s || isspace((unsigned char)*s) || *s == '-' || *s == '+')
+	if (!s)
 		return -EINVAL;
+	const char *p = s;
+	while (isdigit((unsigned char)*p))
+		p++;
+	if (p == s)
+		return -EINVAL;
+	if (*p == '.') {
+		const char *frac = ++p;
+		while (isdigit((unsigned char)*p))
+			p++;
+		if (p == frac)
+			return -EINVAL;
+	}
 	char *end;
 	errno = 0;
 	double v = strtod(s, &end);
-	if (end == s || errno == ERANGE || v != v)
+	if (end != p)
 		return -EINVAL;
+	if (errno == ERANGE)
+		return -ERANGE;
 	*num = v;
 	*unit = end;
 	return 0;

@@ -444,7 +444,8 @@ static void test_duration__rejects_bad_syntax(void **state)
 {
 	static const char *const bad[] = {
 		"", "-1s", "+1s", "10x", "s", "ms", " 5s", "5s ", "5 s", "5S", "5sec", "1m30s",
-		"nan", "nans", "abc", "10.s.", "--1",
+		"nan", "nans", "abc", "10.s.", "--1", "inf", "0x10h", "1e3h", "1e20s", ".5h", "5.",
+		"5.s", "1,5s",
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
 		int64_t ms = 777;
@@ -464,9 +465,8 @@ static void test_duration__rejects_values_too_large(void **state)
 	assert_true(duration_parse("1e400s", &ms) < 0);
 	assert_int_equal(ms, 777);
 	/* Representable but far beyond any sane duration. */
-	assert_parse_fails(duration_parse, "1e20s", -ERANGE);
+	assert_parse_fails(duration_parse, "100000000000000000000s", -ERANGE);
 	assert_parse_fails(duration_parse, "200000000d", -ERANGE);
-	assert_parse_fails(duration_parse, "inf", -ERANGE);
 }
 
 static void test_duration__format_picks_the_shortest_exact_unit(void **state)
@@ -539,6 +539,7 @@ static void test_size__rejects_bad_syntax_and_overflow(void **state)
 {
 	static const char *const bad[] = {
 		"", "Mi", "M", "-1M", "+1M", " 1M", "1M ", "1 M", "1X", "1Mib", "1MiB", "abc", "nan",
+		"1e300", "1e6", "0x10M", ".5G", "1.G",
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
 		int64_t n = 777;
@@ -549,7 +550,7 @@ static void test_size__rejects_bad_syntax_and_overflow(void **state)
 	}
 	assert_parse_fails(size_parse, NULL, -EINVAL);
 	assert_parse_fails(size_parse, "100000T", -ERANGE);
-	assert_parse_fails(size_parse, "1e300", -ERANGE);
+	assert_parse_fails(size_parse, "100000000000000000000", -ERANGE);
 	int64_t n = 777;
 	assert_true(size_parse("1e400", &n) < 0);
 	assert_int_equal(n, 777);
