@@ -14,6 +14,7 @@
 #include "core/log.h"
 #include "core/proc.h"
 #include "core/paths.h"
+#include "core/runas.h"
 #include "core/timeutil.h"
 #include "core/util.h"
 #include "deploy/deploy.h"
@@ -24,6 +25,7 @@
 #include "spec/spec.h"
 #include "store/store.h"
 #include "supervisor/supervisor.h"
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -44,6 +46,8 @@ struct daemon {
 	char *api_tls_cert, *api_tls_key; /* PEM files; the key may be in the cert's */
 	struct tls_ctx *api_tls;          /* loaded before anything starts */
 	int port_min, port_max;
+	struct runas run_as; /* valid when has_run_as */
+	bool has_run_as;
 	int lock_fd;
 	char *http_addr; /* NULL: router off */
 	char *https_addr; /* the router's HTTPS listener, or NULL */
@@ -81,7 +85,8 @@ struct daemon {
 
 static const char usage[] =
 	"usage: paasops serve [--data DIR] [--api HOST:PORT] [--http HOST:PORT|off] [--ports MIN-MAX]\n"
-	"                     [--router-workers N] [--access-log-sample F] [--log-level LEVEL]\n"
+	"                     [--run-as USER[:GROUP]] [--router-workers N] [--access-log-sample F]\n"
+	"                     [--log-level LEVEL]\n"
 	"\n"
 	"  --data DIR        state, socket and lock (default /var/lib/paasops for root,\n"
 	"                    else $XDG_DATA_HOME/paasops or ~/.local/share/paasops)\n"
@@ -104,6 +109,10 @@ static const char usage[] =
 	"  --webhook URL     POST deploy events there (repeatable); --webhook-secret-file F\n"
 	"                    signs them (X-Paasops-Signature); --webhook-format json|slack\n"
 	"  --ports MIN-MAX   ports handed to instances (default 20000-29999)\n"
+	"  --run-as USER[:GROUP]  run app code (instances, health check commands, builds,\n"
+	"                    release phases, paasops run) as this unprivileged user, with its\n"
+	"                    group and no supplementary groups; the daemon must run as root.\n"
+	"                    Without it app code runs as the daemon's own user (doc/daemon.md)\n"
 	"  --log-level L     debug, info, warn or error (default info)\n"
 	"  --metrics-interval D  metrics sampling period (default 1s)\n"
 	"  --metrics-retention L  metrics history tiers (default 1h,10s:1d,5m:30d)\n"
@@ -147,6 +156,7 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 	static const struct option opts[] = {
 		{"data", required_argument, NULL, 'd'},  {"api", required_argument, NULL, 'a'},
 		{"ports", required_argument, NULL, 'p'}, {"log-level", required_argument, NULL, 'l'},
+		{"run-as", required_argument, NULL, 1040},
 		{"http", required_argument, NULL, 'H'},  {"router-workers", required_argument, NULL, 'w'},
 		{"access-log-sample", required_argument, NULL, 's'},
 		{"connect-timeout", required_argument, NULL, 1000},
@@ -250,6 +260,19 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 			}
 			d->port_min = a;
 			d->port_max = b;
+			break;
+		}
+		case 1040: {
+			char *err = NULL;
+			if (d->has_run_as)
+				runas_release(&d->run_as);
+			d->has_run_as = false;
+			if (runas_parse(optarg, &d->run_as, &err) < 0) {
+				fprintf(stderr, "paasops serve: %s\n", err);
+				free(err);
+				return -EINVAL;
+			}
+			d->has_run_as = true;
 			break;
 		}
 		case 'l': {
@@ -425,6 +448,11 @@ static int parse_args(struct daemon *d, int argc, char **argv)
 		fprintf(stderr, "paasops serve: unexpected argument '%s'\n%s", argv[optind], usage);
 		return -EINVAL;
 	}
+	if (d->has_run_as && geteuid() != 0) {
+		fprintf(stderr, "paasops serve: --run-as needs the daemon to run as root (it runs as uid %u): "
+				"only root can start processes as another user\n", (unsigned)geteuid());
+		return -EINVAL;
+	}
 	if (d->api_tls_key && !d->api_tls_cert) {
 		fprintf(stderr, "paasops serve: --api-tls-key needs --api-tls-cert\n");
 		return -EINVAL;
@@ -487,6 +515,58 @@ static int lock_data_dir(struct daemon *d)
 		log_warn("cannot record pid in '%s'", path);
 	free(path);
 	d->lock_fd = fd;
+	return 0;
+}
+
+/* ---- the data dir with --run-as ---- */
+
+/* App code running as the run-as user must reach its release directory
+ * by name (DATA/releases/APP/vN): every directory above the data dir must
+ * let it search, and DATA and DATA/releases let it search but not list
+ * (0711). Everything else directly in DATA loses group and other access,
+ * so that state.db, logs.db, secret.key, the socket and the rest stay the
+ * daemon's alone. 0, or -1 after saying why. */
+static int data_dir_for_run_as(struct daemon *d)
+{
+	char *bad = NULL;
+	int r = runas_reach(&d->run_as, d->data_dir, 0, &bad);
+	if (r < 0) {
+		if (r == -EACCES)
+			fprintf(stderr, "paasops serve: --run-as %s: user '%s' cannot search '%s' (mode not "
+					"o+x), so instances could not reach their code under '%s'; make it "
+					"searchable (chmod o+x) or choose a --data dir it can reach\n",
+				d->run_as.user, d->run_as.user, bad, d->data_dir);
+		else
+			fprintf(stderr, "paasops serve: cannot look at '%s': %s\n", bad, strerror(-r));
+		free(bad);
+		return -1;
+	}
+	char *rel = xasprintf("%s/releases", d->data_dir);
+	if (mkdir(rel, 0711) < 0 && errno != EEXIST) {
+		fprintf(stderr, "paasops serve: cannot create '%s': %s\n", rel, strerror(errno));
+		free(rel);
+		return -1;
+	}
+	free(rel);
+	DIR *dir = opendir(d->data_dir);
+	struct dirent *e;
+	while (dir && (e = readdir(dir))) {
+		if (!strcmp(e->d_name, "..") || !strcmp(e->d_name, "lost+found"))
+			continue;
+		struct stat st;
+		if (fstatat(dirfd(dir), e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || S_ISLNK(st.st_mode))
+			continue;
+		bool searchable = !strcmp(e->d_name, ".") || !strcmp(e->d_name, "releases");
+		mode_t mode = searchable ? 0711 : st.st_mode & 07700;
+		if ((st.st_mode & 07777) != mode && fchmodat(dirfd(dir), e->d_name, mode, 0) < 0) {
+			fprintf(stderr, "paasops serve: cannot chmod '%s/%s': %s\n", d->data_dir, e->d_name,
+				strerror(errno));
+			closedir(dir);
+			return -1;
+		}
+	}
+	if (dir)
+		closedir(dir);
 	return 0;
 }
 
@@ -720,6 +800,8 @@ int daemon_main(int argc, char **argv)
 		free(d.hook_secret);
 		daemon_tls_release(&d);
 		alerts_config_release(&d.acfg);
+		if (d.has_run_as)
+			runas_release(&d.run_as);
 		return r > 0 ? 0 : 2;
 	}
 	proc_cloexec_from(3); /* what we were started with is not for the instances */
@@ -777,6 +859,10 @@ int daemon_main(int argc, char **argv)
 	if (canon) {
 		free(d.data_dir);
 		d.data_dir = canon;
+	}
+	if (d.has_run_as && data_dir_for_run_as(&d) < 0) {
+		rc = 2;
+		goto out;
 	}
 	if (lock_data_dir(&d) < 0)
 		goto out;
@@ -847,6 +933,7 @@ int daemon_main(int argc, char **argv)
 		.hooks = &hooks, .hooks_ctx = &d,
 		.loop = &d.loop, .store = d.store, .data_dir = d.data_dir,
 		.port_min = d.port_min, .port_max = d.port_max,
+		.run_as = d.has_run_as ? &d.run_as : NULL,
 	};
 	d.sv = supervisor_new(&sc);
 	supervisor_cleanup_leftovers(d.sv);
@@ -930,6 +1017,9 @@ int daemon_main(int argc, char **argv)
 		 !d.api_addr ? "" : d.api_tls ? " and https://" : " and http://",
 		 d.api_addr ? d.api_addr : "");
 	free(sock);
+	if (d.has_run_as)
+		log_info("app code runs as user '%s' (uid %u, gid %u)", d.run_as.user, (unsigned)d.run_as.uid,
+			 (unsigned)d.run_as.gid);
 	uv_run(&d.loop, UV_RUN_DEFAULT);
 	rc = 0;
 out_loop:
@@ -965,5 +1055,7 @@ out:
 	free(d.http_addr);
 	free(d.hook_secret);
 	alerts_config_release(&d.acfg);
+	if (d.has_run_as)
+		runas_release(&d.run_as);
 	return rc;
 }

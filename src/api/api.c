@@ -7,6 +7,8 @@
 #include "compat/json.h"
 #include "compat/tls.h"
 #include "core/log.h"
+#include "core/runas.h"
+#include "supervisor/supervisor.h"
 #include "core/netaddr.h"
 #include "core/paths.h"
 #include "core/strbuf.h"
@@ -575,6 +577,11 @@ static bool peer_allowed(struct api_conn *c)
 	struct ucred cred;
 	socklen_t len = sizeof(cred);
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+		return false;
+	/* App code started as the run-as user must never get the daemon's
+	 * authority, whatever the socket's mode and the daemon's uid. */
+	const struct runas *ra = supervisor_run_as(c->api->sv);
+	if (ra && cred.uid == ra->uid)
 		return false;
 	return cred.uid == 0 || cred.uid == getuid();
 }

@@ -269,6 +269,8 @@ static int cmd_apply(struct cli *c)
 	else
 		fprintf(c->out, "applied app '%s' (%s)\n", cli__jstr(res.json, "name", "?"),
 			res.status == 201 ? "created" : "updated");
+	if (json_get_str(res.json, "warning"))
+		fprintf(c->err, "warning: %s\n", json_get_str(res.json, "warning"));
 	cli__response_release(&res);
 	return CLI_EXIT_OK;
 }

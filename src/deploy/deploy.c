@@ -16,6 +16,7 @@
 #include "core/log.h"
 #include "core/proc.h"
 #include "core/paths.h"
+#include "core/runas.h"
 #include "core/strbuf.h"
 #include "core/timeutil.h"
 #include "core/util.h"
@@ -635,10 +636,12 @@ void dp_log_lines(struct supervisor *sv, const char *app, const char *instance, 
 size_t dp_release_env(struct deploy *d, const char *app, int version, char **envp, size_t cap)
 {
 	size_t ne = 0;
-	static const char *const passed[] = {"PATH", "HOME", "USER", "LANG", "TZ", "TMPDIR"};
-	for (size_t k = 0; k < ARRAY_SIZE(passed) && ne + 3 < cap; k++)
-		if (getenv(passed[k]))
-			envp[ne++] = xasprintf("%s=%s", passed[k], getenv(passed[k]));
+	static const char *const passed[] = {"PATH", "HOME", "USER", "LOGNAME", "LANG", "TZ", "TMPDIR"};
+	for (size_t k = 0; k < ARRAY_SIZE(passed) && ne + 3 < cap; k++) {
+		const char *v = supervisor_spawn_env(d->cfg.sv, passed[k]);
+		if (v)
+			envp[ne++] = xasprintf("%s=%s", passed[k], v);
+	}
 	struct rel_copy r = {0};
 	store_release_get(d->cfg.store, app, version, dp_copy_release, &r);
 	struct spec *spec = r.found ? spec_parse(r.yaml, strlen(r.yaml), r.filename, NULL) : NULL;
@@ -770,6 +773,7 @@ static void run_phase(struct dp_job *j, const char *what, const char *cmd, enum 
 		.file = "/bin/sh", .args = args, .env = envp, .cwd = j->dir,
 		.flags = UV_PROCESS_DETACHED, .exit_cb = proc_exit, .stdio = stdio, .stdio_count = 3,
 	};
+	supervisor_spawn_as(d->cfg.sv, &o);
 	note(j, "%s of v%d: %s", what, j->version, cmd);
 	int rc = uv_spawn(d->cfg.loop, &p->proc, &o);
 	for (size_t k = 0; k < ne; k++)
@@ -979,6 +983,18 @@ int deploy_apply(struct deploy *d, const char *yaml, const char *filename, const
 	json_set_bool(o, "created", created);
 	json_set_int(o, "release", version);
 	json_set(o, "deploy", job_json(j));
+	/* A server directory is used as it is: the run-as user must read it. */
+	const struct runas *ra = supervisor_run_as(d->cfg.sv);
+	char *bad = NULL;
+	if (ra && runas_reach(ra, dir, R_OK | X_OK, &bad) < 0) {
+		char *w = xasprintf("user '%s', which app code runs as, cannot read '%s': instances, builds "
+				    "and runs of this release will fail to start there; make '%s' readable "
+				    "and searchable by it (or deploy by upload)",
+				    ra->user, bad, bad);
+		json_set_str(o, "warning", w);
+		free(w);
+	}
+	free(bad);
 	*out = o;
 	free(app);
 	return 0;
@@ -1023,6 +1039,15 @@ static void extract_work(uv_work_t *w)
 		return;
 	}
 	spec_free(spec);
+	/* The tree as unpacked is the run-as user's: its build writes there,
+	 * its instances run there. */
+	const struct runas *ra = supervisor_run_as(j->d->cfg.sv);
+	int rc = ra ? runas_chown_tree(ra, j->tmpdir) : 0;
+	if (rc < 0) {
+		j->work_status = 500;
+		j->work_err = xasprintf("cannot give the release to user '%s': %s", ra->user, strerror(-rc));
+		return;
+	}
 	char *yaml_path = xasprintf("%s/%s", j->tmpdir, j->spec_name);
 	FILE *f = fopen(yaml_path, "re");
 	free(yaml_path);
@@ -1043,7 +1068,7 @@ static void reply_error(struct dp_job *j, int status, const char *msg)
 	struct json *o = json_object();
 	struct json *e = json_set(o, "error", json_object());
 	json_set_str(e, "code", status == 422 ? "invalid_spec" : status == 409 ? "conflict" :
-				status == 507 ? "insufficient_storage" : "bad_request");
+				status == 507 ? "insufficient_storage" : status == 500 ? "internal" : "bad_request");
 	if (status == 422) {
 		json_set_str(e, "message", "the release's spec has errors");
 		struct json *details = json_set(e, "details", json_array());
@@ -1149,11 +1174,11 @@ void deploy_archive(struct deploy *d, const char *app, const char *archive_path,
 	j->reply = reply;
 	j->reply_ctx = ctx;
 	char *adir = xasprintf("%s/releases/%s", d->data_dir, app);
-	paths_mkdir_p(adir, 0755);
+	paths_mkdir_p(adir, 0711); /* searchable: the run-as user reaches its release by name */
 	j->tmpdir = xasprintf("%s/v%d.tmp", adir, version);
 	free(adir);
 	paths_remove_tree(j->tmpdir);
-	mkdir(j->tmpdir, 0755);
+	mkdir(j->tmpdir, 0755); /* given to the run-as user once unpacked */
 	j->work.data = j;
 	uv_queue_work(d->cfg.loop, &j->work, extract_work, extract_done);
 }

@@ -12,6 +12,7 @@
 #include "deploy/deploy_internal.h"
 #include "core/log.h"
 #include "core/proc.h"
+#include "core/runas.h"
 #include "core/strbuf.h"
 #include "core/timeutil.h"
 #include "core/util.h"
@@ -25,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define SETSID_PATH "/usr/bin/setsid" /* util-linux, on every Debian system */
 #define RUN_DRAIN_MS 1000 /* a terminal's last output after its command exited */
@@ -286,12 +288,16 @@ int deploy_run_start(struct deploy *d, const char *app, const char *command, int
 	 * group leader when it starts, so it execs in place and the pid stays
 	 * the command's, as does the process group that is killed at the end. */
 	char *tty_args[] = {"setsid", "--ctty", "/bin/sh", "-c", (char *)command, NULL};
+	supervisor_spawn_as(d->cfg.sv, &o);
+	const struct runas *ra = supervisor_run_as(d->cfg.sv);
+	if (tty && ra && fchown(slave, ra->uid, ra->gid) < 0)
+		log_warn("%s: cannot give the terminal to user '%s': %s", r->id, ra->user, strerror(errno));
 	if (tty) {
 		for (int k = 0; k < 3; k++)
 			stdio[k] = (uv_stdio_container_t){.flags = UV_INHERIT_FD, .data.fd = slave};
 		o.file = SETSID_PATH;
 		o.args = tty_args;
-		o.flags = 0;
+		o.flags &= ~(unsigned)UV_PROCESS_DETACHED;
 	}
 	int rc = uv_spawn(d->cfg.loop, &r->proc, &o);
 	if (tty)

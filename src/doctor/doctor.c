@@ -15,6 +15,7 @@
 #include "compat/json.h"
 #include "core/netaddr.h"
 #include "core/strbuf.h"
+#include "core/runas.h"
 #include "core/util.h"
 #include "spec/spec.h"
 #include "store/store.h"
@@ -129,7 +130,10 @@ static void check_data_dir(const struct doctor_input *in, struct doctor_check *c
 		return;
 	}
 	unsigned dir_mode = st.st_mode & 07777;
-	enum doctor_status worst = doctor_mode_status(dir_mode, true);
+	/* With --run-as, app code reaches its releases by name: search, but
+	 * not read, is what group and others get. */
+	bool run_as = in->sv && supervisor_run_as(in->sv);
+	enum doctor_status worst = doctor_mode_status(run_as ? dir_mode & ~0011u : dir_mode, true);
 	struct names writable;
 	names_init(&writable);
 	if (worst == DOCTOR_FAIL)
@@ -157,11 +161,12 @@ static void check_data_dir(const struct doctor_input *in, struct doctor_check *c
 		    "daemon's state, its keys and what instances run",
 		    "group- or world-writable: %s", names_text(&writable));
 	else if (worst == DOCTOR_WARN)
-		set(c, DOCTOR_WARN, "chmod 0700 the data dir",
+		set(c, DOCTOR_WARN, run_as ? "chmod 0711 the data dir" : "chmod 0700 the data dir",
 		    "data dir '%s' is mode %04o: other users can reach the state, logs and releases in it",
 		    in->data_dir, dir_mode);
 	else
-		set(c, DOCTOR_OK, "keep the data dir mode 0700",
+		set(c, DOCTOR_OK, run_as ? "keep the data dir mode 0711 (searchable for --run-as)"
+					 : "keep the data dir mode 0700",
 		    "data dir '%s' is mode %04o and nothing in it is group- or world-writable",
 		    in->data_dir, dir_mode);
 	names_release(&writable);
@@ -393,20 +398,31 @@ static void check_audit(const struct doctor_input *in, struct doctor_check *c)
 static void check_root(const struct doctor_input *in, struct doctor_check *c)
 {
 	uid_t uid = geteuid();
-	/* The supervisor never changes uid: what the daemon is, instances are. */
+	const struct runas *ra = in->sv ? supervisor_run_as(in->sv) : NULL;
+	if (ra) {
+		set(c, DOCTOR_OK,
+		    "keep --run-as on an unprivileged user that owns nothing but its releases",
+		    "the daemon runs as uid %u; app code (instances, builds, runs) runs as user '%s' "
+		    "(uid %u, gid %u) with no supplementary groups",
+		    (unsigned)uid, ra->user, (unsigned)ra->uid, (unsigned)ra->gid);
+		return;
+	}
 	if (uid == 0) {
 		set(c, DOCTOR_WARN,
-		    "run 'paasops serve' as a dedicated unprivileged user (with cgroups delegated to it "
-		    "for limits)",
-		    "the daemon runs as root, so every instance runs as root too (instances always run "
-		    "as the daemon's user)");
+		    "start 'paasops serve --run-as USER' with a dedicated unprivileged user: app code "
+		    "then cannot use the daemon's socket, keys or state",
+		    "the daemon runs as root without --run-as, so every instance, build and run runs "
+		    "as root too");
 		return;
 	}
 	struct passwd pw, *res = NULL;
 	char buf[1024];
 	const char *name = getpwuid_r(uid, &pw, buf, sizeof(buf), &res) == 0 && res ? pw.pw_name : "?";
-	set(c, DOCTOR_OK, "keep the daemon's user unprivileged",
-	    "the daemon runs as uid %u (%s); instances run as the same user", (unsigned)uid, name);
+	set(c, DOCTOR_OK,
+	    "keep the daemon's user unprivileged; app code has its authority (socket, data dir): "
+	    "to confine it, run the daemon as root with '--run-as USER'",
+	    "the daemon runs as uid %u (%s); instances, builds and runs run as the same user",
+	    (unsigned)uid, name);
 }
 
 static void limited_proc(void *ctx, const char *app, int release, const struct spec *spec)

@@ -179,6 +179,11 @@ struct store *store_open(const char *path, char **err)
 {
 	struct store *st = xcalloc(1, sizeof(*st));
 	st->path = xstrdup(path);
+	/* A new database is the daemon's alone: SQLite gives its journal
+	 * files the database file's mode. */
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd >= 0)
+		close(fd);
 	int rc = sqlite3_open_v2(path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
 	if (rc != SQLITE_OK) {
 		*err = xasprintf("cannot open database '%s': %s", path,

@@ -4,10 +4,12 @@
 #include "core/log.h"
 #include "core/util.h"
 #include <errno.h>
+#include <fcntl.h>
 #include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 enum {
 	S_ADD, S_ADD_DATA, S_DEL, S_DEL_DATA, S_EACH_ALL_D, S_EACH_ALL_A, S_EACH_APP_D, S_EACH_APP_A,
@@ -128,6 +130,11 @@ struct store_logs *store_logs_open(const char *path, bool reader, char **err)
 	struct store_logs *s = xcalloc(1, sizeof(*s));
 	s->path = xstrdup(path);
 	s->reader = reader;
+	/* A new database is the daemon's alone: SQLite gives its journal
+	 * files the database file's mode. */
+	int fd = reader ? -1 : open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd >= 0)
+		close(fd);
 	int rc = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
 	if (rc != SQLITE_OK) {
 		*err = xasprintf("cannot open logs database '%s': %s", path,

@@ -78,6 +78,7 @@ struct supervisor *supervisor_new(const struct supervisor_config *cfg)
 	sv->data_dir = xstrdup(cfg->data_dir);
 	sv->port_min = cfg->port_min;
 	sv->port_max = cfg->port_max;
+	sv->run_as = cfg->run_as;
 	sv->port_used = xcalloc((size_t)(cfg->port_max - cfg->port_min + 1), 1);
 	char hash[CRYPTO_SHA256_HEX];
 	crypto_sha256_hex(cfg->data_dir, strlen(cfg->data_dir), hash);

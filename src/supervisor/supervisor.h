@@ -49,6 +49,7 @@ struct supervisor_hooks {
 };
 
 struct spec_process;
+struct runas;
 
 struct supervisor_config {
 	const struct supervisor_hooks *hooks; /* borrowed, may be NULL */
@@ -57,6 +58,9 @@ struct supervisor_config {
 	struct store *store;    /* borrowed */
 	const char *data_dir;   /* borrowed; names the cgroups */
 	int port_min, port_max; /* instance ports, inclusive */
+	/* Borrowed, outlives the supervisor; NULL: app code runs as the
+	 * daemon's own user. */
+	const struct runas *run_as;
 };
 
 struct supervisor *supervisor_new(const struct supervisor_config *cfg);
@@ -194,9 +198,23 @@ int supervisor_proc_state(const struct supervisor *sv, const char *app, const ch
  * saying why they are not. Checks that the daemon's groups are still
  * writable, not only what was found at start. */
 const char *supervisor_limits_how(const struct supervisor *sv, const char **why);
+
+/* ---- starting app code ---- */
+
+/* The user app code runs as (--run-as), or NULL when it runs as the
+ * daemon's own user. Borrowed, valid while sv lives. */
+const struct runas *supervisor_run_as(const struct supervisor *sv);
+/* Makes o start its process as the run-as user, if any: its uid and group,
+ * and no supplementary groups (libuv drops them whenever it changes ids).
+ * Every process that runs app code goes through here: instances, health
+ * check commands, one-off runs and build and release phases. */
+void supervisor_spawn_as(const struct supervisor *sv, uv_process_options_t *o);
+/* The value of the daemon's environment variable name that app code gets
+ * (NULL: none): HOME, USER and LOGNAME are the run-as user's. Borrowed,
+ * valid while sv lives and the environment is unchanged. */
+const char *supervisor_spawn_env(const struct supervisor *sv, const char *name);
 /* Calls cb for every instance stopped in a crash loop (state crashed);
- * strings are borrowed for the call. Instances run as the daemon's own
- * user: the supervisor never changes uid. */
+ * strings are borrowed for the call. */
 typedef void (*supervisor_crashed_cb)(void *ctx, const char *app, const char *instance,
 				      const char *reason);
 void supervisor_each_crashed(struct supervisor *sv, supervisor_crashed_cb cb, void *ctx);

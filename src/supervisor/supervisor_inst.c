@@ -6,6 +6,7 @@
 #include "compat/http.h"
 #include "core/log.h"
 #include "core/proc.h"
+#include "core/runas.h"
 #include "core/timeutil.h"
 #include "core/util.h"
 #include "spec/spec.h"
@@ -425,6 +426,7 @@ static void run_check(uv_timer_t *t)
 			.flags = UV_PROCESS_DETACHED,
 			.exit_cb = check_cmd_exit,
 		};
+		supervisor_spawn_as(sv, &o);
 		uv_stdio_container_t stdio[3] = {{.flags = UV_IGNORE}, {.flags = UV_IGNORE}, {.flags = UV_IGNORE}};
 		o.stdio = stdio;
 		o.stdio_count = 3;
@@ -538,6 +540,29 @@ static void port_release(struct supervisor *sv, int port)
 
 static const char *const passed_env[] = {"PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "TMPDIR"};
 
+const struct runas *supervisor_run_as(const struct supervisor *sv)
+{
+	return sv->run_as;
+}
+
+void supervisor_spawn_as(const struct supervisor *sv, uv_process_options_t *o)
+{
+	if (!sv->run_as)
+		return;
+	o->uid = sv->run_as->uid;
+	o->gid = sv->run_as->gid;
+	o->flags |= UV_PROCESS_SETUID | UV_PROCESS_SETGID;
+}
+
+const char *supervisor_spawn_env(const struct supervisor *sv, const char *name)
+{
+	if (sv->run_as && !strcmp(name, "HOME"))
+		return sv->run_as->home;
+	if (sv->run_as && (!strcmp(name, "USER") || !strcmp(name, "LOGNAME")))
+		return sv->run_as->user;
+	return getenv(name);
+}
+
 static void env_put(char ***env, size_t *n, size_t *alloc, const char *k, const char *v)
 {
 	size_t klen = strlen(k);
@@ -562,7 +587,7 @@ static char **build_env(struct sv_inst *i)
 	char **env = NULL;
 	size_t n = 0, alloc = 0;
 	for (size_t k = 0; k < ARRAY_SIZE(passed_env); k++) {
-		const char *v = getenv(passed_env[k]);
+		const char *v = supervisor_spawn_env(p->app->sv, passed_env[k]);
 		if (v)
 			env_put(&env, &n, &alloc, passed_env[k], v);
 	}
@@ -674,6 +699,7 @@ void sv_inst_start(struct sv_inst *i, const char *reason)
 		.stdio = stdio,
 		.stdio_count = 3,
 	};
+	supervisor_spawn_as(sv, &o);
 	int r = uv_spawn(sv->loop, &run->proc, &o);
 	free_env(env);
 	free(cmd);

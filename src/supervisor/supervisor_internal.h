@@ -202,6 +202,7 @@ struct supervisor {
 	char *data_dir;
 	struct cgroup_sys cgroups;
 	int port_min, port_max, port_next;
+	const struct runas *run_as; /* borrowed; NULL: the daemon's own user */
 	uint8_t *port_used;
 	struct sv_app **apps;
 	size_t n_apps, alloc_apps;

@@ -9,6 +9,8 @@
 
 #include "core/hist.h"
 #include "core/netaddr.h"
+#include "core/paths.h"
+#include "core/runas.h"
 #include "core/strbuf.h"
 #include "core/timeutil.h"
 #include "core/util.h"
@@ -18,6 +20,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <sys/stat.h>
 
 /* ------------------------------------------------------------- helpers */
 
@@ -646,10 +650,95 @@ static void test_netaddr__loopback_is_127_slash_8_ipv6_one_and_mapped_127(void *
 			fail_msg("'%s' should not be loopback", not_loopback[i] ? not_loopback[i] : "(null)");
 }
 
+/* ------------------------------------------------------------- runas */
+
+static void test_runas__names_and_numbers_resolve_and_root_is_refused(void **state)
+{
+	struct runas r;
+	char *err = NULL;
+	assert_int_equal(runas_parse("nobody", &r, &err), 0);
+	assert_int_equal(r.uid, 65534);
+	assert_string_equal(r.user, "nobody");
+	assert_non_null(r.home);
+	gid_t primary = r.gid;
+	runas_release(&r);
+
+	assert_int_equal(runas_parse("65534", &r, &err), 0);
+	assert_string_equal(r.user, "nobody");
+	assert_int_equal(r.gid, primary);
+	runas_release(&r);
+
+	assert_int_equal(runas_parse("nobody:4242", &r, &err), 0);
+	assert_int_equal(r.gid, 4242);
+	runas_release(&r);
+
+	/* A uid without a passwd entry needs its group. */
+	assert_int_equal(runas_parse("54321:54321", &r, &err), 0);
+	assert_int_equal(r.uid, 54321);
+	assert_string_equal(r.user, "54321");
+	assert_string_equal(r.home, "/");
+	runas_release(&r);
+
+	static const char *const bad[][2] = {
+		{"no-such-user", "no such user 'no-such-user'"},
+		{"54321", "give its group"},
+		{"nobody:no-such-group", "no such group 'no-such-group'"},
+		{"root", "root's user"},
+		{"0", "root's user"},
+		{"nobody:0", "root's group"},
+		{"", "want USER or USER:GROUP"},
+		{"nobody:", "want USER or USER:GROUP"},
+	};
+	for (size_t k = 0; k < ARRAY_SIZE(bad); k++) {
+		assert_int_equal(runas_parse(bad[k][0], &r, &err), -EINVAL);
+		assert_non_null(strstr(err, bad[k][1]));
+		free(err);
+		err = NULL;
+	}
+}
+
+static void test_runas__reach_names_the_first_directory_it_cannot_search(void **state)
+{
+	struct runas r = {.uid = 54321, .gid = 54321, .user = "u", .home = "/"};
+	char tmpl[] = "/tmp/runas-XXXXXX";
+	assert_non_null(mkdtemp(tmpl));
+	char *a = xasprintf("%s/a", tmpl), *b = xasprintf("%s/a/b", tmpl);
+	assert_int_equal(mkdir(a, 0700), 0);
+	assert_int_equal(mkdir(b, 0755), 0);
+	assert_int_equal(chmod(tmpl, 0711), 0);
+	char *bad = NULL;
+	assert_int_equal(runas_reach(&r, b, 0, &bad), -EACCES);
+	assert_string_equal(bad, a);
+	free(bad);
+	bad = NULL;
+	assert_int_equal(chmod(a, 0711), 0);
+	assert_int_equal(runas_reach(&r, b, R_OK | X_OK, &bad), 0);
+	assert_null(bad);
+	/* Searching is not reading. */
+	assert_int_equal(runas_reach(&r, a, R_OK, &bad), -EACCES);
+	assert_string_equal(bad, a);
+	free(bad);
+	bad = NULL;
+	/* Its own files go by the owner's bits. */
+	assert_int_equal(chown(b, 54321, 0), 0);
+	assert_int_equal(chmod(b, 0700), 0);
+	assert_int_equal(runas_reach(&r, b, R_OK | W_OK | X_OK, &bad), 0);
+	assert_int_equal(runas_chown_tree(&r, a), 0);
+	struct stat st;
+	assert_int_equal(stat(b, &st), 0);
+	assert_int_equal(st.st_uid, 54321);
+	assert_int_equal(st.st_gid, 54321);
+	assert_int_equal(paths_remove_tree(tmpl), 0);
+	free(a);
+	free(b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_util__xasprintf_formats_into_a_new_string),
+		cmocka_unit_test(test_runas__names_and_numbers_resolve_and_root_is_refused),
+		cmocka_unit_test(test_runas__reach_names_the_first_directory_it_cannot_search),
 		cmocka_unit_test(test_util__xgrow_reaches_the_needed_size_and_keeps_contents),
 		cmocka_unit_test(test_util__string_predicates),
 		cmocka_unit_test(test_util__utf8_seq_takes_valid_sequences_only),
