@@ -455,19 +455,20 @@ static size_t conn_write_queue_size(const struct api_conn *c)
 		      : uv_stream_get_write_queue_size(&c->h.stream);
 }
 
-/* Answers with body as JSON. An answer to HEAD carries the headers the GET
+/* Answers with body as JSON, and more header lines (each ending in "\r\n")
+ * when headers is not NULL. An answer to HEAD carries the headers the GET
  * answer would have and no body, or the next pipelined answer would be read
  * as its body. */
-static void conn_send(struct api_conn *c, int status, struct json *body, bool keep_alive,
-		      bool head)
+static void conn_send_with(struct api_conn *c, int status, struct json *body, const char *headers,
+			   bool keep_alive, bool head)
 {
 	char *text = body ? json_print(body, false) : xstrdup("{}");
 	struct strbuf sb;
 	strbuf_init(&sb, strlen(text) + 256);
 	strbuf_addf(&sb,
 		    "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
-		    "Cache-Control: no-store\r\n%s\r\n",
-		    status, http_reason(status), strlen(text) + 1,
+		    "Cache-Control: no-store\r\n%s%s\r\n",
+		    status, http_reason(status), strlen(text) + 1, headers ? headers : "",
 		    keep_alive ? "" : "Connection: close\r\n");
 	if (!head)
 		strbuf_addf(&sb, "%s\n", text);
@@ -479,6 +480,12 @@ static void conn_send(struct api_conn *c, int status, struct json *body, bool ke
 	if (!keep_alive)
 		c->close_after_write = true;
 	conn_write(c, w, len);
+}
+
+static void conn_send(struct api_conn *c, int status, struct json *body, bool keep_alive,
+		      bool head)
+{
+	conn_send_with(c, status, body, NULL, keep_alive, head);
 }
 
 /* Answers with a handler's raw (non-JSON) body, e.g. GET /metrics. A 304
@@ -579,6 +586,26 @@ static bool peer_allowed(struct api_conn *c)
 	return cred.uid == 0 || cred.uid == getuid();
 }
 
+/* The "Allow" header line for a known path: the methods of every route
+ * that matches it, HEAD with GET, and OPTIONS, which any path answers. */
+static char *allow_header(const char *path)
+{
+	const char *params[API_MAX_PARAMS];
+	char scratch[1024];
+	struct strbuf sb;
+	strbuf_init(&sb, 64);
+	strbuf_adds(&sb, "Allow: ");
+	for (size_t k = 0; k < ARRAY_SIZE(routes); k++) {
+		if (!match(routes[k].pattern, path, params, scratch, sizeof(scratch)))
+			continue;
+		strbuf_addf(&sb, "%s, ", routes[k].method);
+		if (strcmp(routes[k].method, "GET") == 0)
+			strbuf_adds(&sb, "HEAD, ");
+	}
+	strbuf_adds(&sb, "OPTIONS\r\n");
+	return strbuf_detach(&sb, NULL);
+}
+
 static void dispatch(struct api_conn *c, struct http_msg *m)
 {
 	struct api *api = c->api;
@@ -622,10 +649,15 @@ static void dispatch(struct api_conn *c, struct http_msg *m)
 		}
 	}
 	if (!rt) {
-		if (path_known)
-			api_error(&resp, 405, "method_not_allowed", "%s is not allowed on %s", m->method, req.path);
-		else
+		if (!path_known) {
 			api_error(&resp, 404, "not_found", "no such endpoint: %s %s", m->method, req.path);
+			goto send;
+		}
+		resp.headers = allow_header(req.path);
+		if (strcmp(m->method, "OPTIONS") == 0)
+			resp.body = json_object();
+		else
+			api_error(&resp, 405, "method_not_allowed", "%s is not allowed on %s", m->method, req.path);
 		goto send;
 	}
 	/* Every call that may change something is recorded, whatever its outcome. */
@@ -725,8 +757,8 @@ send:
 	} else {
 		if (!resp.body)
 			resp.body = json_object();
-		conn_send(c, resp.status, resp.body, m->keep_alive && !api->stopping,
-			  strcmp(m->method, "HEAD") == 0);
+		conn_send_with(c, resp.status, resp.body, resp.headers, m->keep_alive && !api->stopping,
+			       strcmp(m->method, "HEAD") == 0);
 	}
 	free(resp.raw);
 	free(resp.headers);

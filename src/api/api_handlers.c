@@ -299,12 +299,12 @@ void h_app_maintenance(struct api_req *req, struct api_resp *resp)
 	const struct json *on = json_get(req->body, "enabled");
 	for (struct json *m = json_first(req->body); m; m = json_next(m)) {
 		if (!str_eq(json_key(m), "enabled")) {
-			api_error(resp, 400, "invalid", "unknown field '%s' (enabled)", json_key(m));
+			api_error(resp, 400, "bad_request", "unknown field '%s' (enabled)", json_key(m));
 			return;
 		}
 	}
 	if (!json_is_bool(on)) {
-		api_error(resp, 400, "invalid", "'enabled' must be true or false");
+		api_error(resp, 400, "bad_request", "'enabled' must be true or false");
 		return;
 	}
 	char *err = NULL;

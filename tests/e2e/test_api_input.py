@@ -477,6 +477,40 @@ def test_wrong_method_is_405(shop):
     assert_unchanged(shop, before)
 
 
+@pytest.mark.parametrize("path,allowed", [
+    ("/v1/apps", {"GET", "HEAD", "POST", "OPTIONS"}),
+    ("/v1/apps/shop", {"GET", "HEAD", "DELETE", "OPTIONS"}),
+    ("/v1/apps/shop/scale", {"POST", "OPTIONS"}),
+    ("/v1/tokens/tok_1", {"DELETE", "OPTIONS"}),
+    ("/healthz", {"GET", "HEAD", "OPTIONS"}),
+])
+def test_405_and_options_name_the_allowed_methods(shop, path, allowed):
+    before = snapshot(shop)
+    for method in ["PUT", "OPTIONS"]:
+        with connect(shop, tcp=True) as s:
+            s.sendall(req_bytes(method, path, extra="Connection: close\r\n"))
+            [(status, hdrs, body)] = read_responses(s, [method], expect_close=True)
+        assert status == (200 if method == "OPTIONS" else 405), (method, status, body)
+        assert "allow" in hdrs, hdrs
+        assert {m.strip() for m in hdrs["allow"].split(",")} == allowed, hdrs["allow"]
+    assert_unchanged(shop, before)
+
+
+@pytest.mark.parametrize("path,body", [
+    ("/v1/apps/shop/maintenance", {"enabled": True, "extra": 1}),
+    ("/v1/apps/shop/maintenance", {"enabled": "yes"}),
+    ("/v1/backup", {"extra": True}),
+    ("/v1/backup", {"logs": "yes"}),
+    ("/v1/apps/shop/run", {"command": "true", "extra": 1}),
+    ("/v1/apps/shop/run", {"command": ""}),
+    ("/v1/apps/shop/run", {"command": "true", "tty": "big"}),
+])
+def test_refused_fields_use_the_documented_bad_request_code(shop, path, body):
+    before = snapshot(shop)
+    expect(shop, "POST", path, 400, "bad_request", body=body)
+    assert_unchanged(shop, before)
+
+
 @pytest.mark.parametrize("path", [
     "/v1/events?limit=-1", "/v1/events?limit=0", "/v1/events?limit=1001", "/v1/events?limit=abc",
     "/v1/events?limit=", "/v1/events?limit", "/v1/events?limit=1.5", "/v1/events?limit=99999999999999999999",
