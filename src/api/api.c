@@ -192,6 +192,21 @@ void api_error_errno(struct api_resp *resp, int err, const char *msg)
 	}
 }
 
+static const char *role_article(enum auth_role role)
+{
+	return role == AUTH_ADMIN ? "an" : "a";
+}
+
+void api_forbid_app(struct api_resp *resp, const struct auth_principal *who, enum auth_action a,
+		    const char *app)
+{
+	/* Blame the scope only when the role alone would allow the call. */
+	bool by_scope = who->n_apps && auth_allows(who, a, NULL);
+	api_error(resp, 403, "forbidden", "%s %s token%s may not %s app '%s'", role_article(who->role),
+		  auth_role_name(who->role), by_scope ? " scoped to other apps" : "",
+		  a == AUTH_READ ? "read" : "change", app);
+}
+
 char *api_query(const struct api_req *req, const char *name)
 {
 	if (!req->query)
@@ -684,15 +699,12 @@ static void dispatch(struct api_conn *c, struct http_msg *m)
 			audit_set_who(req.audit, &who);
 		const char *app = rt->scope == SCOPE_PATH ? req.params[0] : NULL;
 		if (!auth_allows(&who, rt->action, app)) {
-			/* Blame the scope only when the role alone would allow the call. */
-			bool by_scope = who.n_apps && auth_allows(&who, rt->action, NULL);
 			if (app)
-				api_error(&resp, 403, "forbidden", "a %s token%s may not %s app '%s'",
-					  auth_role_name(who.role), by_scope ? " scoped to other apps" : "",
-					  rt->action == AUTH_READ ? "read" : "change", app);
+				api_forbid_app(&resp, &who, rt->action, app);
 			else
-				api_error(&resp, 403, "forbidden", "a %s token may not call %s %s",
-					  auth_role_name(who.role), m->method, rt->pattern);
+				api_error(&resp, 403, "forbidden", "%s %s token may not call %s %s",
+					  role_article(who.role), auth_role_name(who.role), m->method,
+					  rt->pattern);
 			goto send;
 		}
 	}
@@ -1081,13 +1093,15 @@ static int conn_head(void *ctx, struct http_msg *m)
 	c->head_audit = call_audit_new(c, m->method, path, params[0], &who);
 	free(path);
 	bool ok = auth_allows(&who, AUTH_WRITE, params[0]);
-	auth_principal_release(&who);
 	if (!ok) {
-		char *msg = xasprintf("this token may not deploy app '%s'", params[0]);
-		early(c, 403, "forbidden", msg);
-		free(msg);
-		return -1;
+		struct api_resp resp = {0};
+		api_forbid_app(&resp, &who, AUTH_WRITE, params[0]);
+		early(c, 403, "forbidden", json_get_str(json_get(resp.body, "error"), "message"));
+		json_free(resp.body);
 	}
+	auth_principal_release(&who);
+	if (!ok)
+		return -1;
 	paths_mkdir_p(api->upload_dir, 0700);
 	char *tmpl = xasprintf("%s/upload-XXXXXX", api->upload_dir);
 	int fd = mkstemp(tmpl);

@@ -106,8 +106,7 @@ void h_apps_apply(struct api_req *req, struct api_resp *resp)
 	}
 	resp->audit_app = xstrdup(spec->app);
 	if (!auth_allows(req->who, AUTH_WRITE, spec->app)) {
-		api_error(resp, 403, "forbidden", "a %s token scoped to other apps may not change app '%s'",
-			  auth_role_name(req->who->role), spec->app);
+		api_forbid_app(resp, req->who, AUTH_WRITE, spec->app);
 		spec_free(spec);
 		return;
 	}
@@ -396,7 +395,7 @@ void h_events(struct api_req *req, struct api_resp *resp)
 		return;
 	char *app = api_query(req, "app");
 	if (app && !auth_allows(req->who, AUTH_READ, app)) {
-		api_error(resp, 403, "forbidden", "this token may not read app '%s'", app);
+		api_forbid_app(resp, req->who, AUTH_READ, app);
 		free(app);
 		return;
 	}

@@ -116,6 +116,12 @@ typedef void (*api_handler_cb)(struct api_req *req, struct api_resp *resp);
 /* Sets an error answer. */
 void api_error(struct api_resp *resp, int status, const char *code, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
+/* Refuses a call about app with 403, in the one wording every endpoint
+ * uses: "a viewer token may not change app 'shop'", or "a deployer token
+ * scoped to other apps may not read app 'shop'" when only the scope is in
+ * the way. who is the caller that auth_allows(who, a, app) refused. */
+void api_forbid_app(struct api_resp *resp, const struct auth_principal *who, enum auth_action a,
+		    const char *app);
 /* Maps a negative errno from a module to status + code, with msg. */
 void api_error_errno(struct api_resp *resp, int err, const char *msg);
 /* Decoded query parameter (caller frees), or NULL. */

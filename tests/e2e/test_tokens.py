@@ -185,6 +185,22 @@ def test_scoped_viewer_sees_only_its_app(ab):
     assert_unchanged(ab, before)
 
 
+def test_refusals_about_an_app_share_one_wording(ab):
+    before = snapshot(ab)
+    v = ab.tok["viewer_a"]
+    want = "a viewer token scoped to other apps may not read app 'b'"
+    for path in ["/v1/apps/b", "/v1/events?app=b", "/v1/logs?app=b", "/v1/alerts/history?app=b",
+                 "/v1/usage?app=b"]:
+        assert assert_error(*tcp(ab, "GET", path, v), 403, "forbidden") == want, path
+    for who, want in [("viewer", "a viewer token may not change app 'b'"),
+                      ("deployer_a", "a deployer token scoped to other apps may not change app 'b'")]:
+        for method, path, body in [("POST", "/v1/apps/b/scale", {"processes": {"web": 1}}),
+                                   ("POST", "/v1/apps", {"spec": spec("b")})][:2 if "_a" in who else 1]:
+            msg = assert_error(*tcp(ab, method, path, ab.tok[who], body=body), 403, "forbidden")
+            assert msg == want, (who, path, msg)
+    assert_unchanged(ab, before)
+
+
 # ---- deployer ----
 
 def test_scoped_deployer_is_refused_on_other_apps(ab):
