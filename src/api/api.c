@@ -24,6 +24,14 @@
 #include <unistd.h>
 
 #define API_IDLE_MS 60000
+/* A request's head must arrive whole within this long of its first byte
+ * (of accepting the connection, for its first request), however slowly
+ * it trickles in: the router's --header-timeout default. */
+#define API_HEADER_MS 10000
+/* Connections open at once, per listener: a flood of TCP clients cannot
+ * lock the local user out of the unix socket. */
+#define API_MAX_TCP_CONNS 512
+#define API_MAX_UNIX_CONNS 128
 /* A TLS client has as long to finish its handshake as the router gives a
  * client for its request headers, so a silent connection does not linger. */
 #define API_HANDSHAKE_MS 10000
@@ -131,6 +139,15 @@ struct api_conn {
 	struct api_pending *pending;
 	/* A streamed answer (chunked); the connection closes after it. */
 	struct api_stream *stream;
+	/* The token of the request being answered (NULL on the unix socket
+	 * or before one authenticated), and when it expires (0: never):
+	 * revoking it, or its expiry, ends a deferred or streamed answer. */
+	char *token_id;
+	int64_t token_expires;
+	/* The request being read: in_msg from its first byte (from accepting,
+	 * for the first) to its end; in_head until its head is whole, with
+	 * the idle timer as its deadline; got_bytes once any byte came. */
+	bool in_msg, in_head, got_bytes;
 	struct strbuf stash; /* bytes read after a deferred request */
 	char rbuf[65536];
 	struct api_conn *next, *prev;
@@ -376,6 +393,11 @@ static void conn_release(struct api_conn *c)
 	}
 	free(c->early_code);
 	free(c->early_msg);
+	free(c->token_id);
+	if (c->is_unix)
+		api->n_unix_conns--;
+	else
+		api->n_tcp_conns--;
 	call_audit_free(c->head_audit); /* no answer went out */
 	strbuf_release(&c->stash);
 	free(c);
@@ -414,6 +436,52 @@ static void conn_close(struct api_conn *c)
 static void conn_idle(uv_timer_t *t)
 {
 	conn_close(t->data);
+}
+
+static void send_error(struct api_conn *c, int status, const char *code, const char *msg, bool keep);
+static void conn_read_stop(struct api_conn *c);
+
+/* The head deadline passed: a request begun is answered 408; a connection
+ * that sent nothing is closed without a word, as an idle one would be. */
+static void conn_head_late(uv_timer_t *t)
+{
+	struct api_conn *c = t->data;
+	if (c->closing || c->close_after_write)
+		return;
+	if (!c->got_bytes) {
+		conn_close(c);
+		return;
+	}
+	conn_read_stop(c);
+	send_error(c, 408, "request_timeout", "request headers not received within 10 s", false);
+}
+
+/* A request starts: its head has API_HEADER_MS, which its bytes do not
+ * extend. */
+static void conn_msg_begin(struct api_conn *c)
+{
+	c->in_msg = c->in_head = true;
+	c->got_bytes = false;
+	uv_timer_start(&c->idle, conn_head_late, API_HEADER_MS, 0);
+}
+
+/* While an answer is worked on or streamed no idle deadline applies, but
+ * the expiry of the token that asked for it ends it. */
+static void conn_quiet(struct api_conn *c)
+{
+	uv_timer_stop(&c->idle);
+	if (!c->token_expires)
+		return;
+	int64_t left = c->token_expires - time_wall_ms();
+	uv_timer_start(&c->idle, conn_idle, left > 0 ? (uint64_t)left : 0, 0);
+}
+
+void api_close_token(struct api *api, const char *token_id, const struct api_conn *except)
+{
+	for (struct api_conn *c = api->conns; c; c = c->next)
+		if (c != except && (c->pending || c->stream) && c->token_id &&
+		    strcmp(c->token_id, token_id) == 0)
+			conn_close(c);
 }
 
 static void write_finished(struct api_write *w, int status)
@@ -601,6 +669,44 @@ static bool peer_allowed(struct api_conn *c)
 	return cred.uid == 0 || cred.uid == getuid();
 }
 
+/* What makes a request's head unacceptable whatever it asks for, or NULL:
+ * whitespace between a header's name and its colon, which RFC 9112 says
+ * to refuse (a proxy may read the header, or not), and more than one
+ * Authorization header, of which no one would know which counts. */
+static const char *head_problem(const struct http_msg *m)
+{
+	int auths = 0;
+	for (size_t i = 0; i < m->n_headers; i++) {
+		const char *name = m->headers[i].name;
+		size_t len = strlen(name);
+		if (len && (name[len - 1] == ' ' || name[len - 1] == '\t'))
+			return "whitespace between a header name and its colon";
+		if (strcasecmp(name, "Authorization") == 0)
+			auths++;
+	}
+	return auths > 1 ? "more than one Authorization header" : NULL;
+}
+
+/* The path as the audit log and the daemon's log show it: a segment that
+ * is a token's secret (DELETE /v1/tokens/pso_...) is replaced, so that no
+ * secret is ever written down. Caller frees. */
+static char *path_shown(const char *path)
+{
+	struct strbuf sb;
+	strbuf_init(&sb, strlen(path) + 1);
+	const char *p = path;
+	while (*p) {
+		const char *end = strchr(p + 1, '/');
+		size_t len = end ? (size_t)(end - p) : strlen(p);
+		if (*p == '/' && auth_is_secret(p + 1))
+			strbuf_adds(&sb, "/pso_(redacted)");
+		else
+			strbuf_add(&sb, p, len);
+		p += len;
+	}
+	return strbuf_detach(&sb, NULL);
+}
+
 /* The "Allow" header line for a known path: the methods of every route
  * that matches it, HEAD with GET, and OPTIONS, which any path answers. */
 static char *allow_header(const char *path)
@@ -629,11 +735,15 @@ static void dispatch(struct api_conn *c, struct http_msg *m)
 	struct api_resp resp = {.status = 200};
 	struct auth_principal who;
 	bool have_who = false;
-	char scratch[1024];
+	char *scratch = NULL, *shown = NULL;
+	const char *problem;
 
 	/* The whole request arrived: dispatch records its own entry. */
 	call_audit_free(c->head_audit);
 	c->head_audit = NULL;
+	free(c->token_id);
+	c->token_id = NULL;
+	c->token_expires = 0;
 
 	/* Split the target into path and query, and decode the path. */
 	const char *target = m->url.buf;
@@ -651,10 +761,17 @@ static void dispatch(struct api_conn *c, struct http_msg *m)
 		req.path[pl - 1] = '\0';
 		req.trailing_slash = true;
 	}
+	shown = path_shown(req.path);
+	if ((problem = head_problem(m))) {
+		api_error(&resp, 400, "bad_request", "%s", problem);
+		goto send;
+	}
 
+	/* Parameters are never longer than the path they come from. */
+	scratch = xmalloc(pl + 1);
 	bool path_known = false;
 	for (size_t k = 0; k < ARRAY_SIZE(routes); k++) {
-		if (!match(routes[k].pattern, req.path, req.params, scratch, sizeof(scratch)))
+		if (!match(routes[k].pattern, req.path, req.params, scratch, pl + 1))
 			continue;
 		path_known = true;
 		if (strcmp(routes[k].method, m->method) == 0 ||
@@ -678,7 +795,7 @@ static void dispatch(struct api_conn *c, struct http_msg *m)
 	/* Every call that may change something is recorded, whatever its outcome. */
 	/* (Typing into a run is part of the run, recorded once when it began.) */
 	if (strcmp(rt->method, "GET") != 0 && rt->handler != h_run_input)
-		req.audit = call_audit_new(c, m->method, req.path, rt->scope == SCOPE_PATH ? req.params[0] : NULL,
+		req.audit = call_audit_new(c, m->method, shown, rt->scope == SCOPE_PATH ? req.params[0] : NULL,
 				      NULL);
 
 	/* Who is calling. */
@@ -695,6 +812,10 @@ static void dispatch(struct api_conn *c, struct http_msg *m)
 		}
 		have_who = true;
 		req.who = &who;
+		if (who.token_id) {
+			c->token_id = xstrdup(who.token_id);
+			c->token_expires = who.expires_at;
+		}
 		if (req.audit)
 			audit_set_who(req.audit, &who);
 		const char *app = rt->scope == SCOPE_PATH ? req.params[0] : NULL;
@@ -724,6 +845,13 @@ static void dispatch(struct api_conn *c, struct http_msg *m)
 			free(err);
 			goto send;
 		}
+		/* One value per key: which of two would count is a guess. */
+		const char *dup = json_duplicate_key(req.body);
+		if (dup) {
+			api_error(&resp, 400, "bad_request", "invalid JSON: key '%s' appears twice in an object",
+				  dup);
+			goto send;
+		}
 	}
 	req.upload_path = c->upload_path;
 	req.conn = c;
@@ -742,7 +870,7 @@ send:
 		c->upload_fd = -1;
 	}
 	if (resp.deferred) {
-		log_info("api %s %s -> (deferred)", m->method, req.path);
+		log_info("api %s %s -> (deferred)", m->method, shown);
 		if (req.audit) {
 			/* Streamed: the 200 head is already out. */
 			audit_take(req.audit, &resp);
@@ -753,6 +881,8 @@ send:
 		json_free(req.body);
 		free(req.path);
 		free(req.query);
+		free(scratch);
+		free(shown);
 		if (have_who)
 			auth_principal_release(&who);
 		return;
@@ -775,12 +905,14 @@ send:
 	free(resp.raw);
 	free(resp.headers);
 	if (rt && strcmp(m->method, "GET") != 0 && strcmp(m->method, "HEAD") != 0)
-		log_info("api %s %s -> %d%s%s", m->method, req.path, resp.status,
+		log_info("api %s %s -> %d%s%s", m->method, shown, resp.status,
 			 have_who && who.token_id ? " by " : "", have_who && who.token_id ? who.token_id : "");
 	json_free(resp.body);
 	json_free(req.body);
 	free(req.path);
 	free(req.query);
+	free(scratch);
+	free(shown);
 	if (have_who)
 		auth_principal_release(&who);
 }
@@ -802,11 +934,12 @@ static void conn_input(struct api_conn *c, ssize_t n, const char *base)
 	}
 	if (n == 0 || c->closing || c->close_after_write || c->stream)
 		return; /* while streaming, input is ignored; EOF ends the stream */
-	uv_timer_again(&c->idle);
 	if (c->pending) {
 		strbuf_add(&c->stash, base, (size_t)n);
 		return;
 	}
+	if (!c->in_head)
+		uv_timer_again(&c->idle);
 	conn_feed(c, base, (size_t)n);
 }
 
@@ -840,7 +973,7 @@ static void conn_tls_open(struct tls_stream *s, int status, const char *why, voi
 		conn_close(c);
 		return;
 	}
-	uv_timer_start(&c->idle, conn_idle, API_IDLE_MS, API_IDLE_MS);
+	conn_msg_begin(c);
 }
 
 static void conn_read_start(struct api_conn *c)
@@ -854,11 +987,15 @@ static void conn_read_start(struct api_conn *c)
 static void conn_feed(struct api_conn *c, const char *p, size_t left)
 {
 	while (left && !c->close_after_write && !c->pending && !c->stream) {
+		if (!c->in_msg)
+			conn_msg_begin(c);
+		c->got_bytes = true;
 		size_t used;
 		int r = http_parser_feed(c->parser, p, left, &used);
 		if (r == HTTP_FEED_MORE)
 			return;
 		if (r == HTTP_FEED_COMPLETE) {
+			c->in_msg = false;
 			dispatch(c, http_parser_msg(c->parser));
 			http_parser_reset(c->parser);
 			p += used;
@@ -916,7 +1053,7 @@ struct api_pending *api_defer(struct api_req *req, struct api_resp *resp)
 		audit_take(p->audit, resp);
 	c->pending = p;
 	resp->deferred = true;
-	uv_timer_stop(&c->idle); /* the answer is being worked on: no idle deadline */
+	conn_quiet(c); /* the answer is being worked on: no idle deadline */
 	return p;
 }
 
@@ -959,7 +1096,7 @@ static struct api_stream *stream_open(struct api_conn *c, const char *content_ty
 	st->closed = closed;
 	st->ctx = ctx;
 	c->stream = st;
-	uv_timer_stop(&c->idle); /* a tail may be quiet for long */
+	conn_quiet(c); /* a tail may be quiet for long */
 	struct strbuf sb;
 	strbuf_init(&sb, 256);
 	strbuf_addf(&sb, "HTTP/1.1 200 OK\r\nContent-Type: %s\r\nTransfer-Encoding: chunked\r\n"
@@ -1058,23 +1195,49 @@ static void early(struct api_conn *c, int status, const char *code, const char *
 	c->early_msg = xstrdup(msg);
 }
 
-/* Before the body: only POST /v1/apps/APP/releases streams, and only for a
- * caller allowed to deploy APP, so nobody can fill the disk unauthenticated. */
+/* A client that sent "Expect: 100-continue" waits for this before it
+ * sends the body: sent once the body is going to be read. */
+static void conn_continue(struct api_conn *c, const struct http_msg *m)
+{
+	const char *expect = http_msg_header(m, "Expect");
+	if (!expect || strcasecmp(expect, "100-continue") != 0)
+		return;
+	struct api_write *w = xcalloc(1, sizeof(*w));
+	w->data = xstrdup("HTTP/1.1 100 Continue\r\n\r\n");
+	conn_write(c, w, strlen(w->data));
+}
+
+/* Before the body: the head's deadline is met. Only POST
+ * /v1/apps/APP/releases streams, and only for a caller allowed to deploy
+ * APP, so nobody can fill the disk unauthenticated; any other body is read
+ * into memory, up to API_MAX_BODY. */
 static int conn_head(void *ctx, struct http_msg *m)
 {
 	struct api_conn *c = ctx;
-	if (strcmp(m->method, "POST") != 0 || !str_starts_with(m->url.buf, "/v1/apps/"))
-		return 0;
+	c->in_head = false;
+	uv_timer_start(&c->idle, conn_idle, API_IDLE_MS, API_IDLE_MS);
 	const char *q = strchr(m->url.buf, '?');
 	char *path = q ? xstrndup(m->url.buf, (size_t)(q - m->url.buf)) : xstrdup(m->url.buf);
 	const char *params[API_MAX_PARAMS];
 	char scratch[1024];
-	bool is_upload = !strstr(path, "%") && match("/v1/apps/:app/releases", path, params, scratch, sizeof(scratch));
+	bool is_upload = strcmp(m->method, "POST") == 0 && !strstr(path, "%") &&
+			 match("/v1/apps/:app/releases", path, params, scratch, sizeof(scratch));
 	if (!is_upload) {
 		free(path);
+		/* Too large a body is refused by the parser without reading it. */
+		const char *cl = http_msg_header(m, "Content-Length");
+		int64_t len;
+		if (!cl || (str_to_i64(cl, &len) == 0 && len <= API_MAX_BODY))
+			conn_continue(c, m);
 		return 0;
 	}
 	struct api *api = c->api;
+	const char *problem = head_problem(m);
+	if (problem) {
+		free(path);
+		early(c, 400, "bad_request", problem);
+		return -1;
+	}
 	struct auth_principal who;
 	call_audit_free(c->head_audit);
 	c->head_audit = NULL;
@@ -1116,6 +1279,7 @@ static int conn_head(void *ctx, struct http_msg *m)
 	c->upload_path = tmpl;
 	http_parser_stream_body(c->parser, upload_body, c);
 	http_parser_max_body(c->parser, 2ULL * 1024 * 1024 * 1024);
+	conn_continue(c, m);
 	return 0;
 }
 
@@ -1161,14 +1325,54 @@ static bool conn_start_tls(struct api_conn *c, uv_stream_t *server)
 	return true;
 }
 
+static void refused_closed(uv_handle_t *h)
+{
+	free(h);
+}
+
+/* Takes a connection off a full listener's queue and closes it at once,
+ * without reading from it; logs a warning at most once a minute. */
+static void conn_refuse(struct api *api, uv_stream_t *server, bool is_unix)
+{
+	union {
+		uv_handle_t handle;
+		uv_stream_t stream;
+		uv_pipe_t pipe;
+		uv_tcp_t tcp;
+	} *h = xmalloc(sizeof(*h));
+	if (is_unix)
+		uv_pipe_init(api->loop, &h->pipe, 0);
+	else
+		uv_tcp_init(api->loop, &h->tcp);
+	uv_accept(server, &h->stream);
+	uv_close(&h->handle, refused_closed);
+	api->refused_conns++;
+	int64_t now = time_mono_ms();
+	if (!api->refused_logged_ms || now - api->refused_logged_ms >= 60000) {
+		api->refused_logged_ms = now;
+		log_warn("api: %d connections are open on the %s; new ones are closed at once (%llu so far)",
+			 is_unix ? API_MAX_UNIX_CONNS : API_MAX_TCP_CONNS, is_unix ? "unix socket" : "TCP API",
+			 (unsigned long long)api->refused_conns);
+	}
+}
+
 static void on_connection(uv_stream_t *server, int status)
 {
 	struct api *api = server->data;
 	if (status < 0 || api->stopping)
 		return;
+	bool is_unix = server == (uv_stream_t *)&api->unix_listener;
+	if (is_unix ? api->n_unix_conns >= API_MAX_UNIX_CONNS : api->n_tcp_conns >= API_MAX_TCP_CONNS) {
+		conn_refuse(api, server, is_unix);
+		return;
+	}
 	struct api_conn *c = xcalloc(1, sizeof(*c));
 	c->api = api;
-	c->is_unix = server == (uv_stream_t *)&api->unix_listener;
+	c->is_unix = is_unix;
+	if (is_unix)
+		api->n_unix_conns++;
+	else
+		api->n_tcp_conns++;
 	uv_timer_init(api->loop, &c->idle);
 	c->idle.data = c;
 	c->open = 2;
@@ -1199,7 +1403,7 @@ static void on_connection(uv_stream_t *server, int status)
 		send_error(c, 403, "forbidden", "only the daemon's user or root may use this socket", false);
 		return;
 	}
-	uv_timer_start(&c->idle, conn_idle, API_IDLE_MS, API_IDLE_MS);
+	conn_msg_begin(c);
 	uv_read_start(&c->h.stream, conn_alloc, conn_read);
 }
 

@@ -410,6 +410,13 @@ void h_tokens_create(struct api_req *req, struct api_resp *resp)
 {
 	if (!api_body_object(req, resp, false))
 		return;
+	for (struct json *m = json_first(req->body); m; m = json_next(m)) {
+		const char *k = json_key(m);
+		if (!str_eq(k, "role") && !str_eq(k, "apps") && !str_eq(k, "expires") && !str_eq(k, "name")) {
+			api_error(resp, 400, "bad_request", "unknown field '%s' (role, apps, expires, name)", k);
+			return;
+		}
+	}
 	enum auth_role role;
 	const char *rs = json_get_str(req->body, "role");
 	if (!rs || auth_role_parse(rs, &role) < 0) {
@@ -461,21 +468,25 @@ void h_tokens_list(struct api_req *req, struct api_resp *resp)
 	json_set(resp->body, "tokens", auth_tokens_json(req->api->store));
 }
 
+/* DELETE /v1/tokens/REF: REF is the token's id, or its secret for a caller
+ * that holds only that; the answer and the audit log name the id. */
 void h_tokens_revoke(struct api_req *req, struct api_resp *resp)
 {
-	char *err = NULL;
-	int r = auth_token_revoke(req->api->store, req->params[0], &err);
+	char *err = NULL, *id = NULL;
+	int r = auth_token_revoke(req->api->store, req->params[0], &id, &err);
 	if (r < 0) {
 		api_error_errno(resp, r, err);
 		free(err);
 		return;
 	}
 	char why[128];
-	snprintf(why, sizeof(why), "token %s revoked", req->params[0]);
+	snprintf(why, sizeof(why), "token %s revoked", id);
 	supervisor_note(req->api->sv, NULL, "token", why);
-	resp->audit_detail = xstrdup(req->params[0]);
+	api_close_token(req->api, id, req->conn);
+	resp->audit_detail = xstrdup(id);
 	resp->body = json_object();
-	json_set_str(resp->body, "revoked", req->params[0]);
+	json_set_str(resp->body, "revoked", id);
+	free(id);
 }
 
 /* ---- releases and deploys ---- */
