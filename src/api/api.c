@@ -26,6 +26,14 @@
 #include <unistd.h>
 
 #define API_IDLE_MS 60000
+/* A request's head must arrive whole within this long of its first byte
+ * (of accepting the connection, for its first request), however slowly
+ * it trickles in: the router's --header-timeout default. */
+#define API_HEADER_MS 10000
+/* Connections open at once, per listener: a flood of TCP clients cannot
+ * lock the local user out of the unix socket. */
+#define API_MAX_TCP_CONNS 512
+#define API_MAX_UNIX_CONNS 128
 /* A TLS client has as long to finish its handshake as the router gives a
  * client for its request headers, so a silent connection does not linger. */
 #define API_HANDSHAKE_MS 10000
@@ -133,6 +141,15 @@ struct api_conn {
 	struct api_pending *pending;
 	/* A streamed answer (chunked); the connection closes after it. */
 	struct api_stream *stream;
+	/* The token of the request being answered (NULL on the unix socket
+	 * or before one authenticated), and when it expires (0: never):
+	 * revoking it, or its expiry, ends a deferred or streamed answer. */
+	char *token_id;
+	int64_t token_expires;
+	/* The request being read: in_msg from its first byte (from accepting,
+	 * for the first) to its end; in_head until its head is whole, with
+	 * the idle timer as its deadline; got_bytes once any byte came. */
+	bool in_msg, in_head, got_bytes;
 	struct strbuf stash; /* bytes read after a deferred request */
 	char rbuf[65536];
 	struct api_conn *next, *prev;
@@ -192,6 +209,21 @@ void api_error_errno(struct api_resp *resp, int err, const char *msg)
 	case -EACCES: api_error(resp, 403, "forbidden", "%s", msg); break;
 	default: api_error(resp, 500, "internal", "%s", msg); break;
 	}
+}
+
+static const char *role_article(enum auth_role role)
+{
+	return role == AUTH_ADMIN ? "an" : "a";
+}
+
+void api_forbid_app(struct api_resp *resp, const struct auth_principal *who, enum auth_action a,
+		    const char *app)
+{
+	/* Blame the scope only when the role alone would allow the call. */
+	bool by_scope = who->n_apps && auth_allows(who, a, NULL);
+	api_error(resp, 403, "forbidden", "%s %s token%s may not %s app '%s'", role_article(who->role),
+		  auth_role_name(who->role), by_scope ? " scoped to other apps" : "",
+		  a == AUTH_READ ? "read" : "change", app);
 }
 
 char *api_query(const struct api_req *req, const char *name)
@@ -363,6 +395,11 @@ static void conn_release(struct api_conn *c)
 	}
 	free(c->early_code);
 	free(c->early_msg);
+	free(c->token_id);
+	if (c->is_unix)
+		api->n_unix_conns--;
+	else
+		api->n_tcp_conns--;
 	call_audit_free(c->head_audit); /* no answer went out */
 	strbuf_release(&c->stash);
 	free(c);
@@ -401,6 +438,52 @@ static void conn_close(struct api_conn *c)
 static void conn_idle(uv_timer_t *t)
 {
 	conn_close(t->data);
+}
+
+static void send_error(struct api_conn *c, int status, const char *code, const char *msg, bool keep);
+static void conn_read_stop(struct api_conn *c);
+
+/* The head deadline passed: a request begun is answered 408; a connection
+ * that sent nothing is closed without a word, as an idle one would be. */
+static void conn_head_late(uv_timer_t *t)
+{
+	struct api_conn *c = t->data;
+	if (c->closing || c->close_after_write)
+		return;
+	if (!c->got_bytes) {
+		conn_close(c);
+		return;
+	}
+	conn_read_stop(c);
+	send_error(c, 408, "request_timeout", "request headers not received within 10 s", false);
+}
+
+/* A request starts: its head has API_HEADER_MS, which its bytes do not
+ * extend. */
+static void conn_msg_begin(struct api_conn *c)
+{
+	c->in_msg = c->in_head = true;
+	c->got_bytes = false;
+	uv_timer_start(&c->idle, conn_head_late, API_HEADER_MS, 0);
+}
+
+/* While an answer is worked on or streamed no idle deadline applies, but
+ * the expiry of the token that asked for it ends it. */
+static void conn_quiet(struct api_conn *c)
+{
+	uv_timer_stop(&c->idle);
+	if (!c->token_expires)
+		return;
+	int64_t left = c->token_expires - time_wall_ms();
+	uv_timer_start(&c->idle, conn_idle, left > 0 ? (uint64_t)left : 0, 0);
+}
+
+void api_close_token(struct api *api, const char *token_id, const struct api_conn *except)
+{
+	for (struct api_conn *c = api->conns; c; c = c->next)
+		if (c != except && (c->pending || c->stream) && c->token_id &&
+		    strcmp(c->token_id, token_id) == 0)
+			conn_close(c);
 }
 
 static void write_finished(struct api_write *w, int status)
@@ -457,19 +540,20 @@ static size_t conn_write_queue_size(const struct api_conn *c)
 		      : uv_stream_get_write_queue_size(&c->h.stream);
 }
 
-/* Answers with body as JSON. An answer to HEAD carries the headers the GET
+/* Answers with body as JSON, and more header lines (each ending in "\r\n")
+ * when headers is not NULL. An answer to HEAD carries the headers the GET
  * answer would have and no body, or the next pipelined answer would be read
  * as its body. */
-static void conn_send(struct api_conn *c, int status, struct json *body, bool keep_alive,
-		      bool head)
+static void conn_send_with(struct api_conn *c, int status, struct json *body, const char *headers,
+			   bool keep_alive, bool head)
 {
 	char *text = body ? json_print(body, false) : xstrdup("{}");
 	struct strbuf sb;
 	strbuf_init(&sb, strlen(text) + 256);
 	strbuf_addf(&sb,
 		    "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
-		    "Cache-Control: no-store\r\n%s\r\n",
-		    status, http_reason(status), strlen(text) + 1,
+		    "Cache-Control: no-store\r\n%s%s\r\n",
+		    status, http_reason(status), strlen(text) + 1, headers ? headers : "",
 		    keep_alive ? "" : "Connection: close\r\n");
 	if (!head)
 		strbuf_addf(&sb, "%s\n", text);
@@ -481,6 +565,12 @@ static void conn_send(struct api_conn *c, int status, struct json *body, bool ke
 	if (!keep_alive)
 		c->close_after_write = true;
 	conn_write(c, w, len);
+}
+
+static void conn_send(struct api_conn *c, int status, struct json *body, bool keep_alive,
+		      bool head)
+{
+	conn_send_with(c, status, body, NULL, keep_alive, head);
 }
 
 /* Answers with a handler's raw (non-JSON) body, e.g. GET /metrics. A 304
@@ -586,6 +676,64 @@ static bool peer_allowed(struct api_conn *c)
 	return cred.uid == 0 || cred.uid == getuid();
 }
 
+/* What makes a request's head unacceptable whatever it asks for, or NULL:
+ * whitespace between a header's name and its colon, which RFC 9112 says
+ * to refuse (a proxy may read the header, or not), and more than one
+ * Authorization header, of which no one would know which counts. */
+static const char *head_problem(const struct http_msg *m)
+{
+	int auths = 0;
+	for (size_t i = 0; i < m->n_headers; i++) {
+		const char *name = m->headers[i].name;
+		size_t len = strlen(name);
+		if (len && (name[len - 1] == ' ' || name[len - 1] == '\t'))
+			return "whitespace between a header name and its colon";
+		if (strcasecmp(name, "Authorization") == 0)
+			auths++;
+	}
+	return auths > 1 ? "more than one Authorization header" : NULL;
+}
+
+/* The path as the audit log and the daemon's log show it: a segment that
+ * is a token's secret (DELETE /v1/tokens/pso_...) is replaced, so that no
+ * secret is ever written down. Caller frees. */
+static char *path_shown(const char *path)
+{
+	struct strbuf sb;
+	strbuf_init(&sb, strlen(path) + 1);
+	const char *p = path;
+	while (*p) {
+		const char *end = strchr(p + 1, '/');
+		size_t len = end ? (size_t)(end - p) : strlen(p);
+		if (*p == '/' && auth_is_secret(p + 1))
+			strbuf_adds(&sb, "/pso_(redacted)");
+		else
+			strbuf_add(&sb, p, len);
+		p += len;
+	}
+	return strbuf_detach(&sb, NULL);
+}
+
+/* The "Allow" header line for a known path: the methods of every route
+ * that matches it, HEAD with GET, and OPTIONS, which any path answers. */
+static char *allow_header(const char *path)
+{
+	const char *params[API_MAX_PARAMS];
+	char scratch[1024];
+	struct strbuf sb;
+	strbuf_init(&sb, 64);
+	strbuf_adds(&sb, "Allow: ");
+	for (size_t k = 0; k < ARRAY_SIZE(routes); k++) {
+		if (!match(routes[k].pattern, path, params, scratch, sizeof(scratch)))
+			continue;
+		strbuf_addf(&sb, "%s, ", routes[k].method);
+		if (strcmp(routes[k].method, "GET") == 0)
+			strbuf_adds(&sb, "HEAD, ");
+	}
+	strbuf_adds(&sb, "OPTIONS\r\n");
+	return strbuf_detach(&sb, NULL);
+}
+
 static void dispatch(struct api_conn *c, struct http_msg *m)
 {
 	struct api *api = c->api;
@@ -594,11 +742,15 @@ static void dispatch(struct api_conn *c, struct http_msg *m)
 	struct api_resp resp = {.status = 200};
 	struct auth_principal who;
 	bool have_who = false;
-	char scratch[1024];
+	char *scratch = NULL, *shown = NULL;
+	const char *problem;
 
 	/* The whole request arrived: dispatch records its own entry. */
 	call_audit_free(c->head_audit);
 	c->head_audit = NULL;
+	free(c->token_id);
+	c->token_id = NULL;
+	c->token_expires = 0;
 
 	/* Split the target into path and query, and decode the path. */
 	const char *target = m->url.buf;
@@ -616,10 +768,17 @@ static void dispatch(struct api_conn *c, struct http_msg *m)
 		req.path[pl - 1] = '\0';
 		req.trailing_slash = true;
 	}
+	shown = path_shown(req.path);
+	if ((problem = head_problem(m))) {
+		api_error(&resp, 400, "bad_request", "%s", problem);
+		goto send;
+	}
 
+	/* Parameters are never longer than the path they come from. */
+	scratch = xmalloc(pl + 1);
 	bool path_known = false;
 	for (size_t k = 0; k < ARRAY_SIZE(routes); k++) {
-		if (!match(routes[k].pattern, req.path, req.params, scratch, sizeof(scratch)))
+		if (!match(routes[k].pattern, req.path, req.params, scratch, pl + 1))
 			continue;
 		path_known = true;
 		if (strcmp(routes[k].method, m->method) == 0 ||
@@ -629,16 +788,21 @@ static void dispatch(struct api_conn *c, struct http_msg *m)
 		}
 	}
 	if (!rt) {
-		if (path_known)
-			api_error(&resp, 405, "method_not_allowed", "%s is not allowed on %s", m->method, req.path);
-		else
+		if (!path_known) {
 			api_error(&resp, 404, "not_found", "no such endpoint: %s %s", m->method, req.path);
+			goto send;
+		}
+		resp.headers = allow_header(req.path);
+		if (strcmp(m->method, "OPTIONS") == 0)
+			resp.body = json_object();
+		else
+			api_error(&resp, 405, "method_not_allowed", "%s is not allowed on %s", m->method, req.path);
 		goto send;
 	}
 	/* Every call that may change something is recorded, whatever its outcome. */
 	/* (Typing into a run is part of the run, recorded once when it began.) */
 	if (strcmp(rt->method, "GET") != 0 && rt->handler != h_run_input)
-		req.audit = call_audit_new(c, m->method, req.path, rt->scope == SCOPE_PATH ? req.params[0] : NULL,
+		req.audit = call_audit_new(c, m->method, shown, rt->scope == SCOPE_PATH ? req.params[0] : NULL,
 				      NULL);
 
 	/* Who is calling. */
@@ -655,19 +819,20 @@ static void dispatch(struct api_conn *c, struct http_msg *m)
 		}
 		have_who = true;
 		req.who = &who;
+		if (who.token_id) {
+			c->token_id = xstrdup(who.token_id);
+			c->token_expires = who.expires_at;
+		}
 		if (req.audit)
 			audit_set_who(req.audit, &who);
 		const char *app = rt->scope == SCOPE_PATH ? req.params[0] : NULL;
 		if (!auth_allows(&who, rt->action, app)) {
-			/* Blame the scope only when the role alone would allow the call. */
-			bool by_scope = who.n_apps && auth_allows(&who, rt->action, NULL);
 			if (app)
-				api_error(&resp, 403, "forbidden", "a %s token%s may not %s app '%s'",
-					  auth_role_name(who.role), by_scope ? " scoped to other apps" : "",
-					  rt->action == AUTH_READ ? "read" : "change", app);
+				api_forbid_app(&resp, &who, rt->action, app);
 			else
-				api_error(&resp, 403, "forbidden", "a %s token may not call %s %s",
-					  auth_role_name(who.role), m->method, rt->pattern);
+				api_error(&resp, 403, "forbidden", "%s %s token may not call %s %s",
+					  role_article(who.role), auth_role_name(who.role), m->method,
+					  rt->pattern);
 			goto send;
 		}
 	}
@@ -685,6 +850,13 @@ static void dispatch(struct api_conn *c, struct http_msg *m)
 		if (!req.body) {
 			api_error(&resp, 400, "bad_request", "%s", err);
 			free(err);
+			goto send;
+		}
+		/* One value per key: which of two would count is a guess. */
+		const char *dup = json_duplicate_key(req.body);
+		if (dup) {
+			api_error(&resp, 400, "bad_request", "invalid JSON: key '%s' appears twice in an object",
+				  dup);
 			goto send;
 		}
 	}
@@ -705,7 +877,7 @@ send:
 		c->upload_fd = -1;
 	}
 	if (resp.deferred) {
-		log_info("api %s %s -> (deferred)", m->method, req.path);
+		log_info("api %s %s -> (deferred)", m->method, shown);
 		if (req.audit) {
 			/* Streamed: the 200 head is already out. */
 			audit_take(req.audit, &resp);
@@ -716,6 +888,8 @@ send:
 		json_free(req.body);
 		free(req.path);
 		free(req.query);
+		free(scratch);
+		free(shown);
 		if (have_who)
 			auth_principal_release(&who);
 		return;
@@ -732,18 +906,20 @@ send:
 	} else {
 		if (!resp.body)
 			resp.body = json_object();
-		conn_send(c, resp.status, resp.body, m->keep_alive && !api->stopping,
-			  strcmp(m->method, "HEAD") == 0);
+		conn_send_with(c, resp.status, resp.body, resp.headers, m->keep_alive && !api->stopping,
+			       strcmp(m->method, "HEAD") == 0);
 	}
 	free(resp.raw);
 	free(resp.headers);
 	if (rt && strcmp(m->method, "GET") != 0 && strcmp(m->method, "HEAD") != 0)
-		log_info("api %s %s -> %d%s%s", m->method, req.path, resp.status,
+		log_info("api %s %s -> %d%s%s", m->method, shown, resp.status,
 			 have_who && who.token_id ? " by " : "", have_who && who.token_id ? who.token_id : "");
 	json_free(resp.body);
 	json_free(req.body);
 	free(req.path);
 	free(req.query);
+	free(scratch);
+	free(shown);
 	if (have_who)
 		auth_principal_release(&who);
 }
@@ -765,11 +941,12 @@ static void conn_input(struct api_conn *c, ssize_t n, const char *base)
 	}
 	if (n == 0 || c->closing || c->close_after_write || c->stream)
 		return; /* while streaming, input is ignored; EOF ends the stream */
-	uv_timer_again(&c->idle);
 	if (c->pending) {
 		strbuf_add(&c->stash, base, (size_t)n);
 		return;
 	}
+	if (!c->in_head)
+		uv_timer_again(&c->idle);
 	conn_feed(c, base, (size_t)n);
 }
 
@@ -803,7 +980,7 @@ static void conn_tls_open(struct tls_stream *s, int status, const char *why, voi
 		conn_close(c);
 		return;
 	}
-	uv_timer_start(&c->idle, conn_idle, API_IDLE_MS, API_IDLE_MS);
+	conn_msg_begin(c);
 }
 
 static void conn_read_start(struct api_conn *c)
@@ -817,11 +994,15 @@ static void conn_read_start(struct api_conn *c)
 static void conn_feed(struct api_conn *c, const char *p, size_t left)
 {
 	while (left && !c->close_after_write && !c->pending && !c->stream) {
+		if (!c->in_msg)
+			conn_msg_begin(c);
+		c->got_bytes = true;
 		size_t used;
 		int r = http_parser_feed(c->parser, p, left, &used);
 		if (r == HTTP_FEED_MORE)
 			return;
 		if (r == HTTP_FEED_COMPLETE) {
+			c->in_msg = false;
 			dispatch(c, http_parser_msg(c->parser));
 			http_parser_reset(c->parser);
 			p += used;
@@ -879,7 +1060,7 @@ struct api_pending *api_defer(struct api_req *req, struct api_resp *resp)
 		audit_take(p->audit, resp);
 	c->pending = p;
 	resp->deferred = true;
-	uv_timer_stop(&c->idle); /* the answer is being worked on: no idle deadline */
+	conn_quiet(c); /* the answer is being worked on: no idle deadline */
 	return p;
 }
 
@@ -922,7 +1103,7 @@ static struct api_stream *stream_open(struct api_conn *c, const char *content_ty
 	st->closed = closed;
 	st->ctx = ctx;
 	c->stream = st;
-	uv_timer_stop(&c->idle); /* a tail may be quiet for long */
+	conn_quiet(c); /* a tail may be quiet for long */
 	struct strbuf sb;
 	strbuf_init(&sb, 256);
 	strbuf_addf(&sb, "HTTP/1.1 200 OK\r\nContent-Type: %s\r\nTransfer-Encoding: chunked\r\n"
@@ -1021,23 +1202,49 @@ static void early(struct api_conn *c, int status, const char *code, const char *
 	c->early_msg = xstrdup(msg);
 }
 
-/* Before the body: only POST /v1/apps/APP/releases streams, and only for a
- * caller allowed to deploy APP, so nobody can fill the disk unauthenticated. */
+/* A client that sent "Expect: 100-continue" waits for this before it
+ * sends the body: sent once the body is going to be read. */
+static void conn_continue(struct api_conn *c, const struct http_msg *m)
+{
+	const char *expect = http_msg_header(m, "Expect");
+	if (!expect || strcasecmp(expect, "100-continue") != 0)
+		return;
+	struct api_write *w = xcalloc(1, sizeof(*w));
+	w->data = xstrdup("HTTP/1.1 100 Continue\r\n\r\n");
+	conn_write(c, w, strlen(w->data));
+}
+
+/* Before the body: the head's deadline is met. Only POST
+ * /v1/apps/APP/releases streams, and only for a caller allowed to deploy
+ * APP, so nobody can fill the disk unauthenticated; any other body is read
+ * into memory, up to API_MAX_BODY. */
 static int conn_head(void *ctx, struct http_msg *m)
 {
 	struct api_conn *c = ctx;
-	if (strcmp(m->method, "POST") != 0 || !str_starts_with(m->url.buf, "/v1/apps/"))
-		return 0;
+	c->in_head = false;
+	uv_timer_start(&c->idle, conn_idle, API_IDLE_MS, API_IDLE_MS);
 	const char *q = strchr(m->url.buf, '?');
 	char *path = q ? xstrndup(m->url.buf, (size_t)(q - m->url.buf)) : xstrdup(m->url.buf);
 	const char *params[API_MAX_PARAMS];
 	char scratch[1024];
-	bool is_upload = !strstr(path, "%") && match("/v1/apps/:app/releases", path, params, scratch, sizeof(scratch));
+	bool is_upload = strcmp(m->method, "POST") == 0 && !strstr(path, "%") &&
+			 match("/v1/apps/:app/releases", path, params, scratch, sizeof(scratch));
 	if (!is_upload) {
 		free(path);
+		/* Too large a body is refused by the parser without reading it. */
+		const char *cl = http_msg_header(m, "Content-Length");
+		int64_t len;
+		if (!cl || (str_to_i64(cl, &len) == 0 && len <= API_MAX_BODY))
+			conn_continue(c, m);
 		return 0;
 	}
 	struct api *api = c->api;
+	const char *problem = head_problem(m);
+	if (problem) {
+		free(path);
+		early(c, 400, "bad_request", problem);
+		return -1;
+	}
 	struct auth_principal who;
 	call_audit_free(c->head_audit);
 	c->head_audit = NULL;
@@ -1056,13 +1263,15 @@ static int conn_head(void *ctx, struct http_msg *m)
 	c->head_audit = call_audit_new(c, m->method, path, params[0], &who);
 	free(path);
 	bool ok = auth_allows(&who, AUTH_WRITE, params[0]);
-	auth_principal_release(&who);
 	if (!ok) {
-		char *msg = xasprintf("this token may not deploy app '%s'", params[0]);
-		early(c, 403, "forbidden", msg);
-		free(msg);
-		return -1;
+		struct api_resp resp = {0};
+		api_forbid_app(&resp, &who, AUTH_WRITE, params[0]);
+		early(c, 403, "forbidden", json_get_str(json_get(resp.body, "error"), "message"));
+		json_free(resp.body);
 	}
+	auth_principal_release(&who);
+	if (!ok)
+		return -1;
 	paths_mkdir_p(api->upload_dir, 0700);
 	char *tmpl = xasprintf("%s/upload-XXXXXX", api->upload_dir);
 	int fd = mkstemp(tmpl);
@@ -1077,6 +1286,7 @@ static int conn_head(void *ctx, struct http_msg *m)
 	c->upload_path = tmpl;
 	http_parser_stream_body(c->parser, upload_body, c);
 	http_parser_max_body(c->parser, 2ULL * 1024 * 1024 * 1024);
+	conn_continue(c, m);
 	return 0;
 }
 
@@ -1122,14 +1332,54 @@ static bool conn_start_tls(struct api_conn *c, uv_stream_t *server)
 	return true;
 }
 
+static void refused_closed(uv_handle_t *h)
+{
+	free(h);
+}
+
+/* Takes a connection off a full listener's queue and closes it at once,
+ * without reading from it; logs a warning at most once a minute. */
+static void conn_refuse(struct api *api, uv_stream_t *server, bool is_unix)
+{
+	union {
+		uv_handle_t handle;
+		uv_stream_t stream;
+		uv_pipe_t pipe;
+		uv_tcp_t tcp;
+	} *h = xmalloc(sizeof(*h));
+	if (is_unix)
+		uv_pipe_init(api->loop, &h->pipe, 0);
+	else
+		uv_tcp_init(api->loop, &h->tcp);
+	uv_accept(server, &h->stream);
+	uv_close(&h->handle, refused_closed);
+	api->refused_conns++;
+	int64_t now = time_mono_ms();
+	if (!api->refused_logged_ms || now - api->refused_logged_ms >= 60000) {
+		api->refused_logged_ms = now;
+		log_warn("api: %d connections are open on the %s; new ones are closed at once (%llu so far)",
+			 is_unix ? API_MAX_UNIX_CONNS : API_MAX_TCP_CONNS, is_unix ? "unix socket" : "TCP API",
+			 (unsigned long long)api->refused_conns);
+	}
+}
+
 static void on_connection(uv_stream_t *server, int status)
 {
 	struct api *api = server->data;
 	if (status < 0 || api->stopping)
 		return;
+	bool is_unix = server == (uv_stream_t *)&api->unix_listener;
+	if (is_unix ? api->n_unix_conns >= API_MAX_UNIX_CONNS : api->n_tcp_conns >= API_MAX_TCP_CONNS) {
+		conn_refuse(api, server, is_unix);
+		return;
+	}
 	struct api_conn *c = xcalloc(1, sizeof(*c));
 	c->api = api;
-	c->is_unix = server == (uv_stream_t *)&api->unix_listener;
+	c->is_unix = is_unix;
+	if (is_unix)
+		api->n_unix_conns++;
+	else
+		api->n_tcp_conns++;
 	uv_timer_init(api->loop, &c->idle);
 	c->idle.data = c;
 	c->open = 2;
@@ -1160,7 +1410,7 @@ static void on_connection(uv_stream_t *server, int status)
 		send_error(c, 403, "forbidden", "only the daemon's user or root may use this socket", false);
 		return;
 	}
-	uv_timer_start(&c->idle, conn_idle, API_IDLE_MS, API_IDLE_MS);
+	conn_msg_begin(c);
 	uv_read_start(&c->h.stream, conn_alloc, conn_read);
 }
 

@@ -45,7 +45,7 @@ void h_alerts_history(struct api_req *req, struct api_resp *resp)
 		return;
 	char *app = api_query(req, "app");
 	if (app && *app && !auth_allows(req->who, AUTH_READ, app)) {
-		api_error(resp, 403, "forbidden", "this token may not read app '%s'", app);
+		api_forbid_app(resp, req->who, AUTH_READ, app);
 		free(app);
 		return;
 	}

@@ -244,11 +244,11 @@ void h_backup(struct api_req *req, struct api_resp *resp)
 	for (struct json *m = json_first(req->body); m; m = json_next(m)) {
 		const char *k = json_key(m);
 		if (!str_eq(k, "logs") && !str_eq(k, "metrics")) {
-			api_error(resp, 400, "invalid", "unknown field '%s' (logs, metrics)", k);
+			api_error(resp, 400, "bad_request", "unknown field '%s' (logs, metrics)", k);
 			return;
 		}
 		if (!json_is_bool(m)) {
-			api_error(resp, 400, "invalid", "'%s' must be true or false", k);
+			api_error(resp, 400, "bad_request", "'%s' must be true or false", k);
 			return;
 		}
 		if (str_eq(k, "logs"))

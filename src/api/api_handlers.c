@@ -116,8 +116,7 @@ void h_apps_apply(struct api_req *req, struct api_resp *resp)
 	}
 	resp->audit_app = xstrdup(spec->app);
 	if (!auth_allows(req->who, AUTH_WRITE, spec->app)) {
-		api_error(resp, 403, "forbidden", "a %s token scoped to other apps may not change app '%s'",
-			  auth_role_name(req->who->role), spec->app);
+		api_forbid_app(resp, req->who, AUTH_WRITE, spec->app);
 		spec_free(spec);
 		return;
 	}
@@ -309,12 +308,12 @@ void h_app_maintenance(struct api_req *req, struct api_resp *resp)
 	const struct json *on = json_get(req->body, "enabled");
 	for (struct json *m = json_first(req->body); m; m = json_next(m)) {
 		if (!str_eq(json_key(m), "enabled")) {
-			api_error(resp, 400, "invalid", "unknown field '%s' (enabled)", json_key(m));
+			api_error(resp, 400, "bad_request", "unknown field '%s' (enabled)", json_key(m));
 			return;
 		}
 	}
 	if (!json_is_bool(on)) {
-		api_error(resp, 400, "invalid", "'enabled' must be true or false");
+		api_error(resp, 400, "bad_request", "'enabled' must be true or false");
 		return;
 	}
 	char *err = NULL;
@@ -406,7 +405,7 @@ void h_events(struct api_req *req, struct api_resp *resp)
 		return;
 	char *app = api_query(req, "app");
 	if (app && !auth_allows(req->who, AUTH_READ, app)) {
-		api_error(resp, 403, "forbidden", "this token may not read app '%s'", app);
+		api_forbid_app(resp, req->who, AUTH_READ, app);
 		free(app);
 		return;
 	}
@@ -421,6 +420,13 @@ void h_tokens_create(struct api_req *req, struct api_resp *resp)
 {
 	if (!api_body_object(req, resp, false))
 		return;
+	for (struct json *m = json_first(req->body); m; m = json_next(m)) {
+		const char *k = json_key(m);
+		if (!str_eq(k, "role") && !str_eq(k, "apps") && !str_eq(k, "expires") && !str_eq(k, "name")) {
+			api_error(resp, 400, "bad_request", "unknown field '%s' (role, apps, expires, name)", k);
+			return;
+		}
+	}
 	enum auth_role role;
 	const char *rs = json_get_str(req->body, "role");
 	if (!rs || auth_role_parse(rs, &role) < 0) {
@@ -472,21 +478,25 @@ void h_tokens_list(struct api_req *req, struct api_resp *resp)
 	json_set(resp->body, "tokens", auth_tokens_json(req->api->store));
 }
 
+/* DELETE /v1/tokens/REF: REF is the token's id, or its secret for a caller
+ * that holds only that; the answer and the audit log name the id. */
 void h_tokens_revoke(struct api_req *req, struct api_resp *resp)
 {
-	char *err = NULL;
-	int r = auth_token_revoke(req->api->store, req->params[0], &err);
+	char *err = NULL, *id = NULL;
+	int r = auth_token_revoke(req->api->store, req->params[0], &id, &err);
 	if (r < 0) {
 		api_error_errno(resp, r, err);
 		free(err);
 		return;
 	}
 	char why[128];
-	snprintf(why, sizeof(why), "token %s revoked", req->params[0]);
+	snprintf(why, sizeof(why), "token %s revoked", id);
 	supervisor_note(req->api->sv, NULL, "token", why);
-	resp->audit_detail = xstrdup(req->params[0]);
+	api_close_token(req->api, id, req->conn);
+	resp->audit_detail = xstrdup(id);
 	resp->body = json_object();
-	json_set_str(resp->body, "revoked", req->params[0]);
+	json_set_str(resp->body, "revoked", id);
+	free(id);
 }
 
 /* ---- releases and deploys ---- */

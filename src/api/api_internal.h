@@ -6,6 +6,7 @@
 #include "compat/http.h"
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct json;
 
@@ -37,6 +38,9 @@ struct api {
 	bool stopping;
 	int open; /* listeners + connections */
 	struct api_conn *conns;
+	int n_tcp_conns, n_unix_conns; /* open, each below its cap */
+	uint64_t refused_conns;         /* closed at once: their listener was full */
+	int64_t refused_logged_ms;      /* when the last warning about it was logged */
 };
 
 struct api_req {
@@ -116,6 +120,16 @@ typedef void (*api_handler_cb)(struct api_req *req, struct api_resp *resp);
 /* Sets an error answer. */
 void api_error(struct api_resp *resp, int status, const char *code, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
+/* Ends the deferred and streamed answers (a log tail, a run) of every
+ * connection but except whose request was authenticated by token_id, as
+ * once it is revoked. */
+void api_close_token(struct api *api, const char *token_id, const struct api_conn *except);
+/* Refuses a call about app with 403, in the one wording every endpoint
+ * uses: "a viewer token may not change app 'shop'", or "a deployer token
+ * scoped to other apps may not read app 'shop'" when only the scope is in
+ * the way. who is the caller that auth_allows(who, a, app) refused. */
+void api_forbid_app(struct api_resp *resp, const struct auth_principal *who, enum auth_action a,
+		    const char *app);
 /* Maps a negative errno from a module to status + code, with msg. */
 void api_error_errno(struct api_resp *resp, int err, const char *msg);
 /* Decoded query parameter (caller frees), or NULL. */

@@ -58,7 +58,7 @@ static bool filter_from_query(struct api_req *req, struct api_resp *resp, struct
 	if (f->apps) {
 		for (size_t k = 0; k < f->n_apps; k++) {
 			if (!auth_allows(who, AUTH_READ, f->apps[k])) {
-				api_error(resp, 403, "forbidden", "this token may not read app '%s'", f->apps[k]);
+				api_forbid_app(resp, who, AUTH_READ, f->apps[k]);
 				return false;
 			}
 		}

@@ -372,7 +372,7 @@ void h_usage(struct api_req *req, struct api_resp *resp)
 	size_t n = 0;
 	if (app) {
 		if (req->who && !auth_allows(req->who, AUTH_READ, app)) {
-			api_error(resp, 403, "forbidden", "this token may not read app '%s'", app);
+			api_forbid_app(resp, req->who, AUTH_READ, app);
 			goto out;
 		}
 		if (!supervisor_has_app(req->api->sv, app)) {

@@ -187,7 +187,7 @@ static bool tty_size(const struct json *o, struct api_resp *resp, int *rows, int
 {
 	const char *what = required ? "'tty'" : "the body";
 	if (!json_is_object(o)) {
-		api_error(resp, 400, "invalid", "%s must be an object with 'rows' and 'cols'", what);
+		api_error(resp, 400, "bad_request", "%s must be an object with 'rows' and 'cols'", what);
 		return false;
 	}
 	struct json *r = json_get(o, "rows"), *c = json_get(o, "cols");
@@ -196,7 +196,7 @@ static bool tty_size(const struct json *o, struct api_resp *resp, int *rows, int
 	int64_t rv, cv;
 	if (!r || !c || json_get_int(r, &rv) < 0 || json_get_int(c, &cv) < 0 || rv < 1 ||
 	    rv > TTY_MAX_SIDE || cv < 1 || cv > TTY_MAX_SIDE) {
-		api_error(resp, 400, "invalid", "%s needs 'rows' and 'cols', each a whole number from 1 to %d",
+		api_error(resp, 400, "bad_request", "%s needs 'rows' and 'cols', each a whole number from 1 to %d",
 			  what, TTY_MAX_SIDE);
 		return false;
 	}
@@ -215,14 +215,14 @@ void h_run_input(struct api_req *req, struct api_resp *resp)
 	for (struct json *m = json_first(req->body); m; m = json_next(m)) {
 		const char *k = json_key(m);
 		if (!str_eq(k, "data") && !str_eq(k, "rows") && !str_eq(k, "cols")) {
-			api_error(resp, 400, "invalid", "unknown field '%s' (data, rows, cols)", k);
+			api_error(resp, 400, "bad_request", "unknown field '%s' (data, rows, cols)", k);
 			return;
 		}
 	}
 	struct json *dj = json_get(req->body, "data");
 	const char *data = dj ? json_str(dj) : "";
 	if (!data) {
-		api_error(resp, 400, "invalid", "'data' must be a string");
+		api_error(resp, 400, "bad_request", "'data' must be a string");
 		return;
 	}
 	int rows = 0, cols = 0;
@@ -257,18 +257,18 @@ void h_app_run(struct api_req *req, struct api_resp *resp)
 		for (size_t k = 0; k < ARRAY_SIZE(known); k++)
 			ok = ok || str_eq(json_key(m), known[k]);
 		if (!ok) {
-			api_error(resp, 400, "invalid", "unknown field '%s' (command, timeout, tty)",
+			api_error(resp, 400, "bad_request", "unknown field '%s' (command, timeout, tty)",
 				  json_key(m));
 			return;
 		}
 	}
 	const char *cmd = json_get_str(req->body, "command");
 	if (!cmd || !*cmd) {
-		api_error(resp, 400, "invalid", "'command' must be a non-empty string");
+		api_error(resp, 400, "bad_request", "'command' must be a non-empty string");
 		return;
 	}
 	if (strlen(cmd) > RUN_COMMAND_MAX) {
-		api_error(resp, 400, "invalid", "'command' is longer than %d bytes", RUN_COMMAND_MAX);
+		api_error(resp, 400, "bad_request", "'command' is longer than %d bytes", RUN_COMMAND_MAX);
 		return;
 	}
 	int64_t timeout = DEPLOY_RUN_TIMEOUT_DEFAULT_MS;
@@ -277,7 +277,7 @@ void h_app_run(struct api_req *req, struct api_resp *resp)
 		const char *ts = json_str(tj);
 		if (!ts || duration_parse(ts, &timeout) < 0 || timeout <= 0 ||
 		    timeout > DEPLOY_RUN_TIMEOUT_MAX_MS) {
-			api_error(resp, 400, "invalid",
+			api_error(resp, 400, "bad_request",
 				  "'timeout' must be a duration such as \"30s\" or \"2h\", above 0 and at most 24h");
 			return;
 		}
@@ -292,7 +292,7 @@ void h_app_run(struct api_req *req, struct api_resp *resp)
 		if (!tty.term || !*tty.term || strlen(tty.term) > 64 ||
 		    strspn(tty.term, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.+") !=
 			    strlen(tty.term)) {
-			api_error(resp, 400, "invalid",
+			api_error(resp, 400, "bad_request",
 				  "'tty.term' must be a terminal type such as \"xterm-256color\"");
 			return;
 		}

@@ -75,6 +75,11 @@ struct lookup {
 	bool found, revoked, expired;
 };
 
+bool auth_is_secret(const char *s)
+{
+	return s && strncmp(s, TOKEN_PREFIX, strlen(TOKEN_PREFIX)) == 0;
+}
+
 static void on_token(void *ctx, const struct store_token *t)
 {
 	struct lookup *l = ctx;
@@ -90,6 +95,7 @@ static void on_token(void *ctx, const struct store_token *t)
 	}
 	l->out->role = role;
 	l->out->token_id = xstrdup(t->id);
+	l->out->expires_at = t->expires_at;
 	struct json *apps = json_parse(t->apps, strlen(t->apps), NULL);
 	for (size_t k = 0; k < json_size(apps); k++) {
 		const char *name = json_str(json_at(apps, k));
@@ -116,7 +122,7 @@ int auth_authenticate(struct store *st, const char *authorization, struct auth_p
 	const char *tok = authorization + 7;
 	while (*tok == ' ')
 		tok++;
-	if (strncmp(tok, TOKEN_PREFIX, strlen(TOKEN_PREFIX)) != 0 || strlen(tok) > 200) {
+	if (!auth_is_secret(tok) || strlen(tok) > 200) {
 		*err = xstrdup("malformed token");
 		return -EACCES;
 	}
@@ -126,6 +132,17 @@ int auth_authenticate(struct store *st, const char *authorization, struct auth_p
 	store_token_by_hash(st, hash, on_token, &l);
 	if (!l.found || l.revoked || l.expired) {
 		*err = xstrdup(!l.found ? "unknown token" : l.revoked ? "token revoked" : "token expired");
+		auth_principal_release(out);
+		return -EACCES;
+	}
+	/* Stored before admin tokens could not be scoped: its scope never
+	 * bounded what it could manage, and honouring it as unscoped would
+	 * grant more than its creator meant, so it is refused outright. */
+	if (out->role == AUTH_ADMIN && out->n_apps) {
+		*err = xasprintf("token %s is an admin token scoped to apps, which admin tokens cannot "
+				 "be; revoke it and create an unscoped admin token, or a deployer token "
+				 "for those apps",
+				 out->token_id);
 		auth_principal_release(out);
 		return -EACCES;
 	}
@@ -146,6 +163,19 @@ int auth_token_create(struct store *st, enum auth_role role, const struct json *
 			*err = xasprintf("'apps' entry %zu is not a valid app name", k);
 			return -EINVAL;
 		}
+		for (size_t j = 0; j < k; j++) {
+			if (strcmp(a, json_str(json_at(apps, j))) == 0) {
+				*err = xasprintf("'apps' names app '%s' twice", a);
+				return -EINVAL;
+			}
+		}
+	}
+	/* Managing the installation (tokens, backups, the audit log) is not
+	 * about one app, so no scope could bound an admin token. */
+	if (role == AUTH_ADMIN && json_size(apps)) {
+		*err = xstrdup("an admin token cannot be scoped to apps: 'apps' is for deployer and "
+			       "viewer tokens");
+		return -EINVAL;
 	}
 	if (name && strlen(name) > 100) {
 		*err = xstrdup("'name' is longer than 100 characters");
@@ -230,12 +260,45 @@ struct json *auth_tokens_json(struct store *st)
 	return arr;
 }
 
-int auth_token_revoke(struct store *st, const char *id, char **err)
+struct by_secret {
+	const char *hash;
+	char *id;
+};
+
+static void on_secret(void *ctx, const struct store_token *t)
 {
-	int r = store_token_revoke(st, id);
-	if (r == -ENOENT)
-		*err = xasprintf("token '%s' not found", id);
+	struct by_secret *b = ctx;
+	if (crypto_equal(t->hash, b->hash, CRYPTO_SHA256_HEX - 1) && !b->id)
+		b->id = xstrdup(t->id);
+}
+
+int auth_token_revoke(struct store *st, const char *ref, char **id, char **err)
+{
+	*id = NULL;
+	if (auth_is_secret(ref)) {
+		char hash[CRYPTO_SHA256_HEX];
+		crypto_sha256_hex(ref, strlen(ref), hash);
+		struct by_secret b = {.hash = hash};
+		store_token_by_hash(st, hash, on_secret, &b);
+		explicit_bzero(hash, sizeof(hash));
+		if (!b.id) {
+			*err = xstrdup("no token has that secret");
+			return -ENOENT;
+		}
+		*id = b.id;
+	} else {
+		*id = xstrdup(ref);
+	}
+	int r = store_token_revoke(st, *id);
+	if (r == -ENOENT && strlen(*id) > 64)
+		*err = xstrdup("token not found (a token id is 'tok_' and 12 hex digits)");
+	else if (r == -ENOENT)
+		*err = xasprintf("token '%s' not found", *id);
 	else if (r < 0)
 		*err = xasprintf("cannot revoke token: %s", store_errmsg(st));
+	if (r < 0) {
+		free(*id);
+		*id = NULL;
+	}
 	return r;
 }

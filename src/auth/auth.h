@@ -25,6 +25,7 @@ struct auth_principal {
 	char *token_id; /* NULL for the local unix-socket user */
 	char **apps;    /* scope; n_apps == 0 means every app */
 	size_t n_apps;
+	int64_t expires_at; /* wall-clock ms; 0: never */
 };
 
 /* The local user on the unix socket: admin, unscoped. */
@@ -32,7 +33,8 @@ void auth_principal_local(struct auth_principal *p);
 void auth_principal_release(struct auth_principal *p);
 
 /* Resolves an "Authorization" header value. 0, or -EACCES with *err set
- * (missing, malformed, unknown, revoked, expired). */
+ * (missing, malformed, unknown, revoked, expired, or an admin token stored
+ * with an app scope, which admin tokens cannot have). */
 int auth_authenticate(struct store *st, const char *authorization, struct auth_principal *out,
 		      char **err);
 /* The permission table. app may be NULL for calls not about one app, in
@@ -42,12 +44,18 @@ bool auth_allows(const struct auth_principal *p, enum auth_action a, const char 
 const char *auth_role_name(enum auth_role r);
 int auth_role_parse(const char *s, enum auth_role *out);
 
-/* Creates a token. apps: JSON array of app names or NULL; expires_in_ms 0
- * for never. On success *out is the JSON answer holding the secret once. */
+/* Creates a token. apps: JSON array of distinct app names or NULL, and
+ * empty for admin; expires_in_ms 0 for never. On success *out is the JSON
+ * answer holding the secret once. */
 int auth_token_create(struct store *st, enum auth_role role, const struct json *apps,
 		      int64_t expires_in_ms, const char *name, struct json **out, char **err);
 struct json *auth_tokens_json(struct store *st);
-/* -ENOENT when unknown. */
-int auth_token_revoke(struct store *st, const char *id, char **err);
+/* Revokes the token ref names: its id, or its secret ("pso_...", looked up
+ * by its hash). On success *id is the token's id (caller frees); -ENOENT
+ * when there is no such token. */
+int auth_token_revoke(struct store *st, const char *ref, char **id, char **err);
+/* Whether s looks like a token's secret ("pso_..."), which must never be
+ * written to a log. */
+bool auth_is_secret(const char *s);
 
 #endif

@@ -789,15 +789,33 @@ static int cmd_tokens_create(struct cli *c)
 		return cli__usage_error(c, "invalid --expires '%s': use a duration like 12h or 30d",
 				       expires);
 
+	for (size_t i = 0; i < c->inv->n_vals; i++) {
+		if (strcmp(c->inv->vals[i].opt->name, "app"))
+			continue;
+		const char *app = c->inv->vals[i].value;
+		if (strcmp(role, "admin") == 0)
+			return cli__usage_error(c, "--app is for deployer and viewer tokens: an admin "
+						  "token cannot be scoped to apps");
+		if (!spec_valid_name(app))
+			return cli__usage_error(c, "invalid --app '%s': app names are lowercase letters, "
+						  "digits and '-'",
+					       app);
+	}
+
 	struct json *body = json_object();
 	json_set_str(body, "role", role);
 	struct json *apps = NULL;
 	for (size_t i = 0; i < c->inv->n_vals; i++) {
 		if (strcmp(c->inv->vals[i].opt->name, "app"))
 			continue;
+		const char *app = c->inv->vals[i].value;
 		if (!apps)
 			apps = json_set(body, "apps", json_array());
-		json_append(apps, json_string(c->inv->vals[i].value));
+		bool seen = false; /* naming an app twice scopes the token to it once */
+		for (const struct json *a = json_first(apps); a && !seen; a = json_next(a))
+			seen = strcmp(json_str(a), app) == 0;
+		if (!seen)
+			json_append(apps, json_string(app));
 	}
 	if (expires)
 		json_set_str(body, "expires", expires);
@@ -892,6 +910,9 @@ static int cmd_tokens_list(struct cli *c)
 
 static int cmd_tokens_revoke(struct cli *c)
 {
+	if (!c->inv->pos[0][0])
+		return cli__usage_error(c, "a token id is needed (tok_..., see 'paasops tokens list'), "
+					  "or the token's secret");
 	char *enc = http_url_encode(c->inv->pos[0]);
 	char *path = xasprintf("/v1/tokens/%s", enc);
 	free(enc);
@@ -903,7 +924,7 @@ static int cmd_tokens_revoke(struct cli *c)
 	if (c->inv->json)
 		cli__print_json(c, res.json, true);
 	else
-		fprintf(c->out, "revoked token %s\n", c->inv->pos[0]);
+		fprintf(c->out, "revoked token %s\n", cli__jstr(res.json, "revoked", "?"));
 	cli__response_release(&res);
 	return CLI_EXIT_OK;
 }
@@ -1184,7 +1205,7 @@ const struct cli_command cli_commands[] = {
 	{"drains remove", cli__cmd_drains_remove, "APP ID", "stop forwarding to a drain", NULL, 2, 2,
 	 "examples:\n"
 	 "  paasops drains remove shop 3\n"},
-	{"tokens revoke", cmd_tokens_revoke, "ID", "revoke an API token (admin)", NULL, 1, 1,
+	{"tokens revoke", cmd_tokens_revoke, "ID|SECRET", "revoke an API token (admin)", NULL, 1, 1,
 	 "examples:\n"
 	 "  paasops tokens revoke tok_0123abcd\n"},
 	{"audit", cli__cmd_audit, "[--app APP] [-n N]", "show the audit log of API changes (admin)",

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define C(j) ((cJSON *)(j))
 #define J(c) ((struct json *)(c))
@@ -40,6 +41,39 @@ struct json *json_parse(const char *buf, size_t len, char **err)
 		}
 	}
 	return J(c);
+}
+
+static int key_cmp(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+const char *json_duplicate_key(const struct json *j)
+{
+	const cJSON *c = C(j);
+	if (!c || !(cJSON_IsObject(c) || cJSON_IsArray(c)))
+		return NULL;
+	const char *dup = NULL;
+	if (cJSON_IsObject(c)) {
+		/* Sorted, so that an object of many keys costs n log n, not n². */
+		size_t n = 0;
+		for (const cJSON *m = c->child; m; m = m->next)
+			n++;
+		if (n > 1) {
+			const char **keys = xmalloc(n * sizeof(*keys));
+			size_t k = 0;
+			for (const cJSON *m = c->child; m; m = m->next)
+				keys[k++] = m->string;
+			qsort(keys, n, sizeof(*keys), key_cmp);
+			for (k = 1; k < n && !dup; k++)
+				if (strcmp(keys[k - 1], keys[k]) == 0)
+					dup = keys[k];
+			free(keys);
+		}
+	}
+	for (const cJSON *m = c->child; m && !dup; m = m->next)
+		dup = json_duplicate_key(J(m));
+	return dup;
 }
 
 void json_free(struct json *j)

@@ -14,6 +14,9 @@ struct json;
  * byte N"), which the caller frees. */
 struct json *json_parse(const char *buf, size_t len, char **err);
 void json_free(struct json *j);
+/* A key that appears twice in one object anywhere in j (borrowed from j),
+ * or NULL. json_parse keeps both members and json_get finds the first. */
+const char *json_duplicate_key(const struct json *j);
 /* Serialises compactly (pretty when pretty is true); caller frees. */
 char *json_print(const struct json *j, bool pretty);
 

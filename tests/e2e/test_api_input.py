@@ -313,6 +313,9 @@ def test_token_create_field_types(shop):
         ({"role": "viewer", "expires": "0s"}, "'expires'"),
         ({"role": "viewer", "name": 5}, "'name'"),
         ({"role": "viewer", "name": "x" * 101}, "'name'"),
+        ({"role": "viewer", "extra": 1}, "'extra'"),
+        ({"role": "viewer", "apps": ["shop", "shop"]}, "'shop' twice"),
+        ({"role": "admin", "apps": ["shop"]}, "'apps'"),
     ]
     for body, needle in cases:
         err = expect(shop, "POST", "/v1/tokens", 400, "bad_request", body=body)
@@ -396,6 +399,128 @@ def test_half_a_request_then_hangup_does_not_hurt(shop):
     assert_unchanged(shop, before)
 
 
+def test_a_head_that_trickles_in_gets_408_and_a_silent_connection_is_closed(shop):
+    before = snapshot(shop)
+    head = b"GET /v1/apps HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 200
+    with connect(shop, tcp=True) as slow, connect(shop, tcp=True) as silent, connect(shop) as local:
+        # One byte at a time, each well within the idle timeout: bytes do
+        # not extend the head's deadline.
+        slow.settimeout(0.5)
+        got = b""
+        for i in range(len(head)):
+            slow.sendall(head[i:i + 1])
+            try:
+                got = slow.recv(65536)
+            except socket.timeout:
+                continue
+            break
+        assert got.startswith(b"HTTP/1.1 408 "), got
+        assert b'"request_timeout"' in got, got
+        silent.settimeout(30 * SLOW)
+        assert silent.recv(100) == b""
+        local.settimeout(30 * SLOW)
+        assert local.recv(100) == b""
+    assert_unchanged(shop, before)
+
+
+def test_connections_beyond_the_cap_are_closed_and_the_unix_socket_stays_open(daemon):
+    d = daemon
+    held = []
+    try:
+        for _ in range(512):
+            s = socket.create_connection(("127.0.0.1", d.api_port), timeout=10 * SLOW)
+            s.sendall(b"GET /v1/apps HTTP/1.1\r\n")  # half a request, then nothing
+            held.append(s)
+        extra = socket.create_connection(("127.0.0.1", d.api_port), timeout=10 * SLOW)
+        extra.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        try:
+            assert extra.recv(100) == b""
+        except ConnectionResetError:
+            pass
+        extra.close()
+        # The local user is not locked out by a TCP flood.
+        assert d.request("GET", "/v1/apps")[0] == 200
+        r = d.cli("apps")
+        assert r.returncode == 0, r.stderr
+    finally:
+        for s in held:
+            s.close()
+    # Room again once they are gone.
+    wait_for(lambda: d.request("GET", "/healthz", tcp=True)[0] == 200, timeout=10,
+             what="the TCP API to take connections again")
+    assert "connections are open on the TCP API" in d.read_log()
+
+
+def test_duplicate_authorization_headers_or_space_before_colon_are_400(shop):
+    before = snapshot(shop)
+    tok = shop.admin_token
+    for extra in [f"Authorization: Bearer {tok}\r\nAuthorization: Bearer {tok}\r\n",
+                  f"Authorization: Bearer {tok}\r\nauthorization: Bearer pso_other\r\n",
+                  f"Authorization : Bearer {tok}\r\n"]:
+        for method, path, body in [("GET", "/v1/apps", b""),
+                                   ("POST", "/v1/apps/shop/scale", b'{"processes":{"web":1}}'),
+                                   ("POST", "/v1/apps/shop/releases", b"x" * 10)]:
+            status, doc = raw_exchange(shop, req_bytes(method, path, body, extra + "Connection: close\r\n"),
+                                       tcp=True)
+            err = assert_error(status, doc, 400, "bad_request")
+            assert "Authorization" in err["message"] or "colon" in err["message"], err
+    assert_unchanged(shop, before)
+
+
+def test_json_bodies_with_a_key_twice_are_400(shop):
+    before = snapshot(shop)
+    for raw in ['{"processes":{"web":0},"processes":{"web":3}}', '{"processes":{"web":0,"web":3}}',
+                '{"processes":[{"a":1,"a":2}]}']:
+        err = expect(shop, "POST", "/v1/apps/shop/scale", 400, "bad_request", raw=raw)
+        assert "appears twice" in err["message"], err
+    err = expect(shop, "POST", "/v1/tokens", 400, "bad_request", raw='{"role":"viewer","role":"admin"}')
+    assert "'role'" in err["message"], err
+    assert_unchanged(shop, before)
+
+
+def read_head(s):
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        chunk = s.recv(65536)
+        assert chunk, buf
+        buf += chunk
+    return buf
+
+
+def test_expect_100_continue_is_answered_once_the_body_will_be_read(own_shop):
+    shop = own_shop  # a failed upload leaves an event
+    # An upload whose caller may deploy: 100, then the body, then the answer.
+    with connect(shop) as s:
+        s.sendall(req_bytes("POST", "/v1/apps/shop/releases",
+                            extra="Content-Length: 10\r\nExpect: 100-continue\r\nConnection: close\r\n"))
+        assert read_head(s) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        s.sendall(b"not a tgz!")
+        [(status, _, _)] = read_responses(s, ["POST"], expect_close=True)
+        assert status == 400, status
+    # Refused before the body: no 100 at all.
+    with connect(shop, tcp=True) as s:
+        s.sendall(req_bytes("POST", "/v1/apps/shop/releases",
+                            extra="Content-Length: 10\r\nExpect: 100-continue\r\n"))
+        head = read_head(s)
+        assert head.startswith(b"HTTP/1.1 401 "), head
+    # A JSON body within the limit is read; one over it is refused unread.
+    with connect(shop) as s:
+        body = b'{"processes":{"web":1},"processes":{"web":2}}'
+        s.sendall(req_bytes("POST", "/v1/apps/shop/scale",
+                            extra=f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+                                  "Expect: 100-continue\r\nConnection: close\r\n"))
+        assert read_head(s) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        s.sendall(body)
+        [(status, _, _)] = read_responses(s, ["POST"], expect_close=True)
+        assert status == 400
+    with connect(shop) as s:
+        s.sendall(req_bytes("POST", "/v1/apps/shop/scale",
+                            extra="Content-Length: 2000000\r\nExpect: 100-continue\r\n"))
+        head = read_head(s)
+        assert head.startswith(b"HTTP/1.1 413 "), head
+    assert [p["instances"] for p in shop.ok("GET", "/v1/apps/shop")["processes"]] == [2, 1]
+
+
 # ---- unknown things ----
 
 APP_ENDPOINTS = [
@@ -474,6 +599,40 @@ def test_wrong_method_is_405(shop):
                          ("GET", "/v1/tokens/tok_1"), ("POST", "/v1/version")]:
         err = expect(shop, method, path, 405, "method_not_allowed")
         assert method in err["message"], err
+    assert_unchanged(shop, before)
+
+
+@pytest.mark.parametrize("path,allowed", [
+    ("/v1/apps", {"GET", "HEAD", "POST", "OPTIONS"}),
+    ("/v1/apps/shop", {"GET", "HEAD", "DELETE", "OPTIONS"}),
+    ("/v1/apps/shop/scale", {"POST", "OPTIONS"}),
+    ("/v1/tokens/tok_1", {"DELETE", "OPTIONS"}),
+    ("/healthz", {"GET", "HEAD", "OPTIONS"}),
+])
+def test_405_and_options_name_the_allowed_methods(shop, path, allowed):
+    before = snapshot(shop)
+    for method in ["PUT", "OPTIONS"]:
+        with connect(shop, tcp=True) as s:
+            s.sendall(req_bytes(method, path, extra="Connection: close\r\n"))
+            [(status, hdrs, body)] = read_responses(s, [method], expect_close=True)
+        assert status == (200 if method == "OPTIONS" else 405), (method, status, body)
+        assert "allow" in hdrs, hdrs
+        assert {m.strip() for m in hdrs["allow"].split(",")} == allowed, hdrs["allow"]
+    assert_unchanged(shop, before)
+
+
+@pytest.mark.parametrize("path,body", [
+    ("/v1/apps/shop/maintenance", {"enabled": True, "extra": 1}),
+    ("/v1/apps/shop/maintenance", {"enabled": "yes"}),
+    ("/v1/backup", {"extra": True}),
+    ("/v1/backup", {"logs": "yes"}),
+    ("/v1/apps/shop/run", {"command": "true", "extra": 1}),
+    ("/v1/apps/shop/run", {"command": ""}),
+    ("/v1/apps/shop/run", {"command": "true", "tty": "big"}),
+])
+def test_refused_fields_use_the_documented_bad_request_code(shop, path, body):
+    before = snapshot(shop)
+    expect(shop, "POST", path, 400, "bad_request", body=body)
     assert_unchanged(shop, before)
 
 

@@ -700,8 +700,8 @@ def test_deployer_token_deploys_over_tcp_and_other_tokens_are_refused(daemon, tm
     tok_id = releases(daemon)[1]["author"]
     assert tok_id.startswith("tok_")
     # Refused before the body is read: another app's deployer, a viewer, no token.
-    for tok, want in ((other, "this token may not deploy app 'web'"),
-                      (viewer, "this token may not deploy app 'web'"),
+    for tok, want in ((other, "a deployer token scoped to other apps may not change app 'web'"),
+                      (viewer, "a viewer token may not change app 'web'"),
                       (None, "hint: pass --token or set PAASOPS_TOKEN")):
         r = daemon.cli("deploy", d, server=tcp, token=tok)
         assert r.returncode == 1 and want in r.stderr, (tok, r)

@@ -185,6 +185,22 @@ def test_scoped_viewer_sees_only_its_app(ab):
     assert_unchanged(ab, before)
 
 
+def test_refusals_about_an_app_share_one_wording(ab):
+    before = snapshot(ab)
+    v = ab.tok["viewer_a"]
+    want = "a viewer token scoped to other apps may not read app 'b'"
+    for path in ["/v1/apps/b", "/v1/events?app=b", "/v1/logs?app=b", "/v1/alerts/history?app=b",
+                 "/v1/usage?app=b"]:
+        assert assert_error(*tcp(ab, "GET", path, v), 403, "forbidden") == want, path
+    for who, want in [("viewer", "a viewer token may not change app 'b'"),
+                      ("deployer_a", "a deployer token scoped to other apps may not change app 'b'")]:
+        for method, path, body in [("POST", "/v1/apps/b/scale", {"processes": {"web": 1}}),
+                                   ("POST", "/v1/apps", {"spec": spec("b")})][:2 if "_a" in who else 1]:
+            msg = assert_error(*tcp(ab, method, path, ab.tok[who], body=body), 403, "forbidden")
+            assert msg == want, (who, path, msg)
+    assert_unchanged(ab, before)
+
+
 # ---- deployer ----
 
 def test_scoped_deployer_is_refused_on_other_apps(ab):
@@ -453,3 +469,123 @@ def test_cli_without_token_over_tcp_is_told_how(daemon):
     r = daemon.cli("apps", server=f"http://127.0.0.1:{daemon.api_port}")
     assert r.returncode == 1
     assert "bearer token is required" in r.stderr and "PAASOPS_TOKEN" in r.stderr, r.stderr
+
+
+def test_cli_tokens_input_is_checked_before_the_daemon_is_asked(daemon):
+    d = start_ab(daemon)
+    before = snapshot(d)
+    for args, needle in [(["--role", "admin", "--app", "a"], "--app"),
+                         (["--role", "viewer", "--app", "Bad_Name"], "'Bad_Name'"),
+                         (["--role", "viewer", "--app", "a", "--app", ""], "--app ''")]:
+        r = d.cli("tokens", "create", *args)
+        assert r.returncode == 2 and needle in r.stderr, (args, r.returncode, r.stderr)
+    r = d.cli("tokens", "revoke", "")
+    assert r.returncode == 2 and "token id is needed" in r.stderr, (r.returncode, r.stderr)
+    # An id far longer than any: not found, not "no such endpoint".
+    r = d.cli("tokens", "revoke", "x" * 1100)
+    assert r.returncode == 1 and "token not found" in r.stderr, (r.returncode, r.stderr[:300])
+    assert_unchanged(d, before)
+    # Naming an app twice scopes the token to it once.
+    r = d.cli("tokens", "create", "--role", "viewer", "--app", "a", "--app", "a", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["apps"] == ["a"]
+
+
+def test_admin_tokens_cannot_be_scoped(daemon):
+    d = start_ab(daemon)
+    before = snapshot(d)
+    for apps in (["a"], ["a", "b"]):
+        msg = assert_error(*d.request("POST", "/v1/tokens", {"role": "admin", "apps": apps}), 400, "bad_request")
+        assert "admin token cannot be scoped" in msg, msg
+    assert_unchanged(d, before)
+    # An empty scope is no scope.
+    assert make_token(d, "admin", [])["apps"] == []
+
+
+def test_admin_token_stored_with_a_scope_is_refused_not_widened(daemon, tmp_path):
+    import sqlite3
+    d = start_ab(daemon)
+    doc = make_token(d, "admin")
+    assert tcp(d, "GET", "/v1/tokens", doc["token"])[0] == 200
+    assert d.stop() == 0
+    con = sqlite3.connect(os.path.join(d.data, "state.db"))
+    with con:
+        con.execute("UPDATE tokens SET apps = ? WHERE id = ?", ('["a"]', doc["id"]))
+    con.close()
+    d.start()
+    for method, path, body in [("GET", "/v1/tokens", None), ("GET", "/v1/apps/a", None),
+                               ("POST", "/v1/tokens", {"role": "admin"}), ("POST", "/v1/backup", {})]:
+        msg = assert_error(*tcp(d, method, path, doc["token"], body=body), 401, "unauthorized")
+        assert doc["id"] in msg and "admin token scoped to apps" in msg, msg
+    assert len(d.ok("GET", "/v1/tokens")["tokens"]) == 1
+
+
+def test_revoke_by_secret_revokes_its_token_and_never_writes_the_secret(daemon):
+    d = start_ab(daemon)
+    doc = make_token(d, "viewer")
+    other = make_token(d, "viewer")
+    r = d.cli("tokens", "revoke", doc["token"])
+    assert r.returncode == 0 and r.stdout == f"revoked token {doc['id']}\n", (r.stdout, r.stderr)
+    assert doc["token"] not in r.stdout
+    assert "revoked" in assert_error(*tcp(d, "GET", "/v1/apps", doc["token"]), 401, "unauthorized")
+    assert tcp(d, "GET", "/v1/apps", other["token"])[0] == 200
+    # An unknown secret is not found, and not echoed either.
+    status, resp = d.request("DELETE", "/v1/tokens/pso_unknownsecret")
+    assert "unknownsecret" not in assert_error(status, resp, 404, "not_found")
+    entries = d.ok("GET", "/v1/audit?limit=1000")["entries"]
+    revokes = [e for e in entries if e["method"] == "DELETE"]
+    assert [(e["path"], e["status"], e["detail"]) for e in revokes] == [
+        ("/v1/tokens/pso_(redacted)", 200, doc["id"]), ("/v1/tokens/pso_(redacted)", 404, None)]
+    for p in [os.path.join(d.data, "state.db"), os.path.join(d.data, "state.db-wal"), d.log_path]:
+        if os.path.exists(p):
+            blob = open(p, "rb").read()
+            assert doc["token"][4:].encode() not in blob, p
+            assert b"unknownsecret" not in blob, p
+
+
+def open_tail(d, token):
+    """A log tail over TCP with token: (socket, first bytes of the answer)."""
+    import socket
+    s = socket.create_connection(("127.0.0.1", d.api_port), timeout=30)
+    s.sendall(f"GET /v1/logs/stream?app=a HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n".encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = s.recv(4096)
+        assert chunk, head
+        head += chunk
+    assert head.startswith(b"HTTP/1.1 200"), head
+    return s
+
+
+def closed(s):
+    """Whether the peer has closed s (reading whatever is still in flight)."""
+    import select
+    while select.select([s], [], [], 0.05)[0]:
+        try:
+            if not s.recv(65536):
+                return True
+        except ConnectionResetError:
+            return True
+    return False
+
+
+def test_revoking_a_token_ends_its_open_tails(daemon):
+    d = start_ab(daemon)
+    doc, other = make_token(d, "viewer"), make_token(d, "viewer")
+    mine = [open_tail(d, doc["token"]), open_tail(d, doc["token"])]
+    theirs = open_tail(d, other["token"])
+    d.ok("DELETE", f"/v1/tokens/{doc['id']}")
+    for s in mine:
+        wait_for(lambda: closed(s), timeout=10, what="the revoked token's tail to end")
+        s.close()
+    assert not closed(theirs)
+    theirs.close()
+
+
+def test_expiry_of_a_token_ends_its_open_tail(daemon):
+    d = start_ab(daemon)
+    doc = make_token(d, "viewer", expires="2s")
+    s = open_tail(d, doc["token"])
+    wait_for(lambda: closed(s), timeout=15, what="the expired token's tail to end")
+    s.close()
+    assert "expired" in assert_error(*tcp(d, "GET", "/v1/apps", doc["token"]), 401, "unauthorized")

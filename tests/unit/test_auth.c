@@ -458,8 +458,11 @@ static void test_auth__revoked_token_is_refused(void **state)
 	assert_int_equal(auth_authenticate(f->st, hdr, &p, &err), 0);
 	auth_principal_release(&p);
 
-	assert_int_equal(auth_token_revoke(f->st, json_get_str(out, "id"), &err), 0);
+	char *id = NULL;
+	assert_int_equal(auth_token_revoke(f->st, json_get_str(out, "id"), &id, &err), 0);
 	assert_null(err);
+	assert_string_equal(id, json_get_str(out, "id"));
+	free(id);
 	assert_refused(f->st, hdr, "token revoked");
 
 	/* Other tokens are unaffected. */
@@ -476,11 +479,88 @@ static void test_auth__revoked_token_is_refused(void **state)
 static void test_auth__revoke_of_an_unknown_token_is_enoent(void **state)
 {
 	struct fixture *f = *state;
-	char *err = NULL;
-	assert_int_equal(auth_token_revoke(f->st, "tok_000000000000", &err), -ENOENT);
+	char *err = NULL, *id = NULL;
+	assert_int_equal(auth_token_revoke(f->st, "tok_000000000000", &id, &err), -ENOENT);
+	assert_null(id);
 	assert_non_null(err);
 	assert_non_null(strstr(err, "'tok_000000000000'"));
 	free(err);
+	/* An unknown secret is not echoed. */
+	assert_int_equal(auth_token_revoke(f->st, "pso_unknown-secret", &id, &err), -ENOENT);
+	assert_null(id);
+	assert_null(strstr(err, "unknown-secret"));
+	free(err);
+}
+
+static void test_auth__revoke_by_secret_revokes_the_token_it_belongs_to(void **state)
+{
+	struct fixture *f = *state;
+	struct json *out = create_ok(f->st, AUTH_VIEWER, NULL, 0, NULL);
+	struct json *other = create_ok(f->st, AUTH_VIEWER, NULL, 0, NULL);
+	char *hdr = bearer(out), *h2 = bearer(other);
+	char *err = NULL, *id = NULL;
+	assert_int_equal(auth_token_revoke(f->st, json_get_str(out, "token"), &id, &err), 0);
+	assert_null(err);
+	assert_string_equal(id, json_get_str(out, "id"));
+	free(id);
+	assert_refused(f->st, hdr, "token revoked");
+	struct auth_principal p;
+	assert_int_equal(auth_authenticate(f->st, h2, &p, &err), 0);
+	auth_principal_release(&p);
+	free(hdr);
+	free(h2);
+	json_free(out);
+	json_free(other);
+}
+
+static void test_auth__admin_tokens_cannot_be_scoped(void **state)
+{
+	struct fixture *f = *state;
+	struct json *apps = json_parse("[\"web\"]", 8, NULL);
+	struct json *out = NULL;
+	char *err = NULL;
+	assert_int_equal(auth_token_create(f->st, AUTH_ADMIN, apps, 0, NULL, &out, &err), -EINVAL);
+	assert_null(out);
+	assert_non_null(strstr(err, "admin"));
+	free(err);
+	json_free(apps);
+	/* An empty scope is no scope. */
+	json_free(create_ok(f->st, AUTH_ADMIN, "[]", 0, NULL));
+	/* One stored with a scope is refused, not taken as unscoped. */
+	plant(f->st, "tok_scopedadm", "pso_scoped-admin", "admin", "[\"web\"]", 0, false);
+	char *msg = auth_refused(f->st, "Bearer pso_scoped-admin");
+	assert_non_null(strstr(msg, "tok_scopedadm"));
+	free(msg);
+}
+
+static void test_auth__token_scope_names_each_app_once(void **state)
+{
+	struct fixture *f = *state;
+	struct json *apps = json_parse("[\"web\",\"api\",\"web\"]", 19, NULL);
+	struct json *out = NULL;
+	char *err = NULL;
+	assert_int_equal(auth_token_create(f->st, AUTH_VIEWER, apps, 0, NULL, &out, &err), -EINVAL);
+	assert_non_null(strstr(err, "'web' twice"));
+	free(err);
+	json_free(apps);
+	struct json *list = auth_tokens_json(f->st);
+	assert_int_equal(json_size(list), 0);
+	json_free(list);
+}
+
+static void test_auth__authenticate_gives_the_expiry(void **state)
+{
+	struct fixture *f = *state;
+	struct json *out = create_ok(f->st, AUTH_VIEWER, NULL, 3600 * 1000, NULL);
+	char *hdr = bearer(out);
+	struct auth_principal p;
+	char *err = NULL;
+	int64_t now = time_wall_ms();
+	assert_int_equal(auth_authenticate(f->st, hdr, &p, &err), 0);
+	assert_true(p.expires_at > now && p.expires_at <= now + 3600 * 1000);
+	auth_principal_release(&p);
+	free(hdr);
+	json_free(out);
 }
 
 static void test_auth__expired_token_is_refused(void **state)
@@ -1326,6 +1406,10 @@ int main(void)
 		T(test_auth__authenticate_refuses_unknown_and_altered_tokens),
 		T(test_auth__revoked_token_is_refused),
 		T(test_auth__revoke_of_an_unknown_token_is_enoent),
+		T(test_auth__revoke_by_secret_revokes_the_token_it_belongs_to),
+		T(test_auth__admin_tokens_cannot_be_scoped),
+		T(test_auth__token_scope_names_each_app_once),
+		T(test_auth__authenticate_gives_the_expiry),
 		T(test_auth__expired_token_is_refused),
 		T(test_auth__revoked_and_expired_says_revoked),
 		T(test_auth__token_with_an_unknown_role_is_refused),

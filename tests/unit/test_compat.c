@@ -189,6 +189,29 @@ static void test_json__getters_answer_null_for_the_wrong_kind(void **state)
 	json_free(NULL);
 }
 
+static void test_json__finds_a_key_that_appears_twice_in_one_object(void **state)
+{
+	static const struct {
+		const char *text, *dup;
+	} cases[] = {
+		{"{\"a\":1,\"b\":2}", NULL},
+		{"{\"a\":{\"x\":1},\"b\":{\"x\":2}}", NULL}, /* same key, other objects */
+		{"[{\"a\":1},{\"a\":2}]", NULL},
+		{"{\"A\":1,\"a\":2}", NULL}, /* keys are case-sensitive */
+		{"{\"a\":1,\"b\":2,\"a\":3}", "a"},
+		{"{\"p\":{\"web\":2,\"web\":3}}", "web"},
+		{"[1,[{\"k\":1,\"k\":1}]]", "k"},
+		{"7", NULL},
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		struct json *j = parse_ok(cases[i].text);
+		const char *dup = json_duplicate_key(j);
+		if (cases[i].dup ? !dup || strcmp(dup, cases[i].dup) != 0 : dup != NULL)
+			fail_msg("%s: got %s", cases[i].text, dup ? dup : "NULL");
+		json_free(j);
+	}
+}
+
 static void test_json__refuses_invalid_input_with_a_byte_offset(void **state)
 {
 	static const char *const bad[] = {
@@ -1356,6 +1379,7 @@ int main(void)
 		cmocka_unit_test(test_json__parses_every_kind_of_value),
 		cmocka_unit_test(test_json__getters_answer_null_for_the_wrong_kind),
 		cmocka_unit_test(test_json__refuses_invalid_input_with_a_byte_offset),
+		cmocka_unit_test(test_json__finds_a_key_that_appears_twice_in_one_object),
 		cmocka_unit_test(test_json__refuses_trailing_garbage),
 		cmocka_unit_test(test_json__error_offset_points_into_the_input),
 		cmocka_unit_test(test_json__parses_only_len_bytes),
