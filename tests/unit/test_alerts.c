@@ -609,6 +609,52 @@ static void test_alerts__restart_keeps_firing_alerts_without_announcing_them_aga
 	alerts_free(a);
 }
 
+static void test_alerts__restart_keeps_a_failed_deploy_until_a_deploy_succeeds(void **state)
+{
+	struct world *w = *state;
+	const char *rules = "keep_firing_for: 0s\nbuiltin:\n  deploy_failed: {expire: 10m}\n";
+	struct alerts *a = start(w, rules, true);
+	alerts_on_deploy(a, "shop", 3, "failed", "build failed");
+	at(w, a, 0);
+	expect_notices(w, 1, "firing DeployFailed");
+	alerts_stop(a);
+	/* What the shutdown itself reports is not remembered. */
+	alerts_on_deploy(a, "cart", 2, "failed", "daemon stopping");
+	alerts_free(a);
+
+	a = start(w, rules, true);
+	at(w, a, 1);
+	at(w, a, 2);
+	expect_notices(w, 1, "firing DeployFailed");
+	struct json *o = alerts_active_json(a, NULL, NULL);
+	assert_int_equal(json_size(json_get(o, "alerts")), 1);
+	const struct json *x = json_at(json_get(o, "alerts"), 0);
+	assert_string_equal(json_get_str(json_get(x, "labels"), "app"), "shop");
+	assert_string_equal(json_get_str(json_get(x, "annotations"), "description"), "build failed");
+	json_free(o);
+	/* expire counts from the failure, not from the restart. */
+	at(w, a, 599);
+	expect_notices(w, 1, "firing DeployFailed");
+	at(w, a, 600);
+	expect_notices(w, 2, "firing DeployFailed", "resolved DeployFailed");
+	alerts_stop(a);
+	alerts_free(a);
+
+	/* A deploy that succeeds after a restart resolves it. */
+	a = start(w, rules, true);
+	alerts_on_deploy(a, "shop", 4, "rolled-back", "new instances fail their health check");
+	at(w, a, 601);
+	alerts_stop(a);
+	alerts_free(a);
+	a = start(w, rules, true);
+	at(w, a, 602);
+	alerts_on_deploy(a, "shop", 5, "succeeded", NULL);
+	at(w, a, 603);
+	expect_notices(w, 4, "firing DeployFailed", "resolved DeployFailed", "firing DeployFailed",
+		       "resolved DeployFailed");
+	alerts_free(a);
+}
+
 static void test_alerts__damaged_state_file_is_set_aside(void **state)
 {
 	struct world *w = *state;
@@ -885,6 +931,9 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(
 			test_alerts__restart_keeps_firing_alerts_without_announcing_them_again, setup,
+			teardown),
+		cmocka_unit_test_setup_teardown(
+			test_alerts__restart_keeps_a_failed_deploy_until_a_deploy_succeeds, setup,
 			teardown),
 		cmocka_unit_test_setup_teardown(test_alerts__damaged_state_file_is_set_aside, setup, teardown),
 		cmocka_unit_test(test_alerts__rules_file_errors_name_the_place_and_a_likely_key),
