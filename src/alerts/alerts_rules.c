@@ -506,8 +506,10 @@ static bool rduration(struct rctx *c, const struct yaml_pair *f, const char *whe
 		return false;
 	}
 	if (ms < min_ms) {
-		rfail(c, f->value, "'%s'%s must be %s, found %s", f->key->str, where,
-		      min_ms > 0 ? "longer than 0" : "at least 0", shown(f->value, b, sizeof(b)));
+		char m[48];
+		duration_min_text(min_ms, m, sizeof(m));
+		rfail(c, f->value, "'%s'%s must be %s, found %s", f->key->str, where, m,
+		      shown(f->value, b, sizeof(b)));
 		return false;
 	}
 	*out = ms;

@@ -491,8 +491,9 @@ static bool get_duration(struct ctx *c, const struct yaml_pair *f, const char *w
 		return false;
 	}
 	if (ms < min_ms) {
-		ctx_fail(c, v, "'%s'%s must be %s, found %s", key_of(f), where,
-			 min_ms > 0 ? "longer than 0" : "at least 0", ctx_found(c, v));
+		char m[48];
+		duration_min_text(min_ms, m, sizeof(m));
+		ctx_fail(c, v, "'%s'%s must be %s, found %s", key_of(f), where, m, ctx_found(c, v));
 		return false;
 	}
 	*out = ms;

@@ -372,6 +372,7 @@ def test_bad_rules_file_stops_the_daemon_with_every_problem(tmp_path):
   crash_lop: {}
 rules:
   - {name: x, metric: paasops_replicas_ready, op: "<", value: one}
+evaluation_interval: 10ms
 """)
     r = subprocess.run([BIN, "serve", "--data", str(tmp_path / "data"), "--http", "off",
                         "--alert-rules", str(tmp_path / "rules.yaml")],
@@ -381,6 +382,7 @@ rules:
     assert (f"paasops serve: {rules}:2:3: unknown key 'crash_lop' in 'builtin' "
             "(did you mean 'crash_loop'?)\n") in r.stderr
     assert f"{rules}:4:63: 'value' in rule 'x' must be a number, found 'one'" in r.stderr
+    assert f"{rules}:5:22: 'evaluation_interval' must be at least 100ms, found '10ms'" in r.stderr
 
 
 @pytest.fixture

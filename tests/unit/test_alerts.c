@@ -735,6 +735,16 @@ static void test_alerts__rules_file_errors_name_the_place_and_a_likely_key(void 
 	free(err);
 }
 
+static void test_alerts__settings_below_their_minimum_say_the_minimum(void **state)
+{
+	char *err = rules_err("evaluation_interval: 10ms\nalertmanager_resend: 500ms\n");
+	assert_line(err, "alerts.yaml:1:22: 'evaluation_interval' must be at least 100ms, found "
+			 "'10ms'");
+	assert_line(err, "alerts.yaml:2:22: 'alertmanager_resend' must be at least 1s, found "
+			 "'500ms'");
+	free(err);
+}
+
 static void test_alerts__rules_file_builds_expressions_from_metric_keys(void **state)
 {
 	const char *text = "rules:\n"
@@ -937,6 +947,7 @@ int main(void)
 			teardown),
 		cmocka_unit_test_setup_teardown(test_alerts__damaged_state_file_is_set_aside, setup, teardown),
 		cmocka_unit_test(test_alerts__rules_file_errors_name_the_place_and_a_likely_key),
+		cmocka_unit_test(test_alerts__settings_below_their_minimum_say_the_minimum),
 		cmocka_unit_test(test_alerts__rules_file_builds_expressions_from_metric_keys),
 		cmocka_unit_test(test_alerts__every_app_metric_of_the_spec_has_an_expression),
 		cmocka_unit_test(test_alerts__spec_rules_imply_the_app),
