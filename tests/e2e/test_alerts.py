@@ -461,3 +461,27 @@ processes:
     assert firing and firing[0]["state"] == "firing", firing
     assert firing[0]["labels"]["instance"] == "sickly.web.1"
     assert not hook_alerts(rx, "HealthCheckFailing", "resolved")
+
+
+def test_rules_that_can_never_fire_stop_the_daemon(tmp_path):
+    (tmp_path / "rules.yaml").write_text("""rules:
+  - {name: a, expr: paasops_http_request_duration_seconds, op: ">", value: 1}
+  - {name: b, expr: "p95(paasops_host_load1[5m])", op: ">", value: 1}
+  - {name: c, metric: nonexistent_metric, op: ">", value: 1}
+""")
+    r = subprocess.run([BIN, "serve", "--data", str(tmp_path / "data"), "--http", "off",
+                        "--alert-rules", str(tmp_path / "rules.yaml")],
+                       capture_output=True, text=True, timeout=10 * SLOW)
+    assert r.returncode == 2, r.stderr
+    rules = str(tmp_path / "rules.yaml")
+    assert r.stderr.splitlines() == [
+        f"paasops serve: {rules}:2:21: 'expr' in rule 'a': 'paasops_http_request_duration_seconds' is a histogram: "
+        "ask for a quantile of it (p50, p90, p95 or p99), or for the series "
+        "paasops_http_request_duration_seconds_count, paasops_http_request_duration_seconds_sum or "
+        "paasops_http_request_duration_seconds_bucket",
+        f"{rules}:3:21: 'expr' in rule 'b': 'paasops_host_load1' is a gauge: quantiles (p50, p90, "
+        "p95, p99) need a histogram, such as paasops_http_request_duration_seconds",
+        f"{rules}:4:23: 'metric' in rule 'c': unknown metric 'nonexistent_metric' "
+        "(doc/metrics.md lists them)",
+    ]
+    assert not (tmp_path / "data").exists() or not os.listdir(tmp_path / "data")
