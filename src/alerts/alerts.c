@@ -51,6 +51,7 @@ struct al_cond {
 	/* An evaluation saw it; cleared: it no longer holds, and goes once seen
 	 * (so that a failure shorter than the interval still fires). */
 	bool seen, cleared;
+	bool restored; /* from the state file, not yet checked against the supervisor */
 	struct al_cond *next;
 };
 
@@ -919,12 +920,49 @@ static void sync_specs(struct alerts *a, int64_t now)
 	}
 }
 
-/* After the first sync: restored alerts rejoin their rules (and resolve
- * through the usual damping unless they still hold); those whose rule is
- * gone resolve now. */
+static const char *cond_label(const struct al_cond *c, const char *name)
+{
+	for (size_t k = 0; k < c->n_labels; k++)
+		if (!strcmp(c->labels[k].name, name))
+			return c->labels[k].value;
+	return NULL;
+}
+
+/* Whether a condition kept over a daemon restart still holds. A failed
+ * deploy stays the app's last deploy. A failing health check holds through
+ * the restart of its instance, and a daemon restart restarted every
+ * instance: it holds while the new process has not become ready, as after
+ * any other restart; an instance that is ready, stopped or gone clears it.
+ * No rule reads it any more (turned off): gone too. */
+static bool cond_still_holds(struct alerts *a, const struct al_cond *c)
+{
+	bool read = false;
+	for (size_t k = 0; k < a->rules.n && !read; k++)
+		read = a->rules.v[k]->kind == c->kind;
+	if (!read)
+		return false;
+	if (c->kind != AL_HEALTH || !a->sv)
+		return true;
+	const char *st = supervisor_instance_state(a->sv, cond_label(c, "app"), c->key);
+	return st && strcmp(st, "ready") && strcmp(st, "stopped") && strcmp(st, "exited");
+}
+
+/* After the first sync: restored conditions are checked, restored alerts
+ * rejoin their rules (and resolve through the usual damping unless they
+ * still hold); those whose rule is gone resolve now. */
 static void attach_restored(struct alerts *a, int64_t now)
 {
 	a->restored_attached = true;
+	for (struct al_cond **p = &a->conds; *p;) {
+		struct al_cond *c = *p;
+		if (c->restored && !cond_still_holds(a, c)) {
+			*p = c->next;
+			cond_free(c);
+			continue;
+		}
+		c->restored = false;
+		p = &c->next;
+	}
 	while (a->restored) {
 		struct al_alert *x = a->restored;
 		a->restored = x->hnext;
@@ -1089,6 +1127,66 @@ static struct al_alert *alert_from_state(const struct json *o)
 	return x;
 }
 
+static const char *const cond_kinds[] = {[AL_HEALTH] = "health", [AL_DEPLOY] = "deploy"};
+
+static struct json *labels_json(const struct al_label *l, size_t n)
+{
+	struct json *o = json_object();
+	for (size_t k = 0; k < n; k++)
+		json_set_str(o, l[k].name, l[k].value);
+	return o;
+}
+
+static void labels_from_json(const struct json *o, struct al_label **l, size_t *n)
+{
+	size_t alloc = 0;
+	for (const struct json *m = json_is_object(o) ? json_first(o) : NULL; m; m = json_next(m))
+		if (json_str(m))
+			labels_set(l, n, &alloc, json_key(m), json_str(m));
+}
+
+/* Conditions are kept with the alerts: what set them (a failed deploy, a
+ * failing health check) happened before the restart and no event will
+ * tell it again. */
+static struct json *cond_state_json(const struct al_cond *c)
+{
+	struct json *o = json_object();
+	json_set_str(o, "kind", cond_kinds[c->kind]);
+	json_set_str(o, "key", c->key);
+	json_set(o, "labels", labels_json(c->labels, c->n_labels));
+	json_set(o, "extra", labels_json(c->extra, c->n_extra));
+	json_set_int(o, "since", c->since);
+	json_set_num(o, "value", isfinite(c->value) ? c->value : 0);
+	json_set_bool(o, "seen", c->seen);
+	json_set_bool(o, "cleared", c->cleared);
+	return o;
+}
+
+static struct al_cond *cond_from_state(const struct json *o)
+{
+	const char *kind = json_get_str(o, "kind"), *key = json_get_str(o, "key");
+	if (!kind || !key)
+		return NULL;
+	struct al_cond *c = xcalloc(1, sizeof(*c));
+	if (!strcmp(kind, "health"))
+		c->kind = AL_HEALTH;
+	else if (!strcmp(kind, "deploy"))
+		c->kind = AL_DEPLOY;
+	else {
+		free(c);
+		return NULL;
+	}
+	c->key = xstrdup(key);
+	labels_from_json(json_get(o, "labels"), &c->labels, &c->n_labels);
+	labels_from_json(json_get(o, "extra"), &c->extra, &c->n_extra);
+	c->since = jint(o, "since");
+	c->value = json_num(json_get(o, "value"));
+	c->seen = json_true(json_get(o, "seen"));
+	c->cleared = json_true(json_get(o, "cleared"));
+	c->restored = true;
+	return c;
+}
+
 static char *state_text(struct alerts *a)
 {
 	struct json *o = json_object();
@@ -1102,6 +1200,10 @@ static char *state_text(struct alerts *a)
 	struct json *hist = json_set(o, "history", json_array());
 	for (size_t k = 0; k < a->hist_n; k++)
 		json_append(hist, alert_state_json(a->history[(a->hist_head + k) % ALERTS_HISTORY_MAX]));
+	struct json *conds = json_set(o, "conditions", json_array());
+	for (const struct al_cond *c = a->conds; c; c = c->next)
+		if (!(c->cleared && c->seen))
+			json_append(conds, cond_state_json(c));
 	char *text = json_print(o, false);
 	json_free(o);
 	return text;
@@ -1247,6 +1349,14 @@ static void load(struct alerts *a)
 		struct al_alert *x = a->graveyard;
 		a->graveyard = x->hnext;
 		al_alert_free(x);
+	}
+	struct al_cond **ctail = &a->conds;
+	for (const struct json *e = json_first(json_get(o, "conditions")); e; e = json_next(e)) {
+		struct al_cond *c = cond_from_state(e);
+		if (c) {
+			*ctail = c;
+			ctail = &c->next;
+		}
 	}
 	json_free(o);
 }
@@ -1542,9 +1652,12 @@ static void cond_set(struct alerts *a, enum al_kind kind, const char *key, doubl
 	c->value = value;
 }
 
+/* Events after alerts_stop come from the shutdown itself (every instance
+ * stopped, a rollout in flight failed by it): they say nothing about the
+ * apps and must not reach the state file. */
 void alerts_on_event(struct alerts *a, const struct store_event *ev)
 {
-	if (!a || !ev->app)
+	if (!a || a->stopped || !ev->app)
 		return;
 	if (!strcmp(ev->type, "destroy")) {
 		for (struct al_cond **p = &a->conds; *p;) {
@@ -1583,7 +1696,7 @@ void alerts_on_event(struct alerts *a, const struct store_event *ev)
 void alerts_on_deploy(struct alerts *a, const char *app, int version, const char *result,
 		      const char *reason)
 {
-	if (!a)
+	if (!a || a->stopped)
 		return;
 	if (!strcmp(result, "failed") || !strcmp(result, "rolled-back")) {
 		char v[16];

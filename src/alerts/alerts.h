@@ -16,9 +16,10 @@
  * A firing alert is announced to every notifier once, reminded every
  * repeat_interval (webhook and Slack; Alertmanager gets periodic resends and
  * dedupes itself) and announced again when resolved. Notifiers post off the
- * loop with retries from bounded queues. Active alerts and the history are
- * kept in DATA/alerts.json, so a daemon restart neither forgets a firing
- * alert nor announces it twice.
+ * loop with retries from bounded queues. Active alerts, the history and the
+ * conditions of event rules are kept in DATA/alerts.json, so a daemon
+ * restart neither forgets a firing alert, nor announces it twice, nor
+ * resolves one that still holds.
  *
  * Everything here runs on the control loop thread. */
 #ifndef PAASOPS_ALERTS_H

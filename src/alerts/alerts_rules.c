@@ -233,6 +233,15 @@ static const struct al_alias *alias_find(const char *name)
 	return NULL;
 }
 
+/* A likely intended app metric for an unknown name, or NULL. */
+static const char *alias_suggest(const char *name)
+{
+	const char *names[ARRAY_SIZE(aliases)];
+	for (size_t k = 0; k < ARRAY_SIZE(aliases); k++)
+		names[k] = aliases[k].name;
+	return str_suggest(name, names, ARRAY_SIZE(names));
+}
+
 static char *alias_one(const struct al_alias *al, const char *matchers, int64_t window_ms)
 {
 	struct strbuf m;
@@ -506,8 +515,10 @@ static bool rduration(struct rctx *c, const struct yaml_pair *f, const char *whe
 		return false;
 	}
 	if (ms < min_ms) {
-		rfail(c, f->value, "'%s'%s must be %s, found %s", f->key->str, where,
-		      min_ms > 0 ? "longer than 0" : "at least 0", shown(f->value, b, sizeof(b)));
+		char m[48];
+		duration_min_text(min_ms, m, sizeof(m));
+		rfail(c, f->value, "'%s'%s must be %s, found %s", f->key->str, where, m,
+		      shown(f->value, b, sizeof(b)));
 		return false;
 	}
 	*out = ms;
@@ -615,21 +626,20 @@ static void rlabels(struct rctx *c, const struct yaml_pair *f, const char *where
 	}
 }
 
-/* An expression that metrics_expr_parse() accepts. */
+/* An expression that metrics_expr_check() accepts: one that can have a
+ * value. */
 static bool rexpr(struct rctx *c, const struct yaml_pair *f, const char *where, char **out)
 {
 	char *e = NULL;
 	if (!rstring(c, f, where, &e))
 		return false;
-	struct metrics_query q;
-	char *buf = NULL, *err = NULL;
-	if (metrics_expr_parse(e, 0, &q, &buf, &err) < 0) {
+	char *err = NULL;
+	if (metrics_expr_check(e, &err) < 0) {
 		rfail(c, f->value, "'%s'%s: %s", f->key->str, where, err);
 		free(err);
 		free(e);
 		return false;
 	}
-	free(buf);
 	free(*out);
 	*out = e;
 	return true;
@@ -846,13 +856,16 @@ static struct al_rule *parse_rule(struct rctx *c, const struct yaml_value *item,
 			al_alias_expr(metric, m.buf, window, &r->expr, &r->divide_by);
 		} else if (metric) {
 			r->expr = expr_build(fn, metric, m.buf, window, by);
-			struct metrics_query q;
-			char *buf = NULL, *err = NULL;
-			if (metrics_expr_parse(r->expr, 0, &q, &buf, &err) < 0) {
+			char *err = NULL;
+			const char *hint = str_starts_with(metric, "paasops_") ? NULL : alias_suggest(metric);
+			if (hint) {
+				rfail(c, f[R_METRIC]->value,
+				      "'metric'%s: unknown metric '%s' (did you mean '%s'?)", where, metric,
+				      hint);
+			} else if (metrics_expr_check(r->expr, &err) < 0) {
 				rfail(c, f[R_METRIC]->value, "'metric'%s: %s", where, err);
 				free(err);
 			}
-			free(buf);
 		}
 		r->window_ms = window ? window : fn && strcmp(fn, "raw") ? DEFAULT_WINDOW_MS : 0;
 		strbuf_release(&m);
@@ -959,15 +972,13 @@ void al_rules_from_spec(const char *app, const struct spec *s, struct al_rules *
 		if (al_alias_expr(sa->metric, m.buf, sa->window_ms, &r->expr, &r->divide_by) < 0)
 			r->expr = expr_build(sa->fn, sa->metric, m.buf, sa->window_ms, NULL);
 		strbuf_release(&m);
-		struct metrics_query q;
-		char *buf = NULL, *err = NULL;
-		if (metrics_expr_parse(r->expr, 0, &q, &buf, &err) < 0) {
+		char *err = NULL;
+		if (metrics_expr_check(r->expr, &err) < 0) {
 			log_warn("app '%s': alert '%s' skipped: %s", app, sa->name, err);
 			free(err);
 			al_rule_free(r);
 			continue;
 		}
-		free(buf);
 		r->key = xasprintf("spec:%s:%s", app, sa->name);
 		r->name = xstrdup(sa->name);
 		r->source = AL_SPEC;

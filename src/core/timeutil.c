@@ -110,6 +110,19 @@ void duration_format(int64_t ms, char *buf, size_t size)
 		snprintf(buf, size, "%lldms", (long long)ms);
 }
 
+void duration_min_text(int64_t min_ms, char *buf, size_t size)
+{
+	char d[32];
+	if (min_ms <= 0) {
+		snprintf(buf, size, "at least 0");
+	} else if (min_ms == 1) {
+		snprintf(buf, size, "longer than 0");
+	} else {
+		duration_format(min_ms, d, sizeof(d));
+		snprintf(buf, size, "at least %s", d);
+	}
+}
+
 int size_parse(const char *s, int64_t *bytes)
 {
 	static const struct unit units[] = {

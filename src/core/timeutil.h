@@ -18,6 +18,9 @@ void time_format_iso(int64_t wall_ms, char *buf, size_t size);
 int duration_parse(const char *s, int64_t *ms);
 /* Formats ms as the shortest exact unit ("500ms", "10s", "5m"). */
 void duration_format(int64_t ms, char *buf, size_t size);
+/* What a duration of at least min_ms must be, for messages: "at least 0",
+ * "longer than 0" (1 ms) or "at least 100ms". */
+void duration_min_text(int64_t min_ms, char *buf, size_t size);
 /* Parses a size ("256M", "1G", "512K", "100" bytes; also "Mi"/"MB" forms
  * as binary units) into bytes. Returns 0, -EINVAL or -ERANGE. */
 int size_parse(const char *s, int64_t *bytes);

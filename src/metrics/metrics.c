@@ -574,6 +574,10 @@ void metrics_render(struct metrics *m, enum metrics_format fmt, metrics_app_filt
 int metrics_query(struct metrics *m, const struct metrics_query *q, struct metrics_result *out,
 		  char **err)
 {
+	if (q->name && *q->name && metrics_name_check(q->name, q->fn, err) < 0) {
+		memset(out, 0, sizeof(*out));
+		return -EINVAL;
+	}
 	return mx_query(m->db, q, time_wall_ms(), out, err);
 }
 
@@ -585,7 +589,7 @@ int metrics_eval(struct metrics *m, const char *expr, int64_t at_ms, struct metr
 	int r = metrics_expr_parse(expr, at_ms, &q, &buf, err);
 	if (r < 0)
 		return r;
-	r = mx_query(m->db, &q, time_wall_ms(), out, err);
+	r = metrics_query(m, &q, out, err);
 	free(buf);
 	return r;
 }

@@ -29,6 +29,7 @@
 #ifndef PAASOPS_METRICS_H
 #define PAASOPS_METRICS_H
 #include "core/strbuf.h"
+#include "metrics/metrics_names.h"
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -110,8 +111,6 @@ struct metrics_registry *metrics_registry_of(struct metrics *m);
 /* ------------------------------------------------------------------------ */
 /* Registry                                                                 */
 
-enum metrics_type { METRICS_COUNTER, METRICS_GAUGE, METRICS_HISTOGRAM };
-
 struct metrics_registry *metrics_registry_new(void);
 void metrics_registry_free(struct metrics_registry *reg);
 
@@ -168,16 +167,6 @@ void metrics_render(struct metrics *m, enum metrics_format fmt, metrics_app_filt
 /* ------------------------------------------------------------------------ */
 /* History queries                                                          */
 
-enum metrics_fn {
-	METRICS_FN_RAW,  /* stored points as they are (range); newest value (instant) */
-	METRICS_FN_RATE, /* per-second increase of a counter over the window, resets handled */
-	METRICS_FN_AVG,  /* average of the points in the window */
-	METRICS_FN_MIN,
-	METRICS_FN_MAX,
-	METRICS_FN_SUM,      /* sum of the points in the window */
-	METRICS_FN_QUANTILE, /* histogram quantile of the increase of each bucket over the window */
-};
-
 struct metrics_matcher {
 	const char *label, *value; /* exact match; value "" matches an absent label */
 };
@@ -221,8 +210,9 @@ struct metrics_result {
 };
 
 /* Runs q over the history. Returns 0 with *out filled (release it), or
- * -EINVAL with *err set (caller frees): unknown function for the series'
- * kind, too many points (more than 11,000 steps), bad times. */
+ * -EINVAL with *err set (caller frees): a name or function that
+ * metrics_name_check refuses, too many points (more than 11,000 steps), bad
+ * times. */
 int metrics_query(struct metrics *m, const struct metrics_query *q, struct metrics_result *out,
 		  char **err);
 void metrics_result_release(struct metrics_result *r);
@@ -234,12 +224,14 @@ void metrics_result_release(struct metrics_result *r);
  * q). Returns 0 or -EINVAL with *err set. */
 int metrics_expr_parse(const char *expr, int64_t at_ms, struct metrics_query *q, char **buf,
 		       char **err);
+/* Parses an expression and checks that its function may be asked of its
+ * name (metrics_name_check): what alert rules are checked with when they are
+ * read. 0 or -EINVAL + *err (caller frees). */
+int metrics_expr_check(const char *expr, char **err);
 /* Evaluates an expression at one instant (what alert rules need): *out gets
  * one series per match, each with zero or one point. 0 or -EINVAL + *err. */
 int metrics_eval(struct metrics *m, const char *expr, int64_t at_ms, struct metrics_result *out,
 		 char **err);
-/* Parses a function name ("rate", "p95", "quantile_0.999"); 0 or -EINVAL. */
-int metrics_fn_parse(const char *s, enum metrics_fn *fn, double *quantile);
 
 /* State of the history, for GET /v1/metrics. */
 struct metrics_status {

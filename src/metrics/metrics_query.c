@@ -440,37 +440,6 @@ int mx_query(const struct mx_tsdb *db, const struct metrics_query *q, int64_t no
 /* ------------------------------------------------------------------------ */
 /* Expressions                                                              */
 
-int metrics_fn_parse(const char *s, enum metrics_fn *fn, double *quantile)
-{
-	static const struct {
-		const char *name;
-		enum metrics_fn fn;
-		double q;
-	} fns[] = {
-		{"raw", METRICS_FN_RAW, 0},       {"rate", METRICS_FN_RATE, 0},
-		{"avg", METRICS_FN_AVG, 0},       {"min", METRICS_FN_MIN, 0},
-		{"max", METRICS_FN_MAX, 0},       {"sum", METRICS_FN_SUM, 0},
-		{"p50", METRICS_FN_QUANTILE, 0.5}, {"p90", METRICS_FN_QUANTILE, 0.9},
-		{"p95", METRICS_FN_QUANTILE, 0.95}, {"p99", METRICS_FN_QUANTILE, 0.99},
-	};
-	for (size_t k = 0; k < ARRAY_SIZE(fns); k++)
-		if (!strcmp(s, fns[k].name)) {
-			*fn = fns[k].fn;
-			*quantile = fns[k].q;
-			return 0;
-		}
-	if (str_starts_with(s, "quantile_")) {
-		char *end;
-		double q = strtod(s + 9, &end);
-		if (end != s + 9 && !*end && q >= 0 && q <= 1) {
-			*fn = METRICS_FN_QUANTILE;
-			*quantile = q;
-			return 0;
-		}
-	}
-	return -EINVAL;
-}
-
 #define EXPR_MAX_MATCH 16
 #define EXPR_MAX_BY 16
 
@@ -672,4 +641,15 @@ fail:
 			 ep.p - ep.start);
 	free(st);
 	return -EINVAL;
+}
+
+int metrics_expr_check(const char *expr, char **err)
+{
+	struct metrics_query q;
+	char *buf = NULL;
+	int r = metrics_expr_parse(expr, 0, &q, &buf, err);
+	if (r == 0)
+		r = metrics_name_check(q.name, q.fn, err);
+	free(buf);
+	return r;
 }

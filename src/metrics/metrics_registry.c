@@ -346,6 +346,11 @@ struct metrics_family *metrics_family_add(struct metrics_registry *reg, const ch
 	} else if (n_bounds) {
 		return NULL;
 	}
+	/* Queries, rules and specs judge names by the catalogue: a family of
+	 * paasops' own that it does not list could not be asked for. */
+	enum metrics_type listed;
+	assert(!str_starts_with(name, "paasops_") ||
+	       (metrics_family_type(name, &listed) == 0 && listed == type));
 	struct metrics_family *f = xcalloc(1, sizeof(*f));
 	f->reg = reg;
 	f->name = xstrdup(name);

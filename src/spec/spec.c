@@ -10,6 +10,7 @@
 #include "core/strbuf.h"
 #include "core/timeutil.h"
 #include "core/util.h"
+#include "metrics/metrics_names.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -491,8 +492,9 @@ static bool get_duration(struct ctx *c, const struct yaml_pair *f, const char *w
 		return false;
 	}
 	if (ms < min_ms) {
-		ctx_fail(c, v, "'%s'%s must be %s, found %s", key_of(f), where,
-			 min_ms > 0 ? "longer than 0" : "at least 0", ctx_found(c, v));
+		char m[48];
+		duration_min_text(min_ms, m, sizeof(m));
+		ctx_fail(c, v, "'%s'%s must be %s, found %s", key_of(f), where, m, ctx_found(c, v));
 		return false;
 	}
 	*out = ms;
@@ -1236,11 +1238,37 @@ static void parse_match(struct ctx *c, const struct yaml_pair *f, const char *wh
 				 ctx_showv(c, k), in, ctx_found(c, v));
 			continue;
 		}
+		if (!strcmp(k->str, "app")) {
+			/* app="THIS APP" is implied: another value could never match. */
+			ctx_fail(c, k, "label 'app'%s is implied (a spec's alerts see only its own app's "
+				 "series): leave it out", in);
+			continue;
+		}
 		a->match[a->n_match].key = xstrdup(k->str);
 		a->match[a->n_match].value = xstrdup(v->str);
 		a->n_match++;
 	}
 	free(skip);
+}
+
+/* A paasops_* series with its function: a name the metrics know, and a
+ * function it can have a value for (metrics_name_check). The problem is
+ * shown at 'fn' when it is the function's. */
+static void check_series(struct ctx *c, const struct yaml_pair *metric, const struct yaml_pair *fn,
+			 const char *where, const struct spec_alert *a)
+{
+	enum metrics_fn f = METRICS_FN_RAW;
+	double q;
+	if (a->fn && metrics_fn_parse(a->fn, &f, &q) < 0)
+		return; /* reported already */
+	char *err = NULL;
+	if (metrics_name_check(a->metric, f, &err) < 0) {
+		enum metrics_type t;
+		bool known = metrics_family_type(a->metric, &t) == 0;
+		ctx_fail(c, known && fn ? fn->value : metric->value, "'%s'%s: %s",
+			 known && fn ? "fn" : "metric", where, err);
+		free(err);
+	}
 }
 
 static void parse_alerts(struct ctx *c, const struct yaml_pair *lf, struct spec *s)
@@ -1286,7 +1314,7 @@ static void parse_alerts(struct ctx *c, const struct yaml_pair *lf, struct spec 
 		for (size_t r = 0; r < ARRAY_SIZE(required); r++)
 			if (!f[AL_NAME + r])
 				ctx_fail(c, item, "missing required key '%s'%s", required[r], where);
-		bool app_metric = false;
+		bool app_metric = false, metric_ok = false;
 		if (get_string(c, f[AL_METRIC], where, &a->metric)) {
 			const struct yaml_value *v = f[AL_METRIC]->value;
 			for (size_t k = 0; k < spec_n_alert_metrics && !app_metric; k++)
@@ -1306,6 +1334,8 @@ static void parse_alerts(struct ctx *c, const struct yaml_pair *lf, struct spec 
 					 "unknown metric '%s'%s: use an app metric such as "
 					 "http_p95_seconds or a paasops_* series (see doc/alerts.md)",
 					 ctx_showv(c, v), where);
+			else
+				metric_ok = true;
 		}
 		if (f[AL_FN] && app_metric)
 			ctx_fail(c, f[AL_FN]->key,
@@ -1313,6 +1343,8 @@ static void parse_alerts(struct ctx *c, const struct yaml_pair *lf, struct spec 
 				 where, a->metric);
 		else if (get_choice(c, f[AL_FN], where, alert_fns, ARRAY_SIZE(alert_fns), &choice))
 			a->fn = xstrdup(choice);
+		if (metric_ok && !app_metric)
+			check_series(c, f[AL_METRIC], a->fn ? f[AL_FN] : NULL, where, a);
 		get_duration(c, f[AL_WINDOW], where, 1, &a->window_ms);
 		get_duration(c, f[AL_KEEP], where, 0, &a->keep_firing_ms);
 		if (f[AL_MATCH])

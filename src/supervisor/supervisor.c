@@ -1169,6 +1169,14 @@ int supervisor_proc_state(const struct supervisor *sv, const char *app, const ch
 	return 0;
 }
 
+const char *supervisor_instance_state(const struct supervisor *sv, const char *app,
+				      const char *instance)
+{
+	struct sv_app *a = find_app(sv, app);
+	struct sv_inst *i = a ? find_inst(a, instance) : NULL;
+	return i ? sv_state_name(i->state) : NULL;
+}
+
 void supervisor_each_spec(struct supervisor *sv, supervisor_spec_cb cb, void *ctx)
 {
 	for (size_t k = 0; k < sv->n_apps; k++) {

@@ -192,6 +192,10 @@ struct supervisor_proc_state {
 /* Fills out for app's process proc; -ENOENT when either is unknown. */
 int supervisor_proc_state(const struct supervisor *sv, const char *app, const char *proc,
 			  struct supervisor_proc_state *out);
+/* The state of app's instance ("starting", "ready", ...; static), or NULL
+ * when there is no such instance. */
+const char *supervisor_instance_state(const struct supervisor *sv, const char *app,
+				      const char *instance);
 
 /* How instances' memory and CPU limits are enforced: "cgroup v2" or
  * "cgroup v1" (static), or NULL with *why (borrowed, valid while sv lives)

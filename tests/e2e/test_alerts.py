@@ -372,6 +372,7 @@ def test_bad_rules_file_stops_the_daemon_with_every_problem(tmp_path):
   crash_lop: {}
 rules:
   - {name: x, metric: paasops_replicas_ready, op: "<", value: one}
+evaluation_interval: 10ms
 """)
     r = subprocess.run([BIN, "serve", "--data", str(tmp_path / "data"), "--http", "off",
                         "--alert-rules", str(tmp_path / "rules.yaml")],
@@ -381,3 +382,106 @@ rules:
     assert (f"paasops serve: {rules}:2:3: unknown key 'crash_lop' in 'builtin' "
             "(did you mean 'crash_loop'?)\n") in r.stderr
     assert f"{rules}:4:63: 'value' in rule 'x' must be a number, found 'one'" in r.stderr
+    assert f"{rules}:5:22: 'evaluation_interval' must be at least 100ms, found '10ms'" in r.stderr
+
+
+@pytest.fixture
+def restartable(tmp_path):
+    """A daemon of its own (it is restarted) with a webhook receiver:
+    evaluation every 250 ms, 1 s flap damping."""
+    rx = Receiver()
+    (tmp_path / "rules.yaml").write_text("""
+evaluation_interval: 250ms
+keep_firing_for: 1s
+builtin:
+  no_ready_instance: {enabled: false}
+""")
+    flags = ["--alert-rules", str(tmp_path / "rules.yaml"), "--alert-webhook", rx.url("/hook")]
+    d = Daemon(tmp_path).start(extra=flags)
+    yield d, rx, flags
+    if d.proc.poll() is None:
+        assert d.stop() == 0, d.read_log()
+    rx.server.shutdown()
+
+
+def evaluated_past_damping(d):
+    """Waits until the restarted daemon has evaluated for longer than the
+    rules' keep_firing_for (8 evaluations of 250 ms > 1 s), so that an alert
+    nothing holds any more would have resolved."""
+    wait_for(lambda: d.ok("GET", "/v1/alerts")["evaluations"] >= 8, timeout=10,
+             what="8 evaluations after the restart")
+
+
+def test_daemon_restart_keeps_a_failed_deploy_firing(restartable):
+    d, rx, flags = restartable
+    d.apply("""app: errapp
+processes:
+  web:
+    command: sh -c 'echo starting; sleep 0.3; exit 3'
+""")
+    wait_for(lambda: [a for a in alerts(d, "DeployFailed") if a["state"] == "firing"],
+             timeout=20, what="DeployFailed to fire")
+    assert d.stop() == 0, d.read_log()
+    d.start(extra=flags)
+    evaluated_past_damping(d)
+    firing = [a for a in alerts(d, "DeployFailed") if a["labels"]["app"] == "errapp"]
+    assert firing and firing[0]["state"] == "firing", firing
+    assert firing[0]["annotations"]["summary"] == "deploy of errapp v1 failed"
+    assert not hook_alerts(rx, "DeployFailed", "resolved")
+    assert not [a for a in d.ok("GET", "/v1/alerts/history")["alerts"] if a["name"] == "DeployFailed"]
+    # A later deploy that succeeds still resolves it.
+    d.apply(f"""app: errapp
+processes:
+  web:
+    command: {HELLO}
+""")
+    wait_for(lambda: hook_alerts(rx, "DeployFailed", "resolved"), timeout=20,
+             what="DeployFailed to resolve after a good deploy")
+
+
+def test_daemon_restart_keeps_a_failing_health_check_firing(restartable):
+    d, rx, flags = restartable
+    # Never listens, so never passes its check: stopped at the boot deadline
+    # and started again.
+    d.apply("""app: sickly
+processes:
+  web:
+    command: sleep 600
+    health: {http: /healthz, interval: 200ms, timeout: 1s, boot_deadline: 4s}
+    stop_timeout: 1s
+""")
+    wait_for(lambda: [a for a in alerts(d, "HealthCheckFailing") if a["state"] == "firing"],
+             timeout=20, what="HealthCheckFailing to fire")
+    assert d.stop() == 0, d.read_log()
+    # The restarted instance fails its check again, but only after the
+    # alert would have resolved without it.
+    d.start(extra=flags)
+    evaluated_past_damping(d)
+    firing = alerts(d, "HealthCheckFailing")
+    assert firing and firing[0]["state"] == "firing", firing
+    assert firing[0]["labels"]["instance"] == "sickly.web.1"
+    assert not hook_alerts(rx, "HealthCheckFailing", "resolved")
+
+
+def test_rules_that_can_never_fire_stop_the_daemon(tmp_path):
+    (tmp_path / "rules.yaml").write_text("""rules:
+  - {name: a, expr: paasops_http_request_duration_seconds, op: ">", value: 1}
+  - {name: b, expr: "p95(paasops_host_load1[5m])", op: ">", value: 1}
+  - {name: c, metric: nonexistent_metric, op: ">", value: 1}
+""")
+    r = subprocess.run([BIN, "serve", "--data", str(tmp_path / "data"), "--http", "off",
+                        "--alert-rules", str(tmp_path / "rules.yaml")],
+                       capture_output=True, text=True, timeout=10 * SLOW)
+    assert r.returncode == 2, r.stderr
+    rules = str(tmp_path / "rules.yaml")
+    assert r.stderr.splitlines() == [
+        f"paasops serve: {rules}:2:21: 'expr' in rule 'a': 'paasops_http_request_duration_seconds' is a histogram: "
+        "ask for a quantile of it (p50, p90, p95 or p99), or for the series "
+        "paasops_http_request_duration_seconds_count, paasops_http_request_duration_seconds_sum or "
+        "paasops_http_request_duration_seconds_bucket",
+        f"{rules}:3:21: 'expr' in rule 'b': 'paasops_host_load1' is a gauge: quantiles (p50, p90, "
+        "p95, p99) need a histogram, such as paasops_http_request_duration_seconds",
+        f"{rules}:4:23: 'metric' in rule 'c': unknown metric 'nonexistent_metric' "
+        "(doc/metrics.md lists them)",
+    ]
+    assert not (tmp_path / "data").exists() or not os.listdir(tmp_path / "data")

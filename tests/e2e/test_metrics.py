@@ -218,6 +218,37 @@ def test_query_p95_of_known_latencies(d):
     assert st == 400 and "histogram" in doc["error"]["message"]
 
 
+def test_query_api_refuses_what_can_have_no_value(d):
+    """Quantiles only of histograms, histograms only with a quantile, and
+    names the metrics know: each a 400 saying why, not an empty answer."""
+    cases = {
+        "name=paasops_http_requests_total&fn=p50":
+            "'paasops_http_requests_total' is a counter: quantiles (p50, p90, p95, p99) need a "
+            "histogram, such as paasops_http_request_duration_seconds",
+        "name=paasops_http_requests_total&fn=quantile_0.5":
+            "'paasops_http_requests_total' is a counter: quantiles (p50, p90, p95, p99) need a "
+            "histogram, such as paasops_http_request_duration_seconds",
+        "name=paasops_host_load1&fn=p95":
+            "'paasops_host_load1' is a gauge: quantiles (p50, p90, p95, p99) need a histogram, "
+            "such as paasops_http_request_duration_seconds",
+        "name=paasops_http_request_duration_seconds":
+            "'paasops_http_request_duration_seconds' is a histogram: ask for a quantile of it "
+            "(p50, p90, p95 or p99), or for the series paasops_http_request_duration_seconds_count, "
+            "paasops_http_request_duration_seconds_sum or paasops_http_request_duration_seconds_bucket",
+        "name=paasops_instance_open_fd&fn=max":
+            "unknown metric 'paasops_instance_open_fd' (did you mean 'paasops_instance_open_fds'?)",
+    }
+    for q, message in cases.items():
+        st, doc = d.request("GET", f"/v1/metrics/query?{q}")
+        assert st == 400 and doc["error"] == {"code": "bad_request", "message": message}, (q, doc)
+    # What they can have is answered.
+    for q in ("name=paasops_http_request_duration_seconds&fn=p50",
+              "name=paasops_http_request_duration_seconds_count&fn=rate",
+              "name=paasops_host_load1&fn=max"):
+        st, doc = d.request("GET", f"/v1/metrics/query?{q}")
+        assert st == 200, (q, doc)
+
+
 def test_query_api_rejects_bad_input(d):
     for q in ("", "name=x&fn=nope", "name=x&start=yesterday", "name=x&step=-1",
               "name=x&start=now&end=now-1h", "name=x&fn=avg&start=0&end=now&step=0.001"):

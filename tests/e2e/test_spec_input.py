@@ -357,6 +357,36 @@ def test_safety_limits_of_the_parser(shop, tmp_path):
     assert_unchanged(shop, before)
 
 
+def test_alert_rules_that_can_never_fire_are_refused(shop, tmp_path):
+    before = snapshot(shop)
+    details = apply_invalid(shop, SPEC + """alerts:
+  - {name: fds, metric: paasops_instance_open_fd, op: ">", value: 1}
+  - {name: slow, metric: paasops_http_request_duration_seconds, op: ">", value: 1}
+  - {name: load, metric: paasops_host_load1, fn: p95, op: ">", value: 1}
+  - {name: other, metric: paasops_instance_open_fds, match: {app: other}, op: ">", value: 1}
+""", tmp_path)
+    assert details == [
+        "8:25: 'metric' in alert 'fds': unknown metric 'paasops_instance_open_fd' "
+        "(did you mean 'paasops_instance_open_fds'?)",
+        "9:26: 'metric' in alert 'slow': 'paasops_http_request_duration_seconds' is a histogram: "
+        "ask for a quantile of it (p50, p90, p95 or p99), or for the series "
+        "paasops_http_request_duration_seconds_count, paasops_http_request_duration_seconds_sum or "
+        "paasops_http_request_duration_seconds_bucket",
+        "10:50: 'fn' in alert 'load': 'paasops_host_load1' is a gauge: quantiles (p50, p90, p95, "
+        "p99) need a histogram, such as paasops_http_request_duration_seconds",
+        "11:62: label 'app' in 'match' in alert 'other' is implied (a spec's alerts see only its "
+        "own app's series): leave it out",
+    ], details
+    assert_unchanged(shop, before)
+    # paasops validate says the same without a daemon.
+    f = tmp_path / "paasops.yaml"
+    f.write_text(SPEC + "alerts:\n  - {name: fds, metric: paasops_instance_open_fd, op: \">\", value: 1}\n")
+    r = run_cli("validate", "-f", str(f))
+    assert r.returncode == 1 and r.stdout == "", r.stdout
+    assert r.stderr == (f"error: {f}:8:25: 'metric' in alert 'fds': unknown metric "
+                        "'paasops_instance_open_fd' (did you mean 'paasops_instance_open_fds'?)\n")
+
+
 def test_invalid_spec_for_a_new_app_creates_nothing(shop, tmp_path):
     before = snapshot(shop)
     apply_invalid(shop, "app: fresh\nprocesses:\n  web:\n    command: sleep 2\n    instances: -3\n", tmp_path)

@@ -240,7 +240,7 @@ static size_t history_len(struct alerts *a)
 
 #define HIGH_RULE                                                                            \
 	"rules:\n"                                                                           \
-	"  - {name: High, expr: load, op: \">\", value: 1, for: 10s, keep_firing_for: 5s,\n" \
+	"  - {name: High, expr: paasops_host_load1, op: \">\", value: 1, for: 10s, keep_firing_for: 5s,\n" \
 	"     repeat_interval: 1m, summary: \"load is {{ $value }}\"}\n"
 
 /* ------------------------------------------------------------------------ */
@@ -250,7 +250,7 @@ static void test_alerts__pending_then_firing_after_for(void **state)
 {
 	struct world *w = *state;
 	struct alerts *a = start(w, NO_BUILTINS HIGH_RULE, false);
-	series_set(w, "load", 2, NULL, NULL, NULL, NULL);
+	series_set(w, "paasops_host_load1", 2, NULL, NULL, NULL, NULL);
 	at(w, a, 0);
 	assert_state(a, "High", "pending");
 	at(w, a, 9.9);
@@ -268,13 +268,13 @@ static void test_alerts__pending_that_clears_is_dropped_silently(void **state)
 {
 	struct world *w = *state;
 	struct alerts *a = start(w, NO_BUILTINS HIGH_RULE, false);
-	series_set(w, "load", 2, NULL, NULL, NULL, NULL);
+	series_set(w, "paasops_host_load1", 2, NULL, NULL, NULL, NULL);
 	at(w, a, 0);
-	series_set(w, "load", 0.5, NULL, NULL, NULL, NULL);
+	series_set(w, "paasops_host_load1", 0.5, NULL, NULL, NULL, NULL);
 	at(w, a, 5);
 	assert_state(a, "High", "");
 	/* Back above: `for` starts again from here. */
-	series_set(w, "load", 2, NULL, NULL, NULL, NULL);
+	series_set(w, "paasops_host_load1", 2, NULL, NULL, NULL, NULL);
 	at(w, a, 6);
 	at(w, a, 15);
 	assert_state(a, "High", "pending");
@@ -289,18 +289,18 @@ static void test_alerts__firing_resolves_only_after_staying_clear(void **state)
 {
 	struct world *w = *state;
 	struct alerts *a = start(w, NO_BUILTINS HIGH_RULE, false);
-	series_set(w, "load", 2, NULL, NULL, NULL, NULL);
+	series_set(w, "paasops_host_load1", 2, NULL, NULL, NULL, NULL);
 	at(w, a, 0);
 	at(w, a, 10);
 	/* Clear for 3 s, back, clear again: the same alert keeps firing. */
-	series_set(w, "load", 0, NULL, NULL, NULL, NULL);
+	series_set(w, "paasops_host_load1", 0, NULL, NULL, NULL, NULL);
 	at(w, a, 11);
 	assert_state(a, "High", "firing clearing");
 	at(w, a, 14);
-	series_set(w, "load", 3, NULL, NULL, NULL, NULL);
+	series_set(w, "paasops_host_load1", 3, NULL, NULL, NULL, NULL);
 	at(w, a, 15);
 	assert_state(a, "High", "firing");
-	series_clear(w, "load"); /* a series that disappears is clear too */
+	series_clear(w, "paasops_host_load1"); /* a series that disappears is clear too */
 	at(w, a, 16);
 	at(w, a, 20.9);
 	assert_state(a, "High", "firing clearing");
@@ -316,7 +316,7 @@ static void test_alerts__reminds_every_repeat_interval_while_firing(void **state
 {
 	struct world *w = *state;
 	struct alerts *a = start(w, NO_BUILTINS HIGH_RULE, false);
-	series_set(w, "load", 2, NULL, NULL, NULL, NULL);
+	series_set(w, "paasops_host_load1", 2, NULL, NULL, NULL, NULL);
 	at(w, a, 0);
 	at(w, a, 10);
 	at(w, a, 69);
@@ -335,12 +335,12 @@ static void test_alerts__for_zero_fires_at_the_first_evaluation(void **state)
 {
 	struct world *w = *state;
 	struct alerts *a = start(w, NO_BUILTINS "keep_firing_for: 0s\n"
-					     "rules:\n  - {name: Now, expr: x, op: \">=\", value: 1}\n",
+					     "rules:\n  - {name: Now, expr: paasops_host_load5, op: \">=\", value: 1}\n",
 				 false);
-	series_set(w, "x", 1, NULL, NULL, NULL, NULL);
+	series_set(w, "paasops_host_load5", 1, NULL, NULL, NULL, NULL);
 	at(w, a, 0);
 	assert_state(a, "Now", "firing");
-	series_set(w, "x", 0, NULL, NULL, NULL, NULL);
+	series_set(w, "paasops_host_load5", 0, NULL, NULL, NULL, NULL);
 	at(w, a, 1);
 	expect_notices(w, 2, "firing Now", "resolved Now");
 	alerts_free(a);
@@ -350,12 +350,12 @@ static void test_alerts__each_label_set_is_its_own_alert(void **state)
 {
 	struct world *w = *state;
 	struct alerts *a = start(w, NO_BUILTINS "keep_firing_for: 0s\n"
-					     "rules:\n  - {name: Mem, expr: mem, op: \">\", value: 10,\n"
+					     "rules:\n  - {name: Mem, expr: paasops_instance_resident_memory_bytes, op: \">\", value: 10,\n"
 					     "     labels: {team: web}, summary: \"{{ $labels.instance }}\"}\n",
 				 false);
-	series_set(w, "mem", 20, "instance", "a.web.1", NULL, NULL);
-	series_set(w, "mem", 30, "instance", "a.web.2", NULL, NULL);
-	series_set(w, "mem", 5, "instance", "a.web.3", NULL, NULL);
+	series_set(w, "paasops_instance_resident_memory_bytes", 20, "instance", "a.web.1", NULL, NULL);
+	series_set(w, "paasops_instance_resident_memory_bytes", 30, "instance", "a.web.2", NULL, NULL);
+	series_set(w, "paasops_instance_resident_memory_bytes", 5, "instance", "a.web.3", NULL, NULL);
 	at(w, a, 0);
 	expect_notices(w, 2, "firing Mem", "firing Mem");
 	struct json *o = alerts_active_json(a, NULL, NULL);
@@ -368,7 +368,7 @@ static void test_alerts__each_label_set_is_its_own_alert(void **state)
 	assert_string_equal(json_get_str(json_get(json_at(alerts, 0), "annotations"), "summary"),
 			    json_get_str(l, "instance"));
 	json_free(o);
-	series_set(w, "mem", 1, "instance", "a.web.2", NULL, NULL);
+	series_set(w, "paasops_instance_resident_memory_bytes", 1, "instance", "a.web.2", NULL, NULL);
 	at(w, a, 1);
 	expect_notices(w, 3, "firing Mem", "firing Mem", "resolved Mem");
 	o = alerts_active_json(a, NULL, NULL);
@@ -385,20 +385,20 @@ static void test_alerts__ratio_and_guard_join_on_labels(void **state)
 	struct world *w = *state;
 	struct alerts *a = start(w, NO_BUILTINS "keep_firing_for: 0s\n"
 					     "rules:\n"
-					     "  - {name: Ratio, expr: num, divide_by: den, op: \">\", value: 0.05,\n"
-					     "     only_if: {expr: guard, op: \">\", value: 0},\n"
+					     "  - {name: Ratio, expr: paasops_replicas_ready, divide_by: paasops_replicas_desired, op: \">\", value: 0.05,\n"
+					     "     only_if: {expr: paasops_host_cpus, op: \">\", value: 0},\n"
 					     "     summary: \"{{ $percent }}\"}\n",
 				 false);
-	series_set(w, "num", 1, "app", "a", NULL, NULL);
-	series_set(w, "den", 10, "app", "a", NULL, NULL);
-	series_set(w, "guard", 1, "app", "a", NULL, NULL);
-	series_set(w, "num", 1, "app", "b", NULL, NULL);
-	series_set(w, "den", 100, "app", "b", NULL, NULL); /* 1%: below */
-	series_set(w, "guard", 1, "app", "b", NULL, NULL);
-	series_set(w, "num", 5, "app", "c", NULL, NULL);
-	series_set(w, "den", 10, "app", "c", NULL, NULL);
-	series_set(w, "guard", 0, "app", "c", NULL, NULL); /* guarded off */
-	series_set(w, "num", 5, "app", "d", NULL, NULL);   /* no denominator: skipped */
+	series_set(w, "paasops_replicas_ready", 1, "app", "a", NULL, NULL);
+	series_set(w, "paasops_replicas_desired", 10, "app", "a", NULL, NULL);
+	series_set(w, "paasops_host_cpus", 1, "app", "a", NULL, NULL);
+	series_set(w, "paasops_replicas_ready", 1, "app", "b", NULL, NULL);
+	series_set(w, "paasops_replicas_desired", 100, "app", "b", NULL, NULL); /* 1%: below */
+	series_set(w, "paasops_host_cpus", 1, "app", "b", NULL, NULL);
+	series_set(w, "paasops_replicas_ready", 5, "app", "c", NULL, NULL);
+	series_set(w, "paasops_replicas_desired", 10, "app", "c", NULL, NULL);
+	series_set(w, "paasops_host_cpus", 0, "app", "c", NULL, NULL); /* guarded off */
+	series_set(w, "paasops_replicas_ready", 5, "app", "d", NULL, NULL);   /* no denominator: skipped */
 	at(w, a, 0);
 	struct json *o = alerts_active_json(a, NULL, NULL);
 	const struct json *alerts = json_get(o, "alerts");
@@ -414,7 +414,7 @@ static void test_alerts__ratio_and_guard_join_on_labels(void **state)
 static void test_alerts__evaluation_errors_are_kept_on_the_rule(void **state)
 {
 	struct world *w = *state;
-	struct alerts *a = start(w, NO_BUILTINS "rules:\n  - {name: B, expr: broken, op: \">\", value: 1}\n",
+	struct alerts *a = start(w, NO_BUILTINS "rules:\n  - {name: B, expr: \"paasops_build_info{version=\\\"broken\\\"}\", op: \">\", value: 1}\n",
 				 false);
 	at(w, a, 0);
 	struct json *o = alerts_active_json(a, NULL, NULL);
@@ -575,7 +575,7 @@ static void test_alerts__restart_keeps_firing_alerts_without_announcing_them_aga
 {
 	struct world *w = *state;
 	struct alerts *a = start(w, NO_BUILTINS HIGH_RULE, true);
-	series_set(w, "load", 2, NULL, NULL, NULL, NULL);
+	series_set(w, "paasops_host_load1", 2, NULL, NULL, NULL, NULL);
 	at(w, a, 0);
 	at(w, a, 10);
 	expect_notices(w, 1, "firing High");
@@ -587,7 +587,7 @@ static void test_alerts__restart_keeps_firing_alerts_without_announcing_them_aga
 	assert_state(a, "High", "firing");
 	expect_notices(w, 1, "firing High");
 	/* It resolves as usual once clear for keep_firing_for. */
-	series_set(w, "load", 0, NULL, NULL, NULL, NULL);
+	series_set(w, "paasops_host_load1", 0, NULL, NULL, NULL, NULL);
 	at(w, a, 13);
 	at(w, a, 18);
 	expect_notices(w, 2, "firing High", "resolved High");
@@ -595,7 +595,7 @@ static void test_alerts__restart_keeps_firing_alerts_without_announcing_them_aga
 	alerts_free(a);
 
 	/* History survives too; an alert whose rule is gone resolves at once. */
-	series_set(w, "load", 2, NULL, NULL, NULL, NULL);
+	series_set(w, "paasops_host_load1", 2, NULL, NULL, NULL, NULL);
 	a = start(w, NO_BUILTINS HIGH_RULE, true);
 	assert_int_equal(history_len(a), 1);
 	at(w, a, 20);
@@ -606,6 +606,52 @@ static void test_alerts__restart_keeps_firing_alerts_without_announcing_them_aga
 	at(w, a, 31);
 	expect_notices(w, 4, "firing High", "resolved High", "firing High", "resolved High");
 	assert_int_equal(history_len(a), 2);
+	alerts_free(a);
+}
+
+static void test_alerts__restart_keeps_a_failed_deploy_until_a_deploy_succeeds(void **state)
+{
+	struct world *w = *state;
+	const char *rules = "keep_firing_for: 0s\nbuiltin:\n  deploy_failed: {expire: 10m}\n";
+	struct alerts *a = start(w, rules, true);
+	alerts_on_deploy(a, "shop", 3, "failed", "build failed");
+	at(w, a, 0);
+	expect_notices(w, 1, "firing DeployFailed");
+	alerts_stop(a);
+	/* What the shutdown itself reports is not remembered. */
+	alerts_on_deploy(a, "cart", 2, "failed", "daemon stopping");
+	alerts_free(a);
+
+	a = start(w, rules, true);
+	at(w, a, 1);
+	at(w, a, 2);
+	expect_notices(w, 1, "firing DeployFailed");
+	struct json *o = alerts_active_json(a, NULL, NULL);
+	assert_int_equal(json_size(json_get(o, "alerts")), 1);
+	const struct json *x = json_at(json_get(o, "alerts"), 0);
+	assert_string_equal(json_get_str(json_get(x, "labels"), "app"), "shop");
+	assert_string_equal(json_get_str(json_get(x, "annotations"), "description"), "build failed");
+	json_free(o);
+	/* expire counts from the failure, not from the restart. */
+	at(w, a, 599);
+	expect_notices(w, 1, "firing DeployFailed");
+	at(w, a, 600);
+	expect_notices(w, 2, "firing DeployFailed", "resolved DeployFailed");
+	alerts_stop(a);
+	alerts_free(a);
+
+	/* A deploy that succeeds after a restart resolves it. */
+	a = start(w, rules, true);
+	alerts_on_deploy(a, "shop", 4, "rolled-back", "new instances fail their health check");
+	at(w, a, 601);
+	alerts_stop(a);
+	alerts_free(a);
+	a = start(w, rules, true);
+	at(w, a, 602);
+	alerts_on_deploy(a, "shop", 5, "succeeded", NULL);
+	at(w, a, 603);
+	expect_notices(w, 4, "firing DeployFailed", "resolved DeployFailed", "firing DeployFailed",
+		       "resolved DeployFailed");
 	alerts_free(a);
 }
 
@@ -689,6 +735,46 @@ static void test_alerts__rules_file_errors_name_the_place_and_a_likely_key(void 
 	free(err);
 }
 
+static void test_alerts__settings_below_their_minimum_say_the_minimum(void **state)
+{
+	char *err = rules_err("evaluation_interval: 10ms\nalertmanager_resend: 500ms\n");
+	assert_line(err, "alerts.yaml:1:22: 'evaluation_interval' must be at least 100ms, found "
+			 "'10ms'");
+	assert_line(err, "alerts.yaml:2:22: 'alertmanager_resend' must be at least 1s, found "
+			 "'500ms'");
+	free(err);
+}
+
+static void test_alerts__rules_file_refuses_rules_that_can_never_fire(void **state)
+{
+	char *err = rules_err("rules:\n"
+			      "  - {name: a, expr: paasops_http_request_duration_seconds, op: \">\", value: 1}\n"
+			      "  - {name: b, expr: \"p95(paasops_host_load1[5m])\", op: \">\", value: 1}\n"
+			      "  - {name: c, metric: nonexistent_metric, op: \">\", value: 1}\n"
+			      "  - {name: d, metric: paasops_instance_open_fd, op: \">\", value: 1}\n"
+			      "  - {name: e, metric: http_p95_second, op: \">\", value: 1}\n"
+			      "  - {name: f, expr: paasops_replicas_ready, divide_by: nothing, op: \">\",\n"
+			      "     value: 1}\n");
+	assert_line(err, "alerts.yaml:2:21: 'expr' in rule 'a': "
+			 "'paasops_http_request_duration_seconds' is a histogram: ask for a quantile of "
+			 "it (p50, p90, p95 or p99), or for the series "
+			 "paasops_http_request_duration_seconds_count, "
+			 "paasops_http_request_duration_seconds_sum or "
+			 "paasops_http_request_duration_seconds_bucket");
+	assert_line(err, "alerts.yaml:3:21: 'expr' in rule 'b': 'paasops_host_load1' is a gauge: "
+			 "quantiles (p50, p90, p95, p99) need a histogram, such as "
+			 "paasops_http_request_duration_seconds");
+	assert_line(err, "alerts.yaml:4:23: 'metric' in rule 'c': unknown metric "
+			 "'nonexistent_metric' (doc/metrics.md lists them)");
+	assert_line(err, "alerts.yaml:5:23: 'metric' in rule 'd': unknown metric "
+			 "'paasops_instance_open_fd' (did you mean 'paasops_instance_open_fds'?)");
+	assert_line(err, "alerts.yaml:6:23: 'metric' in rule 'e': unknown metric "
+			 "'http_p95_second' (did you mean 'http_p95_seconds'?)");
+	assert_line(err, "alerts.yaml:7:56: 'divide_by' in rule 'f': unknown metric 'nothing' "
+			 "(doc/metrics.md lists them)");
+	free(err);
+}
+
 static void test_alerts__rules_file_builds_expressions_from_metric_keys(void **state)
 {
 	const char *text = "rules:\n"
@@ -722,17 +808,28 @@ static void test_alerts__every_app_metric_of_the_spec_has_an_expression(void **s
 		char *expr = NULL, *div = NULL, *buf = NULL, *err = NULL;
 		if (al_alias_expr(spec_alert_metrics[k], "app=\"a\"", 0, &expr, &div) < 0)
 			fail_msg("no expression for '%s'", spec_alert_metrics[k]);
-		struct metrics_query q;
-		if (metrics_expr_parse(expr, 0, &q, &buf, &err) < 0)
+		if (metrics_expr_check(expr, &err) < 0)
+			fail_msg("%s: %s", spec_alert_metrics[k], err);
+		if (div && metrics_expr_check(div, &err) < 0)
 			fail_msg("%s: %s", spec_alert_metrics[k], err);
 		free(buf);
-		if (div) {
-			assert_int_equal(metrics_expr_parse(div, 0, &q, &buf, &err), 0);
-			free(buf);
-		}
 		free(expr);
 		free(div);
 	}
+	/* The built-in rules' expressions can have values too. */
+	struct al_settings set;
+	struct al_rules rules = {0};
+	char *err = NULL;
+	assert_int_equal(al_rules_parse(NULL, 0, NULL, &set, &rules, &err), 0);
+	for (size_t k = 0; k < rules.n; k++) {
+		const struct al_rule *r = rules.v[k];
+		const char *exprs[] = {r->expr, r->divide_by, r->only_if};
+		for (size_t j = 0; j < ARRAY_SIZE(exprs); j++)
+			if (exprs[j] && metrics_expr_check(exprs[j], &err) < 0)
+				fail_msg("%s: %s", r->key, err);
+	}
+	al_rules_release(&rules);
+	free(set.external_url);
 }
 
 static void test_alerts__spec_rules_imply_the_app(void **state)
@@ -886,8 +983,13 @@ int main(void)
 		cmocka_unit_test_setup_teardown(
 			test_alerts__restart_keeps_firing_alerts_without_announcing_them_again, setup,
 			teardown),
+		cmocka_unit_test_setup_teardown(
+			test_alerts__restart_keeps_a_failed_deploy_until_a_deploy_succeeds, setup,
+			teardown),
 		cmocka_unit_test_setup_teardown(test_alerts__damaged_state_file_is_set_aside, setup, teardown),
 		cmocka_unit_test(test_alerts__rules_file_errors_name_the_place_and_a_likely_key),
+		cmocka_unit_test(test_alerts__settings_below_their_minimum_say_the_minimum),
+		cmocka_unit_test(test_alerts__rules_file_refuses_rules_that_can_never_fire),
 		cmocka_unit_test(test_alerts__rules_file_builds_expressions_from_metric_keys),
 		cmocka_unit_test(test_alerts__every_app_metric_of_the_spec_has_an_expression),
 		cmocka_unit_test(test_alerts__spec_rules_imply_the_app),

@@ -818,7 +818,7 @@ static void test_spec__parses_alert_functions_matchers_and_annotations(void **st
 				   "  - {name: a, metric: instance_ready, op: \"<\", value: 1}\n"
 				   "  - {name: b, metric: http_p95_seconds, fn: max, op: \">\", value: 1}\n"
 				   "  - {name: c, metric: paasops_x, fn: rat, match: {1a: b}, op: \">\", value: 1}\n");
-	assert_int_equal(count_lines(err), 4);
+	assert_int_equal(count_lines(err), 5);
 	assert_line(err, FILE_NAME ":6:23: unknown metric 'instance_ready' in alert 'a' (did you "
 			 "mean 'instances_ready'?)");
 	assert_line(err, FILE_NAME ":7:41: 'fn' in alert 'b' cannot be used with the app metric "
@@ -828,7 +828,48 @@ static void test_spec__parses_alert_functions_matchers_and_annotations(void **st
 			 "'raw'?)");
 	assert_line(err, FILE_NAME ":8:51: invalid label name '1a' in 'match' in alert 'c': use "
 			 "letters, digits and '_', not starting with a digit or '__'");
+	assert_line(err, FILE_NAME ":8:23: 'metric' in alert 'c': unknown metric 'paasops_x' "
+			 "(doc/metrics.md lists them)");
 	free(err);
+}
+
+static void test_spec__alert_series_must_be_able_to_have_a_value(void **state)
+{
+	char *err = parse_err(
+		HEAD "alerts:\n"
+		     "  - {name: a, metric: paasops_instance_open_fd, op: \">\", value: 1}\n"
+		     "  - {name: b, metric: paasops_http_request_duration_seconds, op: \">\", value: 1}\n"
+		     "  - {name: c, metric: paasops_host_load1, fn: p95, op: \">\", value: 1}\n"
+		     "  - {name: d, metric: paasops_http_requests_total, fn: p50, op: \">\", value: 1}\n"
+		     "  - {name: e, metric: paasops_instance_open_fds, match: {app: other}, op: \">\",\n"
+		     "     value: 1}\n");
+	assert_int_equal(count_lines(err), 5);
+	assert_line(err, FILE_NAME ":6:23: 'metric' in alert 'a': unknown metric "
+			 "'paasops_instance_open_fd' (did you mean 'paasops_instance_open_fds'?)");
+	assert_line(err, FILE_NAME ":7:23: 'metric' in alert 'b': "
+			 "'paasops_http_request_duration_seconds' is a histogram: ask for a quantile of "
+			 "it (p50, p90, p95 or p99), or for the series "
+			 "paasops_http_request_duration_seconds_count, "
+			 "paasops_http_request_duration_seconds_sum or "
+			 "paasops_http_request_duration_seconds_bucket");
+	assert_line(err, FILE_NAME ":8:47: 'fn' in alert 'c': 'paasops_host_load1' is a gauge: "
+			 "quantiles (p50, p90, p95, p99) need a histogram, such as "
+			 "paasops_http_request_duration_seconds");
+	assert_line(err, FILE_NAME ":9:56: 'fn' in alert 'd': 'paasops_http_requests_total' is a "
+			 "counter: quantiles (p50, p90, p95, p99) need a histogram, such as "
+			 "paasops_http_request_duration_seconds");
+	assert_line(err, FILE_NAME ":10:58: label 'app' in 'match' in alert 'e' is implied (a "
+			 "spec's alerts see only its own app's series): leave it out");
+	free(err);
+
+	/* A quantile of the histogram, and its streams, are fine. */
+	struct spec *s = parse_ok(
+		HEAD "alerts:\n"
+		     "  - {name: a, metric: paasops_http_request_duration_seconds, fn: p95, op: \">\",\n"
+		     "     value: 1}\n"
+		     "  - {name: b, metric: paasops_http_request_duration_seconds_count, fn: rate,\n"
+		     "     op: \">\", value: 1}\n");
+	spec_free(s);
 }
 
 static void test_spec__validates_env(void **state)
@@ -1208,6 +1249,7 @@ int main(void)
 		cmocka_unit_test(test_spec__validates_autoscale),
 		cmocka_unit_test(test_spec__validates_alerts),
 		cmocka_unit_test(test_spec__parses_alert_functions_matchers_and_annotations),
+		cmocka_unit_test(test_spec__alert_series_must_be_able_to_have_a_value),
 		cmocka_unit_test(test_spec__validates_env),
 		cmocka_unit_test(test_spec__requires_app_and_processes),
 		cmocka_unit_test(test_spec__refuses_documents_that_are_not_a_mapping),
