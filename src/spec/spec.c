@@ -693,6 +693,12 @@ static const char *path_problem(const char *p, size_t len)
 			return "it must not contain spaces or control characters";
 		if (ch == '?' || ch == '#')
 			return "it must not contain '?' or '#' (it is a path prefix)";
+		if (ch == '/' && p[1] == '/')
+			return "it must not contain '//' (an empty segment)";
+		/* Routes match the path as sent: a prefix with dot segments would
+		 * claim requests that resolve elsewhere ("/x/../" is "/"). */
+		if (ch == '/' && p[1] == '.' && (p[2] == '/' || !p[2] || (p[2] == '.' && (p[3] == '/' || !p[3]))))
+			return "it must not contain '.' or '..' segments";
 	}
 	return NULL;
 }

@@ -647,6 +647,18 @@ static void test_spec__validates_routes(void **state)
 	expect_error(HEAD "    routes: [{path: \"/a b\"}]\n",
 		     FILE_NAME ":5:21: invalid path '/a b' in route 1 of process 'web': it must not "
 			       "contain spaces or control characters");
+	static const char *const dots[] = {"/x/../", "/..", "/./a", "/a/.", "/a//b"};
+	for (size_t i = 0; i < ARRAY_SIZE(dots); i++) {
+		char *yaml = xasprintf(HEAD "    routes: [{path: \"%s\"}]\n", dots[i]);
+		char *want = xasprintf(FILE_NAME ":5:21: invalid path '%s' in route 1 of process 'web': it "
+						 "must not contain %s",
+				       dots[i], strstr(dots[i], "//") ? "'//' (an empty segment)"
+								    : "'.' or '..' segments");
+		expect_error(yaml, want);
+		free(yaml);
+		free(want);
+	}
+	spec_free(parse_ok(HEAD "    routes: [{path: /a.b/..c/.d/e.}]\n"));
 	expect_error(HEAD "    routes: [a.example.com]\n",
 		     FILE_NAME ":5:14: route 1 of process 'web' must be a mapping like {host: "
 			       "app.example.com, path: /}, found 'a.example.com'");
