@@ -12,11 +12,15 @@
 #include "deploy/deploy.h"
 #include "router/router.h"
 #include "supervisor/supervisor.h"
+#include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+/* Tokens live at most ten years: any longer is "never" in disguise. */
+#define TOKEN_EXPIRES_MAX_MS (3650LL * 86400 * 1000)
 
 void h_healthz(struct api_req *req, struct api_resp *resp)
 {
@@ -439,8 +443,15 @@ void h_tokens_create(struct api_req *req, struct api_resp *resp)
 	int64_t expires = 0;
 	struct json *je = json_get(req->body, "expires");
 	if (je && !json_is_null(je)) {
-		if (!json_is_string(je) || duration_parse(json_str(je), &expires) < 0 || expires <= 0) {
-			api_error(resp, 400, "bad_request", "'expires' must be a duration like '30d' or '12h'");
+		/* A unit is required: a bare '30' would be thirty seconds. */
+		const char *s = json_is_string(je) ? json_str(je) : "";
+		size_t n = strlen(s);
+		if (!n || !isalpha((unsigned char)s[n - 1]) || duration_parse(s, &expires) < 0 || expires <= 0) {
+			api_error(resp, 400, "bad_request", "'expires' must be a duration with a unit like '30d' or '12h'");
+			return;
+		}
+		if (expires > TOKEN_EXPIRES_MAX_MS) {
+			api_error(resp, 400, "bad_request", "'expires' must be at most 3650d (ten years), not '%s'", s);
 			return;
 		}
 	}
