@@ -126,6 +126,29 @@ def test_promtool_accepts_live_metrics_of_several_apps(d):
     assert r.stdout.decode().strip() == "" and r.stderr.decode().strip() == "", r
 
 
+def documented_metric_names():
+    """Names doc/metrics.md documents: full names in backticks, and `_suffix`
+    shorthands after one (`paasops_host_load1`, `_load5`) on the same line."""
+    doc = os.path.join(os.path.dirname(__file__), "..", "..", "doc", "metrics.md")
+    full, short = set(), []
+    with open(doc) as f:
+        for line in f:
+            names = re.findall(r"`(paasops_[a-z0-9_]+)", line)
+            full.update(names)
+            for suffix in re.findall(r"`(_[a-z0-9_]+)`", line):
+                short.extend((n, suffix) for n in names)
+    return full, short
+
+
+def test_every_exposed_family_is_documented(d):
+    full, short = documented_metric_names()
+    exposed = re.findall(r"^# TYPE (\S+) ", scrape(d)[2].decode(), re.M)
+    assert "paasops_log_disk_bytes" in exposed
+    missing = [n for n in exposed if n not in full and not any(
+        n.endswith(suf) and f.startswith(n[:-len(suf)]) for f, suf in short)]
+    assert not missing, missing
+
+
 def test_openmetrics_and_gzip_are_negotiated(d):
     status, headers, body = scrape(d, {"Accept": "application/openmetrics-text;version=1.0.0,"
                                                  "text/plain;version=0.0.4;q=0.5"})
@@ -331,6 +354,39 @@ def test_instance_cpu_ratio_starts_at_the_second_sample_of_a_run(tmp_path):
         for start in run_starts():
             assert start not in times, (start, ratio)
         assert max(v for _, v in ratio) < 0.5, ratio
+    finally:
+        dm.stop()
+
+
+def test_dropped_log_lines_are_counted_per_instance_and_reason(tmp_path):
+    dm = Daemon(tmp_path).start(extra=["--metrics-interval", "250ms", "--log-rate", "100",
+                                       "--log-burst", "100"])
+    try:
+        dm.apply("app: flood\nprocesses:\n  web:\n    command: sh -c 'seq 100000; exec sleep 1000'\n"
+                 "    instances: 1\n    stop_timeout: 2s\n")
+        dm.wait_ready("flood", 1)
+
+        def dropped():
+            st = dm.ok("GET", "/v1/logs/stats")
+            return sum(s["dropped"] for s in st["sources_dropping"] if s["app"] == "flood")
+
+        def exposed():
+            try:
+                return series_value(scrape(dm)[2].decode(), "paasops_log_lines_dropped_total",
+                                    app="flood", instance="flood.web.1", reason="rate_limit")
+            except AssertionError:
+                return -1
+
+        wait_for(lambda: dropped() > 1000 and exposed() == dropped(), timeout=20,
+                 what="the rate-limited lines in the metric")
+        text = scrape(dm)[2].decode()
+        families = ("paasops_log_lines_total", "paasops_log_lines_dropped_total",
+                    "paasops_log_stored_bytes", "paasops_log_stored_lines", "paasops_log_disk_bytes")
+        for name in families:
+            assert re.search(rf"^{name}(\{{.*\}})? ", text, re.M), name
+        # No series counts for nobody: every dropped line is some source's.
+        drops = [l for l in text.splitlines() if l.startswith("paasops_log_lines_dropped_total{")]
+        assert drops and not [l for l in drops if 'app=""' in l], drops
     finally:
         dm.stop()
 
