@@ -314,7 +314,7 @@ out:
 
 /* ---- GET /v1/usage ---- */
 
-#define API_USAGE_MAX_MS (3650LL * 86400 * 1000)
+#define API_USAGE_MAX_MS (3650LL * 86400 * 1000) /* the 400's message says 3650d */
 
 /* A number, or null where there is none (NaN: no prices, no forecast). */
 static void set_num_or_null(struct json *o, const char *key, double v)
@@ -353,7 +353,8 @@ static int usage_span(struct api_req *req, struct api_resp *resp, const char *na
 	*out = def;
 	int rc = 0;
 	if (v && (duration_parse(v, out) < 0 || *out <= 0 || *out > API_USAGE_MAX_MS)) {
-		api_error(resp, 400, "bad_request", "invalid '%s' '%s' (a duration like 30d, 12h)", name, v);
+		api_error(resp, 400, "bad_request",
+			  "invalid '%s' '%s' (a positive duration of at most 3650d, like 30d or 12h)", name, v);
 		rc = -EINVAL;
 	}
 	free(v);
