@@ -185,8 +185,18 @@ static int collect_matchers(struct api_req *req, struct api_resp *resp, struct m
 				a->owned[a->n_owned++] = key;
 				a->owned[a->n_owned++] = val;
 			} else {
+				/* Prometheus' match[]=SELECTOR, or a cut match[LABEL, would
+				 * otherwise be ignored and match everything. */
+				bool bad_match = ok && (!strcmp(key, "match") || str_starts_with(key, "match["));
+				if (bad_match)
+					api_error(resp, 400, "bad_request",
+						  "malformed '%s' parameter (match[LABEL]=VALUE, like "
+						  "match[app]=shop)",
+						  key);
 				free(key);
 				free(val);
+				if (bad_match)
+					return -EINVAL;
 				if (!ok) {
 					api_error(resp, 400, "bad_request", "malformed query string");
 					return -EINVAL;

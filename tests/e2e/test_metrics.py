@@ -254,6 +254,23 @@ def test_query_api_rejects_bad_input(d):
     assert status["history"]["memory_bytes"] <= status["history"]["memory_budget_bytes"]
 
 
+def test_query_leaves_out_missing_by_labels_and_empty_series_and_refuses_a_bare_match(d):
+    # As in Prometheus: a by label no series has is no label of the group.
+    doc = query(d, name="paasops_replicas_ready", fn="avg", by="nosuchlabel", start="now", end="now")
+    assert [s["labels"] for s in doc["series"]] == [{}], doc
+    doc = query(d, name="paasops_replicas_ready", fn="avg", by="app,nosuchlabel", start="now", end="now")
+    assert sorted(s["labels"]["app"] for s in doc["series"]) == sorted(APPS), doc
+    assert all(set(s["labels"]) == {"app"} for s in doc["series"]), doc
+    # Windows without requests have no quantile: such a series is not answered at all.
+    doc = query(d, name="paasops_http_request_duration_seconds", fn="quantile_0.999",
+                start="now-3s", end="now", step="1")
+    assert all(s["points"] for s in doc["series"]), doc
+    # Prometheus' match[]=SELECTOR (or a bare match) would match everything: refused.
+    for q in ("match[]=x", "match=x", "match[]=paasops_replicas_ready"):
+        st, err = d.request("GET", f"/v1/metrics/query?name=paasops_replicas_ready&fn=avg&{q}")
+        assert st == 400 and "match[LABEL]=VALUE" in err["error"]["message"], (q, st, err)
+
+
 # ---- tokens ----------------------------------------------------------------
 
 def make_token(dm, role, apps=None):
