@@ -185,8 +185,18 @@ static int collect_matchers(struct api_req *req, struct api_resp *resp, struct m
 				a->owned[a->n_owned++] = key;
 				a->owned[a->n_owned++] = val;
 			} else {
+				/* Prometheus' match[]=SELECTOR, or a cut match[LABEL, would
+				 * otherwise be ignored and match everything. */
+				bool bad_match = ok && (!strcmp(key, "match") || str_starts_with(key, "match["));
+				if (bad_match)
+					api_error(resp, 400, "bad_request",
+						  "malformed '%s' parameter (match[LABEL]=VALUE, like "
+						  "match[app]=shop)",
+						  key);
 				free(key);
 				free(val);
+				if (bad_match)
+					return -EINVAL;
 				if (!ok) {
 					api_error(resp, 400, "bad_request", "malformed query string");
 					return -EINVAL;
@@ -314,7 +324,7 @@ out:
 
 /* ---- GET /v1/usage ---- */
 
-#define API_USAGE_MAX_MS (3650LL * 86400 * 1000)
+#define API_USAGE_MAX_MS (3650LL * 86400 * 1000) /* the 400's message says 3650d */
 
 /* A number, or null where there is none (NaN: no prices, no forecast). */
 static void set_num_or_null(struct json *o, const char *key, double v)
@@ -353,7 +363,8 @@ static int usage_span(struct api_req *req, struct api_resp *resp, const char *na
 	*out = def;
 	int rc = 0;
 	if (v && (duration_parse(v, out) < 0 || *out <= 0 || *out > API_USAGE_MAX_MS)) {
-		api_error(resp, 400, "bad_request", "invalid '%s' '%s' (a duration like 30d, 12h)", name, v);
+		api_error(resp, 400, "bad_request",
+			  "invalid '%s' '%s' (a positive duration of at most 3650d, like 30d or 12h)", name, v);
 		rc = -EINVAL;
 	}
 	free(v);

@@ -77,6 +77,7 @@ int cli__cmd_usage(struct cli *c)
 			cli__query_add(&path, keys[k], vals[k]);
 	}
 	struct cli_response res;
+	c->query_is_usage = true; /* the daemon checks the durations' range: its 400 is a bad flag */
 	int rc = cli__call(c, "GET", path.buf, NULL, &res);
 	strbuf_release(&path);
 	if (rc)

@@ -41,7 +41,9 @@ struct src {
 	uint64_t dropped;   /* since the last marker */
 	int64_t pause_until; /* monotonic ns: reading paused (logs_busy) */
 	int64_t marker_ns;  /* monotonic, last marker */
-	uint64_t dropped_total, lines;
+	uint64_t dropped_rate, dropped_queue; /* lines dropped since the start, by reason */
+	uint64_t shown_rate, shown_queue;     /* of those, added to the metric */
+	uint64_t lines;
 };
 
 struct bloom_entry {
@@ -485,6 +487,12 @@ static void handoff(struct logs *l)
 	struct logs_batch *b = l->cur;
 	l->cur = NULL;
 	if (!logs_writer_push(l->writer, b)) {
+		/* Each line is counted against its source, as when ingest refuses it. */
+		size_t pos = 0;
+		struct logs_rec r;
+		while (logs_batch_next(b, &pos, &r, NULL))
+			src_get(l, r.app, *r.process ? r.process : NULL, *r.instance ? r.instance : NULL,
+				r.release, r.stream)->dropped_queue++;
 		l->dropped_queue += b->n;
 		logs_batch_free(b);
 	}
@@ -563,11 +571,13 @@ void logs_ingest(struct logs *l, const char *app, const char *process, const cha
 	bool full = false;
 	if (s->tokens < 1 || (full = logs_writer_queue_bytes(l->writer) + pending > QUEUE_MAX)) {
 		s->dropped++;
-		s->dropped_total++;
-		if (full)
+		if (full) {
+			s->dropped_queue++;
 			l->dropped_queue++;
-		else
+		} else {
+			s->dropped_rate++;
 			l->dropped_rate++;
+		}
 		if (!full && now >= s->pause_until)
 			s->pause_until = now + RATE_PAUSE_MS * 1000000LL;
 		return;
@@ -614,6 +624,7 @@ bool logs_busy(struct logs *l, const char *app, const char *instance)
 }
 
 static void metrics_update(struct logs *l);
+static void src_metrics(struct logs *l, struct src *s);
 
 /* Writes pending markers of sources that went quiet, and forgets sources
  * idle for long. */
@@ -630,6 +641,7 @@ static void on_markers(uv_timer_t *t)
 			}
 			if (!s->dropped && now / 1000000 - s->seen_ms > SOURCE_IDLE_MS && s->tokens >= l->cfg.burst) {
 				*pp = s->next;
+				src_metrics(l, s);
 				src_free(s);
 				l->n_srcs--;
 				continue;
@@ -1456,21 +1468,33 @@ static void metrics_set_one(struct metrics_family *f, const char *const *labels,
 		metrics_set(metrics_series_get(f, labels), v);
 }
 
+/* Adds what s dropped since the last call to
+ * paasops_log_lines_dropped_total. The series are added to, not set: an
+ * app's sources other than its instances' (router, build, run output)
+ * share instance "", and a source forgotten when idle leaves its count. */
+static void src_metrics(struct logs *l, struct src *s)
+{
+	static const char *const reasons[] = {"rate_limit", "queue_full"};
+	uint64_t *n[][2] = {{&s->dropped_rate, &s->shown_rate}, {&s->dropped_queue, &s->shown_queue}};
+	if (!l->m_dropped)
+		return;
+	for (size_t k = 0; k < ARRAY_SIZE(reasons); k++) {
+		if (*n[k][0] == *n[k][1])
+			continue;
+		const char *labels[] = {s->app, s->instance ? s->instance : "", reasons[k]};
+		metrics_add(metrics_series_get(l->m_dropped, labels), (double)(*n[k][0] - *n[k][1]));
+		*n[k][1] = *n[k][0];
+	}
+}
+
 static void metrics_update(struct logs *l)
 {
 	if (!l->m_lines)
 		return;
 	metrics_set_one(l->m_lines, NULL, (double)l->lines_in);
-	for (size_t b = 0; b < l->n_buckets; b++) {
-		for (struct src *s = l->srcs[b]; s; s = s->next) {
-			if (!s->dropped_total)
-				continue;
-			const char *labels[] = {s->app, s->instance ? s->instance : "", "rate_limit"};
-			metrics_set_one(l->m_dropped, labels, (double)s->dropped_total);
-		}
-	}
-	const char *ql[] = {"", "", "queue_full"};
-	metrics_set_one(l->m_dropped, ql, (double)l->dropped_queue);
+	for (size_t b = 0; b < l->n_buckets; b++)
+		for (struct src *s = l->srcs[b]; s; s = s->next)
+			src_metrics(l, s);
 	if (l->writer) {
 		struct json *w = json_object();
 		logs_writer_stats(l->writer, w);
@@ -1532,7 +1556,7 @@ struct json *logs_stats_json(struct logs *l)
 	struct json *srcs = json_set(o, "sources_dropping", json_array());
 	for (size_t b = 0; b < l->n_buckets; b++) {
 		for (struct src *s = l->srcs[b]; s; s = s->next) {
-			if (!s->dropped_total)
+			if (!s->dropped_rate && !s->dropped_queue)
 				continue;
 			struct json *so = json_append(srcs, json_object());
 			json_set_str(so, "app", s->app);
@@ -1540,7 +1564,7 @@ struct json *logs_stats_json(struct logs *l)
 			json_set_str(so, "stream", s->key[0] == 'r' ? "router" : s->key[0] == 'b' ? "build"
 						  : s->key[0] == 'u' ? "run" : "output");
 			json_set_int(so, "lines", (int64_t)s->lines);
-			json_set_int(so, "dropped", (int64_t)s->dropped_total);
+			json_set_int(so, "dropped", (int64_t)(s->dropped_rate + s->dropped_queue));
 		}
 	}
 	struct json *dr = logs_drains_json(l, NULL);

@@ -302,7 +302,9 @@ void mx_tsdb_gc(struct mx_tsdb *db, int64_t now_ms);
  * oldest first, including a coarser tier's partly filled bucket. */
 void mx_tsdb_read(const struct mx_tsdb *db, const struct mx_tseries *s, size_t tier, int64_t from,
 		  int64_t to, struct metrics_point **pts, size_t *n, size_t *alloc);
-/* Wall ms of the oldest point held in any tier of any series; 0: none. */
+/* Wall ms of the oldest sample held in any tier of any series; 0: none.
+ * A coarser tier's bucket, stamped with its start, counts from there only
+ * when no finer tier holds a sample of it any more. */
 int64_t mx_tsdb_oldest(const struct mx_tsdb *db);
 /* Serialises everything (the history file format, with a CRC-32 trailer). */
 void mx_tsdb_save(const struct mx_tsdb *db, struct strbuf *out);

@@ -101,7 +101,9 @@ struct grouping {
 };
 
 /* The group of series s: by q->by when aggregating, else every label but
- * skip (le for quantiles). */
+ * skip (le for quantiles). A by label s does not have (or has empty) is
+ * left out of the group's labels, as in Prometheus, where an empty label
+ * is no label. */
 static struct group *group_of(struct grouping *g, const struct metrics_query *q,
 			      const struct mx_tseries *s, const char *skip)
 {
@@ -112,8 +114,10 @@ static struct group *group_of(struct grouping *g, const struct metrics_query *q,
 	if (q->aggregate) {
 		for (size_t k = 0; k < q->n_by && n < 64; k++) {
 			const char *v = label_of(s, q->by[k]);
+			if (!v || !*v)
+				continue;
 			names[n] = q->by[k];
-			values[n++] = v ? v : "";
+			values[n++] = v;
 		}
 	} else {
 		for (size_t k = 0; k < s->n_labels && n < 64; k++) {
@@ -220,18 +224,28 @@ static void result_point(struct metrics_result_series *rs, size_t *alloc, int64_
 	rs->points[rs->n_points++] = (struct metrics_point){t, v};
 }
 
+static void result_series_release(struct metrics_result_series *rs)
+{
+	for (size_t j = 0; j < rs->n_labels; j++) {
+		free(rs->names[j]);
+		free(rs->values[j]);
+	}
+	free(rs->names);
+	free(rs->values);
+	free(rs->points);
+}
+
+/* Takes back the series result_add() added last when it got no point. */
+static void result_drop_if_empty(struct metrics_result *out)
+{
+	if (out->n_series && !out->series[out->n_series - 1].n_points)
+		result_series_release(&out->series[--out->n_series]);
+}
+
 void metrics_result_release(struct metrics_result *r)
 {
-	for (size_t k = 0; k < r->n_series; k++) {
-		struct metrics_result_series *rs = &r->series[k];
-		for (size_t j = 0; j < rs->n_labels; j++) {
-			free(rs->names[j]);
-			free(rs->values[j]);
-		}
-		free(rs->names);
-		free(rs->values);
-		free(rs->points);
-	}
+	for (size_t k = 0; k < r->n_series; k++)
+		result_series_release(&r->series[k]);
 	free(r->series);
 	memset(r, 0, sizeof(*r));
 }
@@ -382,6 +396,7 @@ int mx_query(const struct mx_tsdb *db, const struct metrics_query *q, int64_t no
 			for (size_t i = 0; i < steps; i++)
 				if (!isnan(gr->sum[i]))
 					result_point(rs, &pa, q->start_ms + (int64_t)i * q->step_ms, gr->sum[i]);
+			result_drop_if_empty(out);
 			continue;
 		}
 		/* Sort the bounds (insertion: a handful of buckets). */
@@ -410,6 +425,7 @@ int mx_query(const struct mx_tsdb *db, const struct metrics_query *q, int64_t no
 				result_point(rs, &pa, q->start_ms + (int64_t)i * q->step_ms, v);
 		}
 		free(cum);
+		result_drop_if_empty(out);
 	}
 	grouping_release(&g);
 	free(pts);

@@ -259,6 +259,11 @@ static void set_uptime(struct mx_samplers *s, const char *const *values,
 	metrics_set(u, (double)ms / 1000.0);
 }
 
+/* An instance's first sample has no previous one to measure CPU from: the
+ * average since its start stands in once that spans at least this long.
+ * Over a few milliseconds of start-up it would read as whole cores. */
+#define MX_RATIO_MIN_UPTIME_S 1.0
+
 static void on_inst(void *ctx, const struct supervisor_metrics_inst *in)
 {
 	struct mx_samplers *s = ctx;
@@ -270,17 +275,19 @@ static void on_inst(void *ctx, const struct supervisor_metrics_inst *in)
 	if (!in->running)
 		return;
 	struct metrics_series *cpu = metrics_series_get(s->f[F_INST_CPU], v);
-	double ratio;
+	double ratio = -1;
 	if (cpu->tag == in->pid && cpu->prev_ms && s->now_mono > cpu->prev_ms)
 		ratio = (in->cpu_seconds - in->cpu_seconds_late - cpu->prev) /
 			((double)(s->now_mono - cpu->prev_ms) / 1000.0);
-	else
-		ratio = in->uptime_seconds > 0 ? in->cpu_seconds / in->uptime_seconds : 0;
+	else if (in->uptime_seconds >= MX_RATIO_MIN_UPTIME_S)
+		ratio = in->cpu_seconds / in->uptime_seconds;
 	cpu->prev = in->cpu_seconds;
 	cpu->prev_ms = s->now_mono;
 	cpu->tag = in->pid;
 	metrics_set(cpu, in->cpu_seconds);
-	set(s, F_INST_CPU_RATIO, v, ratio > 0 ? ratio : 0);
+	/* Left unset, the series is swept: a new run has no ratio yet. */
+	if (ratio != -1)
+		set(s, F_INST_CPU_RATIO, v, ratio > 0 ? ratio : 0);
 	set(s, F_INST_RSS, v, (double)in->rss_bytes);
 	if (in->open_fds >= 0)
 		set(s, F_INST_FDS, v, (double)in->open_fds);

@@ -1082,24 +1082,34 @@ void mx_tsdb_read(const struct mx_tsdb *db, const struct mx_tseries *s, size_t t
 		push_point(pts, n, alloc, acc->t, s->counter ? acc->v : tier_average(acc->v, acc->n));
 }
 
+/* The time of the first point of one tier of s; 0: none. */
+static int64_t tier_first(const struct mx_tseries *s, size_t tier)
+{
+	const struct mx_tier_data *td = &s->tiers[tier];
+	if (td->len) {
+		struct chunk_head h;
+		head_get(td->buf, &h);
+		return h.t_first;
+	}
+	return td->open.n ? td->open.t_first : 0;
+}
+
 int64_t mx_tsdb_oldest(const struct mx_tsdb *db)
 {
 	int64_t oldest = 0;
 	for (size_t k = 0; k < db->n; k++) {
 		const struct mx_tseries *s = db->all[k];
+		/* A coarser tier stamps a bucket with its start, before the first
+		 * sample in it: its bucket counts only when the finer tiers no
+		 * longer hold any sample of it. */
+		int64_t first = 0;
 		for (size_t t = 0; t < db->n_tiers; t++) {
-			const struct mx_tier_data *td = &s->tiers[t];
-			int64_t first = 0;
-			if (td->len) {
-				struct chunk_head h;
-				head_get(td->buf, &h);
-				first = h.t_first;
-			} else if (td->open.n) {
-				first = td->open.t_first;
-			}
-			if (first && (!oldest || first < oldest))
-				oldest = first;
+			int64_t f = tier_first(s, t);
+			if (f && (!first || f + db->tiers[t].res_ms <= first))
+				first = f;
 		}
+		if (first && (!oldest || first < oldest))
+			oldest = first;
 	}
 	return oldest;
 }

@@ -223,6 +223,10 @@ def test_unknown_app_is_404_and_cli_errors(d):
         r = d.cli("usage", flag, "soon")
         assert r.returncode == 2, (flag, r.stderr)
         assert f"invalid {flag} 'soon'" in r.stderr
+        # Out of the daemon's range: its 400 is a bad flag too, and says the range.
+        r = d.cli("usage", flag, "3651d")
+        assert r.returncode == 2, (flag, r.stderr)
+        assert "at most 3650d" in r.stderr and "paasops usage --help" in r.stderr, r.stderr
 
 
 def test_price_flags_are_checked_at_start(tmp_path):

@@ -471,6 +471,29 @@ static void test_tsdb__retention_drops_old_chunks_then_the_series(void **state)
 	mx_tsdb_free(db);
 }
 
+/* The history begins at its first sample, not at the start of the coarser
+ * bucket it fell in; once the raw samples of that bucket are gone, the
+ * bucket's start is the best left. */
+static void test_tsdb__oldest_is_the_first_sample_until_only_its_bucket_is_left(void **state)
+{
+	struct metrics_tier t[] = {{1000, 600000}, {10000, 86400000}};
+	struct mx_tsdb *db = mx_tsdb_new(t, 2, 64 << 20);
+	assert_true(mx_tsdb_oldest(db) == 0);
+	struct mx_tseries *s = mx_tsdb_series(db, "g", NULL, NULL, 0, false);
+	int64_t t0 = 1700000000000; /* a multiple of 10 s */
+	for (int k = 0; k < 1200; k++)
+		mx_tsdb_append(db, s, t0 + 3500 + k * 1000, k);
+	assert_true(mx_tsdb_oldest(db) == t0 + 3500);
+	mx_tsdb_gc(db, t0 + 1200 * 1000);
+	struct metrics_point *p = NULL;
+	size_t n = 0, alloc = 0;
+	mx_tsdb_read(db, s, 0, 0, INT64_MAX, &p, &n, &alloc);
+	assert_true(n > 0 && p[0].t_ms > t0 + 10000);
+	assert_true(mx_tsdb_oldest(db) == t0);
+	free(p);
+	mx_tsdb_free(db);
+}
+
 /* A chunk's head holds its span in 32 bits of ms: with a retention long
  * enough for chunks of 250 days, one closes before it spans 49 days, and
  * the history file keeps the points. */
@@ -1311,6 +1334,7 @@ int main(void)
 		cmocka_unit_test(test_tsdb__regular_series_take_about_two_bytes_per_point),
 		cmocka_unit_test(test_tsdb__downsampling_averages_gauges_and_keeps_counters_last),
 		cmocka_unit_test(test_tsdb__retention_drops_old_chunks_then_the_series),
+		cmocka_unit_test(test_tsdb__oldest_is_the_first_sample_until_only_its_bucket_is_left),
 		cmocka_unit_test(test_tsdb__chunks_close_before_their_span_outgrows_the_head),
 		cmocka_unit_test(test_tsdb__series_share_their_strings_until_the_last_goes),
 		cmocka_unit_test(test_tsdb__memory_budget_holds_with_50000_series),
