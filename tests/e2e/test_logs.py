@@ -234,6 +234,25 @@ def test_cli_logs_searches_and_follows(daemon):
         assert p.wait(10) == 0
 
 
+def test_cli_follow_says_the_daemon_closed_the_tail_when_it_stops(start):
+    d = start()
+    d.apply(spec("gone", {"web": "import time\nprint('hello', flush=True)\ntime.sleep(1000)"}))
+    wait_lines(d, 1, app="gone", stream="stdout")
+    env = dict(os.environ, PAASOPS_SERVER=f"unix:{d.sock}")
+    p = subprocess.Popen([BIN, "logs", "gone", "-f", "-n", "1"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert p.stdout.readline().rstrip().endswith(": hello")
+        assert d.stop() == 0
+        _, err = p.communicate(timeout=10 * SLOW)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    # Like any daemon that cannot be reached (exit 3), said in words.
+    assert p.returncode == 3, err
+    assert err == "error: the daemon closed the live tail (it stopped or restarted)\n", err
+
+
 # ---- tail ------------------------------------------------------------------
 
 def stream_open(d, query, headers=None):
