@@ -52,8 +52,6 @@ const char *logs_stream_name(int stream); /* "stdout", ... */
 /* Level from a word ("WARNING", "err", "Fatal", "50" as pino's numbers);
  * LOGS_LEVEL_NONE when it is not one. */
 int logs_level_parse(const char *s, size_t n);
-/* -1 when unknown. */
-int logs_stream_parse(const char *s);
 
 /* A lifted field: key and value as offsets into the parse's scratch. */
 struct logs_field {
@@ -328,6 +326,7 @@ struct logs_node {
 	uint64_t *hashes;              /* the words inside text, for the bloom */
 	size_t n_hashes;
 	bool needs_parse;              /* FIELD on a lifted field */
+	int ival;                      /* FIELD stream, level, release: the value checked */
 	struct logs_node *a, *b;       /* AND/OR: a, b; NOT: a */
 };
 

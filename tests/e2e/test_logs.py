@@ -168,6 +168,7 @@ def test_queries_with_every_operator_and_filter_return_exactly_the_expected_line
         ({"q": "process:worker OR stream:stderr"}, {"worker alpha line", "stderr alpha"}),
         ({"release": "1", "q": "beta"}, {"beta connection reset by peer"}),
         ({"release": "2"}, set()),
+        ({"q": "release:v1 beta"}, {"beta connection reset by peer"}),
         ({"since": "1h", "q": "beta"}, {"beta connection reset by peer"}),
         ({"until": "1h"}, set()),
     ]
@@ -194,6 +195,13 @@ def test_queries_with_every_operator_and_filter_return_exactly_the_expected_line
                 "cursor=x", "release=abc"]:
         st, doc = daemon.request("GET", "/v1/logs?app=q&" + bad)
         assert st == 400 and doc["error"]["code"] == "bad_request", (bad, st, doc)
+    # The record's own values are checked alike as filters and in a query.
+    for key, bad in [("level", "bogus"), ("stream", "bogus"), ("release", "abc")]:
+        as_filter = daemon.request("GET", f"/v1/logs?app=q&{key}={bad}")
+        as_query = daemon.request("GET", "/v1/logs?app=q&" + urllib.parse.urlencode({"q": f"a OR {key}:{bad}"}))
+        assert as_filter[0] == as_query[0] == 400, (key, as_filter, as_query)
+        msg = as_filter[1]["error"]["message"]
+        assert as_query[1]["error"]["message"] == "invalid query: " + msg, (msg, as_query)
 
 
 def test_cli_logs_searches_and_follows(daemon):
@@ -212,6 +220,7 @@ def test_cli_logs_searches_and_follows(daemon):
     # A bad filter value is a usage error (exit 2), like any bad flag, with
     # the same message the daemon gives; -f is no different.
     for flag, bad, want in [("--grep", "(", "invalid query"),
+                            ("--grep", "level:bogus", "invalid query: invalid level 'bogus'"),
                             ("--since", "yesterday", "invalid since 'yesterday'"),
                             ("--level", "loud", "invalid level 'loud'"),
                             ("--stream", "stdin", "invalid stream 'stdin'"),

@@ -213,6 +213,12 @@ static void test_logs_q__parses_words_phrases_fields_and_operators(void **state)
 	assert_q_error("a )", "unexpected ')'");
 	assert_q_error("\"\"", "empty phrase");
 	assert_q_error("OR a", "unexpected OR");
+	/* The record's own values take what the filters take. */
+	assert_q_error("level:bogus", "invalid level 'bogus'");
+	assert_q_error("level:30", "invalid level '30'");
+	assert_q_error("a OR stream:bogus", "invalid stream 'bogus'");
+	assert_q_error("release:abc", "invalid release 'abc'");
+	assert_q_error("release:0", "invalid release '0'");
 }
 
 static bool matches(const char *q, const char *line, int stream)
@@ -268,6 +274,7 @@ static void test_logs_q__fields_and_attributes(void **state)
 	assert_false(matches("stream:stderr", "x", 0));
 	assert_true(matches("process:web instance:shop.web.1 release:3 app:shop", "x", 0));
 	assert_false(matches("release:4", "x", 0));
+	assert_true(matches("release:v3 stream:STDOUT level:ERR", "{\"level\":\"error\"}", 0));
 	assert_false(matches("process:worker", "x", 0));
 	/* user:alice is a field, not the text "user:alice" */
 	assert_false(matches("user:alice", "note user:alice", 0));
