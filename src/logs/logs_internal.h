@@ -501,8 +501,16 @@ void logs_drain_free(struct logs_drain *d);
 /* Queues a committed line (loop thread). */
 void logs_drain_push(struct logs_drain *d, const struct logs_rec *r);
 bool logs_drain_wants(const struct logs_drain *d, const char *app);
+/* The drain as listings show it: its url with credentials masked. */
 struct json *logs_drain_json(const struct logs_drain *d);
 int64_t logs_drain_id(const struct logs_drain *d);
+/* Borrowed, valid while d lives. app: NULL for a drain of every app. */
+const char *logs_drain_url(const struct logs_drain *d);
+const char *logs_drain_app(const struct logs_drain *d);
+/* url as it may be shown to anyone allowed to list drains: a userinfo's
+ * password (or a lone user, which may be a token) and the values of an
+ * HTTP URL's query as "********". Caller frees. */
+char *logs_drain_url_shown(const char *url);
 /* RFC 5424 message for r (without framing), for tests. */
 void logs_drain_syslog_format(struct strbuf *out, const struct logs_rec *r, const char *hostname);
 

@@ -1,6 +1,7 @@
 """Durable, searchable logs: capture from every stream, the query language and
 filters, paging, live tails, retention, crash safety, rate limits, hostile
 lines, drains to a real rsyslog and to an HTTP receiver, and scoped tokens."""
+import base64
 import http.client
 import http.server
 import json
@@ -636,6 +637,7 @@ class Receiver:
                 with rcv.lock:
                     rcv.got += [json.loads(l) for l in body.decode().splitlines() if l]
                     rcv.ctype = self.headers["Content-Type"]
+                    rcv.path, rcv.auth = self.path, self.headers["Authorization"]
                 self.send_response(204)
                 self.end_headers()
 
@@ -728,6 +730,49 @@ def test_cli_manages_an_apps_log_drains(daemon):
     r = daemon.cli("drains", "remove", "hello", str(drains[0]["id"]))
     assert r.returncode == 0, r.stderr
     assert json.loads(daemon.cli("drains", "hello", "--json").stdout)["drains"] == []
+
+
+def test_drain_credentials_reach_the_receiver_but_no_listing(daemon):
+    port = free_port()
+    rcv = Receiver(port)
+    rcv.start()
+    try:
+        daemon.apply(spec("hello", {"web": "import time\ni = 0\nwhile True:\n  print('tick', i, flush=True)\n"
+                                           "  i += 1\n  time.sleep(0.05)"}))
+        url = f"http://user:s3cretpw@127.0.0.1:{port}/cred?token=abc123"
+        shown = f"http://user:********@127.0.0.1:{port}/cred?token=********"
+        r = daemon.cli("drains", "add", "hello", url)
+        assert r.returncode == 0 and r.stdout == f"added drain 1 of app 'hello': {shown}\n", r
+        # The daemon sends to the real URL.
+        wait_for(lambda: ticks_in(rcv.lines()), what="lines at the receiver")
+        assert rcv.path == "/cred?token=abc123"
+        assert rcv.auth == "Basic " + base64.b64encode(b"user:s3cretpw").decode()
+        # Nobody sees the password or the token: not a viewer, not an admin.
+        tok = daemon.ok("POST", "/v1/tokens", {"role": "viewer", "apps": ["hello"]})["token"]
+        st, doc = daemon.request("GET", "/v1/apps/hello/log-drains", token=tok, tcp=True)
+        assert st == 200 and [d["url"] for d in doc["drains"]] == [shown]
+        assert [d["url"] for d in daemon.ok("GET", "/v1/apps/hello/log-drains")["drains"]] == [shown]
+        r = daemon.cli("drains", "hello", token=tok, server=f"http://127.0.0.1:{daemon.api_port}")
+        assert r.returncode == 0 and shown in r.stdout, r
+        # The same URL again would send every line twice: refused.
+        st, doc = daemon.request("POST", "/v1/apps/hello/log-drains", {"url": url})
+        assert st == 409 and doc["error"]["message"] == f"app 'hello' already has a drain to {shown} (drain 1)"
+        r = daemon.cli("drains", "add", "hello", url)
+        assert r.returncode == 1 and "already has a drain" in r.stderr, r
+        assert len(daemon.ok("GET", "/v1/apps/hello/log-drains")["drains"]) == 1
+        audit = daemon.cli("audit", "--json").stdout
+        for secret in ("s3cretpw", "abc123"):
+            for text in (r.stderr, audit, json.dumps(daemon.events("hello")), daemon.read_log()):
+                assert secret not in text
+    finally:
+        rcv.stop()
+
+
+def test_drains_of_an_unknown_app_are_not_found(daemon):
+    st, doc = daemon.request("GET", "/v1/apps/nosuchapp/log-drains")
+    assert st == 404 and doc["error"]["message"] == "app 'nosuchapp' not found"
+    r = daemon.cli("drains", "nosuchapp")
+    assert r.returncode == 1 and r.stderr == "error: app 'nosuchapp' not found\n" and r.stdout == "", r
 
 
 def test_cli_listings_of_an_unknown_app_say_so(daemon):

@@ -280,6 +280,26 @@ static void test_logs_q__fields_and_attributes(void **state)
 	assert_false(matches("user:alice", "note user:alice", 0));
 }
 
+static void assert_shown(const char *url, const char *want)
+{
+	char *got = logs_drain_url_shown(url);
+	if (strcmp(got, want) != 0)
+		fail_msg("'%s' shown as '%s', want '%s'", url, got, want);
+	free(got);
+}
+
+static void test_logs_drain__urls_are_shown_without_credentials(void **state)
+{
+	assert_shown("http://user:s3cretpw@127.0.0.1:18183/cred?token=abc123",
+		     "http://user:********@127.0.0.1:18183/cred?token=********");
+	assert_shown("https://TOKEN@logs.example.com/in", "https://********@logs.example.com/in");
+	assert_shown("https://:pw@h/a?x=1&y=&z#frag", "https://********@h/a?x=********&y=&********#frag");
+	assert_shown("https://h/p/a@b?k=v", "https://h/p/a@b?k=********");
+	assert_shown("http://a:b@c@host:1/", "http://a:********@host:1/");
+	assert_shown("syslog://logs.internal:514", "syslog://logs.internal:514");
+	assert_shown("syslog+tls://h:6514?ca=/etc/ca.pem", "syslog+tls://h:6514?ca=/etc/ca.pem");
+}
+
 static void test_logs_filter__parameters(void **state)
 {
 	struct logs_filter f;
@@ -814,6 +834,7 @@ int main(void)
 		cmocka_unit_test(test_logs_q__matches_at_word_boundaries_ignoring_case),
 		cmocka_unit_test(test_logs_q__fields_and_attributes),
 		cmocka_unit_test(test_logs_filter__parameters),
+		cmocka_unit_test(test_logs_drain__urls_are_shown_without_credentials),
 		cmocka_unit_test(test_logs_chunk__round_trip_and_bloom),
 		cmocka_unit_test(test_logs_chunk__blocks_have_their_own_filters),
 		cmocka_unit_test(test_logs_bloom__false_positive_rate_is_low),
