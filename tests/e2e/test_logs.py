@@ -110,6 +110,49 @@ def test_partial_last_line_is_flushed_after_a_short_wait(daemon):
     assert wait_lines(daemon, 1, app="prompt", stream="stdout") == ["no newline yet"]
 
 
+
+def test_a_newline_that_ends_a_line_already_taken_makes_no_empty_line(daemon, tmp_path):
+    # The app goes on only when the test has seen what it wrote so far
+    # stored: a partial line taken after its wait, then a line split at
+    # 10,000 bytes; the newline that ends each comes after.
+    go = tmp_path / "go"
+    code = ("import os,sys,time\n"
+            "def wait(n):\n"
+            f"  while not os.path.exists({str(go)!r} + n): time.sleep(0.02)\n"
+            "sys.stdout.write('no newline at end'); sys.stdout.flush(); wait('1')\n"
+            "sys.stdout.write('\\n' + 'y' * 10000); sys.stdout.flush(); wait('2')\n"
+            "sys.stdout.write('\\nafter\\n'); sys.stdout.flush(); time.sleep(1000)\n")
+    daemon.apply(spec("nl", {"web": code}))
+    wait_lines(daemon, 1, app="nl", stream="stdout")
+    (tmp_path / "go1").touch()
+    wait_lines(daemon, 2, app="nl", stream="stdout")
+    (tmp_path / "go2").touch()
+    wait_lines(daemon, 3, app="nl", stream="stdout")
+    # The daemon's own cache of recent output says the same.
+    cached = lambda: [l["line"] for l in daemon.ok("GET", "/v1/apps/nl/logs")["lines"] if l.get("stream", "stdout") == "stdout"]
+    wait_for(lambda: "after" in cached(), what="the cache to have the last line")
+    want = ["no newline at end", "y" * 10000, "after"]
+    assert lines(daemon, app="nl", stream="stdout", order="asc") == want
+    assert cached() == want
+    # The same for a one-off run's output.
+    code = ("import os,sys,time\n"
+            "sys.stdout.write('z' * 10000); sys.stdout.flush()\n"
+            f"while not os.path.exists({str(go)!r} + '3'): time.sleep(0.02)\n"
+            "sys.stdout.write('\\nend\\n')\n")
+    env = dict(os.environ, PAASOPS_SERVER=f"unix:{daemon.sock}")
+    p = subprocess.Popen([BIN, "run", "nl", "--", PY, "-c", code], env=env,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_lines(daemon, 1, app="nl", stream="run")
+        (tmp_path / "go3").touch()
+        assert p.wait(30 * SLOW) == 0, p.stderr.read()
+    finally:
+        if p.poll() is None:
+            p.kill()
+    wait_for(lambda: "end" in lines(daemon, app="nl", stream="run"), what="the run's last line")
+    assert lines(daemon, app="nl", stream="run", order="asc") == ["z" * 10000, "end"]
+
+
 # ---- query -----------------------------------------------------------------
 
 QAPP = r"""
