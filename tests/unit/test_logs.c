@@ -260,6 +260,10 @@ static void test_logs_q__matches_at_word_boundaries_ignoring_case(void **state)
 	assert_true(matches("NOT zzz", "a b", 0));
 	assert_false(matches("-a", "a b", 0));
 	assert_true(matches("caf\xc3\xa9", "un caf\xc3\xa9 noir", 0));
+	/* Case is ignored for ASCII letters only, as doc/logs.md says. */
+	assert_true(matches("CAF\xc3\xa9", "un caf\xc3\xa9 noir", 0));
+	assert_true(matches("CAF\xc3\x89", "un caf\xc3\x89 noir", 0));
+	assert_false(matches("CAF\xc3\x89", "un caf\xc3\xa9 noir", 0));
 }
 
 static void test_logs_q__fields_and_attributes(void **state)
