@@ -197,6 +197,10 @@ void h_log_drains_list(struct api_req *req, struct api_resp *resp)
 {
 	if (!logs_on(req, resp))
 		return;
+	if (!supervisor_has_app(req->api->sv, req->params[0])) {
+		api_error(resp, 404, "not_found", "app '%s' not found", req->params[0]);
+		return;
+	}
 	resp->body = logs_drains_json(req->api->logs, req->params[0]);
 }
 

@@ -54,6 +54,16 @@ int cli__exit_for_answer(struct cli *c, int status)
 	return cli__exit_for_status(status);
 }
 
+int cli__stream_failed(struct cli *c, int r, const char *err, const char *cut)
+{
+	if (r == -ECONNABORTED) {
+		fprintf(c->err, "error: %s\n", cut);
+		return CLI_EXIT_UNREACHABLE;
+	}
+	fprintf(c->err, "error: %s\n", err);
+	return cli__exit_for_transport(r);
+}
+
 int cli__fail(struct cli *c, const char *fmt, ...)
 {
 	va_list ap;

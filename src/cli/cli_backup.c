@@ -88,9 +88,12 @@ int cli__cmd_backup(struct cli *c)
 				   &res, &err);
 	if (s.err) {
 		rc = cli__fail(c, "cannot write '%s': %s", to_stdout ? "stdout" : part, strerror(s.err));
+	} else if (r == -EPROTO) {
+		rc = cli__fail(c, "%s", err);
 	} else if (r < 0) {
-		fprintf(c->err, "error: %s\n", err);
-		rc = r == -EPROTO ? CLI_EXIT_FAILED : cli__exit_for_transport(r);
+		rc = cli__stream_failed(c, r, err,
+					"the daemon closed the connection before the backup was complete "
+					"(it stopped or restarted)");
 	} else if (res.status != 200) {
 		const char *msg = json_get_str(json_get(res.json, "error"), "message");
 		fprintf(c->err, "error: %s\n", msg ? msg : "the daemon made no backup");

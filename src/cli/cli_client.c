@@ -448,6 +448,10 @@ static char *describe(const struct cli_client *c, int rc, const char *detail)
 	case -ECONNRESET:
 		return xasprintf("cannot reach paasops at %s: connection closed without an answer",
 				 where);
+	case -ECONNABORTED:
+		return xasprintf("paasops at %s closed the connection in the middle of its answer "
+				 "(it stopped or restarted)",
+				 where);
 	default:
 		return xasprintf("cannot reach paasops at %s: %s", where, strerror(-rc));
 	}
@@ -532,14 +536,26 @@ struct stream_target {
 	struct http_parser *p;
 	cli_body_cb cb;
 	void *ctx;
+	bool streaming; /* a 200 head came: the body goes to cb */
+	bool stopped;   /* cb asked to stop */
 };
+
+static int stream_target_body(void *ctx, const char *data, size_t len)
+{
+	struct stream_target *st = ctx;
+	int r = st->cb(st->ctx, data, len);
+	if (r)
+		st->stopped = true;
+	return r;
+}
 
 /* A 200 answer streams its body; any other is buffered like a request's. */
 static int stream_target_head(void *ctx, struct http_msg *m)
 {
 	struct stream_target *st = ctx;
 	if (m->status == 200) {
-		http_parser_stream_body(st->p, st->cb, st->ctx);
+		st->streaming = true;
+		http_parser_stream_body(st->p, stream_target_body, st);
 		http_parser_max_body(st->p, 0);
 	}
 	return 0;
@@ -566,7 +582,7 @@ int cli__client_stream(const struct cli_client *c, const char *method, const cha
 	strbuf_release(&req);
 	struct http_parser *p = http_parser_new(HTTP_KIND_RESPONSE, CLI_MAX_RESPONSE_HEAD,
 						CLI_MAX_RESPONSE_BODY);
-	struct stream_target st = {p, cb, ctx};
+	struct stream_target st = {.p = p, .cb = cb, .ctx = ctx};
 	http_parser_on_head(p, stream_target_head, &st);
 	/* Lines may be minutes apart: wait without a deadline (Ctrl-C ends). */
 	struct cli_client patient = *c;
@@ -575,6 +591,10 @@ int cli__client_stream(const struct cli_client *c, const char *method, const cha
 	if (r == 0)
 		r = read_response(&patient, &cn, p, &got_any, &detail);
 	conn_close(&cn);
+	/* A body that stops short of its end (a chunked one without its last
+	 * chunk, a reset) after a 200 head: the daemon went away mid-stream. */
+	if (r < 0 && r != -EINTR && st.streaming && !st.stopped)
+		r = -ECONNABORTED;
 	if (r < 0) {
 		if (r != -EINTR)
 			*err = describe(c, r, detail);

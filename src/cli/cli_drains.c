@@ -68,7 +68,7 @@ int cli__cmd_drains_add(struct cli *c)
 		int64_t id = 0;
 		json_get_int(json_get(res.json, "id"), &id);
 		fprintf(c->out, "added drain %lld of app '%s': %s\n", (long long)id, c->inv->pos[0],
-			c->inv->pos[1]);
+			cli__jstr(res.json, "url", c->inv->pos[1]));
 	}
 	cli__response_release(&res);
 	return CLI_EXIT_OK;

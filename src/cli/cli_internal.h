@@ -98,7 +98,9 @@ void cli__response_release(struct cli_response *r);
  * ends it; waits for data without a deadline (c->stop ends it with
  * -EINTR). Any other answer is read whole into *res. Returns 0 with
  * res->status set, or a negative errno with *err set like
- * cli__client_request. */
+ * cli__client_request; -ECONNABORTED when the connection ended after a 200
+ * head but before the end of its body (the daemon stopped or restarted:
+ * see cli__stream_failed). */
 typedef int (*cli_body_cb)(void *ctx, const char *data, size_t len);
 int cli__client_stream(const struct cli_client *c, const char *method, const char *path,
 		       const char *body, size_t body_len, cli_body_cb cb, void *ctx,
@@ -326,6 +328,11 @@ int cli__app_exists(struct cli *c, const char *app);
  * found" error and its exit code when it does not exist, else note on
  * c->err and CLI_EXIT_OK. */
 int cli__empty_for_app(struct cli *c, const char *app, const char *note);
+/* After cli__client_stream failed with r (not -EINTR): a stream the
+ * daemon cut short (-ECONNABORTED) prints "error: CUT", which says what
+ * ended with it, and is exit 3 like a daemon that cannot be reached; any
+ * other failure prints err and gives cli__exit_for_transport(r). */
+int cli__stream_failed(struct cli *c, int r, const char *err, const char *cut);
 /* Prints "error: MSG" on c->err; returns CLI_EXIT_FAILED. */
 int cli__fail(struct cli *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Prints help for one command, a group ("tokens") or everything. */

@@ -227,8 +227,8 @@ int cli__cmd_logs(struct cli *c)
 			if (r == -EINTR || interrupted) {
 				rc = CLI_EXIT_OK;
 			} else if (r < 0) {
-				fprintf(c->err, "error: %s\n", err);
-				rc = cli__exit_for_transport(r);
+				rc = cli__stream_failed(c, r, err,
+							"the daemon closed the live tail (it stopped or restarted)");
 			} else if (res.status != 200) {
 				const char *msg = json_get_str(json_get(res.json, "error"), "message");
 				fprintf(c->err, "error: %s\n", msg ? msg : "the daemon refused the stream");

@@ -430,13 +430,9 @@ int cli__cmd_run(struct cli *c)
 		rc = 128 + (interrupted ? (int)interrupted : SIGINT);
 	} else if (r < 0 && ferror(c->out)) {
 		rc = CLI_EXIT_FAILED; /* said on the way out: cannot write output */
-	} else if (r < 0 && o.named) {
-		/* The daemon went away in the middle (it stopped, say). */
-		fprintf(c->err, "error: the connection to the daemon ended before the command did\n");
-		rc = CLI_EXIT_UNREACHABLE;
 	} else if (r < 0) {
-		fprintf(c->err, "error: %s\n", err);
-		rc = cli__exit_for_transport(r);
+		/* The daemon may go away in the middle (it stopped, say). */
+		rc = cli__stream_failed(c, r, err, "the connection to the daemon ended before the command did");
 	} else if (res.status != 200) {
 		const char *msg = json_get_str(json_get(res.json, "error"), "message");
 		fprintf(c->err, "error: %s\n", msg ? msg : "the daemon refused to run the command");

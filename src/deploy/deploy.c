@@ -611,10 +611,15 @@ static void begin_rollout(struct dp_job *j)
 /* ---- build and release phases ---- */
 
 void dp_log_lines(struct supervisor *sv, const char *app, const char *instance, int stream,
-		  struct strbuf *b, bool flush)
+		  struct strbuf *b, bool flush, bool *cut)
 {
 	size_t start = 0;
 	for (;;) {
+		if (*cut && start < b->len) {
+			*cut = false;
+			if (b->buf[start] == '\n' && ++start == b->len)
+				break;
+		}
 		char *nl = memchr(b->buf + start, '\n', b->len - start);
 		size_t n = nl ? (size_t)(nl - (b->buf + start)) : b->len - start;
 		if (!nl && n < 10000 && !(flush && n))
@@ -626,6 +631,7 @@ void dp_log_lines(struct supervisor *sv, const char *app, const char *instance, 
 		char *line = xstrndup(b->buf + start, n);
 		supervisor_log_line(sv, app, instance, (enum supervisor_stream)stream, line);
 		free(line);
+		*cut = !nl;
 		start += n + (nl ? 1 : 0);
 		if (start >= b->len)
 			break;
@@ -667,6 +673,7 @@ struct dp_proc {
 	uv_pipe_t pipes[2];
 	uv_timer_t timeout;
 	struct strbuf partial[2];
+	bool cut[2]; /* for dp_log_lines */
 	int open;
 	bool timed_out;
 	enum supervisor_stream stream;
@@ -686,7 +693,7 @@ static void proc_closed(uv_handle_t *h)
 
 static void proc_lines(struct dp_proc *p, int k, bool flush)
 {
-	dp_log_lines(p->j->d->cfg.sv, p->j->app, NULL, p->stream, &p->partial[k], flush);
+	dp_log_lines(p->j->d->cfg.sv, p->j->app, NULL, p->stream, &p->partial[k], flush, &p->cut[k]);
 }
 
 static void proc_alloc(uv_handle_t *h, size_t s, uv_buf_t *buf)

@@ -44,9 +44,11 @@ size_t dp_release_env(struct deploy *d, const char *app, int version, char **env
 
 /* Adds the complete lines in b (and with flush, the rest) to the app's
  * log under stream, splitting lines longer than 10,000 bytes; consumes
- * what it logged. */
+ * what it logged. *cut (kept by the caller per stream, false at first)
+ * says that the last line logged was split: a newline that comes next
+ * only ends it. */
 void dp_log_lines(struct supervisor *sv, const char *app, const char *instance, int stream,
-		  struct strbuf *b, bool flush);
+		  struct strbuf *b, bool flush, bool *cut);
 
 /* deploy_run.c: kills every run (the daemon is stopping). */
 void dp_runs_free(struct deploy *d);

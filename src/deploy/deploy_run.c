@@ -40,6 +40,7 @@ struct deploy_run {
 	uv_pipe_t pipes[2];
 	uv_timer_t timeout;
 	struct strbuf partial[2]; /* output not yet logged (no end of line yet) */
+	bool cut[2];              /* for dp_log_lines */
 	int open;        /* handles not yet closed */
 	int pipes_open;  /* output pipes still read */
 	bool exited, timed_out, paused;
@@ -167,7 +168,7 @@ static void run_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 		return;
 	bool eof = n < 0;
 	if (r->d)
-		dp_log_lines(r->d->cfg.sv, r->app, NULL, SUPERVISOR_STREAM_RUN, b, eof);
+		dp_log_lines(r->d->cfg.sv, r->app, NULL, SUPERVISOR_STREAM_RUN, b, eof, &r->cut[k]);
 	else
 		strbuf_reset(b);
 	if (eof) {

@@ -1256,7 +1256,9 @@ static void drain_loaded(void *ctx, int64_t id, const char *app, const char *url
 	char *err = NULL;
 	struct logs_drain *d = logs_drain_new(l->loop, url, app, id, &err);
 	if (!d) {
-		log_warn("logs: drain %lld of '%s' (%s) is not usable: %s", (long long)id, app, url, err);
+		char *shown = logs_drain_url_shown(url);
+		log_warn("logs: drain %lld of '%s' (%s) is not usable: %s", (long long)id, app, shown, err);
+		free(shown);
 		free(err);
 		return;
 	}
@@ -1269,6 +1271,23 @@ int logs_drain_add(struct logs *l, const char *app, const char *url, struct json
 	if (!probe)
 		return -EINVAL;
 	logs_drain_free(probe);
+	/* A second drain to the same place would deliver every line twice. */
+	for (size_t k = 0; k < l->n_drains; k++) {
+		const struct logs_drain *o = l->drains[k];
+		const char *oa = logs_drain_app(o);
+		if (strcmp(logs_drain_url(o), url) != 0 || (oa && strcmp(oa, app) != 0))
+			continue;
+		char *shown = logs_drain_url_shown(url);
+		if (oa)
+			*err = xasprintf("app '%s' already has a drain to %s (drain %lld)", app, shown,
+					 (long long)logs_drain_id(o));
+		else
+			*err = xasprintf("the drain of every app to %s (--log-drain) already sends app "
+					 "'%s' its lines",
+					 shown, app);
+		free(shown);
+		return -EEXIST;
+	}
 	int64_t id;
 	if (store_logs_drain_add(l->ctl, app, url, time_wall_ms(), &id) < 0) {
 		*err = xstrdup("cannot store the drain");

@@ -136,7 +136,9 @@ void logs_tail_stop(struct logs_tail *t);
 
 /* ---- drains ---- */
 
-/* Per-app drains (persisted in logs.db). 0, or -EINVAL with *err. */
+/* Per-app drains (persisted in logs.db). 0, or -EINVAL with *err for a
+ * bad URL, -EEXIST when a drain of app (or of every app) already goes to
+ * url. Listings show urls with their credentials masked. */
 int logs_drain_add(struct logs *l, const char *app, const char *url, struct json **out,
 		   char **err);
 int logs_drain_remove(struct logs *l, const char *app, int64_t id);

@@ -59,6 +59,7 @@ struct logs_drain {
 	uv_loop_t *loop;
 	enum drain_kind kind;
 	char *url, *app, *host, *port;
+	char *shown; /* url with its credentials masked, for listings */
 	int64_t id;
 	enum drain_state state;
 	struct mqueue q;      /* waiting */
@@ -203,6 +204,7 @@ static void drain_release(struct logs_drain *d)
 	logs_parsed_release(&d->scratch);
 	tls_ctx_free(d->tls_ctx);
 	free(d->url);
+	free(d->shown);
 	free(d->app);
 	free(d->host);
 	free(d->port);
@@ -597,6 +599,66 @@ static int parse_url(struct logs_drain *d, const char *url, char **err)
 	return 0;
 }
 
+#define DRAIN_MASK "********"
+
+char *logs_drain_url_shown(const char *url)
+{
+	const char *sep = strstr(url, "://");
+	if (!sep)
+		return xstrdup(url);
+	struct strbuf sb;
+	strbuf_init(&sb, strlen(url) + 16);
+	const char *auth = sep + 3;
+	strbuf_add(&sb, url, (size_t)(auth - url));
+	size_t alen = strcspn(auth, "/?#");
+	const char *at = NULL;
+	for (const char *p = auth; p < auth + alen; p++)
+		if (*p == '@')
+			at = p; /* the host follows the last '@' */
+	if (at) {
+		/* user:password: the user stays; a lone user may be a token. */
+		const char *colon = memchr(auth, ':', (size_t)(at - auth));
+		if (colon && colon > auth)
+			strbuf_add(&sb, auth, (size_t)(colon - auth) + 1);
+		strbuf_adds(&sb, DRAIN_MASK);
+		auth = at;
+		alen -= (size_t)(at - (sep + 3));
+	}
+	const char *p = auth + alen;
+	strbuf_add(&sb, auth, alen);
+	size_t path = strcspn(p, "?#");
+	strbuf_add(&sb, p, path);
+	p += path;
+	/* syslog+tls:// options name local files of the daemon: not secret. */
+	if (*p == '?' && !str_starts_with(url, "syslog")) {
+		strbuf_addc(&sb, '?');
+		p++;
+		while (*p && *p != '#') {
+			size_t n = strcspn(p, "&#");
+			const char *eq = memchr(p, '=', n);
+			size_t key = eq ? (size_t)(eq - p) + 1 : 0;
+			strbuf_add(&sb, p, key);
+			if (n > key)
+				strbuf_adds(&sb, DRAIN_MASK);
+			p += n;
+			if (*p == '&')
+				strbuf_addc(&sb, *p++);
+		}
+	}
+	strbuf_adds(&sb, p);
+	return strbuf_detach(&sb, NULL);
+}
+
+const char *logs_drain_url(const struct logs_drain *d)
+{
+	return d->url;
+}
+
+const char *logs_drain_app(const struct logs_drain *d)
+{
+	return d->app;
+}
+
 struct logs_drain *logs_drain_new(uv_loop_t *loop, const char *url, const char *app, int64_t id,
 				  char **err)
 {
@@ -608,6 +670,7 @@ struct logs_drain *logs_drain_new(uv_loop_t *loop, const char *url, const char *
 		return NULL;
 	}
 	d->url = xstrdup(url);
+	d->shown = logs_drain_url_shown(url);
 	d->app = app ? xstrdup(app) : NULL;
 	d->id = id;
 	d->loop = loop;
@@ -702,7 +765,7 @@ struct json *logs_drain_json(const struct logs_drain *d)
 	struct json *o = json_object();
 	json_set_int(o, "id", d->id);
 	json_set_str(o, "app", d->app);
-	json_set_str(o, "url", d->url);
+	json_set_str(o, "url", d->shown);
 	json_set_str(o, "kind", d->kind == DRAIN_SYSLOG ? "syslog" : "http");
 	json_set_str(o, "state", d->state == D_IDLE && d->kind == DRAIN_HTTP && d->posting ? "up" : states[d->state]);
 	json_set_int(o, "sent", (int64_t)d->sent);

@@ -52,8 +52,6 @@ const char *logs_stream_name(int stream); /* "stdout", ... */
 /* Level from a word ("WARNING", "err", "Fatal", "50" as pino's numbers);
  * LOGS_LEVEL_NONE when it is not one. */
 int logs_level_parse(const char *s, size_t n);
-/* -1 when unknown. */
-int logs_stream_parse(const char *s);
 
 /* A lifted field: key and value as offsets into the parse's scratch. */
 struct logs_field {
@@ -328,6 +326,7 @@ struct logs_node {
 	uint64_t *hashes;              /* the words inside text, for the bloom */
 	size_t n_hashes;
 	bool needs_parse;              /* FIELD on a lifted field */
+	int ival;                      /* FIELD stream, level, release: the value checked */
 	struct logs_node *a, *b;       /* AND/OR: a, b; NOT: a */
 };
 
@@ -502,8 +501,16 @@ void logs_drain_free(struct logs_drain *d);
 /* Queues a committed line (loop thread). */
 void logs_drain_push(struct logs_drain *d, const struct logs_rec *r);
 bool logs_drain_wants(const struct logs_drain *d, const char *app);
+/* The drain as listings show it: its url with credentials masked. */
 struct json *logs_drain_json(const struct logs_drain *d);
 int64_t logs_drain_id(const struct logs_drain *d);
+/* Borrowed, valid while d lives. app: NULL for a drain of every app. */
+const char *logs_drain_url(const struct logs_drain *d);
+const char *logs_drain_app(const struct logs_drain *d);
+/* url as it may be shown to anyone allowed to list drains: a userinfo's
+ * password (or a lone user, which may be a token) and the values of an
+ * HTTP URL's query as "********". Caller frees. */
+char *logs_drain_url_shown(const char *url);
 /* RFC 5424 message for r (without framing), for tests. */
 void logs_drain_syslog_format(struct strbuf *out, const struct logs_rec *r, const char *hostname);
 

@@ -26,14 +26,6 @@ const char *logs_stream_name(int stream)
 	return stream >= 0 && stream < LOGS_NSTREAMS ? stream_names[stream] : "stdout";
 }
 
-int logs_stream_parse(const char *s)
-{
-	for (int k = 0; k < LOGS_NSTREAMS; k++)
-		if (strcmp(s, stream_names[k]) == 0)
-			return k;
-	return -1;
-}
-
 int logs_level_parse(const char *s, size_t n)
 {
 	static const struct {

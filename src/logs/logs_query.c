@@ -13,7 +13,8 @@
  * whole word of the line, a chunk whose bloom filter lacks one of them
  * cannot match. key:value compares a lifted field (case of the value
  * ignored) or one of the record's own app, process, instance, stream,
- * level, release. Operators are upper case; "and" is a word. */
+ * level, release; the last three are checked as their filters are.
+ * Operators are upper case; "and" is a word. */
 #include "compat/json.h"
 #include "core/timeutil.h"
 #include "core/util.h"
@@ -74,27 +75,86 @@ static struct logs_node *term_new(const char *s, size_t len)
 	return n;
 }
 
-static struct logs_node *field_new(const char *key, size_t klen, const char *val, size_t vlen)
+/* ---- the record's own values ---- */
+
+/* stream, level and release take the same values as filters (stream=,
+ * level=, release=) and in a query (stream:, level:, release:): each is
+ * checked here, and a bad one is refused with *err set (caller frees). */
+
+static int release_value(const char *value, int *out, char **err)
+{
+	int64_t v;
+	const char *s = value[0] == 'v' ? value + 1 : value;
+	if (str_to_i64(s, &v) < 0 || v < 1 || v > INT32_MAX) {
+		*err = xasprintf("invalid release '%s' (a release number like 3 or v3)", value);
+		return -EINVAL;
+	}
+	*out = (int)v;
+	return 0;
+}
+
+static int stream_value(const char *value, int *out, char **err)
+{
+	for (int k = 0; k < LOGS_NSTREAMS; k++) {
+		if (strcasecmp(value, logs_stream_name(k)) == 0) {
+			*out = k;
+			return 0;
+		}
+	}
+	*err = xasprintf("invalid stream '%s' (stdout, stderr, router, build, release or run)", value);
+	return -EINVAL;
+}
+
+/* A level's name (or a synonym such as "warning"), not a number. */
+static int level_value(const char *value, int *out, char **err)
+{
+	int lv = logs_level_parse(value, strlen(value));
+	if (!lv || (value[0] >= '0' && value[0] <= '9')) {
+		*err = xasprintf("invalid level '%s' (trace, debug, info, warn, error or fatal)", value);
+		return -EINVAL;
+	}
+	*out = lv;
+	return 0;
+}
+
+/* key:value. NULL with *err set when a record's own stream, level or
+ * release is given a value it cannot have. */
+static struct logs_node *field_new(const char *key, size_t klen, const char *val, size_t vlen,
+				   char **err)
 {
 	struct logs_node *n = node_new(LOGS_Q_FIELD);
 	n->key = xstrndup(key, klen);
 	n->text = xstrndup(val, vlen);
 	n->len = vlen;
 	n->needs_parse = !is_builtin(n->key);
+	int r = 0;
+	if (strcmp(n->key, "stream") == 0)
+		r = stream_value(n->text, &n->ival, err);
+	else if (strcmp(n->key, "level") == 0)
+		r = level_value(n->text, &n->ival, err);
+	else if (strcmp(n->key, "release") == 0)
+		r = release_value(n->text, &n->ival, err);
+	if (r < 0) {
+		logs_node_free(n);
+		return NULL;
+	}
 	uint64_t h = 0;
 	bool have = true;
-	if (n->needs_parse)
+	char num[16];
+	if (n->needs_parse) {
 		h = logs_hash_field(key, klen, val, vlen);
-	else if (strcmp(n->key, "app") == 0)
+	} else if (strcmp(n->key, "app") == 0) {
 		h = logs_hash_attr('a', val, vlen);
-	else if (strcmp(n->key, "process") == 0)
+	} else if (strcmp(n->key, "process") == 0) {
 		h = logs_hash_attr('p', val, vlen);
-	else if (strcmp(n->key, "instance") == 0)
+	} else if (strcmp(n->key, "instance") == 0) {
 		h = logs_hash_attr('i', val, vlen);
-	else if (strcmp(n->key, "release") == 0)
-		h = logs_hash_attr('r', val, vlen);
-	else
+	} else if (strcmp(n->key, "release") == 0) {
+		int nl = snprintf(num, sizeof(num), "%d", n->ival);
+		h = logs_hash_attr('r', num, (size_t)nl);
+	} else {
 		have = false; /* stream, level: chunk masks and per line */
+	}
 	if (have)
 		hash_collect(n, h);
 	return n;
@@ -279,7 +339,7 @@ static struct logs_node *parse_unary(struct qp *p, struct tok *t)
 		n = term_new(t->text.buf, t->text.len);
 		break;
 	case T_FIELD:
-		n = field_new(t->key.buf, t->key.len, t->text.buf, t->text.len);
+		n = field_new(t->key.buf, t->key.len, t->text.buf, t->text.len, &p->err);
 		break;
 	case T_END:
 		p->err = xstrdup("the query ends where a word was expected");
@@ -475,7 +535,6 @@ static bool verbatim(const char *s, size_t n)
 static bool field_match(const struct logs_node *n, const struct logs_rec *r, struct logs_match_ctx *m)
 {
 	const char *k = n->key;
-	char num[16];
 	if (!n->needs_parse) {
 		if (strcmp(k, "app") == 0)
 			return r->app && strcmp(r->app, n->text) == 0;
@@ -484,11 +543,10 @@ static bool field_match(const struct logs_node *n, const struct logs_rec *r, str
 		if (strcmp(k, "instance") == 0)
 			return strcmp(r->instance ? r->instance : "", n->text) == 0;
 		if (strcmp(k, "stream") == 0)
-			return strcasecmp(logs_stream_name(r->stream), n->text) == 0;
+			return r->stream == n->ival;
 		if (strcmp(k, "level") == 0)
-			return r->level == logs_level_parse(n->text, n->len) && r->level;
-		snprintf(num, sizeof(num), "%d", (int)r->release);
-		return strcmp(num, n->text) == 0;
+			return r->level == n->ival;
+		return r->release == n->ival;
 	}
 	if (!m->parsed_done) {
 		/* Parsing is the costly part: first, the value must be in the line. */
@@ -701,48 +759,30 @@ int logs_filter_set(struct logs_filter *f, const char *name, const char *value, 
 		*slot = *value ? xstrdup(value) : NULL;
 		return 0;
 	}
-	if (strcmp(name, "release") == 0) {
-		int64_t v;
-		const char *s = value[0] == 'v' ? value + 1 : value;
-		if (str_to_i64(s, &v) < 0 || v < 1 || v > INT32_MAX) {
-			*err = xasprintf("invalid release '%s' (a release number like 3 or v3)", value);
-			return -EINVAL;
-		}
-		f->release = (int)v;
-		return 0;
-	}
+	if (strcmp(name, "release") == 0)
+		return release_value(value, &f->release, err);
 	if (strcmp(name, "stream") == 0) {
 		char **names = NULL;
 		size_t n = 0;
 		split_list(value, &names, &n);
 		unsigned mask = 0;
-		int bad = -1;
-		for (size_t k = 0; k < n; k++) {
-			int s = logs_stream_parse(names[k]);
-			if (s < 0 && bad < 0)
-				bad = (int)k;
-			else if (s >= 0)
-				mask |= 1u << s;
+		int r = 0;
+		for (size_t k = 0; k < n && r == 0; k++) {
+			int st;
+			r = stream_value(names[k], &st, err);
+			if (r == 0)
+				mask |= 1u << st;
 		}
-		if (bad >= 0)
-			*err = xasprintf("invalid stream '%s' (stdout, stderr, router, build, release or run)", names[bad]);
 		for (size_t k = 0; k < n; k++)
 			free(names[k]);
 		free(names);
-		if (bad >= 0)
-			return -EINVAL;
+		if (r < 0)
+			return r;
 		f->streams = mask;
 		return 0;
 	}
-	if (strcmp(name, "level") == 0) {
-		int lv = logs_level_parse(value, strlen(value));
-		if (!lv || (value[0] >= '0' && value[0] <= '9')) {
-			*err = xasprintf("invalid level '%s' (trace, debug, info, warn, error or fatal)", value);
-			return -EINVAL;
-		}
-		f->min_level = lv;
-		return 0;
-	}
+	if (strcmp(name, "level") == 0)
+		return level_value(value, &f->min_level, err);
 	if (strcmp(name, "since") == 0 || strcmp(name, "until") == 0) {
 		int64_t t;
 		if (parse_time(value, now_ns, &t) < 0) {

@@ -159,6 +159,11 @@ static void take_lines(struct sv_run *run, int stream, bool flush)
 	struct strbuf *b = &run->partial[stream];
 	size_t start = 0;
 	for (;;) {
+		if (run->cut[stream] && start < b->len) {
+			run->cut[stream] = false;
+			if (b->buf[start] == '\n' && ++start == b->len)
+				break;
+		}
 		char *nl = memchr(b->buf + start, '\n', b->len - start);
 		size_t n = nl ? (size_t)(nl - (b->buf + start)) : b->len - start;
 		if (!nl && n < SV_LINE_MAX && !(flush && n > 0))
@@ -169,6 +174,7 @@ static void take_lines(struct sv_run *run, int stream, bool flush)
 		}
 		if (run->inst)
 			ring_push(run->inst, stream, b->buf + start, n);
+		run->cut[stream] = !nl;
 		start += n + (nl ? 1 : 0);
 		if (start >= b->len)
 			break;

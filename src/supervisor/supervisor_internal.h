@@ -67,6 +67,10 @@ struct sv_run {
 	uv_process_t proc;
 	uv_pipe_t pipes[2];
 	struct strbuf partial[2];
+	/* The last line taken from the stream ended without its newline (it
+	 * waited SV_PARTIAL_MS, or was split at SV_LINE_MAX): a newline that
+	 * comes next only ends it. */
+	bool cut[2];
 	uv_timer_t flush; /* takes a partial last line after SV_PARTIAL_MS */
 	uv_timer_t resume; /* reads again once hooks.log_busy says no */
 	bool paused;

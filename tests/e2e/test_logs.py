@@ -1,6 +1,7 @@
 """Durable, searchable logs: capture from every stream, the query language and
 filters, paging, live tails, retention, crash safety, rate limits, hostile
 lines, drains to a real rsyslog and to an HTTP receiver, and scoped tokens."""
+import base64
 import http.client
 import http.server
 import json
@@ -109,6 +110,49 @@ def test_partial_last_line_is_flushed_after_a_short_wait(daemon):
     assert wait_lines(daemon, 1, app="prompt", stream="stdout") == ["no newline yet"]
 
 
+
+def test_a_newline_that_ends_a_line_already_taken_makes_no_empty_line(daemon, tmp_path):
+    # The app goes on only when the test has seen what it wrote so far
+    # stored: a partial line taken after its wait, then a line split at
+    # 10,000 bytes; the newline that ends each comes after.
+    go = tmp_path / "go"
+    code = ("import os,sys,time\n"
+            "def wait(n):\n"
+            f"  while not os.path.exists({str(go)!r} + n): time.sleep(0.02)\n"
+            "sys.stdout.write('no newline at end'); sys.stdout.flush(); wait('1')\n"
+            "sys.stdout.write('\\n' + 'y' * 10000); sys.stdout.flush(); wait('2')\n"
+            "sys.stdout.write('\\nafter\\n'); sys.stdout.flush(); time.sleep(1000)\n")
+    daemon.apply(spec("nl", {"web": code}))
+    wait_lines(daemon, 1, app="nl", stream="stdout")
+    (tmp_path / "go1").touch()
+    wait_lines(daemon, 2, app="nl", stream="stdout")
+    (tmp_path / "go2").touch()
+    wait_lines(daemon, 3, app="nl", stream="stdout")
+    # The daemon's own cache of recent output says the same.
+    cached = lambda: [l["line"] for l in daemon.ok("GET", "/v1/apps/nl/logs")["lines"] if l.get("stream", "stdout") == "stdout"]
+    wait_for(lambda: "after" in cached(), what="the cache to have the last line")
+    want = ["no newline at end", "y" * 10000, "after"]
+    assert lines(daemon, app="nl", stream="stdout", order="asc") == want
+    assert cached() == want
+    # The same for a one-off run's output.
+    code = ("import os,sys,time\n"
+            "sys.stdout.write('z' * 10000); sys.stdout.flush()\n"
+            f"while not os.path.exists({str(go)!r} + '3'): time.sleep(0.02)\n"
+            "sys.stdout.write('\\nend\\n')\n")
+    env = dict(os.environ, PAASOPS_SERVER=f"unix:{daemon.sock}")
+    p = subprocess.Popen([BIN, "run", "nl", "--", PY, "-c", code], env=env,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_lines(daemon, 1, app="nl", stream="run")
+        (tmp_path / "go3").touch()
+        assert p.wait(30 * SLOW) == 0, p.stderr.read()
+    finally:
+        if p.poll() is None:
+            p.kill()
+    wait_for(lambda: "end" in lines(daemon, app="nl", stream="run"), what="the run's last line")
+    assert lines(daemon, app="nl", stream="run", order="asc") == ["z" * 10000, "end"]
+
+
 # ---- query -----------------------------------------------------------------
 
 QAPP = r"""
@@ -168,6 +212,7 @@ def test_queries_with_every_operator_and_filter_return_exactly_the_expected_line
         ({"q": "process:worker OR stream:stderr"}, {"worker alpha line", "stderr alpha"}),
         ({"release": "1", "q": "beta"}, {"beta connection reset by peer"}),
         ({"release": "2"}, set()),
+        ({"q": "release:v1 beta"}, {"beta connection reset by peer"}),
         ({"since": "1h", "q": "beta"}, {"beta connection reset by peer"}),
         ({"until": "1h"}, set()),
     ]
@@ -194,6 +239,13 @@ def test_queries_with_every_operator_and_filter_return_exactly_the_expected_line
                 "cursor=x", "release=abc"]:
         st, doc = daemon.request("GET", "/v1/logs?app=q&" + bad)
         assert st == 400 and doc["error"]["code"] == "bad_request", (bad, st, doc)
+    # The record's own values are checked alike as filters and in a query.
+    for key, bad in [("level", "bogus"), ("stream", "bogus"), ("release", "abc")]:
+        as_filter = daemon.request("GET", f"/v1/logs?app=q&{key}={bad}")
+        as_query = daemon.request("GET", "/v1/logs?app=q&" + urllib.parse.urlencode({"q": f"a OR {key}:{bad}"}))
+        assert as_filter[0] == as_query[0] == 400, (key, as_filter, as_query)
+        msg = as_filter[1]["error"]["message"]
+        assert as_query[1]["error"]["message"] == "invalid query: " + msg, (msg, as_query)
 
 
 def test_cli_logs_searches_and_follows(daemon):
@@ -212,6 +264,7 @@ def test_cli_logs_searches_and_follows(daemon):
     # A bad filter value is a usage error (exit 2), like any bad flag, with
     # the same message the daemon gives; -f is no different.
     for flag, bad, want in [("--grep", "(", "invalid query"),
+                            ("--grep", "level:bogus", "invalid query: invalid level 'bogus'"),
                             ("--since", "yesterday", "invalid since 'yesterday'"),
                             ("--level", "loud", "invalid level 'loud'"),
                             ("--stream", "stdin", "invalid stream 'stdin'"),
@@ -232,6 +285,25 @@ def test_cli_logs_searches_and_follows(daemon):
     finally:
         p.send_signal(signal.SIGINT)
         assert p.wait(10) == 0
+
+
+def test_cli_follow_says_the_daemon_closed_the_tail_when_it_stops(start):
+    d = start()
+    d.apply(spec("gone", {"web": "import time\nprint('hello', flush=True)\ntime.sleep(1000)"}))
+    wait_lines(d, 1, app="gone", stream="stdout")
+    env = dict(os.environ, PAASOPS_SERVER=f"unix:{d.sock}")
+    p = subprocess.Popen([BIN, "logs", "gone", "-f", "-n", "1"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert p.stdout.readline().rstrip().endswith(": hello")
+        assert d.stop() == 0
+        _, err = p.communicate(timeout=10 * SLOW)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    # Like any daemon that cannot be reached (exit 3), said in words.
+    assert p.returncode == 3, err
+    assert err == "error: the daemon closed the live tail (it stopped or restarted)\n", err
 
 
 # ---- tail ------------------------------------------------------------------
@@ -608,6 +680,7 @@ class Receiver:
                 with rcv.lock:
                     rcv.got += [json.loads(l) for l in body.decode().splitlines() if l]
                     rcv.ctype = self.headers["Content-Type"]
+                    rcv.path, rcv.auth = self.path, self.headers["Authorization"]
                 self.send_response(204)
                 self.end_headers()
 
@@ -700,6 +773,49 @@ def test_cli_manages_an_apps_log_drains(daemon):
     r = daemon.cli("drains", "remove", "hello", str(drains[0]["id"]))
     assert r.returncode == 0, r.stderr
     assert json.loads(daemon.cli("drains", "hello", "--json").stdout)["drains"] == []
+
+
+def test_drain_credentials_reach_the_receiver_but_no_listing(daemon):
+    port = free_port()
+    rcv = Receiver(port)
+    rcv.start()
+    try:
+        daemon.apply(spec("hello", {"web": "import time\ni = 0\nwhile True:\n  print('tick', i, flush=True)\n"
+                                           "  i += 1\n  time.sleep(0.05)"}))
+        url = f"http://user:s3cretpw@127.0.0.1:{port}/cred?token=abc123"
+        shown = f"http://user:********@127.0.0.1:{port}/cred?token=********"
+        r = daemon.cli("drains", "add", "hello", url)
+        assert r.returncode == 0 and r.stdout == f"added drain 1 of app 'hello': {shown}\n", r
+        # The daemon sends to the real URL.
+        wait_for(lambda: ticks_in(rcv.lines()), what="lines at the receiver")
+        assert rcv.path == "/cred?token=abc123"
+        assert rcv.auth == "Basic " + base64.b64encode(b"user:s3cretpw").decode()
+        # Nobody sees the password or the token: not a viewer, not an admin.
+        tok = daemon.ok("POST", "/v1/tokens", {"role": "viewer", "apps": ["hello"]})["token"]
+        st, doc = daemon.request("GET", "/v1/apps/hello/log-drains", token=tok, tcp=True)
+        assert st == 200 and [d["url"] for d in doc["drains"]] == [shown]
+        assert [d["url"] for d in daemon.ok("GET", "/v1/apps/hello/log-drains")["drains"]] == [shown]
+        r = daemon.cli("drains", "hello", token=tok, server=f"http://127.0.0.1:{daemon.api_port}")
+        assert r.returncode == 0 and shown in r.stdout, r
+        # The same URL again would send every line twice: refused.
+        st, doc = daemon.request("POST", "/v1/apps/hello/log-drains", {"url": url})
+        assert st == 409 and doc["error"]["message"] == f"app 'hello' already has a drain to {shown} (drain 1)"
+        r = daemon.cli("drains", "add", "hello", url)
+        assert r.returncode == 1 and "already has a drain" in r.stderr, r
+        assert len(daemon.ok("GET", "/v1/apps/hello/log-drains")["drains"]) == 1
+        audit = daemon.cli("audit", "--json").stdout
+        for secret in ("s3cretpw", "abc123"):
+            for text in (r.stderr, audit, json.dumps(daemon.events("hello")), daemon.read_log()):
+                assert secret not in text
+    finally:
+        rcv.stop()
+
+
+def test_drains_of_an_unknown_app_are_not_found(daemon):
+    st, doc = daemon.request("GET", "/v1/apps/nosuchapp/log-drains")
+    assert st == 404 and doc["error"]["message"] == "app 'nosuchapp' not found"
+    r = daemon.cli("drains", "nosuchapp")
+    assert r.returncode == 1 and r.stderr == "error: app 'nosuchapp' not found\n" and r.stdout == "", r
 
 
 def test_cli_listings_of_an_unknown_app_say_so(daemon):

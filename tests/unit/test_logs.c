@@ -213,6 +213,12 @@ static void test_logs_q__parses_words_phrases_fields_and_operators(void **state)
 	assert_q_error("a )", "unexpected ')'");
 	assert_q_error("\"\"", "empty phrase");
 	assert_q_error("OR a", "unexpected OR");
+	/* The record's own values take what the filters take. */
+	assert_q_error("level:bogus", "invalid level 'bogus'");
+	assert_q_error("level:30", "invalid level '30'");
+	assert_q_error("a OR stream:bogus", "invalid stream 'bogus'");
+	assert_q_error("release:abc", "invalid release 'abc'");
+	assert_q_error("release:0", "invalid release '0'");
 }
 
 static bool matches(const char *q, const char *line, int stream)
@@ -254,6 +260,10 @@ static void test_logs_q__matches_at_word_boundaries_ignoring_case(void **state)
 	assert_true(matches("NOT zzz", "a b", 0));
 	assert_false(matches("-a", "a b", 0));
 	assert_true(matches("caf\xc3\xa9", "un caf\xc3\xa9 noir", 0));
+	/* Case is ignored for ASCII letters only, as doc/logs.md says. */
+	assert_true(matches("CAF\xc3\xa9", "un caf\xc3\xa9 noir", 0));
+	assert_true(matches("CAF\xc3\x89", "un caf\xc3\x89 noir", 0));
+	assert_false(matches("CAF\xc3\x89", "un caf\xc3\xa9 noir", 0));
 }
 
 static void test_logs_q__fields_and_attributes(void **state)
@@ -268,9 +278,30 @@ static void test_logs_q__fields_and_attributes(void **state)
 	assert_false(matches("stream:stderr", "x", 0));
 	assert_true(matches("process:web instance:shop.web.1 release:3 app:shop", "x", 0));
 	assert_false(matches("release:4", "x", 0));
+	assert_true(matches("release:v3 stream:STDOUT level:ERR", "{\"level\":\"error\"}", 0));
 	assert_false(matches("process:worker", "x", 0));
 	/* user:alice is a field, not the text "user:alice" */
 	assert_false(matches("user:alice", "note user:alice", 0));
+}
+
+static void assert_shown(const char *url, const char *want)
+{
+	char *got = logs_drain_url_shown(url);
+	if (strcmp(got, want) != 0)
+		fail_msg("'%s' shown as '%s', want '%s'", url, got, want);
+	free(got);
+}
+
+static void test_logs_drain__urls_are_shown_without_credentials(void **state)
+{
+	assert_shown("http://user:s3cretpw@127.0.0.1:18183/cred?token=abc123",
+		     "http://user:********@127.0.0.1:18183/cred?token=********");
+	assert_shown("https://TOKEN@logs.example.com/in", "https://********@logs.example.com/in");
+	assert_shown("https://:pw@h/a?x=1&y=&z#frag", "https://********@h/a?x=********&y=&********#frag");
+	assert_shown("https://h/p/a@b?k=v", "https://h/p/a@b?k=********");
+	assert_shown("http://a:b@c@host:1/", "http://a:********@host:1/");
+	assert_shown("syslog://logs.internal:514", "syslog://logs.internal:514");
+	assert_shown("syslog+tls://h:6514?ca=/etc/ca.pem", "syslog+tls://h:6514?ca=/etc/ca.pem");
 }
 
 static void test_logs_filter__parameters(void **state)
@@ -807,6 +838,7 @@ int main(void)
 		cmocka_unit_test(test_logs_q__matches_at_word_boundaries_ignoring_case),
 		cmocka_unit_test(test_logs_q__fields_and_attributes),
 		cmocka_unit_test(test_logs_filter__parameters),
+		cmocka_unit_test(test_logs_drain__urls_are_shown_without_credentials),
 		cmocka_unit_test(test_logs_chunk__round_trip_and_bloom),
 		cmocka_unit_test(test_logs_chunk__blocks_have_their_own_filters),
 		cmocka_unit_test(test_logs_bloom__false_positive_rate_is_low),
