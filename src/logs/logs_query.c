@@ -684,9 +684,14 @@ static int parse_time(const char *s, int64_t now_ns, int64_t *out)
 	}
 	struct tm tm = {0};
 	int used = 0;
+	static const char shape[] = "dddd-dd-ddTdd:dd:dd";
+	for (size_t k = 0; k < sizeof(shape) - 1; k++)
+		if (shape[k] == 'd' ? !(s[k] >= '0' && s[k] <= '9') : s[k] != shape[k])
+			return -EINVAL;
 	if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
 		   &tm.tm_min, &tm.tm_sec, &used) != 6 || used != 19)
 		return -EINVAL;
+	struct tm want = tm;
 	tm.tm_year -= 1900;
 	tm.tm_mon -= 1;
 	int64_t frac = 0;
@@ -706,7 +711,9 @@ static int parse_time(const char *s, int64_t now_ns, int64_t *out)
 		p++;
 	} else if (*p == '+' || *p == '-') {
 		int hh, mm;
-		if (sscanf(p + 1, "%2d:%2d", &hh, &mm) != 2 || strlen(p) != 6)
+		if (strlen(p) != 6 || !(p[1] >= '0' && p[1] <= '9') || !(p[2] >= '0' && p[2] <= '9') || p[3] != ':' ||
+		    !(p[4] >= '0' && p[4] <= '9') || !(p[5] >= '0' && p[5] <= '9') ||
+		    sscanf(p + 1, "%2d:%2d", &hh, &mm) != 2 || hh > 23 || mm > 59)
 			return -EINVAL;
 		off = (int64_t)(hh * 3600 + mm * 60) * (*p == '+' ? 1 : -1);
 		p += 6;
@@ -717,6 +724,13 @@ static int parse_time(const char *s, int64_t now_ns, int64_t *out)
 		return -EINVAL;
 	time_t t = timegm(&tm);
 	if (t == (time_t)-1)
+		return -EINVAL;
+	/* timegm takes month 13 or hour 99 and moves on: a date it had to
+	 * normalise was not a real one. */
+	struct tm back;
+	if (!gmtime_r(&t, &back) || back.tm_year + 1900 != want.tm_year || back.tm_mon + 1 != want.tm_mon ||
+	    back.tm_mday != want.tm_mday || back.tm_hour != want.tm_hour || back.tm_min != want.tm_min ||
+	    back.tm_sec != want.tm_sec)
 		return -EINVAL;
 	*out = ((int64_t)t - off) * 1000000000 + frac;
 	return 0;

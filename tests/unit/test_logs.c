@@ -313,6 +313,7 @@ static void test_logs_filter__parameters(void **state)
 	assert_int_equal(logs_filter_set(&f, "since", "1h", now, &err), 0);
 	assert_true(f.since_ns == now - 3600LL * 1000000000LL);
 	assert_int_equal(logs_filter_set(&f, "until", "2026-11-29T22:57:15.5+01:00", now, &err), 0);
+	assert_int_equal(logs_filter_set(&f, "since", "2024-02-29T23:59:59Z", now, &err), 0);
 	assert_true(f.until_ns == (1795993035LL - 3600) * 1000000000LL + 500000000LL);
 	assert_int_equal(logs_filter_set(&f, "stream", "stderr,router", now, &err), 0);
 	assert_int_equal(f.streams, (1u << 1) | (1u << 2));
@@ -329,6 +330,10 @@ static void test_logs_filter__parameters(void **state)
 	static const char *const bad[][2] = {
 		{"since", "yesterday"}, {"stream", "stdin"}, {"level", "loud"}, {"level", "50"},
 		{"release", "x"}, {"q", "(a"}, {"until", "2026-11-29T22:57:15"},
+		{"since", "2026-13-45T00:00:00Z"}, {"since", "2026-11-30T99:00:00Z"},
+		{"since", "2026-02-30T00:00:00Z"}, {"since", "2026-11-30T10:60:00Z"},
+		{"since", "2026-11-30T10:00:00+25:00"}, {"since", "2026-11-30T10:00:00+01:99"},
+		{"since", "2026- 1-30T10:00:00Z"}, {"since", "+026-11-30T10:00:00Z"},
 	};
 	for (size_t k = 0; k < ARRAY_SIZE(bad); k++) {
 		err = NULL;
