@@ -29,7 +29,7 @@
 #ifndef PAASOPS_METRICS_H
 #define PAASOPS_METRICS_H
 #include "core/strbuf.h"
-#include "metrics/metrics_names.h"
+#include "spec/spec_metrics.h"
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>

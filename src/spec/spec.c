@@ -10,7 +10,7 @@
 #include "core/strbuf.h"
 #include "core/timeutil.h"
 #include "core/util.h"
-#include "metrics/metrics_names.h"
+#include "spec/spec_metrics.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>

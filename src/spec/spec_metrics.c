@@ -1,9 +1,9 @@
-/* metrics_names.c: the catalogue of metric families (see metrics_names.h).
+/* spec_metrics.c: the catalogue of metric families (see spec_metrics.h).
  * The samplers' table (metrics_sample.c) and the modules that keep their own
  * counters (logs, alerts, autoscale) register families; this lists them all
  * once more by name and type so that a name can be judged where no registry
  * exists, and metrics_family_add() keeps the two in step. */
-#include "metrics/metrics_names.h"
+#include "spec/spec_metrics.h"
 #include "core/strbuf.h"
 #include "core/util.h"
 #include <errno.h>

@@ -1,13 +1,14 @@
-/* metrics_names.h: the name and type of every metric family paasops keeps
+/* spec_metrics.h: the name and type of every metric family paasops keeps
  * (doc/metrics.md), the query functions, and the one check of what may be
  * asked of a name: the query API, alert rules files and app specs all judge
- * names with it. It needs nothing but core, so the spec parser (and with it
- * `paasops validate`, which runs without a daemon) can use it too.
+ * names with it. It lives with the spec, below the metrics module, so that
+ * the spec parser (and with it `paasops validate`, which runs without a
+ * daemon) can use it; it needs nothing but core.
  *
  * Invariant: every family named paasops_* that is registered is listed
  * here with the same type (metrics_family_add asserts it). */
-#ifndef PAASOPS_METRICS_NAMES_H
-#define PAASOPS_METRICS_NAMES_H
+#ifndef PAASOPS_SPEC_METRICS_H
+#define PAASOPS_SPEC_METRICS_H
 #include <stdbool.h>
 #include <stddef.h>
 
