@@ -124,7 +124,9 @@ int supervisor_release_instances(struct supervisor *sv, const char *app, int ver
 int supervisor_scale(struct supervisor *sv, const char *app, const char *const *procs,
 		     const int *counts, int n, char **err);
 /* Restarts an app, one process type or one instance (others NULL); clears
- * crash loops. Appends restarted ids to the JSON array ids. */
+ * crash loops. Appends restarted ids to the JSON array ids. -EBUSY when
+ * what would restart is stopped (stopped process types of an app are left
+ * alone). */
 int supervisor_restart(struct supervisor *sv, const char *app, const char *proc,
 		       const char *instance, struct json *ids, char **err);
 /* Stops or starts an app or one of its process types, keeping counts. */
