@@ -660,8 +660,9 @@ void h_deploy_status(struct api_req *req, struct api_resp *resp)
 void h_deploy_promote(struct api_req *req, struct api_resp *resp)
 {
 	char *err = NULL;
-	if (deploy_promote(req->api->deploy, req->params[0], &err) < 0) {
-		api_error(resp, 404, "not_found", "%s", err);
+	int rc = deploy_promote(req->api->deploy, req->params[0], &err);
+	if (rc < 0) {
+		api_error_errno(resp, rc, err);
 		free(err);
 		return;
 	}

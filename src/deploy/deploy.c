@@ -1448,11 +1448,7 @@ int deploy_rollback(struct deploy *d, const char *app, int version, const struct
 
 int deploy_promote(struct deploy *d, const char *app, char **err)
 {
-	if (supervisor_rollout_promote(d->cfg.sv, app) < 0) {
-		*err = xasprintf("app '%s' has no rollout to promote", app);
-		return -ENOENT;
-	}
-	return 0;
+	return supervisor_rollout_promote(d->cfg.sv, app, err);
 }
 
 static struct json *job_json(struct dp_job *j)

@@ -1009,8 +1009,8 @@ static void parse_deploy(struct ctx *c, const struct yaml_pair *df, const char *
 	bad |= f[D_UNAVAIL] &&
 	       !get_int(c, f[D_UNAVAIL], where, 0, SPEC_MAX_INSTANCES, &d->max_unavailable);
 	bad |= f[D_CANARY] && !get_int(c, f[D_CANARY], where, 0, SPEC_MAX_INSTANCES, &d->canary);
-	get_duration(c, f[D_MIN_HEALTHY], where, 0, &d->min_healthy_ms);
-	get_duration(c, f[D_DEADLINE], where, 1, &d->healthy_deadline_ms);
+	bad |= f[D_MIN_HEALTHY] && !get_duration(c, f[D_MIN_HEALTHY], where, 0, &d->min_healthy_ms);
+	bad |= f[D_DEADLINE] && !get_duration(c, f[D_DEADLINE], where, 1, &d->healthy_deadline_ms);
 	get_bool(c, f[D_ROLLBACK], where, &d->auto_rollback);
 	get_bool(c, f[D_PROMOTE], where, &d->auto_promote);
 	get_number(c, f[D_ERR_RATE], where, 0, false, 1, &d->max_error_rate);
@@ -1023,6 +1023,17 @@ static void parse_deploy(struct ctx *c, const struct yaml_pair *df, const char *
 			 "'deploy'%s: 'max_surge' and 'max_unavailable' are both 0, so a rolling "
 			 "deploy could never progress; set one of them above 0",
 			 of);
+	/* A new instance counts once it has been ready for min_healthy, so a
+	 * deadline no longer than that fails every rollout but the first. */
+	if (d->healthy_deadline_ms <= d->min_healthy_ms) {
+		char dl[32], mh[32];
+		duration_format(d->healthy_deadline_ms, dl, sizeof(dl));
+		duration_format(d->min_healthy_ms, mh, sizeof(mh));
+		ctx_fail(c, f[D_DEADLINE] ? f[D_DEADLINE]->value : f[D_MIN_HEALTHY]->value,
+			 "'healthy_deadline' (%s)%s must be longer than 'min_healthy' (%s%s): a new "
+			 "instance counts only once it has been healthy that long",
+			 dl, where, mh, f[D_MIN_HEALTHY] ? "" : ", the default");
+	}
 	if (strcmp(d->strategy, "canary") == 0 && d->canary == 0)
 		ctx_fail(c, f[D_CANARY] ? f[D_CANARY]->value : df->value,
 			 "'canary'%s must be at least 1 for the canary strategy", where);

@@ -108,8 +108,7 @@ static void free_app(struct sv_app *a)
 		free_proc(a->procs[k]);
 	free(a->procs);
 	sv_release_unref(a->rel);
-	if (a->rollout)
-		free(a->rollout);
+	sv_rollout_free(a->rollout);
 	if (a->t_rollout)
 		uv_close((uv_handle_t *)a->t_rollout, (uv_close_cb)free);
 	sv_ring_release(&a->ring);
@@ -474,6 +473,101 @@ bool supervisor_shutting_down(const struct supervisor *sv)
 	return sv->shutting_down;
 }
 
+/* Saves the app row and the desired counts of spec's process types (and
+ * drops the others') in one transaction; a is NULL for a new app. */
+static int persist_app(struct supervisor *sv, const struct sv_app *a, const struct store_app *sa,
+		       const struct spec *spec, const int *desired)
+{
+	const char **keep = xcalloc(spec->n_procs ? spec->n_procs : 1, sizeof(char *));
+	int r = store_begin(sv->store);
+	if (r == 0)
+		r = store_app_put(sv->store, sa);
+	for (size_t k = 0; r == 0 && k < spec->n_procs; k++) {
+		struct sv_proc *p = a ? find_proc(a, spec->procs[k].name) : NULL;
+		struct store_scale sc = {sa->name, spec->procs[k].name, desired[k],
+					 spec->procs[k].instances, p ? p->stopped : false};
+		keep[k] = spec->procs[k].name;
+		r = store_scale_put(sv->store, &sc);
+	}
+	if (r == 0)
+		r = store_scale_prune(sv->store, sa->name, keep, (int)spec->n_procs);
+	if (r == 0)
+		r = store_commit(sv->store);
+	if (r < 0)
+		store_rollback(sv->store);
+	free(keep);
+	return r;
+}
+
+/* Makes rel the app's target release (takes ownership of the reference),
+ * with desired[k] instances of its k-th process type: process types gone
+ * from its spec stop and leave (their instances keep their own release
+ * while they stop); unchanged ones adopt it in place. */
+static void set_release(struct sv_app *a, struct sv_release *rel, const int *desired)
+{
+	const struct spec *spec = rel->spec;
+	sv_release_unref(a->rel);
+	a->rel = rel;
+	a->sv->spec_gen++;
+	for (size_t k = 0; k < a->n_procs; k++) {
+		struct sv_proc *p = a->procs[k];
+		if (!p->removed && !spec_process(spec, p->name)) {
+			p->removed = true;
+			p->sp = NULL;
+		}
+	}
+	for (size_t k = 0; k < spec->n_procs; k++) {
+		const struct spec_process *sp = &spec->procs[k];
+		struct sv_proc *p = find_proc(a, sp->name);
+		if (!p)
+			p = new_proc(a, sp->name);
+		p->sp = sp;
+		p->desired = desired[k];
+		p->spec_instances = sp->instances;
+		free(p->fingerprint);
+		p->fingerprint = sv_fingerprint(rel, sp);
+		for (size_t j = 0; j < p->n_insts; j++) {
+			struct sv_inst *i = p->insts[j];
+			if (i->removing || i->rel == rel)
+				continue;
+			if (str_eq(i->fp, p->fingerprint)) {
+				sv_release_unref(i->rel);
+				i->rel = sv_release_ref(rel);
+				i->sp = sp;
+				i->adopted = true;
+			}
+		}
+	}
+}
+
+/* The counts of a's process types as they are (NULL for a new app). Caller
+ * frees with sv_counts_free(). */
+static struct sv_counts *counts_of(const struct sv_app *a)
+{
+	if (!a->rel)
+		return NULL;
+	struct sv_counts *c = xcalloc(1, sizeof(*c));
+	c->v = xcalloc(a->n_procs ? a->n_procs : 1, sizeof(*c->v));
+	for (size_t k = 0; k < a->n_procs; k++) {
+		const struct sv_proc *p = a->procs[k];
+		if (p->removed)
+			continue;
+		c->v[c->n++] = (struct sv_count){xstrdup(p->name), p->desired, p->spec_instances, 0,
+						 p->stopped};
+	}
+	return c;
+}
+
+void sv_counts_free(struct sv_counts *c)
+{
+	if (!c)
+		return;
+	for (size_t k = 0; k < c->n; k++)
+		free(c->v[k].name);
+	free(c->v);
+	free(c);
+}
+
 int supervisor_rollout(struct supervisor *sv, const struct supervisor_release *r,
 		       supervisor_rollout_cb done, void *ctx, bool *created, char **err)
 {
@@ -499,40 +593,23 @@ int supervisor_rollout(struct supervisor *sv, const struct supervisor_release *r
 	int64_t now = time_wall_ms();
 	*created = a == NULL;
 	int *desired = xcalloc(spec->n_procs ? spec->n_procs : 1, sizeof(int));
-	const char **keep = xcalloc(spec->n_procs ? spec->n_procs : 1, sizeof(char *));
 	for (size_t k = 0; k < spec->n_procs; k++) {
 		const struct spec_process *sp = &spec->procs[k];
 		struct sv_proc *p = a ? find_proc(a, sp->name) : NULL;
 		desired[k] = (p && p->spec_instances == sp->instances) ? p->desired : sp->instances;
-		keep[k] = sp->name;
 	}
 
 	/* Persist desired counts first: on failure nothing in memory changed.
 	 * The app's live release is persisted only once the rollout succeeds
 	 * (a new app starts with it, since there is nothing older to serve). */
-	int r2 = store_begin(sv->store);
 	struct store_app sa = {
 		.name = spec->app, .spec_yaml = r->yaml, .filename = r->filename, .dir = r->dir,
 		.stopped = a ? a->stopped : false, .created_at = a ? a->created_at : now,
 		.updated_at = now, .release = a ? a->live : r->version,
 	};
-	if (r2 == 0)
-		r2 = store_app_put(sv->store, &sa);
-	for (size_t k = 0; r2 == 0 && k < spec->n_procs; k++) {
-		struct sv_proc *p = a ? find_proc(a, spec->procs[k].name) : NULL;
-		struct store_scale sc = {spec->app, spec->procs[k].name, desired[k],
-					 spec->procs[k].instances, p ? p->stopped : false};
-		r2 = store_scale_put(sv->store, &sc);
-	}
-	if (r2 == 0)
-		r2 = store_scale_prune(sv->store, spec->app, keep, (int)spec->n_procs);
-	if (r2 == 0)
-		r2 = store_commit(sv->store);
-	if (r2 < 0) {
-		store_rollback(sv->store);
+	if (persist_app(sv, a, &sa, spec, desired) < 0) {
 		*err = xasprintf("cannot save app '%s': %s", spec->app, store_errmsg(sv->store));
 		free(desired);
-		free(keep);
 		spec_free(spec);
 		return -EIO;
 	}
@@ -543,55 +620,61 @@ int supervisor_rollout(struct supervisor *sv, const struct supervisor_release *r
 		a->live = r->version;
 	}
 	int from = a->rel ? a->rel->version : 0;
-	struct sv_release *rel = release_new(r);
-	sv_release_unref(a->rel);
-	a->rel = rel;
+	struct sv_counts *before = counts_of(a);
+	struct sv_release *prev = a->rel ? sv_release_ref(a->rel) : NULL;
+	set_release(a, release_new(r), desired);
+	for (size_t k = 0; before && k < before->n; k++) {
+		struct sv_proc *p = find_proc(a, before->v[k].name);
+		before->v[k].applied = p ? p->desired : 0;
+	}
 	a->updated_at = now;
-	sv->spec_gen++;
-	/* Process types gone from the spec stop and leave; their instances
-	 * keep their own release while they stop. */
-	for (size_t k = 0; k < a->n_procs; k++) {
-		struct sv_proc *p = a->procs[k];
-		if (!p->removed && !spec_process(spec, p->name)) {
-			p->removed = true;
-			p->sp = NULL;
-		}
-	}
-	/* Unchanged process types adopt the new release in place. */
-	bool changes = false;
-	for (size_t k = 0; k < spec->n_procs; k++) {
-		const struct spec_process *sp = &spec->procs[k];
-		struct sv_proc *p = find_proc(a, sp->name);
-		if (!p)
-			p = new_proc(a, sp->name);
-		p->sp = sp;
-		p->desired = desired[k];
-		p->spec_instances = sp->instances;
-		free(p->fingerprint);
-		p->fingerprint = sv_fingerprint(rel, sp);
-		for (size_t j = 0; j < p->n_insts; j++) {
-			struct sv_inst *i = p->insts[j];
-			if (i->removing || i->rel == rel)
-				continue;
-			if (str_eq(i->fp, p->fingerprint)) {
-				sv_release_unref(i->rel);
-				i->rel = sv_release_ref(rel);
-				i->sp = sp;
-				i->adopted = true;
-			} else {
-				changes = true;
-			}
-		}
-	}
-	free(desired);
-	free(keep);
 	char msg[200];
 	snprintf(msg, sizeof(msg), "%s v%d", *created ? "app created with" : "applied", r->version);
 	sv_emit(sv, a->name, NULL, NULL, "apply", NULL, msg, 0, -1, 0);
-	sv_rollout_begin(a, from, r->version, done, ctx);
-	(void)changes;
+	sv_rollout_begin(a, from, prev, r->version, done, ctx, before);
+	free(desired);
 	notify_changed(sv);
 	return 0;
+}
+
+void sv_app_go_back(struct sv_app *a, struct sv_release *live, const struct sv_counts *before)
+{
+	struct supervisor *sv = a->sv;
+	const struct spec *spec = live->spec;
+	int *desired = xcalloc(spec->n_procs ? spec->n_procs : 1, sizeof(int));
+	for (size_t k = 0; k < spec->n_procs; k++) {
+		const struct spec_process *sp = &spec->procs[k];
+		struct sv_proc *p = find_proc(a, sp->name);
+		const struct sv_count *c = NULL;
+		for (size_t j = 0; before && j < before->n; j++)
+			if (!strcmp(before->v[j].name, sp->name))
+				c = &before->v[j];
+		/* A count scaled during the rollout stays; the rest is as it was. */
+		if (p && c && p->desired != c->applied)
+			desired[k] = p->desired;
+		else if (c && c->spec_instances == sp->instances)
+			desired[k] = c->desired;
+		else
+			desired[k] = sp->instances;
+	}
+	struct store_app sa = {
+		.name = a->name, .spec_yaml = live->yaml, .filename = live->filename, .dir = live->dir,
+		.stopped = a->stopped, .created_at = a->created_at, .updated_at = time_wall_ms(),
+		.release = a->live,
+	};
+	/* Only the counts are at stake: the live release is what the store
+	 * already names, so a daemon restart would come back on it anyway. */
+	if (persist_app(sv, a, &sa, spec, desired) < 0)
+		log_error("app '%s': cannot save its counts on v%d: %s", a->name, live->version,
+			  store_errmsg(sv->store));
+	set_release(a, sv_release_ref(live), desired);
+	for (size_t k = 0; before && k < before->n; k++) {
+		struct sv_proc *p = find_proc(a, before->v[k].name);
+		if (p)
+			p->stopped = before->v[k].stopped;
+	}
+	free(desired);
+	notify_changed(sv);
 }
 
 int supervisor_scale(struct supervisor *sv, const char *app, const char *const *procs,
@@ -653,6 +736,22 @@ int supervisor_restart(struct supervisor *sv, const char *app, const char *proc,
 		*err = xasprintf("app '%s' has no instance '%s'", app, instance);
 		return -ENOENT;
 	}
+	/* Nothing runs to restart: starting is what is asked for. */
+	if (a->stopped) {
+		*err = xasprintf("app '%s' is stopped; start it with paasops start %s", app, app);
+		return -EBUSY;
+	}
+	struct sv_proc *held = one ? one->proc : only;
+	bool any = false;
+	for (size_t k = 0; !held && k < a->n_procs; k++)
+		any |= !a->procs[k]->removed && !a->procs[k]->stopped;
+	if (held ? held->stopped : !any) {
+		*err = held ? xasprintf("process type '%s' of app '%s' is stopped; start it with paasops "
+					"start %s %s", held->name, app, app, held->name)
+			    : xasprintf("every process type of app '%s' is stopped; start it with paasops "
+					"start %s", app, app);
+		return -EBUSY;
+	}
 	char why[160];
 	snprintf(why, sizeof(why), "restart of %s requested", instance ? instance : proc ? proc : app);
 	sv_emit(sv, app, proc, instance, "restart", NULL, why, 0, -1, 0);
@@ -671,7 +770,7 @@ int supervisor_restart(struct supervisor *sv, const char *app, const char *proc,
 	bool rolling = false;
 	for (size_t k = 0; k < a->n_procs; k++) {
 		struct sv_proc *p = a->procs[k];
-		if (p->removed || (only && p != only))
+		if (p->removed || p->stopped || (only && p != only))
 			continue;
 		p->restart_gen++;
 		size_t n;

@@ -95,7 +95,9 @@ typedef void (*supervisor_rollout_cb)(void *ctx, const char *app, int version, b
  * recreate); removed ones stop. Counts set by scale survive unless the
  * spec's count changed. done (may be NULL) is called when the rollout
  * ends; the release is persisted as the app's live release only on
- * success. -EEXIST when another app has one of its routes, -EBUSY when a
+ * success. When it fails and done does not begin another rollout, the app
+ * goes back to its live release: the failed release's instances are
+ * replaced by the live one's, as a rollout without a callback. -EEXIST when another app has one of its routes, -EBUSY when a
  * rollout is already running. Takes ownership of rel->spec in every case. */
 int supervisor_rollout(struct supervisor *sv, const struct supervisor_release *rel,
 		       supervisor_rollout_cb done, void *ctx, bool *created, char **err);
@@ -108,8 +110,10 @@ char *supervisor_route_conflict(const struct supervisor *sv, const struct spec *
 bool supervisor_shutting_down(const struct supervisor *sv);
 /* Fails the app's rollout (it calls done with ok=false). -ENOENT when none. */
 int supervisor_rollout_abort(struct supervisor *sv, const char *app, const char *reason);
-/* Promotes a canary rollout to a rolling one. -ENOENT when none. */
-int supervisor_rollout_promote(struct supervisor *sv, const char *app);
+/* Promotes a canary rollout to a rolling one. -ENOENT for an unknown app,
+ * -EBUSY when no canary waits for promotion (no rollout, a rollout of
+ * another strategy, a restart, or a canary already promoted). */
+int supervisor_rollout_promote(struct supervisor *sv, const char *app, char **err);
 /* The app's live and target releases and its rollout, or NULL for an unknown app. */
 struct json *supervisor_rollout_json(struct supervisor *sv, const char *app);
 /* Instance ids of the app by release: ids of instances running version v
@@ -120,7 +124,9 @@ int supervisor_release_instances(struct supervisor *sv, const char *app, int ver
 int supervisor_scale(struct supervisor *sv, const char *app, const char *const *procs,
 		     const int *counts, int n, char **err);
 /* Restarts an app, one process type or one instance (others NULL); clears
- * crash loops. Appends restarted ids to the JSON array ids. */
+ * crash loops. Appends restarted ids to the JSON array ids. -EBUSY when
+ * what would restart is stopped (stopped process types of an app are left
+ * alone). */
 int supervisor_restart(struct supervisor *sv, const char *app, const char *proc,
 		       const char *instance, struct json *ids, char **err);
 /* Stops or starts an app or one of its process types, keeping counts. */

@@ -919,11 +919,9 @@ static void apply_policy(struct sv_inst *i, int status, int sig, const char *wha
 static void spawn_failed(struct sv_inst *i, const char *why)
 {
 	log_error("%s: %s", i->id, why);
-	if (i->state == SV_STOPPED || i->state == SV_EXITED || i->state == SV_CRASHED ||
-	    i->state == SV_STOPPING) {
-		/* Pass through starting so that the event log shows the attempt. */
-		i->state = SV_STARTING;
-	}
+	/* Every attempt passes through starting (a retry after a backoff too),
+	 * from where the restart policy takes over. */
+	i->state = SV_STARTING;
 	apply_policy(i, 127, 0, why);
 }
 

@@ -153,14 +153,34 @@ struct sv_proc {
 	size_t n_insts, alloc_insts;
 };
 
+/* A process type's counts before a rollout, to go back to after it fails. */
+struct sv_count {
+	char *name;
+	int desired, spec_instances;
+	int applied; /* desired as the rollout set it */
+	bool stopped;
+};
+
+struct sv_counts {
+	struct sv_count *v;
+	size_t n;
+};
+
+void sv_counts_free(struct sv_counts *c);
+
 /* A change of release in progress. */
 struct sv_rollout {
 	int from, to; /* versions */
 	bool restart; /* replaces the instances of older gens, same release */
+	bool back;    /* returns to the live release after a failed rollout */
+	struct sv_release *prev;   /* the app's release when it began (a reference), or NULL */
+	struct sv_release *target; /* the release it rolls out (a reference) */
+	struct sv_counts *before;  /* counts when it began (owned), or NULL */
 	int64_t started, deadline; /* monotonic ms */
 	supervisor_rollout_cb done;
 	void *ctx;
 	char phase[160]; /* what it waits for, for status */
+	bool awaiting_promotion; /* every canary is ready; only a promotion is missing */
 };
 
 struct sv_app {
@@ -238,12 +258,21 @@ void sv_proc_reconcile(struct sv_proc *p);
 /* Called when a slot has gone; frees removed procs and destroyed apps. */
 void sv_proc_slot_gone(struct sv_proc *p);
 void sv_check_shutdown_done(struct supervisor *sv);
+/* Makes live (borrowed) the app's target release again after a rollout
+ * away from it failed, with the counts it had before (may be NULL) unless
+ * they were scaled since; persists the counts. Starts nothing. */
+void sv_app_go_back(struct sv_app *a, struct sv_release *live, const struct sv_counts *before);
 /* supervisor_rollout.c */
 /* Asks for a rollout step on the next loop turn (safe from any callback). */
 void sv_rollout_kick(struct sv_app *a);
 void sv_app_reconcile(struct sv_app *a);
-/* Starts moving a (whose rel is already the target) from release `from`. */
-void sv_rollout_begin(struct sv_app *a, int from, int to, supervisor_rollout_cb done, void *ctx);
+/* Starts moving a (whose rel is already the target) from release `from`,
+ * whose release was prev, with the counts before; takes ownership of both
+ * (a reference to prev), either may be NULL. */
+void sv_rollout_begin(struct sv_app *a, int from, struct sv_release *prev, int to,
+		      supervisor_rollout_cb done, void *ctx, struct sv_counts *before);
+/* Frees a rollout that has ended. */
+void sv_rollout_free(struct sv_rollout *ro);
 /* A rolling restart: instances of a gen below their process type's
  * restart_gen are replaced like those of an old release. */
 void sv_restart_begin(struct sv_app *a);

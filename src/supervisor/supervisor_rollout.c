@@ -142,8 +142,7 @@ static void plain_reconcile(struct sv_proc *p)
 	int want = (p->removed || a->destroying) ? 0 : p->desired;
 	size_t n;
 	struct sv_inst **copy = sv_snapshot_insts(p, &n);
-	/* Instances of another release are replaced (after a failed rollout
-	 * without rollback they stay until the next change). */
+	/* Instances of another release than the live one are replaced. */
 	int kept = 0;
 	for (size_t k = 0; k < n; k++) {
 		struct sv_inst *i = copy[k];
@@ -155,12 +154,17 @@ static void plain_reconcile(struct sv_proc *p)
 		}
 		kept++;
 	}
-	/* Too many: the highest indexes go first. */
+	/* Too many: those that serve nothing go first, then the highest
+	 * indexes. */
 	while (kept > want) {
 		struct sv_inst *worst = NULL;
 		for (size_t k = 0; k < n; k++) {
 			struct sv_inst *i = copy[k];
-			if (!i->removing && (!worst || i->index > worst->index))
+			if (i->removing)
+				continue;
+			bool ready = i->state == SV_READY, worst_ready = worst && worst->state == SV_READY;
+			if (!worst || (worst_ready && !ready) ||
+			    (worst_ready == ready && i->index > worst->index))
 				worst = i;
 		}
 		retire(worst, a->destroying ? "app destroyed" : p->removed ? "process type removed" : "scaled down");
@@ -208,6 +212,18 @@ void sv_rollout_kick(struct sv_app *a)
 		uv_timer_start(a->t_rollout, rollout_tick, 0, ROLLOUT_TICK_MS);
 }
 
+void sv_rollout_free(struct sv_rollout *ro)
+{
+	if (!ro)
+		return;
+	sv_release_unref(ro->prev);
+	sv_release_unref(ro->target);
+	sv_counts_free(ro->before);
+	free(ro);
+}
+
+static void begin(struct sv_app *a, struct sv_rollout *ro);
+
 static void rollout_end(struct sv_app *a, bool ok, const char *reason)
 {
 	struct sv_rollout *ro = a->rollout;
@@ -222,16 +238,37 @@ static void rollout_end(struct sv_app *a, bool ok, const char *reason)
 	if (ro->restart)
 		snprintf(msg, sizeof(msg), "restart %s%s%s", ok ? "finished" : "failed", reason ? ": " : "",
 			 reason ? reason : "");
+	else if (ro->back)
+		snprintf(msg, sizeof(msg), "return to v%d %s%s%s", ro->to, ok ? "finished" : "failed",
+			 reason ? ": " : "", reason ? reason : "");
 	else
 		snprintf(msg, sizeof(msg), "rollout to v%d %s%s%s", ro->to, ok ? "finished" : "failed",
 			 reason ? ": " : "", reason ? reason : "");
 	sv_emit(sv, a->name, NULL, NULL, ok ? "rollout-finished" : "rollout-failed", NULL, msg, 0, -1, 0);
 	if (ro->done)
 		ro->done(ro->ctx, a->name, ro->to, ok, reason);
-	free(ro);
-	/* Whatever was left half-way goes back to plain reconciling. */
-	if (ok)
-		sv_app_reconcile(a);
+	/* A failed rollout leaves the live release in charge, unless done began
+	 * another rollout (an automatic rollback) or changed the target: the
+	 * failed release's instances drain while the live release's are brought
+	 * back to their counts, as a rollout of its own. */
+	bool back = !ok && !ro->back && !ro->restart && !a->rollout && a->rel == ro->target &&
+		    ro->prev && ro->prev != ro->target && ro->prev->version == a->live &&
+		    !sv->shutting_down && !a->destroying;
+	if (back) {
+		sv_app_go_back(a, ro->prev, ro->before);
+		struct sv_rollout *b = xcalloc(1, sizeof(*b));
+		b->from = ro->to;
+		b->to = a->live;
+		b->back = true;
+		b->target = sv_release_ref(a->rel);
+		sv_rollout_free(ro);
+		begin(a, b);
+		return;
+	}
+	sv_rollout_free(ro);
+	/* Whatever was left half-way goes back to plain reconciling: instances
+	 * of any release but the live one stop, and counts are met again. */
+	sv_app_reconcile(a);
 }
 
 /* One step of one process type. Returns true when it is done. */
@@ -246,9 +283,10 @@ static bool step_proc(struct sv_app *a, struct sv_proc *p, char *why, size_t why
 	int want = p->desired;
 	int64_t now = time_mono_ms();
 	/* min_healthy protects the old release; a first release has none, and
-	 * a restart runs the release that has already proven itself. */
+	 * a restart or a return to the live release runs the release that has
+	 * already proven itself. */
 	bool restart = a->rollout->restart;
-	int64_t min_healthy = a->rollout->from == 0 || restart ? 0 : d->min_healthy_ms;
+	int64_t min_healthy = a->rollout->from == 0 || restart || a->rollout->back ? 0 : d->min_healthy_ms;
 	size_t n;
 	struct sv_inst **copy = sv_snapshot_insts(p, &n);
 	int news = 0, stable = 0, olds = 0, olds_ready = 0;
@@ -275,7 +313,8 @@ static bool step_proc(struct sv_app *a, struct sv_proc *p, char *why, size_t why
 		}
 	}
 	bool recreate = d->strategy && !strcmp(d->strategy, "recreate");
-	bool canary = d->strategy && !strcmp(d->strategy, "canary") && !a->promoted && !restart;
+	bool canary = d->strategy && !strcmp(d->strategy, "canary") && !a->promoted && !restart &&
+		      !a->rollout->back;
 	int surge = d->max_surge, unavailable = d->max_unavailable;
 	if (surge + unavailable <= 0)
 		surge = 1;
@@ -298,6 +337,7 @@ static bool step_proc(struct sv_app *a, struct sv_proc *p, char *why, size_t why
 			a->promoted = true;
 			sv_emit(a->sv, a->name, p->name, NULL, "rollout", NULL, "canary healthy; promoted", 0, -1, 0);
 		}
+		a->rollout->awaiting_promotion &= stable >= c && !a->promoted;
 		snprintf(a->rollout->phase, sizeof(a->rollout->phase),
 			 "canary: %d of %d ready for %lldms; waiting for promotion", stable, c,
 			 (long long)d->min_healthy_ms);
@@ -314,13 +354,15 @@ static bool step_proc(struct sv_app *a, struct sv_proc *p, char *why, size_t why
 				bool ready = i->state == SV_READY;
 				if (ready && stable + olds_ready - 1 < want - unavailable)
 					break;
-				retire(i, restart ? "restarted (replaced)" : "replaced by the new release");
+				retire(i, restart ? "restarted (replaced)"
+				   : a->rollout->back ? "replaced by the live release"
+						      : "replaced by the new release");
 				olds--;
 				olds_ready -= ready;
 			}
 		}
 		while (news < want && news + olds < want + surge) {
-			start_new(p, restart ? "restart" : "new release");
+			start_new(p, restart ? "restart" : a->rollout->back ? "live release" : "new release");
 			news++;
 		}
 		/* Too many new ones (scaled down during the rollout). */
@@ -334,7 +376,9 @@ static bool step_proc(struct sv_app *a, struct sv_proc *p, char *why, size_t why
 	free(copy);
 	snprintf(a->rollout->phase, sizeof(a->rollout->phase), "%s: %d of %d new ready for %lldms, %d old left",
 		 p->name, stable, want, (long long)min_healthy, olds);
-	return stable >= want && olds == 0;
+	bool done = stable >= want && olds == 0;
+	a->rollout->awaiting_promotion &= done;
+	return done;
 }
 
 static void rollout_step(struct sv_app *a)
@@ -348,6 +392,7 @@ static void rollout_step(struct sv_app *a)
 	}
 	char why[400] = "";
 	bool all = true;
+	ro->awaiting_promotion = true; /* until a process type waits for anything else */
 	char phase[160] = "";
 	size_t n = a->n_procs;
 	struct sv_proc **copy = xmalloc((n ? n : 1) * sizeof(*copy));
@@ -380,7 +425,13 @@ static void rollout_step(struct sv_app *a)
 	if (time_mono_ms() > ro->deadline) {
 		char d[32];
 		duration_format(ro->deadline - ro->started, d, sizeof(d));
-		snprintf(why, sizeof(why), "not healthy within healthy_deadline (%s); %s", d, ro->phase);
+		if (ro->awaiting_promotion)
+			snprintf(why, sizeof(why),
+				 "the canary was not promoted within healthy_deadline (%s): it waited for "
+				 "'paasops deploy promote %s'; %s",
+				 d, a->name, ro->phase);
+		else
+			snprintf(why, sizeof(why), "not healthy within healthy_deadline (%s); %s", d, ro->phase);
 		rollout_end(a, false, why);
 	}
 }
@@ -390,20 +441,15 @@ static void rollout_tick(uv_timer_t *t)
 	rollout_step(t->data);
 }
 
-static void begin(struct sv_app *a, int from, int to, supervisor_rollout_cb done, void *ctx, bool restart)
+/* Starts rollout ro of a (takes ownership). */
+static void begin(struct sv_app *a, struct sv_rollout *ro)
 {
-	struct sv_rollout *ro = xcalloc(1, sizeof(*ro));
-	ro->from = from;
-	ro->to = to;
-	ro->restart = restart;
 	ro->started = time_mono_ms();
 	int64_t deadline = 0;
 	for (size_t k = 0; k < a->rel->spec->n_procs; k++)
 		if (a->rel->spec->procs[k].deploy.healthy_deadline_ms > deadline)
 			deadline = a->rel->spec->procs[k].deploy.healthy_deadline_ms;
 	ro->deadline = ro->started + (deadline ? deadline : 300000);
-	ro->done = done;
-	ro->ctx = ctx;
 	a->rollout = ro;
 	a->promoted = false;
 	a->auto_promote = false;
@@ -415,10 +461,13 @@ static void begin(struct sv_app *a, int from, int to, supervisor_rollout_cb done
 		a->t_rollout->data = a;
 	}
 	char msg[160];
-	if (restart)
-		snprintf(msg, sizeof(msg), "restart of v%d started, instance by instance", to);
+	if (ro->restart)
+		snprintf(msg, sizeof(msg), "restart of v%d started, instance by instance", ro->to);
+	else if (ro->back)
+		snprintf(msg, sizeof(msg), "v%d stays live: the instances of v%d are replaced by its own",
+			 ro->to, ro->from);
 	else
-		snprintf(msg, sizeof(msg), "rollout from v%d to v%d started", from, to);
+		snprintf(msg, sizeof(msg), "rollout from v%d to v%d started", ro->from, ro->to);
 	sv_emit(a->sv, a->name, NULL, NULL, "rollout-started", NULL, msg, 0, -1, 0);
 	/* A rollout with nothing to replace ends here, calling done before
 	 * supervisor_rollout() returns; callers must be ready for that. */
@@ -427,14 +476,27 @@ static void begin(struct sv_app *a, int from, int to, supervisor_rollout_cb done
 		sv_rollout_kick(a);
 }
 
-void sv_rollout_begin(struct sv_app *a, int from, int to, supervisor_rollout_cb done, void *ctx)
+void sv_rollout_begin(struct sv_app *a, int from, struct sv_release *prev, int to,
+		      supervisor_rollout_cb done, void *ctx, struct sv_counts *before)
 {
-	begin(a, from, to, done, ctx, false);
+	struct sv_rollout *ro = xcalloc(1, sizeof(*ro));
+	ro->from = from;
+	ro->to = to;
+	ro->prev = prev;
+	ro->target = sv_release_ref(a->rel);
+	ro->before = before;
+	ro->done = done;
+	ro->ctx = ctx;
+	begin(a, ro);
 }
 
 void sv_restart_begin(struct sv_app *a)
 {
-	begin(a, a->live, a->live, NULL, NULL, true);
+	struct sv_rollout *ro = xcalloc(1, sizeof(*ro));
+	ro->from = ro->to = a->live;
+	ro->restart = true;
+	ro->target = sv_release_ref(a->rel);
+	begin(a, ro);
 }
 
 int supervisor_rollout_abort(struct supervisor *sv, const char *app, const char *reason)
@@ -449,17 +511,37 @@ int supervisor_rollout_abort(struct supervisor *sv, const char *app, const char 
 	return -ENOENT;
 }
 
-int supervisor_rollout_promote(struct supervisor *sv, const char *app)
+/* Whether a's rollout runs a canary that has not been promoted yet. */
+static bool canary_waits(const struct sv_app *a)
+{
+	const struct sv_rollout *ro = a->rollout;
+	if (!ro || ro->restart || ro->back || a->promoted)
+		return false;
+	for (size_t k = 0; k < a->n_procs; k++) {
+		const struct sv_proc *p = a->procs[k];
+		const char *strategy = p->sp ? p->sp->deploy.strategy : NULL;
+		if (!p->removed && !p->stopped && strategy && !strcmp(strategy, "canary"))
+			return true;
+	}
+	return false;
+}
+
+int supervisor_rollout_promote(struct supervisor *sv, const char *app, char **err)
 {
 	for (size_t k = 0; k < sv->n_apps; k++) {
 		struct sv_app *a = sv->apps[k];
-		if (!a->destroying && !strcmp(a->name, app) && a->rollout) {
-			a->promoted = true;
-			sv_emit(sv, a->name, NULL, NULL, "rollout", NULL, "canary promoted", 0, -1, 0);
-			sv_rollout_kick(a);
-			return 0;
+		if (a->destroying || strcmp(a->name, app) != 0)
+			continue;
+		if (!canary_waits(a) || a->stopped) {
+			*err = xasprintf("app '%s' has no canary waiting for promotion", app);
+			return -EBUSY;
 		}
+		a->promoted = true;
+		sv_emit(sv, a->name, NULL, NULL, "rollout", NULL, "canary promoted", 0, -1, 0);
+		sv_rollout_kick(a);
+		return 0;
 	}
+	*err = xasprintf("app '%s' not found", app);
 	return -ENOENT;
 }
 

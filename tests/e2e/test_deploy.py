@@ -33,7 +33,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 VERSION = open(os.path.join(HERE, "VERSION")).read().strip()
 INSTANCE = os.environ.get("PAASOPS_INSTANCE", "?")
 FAIL_EVERY = int(os.environ.get("FAIL_EVERY") or 0)
-NEVER_HEALTHY = os.environ.get("NEVER_HEALTHY") == "1"
+NEVER_HEALTHY = os.environ.get("NEVER_HEALTHY") == "1" or (
+    bool(os.environ.get("NEVER_HEALTHY_IF")) and os.path.exists(os.environ["NEVER_HEALTHY_IF"]))
 counter = itertools.count(1)
 lock = threading.Lock()
 
@@ -283,6 +284,73 @@ def test_release_that_never_gets_healthy_is_rolled_back_and_wait_fails(daemon, t
     assert st["result"] == "rolled-back" and st["version"] == 2 and st["from"] == 1
 
 
+def settled_on(daemon, version, n, app="web"):
+    """The app serves release `version` alone, with n ready instances and
+    nothing else, and says so."""
+    a = daemon.ok("GET", f"/v1/apps/{app}")
+    insts = daemon.instances(app)
+    return (a["release"] == version and "target_release" not in a and not a["rolling_out"]
+            and len(insts) == n and all(i["release"] == version and i["state"] == "ready"
+                                        for i in insts))
+
+
+def test_failed_rollout_without_rollback_leaves_the_live_release_in_charge(daemon, tmp_path):
+    dep = "{min_healthy: 300ms, healthy_deadline: 3s, auto_rollback: false}"
+    d = write_app(tmp_path / "src", "v1", instances=1, deploy=dep)
+    cli_ok(daemon, "deploy", d, "--wait")
+    wait_serving(daemon, "v1")
+    write_app(tmp_path / "src", "v2", instances=1, deploy=dep, env={"NEVER_HEALTHY": "1"})
+    r = daemon.cli("deploy", d, "--wait")
+    assert r.returncode == 1 and "not healthy within healthy_deadline" in r.stderr, r
+    # The instance of v2 is stopped, not left to become healthy later.
+    wait_for(lambda: settled_on(daemon, 1, 1), timeout=20, what="v1 alone")
+    rel = releases(daemon)
+    assert rel[1]["status"] == "active" and rel[2]["status"] == "failed"
+    assert any("v1 stays live" in e["reason"] for e in daemon.events("web"))
+    # A restart restarts v1, not the release that failed.
+    cli_ok(daemon, "restart", "web")
+    wait_for(lambda: any(e["reason"].startswith("restart finished") for e in daemon.events("web")),
+             timeout=20, what="the restart to finish")
+    wait_for(lambda: settled_on(daemon, 1, 1), timeout=20, what="v1 alone after the restart")
+    wait_serving(daemon, "v1")
+
+
+def test_failed_rollback_leaves_the_live_release_in_charge(daemon, tmp_path):
+    flag = tmp_path / "unhealthy"
+    dep = "{min_healthy: 300ms, healthy_deadline: 3s}"
+    d = write_app(tmp_path / "src", "v1", instances=1, deploy=dep,
+                  env={"NEVER_HEALTHY_IF": str(flag)})
+    cli_ok(daemon, "deploy", d, "--wait")
+    write_app(tmp_path / "src", "v2", instances=1, deploy=dep)
+    cli_ok(daemon, "deploy", d, "--wait")
+    wait_serving(daemon, "v2")
+    flag.write_text("")  # v1's instances started from now on never get healthy
+    r = daemon.cli("rollback", "web", "v1", "--wait")
+    assert r.returncode == 1, r
+    wait_for(lambda: settled_on(daemon, 2, 1), timeout=20, what="v2 alone")
+    assert releases(daemon)[2]["status"] == "active"
+    # Counts are met on v2 again: nothing of v1 counts as one of them.
+    cli_ok(daemon, "scale", "web", "web=2")
+    wait_for(lambda: settled_on(daemon, 2, 2), timeout=20, what="two of v2")
+
+
+def test_failed_restart_stops_what_it_started(daemon, tmp_path):
+    flag = tmp_path / "unhealthy"
+    dep = "{min_healthy: 300ms, healthy_deadline: 3s}"
+    d = write_app(tmp_path / "src", "v1", instances=2, deploy=dep,
+                  env={"NEVER_HEALTHY_IF": str(flag)})
+    cli_ok(daemon, "deploy", d, "--wait")
+    daemon.wait_ready("web", 2)
+    old = pids_of(daemon)
+    flag.write_text("")
+    cli_ok(daemon, "restart", "web")
+    wait_for(lambda: any(e["reason"].startswith("restart failed") for e in daemon.events("web")),
+             timeout=20, what="the restart to fail")
+    # The instance it started is stopped; the ones that served still do.
+    wait_for(lambda: settled_on(daemon, 1, 2), timeout=20, what="the two old instances alone")
+    assert pids_of(daemon) == old
+
+
 # ---------------------------------------------------------------- (c)
 
 
@@ -349,7 +417,33 @@ def test_canary_gets_its_share_until_promoted(daemon, tmp_path):
     assert len(daemon.wait_ready("web", 3)) == 3
     # Nothing to promote any more.
     r = daemon.cli("deploy", "promote", "web")
-    assert r.returncode == 1 and "has no rollout to promote" in r.stderr
+    assert r.returncode == 1 and "app 'web' has no canary waiting for promotion" in r.stderr
+
+
+def test_unpromoted_canary_fails_saying_so_and_only_a_canary_is_promoted(daemon, tmp_path):
+    flag = tmp_path / "unhealthy"
+    canary = ("{strategy: canary, canary: 1, auto_promote: false, min_healthy: 300ms, healthy_deadline: 3s, "
+              "auto_rollback: false}")
+    d = write_app(tmp_path / "src", "v1", instances=1, deploy=canary,
+                  env={"NEVER_HEALTHY_IF": str(flag)})
+    cli_ok(daemon, "deploy", d, "--wait")
+    write_app(tmp_path / "src", "v2", instances=1, deploy=canary,
+              env={"NEVER_HEALTHY_IF": str(flag)})
+    r = daemon.cli("deploy", d, "--wait")
+    assert r.returncode == 1, r
+    assert ("the deploy of v2 of app 'web' failed: the canary was not promoted within healthy_deadline (3s): "
+            "it waited for 'paasops deploy promote web'; canary: 1 of 1 ready") in r.stderr, r.stderr
+    wait_for(lambda: settled_on(daemon, 1, 1), timeout=20, what="v1 alone")
+    # A restart rolls too, but has no canary to promote.
+    flag.write_text("")  # keeps the restart going: its new instance never gets healthy
+    cli_ok(daemon, "restart", "web")
+    assert daemon.ok("GET", "/v1/apps/web")["rolling_out"]
+    r = daemon.cli("deploy", "promote", "web")
+    assert r.returncode == 1 and "error: app 'web' has no canary waiting for promotion" in r.stderr, r
+    status, doc = daemon.request("POST", "/v1/apps/web/deploy/promote", {})
+    assert status == 409 and doc["error"]["code"] == "conflict", (status, doc)
+    assert daemon.request("POST", "/v1/apps/nope/deploy/promote", {})[0] == 404
+    assert not any(e["reason"] == "canary promoted" for e in daemon.events("web"))
 
 
 def daemon_bin():

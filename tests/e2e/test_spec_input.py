@@ -387,6 +387,23 @@ def test_alert_rules_that_can_never_fire_are_refused(shop, tmp_path):
                         "'paasops_instance_open_fd' (did you mean 'paasops_instance_open_fds'?)\n")
 
 
+def test_healthy_deadline_no_longer_than_min_healthy_is_refused(shop, tmp_path):
+    before = snapshot(shop)
+    details = apply_invalid(shop, SPEC + """    deploy: {healthy_deadline: 5s}
+  worker:
+    command: sleep 1000
+    deploy: {min_healthy: 30s, healthy_deadline: 30s}
+""", tmp_path)
+    assert details == [
+        "7:32: 'healthy_deadline' (5s) in 'deploy' of process 'web' must be longer than "
+        "'min_healthy' (10s, the default): a new instance counts only once it has been healthy "
+        "that long",
+        "10:50: 'healthy_deadline' (30s) in 'deploy' of process 'worker' must be longer than "
+        "'min_healthy' (30s): a new instance counts only once it has been healthy that long",
+    ], details
+    assert_unchanged(shop, before)
+
+
 def test_invalid_spec_for_a_new_app_creates_nothing(shop, tmp_path):
     before = snapshot(shop)
     apply_invalid(shop, "app: fresh\nprocesses:\n  web:\n    command: sleep 2\n    instances: -3\n", tmp_path)

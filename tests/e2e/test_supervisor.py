@@ -167,6 +167,39 @@ def test_scale_up_and_down(daemon):
     wait_for(lambda: not any(pid_alive(p) for p in gone), what="scaled-down processes to exit")
 
 
+def test_restart_of_what_is_stopped_is_refused(daemon):
+    daemon.apply(hello_spec(instances=1, extra="""  worker:
+    command: sleep 1000
+"""))
+    daemon.wait_ready("hello", 2)
+    assert daemon.cli("stop", "hello", "worker").returncode == 0
+    r = daemon.cli("restart", "hello", "worker")
+    assert r.returncode == 1, r
+    assert "process type 'worker' of app 'hello' is stopped; start it with paasops start hello worker" in r.stderr
+    assert daemon.cli("stop", "hello").returncode == 0
+    wait_for(lambda: all(i["state"] == "stopped" for i in daemon.instances("hello")),
+             what="every instance to stop")
+    before = len(daemon.events("hello"))
+    r = daemon.cli("restart", "hello")
+    assert r.returncode == 1 and "app 'hello' is stopped; start it with paasops start hello" in r.stderr, r
+    status, doc = daemon.request("POST", "/v1/apps/hello/restart", {})
+    assert status == 409 and doc["error"]["code"] == "conflict", (status, doc)
+    assert len(daemon.events("hello")) == before  # nothing recorded, nothing done
+
+
+def test_a_start_that_cannot_spawn_backs_off_without_state_errors(daemon):
+    # An environment larger than the kernel takes for one string: E2BIG.
+    daemon.apply(f"""app: big
+env: {{HUGE: "{'x' * 200000}"}}
+processes:
+  web:
+    command: sleep 1000
+""")
+    wait_for(lambda: len([e for e in state_events(daemon, "big.web.1") if e["state"] == "backoff"]) >= 2,
+             timeout=20, what="two backoffs")
+    assert "refused transition" not in daemon.read_log()
+
+
 def test_output_after_a_scaled_down_slot_is_gone_is_dropped(daemon):
     # A process that left its instance's group keeps the output pipe open
     # and writes after the leader exited and the slot was removed: the
