@@ -46,7 +46,7 @@ static bool export_src_load(struct api_req *req, struct api_resp *resp, struct e
 	}
 	const char *yaml = json_get_str(s->rel, "spec_yaml");
 	char *err = NULL;
-	s->spec = yaml ? spec_parse(yaml, strlen(yaml), json_get_str(s->rel, "filename"), &err) : NULL;
+	s->spec = yaml ? spec_parse_stored(yaml, strlen(yaml), json_get_str(s->rel, "filename"), &err) : NULL;
 	if (!s->spec) {
 		/* The spec was valid when the release was made; a newer daemon
 		 * with stricter rules may refuse it. */

@@ -488,7 +488,7 @@ static void on_rollout_done(void *ctx, const char *app, int version, bool ok, co
 static int roll_to(struct dp_job *j, const struct rel_copy *r, char **err)
 {
 	char *perr = NULL;
-	struct spec *spec = spec_parse(r->yaml, strlen(r->yaml), r->filename, &perr);
+	struct spec *spec = spec_parse_stored(r->yaml, strlen(r->yaml), r->filename, &perr);
 	if (!spec) {
 		*err = xasprintf("release v%d's spec no longer parses: %s", r->version, perr);
 		free(perr);
@@ -650,7 +650,7 @@ size_t dp_release_env(struct deploy *d, const char *app, int version, char **env
 	}
 	struct rel_copy r = {0};
 	store_release_get(d->cfg.store, app, version, dp_copy_release, &r);
-	struct spec *spec = r.found ? spec_parse(r.yaml, strlen(r.yaml), r.filename, NULL) : NULL;
+	struct spec *spec = r.found ? spec_parse_stored(r.yaml, strlen(r.yaml), r.filename, NULL) : NULL;
 	for (size_t k = 0; spec && k < spec->n_env && ne + 3 < cap; k++)
 		envp[ne++] = xasprintf("%s=%s", spec->env[k].key, spec->env[k].value);
 	struct json *cfg = r.found ? json_parse(r.config, strlen(r.config), NULL) : NULL;
@@ -817,7 +817,7 @@ static void after_release_phase(struct dp_job *j)
 
 static void release_phase(struct dp_job *j)
 {
-	struct spec *spec = spec_parse(j->yaml, strlen(j->yaml), j->filename, NULL);
+	struct spec *spec = spec_parse_stored(j->yaml, strlen(j->yaml), j->filename, NULL);
 	if (spec && spec->release) {
 		phase(j, PH_RELEASING);
 		set_status(j, j->version, "releasing", NULL);
@@ -830,7 +830,7 @@ static void release_phase(struct dp_job *j)
 
 static void pipeline(struct dp_job *j)
 {
-	struct spec *spec = spec_parse(j->yaml, strlen(j->yaml), j->filename, NULL);
+	struct spec *spec = spec_parse_stored(j->yaml, strlen(j->yaml), j->filename, NULL);
 	j->err_rate = 0.01;
 	j->err_factor = j->lat_factor = 2;
 	if (spec) {

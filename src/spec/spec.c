@@ -62,6 +62,9 @@ struct ctx {
 	 * NULL when the route had errors (and is left out of conflict checks). */
 	const struct yaml_value **route_at;
 	size_t n_route_at, alloc_route_at;
+	/* A spec stored by an earlier version (spec_parse_stored): checks
+	 * added since are not made, so that what ran before still loads. */
+	bool stored;
 };
 
 static void ctx_release(struct ctx *c)
@@ -681,7 +684,7 @@ static const char *host_problem(struct ctx *c, const char *h, size_t len)
 	}
 }
 
-static const char *path_problem(const char *p, size_t len)
+static const char *path_problem(const struct ctx *c, const char *p, size_t len)
 {
 	if (strlen(p) != len)
 		return "it contains a NUL character";
@@ -693,6 +696,8 @@ static const char *path_problem(const char *p, size_t len)
 			return "it must not contain spaces or control characters";
 		if (ch == '?' || ch == '#')
 			return "it must not contain '?' or '#' (it is a path prefix)";
+		if (c->stored)
+			continue;
 		if (ch == '/' && p[1] == '/')
 			return "it must not contain '//' (an empty segment)";
 		/* Routes match the path as sent: a prefix with dot segments would
@@ -807,7 +812,7 @@ static void parse_health(struct ctx *c, const struct yaml_pair *hf, const char *
 	if (f[H_HTTP]) {
 		h->kind = SPEC_HEALTH_HTTP;
 		if (get_string(c, f[H_HTTP], where, &h->target)) {
-			const char *why = path_problem(h->target, strlen(h->target));
+			const char *why = path_problem(c, h->target, strlen(h->target));
 			if (why)
 				ctx_fail(c, f[H_HTTP]->value,
 					 "'http'%s must be a path like '/healthz': %s, found %s",
@@ -897,7 +902,7 @@ static void parse_routes(struct ctx *c, const struct yaml_pair *rf, const char *
 					 ctx_showv(c, f[RT_HOST]->value), where, why);
 		}
 		if (get_string(c, f[RT_PATH], where, &r->path)) {
-			const char *why = path_problem(r->path, f[RT_PATH]->value->len);
+			const char *why = path_problem(c, r->path, f[RT_PATH]->value->len);
 			if (why)
 				ctx_fail(c, f[RT_PATH]->value, "invalid path '%s'%s: %s",
 					 ctx_showv(c, f[RT_PATH]->value), where, why);
@@ -1025,7 +1030,7 @@ static void parse_deploy(struct ctx *c, const struct yaml_pair *df, const char *
 			 of);
 	/* A new instance counts once it has been ready for min_healthy, so a
 	 * deadline no longer than that fails every rollout but the first. */
-	if (d->healthy_deadline_ms <= d->min_healthy_ms) {
+	if (d->healthy_deadline_ms <= d->min_healthy_ms && !c->stored) {
 		char dl[32], mh[32];
 		duration_format(d->healthy_deadline_ms, dl, sizeof(dl));
 		duration_format(d->min_healthy_ms, mh, sizeof(mh));
@@ -1255,7 +1260,7 @@ static void parse_match(struct ctx *c, const struct yaml_pair *f, const char *wh
 				 ctx_showv(c, k), in, ctx_found(c, v));
 			continue;
 		}
-		if (!strcmp(k->str, "app")) {
+		if (!strcmp(k->str, "app") && !c->stored) {
 			/* app="THIS APP" is implied: another value could never match. */
 			ctx_fail(c, k, "label 'app'%s is implied (a spec's alerts see only its own app's "
 				 "series): leave it out", in);
@@ -1276,8 +1281,8 @@ static void check_series(struct ctx *c, const struct yaml_pair *metric, const st
 {
 	enum metrics_fn f = METRICS_FN_RAW;
 	double q;
-	if (a->fn && metrics_fn_parse(a->fn, &f, &q) < 0)
-		return; /* reported already */
+	if (c->stored || (a->fn && metrics_fn_parse(a->fn, &f, &q) < 0))
+		return; /* reported already, or stored before names were checked */
 	char *err = NULL;
 	if (metrics_name_check(a->metric, f, &err) < 0) {
 		enum metrics_type t;
@@ -1434,9 +1439,9 @@ static void parse_root(struct ctx *c, const struct yaml_value *root, struct spec
 
 /* ------------------------------------------------------------ public API */
 
-struct spec *spec_parse(const char *buf, size_t len, const char *filename, char **err)
+static struct spec *parse(const char *buf, size_t len, const char *filename, bool stored, char **err)
 {
-	struct ctx c = {.file = filename ? filename : "paasops.yaml"};
+	struct ctx c = {.file = filename ? filename : "paasops.yaml", .stored = stored};
 	char *yerr = NULL;
 	if (err)
 		*err = NULL;
@@ -1465,6 +1470,16 @@ struct spec *spec_parse(const char *buf, size_t len, const char *filename, char 
 	}
 	ctx_release(&c);
 	return s;
+}
+
+struct spec *spec_parse(const char *buf, size_t len, const char *filename, char **err)
+{
+	return parse(buf, len, filename, false, err);
+}
+
+struct spec *spec_parse_stored(const char *buf, size_t len, const char *filename, char **err)
+{
+	return parse(buf, len, filename, true, err);
 }
 
 struct spec *spec_parse_file(const char *path, char **err)

@@ -131,6 +131,13 @@ struct spec {
  * returns NULL and sets *err to every problem found, one per line, each
  * "FILE:LINE:COL: message" (caller frees). */
 struct spec *spec_parse(const char *buf, size_t len, const char *filename, char **err);
+/* The same for a spec stored with a release, which an earlier version may
+ * have accepted: the checks added since (dot segments in paths, a
+ * healthy_deadline no longer than min_healthy, metric names and functions
+ * of alert rules, the app label in their match) are not made, so that
+ * every release that ran before still loads, rolls back and takes config
+ * changes. New specs (apply, deploy, validate) use spec_parse. */
+struct spec *spec_parse_stored(const char *buf, size_t len, const char *filename, char **err);
 /* Reads path (refusing files over SPEC_MAX_BYTES) and calls spec_parse. */
 struct spec *spec_parse_file(const char *path, char **err);
 void spec_free(struct spec *s);

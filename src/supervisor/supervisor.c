@@ -314,7 +314,7 @@ static void load_scale(void *ctx, const struct store_scale *sc)
 static struct sv_release *release_from_store(const struct store_release *r)
 {
 	char *err = NULL;
-	struct spec *s = spec_parse(r->spec_yaml, strlen(r->spec_yaml),
+	struct spec *s = spec_parse_stored(r->spec_yaml, strlen(r->spec_yaml),
 				    r->filename ? r->filename : "paasops.yaml", &err);
 	if (!s) {
 		log_error("app '%s' v%d: stored spec no longer valid: %s", r->app, r->version, err);

@@ -118,6 +118,36 @@ def test_stopped_app_stays_stopped_after_restart(tmp_path):
         assert d.stop() == 0
 
 
+def test_a_release_stored_by_an_earlier_version_still_runs_after_checks_were_added(tmp_path):
+    """Specs refused today (a healthy_deadline within min_healthy, a dot
+    segment in a route, an alert on a name paasops does not keep) may be in
+    releases an earlier version stored: they load and run."""
+    import sqlite3
+    d = Daemon(tmp_path).start()
+    d.apply(hello_spec(instances=1))
+    d.wait_ready("hello", 1)
+    assert d.stop() == 0
+    legacy = hello_spec(instances=1, extra="""    routes: [{path: /x/../}]
+    deploy: {healthy_deadline: 5s}
+alerts:
+  - {name: old, metric: paasops_instance_open_fd, op: ">", value: 1000}
+""")
+    con = sqlite3.connect(os.path.join(d.data, "state.db"))
+    with con:
+        assert con.execute("UPDATE releases SET spec_yaml = ? WHERE app = 'hello'", (legacy,)).rowcount == 1
+    con.close()
+    d.start()
+    try:
+        d.wait_ready("hello", 1)
+        assert "healthy_deadline: 5s" in d.ok("GET", "/v1/apps/hello")["spec_yaml"]
+        assert d.ok("GET", "/v1/apps/hello")["release"] == 1
+        # A new spec with the same problems is refused.
+        status, doc = d.request("POST", "/v1/apps", {"spec": legacy, "dir": str(d.tmp)})
+        assert status == 422 and "healthy_deadline" in "\n".join(doc["error"]["details"]), doc
+    finally:
+        assert d.stop() == 0
+
+
 def test_destroy_stops_everything_and_forgets_the_app(daemon):
     daemon.apply(hello_spec(instances=2))
     pids = [i["pid"] for i in daemon.wait_ready("hello", 2)]

@@ -496,6 +496,32 @@ static void test_spec__refuses_duplicate_keys_anywhere(void **state)
 	free(err);
 }
 
+/* What an earlier version accepted and stored with a release must still
+ * load: checks added since apply to new specs only. */
+static void test_spec__stored_specs_load_without_the_checks_added_since(void **state)
+{
+	static const char *const yaml = HEAD
+		"    routes: [{path: /x/../}]\n"
+		"    deploy: {healthy_deadline: 5s}\n"
+		"alerts:\n"
+		"  - {name: a, metric: paasops_instance_open_fd, op: \">\", value: 1, match: {app: other}}\n";
+	char *err = NULL;
+	struct spec *s = spec_parse(yaml, strlen(yaml), FILE_NAME, &err);
+	assert_null(s);
+	assert_int_equal(count_lines(err), 4);
+	free(err);
+	err = NULL;
+	s = spec_parse_stored(yaml, strlen(yaml), FILE_NAME, &err);
+	if (!s)
+		fail_msg("stored spec refused: %s", err);
+	assert_string_equal(s->procs[0].routes[0].path, "/x/../");
+	spec_free(s);
+	/* Everything that was always checked still is. */
+	static const char *const bad = HEAD "    routes: [{path: x}]\n";
+	assert_null(spec_parse_stored(bad, strlen(bad), FILE_NAME, &err));
+	free(err);
+}
+
 static void test_spec__refuses_names_that_break_dns_label_rules(void **state)
 {
 	struct {
@@ -1274,6 +1300,7 @@ int main(void)
 		cmocka_unit_test(test_spec__refuses_deep_nesting_and_too_many_nodes),
 		cmocka_unit_test(test_spec__quotes_user_text_safely_in_messages),
 		cmocka_unit_test(test_spec__caps_the_number_of_errors_reported),
+		cmocka_unit_test(test_spec__stored_specs_load_without_the_checks_added_since),
 		cmocka_unit_test(test_spec__parse_file_reads_names_and_refuses_big_files),
 		cmocka_unit_test(test_yaml__keeps_key_order_and_marks),
 		cmocka_unit_test(test_spec__yaml_errors_name_tabs_and_unquoted_operators),
