@@ -93,6 +93,10 @@ static void processes_text(const struct json *app, struct strbuf *sb)
 	for (const struct json *p = json_first(procs); p; p = json_next(p)) {
 		int64_t n = 0;
 		jint(p, "instances", &n);
+		if (json_true(json_get(p, "stopped"))) {
+			strbuf_addf(sb, "%s%s=stopped", sb->len ? " " : "", cli__jstr(p, "name", "?"));
+			continue;
+		}
 		strbuf_addf(sb, "%s%s=%lld", sb->len ? " " : "", cli__jstr(p, "name", "?"), (long long)n);
 		const struct json *as = json_get(p, "autoscale");
 		int64_t lo = 0, hi = 0;
@@ -292,6 +296,20 @@ static const char *app_state(const struct json *app, int64_t ready, int64_t want
 	return ready >= want ? "running" : "degraded";
 }
 
+void cli__app_counts(const struct json *app, int64_t *ready, int64_t *want)
+{
+	*ready = *want = 0;
+	for (const struct json *p = json_first(json_get(app, "processes")); p; p = json_next(p)) {
+		int64_t n;
+		if (json_true(json_get(p, "stopped")))
+			continue; /* stopped on purpose: not wanted */
+		if (json_get_int(json_get(p, "ready"), &n) == 0)
+			*ready += n;
+		if (json_get_int(json_get(p, "instances"), &n) == 0)
+			*want += n;
+	}
+}
+
 static int cmd_apps(struct cli *c)
 {
 	struct cli_response res;
@@ -308,15 +326,8 @@ static int cmd_apps(struct cli *c)
 	cli__table_init(&t, headers, ARRAY_SIZE(headers));
 	const struct json *apps = json_get(res.json, "apps");
 	for (const struct json *a = json_first(apps); a; a = json_next(a)) {
-		int64_t ready = 0, want = 0;
-		for (const struct json *p = json_first(json_get(a, "processes")); p;
-		     p = json_next(p)) {
-			int64_t n;
-			if (jint(p, "ready", &n))
-				ready += n;
-			if (jint(p, "instances", &n))
-				want += n;
-		}
+		int64_t ready, want;
+		cli__app_counts(a, &ready, &want);
 		struct strbuf procs;
 		strbuf_init(&procs, 0);
 		processes_text(a, &procs);

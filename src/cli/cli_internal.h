@@ -378,5 +378,8 @@ char *cli__app_path(const char *app, const char *suffix);
 void cli__query_add(struct strbuf *sb, const char *key, const char *value);
 /* String member of o, or fallback when absent or not a string. */
 const char *cli__jstr(const struct json *o, const char *key, const char *fallback);
+/* An app's ready and wanted instances over its process types that are not
+ * stopped (GET /v1/apps), for apps and top. */
+void cli__app_counts(const struct json *app, int64_t *ready, int64_t *want);
 
 #endif

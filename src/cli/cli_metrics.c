@@ -368,13 +368,7 @@ static int top_fetch(struct cli *c, struct top_data *d)
 	for (const struct json *a = json_first(apps); a; a = json_next(a)) {
 		struct top_app *t = &d->a[d->n_a++];
 		t->name = json_get_str(a, "name") ? json_get_str(a, "name") : "?";
-		for (const struct json *p = json_first(json_get(a, "processes")); p; p = json_next(p)) {
-			int64_t n;
-			if (json_get_int(json_get(p, "ready"), &n) == 0)
-				t->ready += n;
-			if (json_get_int(json_get(p, "instances"), &n) == 0)
-				t->want += n;
-		}
+		cli__app_counts(a, &t->ready, &t->want);
 		t->state = json_true(json_get(a, "stopped")) ? "stopped"
 			   : t->want == 0		     ? "idle"
 			   : t->ready >= t->want	     ? "running"

@@ -167,6 +167,23 @@ def test_scale_up_and_down(daemon):
     wait_for(lambda: not any(pid_alive(p) for p in gone), what="scaled-down processes to exit")
 
 
+def test_a_stopped_process_type_is_not_counted_as_wanted(daemon):
+    daemon.apply(hello_spec(instances=2, extra="""  worker:
+    command: sleep 1000
+    instances: 2
+"""))
+    daemon.wait_ready("hello", 4)
+    assert daemon.cli("stop", "hello", "worker").returncode == 0
+    wait_for(lambda: all(i["state"] == "stopped" for i in daemon.instances("hello") if ".worker." in i["id"]),
+             what="the workers to stop")
+    row = [l for l in daemon.cli("apps").stdout.splitlines() if l.startswith("hello ")][0]
+    assert row.split() == ["hello", "web=2", "worker=stopped", "2/2", "running"], row
+    r = daemon.cli("top", "--once")
+    assert r.returncode == 0, r.stderr
+    line = [l for l in r.stdout.splitlines() if l.split()[:1] == ["hello"]][0]
+    assert "2/2" in line and "running" in line and "degraded" not in line, line
+
+
 def test_restart_of_what_is_stopped_is_refused(daemon):
     daemon.apply(hello_spec(instances=1, extra="""  worker:
     command: sleep 1000
