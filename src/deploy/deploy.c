@@ -42,6 +42,8 @@
 #define ARCHIVE_MAX_FILES 200000
 #define ANALYSIS_TICK_MS 500
 #define ANALYSIS_MIN_REQUESTS 20
+/* The reason a release left by `paasops rollback` is recorded with. */
+#define ROLLED_BACK_BY_REQUEST "rolled back by request"
 
 enum dp_phase { PH_EXTRACTING, PH_BUILDING, PH_RELEASING, PH_ROLLING_OUT, PH_ROLLING_BACK, PH_DONE };
 static const char *const phase_names[] = {"extracting", "building", "releasing", "rolling out",
@@ -541,9 +543,14 @@ static void on_rollout_done(void *ctx, const char *app, int version, bool ok, co
 	struct deploy *d = j->d;
 	if (j->phase == PH_ROLLING_BACK) {
 		if (ok) {
+			/* The release rolled back from never went live: it stays
+			 * "failed", so that only releases that were live are
+			 * offered by a rollback. */
 			set_status(j, j->from, "active", NULL);
-			set_status(j, j->version, "rolled-back", j->reason);
-			char *why = xstrdup(j->reason ? j->reason : "rollout failed");
+			char *why = xasprintf("%s; rolled back to v%d", j->reason ? j->reason : "rollout failed", j->from);
+			set_status(j, j->version, "failed", why);
+			free(why);
+			why = xstrdup(j->reason ? j->reason : "rollout failed");
 			job_finish(j, "rolled-back", why);
 			free(why);
 		} else {
@@ -557,7 +564,7 @@ static void on_rollout_done(void *ctx, const char *app, int version, bool ok, co
 	if (ok) {
 		if (j->from && j->from != j->version)
 			set_status(j, j->from, j->is_rollback ? "rolled-back" : "superseded",
-				   j->is_rollback ? "rolled back by request" : NULL);
+				   j->is_rollback ? ROLLED_BACK_BY_REQUEST : NULL);
 		set_status(j, j->version, "active", NULL);
 		job_finish(j, "succeeded", NULL);
 		prune(d, j->app);
@@ -1364,15 +1371,37 @@ struct prev_find {
 	int found;
 };
 
+/* Whether a release was ever live: active now, replaced by a newer deploy,
+ * or rolled back from by request. A release an automatic rollback left is
+ * "failed" (records from before that say "rolled-back" with the failure
+ * as their reason). */
+static bool was_live(const char *status, const char *reason)
+{
+	return str_eq(status, "active") || str_eq(status, "superseded") ||
+	       (str_eq(status, "rolled-back") && str_eq(reason, ROLLED_BACK_BY_REQUEST));
+}
+
 static void find_prev(void *ctx, const struct store_release *r)
 {
 	struct prev_find *p = ctx;
 	struct stat st;
 	if (p->found || r->version >= p->below)
 		return;
-	if ((!strcmp(r->status, "superseded") || !strcmp(r->status, "active") ||
-	     !strcmp(r->status, "rolled-back")) && stat(r->dir, &st) == 0)
+	if (was_live(r->status, r->reason) && stat(r->dir, &st) == 0)
 		p->found = r->version;
+}
+
+struct live_check {
+	bool found, live;
+	char *status;
+};
+
+static void check_live(void *ctx, const struct store_release *r)
+{
+	struct live_check *c = ctx;
+	c->found = true;
+	c->live = was_live(r->status, r->reason);
+	c->status = xstrdup(r->status);
 }
 
 int deploy_rollback(struct deploy *d, const char *app, int version, const struct deploy_who *who,
@@ -1407,6 +1436,17 @@ int deploy_rollback(struct deploy *d, const char *app, int version, const struct
 		*err = xasprintf("app '%s' has no release v%d", app, version);
 		return -ENOENT;
 	}
+	struct live_check lc = {0};
+	store_release_get(d->cfg.store, app, version, check_live, &lc);
+	if (!lc.live) {
+		*err = xasprintf("v%d never went live (its status is '%s'): only a release that was live "
+				 "can be rolled back to",
+				 version, lc.status ? lc.status : "unknown");
+		free(lc.status);
+		dp_rel_copy_release(&r);
+		return -EEXIST;
+	}
+	free(lc.status);
 	if (stat(r.dir, &st) < 0) {
 		*err = xasprintf("the artifact of v%d was removed (only the newest releases keep theirs)", version);
 		dp_rel_copy_release(&r);

@@ -277,8 +277,9 @@ def test_release_that_never_gets_healthy_is_rolled_back_and_wait_fails(daemon, t
     wait_for(lambda: pids_of(daemon) == old, what="only the old instances to run")
     assert {i["release"] for i in daemon.instances("web")} == {1}
     rel = releases(daemon)
-    assert rel[1]["status"] == "active" and rel[2]["status"] == "rolled-back"
-    assert "healthy_deadline" in rel[2]["reason"]
+    # v2 never went live: it failed, and says where the app went back to.
+    assert rel[1]["status"] == "active" and rel[2]["status"] == "failed"
+    assert "healthy_deadline" in rel[2]["reason"] and rel[2]["reason"].endswith("; rolled back to v1")
     st = deploy_status(daemon)
     assert st["result"] == "rolled-back" and st["version"] == 2 and st["from"] == 1
 
@@ -311,7 +312,7 @@ def test_release_answering_500s_is_rolled_back_by_the_regression_check(daemon, t
     assert all(f[2].startswith("boom") for f in load.failures), load.failures[:5]
     assert len(load.failures) < load.ok / 10
     wait_serving(daemon, "v1")
-    assert releases(daemon)[2]["status"] == "rolled-back"
+    assert releases(daemon)[2]["status"] == "failed"
     out = cli_ok(daemon, "deploy", "status", "web").stdout
     assert "result:   rolled-back" in out and "reason:   regression: v2" in out
     assert re.search(r"analysis: new: \d+ requests, \d+ 5xx; old: \d+ requests, 0 5xx", out), out
@@ -710,3 +711,37 @@ def test_deployer_token_deploys_over_tcp_and_other_tokens_are_refused(daemon, tm
     assert r.returncode == 1, r
     out = daemon.cli("releases", "web", server=tcp, token=viewer)
     assert out.returncode == 0 and "from ci" in out.stdout
+
+
+def test_rollback_goes_only_to_releases_that_were_live(daemon, tmp_path):
+    src = tmp_path / "src"
+    fast = "{min_healthy: 300ms, healthy_deadline: 3s}"
+    write_app(src, "v1", instances=1, deploy=fast)
+    cli_ok(daemon, "deploy", str(src), "--wait")
+    write_app(src, "v2", instances=1, deploy=fast, env={"NEVER_HEALTHY": "1"})
+    assert daemon.cli("deploy", str(src), "--wait").returncode == 1
+    write_app(src, "v3", instances=1, deploy=fast, top='build: "exit 1"\n')
+    assert daemon.cli("deploy", str(src), "--wait").returncode == 1
+    write_app(src, "v4", instances=1, deploy=fast)
+    cli_ok(daemon, "deploy", str(src), "--wait")
+    rel = releases(daemon)
+    assert [rel[v]["status"] for v in (1, 2, 3, 4)] == ["superseded", "failed", "failed", "active"]
+
+    # Named: a release that never went live is refused and nothing changes.
+    for v in (2, 3):
+        status, doc = daemon.request("POST", "/v1/apps/web/rollback", {"version": v})
+        assert status == 409, (status, doc)
+        assert doc["error"]["message"].startswith(f"v{v} never went live (its status is 'failed')")
+        r = daemon.cli("rollback", "web", f"v{v}")
+        assert r.returncode == 1 and f"v{v} never went live" in r.stderr, r
+    assert deploy_status(daemon)["version"] == 4 and releases(daemon)[4]["status"] == "active"
+
+    # Unnamed: the newest earlier release that was live.
+    r = cli_ok(daemon, "rollback", "web", "--wait")
+    assert "rolling back app 'web' from v4 to v1" in r.stdout
+    wait_serving(daemon, "v1")
+    rel = releases(daemon)
+    assert rel[1]["status"] == "active" and rel[4]["status"] == "rolled-back"
+    # A release left by a rollback was live: it can be gone back to.
+    r = cli_ok(daemon, "rollback", "web", "v4", "--wait")
+    assert "from v1 to v4" in r.stdout
