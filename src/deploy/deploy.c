@@ -44,6 +44,10 @@
 #define ANALYSIS_MIN_REQUESTS 20
 /* The reason a release left by `paasops rollback` is recorded with. */
 #define ROLLED_BACK_BY_REQUEST "rolled back by request"
+/* As the next start records a deploy a dead daemon left (store.c). */
+#define DEPLOY_INTERRUPTED "interrupted: the daemon stopped during the deploy"
+/* A build or release phase stopped with the daemon gets SIGTERM, then SIGKILL. */
+#define PHASE_STOP_GRACE_MS 5000
 
 enum dp_phase { PH_EXTRACTING, PH_BUILDING, PH_RELEASING, PH_ROLLING_OUT, PH_ROLLING_BACK, PH_DONE };
 static const char *const phase_names[] = {"extracting", "building", "releasing", "rolling out",
@@ -86,6 +90,7 @@ struct dp_job {
 	uint64_t n_req, n_err, o_req, o_err;
 	uint64_t n_hist[ROUTER_HIST_BUCKETS + 1], o_hist[ROUTER_HIST_BUCKETS + 1];
 	bool phase_running;
+	struct dp_proc *proc; /* the build or release phase running, or NULL */
 	int rollout_rc; /* why the supervisor refused the rollout, if it did */
 	double err_rate, err_factor, lat_factor; /* regression thresholds */
 };
@@ -676,6 +681,7 @@ struct dp_proc {
 	struct strbuf partial[2];
 	int open;
 	bool timed_out;
+	bool interrupted; /* the daemon is stopping: it was told to stop */
 	enum supervisor_stream stream;
 	void (*next)(struct dp_job *j);
 	const char *what;
@@ -722,8 +728,15 @@ static void proc_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 static void proc_timeout(uv_timer_t *t)
 {
 	struct dp_proc *p = t->data;
-	p->timed_out = true;
+	p->timed_out = !p->interrupted;
 	kill(-p->proc.pid, SIGKILL);
+}
+
+/* Ends a deploy because the daemon stops, as the next start would. */
+static void interrupted(struct dp_job *j)
+{
+	set_status(j, j->version, "failed", DEPLOY_INTERRUPTED);
+	job_finish(j, "failed", DEPLOY_INTERRUPTED);
 }
 
 static void proc_exit(uv_process_t *h, int64_t status, int sig)
@@ -736,6 +749,11 @@ static void proc_exit(uv_process_t *h, int64_t status, int sig)
 	uv_close((uv_handle_t *)&p->timeout, proc_closed);
 	uv_close((uv_handle_t *)h, proc_closed);
 	j->phase_running = false;
+	j->proc = NULL;
+	if (p->interrupted || j->d->stopping) {
+		interrupted(j);
+		return;
+	}
 	if (status == 0 && sig == 0 && !p->timed_out) {
 		note(j, "%s of v%d finished", p->what, j->version);
 		p->next(j);
@@ -755,6 +773,10 @@ static void run_phase(struct dp_job *j, const char *what, const char *cmd, enum 
 		      void (*next)(struct dp_job *))
 {
 	struct deploy *d = j->d;
+	if (d->stopping) {
+		interrupted(j);
+		return;
+	}
 	struct dp_proc *p = xcalloc(1, sizeof(*p));
 	p->j = j;
 	p->stream = stream;
@@ -798,6 +820,7 @@ static void run_phase(struct dp_job *j, const char *what, const char *cmd, enum 
 	}
 	p->open++;
 	j->phase_running = true;
+	j->proc = p;
 	/* Recorded like an instance, so that a daemon killed mid-build has the
 	 * next start stop what it left (supervisor_cleanup_leftovers). */
 	char *id = xasprintf("%s.%s", j->app, stream == SUPERVISOR_STREAM_BUILD ? "build" : "release");
@@ -904,6 +927,21 @@ void deploy_free(struct deploy *d)
 	webhooks_free(d->hooks);
 	free(d->data_dir);
 	free(d);
+}
+
+void deploy_stop(struct deploy *d)
+{
+	d->stopping = true;
+	for (size_t k = 0; k < d->n_jobs; k++) {
+		struct dp_proc *p = d->jobs[k]->proc;
+		if (!p || p->interrupted)
+			continue;
+		p->interrupted = true;
+		kill(-p->proc.pid, SIGTERM);
+		uv_timer_stop(&p->timeout);
+		uv_timer_start(&p->timeout, proc_timeout, PHASE_STOP_GRACE_MS, 0);
+		note(d->jobs[k], "%s of v%d stopped: the daemon is stopping", p->what, d->jobs[k]->version);
+	}
 }
 
 void deploy_recover(struct deploy *d)

@@ -47,6 +47,10 @@ void deploy_free(struct deploy *d);
 /* After a restart: deploys that were in flight are marked failed and half
  * unpacked release directories are removed. */
 void deploy_recover(struct deploy *d);
+/* The daemon is stopping: a running build or release phase gets SIGTERM
+ * to its process group (SIGKILL after 5 s) and its deploy is recorded as
+ * interrupted, as the next start would; no phase starts any more. */
+void deploy_stop(struct deploy *d);
 
 /* Who asks and why, recorded with the release. Borrowed. */
 struct deploy_who {

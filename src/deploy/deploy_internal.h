@@ -20,6 +20,7 @@ struct deploy {
 	struct deploy_run *runs; /* one-off runs whose process is alive */
 	int n_runs, run_seq;
 	bool run_seq_known; /* run_seq goes on from the last run of earlier starts */
+	bool stopping; /* deploy_stop was called: no phase starts any more */
 };
 
 /* A copy of one release record (store_release_get's callback fills it);

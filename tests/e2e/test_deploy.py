@@ -556,6 +556,27 @@ def test_sigkill_during_build_recovers_on_the_old_release(daemon, tmp_path):
     wait_serving(daemon, "v3")
 
 
+def test_sigterm_during_build_stops_the_build_and_exits(daemon, tmp_path):
+    d = write_app(tmp_path / "src", "v1", instances=1)
+    cli_ok(daemon, "deploy", d, "--wait")
+    wait_serving(daemon, "v1")
+    pidfile = tmp_path / "build.pid"
+    # The build ignores SIGTERM: it is killed after the grace period.
+    write_app(tmp_path / "src", "v2", instances=1,
+              top=f'build: "trap \'\' TERM; echo $$ > {pidfile}; sleep 300; sleep 300"\n')
+    cli_ok(daemon, "deploy", d)
+    wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), what="the build to run")
+    build_pid = int(pidfile.read_text())
+    assert daemon.stop(timeout=20) == 0
+    assert not pid_alive(build_pid)
+    assert "another paasops" not in daemon.read_log()
+    daemon.start()
+    wait_serving(daemon, "v1")
+    rel = releases(daemon)
+    assert rel[1]["status"] == "active"
+    assert rel[2]["status"] == "failed" and rel[2]["reason"].startswith("interrupted"), rel[2]
+
+
 def test_sigkill_during_rollout_recovers_on_one_release_only(daemon, tmp_path):
     slow = "{min_healthy: 30s, healthy_deadline: 60s}"
     d = write_app(tmp_path / "src", "v1", deploy=slow)
