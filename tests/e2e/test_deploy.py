@@ -704,7 +704,7 @@ def test_gzip_bomb_over_the_size_limit_is_refused(daemon, tmp_path):
     r = daemon.cli("deploy", str(bomb), "--app", "evil", timeout=120)
     assert r.returncode == 1, r
     assert "the archive unpacks to more than 2147483648 bytes" in r.stderr
-    assert os.listdir(os.path.join(daemon.data, "releases", "evil")) == []
+    assert os.listdir(os.path.join(daemon.data, "releases")) == []
     assert os.listdir(os.path.join(daemon.data, "uploads")) == []
 
 
