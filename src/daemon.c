@@ -745,6 +745,7 @@ static void on_signal(uv_signal_t *s, int signum)
 	api_stop(d->api);
 	d->api = NULL;
 	audit_stop(d->audit); /* a verify running would hold the loop open */
+	deploy_stop(d->deploy); /* a build would hold the loop, and the data dir, open */
 	supervisor_shutdown(d->sv, all_stopped, d);
 }
 

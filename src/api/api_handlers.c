@@ -62,6 +62,25 @@ static const char *author_of(const struct api_req *req)
 	return req->who && req->who->token_id ? req->who->token_id : "local";
 }
 
+/* A release's message: a string (or null) of at most DEPLOY_MESSAGE_MAX
+ * characters; else a 400 in resp. */
+static bool message_ok(struct api_req *req, struct api_resp *resp, const struct json *m)
+{
+	if (m && !json_is_null(m) && !json_is_string(m)) {
+		api_error(resp, 400, "bad_request", "'message' must be a string");
+		return false;
+	}
+	const char *s = json_str(m);
+	size_t n = 0;
+	for (const char *p = s; p && *p; p++)
+		n += ((unsigned char)*p & 0xC0) != 0x80; /* characters, not bytes */
+	if (n > DEPLOY_MESSAGE_MAX) {
+		api_error(resp, 400, "bad_request", "'message' is longer than %d characters", DEPLOY_MESSAGE_MAX);
+		return false;
+	}
+	return true;
+}
+
 static struct deploy_who who_of(const struct api_req *req, const char *message)
 {
 	struct deploy_who who = {author_of(req), message, NULL, 0};
@@ -91,6 +110,8 @@ void h_apps_apply(struct api_req *req, struct api_resp *resp)
 		api_error(resp, 400, "bad_request", "'filename' must be a string");
 		return;
 	}
+	if (!message_ok(req, resp, json_get(req->body, "message")))
+		return;
 	const char *yaml = json_str(js);
 	const char *filename = json_str(jf) ? json_str(jf) : "paasops.yaml";
 	char cwd[4096];
@@ -162,7 +183,7 @@ void h_app_show(struct api_req *req, struct api_resp *resp)
 void h_app_delete(struct api_req *req, struct api_resp *resp)
 {
 	char *err = NULL;
-	int r = supervisor_destroy(req->api->sv, req->params[0], &err);
+	int r = deploy_destroy(req->api->deploy, req->params[0], &err);
 	if (r < 0) {
 		api_error_errno(resp, r, err);
 		free(err);
@@ -529,6 +550,14 @@ void h_releases_upload(struct api_req *req, struct api_resp *resp)
 	}
 	char *spec_name = api_query(req, "spec");
 	char *message = api_query(req, "message");
+	struct json *jm = message ? json_string(message) : NULL;
+	bool ok = message_ok(req, resp, jm);
+	json_free(jm);
+	if (!ok) {
+		free(spec_name);
+		free(message);
+		return;
+	}
 	const char *sha = http_msg_header(req->msg, "X-Content-SHA256");
 	struct deploy_who who = who_of(req, message);
 	struct api_pending *p = api_defer(req, resp);
@@ -591,6 +620,8 @@ void h_rollback(struct api_req *req, struct api_resp *resp)
 			return;
 		}
 	}
+	if (!message_ok(req, resp, json_get(req->body, "message")))
+		return;
 	struct deploy_who who = who_of(req, json_get_str(req->body, "message"));
 	char *err = NULL;
 	int r = deploy_rollback(req->api->deploy, req->params[0], v, &who, &resp->body, &err);
@@ -635,6 +666,15 @@ static char *config_detail(const struct json *body)
 void h_config_change(struct api_req *req, struct api_resp *resp)
 {
 	if (!api_body_object(req, resp, false))
+		return;
+	for (struct json *m = json_first(req->body); m; m = json_next(m)) {
+		const char *k = json_key(m);
+		if (!str_eq(k, "set") && !str_eq(k, "secret") && !str_eq(k, "unset") && !str_eq(k, "message")) {
+			api_error(resp, 400, "bad_request", "unknown field '%s' (set, secret, unset, message)", k);
+			return;
+		}
+	}
+	if (!message_ok(req, resp, json_get(req->body, "message")))
 		return;
 	struct deploy_who who = who_of(req, json_get_str(req->body, "message"));
 	char *err = NULL;

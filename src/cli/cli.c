@@ -332,6 +332,13 @@ static int run_command(struct cli *c)
 	}
 	c->client.token = c->token;
 	c->client.timeout_ms = CLI_TIMEOUT_MS;
+	/* -m, wherever a command takes it: the daemon's limit, checked first. */
+	const char *m = cli__flag(c->inv, "message");
+	size_t n = 0;
+	for (const char *p = m; p && *p; p++)
+		n += ((unsigned char)*p & 0xC0) != 0x80;
+	if (n > CLI_MESSAGE_MAX)
+		return cli__usage_error(c, "the message (-m) is longer than %d characters", CLI_MESSAGE_MAX);
 	return c->inv->cmd->run(c);
 }
 

@@ -1072,7 +1072,8 @@ const struct cli_command cli_commands[] = {
 	 "instances beside the old ones until this command.\n"},
 	{"releases", cli__cmd_releases, "APP [vN]", "list an app's releases, or show one", NULL, 1,
 	 2,
-	 "Statuses: active (live), superseded, failed, rolled-back, and while deploying\n"
+	 "Statuses: active (live), superseded (was live), rolled-back (was live, rolled back\n"
+	 "from by request), failed (never went live), and while deploying\n"
 	 "pending, building, releasing or deploying.\n\n"
 	 "examples:\n"
 	 "  paasops releases shop\n"
@@ -1080,7 +1081,8 @@ const struct cli_command cli_commands[] = {
 	{"rollback", cli__cmd_rollback, "APP [vN] [--wait]",
 	 "roll back to the previous or a named release", cli__rollback_opts, 1, 2,
 	 "Rolls out the release before the live one (or vN) like a deploy, without a build.\n"
-	 "Only releases that kept their artifact (the newest 10) can be rolled back to.\n\n"
+	 "Only releases that were live and kept their artifact (the newest 10) can be rolled\n"
+	 "back to.\n\n"
 	 "examples:\n"
 	 "  paasops rollback shop --wait\n"
 	 "  paasops rollback shop v7\n"},

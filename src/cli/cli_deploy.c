@@ -76,14 +76,30 @@ char **cli__ignore_parse(const char *text, size_t len, const char *file, char **
 	return out;
 }
 
+char *cli__config_name_problem(const char *k, bool reserved_ok)
+{
+	bool ok = *k && (isalpha((unsigned char)*k) || *k == '_');
+	for (const char *p = k; ok && *p; p++)
+		ok = isalnum((unsigned char)*p) || *p == '_';
+	if (!ok)
+		return xasprintf("invalid config name '%s': use letters, digits and '_', not starting "
+				 "with a digit",
+				 k);
+	if (strlen(k) > 256)
+		return xasprintf("invalid config name '%.40s…': longer than 256 characters", k);
+	if (!reserved_ok && (str_eq(k, "PORT") || str_eq(k, "HOST") ||
+			     (str_starts_with(k, "PAASOPS_") && !str_starts_with(k, "PAASOPS_WEBHOOK_"))))
+		return xasprintf("config name '%s' is reserved: paasops sets PORT, HOST and PAASOPS_* "
+				 "itself",
+				 k);
+	return NULL;
+}
+
 bool cli__config_name_ok(const char *k)
 {
-	if (!k || !*k || strlen(k) > 256 || !(isalpha((unsigned char)*k) || *k == '_'))
-		return false;
-	for (const char *p = k; *p; p++)
-		if (!isalnum((unsigned char)*p) && *p != '_')
-			return false;
-	return true;
+	char *bad = cli__config_name_problem(k, false);
+	free(bad);
+	return !bad;
 }
 
 int cli__config_set_parse(const char *const *args, size_t n, bool secret, struct json **out,
@@ -101,10 +117,9 @@ int cli__config_set_parse(const char *const *args, size_t n, bool secret, struct
 			goto fail;
 		}
 		char *name = xstrndup(args[i], (size_t)(eq - args[i]));
-		if (!cli__config_name_ok(name)) {
-			*err = xasprintf("invalid config name '%s': use letters, digits and '_', not "
-					 "starting with a digit",
-					 name);
+		char *bad = cli__config_name_problem(name, false);
+		if (bad) {
+			*err = bad;
 			free(name);
 			goto fail;
 		}
@@ -271,13 +286,26 @@ static int release_outcome(struct cli *c, const char *app, int64_t version, stru
 	if (rc)
 		return rc;
 	const char *status = json_get_str(res.json, "status");
+	const char *reason = json_get_str(res.json, "reason");
 	struct json *o = json_object();
 	json_set_int(o, "version", version);
-	json_set_str(o, "result", str_eq(status, "active") || str_eq(status, "superseded")
-					  ? "succeeded"
-				  : str_eq(status, "rolled-back") ? "rolled-back"
-								  : "failed");
-	json_set_str(o, "reason", json_get_str(res.json, "reason"));
+	/* A release an automatic rollback left is failed, its reason ending
+	 * "; rolled back to vN". */
+	const char *back = reason ? strstr(reason, "; rolled back to v") : NULL;
+	long long from = back ? atoll(back + strlen("; rolled back to v")) : 0;
+	if (str_eq(status, "failed") && from > 0) {
+		json_set_str(o, "result", "rolled-back");
+		json_set_int(o, "from", from);
+		char *why = xstrndup(reason, (size_t)(back - reason));
+		json_set_str(o, "reason", why);
+		free(why);
+	} else {
+		json_set_str(o, "result", str_eq(status, "active") || str_eq(status, "superseded")
+						  ? "succeeded"
+					  : str_eq(status, "rolled-back") ? "rolled-back"
+									  : "failed");
+		json_set_str(o, "reason", reason);
+	}
 	json_set_str(o, "release_status", status);
 	*st = o;
 	cli__response_release(&res);
@@ -658,7 +686,10 @@ int cli__cmd_deploy(struct cli *c)
 
 static void kv(struct cli *c, const char *key, const char *value)
 {
-	fprintf(c->out, "%-9s %s\n", key, value && *value ? value : "-");
+	char *v = xstrdup(value && *value ? value : "-");
+	cli__sanitize(v);
+	fprintf(c->out, "%-9s %s\n", key, v);
+	free(v);
 }
 
 int cli__cmd_deploy_status(struct cli *c)
@@ -757,8 +788,12 @@ static int release_show(struct cli *c, const char *app, int64_t v)
 	const struct json *cfg = json_get(o, "config");
 	if (json_size(cfg)) {
 		fprintf(c->out, "config:\n");
-		for (const struct json *e = json_first(cfg); e; e = json_next(e))
-			fprintf(c->out, "  %s=%s\n", json_key(e), json_str(e) ? json_str(e) : "");
+		for (const struct json *e = json_first(cfg); e; e = json_next(e)) {
+			char *v = xstrdup(json_str(e) ? json_str(e) : "");
+			cli__sanitize(v);
+			fprintf(c->out, "  %s=%s\n", json_key(e), v);
+			free(v);
+		}
 	}
 	const char *yaml = json_get_str(o, "spec_yaml");
 	if (yaml) {
@@ -918,12 +953,13 @@ int cli__cmd_config_unset(struct cli *c)
 	strbuf_init(&names, 0);
 	for (size_t i = 1; i < c->inv->n_pos; i++) {
 		const char *k = c->inv->pos[i];
-		if (!cli__config_name_ok(k)) {
+		char *bad = cli__config_name_problem(k, true);
+		if (bad) {
 			strbuf_release(&names);
 			json_free(body);
-			return cli__usage_error(c, "invalid config name '%s': use letters, digits and "
-						  "'_', not starting with a digit",
-					       k);
+			int rc = cli__usage_error(c, "%s", bad);
+			free(bad);
+			return rc;
 		}
 		json_append(list, json_string(k));
 		strbuf_addf(&names, "%s%s", names.len ? ", " : "", k);

@@ -32,6 +32,7 @@ enum cli_exit {
 #define CLI_MAX_RESPONSE_HEAD (64 * 1024)
 #define CLI_MAX_RESPONSE_BODY (256 * 1024 * 1024)
 #define CLI_MAX_SCALE 10000 /* same bound as the API's scale endpoint */
+#define CLI_MESSAGE_MAX 1000 /* a release message, as the daemon allows */
 
 /* ------------------------------------------------------------------------ */
 /* Server address (cli_client.c)                                            */
@@ -202,6 +203,9 @@ struct cli_table {
 	size_t n_cells, alloc_cells;
 };
 
+/* Control characters (newlines in a reason, escapes) become spaces: text
+ * from the daemon never drives the terminal. */
+void cli__sanitize(char *s);
 void cli__table_init(struct cli_table *t, const char *const *headers, size_t n_cols);
 void cli__table_release(struct cli_table *t);
 /* Adds the next cell (row by row); NULL shows as "-". */
@@ -301,7 +305,12 @@ void cli__ignore_free(char **patterns);
  * with *out set (caller frees with json_free), or -EINVAL with *err set. */
 int cli__config_set_parse(const char *const *args, size_t n, bool secret, struct json **out,
 			  char **err);
-/* Whether name is a valid config var name (same rule as the daemon). */
+/* What is wrong with a config var name (same rules as the daemon: letters,
+ * digits and '_', not starting with a digit, at most 256 characters, and,
+ * unless reserved_ok, not PORT, HOST or PAASOPS_* but PAASOPS_WEBHOOK_*):
+ * a message the caller frees, or NULL. */
+char *cli__config_name_problem(const char *name, bool reserved_ok);
+/* Whether name may be set. */
 bool cli__config_name_ok(const char *name);
 
 /* cli_main with explicit streams, for tests. */

@@ -31,8 +31,7 @@ void cli__table_release(struct cli_table *t)
 	memset(t, 0, sizeof(*t));
 }
 
-/* Control characters (newlines in a reason, escapes) become spaces. */
-static void sanitize(char *s)
+void cli__sanitize(char *s)
 {
 	for (; *s; s++)
 		if ((unsigned char)*s < 0x20 || *s == 0x7f)
@@ -41,7 +40,7 @@ static void sanitize(char *s)
 
 static void add_owned(struct cli_table *t, char *cell)
 {
-	sanitize(cell);
+	cli__sanitize(cell);
 	t->cells = xgrow(t->cells, sizeof(*t->cells), t->n_cells + 1, &t->alloc_cells);
 	t->cells[t->n_cells++] = cell;
 }

@@ -42,6 +42,17 @@
 #define ARCHIVE_MAX_FILES 200000
 #define ANALYSIS_TICK_MS 500
 #define ANALYSIS_MIN_REQUESTS 20
+/* The reason a release left by `paasops rollback` is recorded with. */
+#define ROLLED_BACK_BY_REQUEST "rolled back by request"
+/* As the next start records a deploy a dead daemon left (store.c). */
+#define DEPLOY_INTERRUPTED "interrupted: the daemon stopped during the deploy"
+/* A destroyed app's releases/APP directory is renamed to this prefix at
+ * once (so that the name is free), and removed once its instances are gone. */
+#define DESTROYED_PREFIX ".destroyed-"
+#define REAPER_TICK_MS 250
+#define REAPER_MAX_WAIT_MS (10LL * 60 * 1000)
+/* A build or release phase stopped with the daemon gets SIGTERM, then SIGKILL. */
+#define PHASE_STOP_GRACE_MS 5000
 
 enum dp_phase { PH_EXTRACTING, PH_BUILDING, PH_RELEASING, PH_ROLLING_OUT, PH_ROLLING_BACK, PH_DONE };
 static const char *const phase_names[] = {"extracting", "building", "releasing", "rolling out",
@@ -63,6 +74,7 @@ struct dp_job {
 	bool skip_build;
 	bool is_rollback; /* asked for by rollback: the release left is "rolled-back" */
 	bool has_release; /* its release record exists (version is taken) */
+	bool destroyed; /* the app was destroyed while this deploy ran */
 	int64_t started, finished;
 	char *yaml, *filename, *dir;
 	char *author, *message;
@@ -84,6 +96,7 @@ struct dp_job {
 	uint64_t n_req, n_err, o_req, o_err;
 	uint64_t n_hist[ROUTER_HIST_BUCKETS + 1], o_hist[ROUTER_HIST_BUCKETS + 1];
 	bool phase_running;
+	struct dp_proc *proc; /* the build or release phase running, or NULL */
 	int rollout_rc; /* why the supervisor refused the rollout, if it did */
 	double err_rate, err_factor, lat_factor; /* regression thresholds */
 };
@@ -541,9 +554,14 @@ static void on_rollout_done(void *ctx, const char *app, int version, bool ok, co
 	struct deploy *d = j->d;
 	if (j->phase == PH_ROLLING_BACK) {
 		if (ok) {
+			/* The release rolled back from never went live: it stays
+			 * "failed", so that only releases that were live are
+			 * offered by a rollback. */
 			set_status(j, j->from, "active", NULL);
-			set_status(j, j->version, "rolled-back", j->reason);
-			char *why = xstrdup(j->reason ? j->reason : "rollout failed");
+			char *why = xasprintf("%s; rolled back to v%d", j->reason ? j->reason : "rollout failed", j->from);
+			set_status(j, j->version, "failed", why);
+			free(why);
+			why = xstrdup(j->reason ? j->reason : "rollout failed");
 			job_finish(j, "rolled-back", why);
 			free(why);
 		} else {
@@ -557,7 +575,7 @@ static void on_rollout_done(void *ctx, const char *app, int version, bool ok, co
 	if (ok) {
 		if (j->from && j->from != j->version)
 			set_status(j, j->from, j->is_rollback ? "rolled-back" : "superseded",
-				   j->is_rollback ? "rolled back by request" : NULL);
+				   j->is_rollback ? ROLLED_BACK_BY_REQUEST : NULL);
 		set_status(j, j->version, "active", NULL);
 		job_finish(j, "succeeded", NULL);
 		prune(d, j->app);
@@ -577,6 +595,10 @@ static void on_rollout_done(void *ctx, const char *app, int version, bool ok, co
 /* The last step: the supervisor takes over. */
 static void begin_rollout(struct dp_job *j)
 {
+	if (j->destroyed) {
+		job_finish(j, "failed", "app destroyed");
+		return;
+	}
 	struct rel_copy r = {0};
 	store_release_get(j->d->cfg.store, j->app, j->version, dp_copy_release, &r);
 	phase(j, PH_ROLLING_OUT);
@@ -639,23 +661,27 @@ void dp_log_lines(struct supervisor *sv, const char *app, const char *instance, 
 	strbuf_consume(b, start);
 }
 
-size_t dp_release_env(struct deploy *d, const char *app, int version, char **envp, size_t cap)
+char **dp_release_env(struct deploy *d, const char *app, int version, size_t extra, size_t *n)
 {
-	size_t ne = 0;
 	static const char *const passed[] = {"PATH", "HOME", "USER", "LOGNAME", "LANG", "TZ", "TMPDIR"};
-	for (size_t k = 0; k < ARRAY_SIZE(passed) && ne + 3 < cap; k++) {
+	struct rel_copy r = {0};
+	store_release_get(d->cfg.store, app, version, dp_copy_release, &r);
+	struct spec *spec = r.found ? spec_parse_stored(r.yaml, strlen(r.yaml), r.filename, NULL) : NULL;
+	struct json *cfg = r.found ? json_parse(r.config, strlen(r.config), NULL) : NULL;
+	size_t cap = ARRAY_SIZE(passed) + (spec ? spec->n_env : 0) + json_size(cfg) + 2 + extra + 1;
+	char **envp = xcalloc(cap, sizeof(*envp));
+	size_t ne = 0;
+	for (size_t k = 0; k < ARRAY_SIZE(passed); k++) {
 		const char *v = supervisor_spawn_env(d->cfg.sv, passed[k]);
 		if (v)
 			envp[ne++] = xasprintf("%s=%s", passed[k], v);
 	}
-	struct rel_copy r = {0};
-	store_release_get(d->cfg.store, app, version, dp_copy_release, &r);
-	struct spec *spec = r.found ? spec_parse_stored(r.yaml, strlen(r.yaml), r.filename, NULL) : NULL;
-	for (size_t k = 0; spec && k < spec->n_env && ne + 3 < cap; k++)
-		envp[ne++] = xasprintf("%s=%s", spec->env[k].key, spec->env[k].value);
-	struct json *cfg = r.found ? json_parse(r.config, strlen(r.config), NULL) : NULL;
-	for (struct json *e = json_first(cfg); e && ne + 3 < cap; e = json_next(e))
-		if (json_str(e))
+	/* Config vars win over the spec's env; the daemon's own names over both. */
+	for (size_t k = 0; spec && k < spec->n_env; k++)
+		if (!json_str(json_get(cfg, spec->env[k].key)) && !deploy_config_name_reserved(spec->env[k].key))
+			envp[ne++] = xasprintf("%s=%s", spec->env[k].key, spec->env[k].value);
+	for (struct json *e = json_first(cfg); e; e = json_next(e))
+		if (json_str(e) && !deploy_config_name_reserved(json_key(e)))
 			envp[ne++] = xasprintf("%s=%s", json_key(e), json_str(e));
 	envp[ne++] = xasprintf("PAASOPS_APP=%s", app);
 	envp[ne++] = xasprintf("PAASOPS_RELEASE=v%d", version);
@@ -663,7 +689,15 @@ size_t dp_release_env(struct deploy *d, const char *app, int version, char **env
 	json_free(cfg);
 	spec_free(spec);
 	dp_rel_copy_release(&r);
-	return ne;
+	*n = ne;
+	return envp;
+}
+
+void dp_env_free(char **envp, size_t n)
+{
+	for (size_t k = 0; k < n; k++)
+		free(envp[k]);
+	free(envp);
 }
 
 
@@ -676,6 +710,7 @@ struct dp_proc {
 	bool cut[2]; /* for dp_log_lines */
 	int open;
 	bool timed_out;
+	bool interrupted; /* the daemon is stopping: it was told to stop */
 	enum supervisor_stream stream;
 	void (*next)(struct dp_job *j);
 	const char *what;
@@ -722,8 +757,15 @@ static void proc_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 static void proc_timeout(uv_timer_t *t)
 {
 	struct dp_proc *p = t->data;
-	p->timed_out = true;
+	p->timed_out = !p->interrupted;
 	kill(-p->proc.pid, SIGKILL);
+}
+
+/* Ends a deploy because the daemon stops, as the next start would. */
+static void interrupted(struct dp_job *j)
+{
+	set_status(j, j->version, "failed", DEPLOY_INTERRUPTED);
+	job_finish(j, "failed", DEPLOY_INTERRUPTED);
 }
 
 static void proc_exit(uv_process_t *h, int64_t status, int sig)
@@ -736,6 +778,15 @@ static void proc_exit(uv_process_t *h, int64_t status, int sig)
 	uv_close((uv_handle_t *)&p->timeout, proc_closed);
 	uv_close((uv_handle_t *)h, proc_closed);
 	j->phase_running = false;
+	j->proc = NULL;
+	if (j->destroyed) {
+		job_finish(j, "failed", "app destroyed");
+		return;
+	}
+	if (p->interrupted || j->d->stopping) {
+		interrupted(j);
+		return;
+	}
 	if (status == 0 && sig == 0 && !p->timed_out) {
 		note(j, "%s of v%d finished", p->what, j->version);
 		p->next(j);
@@ -755,6 +806,14 @@ static void run_phase(struct dp_job *j, const char *what, const char *cmd, enum 
 		      void (*next)(struct dp_job *))
 {
 	struct deploy *d = j->d;
+	if (j->destroyed) {
+		job_finish(j, "failed", "app destroyed");
+		return;
+	}
+	if (d->stopping) {
+		interrupted(j);
+		return;
+	}
 	struct dp_proc *p = xcalloc(1, sizeof(*p));
 	p->j = j;
 	p->stream = stream;
@@ -768,8 +827,8 @@ static void run_phase(struct dp_job *j, const char *what, const char *cmd, enum 
 	p->pipes[0].data = p->pipes[1].data = p->timeout.data = p->proc.data = p;
 	p->open = 3;
 	/* Environment: the daemon's basics, the spec's env and config vars. */
-	char *envp[256];
-	size_t ne = dp_release_env(d, j->app, j->version, envp, ARRAY_SIZE(envp));
+	size_t ne;
+	char **envp = dp_release_env(d, j->app, j->version, 0, &ne);
 	char *args[] = {"/bin/sh", "-c", (char *)cmd, NULL};
 	uv_stdio_container_t stdio[3] = {
 		{.flags = UV_IGNORE},
@@ -783,8 +842,7 @@ static void run_phase(struct dp_job *j, const char *what, const char *cmd, enum 
 	supervisor_spawn_as(d->cfg.sv, &o);
 	note(j, "%s of v%d: %s", what, j->version, cmd);
 	int rc = uv_spawn(d->cfg.loop, &p->proc, &o);
-	for (size_t k = 0; k < ne; k++)
-		free(envp[k]);
+	dp_env_free(envp, ne);
 	if (rc < 0) {
 		uv_close((uv_handle_t *)&p->proc, NULL);
 		uv_close((uv_handle_t *)&p->pipes[0], proc_closed);
@@ -798,6 +856,7 @@ static void run_phase(struct dp_job *j, const char *what, const char *cmd, enum 
 	}
 	p->open++;
 	j->phase_running = true;
+	j->proc = p;
 	/* Recorded like an instance, so that a daemon killed mid-build has the
 	 * next start stop what it left (supervisor_cleanup_leftovers). */
 	char *id = xasprintf("%s.%s", j->app, stream == SUPERVISOR_STREAM_BUILD ? "build" : "release");
@@ -901,9 +960,38 @@ void deploy_free(struct deploy *d)
 	for (size_t k = 0; k < d->n_jobs; k++)
 		job_free(d->jobs[k]);
 	free(d->jobs);
+	for (size_t k = 0; k < d->n_doomed; k++) {
+		free(d->doomed[k].app);
+		free(d->doomed[k].dir);
+	}
+	free(d->doomed);
+	if (d->reaper)
+		uv_close((uv_handle_t *)d->reaper, (uv_close_cb)free);
 	webhooks_free(d->hooks);
 	free(d->data_dir);
 	free(d);
+}
+
+/* SIGTERM to the job's build or release phase, SIGKILL after a grace. */
+static void phase_stop(struct dp_job *j, const char *why)
+{
+	struct dp_proc *p = j->proc;
+	if (!p || p->interrupted)
+		return;
+	p->interrupted = true;
+	kill(-p->proc.pid, SIGTERM);
+	uv_timer_stop(&p->timeout);
+	uv_timer_start(&p->timeout, proc_timeout, PHASE_STOP_GRACE_MS, 0);
+	note(j, "%s of v%d stopped: %s", p->what, j->version, why);
+}
+
+void deploy_stop(struct deploy *d)
+{
+	d->stopping = true;
+	for (size_t k = 0; k < d->n_jobs; k++)
+		phase_stop(d->jobs[k], "the daemon is stopping");
+	if (d->reaper)
+		uv_timer_stop(d->reaper); /* the next start removes what is left */
 }
 
 void deploy_recover(struct deploy *d)
@@ -913,6 +1001,13 @@ void deploy_recover(struct deploy *d)
 	DIR *apps = opendir(root);
 	struct dirent *a;
 	while (apps && (a = readdir(apps))) {
+		if (str_starts_with(a->d_name, DESTROYED_PREFIX)) {
+			char *t = xasprintf("%s/%s", root, a->d_name);
+			paths_remove_tree(t);
+			log_info("removed the releases of a destroyed app: %s", t);
+			free(t);
+			continue;
+		}
 		if (a->d_name[0] == '.')
 			continue;
 		char *adir = xasprintf("%s/%s", root, a->d_name);
@@ -1007,6 +1102,20 @@ int deploy_apply(struct deploy *d, const char *yaml, const char *filename, const
 	return 0;
 }
 
+/* s with every occurrence of from replaced by to; caller frees. */
+static char *str_replace_all(const char *s, const char *from, const char *to)
+{
+	struct strbuf sb;
+	strbuf_init(&sb, strlen(s) + 1);
+	size_t n = strlen(from);
+	for (const char *p; n && (p = strstr(s, from)); s = p + n) {
+		strbuf_add(&sb, s, (size_t)(p - s));
+		strbuf_add(&sb, to, strlen(to));
+	}
+	strbuf_add(&sb, s, strlen(s));
+	return strbuf_detach(&sb, NULL);
+}
+
 /* Extraction, off the loop. */
 static void extract_work(uv_work_t *w)
 {
@@ -1033,12 +1142,16 @@ static void extract_work(uv_work_t *w)
 	}
 	char *spec_path = xasprintf("%s/%s", j->tmpdir, j->spec_name);
 	struct spec *spec = spec_parse_file(spec_path, &err);
-	free(spec_path);
 	if (!spec) {
+		/* The spec as the archive names it: the server's paths are
+		 * nobody else's business. */
 		j->work_status = 422;
-		j->work_err = err;
+		j->work_err = str_replace_all(err ? err : "cannot read the spec", spec_path, j->spec_name);
+		free(err);
+		free(spec_path);
 		return;
 	}
+	free(spec_path);
 	if (strcmp(spec->app, j->app) != 0) {
 		j->work_status = 422;
 		j->work_err = xasprintf("%s: the spec is for app '%s', not '%s'", j->spec_name, spec->app, j->app);
@@ -1089,22 +1202,62 @@ static void reply_error(struct dp_job *j, int status, const char *msg)
 	j->reply(j->reply_ctx, status, o);
 }
 
+/* Removes the app's releases/ directory when nothing is left in it. */
+static void remove_empty_app_dir(struct deploy *d, const char *app)
+{
+	char *adir = xasprintf("%s/releases/%s", d->data_dir, app);
+	rmdir(adir);
+	free(adir);
+}
+
+/* A refused upload: nothing of it stays. dir (may be NULL) is removed too. */
+static void extract_refuse(struct dp_job *j, const char *dir, int status, const char *why)
+{
+	paths_remove_tree(j->tmpdir);
+	if (dir)
+		paths_remove_tree(dir);
+	if (!j->destroyed)
+		remove_empty_app_dir(j->d, j->app);
+	reply_error(j, status, why);
+	job_finish(j, "failed", why);
+}
+
 static void extract_done(uv_work_t *w, int status)
 {
 	struct dp_job *j = w->data;
 	unlink(j->archive);
+	if (j->destroyed) {
+		char *why = xasprintf("app '%s' was destroyed during the upload", j->app);
+		extract_refuse(j, NULL, 409, why);
+		free(why);
+		return;
+	}
 	if (j->work_status) {
-		paths_remove_tree(j->tmpdir);
-		reply_error(j, j->work_status, j->work_err);
-		job_finish(j, "failed", j->work_err);
+		extract_refuse(j, NULL, j->work_status, j->work_err);
+		return;
+	}
+	/* A route another app has is refused before a release is made. */
+	struct spec *spec = spec_parse(j->yaml, strlen(j->yaml), j->spec_name, NULL);
+	char *conflict = spec ? supervisor_route_conflict(j->d->cfg.sv, spec, j->scope, j->n_scope) : NULL;
+	spec_free(spec);
+	if (conflict) {
+		extract_refuse(j, NULL, 409, conflict);
+		free(conflict);
 		return;
 	}
 	char *final = xstrndup(j->tmpdir, strlen(j->tmpdir) - 4); /* drop ".tmp" */
-	if (rename(j->tmpdir, final) < 0) {
+	int rc = rename(j->tmpdir, final);
+	if (rc < 0 && (errno == ENOTEMPTY || errno == EEXIST)) {
+		/* Left by an app of that name destroyed long ago: no release
+		 * record has this version, so nothing uses the directory. */
+		log_warn("app '%s': replacing %s, which no release uses", j->app, final);
+		paths_remove_tree(final);
+		rc = rename(j->tmpdir, final);
+	}
+	if (rc < 0) {
 		char *why = xasprintf("cannot move the release into place: %s", strerror(errno));
-		paths_remove_tree(j->tmpdir);
-		reply_error(j, 400, why);
-		job_finish(j, "failed", why);
+		log_error("app '%s': %s", j->app, why);
+		extract_refuse(j, NULL, 500, why);
 		free(why);
 		free(final);
 		return;
@@ -1117,10 +1270,10 @@ static void extract_done(uv_work_t *w, int status)
 	if (live)
 		store_release_get(j->d->cfg.store, j->app, live, dp_copy_release, &cur);
 	char *err = NULL;
-	int rc = create_release(j, cur.found ? cur.config : "{}", cur.found ? cur.secrets : "[]", true, j->sha, &err);
+	rc = create_release(j, cur.found ? cur.config : "{}", cur.found ? cur.secrets : "[]", true, j->sha, &err);
 	dp_rel_copy_release(&cur);
 	if (rc < 0) {
-		reply_error(j, 400, err);
+		reply_error(j, 500, err);
 		job_finish(j, "failed", err);
 		free(err);
 		return;
@@ -1190,14 +1343,28 @@ void deploy_archive(struct deploy *d, const char *app, const char *archive_path,
 	uv_queue_work(d->cfg.loop, &j->work, extract_work, extract_done);
 }
 
-static bool env_name_ok(const char *k)
+bool deploy_config_name_reserved(const char *name)
 {
-	if (!k || !*k || !(isalpha((unsigned char)*k) || *k == '_'))
-		return false;
-	for (const char *p = k; *p; p++)
-		if (!isalnum((unsigned char)*p) && *p != '_')
-			return false;
-	return strlen(k) <= 256;
+	return str_eq(name, "PORT") || str_eq(name, "HOST") ||
+	       (str_starts_with(name, "PAASOPS_") && !str_starts_with(name, "PAASOPS_WEBHOOK_"));
+}
+
+/* What is wrong with a config var's name (a message the caller frees), or
+ * NULL. reserved_ok: a name the daemon sets is fine (unsetting one). */
+static char *config_name_problem(const char *k, bool reserved_ok)
+{
+	if (!k)
+		return xstrdup("config names must be strings");
+	bool ok = *k && (isalpha((unsigned char)*k) || *k == '_');
+	for (const char *p = k; ok && *p; p++)
+		ok = isalnum((unsigned char)*p) || *p == '_';
+	if (!ok)
+		return xasprintf("invalid config name '%s': use letters, digits and '_', not starting with a digit", k);
+	if (strlen(k) > DEPLOY_CONFIG_NAME_MAX)
+		return xasprintf("invalid config name '%.40s…': longer than %d characters", k, DEPLOY_CONFIG_NAME_MAX);
+	if (!reserved_ok && deploy_config_name_reserved(k))
+		return xasprintf("config name '%s' is reserved: paasops sets PORT, HOST and PAASOPS_* itself", k);
+	return NULL;
 }
 
 int deploy_config_change(struct deploy *d, const char *app, const struct json *set,
@@ -1209,18 +1376,15 @@ int deploy_config_change(struct deploy *d, const char *app, const struct json *s
 		*err = xasprintf("app '%s' not found", app);
 		return -ENOENT;
 	}
-	if (busy(d, app)) {
-		*err = xasprintf("app '%s' is already deploying; wait for it", app);
-		return -EBUSY;
-	}
 	/* Check everything before changing anything. */
 	if (set && !json_is_object(set)) {
 		*err = xstrdup("'set' must be an object of NAME: \"value\"");
 		return -EINVAL;
 	}
 	for (struct json *e = json_first(set); e; e = json_next(e)) {
-		if (!env_name_ok(json_key(e))) {
-			*err = xasprintf("invalid config name '%s' (letters, digits and '_', not starting with a digit)", json_key(e));
+		char *bad = config_name_problem(json_key(e), false);
+		if (bad) {
+			*err = bad;
 			return -EINVAL;
 		}
 		if (!json_str(e)) {
@@ -1238,14 +1402,16 @@ int deploy_config_change(struct deploy *d, const char *app, const struct json *s
 			*err = xstrdup("'secret' and 'unset' must be arrays of names");
 			return -EINVAL;
 		}
-		for (struct json *e = json_first(lists[k]); e; e = json_next(e))
-			if (!env_name_ok(json_str(e))) {
-				*err = xasprintf("invalid config name '%s'", json_str(e) ? json_str(e) : "(not a string)");
+		for (struct json *e = json_first(lists[k]); e; e = json_next(e)) {
+			char *bad = config_name_problem(json_str(e), k == 1);
+			if (bad) {
+				*err = bad;
 				return -EINVAL;
 			}
+		}
 	}
-	if (!json_size(set) && !json_size(unset)) {
-		*err = xstrdup("nothing to change: give 'set' or 'unset'");
+	if (!json_size(set) && !json_size(unset) && !json_size(secret)) {
+		*err = xstrdup("nothing to change: give 'set', 'secret' or 'unset'");
 		return -EINVAL;
 	}
 	struct rel_copy cur = {0};
@@ -1260,14 +1426,41 @@ int deploy_config_change(struct deploy *d, const char *app, const struct json *s
 		cfg = json_object();
 	if (!sec)
 		sec = json_array();
-	for (struct json *e = json_first(unset); e; e = json_next(e)) {
+	char *bad = NULL;
+	int bad_rc = -EINVAL;
+	for (struct json *e = json_first(unset); e && !bad; e = json_next(e))
 		if (!json_get(cfg, json_str(e))) {
-			*err = xasprintf("config var '%s' is not set", json_str(e));
-			json_free(cfg);
-			json_free(sec);
-			dp_rel_copy_release(&cur);
-			return -ENOENT;
+			bad = xasprintf("config var '%s' is not set", json_str(e));
+			bad_rc = -ENOENT;
 		}
+	/* secret marks names being set or already set (and not unset now). */
+	bool marks_new = false;
+	for (struct json *e = json_first(secret); e && !bad; e = json_next(e)) {
+		const char *n = json_str(e);
+		bool unsetting = false;
+		for (struct json *u = json_first(unset); u; u = json_next(u))
+			unsetting = unsetting || str_eq(json_str(u), n);
+		if (unsetting || (!json_get(set, n) && !json_get(cfg, n))) {
+			bad = xasprintf("cannot mark '%s' secret: it is not set (give its value in 'set')", n);
+			break;
+		}
+		bool was = false;
+		for (struct json *s2 = json_first(sec); s2; s2 = json_next(s2))
+			was = was || str_eq(json_str(s2), n);
+		marks_new = marks_new || !was;
+	}
+	if (!bad && !json_size(set) && !json_size(unset) && !marks_new)
+		bad = xstrdup("nothing to change: every name given is secret already");
+	if (!bad && busy(d, app)) {
+		bad = xasprintf("app '%s' is already deploying; wait for it", app);
+		bad_rc = -EBUSY;
+	}
+	if (bad) {
+		*err = bad;
+		json_free(cfg);
+		json_free(sec);
+		dp_rel_copy_release(&cur);
+		return bad_rc;
 	}
 	for (struct json *e = json_first(unset); e; e = json_next(e))
 		json_remove(cfg, json_str(e));
@@ -1371,15 +1564,37 @@ struct prev_find {
 	int found;
 };
 
+/* Whether a release was ever live: active now, replaced by a newer deploy,
+ * or rolled back from by request. A release an automatic rollback left is
+ * "failed" (records from before that say "rolled-back" with the failure
+ * as their reason). */
+static bool was_live(const char *status, const char *reason)
+{
+	return str_eq(status, "active") || str_eq(status, "superseded") ||
+	       (str_eq(status, "rolled-back") && str_eq(reason, ROLLED_BACK_BY_REQUEST));
+}
+
 static void find_prev(void *ctx, const struct store_release *r)
 {
 	struct prev_find *p = ctx;
 	struct stat st;
 	if (p->found || r->version >= p->below)
 		return;
-	if ((!strcmp(r->status, "superseded") || !strcmp(r->status, "active") ||
-	     !strcmp(r->status, "rolled-back")) && stat(r->dir, &st) == 0)
+	if (was_live(r->status, r->reason) && stat(r->dir, &st) == 0)
 		p->found = r->version;
+}
+
+struct live_check {
+	bool found, live;
+	char *status;
+};
+
+static void check_live(void *ctx, const struct store_release *r)
+{
+	struct live_check *c = ctx;
+	c->found = true;
+	c->live = was_live(r->status, r->reason);
+	c->status = xstrdup(r->status);
 }
 
 int deploy_rollback(struct deploy *d, const char *app, int version, const struct deploy_who *who,
@@ -1414,6 +1629,17 @@ int deploy_rollback(struct deploy *d, const char *app, int version, const struct
 		*err = xasprintf("app '%s' has no release v%d", app, version);
 		return -ENOENT;
 	}
+	struct live_check lc = {0};
+	store_release_get(d->cfg.store, app, version, check_live, &lc);
+	if (!lc.live) {
+		*err = xasprintf("v%d never went live (its status is '%s'): only a release that was live "
+				 "can be rolled back to",
+				 version, lc.status ? lc.status : "unknown");
+		free(lc.status);
+		dp_rel_copy_release(&r);
+		return -EEXIST;
+	}
+	free(lc.status);
 	if (stat(r.dir, &st) < 0) {
 		*err = xasprintf("the artifact of v%d was removed (only the newest releases keep theirs)", version);
 		dp_rel_copy_release(&r);
@@ -1443,6 +1669,109 @@ int deploy_rollback(struct deploy *d, const char *app, int version, const struct
 	*out = deploy_release_json(d, app, version);
 	if (*out)
 		json_set(*out, "deploy", job_json(j));
+	return 0;
+}
+
+/* ---- destroying an app ---- */
+
+/* Whether anything may still use the app's old release directory: one of
+ * its instances (stopping), or a deploy's process or extraction. */
+static bool app_dir_in_use(struct deploy *d, const char *app)
+{
+	struct dp_job *j = job_find(d, app);
+	if (j && !j->result && (j->proc || j->phase == PH_EXTRACTING))
+		return true;
+	struct json *insts = supervisor_instances_json(d->cfg.sv, NULL);
+	bool used = false;
+	for (struct json *e = json_first(insts); e && !used; e = json_next(e))
+		used = str_eq(json_get_str(e, "app"), app);
+	json_free(insts);
+	return used;
+}
+
+static void reap(uv_timer_t *t)
+{
+	struct deploy *d = t->data;
+	int64_t now = time_wall_ms();
+	for (size_t k = 0; k < d->n_doomed;) {
+		struct dp_doomed *x = &d->doomed[k];
+		/* A new app of that name never runs in the renamed directory:
+		 * after long enough, its instances do not hold it up. */
+		if (app_dir_in_use(d, x->app) && now - x->since < REAPER_MAX_WAIT_MS) {
+			k++;
+			continue;
+		}
+		paths_remove_tree(x->dir);
+		log_info("app '%s': removed its releases (%s)", x->app, x->dir);
+		free(x->app);
+		free(x->dir);
+		d->doomed[k] = d->doomed[--d->n_doomed];
+	}
+	if (!d->n_doomed)
+		uv_timer_stop(t);
+}
+
+/* Moves DATA/releases/APP out of the way (the name is free for a new app at
+ * once) and removes it once nothing uses it. */
+static void doom_app_dir(struct deploy *d, const char *app)
+{
+	char *adir = xasprintf("%s/releases/%s", d->data_dir, app);
+	struct stat st;
+	if (lstat(adir, &st) < 0) {
+		free(adir);
+		return;
+	}
+	char *dest = xasprintf("%s/releases/" DESTROYED_PREFIX "%s.%lld.%u", d->data_dir, app,
+			       (long long)time_wall_ms(), ++d->doomed_seq);
+	if (rename(adir, dest) < 0) {
+		log_warn("app '%s': cannot move %s away: %s", app, adir, strerror(errno));
+		free(dest);
+		free(adir);
+		return;
+	}
+	free(adir);
+	d->doomed = xgrow(d->doomed, sizeof(*d->doomed), d->n_doomed + 1, &d->alloc_doomed);
+	d->doomed[d->n_doomed++] = (struct dp_doomed){xstrdup(app), dest, time_wall_ms()};
+	if (!d->reaper) {
+		d->reaper = xcalloc(1, sizeof(*d->reaper));
+		uv_timer_init(d->cfg.loop, d->reaper);
+		d->reaper->data = d;
+		uv_unref((uv_handle_t *)d->reaper); /* a stopping daemon does not wait for it */
+	}
+	uv_timer_start(d->reaper, reap, 0, REAPER_TICK_MS);
+}
+
+static void count_release(void *ctx, const struct store_release *r)
+{
+	(*(int *)ctx)++;
+}
+
+int deploy_destroy(struct deploy *d, const char *app, char **err)
+{
+	struct dp_job *j = job_find(d, app);
+	bool deploying = j && !j->result;
+	int n_releases = 0;
+	store_releases_each(d->cfg.store, app, count_release, &n_releases);
+	if (supervisor_has_app(d->cfg.sv, app)) {
+		int rc = supervisor_destroy(d->cfg.sv, app, err);
+		if (rc < 0)
+			return rc;
+	} else if (n_releases || deploying) {
+		/* Its first deploy failed or still runs: only records to forget. */
+		if (store_app_delete(d->cfg.store, app) < 0) {
+			*err = xasprintf("cannot delete app '%s': %s", app, store_errmsg(d->cfg.store));
+			return -EIO;
+		}
+		log_info("app '%s' destroyed (it never went live)", app);
+	} else {
+		*err = xasprintf("app '%s' not found", app);
+		return -ENOENT;
+	}
+	if (deploying) {
+		j->destroyed = true;
+		phase_stop(j, "the app was destroyed");
+	}
+	doom_app_dir(d, app);
 	return 0;
 }
 

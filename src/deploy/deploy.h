@@ -47,6 +47,13 @@ void deploy_free(struct deploy *d);
 /* After a restart: deploys that were in flight are marked failed and half
  * unpacked release directories are removed. */
 void deploy_recover(struct deploy *d);
+/* The daemon is stopping: a running build or release phase gets SIGTERM
+ * to its process group (SIGKILL after 5 s) and its deploy is recorded as
+ * interrupted, as the next start would; no phase starts any more. */
+void deploy_stop(struct deploy *d);
+
+/* The longest message a release may carry, in characters. */
+#define DEPLOY_MESSAGE_MAX 1000
 
 /* Who asks and why, recorded with the release. Borrowed. */
 struct deploy_who {
@@ -78,6 +85,11 @@ void deploy_archive(struct deploy *d, const char *app, const char *archive_path,
 int deploy_config_change(struct deploy *d, const char *app, const struct json *set,
 			 const struct json *secret, const struct json *unset,
 			 const struct deploy_who *who, struct json **out, char **err);
+/* The longest config var name. */
+#define DEPLOY_CONFIG_NAME_MAX 256
+/* PORT, HOST and PAASOPS_* (but the PAASOPS_WEBHOOK_* settings): the
+ * daemon sets these, config may not. */
+bool deploy_config_name_reserved(const char *name);
 /* The app's config with secrets masked; NULL for an unknown app. */
 struct json *deploy_config_json(struct deploy *d, const char *app);
 /* The live release of app, for exporting it to another platform:
@@ -90,6 +102,12 @@ struct json *deploy_live_release_json(struct deploy *d, const char *app);
 int deploy_rollback(struct deploy *d, const char *app, int version, const struct deploy_who *who,
 		    struct json **out, char **err);
 int deploy_promote(struct deploy *d, const char *app, char **err);
+/* Destroys app: its instances stop and it is forgotten (supervisor_destroy),
+ * with its release records; an app whose first deploy failed or still runs
+ * has only those to forget, and a build or release phase of it is stopped.
+ * DATA/releases/APP is removed once its instances are gone (the name is
+ * free for a new app at once). -ENOENT: no such app. */
+int deploy_destroy(struct deploy *d, const char *app, char **err);
 struct json *deploy_releases_json(struct deploy *d, const char *app);
 /* NULL when unknown. */
 struct json *deploy_release_json(struct deploy *d, const char *app, int version);

@@ -20,6 +20,16 @@ struct deploy {
 	struct deploy_run *runs; /* one-off runs whose process is alive */
 	int n_runs, run_seq;
 	bool run_seq_known; /* run_seq goes on from the last run of earlier starts */
+	bool stopping; /* deploy_stop was called: no phase starts any more */
+	/* Release directories of destroyed apps, removed once their
+	 * instances are gone (deploy_destroy). */
+	struct dp_doomed {
+		char *app, *dir;
+		int64_t since;
+	} *doomed;
+	size_t n_doomed, alloc_doomed;
+	unsigned doomed_seq;
+	uv_timer_t *reaper;
 };
 
 /* A copy of one release record (store_release_get's callback fills it);
@@ -37,10 +47,12 @@ void dp_rel_copy_release(struct rel_copy *c);
 int dp_live_version(struct deploy *d, const char *app);
 
 /* The environment a release's commands run with: PATH, HOME, USER, LANG,
- * TZ and TMPDIR from the daemon, the spec's top-level env, the config vars,
- * PAASOPS_APP and PAASOPS_RELEASE. Fills envp (cap entries, the last
- * NULL) with strings the caller frees; returns how many. */
-size_t dp_release_env(struct deploy *d, const char *app, int version, char **envp, size_t cap);
+ * TZ and TMPDIR from the daemon, the spec's top-level env, the config vars
+ * (over the spec's env), PAASOPS_APP and PAASOPS_RELEASE. Returns a NULL
+ * terminated array with room for extra more entries before the NULL, its
+ * *n entries set; caller frees with dp_env_free(envp, n). */
+char **dp_release_env(struct deploy *d, const char *app, int version, size_t extra, size_t *n);
+void dp_env_free(char **envp, size_t n);
 
 /* Adds the complete lines in b (and with flush, the rest) to the app's
  * log under stream, splitting lines longer than 10,000 bytes; consumes

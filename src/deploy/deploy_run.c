@@ -268,8 +268,8 @@ int deploy_run_start(struct deploy *d, const char *app, const char *command, int
 	uv_timer_init(d->cfg.loop, &r->timeout);
 	r->pipes[0].data = r->pipes[1].data = r->timeout.data = r->proc.data = r;
 	r->open = 3;
-	char *envp[256];
-	size_t ne = dp_release_env(d, app, version, envp, ARRAY_SIZE(envp) - 2); /* + RUN, TERM */
+	size_t ne;
+	char **envp = dp_release_env(d, app, version, 2, &ne); /* + RUN, TERM */
 	envp[ne++] = xasprintf("PAASOPS_RUN=%s", r->id);
 	if (tty)
 		envp[ne++] = xasprintf("TERM=%s", tty->term ? tty->term : "xterm");
@@ -312,8 +312,7 @@ int deploy_run_start(struct deploy *d, const char *app, const char *command, int
 	}
 	if (master >= 0)
 		close(master);
-	for (size_t k = 0; k < ne; k++)
-		free(envp[k]);
+	dp_env_free(envp, ne);
 	dp_rel_copy_release(&rel);
 	if (rc < 0) {
 		*err = xasprintf("cannot start the command: %s", uv_strerror(rc));

@@ -278,8 +278,9 @@ def test_release_that_never_gets_healthy_is_rolled_back_and_wait_fails(daemon, t
     wait_for(lambda: pids_of(daemon) == old, what="only the old instances to run")
     assert {i["release"] for i in daemon.instances("web")} == {1}
     rel = releases(daemon)
-    assert rel[1]["status"] == "active" and rel[2]["status"] == "rolled-back"
-    assert "healthy_deadline" in rel[2]["reason"]
+    # v2 never went live: it failed, and says where the app went back to.
+    assert rel[1]["status"] == "active" and rel[2]["status"] == "failed"
+    assert "healthy_deadline" in rel[2]["reason"] and rel[2]["reason"].endswith("; rolled back to v1")
     st = deploy_status(daemon)
     assert st["result"] == "rolled-back" and st["version"] == 2 and st["from"] == 1
 
@@ -379,7 +380,7 @@ def test_release_answering_500s_is_rolled_back_by_the_regression_check(daemon, t
     assert all(f[2].startswith("boom") for f in load.failures), load.failures[:5]
     assert len(load.failures) < load.ok / 10
     wait_serving(daemon, "v1")
-    assert releases(daemon)[2]["status"] == "rolled-back"
+    assert releases(daemon)[2]["status"] == "failed"
     out = cli_ok(daemon, "deploy", "status", "web").stdout
     assert "result:   rolled-back" in out and "reason:   regression: v2" in out
     assert re.search(r"analysis: new: \d+ requests, \d+ 5xx; old: \d+ requests, 0 5xx", out), out
@@ -589,8 +590,7 @@ def test_hostile_archives_are_refused_and_leave_nothing(daemon, tmp_path):
 
     # Nothing was unpacked anywhere, nothing half-extracted was kept, no
     # upload is left behind and no release record was made.
-    assert os.listdir(os.path.join(daemon.data, "releases")) in ([], ["evil"])
-    assert os.listdir(os.path.join(daemon.data, "releases", "evil")) == []
+    assert os.listdir(os.path.join(daemon.data, "releases")) == []
     assert os.listdir(os.path.join(daemon.data, "uploads")) == []
     assert not os.path.exists(tmp_path / "pwned")
     assert daemon.request("GET", "/v1/apps/evil/releases")[0] == 404
@@ -647,6 +647,27 @@ def test_sigkill_during_build_recovers_on_the_old_release(daemon, tmp_path):
     write_app(tmp_path / "src", "v3", instances=1)
     cli_ok(daemon, "deploy", d, "--wait")
     wait_serving(daemon, "v3")
+
+
+def test_sigterm_during_build_stops_the_build_and_exits(daemon, tmp_path):
+    d = write_app(tmp_path / "src", "v1", instances=1)
+    cli_ok(daemon, "deploy", d, "--wait")
+    wait_serving(daemon, "v1")
+    pidfile = tmp_path / "build.pid"
+    # The build ignores SIGTERM: it is killed after the grace period.
+    write_app(tmp_path / "src", "v2", instances=1,
+              top=f'build: "trap \'\' TERM; echo $$ > {pidfile}; sleep 300; sleep 300"\n')
+    cli_ok(daemon, "deploy", d)
+    wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), what="the build to run")
+    build_pid = int(pidfile.read_text())
+    assert daemon.stop(timeout=20) == 0
+    assert not pid_alive(build_pid)
+    assert "another paasops" not in daemon.read_log()
+    daemon.start()
+    wait_serving(daemon, "v1")
+    rel = releases(daemon)
+    assert rel[1]["status"] == "active"
+    assert rel[2]["status"] == "failed" and rel[2]["reason"].startswith("interrupted"), rel[2]
 
 
 def test_sigkill_during_rollout_recovers_on_one_release_only(daemon, tmp_path):
@@ -777,7 +798,7 @@ def test_gzip_bomb_over_the_size_limit_is_refused(daemon, tmp_path):
     r = daemon.cli("deploy", str(bomb), "--app", "evil", timeout=120)
     assert r.returncode == 1, r
     assert "the archive unpacks to more than 2147483648 bytes" in r.stderr
-    assert os.listdir(os.path.join(daemon.data, "releases", "evil")) == []
+    assert os.listdir(os.path.join(daemon.data, "releases")) == []
     assert os.listdir(os.path.join(daemon.data, "uploads")) == []
 
 
@@ -804,3 +825,181 @@ def test_deployer_token_deploys_over_tcp_and_other_tokens_are_refused(daemon, tm
     assert r.returncode == 1, r
     out = daemon.cli("releases", "web", server=tcp, token=viewer)
     assert out.returncode == 0 and "from ci" in out.stdout
+
+
+def test_rollback_goes_only_to_releases_that_were_live(daemon, tmp_path):
+    src = tmp_path / "src"
+    fast = "{min_healthy: 300ms, healthy_deadline: 3s}"
+    write_app(src, "v1", instances=1, deploy=fast)
+    cli_ok(daemon, "deploy", str(src), "--wait")
+    write_app(src, "v2", instances=1, deploy=fast, env={"NEVER_HEALTHY": "1"})
+    assert daemon.cli("deploy", str(src), "--wait").returncode == 1
+    write_app(src, "v3", instances=1, deploy=fast, top='build: "exit 1"\n')
+    assert daemon.cli("deploy", str(src), "--wait").returncode == 1
+    write_app(src, "v4", instances=1, deploy=fast)
+    cli_ok(daemon, "deploy", str(src), "--wait")
+    rel = releases(daemon)
+    assert [rel[v]["status"] for v in (1, 2, 3, 4)] == ["superseded", "failed", "failed", "active"]
+
+    # Named: a release that never went live is refused and nothing changes.
+    for v in (2, 3):
+        status, doc = daemon.request("POST", "/v1/apps/web/rollback", {"version": v})
+        assert status == 409, (status, doc)
+        assert doc["error"]["message"].startswith(f"v{v} never went live (its status is 'failed')")
+        r = daemon.cli("rollback", "web", f"v{v}")
+        assert r.returncode == 1 and f"v{v} never went live" in r.stderr, r
+    assert deploy_status(daemon)["version"] == 4 and releases(daemon)[4]["status"] == "active"
+
+    # Unnamed: the newest earlier release that was live.
+    r = cli_ok(daemon, "rollback", "web", "--wait")
+    assert "rolling back app 'web' from v4 to v1" in r.stdout
+    wait_serving(daemon, "v1")
+    rel = releases(daemon)
+    assert rel[1]["status"] == "active" and rel[4]["status"] == "rolled-back"
+    # A release left by a rollback was live: it can be gone back to.
+    r = cli_ok(daemon, "rollback", "web", "v4", "--wait")
+    assert "from v1 to v4" in r.stdout
+
+
+def test_destroy_removes_the_releases_and_the_name_can_be_deployed_again(daemon, tmp_path):
+    src = tmp_path / "src"
+    write_app(src, "v1", instances=1)
+    cli_ok(daemon, "deploy", str(src), "--wait")
+    wait_serving(daemon, "v1")
+    pids = pids_of(daemon)
+    base = os.path.join(daemon.data, "releases")
+    assert os.listdir(base) == ["web"]
+    cli_ok(daemon, "destroy", "web", "--yes")
+    wait_for(lambda: not orphans(pids), what="the instances to stop")
+    wait_for(lambda: os.listdir(base) == [], what="the app's releases to be removed")
+    # The same name deploys again, as v1.
+    write_app(src, "v1b", instances=1)
+    r = cli_ok(daemon, "deploy", str(src), "--wait")
+    assert "release v1 of app 'web' created" in r.stdout
+    wait_serving(daemon, "v1b")
+    # A directory left by an app of that name before (no record has the
+    # version) does not stand in the way of an upload.
+    stale = os.path.join(base, "web", "v2")
+    os.makedirs(stale)
+    with open(os.path.join(stale, "junk"), "w") as f:
+        f.write("x")
+    write_app(src, "v2", instances=1)
+    r = cli_ok(daemon, "deploy", str(src), "--wait")
+    assert "release v2 of app 'web' created" in r.stdout
+    assert not os.path.exists(os.path.join(stale, "junk"))
+    wait_serving(daemon, "v2")
+
+
+def test_an_app_that_never_went_live_can_be_destroyed(daemon, tmp_path):
+    src = tmp_path / "src"
+    base = os.path.join(daemon.data, "releases")
+    # The first deploy's build fails: only its record and directory exist.
+    write_app(src, "v1", instances=1, top='build: "exit 1"\n')
+    assert daemon.cli("deploy", str(src), "--wait").returncode == 1
+    assert releases(daemon)[1]["status"] == "failed"
+    assert os.listdir(base) == ["web"]
+    cli_ok(daemon, "destroy", "web", "--yes")
+    assert daemon.request("GET", "/v1/apps/web/releases")[0] == 404
+    wait_for(lambda: os.listdir(base) == [], what="the release directory to be removed")
+    r = daemon.cli("destroy", "web", "--yes")
+    assert r.returncode == 1 and "app 'web' not found" in r.stderr, r
+
+    # The first deploy still builds: destroying stops the build.
+    pidfile = tmp_path / "build.pid"
+    write_app(src, "v1", instances=1, top=f'build: "echo $$ > {pidfile}; exec sleep 300"\n')
+    cli_ok(daemon, "deploy", str(src))
+    wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), what="the build to run")
+    build_pid = int(pidfile.read_text())
+    cli_ok(daemon, "destroy", "web", "--yes")
+    wait_for(lambda: not pid_alive(build_pid), what="the build to be stopped")
+    st = wait_deploy_done(daemon)
+    assert st["result"] == "failed" and st["reason"] == "app destroyed", st
+    wait_for(lambda: os.listdir(base) == [], what="the release directory to be removed")
+    assert daemon.request("GET", "/v1/apps/web/releases")[0] == 404
+    assert daemon.ok("GET", "/v1/apps")["apps"] == []
+
+
+def test_upload_with_a_route_of_another_app_is_a_409_and_leaves_nothing(daemon, tmp_path):
+    write_app(tmp_path / "a", "v1", instances=0, app="one")
+    cli_ok(daemon, "deploy", str(tmp_path / "a"), "--wait")
+    d = write_app(tmp_path / "b", "v1", instances=0, app="two")
+    body = tar_bytes([member("paasops.yaml", open(os.path.join(d, "paasops.yaml"), "rb").read())])
+    status, doc = upload(daemon, "two", body)
+    assert status == 409 and doc["error"]["code"] == "conflict", doc
+    assert "one" in doc["error"]["message"], doc
+    assert daemon.request("GET", "/v1/apps/two/releases")[0] == 404
+    assert os.listdir(os.path.join(daemon.data, "releases")) == ["one"]
+    # A refused spec leaves no directory either.
+    body = tar_bytes([member("paasops.yaml", b"app: other\nprocesses: {web: {command: x}}\n")])
+    status, doc = upload(daemon, "three", body)
+    assert status == 422, doc
+    assert os.listdir(os.path.join(daemon.data, "releases")) == ["one"]
+
+
+def test_config_changes_are_checked_before_anything_and_secret_marks_set_vars(daemon, tmp_path):
+    src = tmp_path / "src"
+    gate = tmp_path / "gate"
+    write_app(src, "v1", instances=0, top=f'release: "while [ ! -e {gate} ]; do sleep 0.05; done"\n')
+    gate.write_text("open")
+    cli_ok(daemon, "deploy", str(src), "--wait")
+    cfg = "/v1/apps/web/config"
+    ok = daemon.ok("POST", cfg, {"set": {"GREETING": "hi"}})
+    wait_deploy_done(daemon)
+
+    def refused(body, status, *words):
+        before = len(releases(daemon))
+        code, doc = daemon.request("POST", cfg, body)
+        assert code == status, (body, code, doc)
+        for w in words:
+            assert w in doc["error"]["message"], (body, doc)
+        assert len(releases(daemon)) == before
+
+    refused({"set": {"A": "x"}, "secret": ["B"]}, 400, "'B'", "not set")
+    refused({"set": {"A": "x"}, "message": 5}, 400, "'message' must be a string")
+    refused({"set": {"A": "x"}, "bogus": 1}, 400, "unknown field 'bogus'")
+    refused({"set": {"A": "x"}, "message": "m" * 1001}, 400, "longer than 1000 characters")
+    refused({"set": {"A" * 300: "x"}}, 400, "longer than 256 characters")
+    for name in ("PORT", "HOST", "PAASOPS_APP"):
+        refused({"set": {name: "1"}}, 400, f"'{name}' is reserved")
+    r = daemon.cli("config", "set", "web", "PORT=1", "HOST=0.0.0.0")
+    assert r.returncode == 2 and "config name 'PORT' is reserved" in r.stderr, r
+    r = daemon.cli("config", "set", "web", "A" * 300 + "=1")
+    assert r.returncode == 2 and "longer than 256 characters" in r.stderr, r
+    r = daemon.cli("config", "set", "web", "A=1", "-m", "m" * 1001)
+    assert r.returncode == 2 and "longer than 1000 characters" in r.stderr, r
+
+    # Marking a var that is set secret is a change; marking it again is not.
+    ok = daemon.ok("POST", cfg, {"secret": ["GREETING"]})
+    assert ok["version"] == 3
+    wait_deploy_done(daemon)
+    assert daemon.ok("GET", cfg)["config"]["GREETING"] == "********"
+    refused({"secret": ["GREETING"]}, 400, "nothing to change")
+
+    # While a deploy runs, a bad body is still a 400; a good one a 409.
+    gate.unlink()
+    daemon.ok("POST", cfg, {"set": {"X": "1"}})
+    wait_for(lambda: deploy_status(daemon)["phase"] == "releasing", what="the release phase")
+    refused({"unset": "A"}, 400, "must be arrays")
+    refused({"set": {"Y": "1"}}, 409, "already deploying")
+    gate.write_text("open")
+    assert wait_deploy_done(daemon)["result"] == "succeeded"
+
+
+def test_release_show_prints_no_control_characters(daemon, tmp_path):
+    d = write_app(tmp_path / "src", "v1", instances=0)
+    spec = open(os.path.join(d, "paasops.yaml")).read()
+    daemon.ok("POST", "/v1/apps", {"spec": spec, "dir": d, "message": "\x1b[2J\x1b]0;owned\x07hi\nthere"})
+    wait_deploy_done(daemon)
+    one = cli_ok(daemon, "releases", "web", "v1").stdout
+    assert "\x1b" not in one and "\x07" not in one
+    assert "message:   [2J ]0;owned hi there\n" in one, one
+
+
+def test_a_refused_spec_is_named_as_in_the_archive_not_by_a_server_path(daemon):
+    big = b"app: big\n" + b"#" * (1 << 20) + b"\nprocesses: {web: {command: x}}\n"
+    status, doc = upload(daemon, "big", tar_bytes([member("paasops.yaml", big)]))
+    assert status == 422, doc
+    text = json.dumps(doc)
+    assert daemon.data not in text and ".tmp" not in text, doc
+    assert doc["error"]["details"][0].startswith("paasops.yaml:1:1: file is too large"), doc
+    assert os.listdir(os.path.join(daemon.data, "releases")) == []

@@ -97,6 +97,16 @@ def test_run_streams_both_outputs_with_the_release_environment_and_exit_status(d
     assert any("exited with status 7" in m for m in msgs), msgs
 
 
+def test_a_run_gets_every_config_var_however_many_and_config_over_spec_env(daemon):
+    setup_app(daemon)
+    body = {"set": {f"V_{k}": f"value-{k}" for k in range(1, 301)}}
+    body["set"]["SPEC_VAR"] = "from-config"
+    daemon.ok("POST", "/v1/apps/job/config", body)
+    wait_for(lambda: daemon.ok("GET", "/v1/apps/job")["release"] == 2, timeout=60, what="release v2 to be live")
+    r = run_cli(daemon, "job", "--", "env | grep -c ^V_; echo $V_300; env | grep -c ^SPEC_VAR=; echo $SPEC_VAR")
+    assert (r.returncode, r.stdout) == (0, "300\nvalue-300\n1\nfrom-config\n"), r
+
+
 def test_the_command_inherits_no_descriptor_of_the_daemon(daemon):
     setup_app(daemon)
     # 0-2, and 3: the directory ls reads. Not the daemon's sockets (libcurl's

@@ -1294,6 +1294,19 @@ static void test_cli_config_set__rejects_bad_arguments(void **state)
 	free(err);
 	assert_true(cli__config_name_ok("_X9"));
 	assert_false(cli__config_name_ok(""));
+	assert_false(cli__config_name_ok("PORT"));
+	assert_false(cli__config_name_ok("PAASOPS_APP"));
+	assert_true(cli__config_name_ok("PAASOPS_WEBHOOK_URL"));
+	char *why = cli__config_name_problem("HOST", false);
+	assert_contains(why, "config name 'HOST' is reserved");
+	free(why);
+	assert_null(cli__config_name_problem("HOST", true)); /* unsetting it is fine */
+	char longname[300];
+	memset(longname, 'A', sizeof(longname) - 1);
+	longname[sizeof(longname) - 1] = '\0';
+	why = cli__config_name_problem(longname, false);
+	assert_contains(why, "longer than 256 characters");
+	free(why);
 }
 
 static void test_cli_parse__a_command_that_is_also_a_group(void **state)
