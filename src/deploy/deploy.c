@@ -517,6 +517,7 @@ static int roll_to(struct dp_job *j, const struct rel_copy *r, char **err)
 		.version = r->version, .spec = spec, .yaml = r->yaml, .filename = r->filename,
 		.dir = r->dir, .config = env, .n_config = k,
 		.scope = j->scope, .n_scope = j->n_scope,
+		.rollback = j->is_rollback || j->phase == PH_ROLLING_BACK,
 	};
 	bool created;
 	int rc = supervisor_rollout(j->d->cfg.sv, &sr, on_rollout_done, j, &created, err);

@@ -631,7 +631,7 @@ int supervisor_rollout(struct supervisor *sv, const struct supervisor_release *r
 	char msg[200];
 	snprintf(msg, sizeof(msg), "%s v%d", *created ? "app created with" : "applied", r->version);
 	sv_emit(sv, a->name, NULL, NULL, "apply", NULL, msg, 0, -1, 0);
-	sv_rollout_begin(a, from, prev, r->version, done, ctx, before);
+	sv_rollout_begin(a, from, prev, r->version, r->rollback, done, ctx, before);
 	free(desired);
 	notify_changed(sv);
 	return 0;

@@ -83,6 +83,8 @@ struct supervisor_release {
 	size_t n_config;
 	char *const *scope; /* apps the caller may change; n_scope 0: every app */
 	size_t n_scope;
+	/* Back to a release that was live (a rollback): no canary stage. */
+	bool rollback;
 };
 
 /* Called once when a rollout ends: ok, or why it failed. */

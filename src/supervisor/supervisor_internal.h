@@ -173,6 +173,7 @@ struct sv_rollout {
 	int from, to; /* versions */
 	bool restart; /* replaces the instances of older gens, same release */
 	bool back;    /* returns to the live release after a failed rollout */
+	bool rollback; /* to a release that was live: no canary stage */
 	struct sv_release *prev;   /* the app's release when it began (a reference), or NULL */
 	struct sv_release *target; /* the release it rolls out (a reference) */
 	struct sv_counts *before;  /* counts when it began (owned), or NULL */
@@ -269,7 +270,7 @@ void sv_app_reconcile(struct sv_app *a);
 /* Starts moving a (whose rel is already the target) from release `from`,
  * whose release was prev, with the counts before; takes ownership of both
  * (a reference to prev), either may be NULL. */
-void sv_rollout_begin(struct sv_app *a, int from, struct sv_release *prev, int to,
+void sv_rollout_begin(struct sv_app *a, int from, struct sv_release *prev, int to, bool rollback,
 		      supervisor_rollout_cb done, void *ctx, struct sv_counts *before);
 /* Frees a rollout that has ended. */
 void sv_rollout_free(struct sv_rollout *ro);

@@ -314,7 +314,7 @@ static bool step_proc(struct sv_app *a, struct sv_proc *p, char *why, size_t why
 	}
 	bool recreate = d->strategy && !strcmp(d->strategy, "recreate");
 	bool canary = d->strategy && !strcmp(d->strategy, "canary") && !a->promoted && !restart &&
-		      !a->rollout->back;
+		      !a->rollout->back && !a->rollout->rollback;
 	int surge = d->max_surge, unavailable = d->max_unavailable;
 	if (surge + unavailable <= 0)
 		surge = 1;
@@ -476,10 +476,11 @@ static void begin(struct sv_app *a, struct sv_rollout *ro)
 		sv_rollout_kick(a);
 }
 
-void sv_rollout_begin(struct sv_app *a, int from, struct sv_release *prev, int to,
+void sv_rollout_begin(struct sv_app *a, int from, struct sv_release *prev, int to, bool rollback,
 		      supervisor_rollout_cb done, void *ctx, struct sv_counts *before)
 {
 	struct sv_rollout *ro = xcalloc(1, sizeof(*ro));
+	ro->rollback = rollback;
 	ro->from = from;
 	ro->to = to;
 	ro->prev = prev;
@@ -515,7 +516,7 @@ int supervisor_rollout_abort(struct supervisor *sv, const char *app, const char 
 static bool canary_waits(const struct sv_app *a)
 {
 	const struct sv_rollout *ro = a->rollout;
-	if (!ro || ro->restart || ro->back || a->promoted)
+	if (!ro || ro->restart || ro->back || ro->rollback || a->promoted)
 		return false;
 	for (size_t k = 0; k < a->n_procs; k++) {
 		const struct sv_proc *p = a->procs[k];

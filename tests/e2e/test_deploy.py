@@ -447,6 +447,21 @@ def test_unpromoted_canary_fails_saying_so_and_only_a_canary_is_promoted(daemon,
     assert not any(e["reason"] == "canary promoted" for e in daemon.events("web"))
 
 
+def test_an_unpromoted_canary_is_rolled_back_without_a_canary_of_its_own(daemon, tmp_path):
+    """The release going back was live: its rollout has no canary stage to
+    wait in, so the automatic rollback of an unpromoted canary succeeds."""
+    canary = "{strategy: canary, canary: 1, auto_promote: false, min_healthy: 300ms, healthy_deadline: 3s}"
+    d = write_app(tmp_path / "src", "v1", instances=1, deploy=canary)
+    cli_ok(daemon, "deploy", d, "--wait")
+    write_app(tmp_path / "src", "v2", instances=1, deploy=canary)
+    r = daemon.cli("deploy", d, "--wait")
+    assert r.returncode == 1, r
+    assert "rolled back to v1" in r.stderr and "failed too" not in r.stderr, r.stderr
+    wait_for(lambda: settled_on(daemon, 1, 1), timeout=20, what="v1 alone")
+    rels = {x["version"]: x["status"] for x in daemon.ok("GET", "/v1/apps/web/releases")["releases"]}
+    assert rels[1] == "active" and rels[2] == "failed", rels
+
+
 def daemon_bin():
     from conftest import BIN
     return BIN
