@@ -61,6 +61,22 @@ class UnixHTTPConnection(http.client.HTTPConnection):
         self.sock.connect(self.unix_path)
 
 
+# Every daemon a test started, so that one a failed fixture never stopped
+# is stopped when the session ends instead of outliving it.
+STARTED = []
+
+
+def pytest_sessionfinish(session, exitstatus):
+    for d in STARTED:
+        if d.proc and d.proc.poll() is None:
+            d.proc.terminate()
+            try:
+                d.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                d.proc.kill()
+                d.proc.wait()
+
+
 class Daemon:
     def __init__(self, tmp_path, api=True):
         self.tmp = tmp_path
@@ -85,6 +101,7 @@ class Daemon:
         args += list(extra)
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, preexec_fn=preexec_fn)
+        STARTED.append(self)
         if wait:
             wait_for(self._healthy, timeout=10, what="daemon to answer /healthz")
         return self
