@@ -1040,6 +1040,21 @@ int deploy_apply(struct deploy *d, const char *yaml, const char *filename, const
 		*err = perr;
 		return -EINVAL;
 	}
+	/* A server directory is used as it is: the run-as user must be able to
+	 * read it, or app code would reach through the daemon's own entry
+	 * (the working directory is entered before the user is taken on) what
+	 * the user itself cannot. */
+	const struct runas *ra = supervisor_run_as(d->cfg.sv);
+	char *bad = NULL;
+	if (ra && runas_reach(ra, dir, R_OK | X_OK, &bad) < 0) {
+		*err = xasprintf("user '%s', which app code runs as, cannot read '%s': make it readable and "
+				 "searchable by that user, or deploy by upload",
+				 ra->user, bad);
+		free(bad);
+		spec_free(spec);
+		return -EINVAL;
+	}
+	free(bad);
 	char *app = xstrdup(spec->app);
 	spec_free(spec);
 	if (busy(d, app)) {
@@ -1086,18 +1101,6 @@ int deploy_apply(struct deploy *d, const char *yaml, const char *filename, const
 	json_set_bool(o, "created", created);
 	json_set_int(o, "release", version);
 	json_set(o, "deploy", job_json(j));
-	/* A server directory is used as it is: the run-as user must read it. */
-	const struct runas *ra = supervisor_run_as(d->cfg.sv);
-	char *bad = NULL;
-	if (ra && runas_reach(ra, dir, R_OK | X_OK, &bad) < 0) {
-		char *w = xasprintf("user '%s', which app code runs as, cannot read '%s': instances, builds "
-				    "and runs of this release will fail to start there; make '%s' readable "
-				    "and searchable by it (or deploy by upload)",
-				    ra->user, bad, bad);
-		json_set_str(o, "warning", w);
-		free(w);
-	}
-	free(bad);
 	*out = o;
 	free(app);
 	return 0;

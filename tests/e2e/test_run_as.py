@@ -155,13 +155,16 @@ def test_resource_limits_still_apply(d, base):
                 assert f"{i['id']}.{i['pid']}" in f.read()
 
 
-def test_apply_from_a_directory_the_user_cannot_read_warns(d, tmp_path):
-    # pytest's tmp_path is under 0700 directories.
-    spec = open(os.path.join(APP_SRC, "paasops.yaml")).read()
+def test_apply_from_a_directory_the_user_cannot_read_is_refused(d, tmp_path):
+    # pytest's tmp_path is under 0700 directories. The daemon enters the
+    # working directory before it takes on the user, so app code would read
+    # there what the user cannot: such a directory is refused.
+    spec = open(os.path.join(APP_SRC, "paasops.yaml")).read().replace("app: hello", "app: private")
     (tmp_path / "paasops.yaml").write_text(spec)
     r = d.cli("apply", "-f", str(tmp_path / "paasops.yaml"))
-    assert r.returncode == 0, r.stderr
-    assert "warning: user 'nobody'" in r.stderr and "cannot read" in r.stderr, r.stderr
+    assert r.returncode == 1, r.stderr
+    assert "user 'nobody'" in r.stderr and "cannot read" in r.stderr, r.stderr
+    assert d.request("GET", "/v1/apps/private")[0] == 404
 
 
 def test_unknown_user_and_root_are_refused_at_start(tmp_path):
