@@ -7,13 +7,13 @@
 #include "compat/json.h"
 #include "compat/tls.h"
 #include "core/log.h"
-#include "core/runas.h"
-#include "supervisor/supervisor.h"
 #include "core/netaddr.h"
 #include "core/paths.h"
+#include "core/runas.h"
 #include "core/strbuf.h"
 #include "core/timeutil.h"
 #include "core/util.h"
+#include "supervisor/supervisor.h"
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>

@@ -12,7 +12,6 @@
 #include "deploy/deploy.h"
 #include "router/router.h"
 #include "supervisor/supervisor.h"
-#include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -464,10 +463,8 @@ void h_tokens_create(struct api_req *req, struct api_resp *resp)
 	int64_t expires = 0;
 	struct json *je = json_get(req->body, "expires");
 	if (je && !json_is_null(je)) {
-		/* A unit is required: a bare '30' would be thirty seconds. */
 		const char *s = json_is_string(je) ? json_str(je) : "";
-		size_t n = strlen(s);
-		if (!n || !isalpha((unsigned char)s[n - 1]) || duration_parse(s, &expires) < 0 || expires <= 0) {
+		if (duration_parse_with_unit(s, &expires) < 0 || expires <= 0) {
 			api_error(resp, 400, "bad_request", "'expires' must be a duration with a unit like '30d' or '12h'");
 			return;
 		}

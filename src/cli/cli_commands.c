@@ -7,7 +7,6 @@
 #include "core/timeutil.h"
 #include "core/util.h"
 #include "spec/spec.h"
-#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -797,7 +796,7 @@ static int cmd_tokens_create(struct cli *c)
 	if (!known)
 		return cli__usage_error(c, "invalid --role '%s': use admin, deployer or viewer", role);
 	int64_t ms;
-	if (expires && (duration_parse(expires, &ms) < 0 || ms <= 0 || !isalpha((unsigned char)expires[strlen(expires) - 1])))
+	if (expires && (duration_parse_with_unit(expires, &ms) < 0 || ms <= 0))
 		return cli__usage_error(c, "invalid --expires '%s': use a duration like 12h or 30d",
 				       expires);
 

@@ -96,6 +96,14 @@ int duration_parse(const char *s, int64_t *ms)
 	return apply_unit(num, unit, units, ARRAY_SIZE(units), ms);
 }
 
+int duration_parse_with_unit(const char *s, int64_t *ms)
+{
+	size_t n = s ? strlen(s) : 0;
+	if (!n || !isalpha((unsigned char)s[n - 1]))
+		return -EINVAL;
+	return duration_parse(s, ms);
+}
+
 void duration_format(int64_t ms, char *buf, size_t size)
 {
 	if (ms % 86400000 == 0 && ms)

@@ -16,6 +16,9 @@ void time_format_iso(int64_t wall_ms, char *buf, size_t size);
  * seconds) into milliseconds. Returns 0, or -EINVAL on bad syntax and
  * -ERANGE when it overflows. */
 int duration_parse(const char *s, int64_t *ms);
+/* The same, but a unit is required: -EINVAL for a bare number, where
+ * "30" meaning thirty seconds would surprise (a token's lifetime). */
+int duration_parse_with_unit(const char *s, int64_t *ms);
 /* Formats ms as the shortest exact unit ("500ms", "10s", "5m"). */
 void duration_format(int64_t ms, char *buf, size_t size);
 /* What a duration of at least min_ms must be, for messages: "at least 0",

@@ -436,6 +436,17 @@ static void test_duration__bare_number_is_seconds(void **state)
 	assert_int_equal(duration_ok("90"), 90000);
 }
 
+static void test_duration__with_unit_refuses_a_bare_number(void **state)
+{
+	int64_t ms = 777;
+	assert_int_equal(duration_parse_with_unit("30", &ms), -EINVAL);
+	assert_int_equal(duration_parse_with_unit("", &ms), -EINVAL);
+	assert_int_equal(duration_parse_with_unit(NULL, &ms), -EINVAL);
+	assert_int_equal(ms, 777);
+	assert_int_equal(duration_parse_with_unit("30d", &ms), 0);
+	assert_int_equal(ms, 30LL * 86400000);
+}
+
 static void test_duration__accepts_fractions(void **state)
 {
 	assert_int_equal(duration_ok("1.5s"), 1500);
@@ -763,6 +774,7 @@ int main(void)
 		cmocka_unit_test(test_strbuf__reset_empties_but_keeps_capacity),
 		cmocka_unit_test(test_duration__parses_every_unit),
 		cmocka_unit_test(test_duration__bare_number_is_seconds),
+		cmocka_unit_test(test_duration__with_unit_refuses_a_bare_number),
 		cmocka_unit_test(test_duration__accepts_fractions),
 		cmocka_unit_test(test_duration__rejects_bad_syntax),
 		cmocka_unit_test(test_duration__rejects_values_too_large),
